@@ -1,0 +1,314 @@
+//! The command line of `xscpd`: options, their defaults, and the parsing of durations and
+//! sizes. No argument-parsing crate: the grammar is small and the errors are ours.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::protocol::fsm::FsmFormat;
+
+/// The usage synopsis, printed by `--help` and after a bad option.
+pub const USAGE: &str = "\
+usage: xscpd [-l|--listen ADDR] [--max-clients N] [--max-per-ip N] [--max-retries N]
+             [--negotiate-timeout DUR] [--ping-interval DUR] [--ping-timeout DUR] [--hold DUR]
+             [--sendq BYTES] [--rate N] [--log-file PATH] [-v...] [-q]
+             [--print-fsm [markdown|dot|mermaid]] [-h|--help] [-V|--version]";
+
+/// `--help`: the synopsis and every option with its default and unit.
+pub const HELP: &str = "\
+xscpd - the XSCP/1 chat server
+
+Options:
+  -l, --listen ADDR          address to listen on (default 127.0.0.1:1030)
+      --max-clients N        most connections at once (default 1024)
+      --max-per-ip N         most connections from one IP address, 0 = unlimited (default 64)
+      --max-retries N        failed attempts allowed before a name is given (default 3)
+      --negotiate-timeout DUR  time from accept to a valid uname (default 30s)
+      --ping-interval DUR    silence after which the server pings a client (default 60s)
+      --ping-timeout DUR     time a client has to answer a ping; also the write timeout (default 20s)
+      --hold DUR             how long a departed client's name is held for its IP, 0 = off (default 300s)
+      --sendq BYTES          most output queued for one client before it is dropped as a slow
+                             consumer; suffixes K, KiB, M, MiB (default 256KiB)
+      --rate N               PDUs per second a client may send, 0 = unlimited (default 0)
+      --log-file PATH        also write the log to PATH (appending)
+  -v, --verbose              more log: -v adds decisions, -vv every PDU in and out
+  -q, --quiet                only warnings and errors
+      --print-fsm [FORMAT]   print the state machine and legality table (markdown, dot or
+                             mermaid; default markdown) and exit
+  -h, --help                 print this help and exit
+  -V, --version              print the version and exit
+
+DUR is 250ms, 2s, 5m, 1h or a bare number of seconds.
+Signals: SIGINT and SIGTERM shut the server down in order; exit status 0.";
+
+/// Everything the server needs to know from its command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `--listen`
+    pub listen: String,
+    /// `--max-clients`
+    pub max_clients: usize,
+    /// `--max-per-ip` (0 = unlimited)
+    pub max_per_ip: usize,
+    /// `--max-retries`
+    pub max_retries: u32,
+    /// `--negotiate-timeout`
+    pub negotiate_timeout: Duration,
+    /// `--ping-interval`
+    pub ping_interval: Duration,
+    /// `--ping-timeout`
+    pub ping_timeout: Duration,
+    /// `--hold` (zero: names are released at once)
+    pub hold: Duration,
+    /// `--sendq`, in bytes
+    pub sendq: usize,
+    /// `--rate`, PDUs per second (0 = off)
+    pub rate: u32,
+    /// `--log-file`
+    pub log_file: Option<PathBuf>,
+    /// -1 with `-q`, 0 by default, 1 with `-v`, 2 with `-vv`.
+    pub verbosity: i8,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "127.0.0.1:1030".into(),
+            max_clients: 1024,
+            max_per_ip: 64,
+            max_retries: 3,
+            negotiate_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(20),
+            hold: Duration::from_secs(300),
+            sendq: 256 * 1024,
+            rate: 0,
+            log_file: None,
+            verbosity: 0,
+        }
+    }
+}
+
+/// What the command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cli {
+    /// Run the server.
+    Run(Config),
+    /// Print the tables and exit.
+    PrintFsm(FsmFormat),
+    /// Print the help and exit.
+    Help,
+    /// Print the version and exit.
+    Version,
+}
+
+/// A bad command line: the message names the option.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CliError(pub String);
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Parses a duration: `250ms`, `2s`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "" | "s" => Some(Duration::from_secs(n)),
+        "m" => n.checked_mul(60).map(Duration::from_secs),
+        "h" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+/// Parses a size in bytes: a number with an optional `K`, `KiB`, `M` or `MiB`.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: usize = digits.parse().ok()?;
+    let factor = match unit {
+        "" | "B" => 1,
+        "K" | "k" | "KiB" => 1024,
+        "M" | "MiB" => 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+fn value<T>(
+    opt: &str,
+    v: Option<String>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<T, CliError> {
+    let v = v.ok_or_else(|| CliError(format!("option {opt} needs a value")))?;
+    parse(&v).ok_or_else(|| CliError(format!("invalid value '{v}' for {opt}")))
+}
+
+fn at_least<T: PartialOrd + fmt::Debug>(opt: &str, v: T, min: T) -> Result<T, CliError> {
+    if v < min {
+        return Err(CliError(format!("{opt} must be at least {min:?}")));
+    }
+    Ok(v)
+}
+
+/// Parses the arguments (without the program name).
+pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliError> {
+    let mut c = Config::default();
+    let mut args = args.into_iter().peekable();
+    while let Some(arg) = args.next() {
+        // `--opt=value` is the same as `--opt value`.
+        let (opt, mut inline) = match arg.split_once('=') {
+            Some((o, v)) if o.starts_with("--") => (o.to_string(), Some(v.to_string())),
+            _ => (arg.clone(), None),
+        };
+        let mut next = || inline.take().or_else(|| args.next());
+        let secs = |v: &str| parse_duration(v);
+        match opt.as_str() {
+            "-l" | "--listen" => c.listen = value(&opt, next(), |v| Some(v.to_string()))?,
+            "--max-clients" => {
+                c.max_clients = at_least(&opt, value(&opt, next(), |v| v.parse().ok())?, 1)?
+            }
+            "--max-per-ip" => c.max_per_ip = value(&opt, next(), |v| v.parse().ok())?,
+            "--max-retries" => {
+                c.max_retries = at_least(&opt, value(&opt, next(), |v| v.parse().ok())?, 1)?
+            }
+            "--negotiate-timeout" => {
+                c.negotiate_timeout =
+                    at_least(&opt, value(&opt, next(), secs)?, Duration::from_millis(1))?
+            }
+            "--ping-interval" => {
+                c.ping_interval =
+                    at_least(&opt, value(&opt, next(), secs)?, Duration::from_millis(1))?
+            }
+            "--ping-timeout" => {
+                c.ping_timeout =
+                    at_least(&opt, value(&opt, next(), secs)?, Duration::from_millis(1))?
+            }
+            "--hold" => c.hold = value(&opt, next(), secs)?,
+            "--sendq" => c.sendq = at_least(&opt, value(&opt, next(), parse_size)?, 512)?,
+            "--rate" => c.rate = value(&opt, next(), |v| v.parse().ok())?,
+            "--log-file" => c.log_file = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
+            "-q" | "--quiet" => c.verbosity = -1,
+            "-v" | "--verbose" => c.verbosity = (c.verbosity.max(0) + 1).min(2),
+            "-vv" => c.verbosity = 2,
+            "--print-fsm" => {
+                let format = match inline
+                    .take()
+                    .or_else(|| args.next_if(|a| !a.starts_with('-')))
+                {
+                    None => FsmFormat::Markdown,
+                    Some(f) => FsmFormat::parse(&f)
+                        .ok_or_else(|| CliError(format!("invalid value '{f}' for --print-fsm")))?,
+                };
+                return Ok(Cli::PrintFsm(format));
+            }
+            "-h" | "--help" => return Ok(Cli::Help),
+            "-V" | "--version" => return Ok(Cli::Version),
+            _ => return Err(CliError(format!("unknown option '{arg}'"))),
+        }
+        if let Some(v) = inline {
+            return Err(CliError(format!("option {opt} takes no value (got '{v}')")));
+        }
+    }
+    Ok(Cli::Run(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<Cli, CliError> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let Ok(Cli::Run(c)) = run(&[]) else { panic!() };
+        assert_eq!(c.listen, "127.0.0.1:1030");
+        assert_eq!((c.max_clients, c.max_per_ip, c.max_retries), (1024, 64, 3));
+        assert_eq!(c.negotiate_timeout, Duration::from_secs(30));
+        assert_eq!(c.ping_interval, Duration::from_secs(60));
+        assert_eq!(c.ping_timeout, Duration::from_secs(20));
+        assert_eq!(c.hold, Duration::from_secs(300));
+        assert_eq!((c.sendq, c.rate), (256 * 1024, 0));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        for bad in ["", "s", "1x", "-1", "1.5s", "ms"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("256KiB"), Some(262144));
+        assert_eq!(parse_size("1M"), Some(1 << 20));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1G"), None);
+    }
+
+    #[test]
+    fn options_and_values() {
+        let Ok(Cli::Run(c)) = run(&[
+            "-l",
+            "127.0.0.1:0",
+            "--hold=0",
+            "--ping-interval",
+            "250ms",
+            "-vv",
+            "--rate",
+            "10",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(c.listen, "127.0.0.1:0");
+        assert_eq!(c.hold, Duration::ZERO);
+        assert_eq!(c.ping_interval, Duration::from_millis(250));
+        assert_eq!((c.verbosity, c.rate), (2, 10));
+    }
+
+    #[test]
+    fn bad_options_name_themselves() {
+        assert_eq!(
+            run(&["--bogus"]),
+            Err(CliError("unknown option '--bogus'".into()))
+        );
+        assert_eq!(
+            run(&["--hold", "soon"]),
+            Err(CliError("invalid value 'soon' for --hold".into()))
+        );
+        assert_eq!(
+            run(&["--max-clients"]),
+            Err(CliError("option --max-clients needs a value".into()))
+        );
+        assert!(run(&["--max-retries", "0"]).is_err());
+        assert!(run(&["-q=1"]).is_err());
+    }
+
+    #[test]
+    fn print_fsm_takes_an_optional_format() {
+        assert_eq!(
+            run(&["--print-fsm"]),
+            Ok(Cli::PrintFsm(FsmFormat::Markdown))
+        );
+        assert_eq!(
+            run(&["--print-fsm", "dot"]),
+            Ok(Cli::PrintFsm(FsmFormat::Dot))
+        );
+        assert_eq!(
+            run(&["--print-fsm=mermaid"]),
+            Ok(Cli::PrintFsm(FsmFormat::Mermaid))
+        );
+        assert!(run(&["--print-fsm", "svg"]).is_err());
+    }
+}

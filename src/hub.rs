@@ -1,0 +1,497 @@
+//! The hub thread: it owns the nickname map, the name holds (§5.7) and the pending receipts,
+//! and routes every message between clients (PROTOCOL.md §5, §7).
+//!
+//! Readers send it [`ToHub`] messages over one bounded channel; it answers the few
+//! synchronous requests (registration, rename) on each reader's own channel and writes to
+//! clients only through their [`Outbox`]es, which never block. So the hub never waits for a
+//! client, and one slow client cannot stall it: a push past `--sendq` drops that client.
+//!
+//! Ordering: every response to a client passes through here, in the order its reader sent
+//! the commands, so responses leave in command order and `+OK message relayed` is queued to
+//! the sender before the message is queued to its recipient (hence before any receipt).
+//! The hub does no socket I/O.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::net::outbox::{Out, Outbox};
+use crate::protocol::nick::{Nick, NickKey};
+use crate::protocol::reply;
+use crate::protocol::session::Cause;
+
+/// A connection's number, unique for the life of the server.
+pub type ConnId = u64;
+
+/// The most receipts one client can owe; past it the oldest is forgotten.
+pub const MAX_PENDING_RECEIPTS: usize = 1024;
+
+/// What readers (and the server) tell the hub.
+#[derive(Debug)]
+pub enum ToHub {
+    /// A connection was accepted (NEGOTIATING).
+    Accepted {
+        /// The connection.
+        conn: ConnId,
+        /// Its log tag (`conn=.. peer=..`).
+        tag: String,
+        /// The peer's address, for holds.
+        ip: IpAddr,
+        /// Its outgoing side.
+        outbox: Outbox,
+    },
+    /// `uname`: register the nickname. Answered.
+    Register {
+        /// The connection.
+        conn: ConnId,
+        /// The nickname asked for.
+        nick: Nick,
+        /// Where to answer.
+        answers: Sender<Answer>,
+    },
+    /// `cname`: change the nickname. Answered; the hub also replies to the client.
+    Rename {
+        /// The connection.
+        conn: ConnId,
+        /// The new nickname.
+        nick: Nick,
+        /// Where to answer.
+        answers: Sender<Answer>,
+    },
+    /// `chatm`: relay `line`, whose bytes at `recipient` are the recipient field.
+    Chat {
+        /// The sender.
+        conn: ConnId,
+        /// The complete line to relay.
+        line: String,
+        /// Where in `line` the recipient (a nickname or `*`) is.
+        recipient: Range<usize>,
+    },
+    /// `chatr`: relay the receipt `line`, whose bytes at `sender` name the original sender.
+    Receipt {
+        /// The receipt's author (the recipient of the original message).
+        conn: ConnId,
+        /// The complete line to relay.
+        line: String,
+        /// Where in `line` the sender field is.
+        sender: Range<usize>,
+    },
+    /// `users`
+    Users {
+        /// The asking connection.
+        conn: ConnId,
+    },
+    /// `notif on|off`
+    Notif {
+        /// The connection.
+        conn: ConnId,
+        /// On or off.
+        on: bool,
+    },
+    /// A response the reader produced itself; it passes here to keep its place in line.
+    Respond {
+        /// The connection.
+        conn: ConnId,
+        /// The response line(s).
+        line: String,
+    },
+    /// The connection ends: send `lines`, close, release everything it held.
+    Depart {
+        /// The connection.
+        conn: ConnId,
+        /// The last lines to send.
+        lines: String,
+    },
+    /// The server is shutting down: every client gets `cquit server shutting down`.
+    Shutdown,
+}
+
+/// The hub's answer to a synchronous request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// Registered; the hub has sent the `+OK`.
+    Registered {
+        /// The nickname, as spelled.
+        nick: Nick,
+        /// It was held for this address.
+        welcome_back: bool,
+    },
+    /// The nickname is taken or held for another address; nothing was sent.
+    InUse,
+    /// Renamed; the hub has sent the `+OK`.
+    Renamed(Nick),
+    /// Not renamed; the hub has sent the `-ERR`.
+    NotRenamed,
+    /// The connection is no longer known to the hub (it was dropped or the server is
+    /// shutting down); the reason is recorded in its shared state.
+    Gone,
+}
+
+/// The hub's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct HubConfig {
+    /// How long a departed client's name is held for its address (zero: not at all).
+    pub hold: Duration,
+    /// The most names held at once; past it the oldest hold is dropped.
+    pub max_holds: usize,
+}
+
+/// A receipt a client owes.
+#[derive(Debug)]
+struct Pending {
+    /// The sender as the relayed `chatm` named it.
+    from: NickKey,
+    /// The sender's connection.
+    conn: ConnId,
+}
+
+#[derive(Debug)]
+struct Client {
+    tag: String,
+    ip: IpAddr,
+    outbox: Outbox,
+    nick: Option<Nick>,
+    notif: bool,
+    pending: VecDeque<Pending>,
+}
+
+#[derive(Debug)]
+struct Hold {
+    nick: Nick,
+    ip: IpAddr,
+    until: Instant,
+}
+
+/// Names held for the address of a client that left (§5.7), bounded in number.
+#[derive(Debug, Default)]
+struct Holds {
+    map: HashMap<NickKey, Hold>,
+    /// Insertion order, which is expiry order (every hold lasts as long).
+    order: VecDeque<(NickKey, Instant)>,
+}
+
+impl Holds {
+    fn purge(&mut self, now: Instant, max: usize) {
+        while let Some(&(key, until)) = self.order.front() {
+            if until > now && self.map.len() <= max {
+                break;
+            }
+            self.order.pop_front();
+            if self.map.get(&key).is_some_and(|h| h.until == until) {
+                let h = self.map.remove(&key);
+                if let Some(h) = h.filter(|h| h.until > now) {
+                    log::debug!("hold on {} for {} dropped: too many holds", h.nick, h.ip);
+                }
+            }
+        }
+    }
+}
+
+/// The hub's state. Run it with [`Hub::run`] on its own thread.
+pub struct Hub {
+    config: HubConfig,
+    clients: HashMap<ConnId, Client>,
+    names: HashMap<NickKey, ConnId>,
+    holds: Holds,
+    /// Clients whose outbox overflowed while handling the current message.
+    doomed: Vec<ConnId>,
+    shutting_down: bool,
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            config,
+            clients: HashMap::new(),
+            names: HashMap::new(),
+            holds: Holds::default(),
+            doomed: Vec::new(),
+            shutting_down: false,
+        }
+    }
+
+    /// Handles messages until every sender is gone.
+    pub fn run(mut self, rx: Receiver<ToHub>) {
+        for msg in rx {
+            self.handle(msg);
+        }
+        log::debug!("hub: all readers gone, stopping");
+    }
+
+    /// Handles one message, then drops any client that overflowed meanwhile.
+    pub fn handle(&mut self, msg: ToHub) {
+        match msg {
+            ToHub::Accepted {
+                conn,
+                tag,
+                ip,
+                outbox,
+            } => self.accepted(conn, tag, ip, outbox),
+            ToHub::Register {
+                conn,
+                nick,
+                answers,
+            } => {
+                let answer = self.register(conn, nick);
+                // The reader waits for this answer; if it is gone there is no one to tell.
+                let _ = answers.send(answer);
+            }
+            ToHub::Rename {
+                conn,
+                nick,
+                answers,
+            } => {
+                let answer = self.rename(conn, nick);
+                let _ = answers.send(answer);
+            }
+            ToHub::Chat {
+                conn,
+                line,
+                recipient,
+            } => self.chat(conn, line, recipient),
+            ToHub::Receipt { conn, line, sender } => self.receipt(conn, line, sender),
+            ToHub::Users { conn } => self.users(conn),
+            ToHub::Notif { conn, on } => self.notif(conn, on),
+            ToHub::Respond { conn, line } => self.send(conn, Out::Text(line)),
+            ToHub::Depart { conn, lines } => {
+                if let Some(c) = self.clients.get(&conn) {
+                    c.outbox.finish(lines);
+                }
+                self.remove(conn);
+            }
+            ToHub::Shutdown => self.shutdown(),
+        }
+        while let Some(conn) = self.doomed.pop() {
+            if let Some(c) = self.clients.get(&conn) {
+                log::warn!(
+                    "{} output queue over --sendq: dropping slow consumer",
+                    c.tag
+                );
+                c.outbox.abort(Cause::SlowConsumer);
+                self.remove(conn);
+            }
+        }
+    }
+
+    fn accepted(&mut self, conn: ConnId, tag: String, ip: IpAddr, outbox: Outbox) {
+        if self.shutting_down {
+            outbox.set_end(Cause::ServerShutdown);
+            outbox.finish(Cause::ServerShutdown.cquit_line().unwrap_or_default());
+            return;
+        }
+        let client = Client {
+            tag,
+            ip,
+            outbox,
+            nick: None,
+            notif: false,
+            pending: VecDeque::new(),
+        };
+        self.clients.insert(conn, client);
+    }
+
+    /// Queues `out` for `conn`; an overflow dooms the client.
+    fn send(&mut self, conn: ConnId, out: Out) {
+        if let Some(c) = self.clients.get(&conn) {
+            if c.outbox.push(out).is_err() {
+                self.doomed.push(conn);
+            }
+        }
+    }
+
+    /// Tells every subscriber except `except` about `event`.
+    fn notify(&mut self, except: ConnId, event: std::fmt::Arguments<'_>) {
+        let line: Arc<str> = format!("notif {event}\r\n").into();
+        for (&id, c) in &self.clients {
+            if c.notif && id != except && c.outbox.push(Out::Shared(line.clone())).is_err() {
+                self.doomed.push(id);
+            }
+        }
+    }
+
+    /// Is `key` free for `conn`, or held for its address? `Err` if taken.
+    fn claim(&mut self, conn: ConnId, key: NickKey, ip: IpAddr) -> Result<bool, ()> {
+        if self.names.get(&key).is_some_and(|&owner| owner != conn) {
+            return Err(());
+        }
+        self.holds.purge(Instant::now(), self.config.max_holds);
+        match self.holds.map.get(&key) {
+            Some(h) if h.ip != ip => Err(()),
+            Some(_) => {
+                self.holds.map.remove(&key);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn register(&mut self, conn: ConnId, nick: Nick) -> Answer {
+        let Some(ip) = self.clients.get(&conn).map(|c| c.ip) else {
+            return Answer::Gone;
+        };
+        let key = nick.key();
+        let Ok(welcome_back) = self.claim(conn, key, ip) else {
+            log::debug!("conn={conn} uname {nick}: in use");
+            return Answer::InUse;
+        };
+        self.names.insert(key, conn);
+        let text = if welcome_back {
+            format!("welcome back {nick}")
+        } else {
+            format!("you are {nick}")
+        };
+        self.send(conn, Out::Text(reply::ok(text)));
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.nick = Some(nick.clone());
+        }
+        self.notify(conn, format_args!("join {nick}"));
+        Answer::Registered { nick, welcome_back }
+    }
+
+    fn rename(&mut self, conn: ConnId, new: Nick) -> Answer {
+        let Some((ip, Some(old))) = self.clients.get(&conn).map(|c| (c.ip, c.nick.clone())) else {
+            return Answer::Gone;
+        };
+        let key = new.key();
+        if self.claim(conn, key, ip).is_err() {
+            log::debug!("conn={conn} cname {old} -> {new}: in use");
+            self.send(conn, Out::Text(reply::in_use(new.as_str())));
+            return Answer::NotRenamed;
+        }
+        self.names.remove(&old.key());
+        self.names.insert(key, conn);
+        if let Some(c) = self.clients.get_mut(&conn) {
+            log::info!("{} renamed {old} -> {new}", c.tag);
+            c.nick = Some(new.clone());
+        }
+        self.send(
+            conn,
+            Out::Text(reply::name_changed(old.as_str(), new.as_str())),
+        );
+        self.notify(conn, format_args!("cname {old} {new}"));
+        Answer::Renamed(new)
+    }
+
+    fn chat(&mut self, conn: ConnId, line: String, recipient: Range<usize>) {
+        let Some(from) = self.clients.get(&conn).and_then(|c| c.nick.as_ref()) else {
+            return;
+        };
+        let from = from.key();
+        let to = line.get(recipient).unwrap_or_default();
+        if to == "*" {
+            self.send(conn, Out::Static(reply::RELAYED));
+            let shared: Arc<str> = line.into();
+            for (&id, c) in &self.clients {
+                if id != conn
+                    && c.nick.is_some()
+                    && c.outbox.push(Out::Shared(shared.clone())).is_err()
+                {
+                    self.doomed.push(id);
+                }
+            }
+            return;
+        }
+        let target = NickKey::of(to).and_then(|k| self.names.get(&k).copied());
+        let Some(target) = target else {
+            log::debug!(
+                "conn={conn} chatm to {}: no such user",
+                reply::escape(to.as_bytes())
+            );
+            let err = reply::no_such_user(to);
+            return self.send(conn, Out::Text(err));
+        };
+        self.send(conn, Out::Static(reply::RELAYED));
+        self.send(target, Out::Text(line));
+        if let Some(c) = self.clients.get_mut(&target) {
+            if c.pending.len() == MAX_PENDING_RECEIPTS {
+                c.pending.pop_front();
+                log::debug!("{} owes too many receipts: oldest forgotten", c.tag);
+            }
+            c.pending.push_back(Pending { from, conn });
+        }
+    }
+
+    fn receipt(&mut self, conn: ConnId, line: String, sender: Range<usize>) {
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        let name = line.get(sender).unwrap_or_default();
+        let key = NickKey::of(name);
+        let found = c.pending.iter().position(|p| Some(p.from) == key);
+        let Some(i) = found else {
+            let err = reply::no_receipt_awaited(name);
+            return self.send(conn, Out::Text(err));
+        };
+        let Some(p) = c.pending.remove(i) else { return };
+        if self.clients.contains_key(&p.conn) {
+            self.send(p.conn, Out::Text(line));
+        } else {
+            log::debug!("conn={conn} receipt for {name}: sender has left, dropped");
+        }
+    }
+
+    fn users(&mut self, conn: ConnId) {
+        let mut names: Vec<&str> = self
+            .clients
+            .values()
+            .filter_map(|c| c.nick.as_ref().map(Nick::as_str))
+            .collect();
+        names.sort_unstable_by_key(|n| n.to_ascii_lowercase());
+        let text = reply::multiline(format_args!("{} users", names.len()), names);
+        self.send(conn, Out::Text(text));
+    }
+
+    fn notif(&mut self, conn: ConnId, on: bool) {
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.notif = on;
+        }
+        let text = reply::ok(if on {
+            "notifications on"
+        } else {
+            "notifications off"
+        });
+        self.send(conn, Out::Text(text));
+    }
+
+    /// Forgets a connection: releases its name (into a hold), its receipts and its queue.
+    fn remove(&mut self, conn: ConnId) {
+        let Some(c) = self.clients.remove(&conn) else {
+            return;
+        };
+        let Some(nick) = c.nick else { return };
+        let key = nick.key();
+        self.names.remove(&key);
+        if !self.config.hold.is_zero() && !self.shutting_down {
+            let until = Instant::now() + self.config.hold;
+            log::debug!("{} name {nick} held for {} until expiry", c.tag, c.ip);
+            self.holds.order.push_back((key, until));
+            self.holds.map.insert(
+                key,
+                Hold {
+                    nick: nick.clone(),
+                    ip: c.ip,
+                    until,
+                },
+            );
+            self.holds.purge(Instant::now(), self.config.max_holds);
+        }
+        self.notify(conn, format_args!("quit {nick}"));
+    }
+
+    fn shutdown(&mut self) {
+        self.shutting_down = true;
+        let line = Cause::ServerShutdown.cquit_line().unwrap_or_default();
+        for c in self.clients.values() {
+            c.outbox.set_end(Cause::ServerShutdown);
+            c.outbox.finish(line.clone());
+        }
+        self.clients.clear();
+        self.names.clear();
+        log::info!("hub: every client told to quit");
+    }
+}

@@ -1,0 +1,390 @@
+//! The reader thread of one connection (`xscp-conn-<id>`).
+//!
+//! It owns the connection's [`Session`] and its timers. It reads with a timeout set to the
+//! nearest deadline (negotiation, next ping, pong), frames what arrives, hands each line to
+//! the session and carries out the step it returns: a response or a request goes to the
+//! hub, which keeps responses in command order. When the session ends the connection, the
+//! reader asks the hub to send the last lines and close, waits for its writer's FIN, drains
+//! the input for a short linger and closes (§7).
+
+use std::io::{ErrorKind, Read};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+
+use super::admission::Ticket;
+use super::outbox::{ConnShared, Out, Outbox};
+use super::{LINGER, WRITER_STACK, writer};
+use crate::hub::{Answer, ConnId, ToHub};
+use crate::protocol::framing::Framer;
+use crate::protocol::reply::{self, escape};
+use crate::protocol::session::{Cause, Closing, Limits, Session, Step, Timer};
+
+/// What every connection needs to know from the configuration.
+#[derive(Clone, Debug)]
+pub struct ConnSettings {
+    /// Session limits (retries).
+    pub limits: Limits,
+    /// Deadline for `uname` from accept.
+    pub negotiate_timeout: Duration,
+    /// Silence before the server pings.
+    pub ping_interval: Duration,
+    /// Time to answer a ping; also the write timeout.
+    pub ping_timeout: Duration,
+    /// Output budget in bytes.
+    pub sendq: usize,
+    /// PDUs per second (0: unlimited).
+    pub rate: u32,
+    /// The `capa` response, built once.
+    pub capa: String,
+}
+
+/// A freshly accepted connection, ready for its reader thread.
+pub struct Accepted {
+    /// Its number.
+    pub id: ConnId,
+    /// The peer.
+    pub peer: SocketAddr,
+    /// The shared socket state.
+    pub shared: Arc<ConnShared>,
+    /// Its place among the live connections.
+    pub ticket: Ticket,
+}
+
+/// How the read loop ended.
+enum Ending {
+    /// The session decided: send these lines, then close.
+    Closing(Closing),
+    /// The connection failed or was ended from outside (hub, writer, shutdown).
+    Fault(Cause),
+}
+
+struct Reader {
+    id: ConnId,
+    shared: Arc<ConnShared>,
+    settings: Arc<ConnSettings>,
+    hub: Sender<ToHub>,
+    answers: (Sender<Answer>, Receiver<Answer>),
+    outbox: Outbox,
+    session: Session,
+    accepted_at: Instant,
+    last_rx: Instant,
+    ping_sent_at: Option<Instant>,
+    pings: u64,
+    /// Flood control: PDUs that may still be read before waiting (`--rate`).
+    budget: f64,
+    budget_at: Instant,
+}
+
+/// Serves one connection on the calling thread until it is closed.
+pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
+    let Accepted {
+        id,
+        peer,
+        shared,
+        ticket,
+    } = conn;
+    let tag = format!("conn={id} peer={peer}");
+    let (tx, rx) = unbounded();
+    let outbox = Outbox::new(tx, Arc::clone(&shared), settings.sendq);
+    let writer = {
+        let (shared, tag) = (Arc::clone(&shared), tag.clone());
+        let write_timeout = settings.ping_timeout;
+        thread::Builder::new()
+            .name(format!("xscp-write-{id}"))
+            .stack_size(WRITER_STACK)
+            .spawn(move || writer::run(rx, shared, tag, write_timeout))
+    };
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            log::error!("{tag} refused: cannot start its writer thread: {e}");
+            return;
+        }
+    };
+    let _ = outbox.push(Out::Static(reply::GREETING));
+    let accepted = ToHub::Accepted {
+        conn: id,
+        tag: tag.clone(),
+        ip: peer.ip(),
+        outbox: outbox.clone(),
+    };
+    let now = Instant::now();
+    let mut reader = Reader {
+        id,
+        shared: Arc::clone(&shared),
+        session: Session::accept(tag, settings.limits),
+        settings,
+        hub,
+        answers: bounded(1),
+        outbox,
+        accepted_at: now,
+        last_rx: now,
+        ping_sent_at: None,
+        pings: 0,
+        budget: 0.0,
+        budget_at: now,
+    };
+    reader.budget = f64::from(reader.settings.rate);
+    let ending = if reader.hub.send(accepted).is_err() {
+        Ending::Fault(Cause::Io("hub stopped".into()))
+    } else {
+        reader.read_loop()
+    };
+    reader.finish(ending, writer);
+    drop(ticket);
+    reader.session.on_closed();
+}
+
+impl Reader {
+    fn read_loop(&mut self) -> Ending {
+        let mut buf = [0u8; 4096];
+        let mut framer = Framer::new();
+        loop {
+            if let Some(end) = self.run_timers() {
+                return end;
+            }
+            let n = match self.shared.socket().read(&mut buf) {
+                Ok(0) => return Ending::Fault(self.outside_cause(Cause::PeerClosed)),
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => {
+                    return Ending::Fault(self.outside_cause(Cause::Reset));
+                }
+                Err(e) => return Ending::Fault(self.outside_cause(Cause::Io(e.to_string()))),
+            };
+            if let Some(cause) = self.shared.end() {
+                // The hub or the writer ended the connection meanwhile.
+                return Ending::Fault(cause);
+            }
+            self.last_rx = Instant::now();
+            let mut input = &buf[..n];
+            while let Some(line) = framer.next_line(&mut input) {
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => {
+                        log::trace!("{} <- (framing violation: {e})", self.session.tag());
+                        return Ending::Closing(self.session.on_frame_error(e));
+                    }
+                };
+                log::trace!("{} <- {}", self.session.tag(), escape(line.as_bytes()));
+                self.throttle();
+                let step = self.session.on_line(line);
+                if let Some(end) = self.execute(step) {
+                    return end;
+                }
+            }
+        }
+    }
+
+    /// A fault seen by the reader, unless someone else recorded why the connection ends.
+    fn outside_cause(&self, seen: Cause) -> Cause {
+        self.shared.end().unwrap_or(seen)
+    }
+
+    /// Fires due timers and sets the read timeout to the next deadline.
+    fn run_timers(&mut self) -> Option<Ending> {
+        let now = Instant::now();
+        let s = &self.settings;
+        let deadline = if self.session.nick().is_none() {
+            let deadline = self.accepted_at + s.negotiate_timeout;
+            if now >= deadline {
+                return Some(Ending::Closing(self.session.on_timer(Timer::Negotiation)));
+            }
+            deadline
+        } else if let Some(sent) = self.ping_sent_at {
+            let deadline = sent + s.ping_timeout;
+            if now >= deadline {
+                return Some(Ending::Closing(self.session.on_timer(Timer::Pong)));
+            }
+            deadline
+        } else {
+            let due = self.last_rx + s.ping_interval;
+            if now >= due {
+                self.pings += 1;
+                let token = format!("{:x}.{}", self.id, self.pings);
+                let line = format!("ping {token}\r\n");
+                log::debug!("{} sends ping {token}", self.session.tag());
+                if self.outbox.push(Out::Text(line)).is_err() {
+                    self.outbox.abort(Cause::SlowConsumer);
+                    return Some(Ending::Fault(Cause::SlowConsumer));
+                }
+                self.session.ping_sent(token);
+                self.ping_sent_at = Some(now);
+                now + s.ping_timeout
+            } else {
+                due
+            }
+        };
+        let wait = deadline
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        if let Err(e) = self.shared.socket().set_read_timeout(Some(wait)) {
+            return Some(Ending::Fault(Cause::Io(e.to_string())));
+        }
+        None
+    }
+
+    /// Flood control (`--rate`): past the budget, stop reading until it refills. The client
+    /// is slowed by TCP backpressure; nothing is dropped.
+    fn throttle(&mut self) {
+        let rate = f64::from(self.settings.rate);
+        if rate == 0.0 {
+            return;
+        }
+        let now = Instant::now();
+        let refill = now.duration_since(self.budget_at).as_secs_f64() * rate;
+        self.budget = (self.budget + refill).min(rate);
+        self.budget_at = now;
+        if self.budget < 1.0 {
+            let wait = Duration::from_secs_f64((1.0 - self.budget) / rate);
+            log::debug!(
+                "{} over --rate {}: reading paused for {wait:?}",
+                self.session.tag(),
+                self.settings.rate
+            );
+            thread::sleep(wait);
+            self.budget = 1.0;
+            self.budget_at = Instant::now();
+        }
+        self.budget -= 1.0;
+    }
+
+    fn to_hub(&self, msg: ToHub) -> Option<Ending> {
+        match self.hub.send(msg) {
+            Ok(()) => None,
+            Err(_) => Some(Ending::Fault(Cause::Io("hub stopped".into()))),
+        }
+    }
+
+    /// Asks the hub and waits for its answer.
+    fn ask_hub(&self, msg: ToHub) -> Result<Answer, Ending> {
+        if let Some(end) = self.to_hub(msg) {
+            return Err(end);
+        }
+        match self.answers.1.recv() {
+            Ok(Answer::Gone) | Err(_) => Err(Ending::Fault(
+                self.shared.end().unwrap_or(Cause::ServerShutdown),
+            )),
+            Ok(answer) => Ok(answer),
+        }
+    }
+
+    /// Carries out a step; `Some` when the connection ends.
+    fn execute(&mut self, step: Step) -> Option<Ending> {
+        let conn = self.id;
+        match step {
+            Step::Nothing => None,
+            Step::PongAccepted => {
+                if let Some(sent) = self.ping_sent_at.take() {
+                    log::debug!("{} pong, rtt {:?}", self.session.tag(), sent.elapsed());
+                }
+                None
+            }
+            Step::Reply(line) => self.to_hub(ToHub::Respond { conn, line }),
+            Step::Capa => {
+                let line = self.settings.capa.clone();
+                self.to_hub(ToHub::Respond { conn, line })
+            }
+            Step::Register(nick) => {
+                let answers = self.answers.0.clone();
+                let ask = ToHub::Register {
+                    conn,
+                    nick: nick.clone(),
+                    answers,
+                };
+                match self.ask_hub(ask) {
+                    Ok(Answer::Registered { nick, welcome_back }) => {
+                        self.session.on_registered(nick, welcome_back);
+                        None
+                    }
+                    Ok(_) => {
+                        let step = self.session.on_register_refused(&nick);
+                        self.execute(step)
+                    }
+                    Err(end) => Some(end),
+                }
+            }
+            Step::Rename(nick) => {
+                let answers = self.answers.0.clone();
+                match self.ask_hub(ToHub::Rename {
+                    conn,
+                    nick,
+                    answers,
+                }) {
+                    Ok(Answer::Renamed(nick)) => {
+                        self.session.on_renamed(nick);
+                        None
+                    }
+                    Ok(_) => None,
+                    Err(end) => Some(end),
+                }
+            }
+            Step::Chat { line, recipient } => self.to_hub(ToHub::Chat {
+                conn,
+                line,
+                recipient,
+            }),
+            Step::Receipt { line, sender } => self.to_hub(ToHub::Receipt { conn, line, sender }),
+            Step::Users => self.to_hub(ToHub::Users { conn }),
+            Step::Notif(on) => self.to_hub(ToHub::Notif { conn, on }),
+            Step::Close(closing) => Some(Ending::Closing(closing)),
+        }
+    }
+
+    /// Sends the last lines, waits for the writer's FIN, lingers, closes.
+    fn finish(&mut self, ending: Ending, writer: thread::JoinHandle<()>) {
+        let (lines, cause) = match ending {
+            Ending::Closing(c) => (c.lines, c.cause),
+            Ending::Fault(cause) => {
+                self.session.on_end(&cause);
+                (String::new(), cause)
+            }
+        };
+        let depart = ToHub::Depart {
+            conn: self.id,
+            lines: lines.clone(),
+        };
+        if self.hub.send(depart).is_err() {
+            // No hub (the server is stopping): say goodbye directly.
+            self.outbox.finish(lines);
+        }
+        // Our outbox must not keep the writer waiting once the hub has let go of its own.
+        self.outbox = Outbox::new(unbounded().0, Arc::clone(&self.shared), 0);
+        if writer.join().is_err() {
+            log::error!("{} writer thread panicked", self.session.tag());
+        }
+        let orderly = !matches!(
+            cause,
+            Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::SlowConsumer
+        ) && !matches!(self.shared.end(), Some(Cause::SlowConsumer | Cause::Reset));
+        if orderly {
+            self.linger();
+        }
+    }
+
+    /// Reads and discards input until end of stream or [`LINGER`] passes, so that data the
+    /// client sent after our last line does not make the close a reset.
+    fn linger(&self) {
+        let deadline = Instant::now() + LINGER;
+        let mut sink = [0u8; 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.shared.socket().set_read_timeout(Some(left)).is_err() {
+                return;
+            }
+            match self.shared.socket().read(&mut sink) {
+                Ok(0) => return,
+                Ok(_) => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+    }
+}

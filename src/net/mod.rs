@@ -1,0 +1,30 @@
+//! The network layer: it moves bytes and nothing else.
+//!
+//! - [`acceptor`]: the `xscp-accept` thread; admits or refuses each connection (§7 limits)
+//!   and starts its reader.
+//! - [`conn`]: the `xscp-conn-<id>` reader thread; blocking reads with timeouts that drive
+//!   the negotiation deadline and the pings; feeds lines to the session and the hub.
+//! - [`writer`]: the `xscp-write-<id>` thread; drains the outbox into as few writes as
+//!   possible, then closes in order.
+//! - [`outbox`]: the byte-bounded queue between the hub (or reader) and a writer.
+//! - [`admission`]: the connection counts behind `--max-clients` and `--max-per-ip`.
+//!
+//! Protocol rules live in [`crate::protocol`]; routing lives in [`crate::hub`].
+
+pub mod acceptor;
+pub mod admission;
+pub mod conn;
+pub mod outbox;
+pub mod writer;
+
+use std::time::Duration;
+
+/// How long a closing connection keeps reading (and discarding) after its FIN, so that
+/// unread input does not turn the close into a reset that destroys the last line (§7).
+pub const LINGER: Duration = Duration::from_secs(2);
+
+/// Stack size of a reader thread: a 4 KiB read buffer, the session, and log formatting.
+pub const READER_STACK: usize = 128 * 1024;
+
+/// Stack size of a writer thread.
+pub const WRITER_STACK: usize = 64 * 1024;

@@ -1,0 +1,221 @@
+//! Framing (PROTOCOL.md §1): bytes in, lines out.
+//!
+//! A line ends with CR, LF or CRLF (CRLF is one terminator). Its content is at most
+//! [`MAX_PDU`] bytes, valid UTF-8 and free of control bytes. The limit is enforced while
+//! buffering: the framer never holds more than `MAX_PDU` bytes of one line, so an endless
+//! line costs nothing. Empty lines and lines of spaces only are not PDUs and are skipped.
+
+use std::fmt;
+
+/// The most bytes a PDU carries before its terminator (512 with CRLF, as in IRC).
+pub const MAX_PDU: usize = 510;
+
+/// Why a stream of bytes is not a stream of PDUs. Each is a framing violation (§6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameError {
+    /// More than [`MAX_PDU`] bytes before a terminator.
+    TooLong,
+    /// A control byte (0x00–0x1F or 0x7F) other than the terminator.
+    ControlByte(u8),
+    /// The line is not valid UTF-8.
+    InvalidUtf8,
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLong => write!(f, "line longer than {MAX_PDU} bytes"),
+            FrameError::ControlByte(b) => write!(f, "control byte 0x{b:02X} in line"),
+            FrameError::InvalidUtf8 => f.write_str("line is not valid UTF-8"),
+        }
+    }
+}
+
+/// Splits a byte stream into lines. Feed it whatever `read` returned; it keeps at most one
+/// partial line between calls.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    /// `buf` holds a line already handed out: clear it before the next one.
+    complete: bool,
+    /// The last byte seen was a CR: an LF right after it belongs to the same terminator.
+    after_cr: bool,
+}
+
+fn is_control(b: u8) -> bool {
+    b < 0x20 || b == 0x7F
+}
+
+impl Framer {
+    /// A framer with nothing buffered.
+    pub fn new() -> Framer {
+        Framer {
+            buf: Vec::with_capacity(MAX_PDU),
+            complete: false,
+            after_cr: false,
+        }
+    }
+
+    /// How many bytes of a partial line are buffered (never more than [`MAX_PDU`]).
+    pub fn buffered(&self) -> usize {
+        if self.complete { 0 } else { self.buf.len() }
+    }
+
+    /// Takes bytes from the front of `input` up to and including the next complete PDU and
+    /// returns it. Returns `None` once `input` is used up without completing a PDU (the
+    /// partial line is kept for the next call). After an error the framer is useless: the
+    /// connection is to be aborted.
+    pub fn next_line(&mut self, input: &mut &[u8]) -> Option<Result<&str, FrameError>> {
+        if self.complete {
+            self.buf.clear();
+            self.complete = false;
+        }
+        loop {
+            if self.after_cr {
+                if let Some((&b'\n', rest)) = input.split_first() {
+                    *input = rest;
+                }
+                if input.is_empty() {
+                    // Keep `after_cr`: the LF may come with the next read.
+                    return None;
+                }
+                self.after_cr = false;
+            }
+            let data = *input;
+            let end = data.iter().position(|&b| b == b'\r' || b == b'\n');
+            let content = &data[..end.unwrap_or(data.len())];
+            if let Some(&b) = content.iter().find(|&&b| is_control(b)) {
+                return Some(Err(FrameError::ControlByte(b)));
+            }
+            // Enforced while buffering (§1): an overlong line is never held.
+            if self.buf.len() + content.len() > MAX_PDU {
+                return Some(Err(FrameError::TooLong));
+            }
+            self.buf.extend_from_slice(content);
+            let Some(end) = end else {
+                *input = &[];
+                return None;
+            };
+            self.after_cr = data[end] == b'\r';
+            *input = &data[end + 1..];
+            if self.buf.iter().all(|&b| b == b' ') {
+                // Empty lines and lines of spaces only are not PDUs (§1).
+                self.buf.clear();
+                continue;
+            }
+            self.complete = true;
+            return Some(std::str::from_utf8(&self.buf).map_err(|_| FrameError::InvalidUtf8));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in one piece and collects every outcome.
+    fn lines(input: &[u8]) -> Vec<Result<String, FrameError>> {
+        let mut framer = Framer::new();
+        let mut rest = input;
+        let mut out = Vec::new();
+        while let Some(r) = framer.next_line(&mut rest) {
+            let failed = r.is_err();
+            out.push(r.map(str::to_owned));
+            if failed {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn cr_lf_and_crlf_each_end_one_line() {
+        assert_eq!(
+            lines(b"a\rb\nc\r\nd\n"),
+            vec![
+                Ok("a".into()),
+                Ok("b".into()),
+                Ok("c".into()),
+                Ok("d".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn lf_after_cr_split_across_reads_is_one_terminator() {
+        let mut framer = Framer::new();
+        let mut first: &[u8] = b"ping\r";
+        assert_eq!(framer.next_line(&mut first), Some(Ok("ping")));
+        assert_eq!(framer.next_line(&mut first), None);
+        let mut second: &[u8] = b"\ncapa\r\n";
+        assert_eq!(framer.next_line(&mut second), Some(Ok("capa")));
+        assert_eq!(framer.next_line(&mut second), None);
+    }
+
+    #[test]
+    fn a_line_split_byte_by_byte_is_reassembled() {
+        let mut framer = Framer::new();
+        let mut got = Vec::new();
+        for b in b"uname alice\r\n" {
+            let mut one: &[u8] = std::slice::from_ref(b);
+            while let Some(r) = framer.next_line(&mut one) {
+                got.push(r.map(str::to_owned));
+            }
+        }
+        assert_eq!(got, vec![Ok("uname alice".to_string())]);
+    }
+
+    #[test]
+    fn empty_and_blank_lines_are_skipped() {
+        assert_eq!(lines(b"\r\n\n   \r\nping\r\n"), vec![Ok("ping".into())]);
+    }
+
+    #[test]
+    fn exactly_510_bytes_is_a_pdu_and_511_is_not() {
+        let ok = [vec![b'x'; MAX_PDU], b"\r\n".to_vec()].concat();
+        assert_eq!(lines(&ok), vec![Ok("x".repeat(MAX_PDU))]);
+        let long = [vec![b'x'; MAX_PDU + 1], b"\r\n".to_vec()].concat();
+        assert_eq!(lines(&long), vec![Err(FrameError::TooLong)]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused_before_its_terminator_arrives() {
+        let mut framer = Framer::new();
+        let mut chunk: &[u8] = &[b'y'; 400];
+        assert_eq!(framer.next_line(&mut chunk), None);
+        let mut more: &[u8] = &[b'y'; 400];
+        assert_eq!(framer.next_line(&mut more), Some(Err(FrameError::TooLong)));
+        assert!(framer.buffered() <= MAX_PDU);
+    }
+
+    #[test]
+    fn control_bytes_are_violations() {
+        assert_eq!(lines(b"pi\0ng\r\n"), vec![Err(FrameError::ControlByte(0))]);
+        assert_eq!(lines(b"a\tb\n"), vec![Err(FrameError::ControlByte(9))]);
+        assert_eq!(lines(b"a\x7fb\n"), vec![Err(FrameError::ControlByte(0x7F))]);
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_violation_and_valid_utf8_passes() {
+        assert_eq!(
+            lines(b"chatm a b \xff\n"),
+            vec![Err(FrameError::InvalidUtf8)]
+        );
+        assert_eq!(
+            lines("chatm a b grüße\n".as_bytes()),
+            vec![Ok("chatm a b grüße".into())]
+        );
+    }
+
+    #[test]
+    fn several_pdus_in_one_read() {
+        assert_eq!(
+            lines(b"ping 1\r\nping 2\r\nping 3\r\n"),
+            vec![
+                Ok("ping 1".into()),
+                Ok("ping 2".into()),
+                Ok("ping 3".into())
+            ]
+        );
+    }
+}

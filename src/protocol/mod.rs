@@ -1,0 +1,12 @@
+//! The protocol layer: framing, commands, the state machine and legality table, replies
+//! and the per-connection session logic of PROTOCOL.md.
+//!
+//! Nothing here does I/O: no `std::net`, no threads, no channels. It takes bytes or lines
+//! and returns what to do, which is what makes it testable line by line.
+
+pub mod command;
+pub mod framing;
+pub mod fsm;
+pub mod nick;
+pub mod reply;
+pub mod session;

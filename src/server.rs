@@ -1,0 +1,163 @@
+//! Wiring: binds the listener, starts the hub and the acceptor, and runs the shutdown of
+//! PROTOCOL.md §7 (listener closed, every client told `cquit server shutting down`, orderly
+//! closes, exit).
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, bounded};
+
+use crate::config::Config;
+use crate::hub::{Hub, HubConfig};
+use crate::net::LINGER;
+use crate::net::acceptor::Acceptor;
+use crate::net::admission::Admission;
+use crate::net::conn::ConnSettings;
+use crate::protocol::framing::MAX_PDU;
+use crate::protocol::fsm::{Event, State, next_state};
+use crate::protocol::reply;
+use crate::protocol::session::{Limits, capa};
+
+/// Capacity of the hub's inbox: readers wait (and stop reading) when it is full.
+const HUB_QUEUE: usize = 16 * 1024;
+
+/// A bound server, not yet running.
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    config: Config,
+}
+
+/// Logs a transition of the listening socket through the transition table.
+fn listener_transition(addr: SocketAddr, from: State, event: Event) {
+    match next_state(from, event) {
+        Ok(to) => log::info!("listener addr={addr} {from} -> {to} on {event}"),
+        Err(e) => log::error!("listener addr={addr} BUG: {e}"),
+    }
+}
+
+impl Server {
+    /// Binds the listening socket (CLOSED -> LISTEN).
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let addrs: Vec<SocketAddr> = config.listen.to_socket_addrs()?.collect();
+        let listener = TcpListener::bind(&addrs[..])?;
+        let addr = listener.local_addr()?;
+        listener_transition(addr, State::Closed, Event::BindAndListen);
+        Ok(Server {
+            listener,
+            addr,
+            config,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until `shutdown` receives (or all its senders are gone), then shuts down in
+    /// order and returns.
+    pub fn run(self, shutdown: Receiver<()>) {
+        let c = &self.config;
+        let settings = Arc::new(ConnSettings {
+            limits: Limits {
+                max_retries: c.max_retries,
+            },
+            negotiate_timeout: c.negotiate_timeout,
+            ping_interval: c.ping_interval,
+            ping_timeout: c.ping_timeout,
+            sendq: c.sendq,
+            rate: c.rate,
+            capa: capa(&[
+                ("XSCP", "1".into()),
+                ("PDU", (MAX_PDU + 2).to_string()),
+                ("RETRIES", c.max_retries.to_string()),
+                ("NEGOTIATE", reply::seconds(c.negotiate_timeout)),
+                (
+                    "PING",
+                    format!(
+                        "{} {}",
+                        reply::seconds(c.ping_interval),
+                        reply::seconds(c.ping_timeout)
+                    ),
+                ),
+                ("HOLD", reply::seconds(c.hold)),
+                ("RATE", c.rate.to_string()),
+                ("BROADCAST", String::new()),
+                ("RECEIPTS", String::new()),
+                ("USERS", String::new()),
+                ("NOTIF", String::new()),
+            ]),
+        });
+        let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
+        let hub = Hub::new(HubConfig {
+            hold: c.hold,
+            max_holds: c.max_clients.saturating_mul(4).max(1024),
+        });
+        let hub_thread = thread::Builder::new()
+            .name("xscp-hub".into())
+            .spawn(move || hub.run(hub_rx));
+        let hub_thread = match hub_thread {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("cannot start the hub thread: {e}");
+                return;
+            }
+        };
+        let admission = Admission::new(c.max_clients, c.max_per_ip);
+        let stop = Arc::new(AtomicBool::new(false));
+        let acceptor = Acceptor {
+            listener: self.listener,
+            admission: Arc::clone(&admission),
+            settings,
+            hub: hub_tx.clone(),
+            stop: Arc::clone(&stop),
+        };
+        let acceptor_thread = thread::Builder::new()
+            .name("xscp-accept".into())
+            .spawn(move || acceptor.run());
+
+        let _ = shutdown.recv();
+        log::info!("shutting down: {} connections live", admission.live());
+
+        // LISTEN -> CLOSED: stop accepting; wake the acceptor by connecting to it.
+        stop.store(true, Ordering::SeqCst);
+        if let Ok(t) = acceptor_thread {
+            let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_secs(1));
+            let _ = t.join();
+        }
+        listener_transition(self.addr, State::Listen, Event::Close);
+
+        // Every client: `cquit server shutting down`, FIN; wait for the orderly closes.
+        let _ = hub_tx.send(crate::hub::ToHub::Shutdown);
+        if !admission.wait_empty(LINGER + Duration::from_secs(1)) {
+            log::warn!(
+                "{} connections did not close in time: cutting them",
+                admission.live()
+            );
+            admission.cut_all();
+            admission.wait_empty(Duration::from_secs(2));
+        }
+        drop(hub_tx);
+        if admission.live() == 0 {
+            let _ = hub_thread.join();
+        }
+        log::info!("server stopped");
+    }
+}
+
+/// Where to connect to wake the acceptor: the bound address, with an unspecified IP
+/// replaced by loopback.
+fn wake_address(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}

@@ -13,10 +13,11 @@ use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::Config;
 use crate::hub::{Hub, HubConfig};
-use crate::net::LINGER;
 use crate::net::acceptor::Acceptor;
 use crate::net::admission::Admission;
 use crate::net::conn::ConnSettings;
+use crate::net::pool::Pool;
+use crate::net::{LINGER, READER_STACK, WRITER_STACK};
 use crate::protocol::framing::MAX_PDU;
 use crate::protocol::fsm::{Event, State, next_state};
 use crate::protocol::reply;
@@ -92,6 +93,9 @@ impl Server {
                 ("USERS", String::new()),
                 ("NOTIF", String::new()),
             ]),
+            readers: Pool::new(READER_STACK),
+            writers: Pool::new(WRITER_STACK),
+            panic_nick: std::env::var("XSCPD_TEST_PANIC_NICK").ok(),
         });
         let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
         let hub = Hub::new(HubConfig {

@@ -5,7 +5,8 @@
 //! and backs off briefly instead of spinning; it recovers by itself when resources return.
 //! It stops when the stop flag is set and it is woken (by a connection to itself).
 
-use std::io::{ErrorKind, Write};
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,10 +15,10 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use super::READER_STACK;
 use super::admission::{Admission, Refusal};
 use super::conn::{self, Accepted, ConnSettings};
 use super::outbox::ConnShared;
+use super::pool::Job;
 use crate::hub::ToHub;
 use crate::protocol::reply::{self, Code};
 
@@ -48,26 +49,35 @@ impl Acceptor {
     /// Accepts until stopped.
     pub fn run(self) {
         let mut next_id = 1u64;
-        for incoming in self.listener.incoming() {
+        // A descriptor kept in reserve: when the process runs out, it is given up for a
+        // moment so that the waiting client can be accepted, told, and closed (instead of
+        // waiting in the backlog while the acceptor spins).
+        let mut reserve = File::open("/dev/null").ok();
+        loop {
+            let accepted = self.listener.accept();
             if self.stop.load(Ordering::SeqCst) {
                 break;
             }
-            let stream = match incoming {
-                Ok(s) => s,
+            let id = next_id;
+            match accepted {
+                Ok((stream, _)) => {
+                    next_id += 1;
+                    self.start(id, stream);
+                }
                 Err(e) if out_of_resources(&e) => {
-                    log::error!("accept failed, backing off: {e}");
+                    log::error!("accept failed: {e}; refusing one client and backing off");
+                    if reserve.take().is_some() {
+                        if let Ok((stream, peer)) = self.listener.accept() {
+                            next_id += 1;
+                            refuse(&stream, id, &peer.to_string(), Refusal::OutOfResources);
+                        }
+                        reserve = File::open("/dev/null").ok();
+                    }
                     thread::sleep(BACKOFF);
-                    continue;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::warn!("accept failed: {e}");
-                    continue;
-                }
-            };
-            let id = next_id;
-            next_id += 1;
-            self.start(id, stream);
+                Err(e) => log::warn!("accept failed: {e}"),
+            }
         }
         log::debug!("acceptor stopped");
     }
@@ -78,10 +88,11 @@ impl Acceptor {
         };
         let ticket = match self.admission.admit(id, peer.ip()) {
             Ok(t) => t,
-            Err(why) => return refuse(stream, id, &peer.to_string(), why),
+            Err(why) => return refuse(&stream, id, &peer.to_string(), why),
         };
         let _ = stream.set_nodelay(true);
         let shared = ConnShared::new(stream);
+        let kept = Arc::clone(&shared);
         ticket.attach(Arc::clone(&shared));
         let accepted = Accepted {
             id,
@@ -90,36 +101,40 @@ impl Acceptor {
             ticket,
         };
         let (settings, hub) = (Arc::clone(&self.settings), self.hub.clone());
-        let spawned = thread::Builder::new()
-            .name(format!("xscp-conn-{id}"))
-            .stack_size(READER_STACK)
-            .spawn(move || conn::serve(accepted, settings, hub));
-        if let Err(e) = spawned {
-            // The closure (socket and ticket) is dropped: the client is closed and its place
-            // freed. Back off: the system is short of threads or memory.
-            log::error!("conn={id} peer={peer} refused: cannot start a thread: {e}");
+        let job = Job::new(format!("xscp-conn-{id}"), move || {
+            conn::serve(accepted, settings, hub)
+        });
+        if let Err((e, job)) = self.settings.readers.run(job) {
+            // The system is short of threads or memory: refuse this one client, back off.
+            log::error!("conn={id} peer={peer} cannot start a thread: {e}");
+            drop(job); // Frees the client's place.
+            refuse(
+                kept.socket(),
+                id,
+                &peer.to_string(),
+                Refusal::OutOfResources,
+            );
             thread::sleep(BACKOFF);
         }
     }
 }
 
 /// Refuses a client over a limit: `-ERR [FULL]`, `cquit`, FIN, close.
-fn refuse(mut stream: TcpStream, id: u64, peer: &str, why: Refusal) {
+fn refuse(mut stream: &TcpStream, id: u64, peer: &str, why: Refusal) {
     let text = match why {
-        Refusal::ServerFull => "server full".to_string(),
-        Refusal::TooManyFromAddress => {
-            "server full (too many connections from your address)".into()
-        }
+        Refusal::ServerFull => "server full",
+        Refusal::TooManyFromAddress => "server full (too many connections from your address)",
+        Refusal::OutOfResources => "server full (out of resources)",
     };
     log::warn!("conn={id} peer={peer} refused: {text}");
-    let lines = reply::err(Code::Full, &text) + &reply::cquit("server full");
+    let lines = reply::err(Code::Full, text) + &reply::cquit("server full");
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = stream.write_all(lines.as_bytes());
     let _ = stream.shutdown(Shutdown::Write);
     // Drain what the client may already have sent, so the close is not a reset.
     let _ = stream.set_nonblocking(true);
     let mut sink = [0u8; 512];
-    while let Ok(n) = std::io::Read::read(&mut stream, &mut sink) {
+    while let Ok(n) = stream.read(&mut sink) {
         if n == 0 {
             break;
         }

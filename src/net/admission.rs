@@ -21,6 +21,8 @@ pub enum Refusal {
     ServerFull,
     /// `--max-per-ip` connections are open from this address.
     TooManyFromAddress,
+    /// The process is out of descriptors, memory or threads.
+    OutOfResources,
 }
 
 #[derive(Default)]

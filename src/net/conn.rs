@@ -9,6 +9,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -17,7 +18,8 @@ use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
 
 use super::admission::Ticket;
 use super::outbox::{ConnShared, Out, Outbox};
-use super::{LINGER, WRITER_STACK, writer};
+use super::pool::{Job, Pool};
+use super::{LINGER, writer};
 use crate::hub::{Answer, ConnId, ToHub};
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
@@ -40,6 +42,13 @@ pub struct ConnSettings {
     pub rate: u32,
     /// The `capa` response, built once.
     pub capa: String,
+    /// Threads for readers.
+    pub readers: Arc<Pool>,
+    /// Threads for writers.
+    pub writers: Arc<Pool>,
+    /// Test hook (`XSCPD_TEST_PANIC_NICK`): the reader of a client that registers this
+    /// nickname panics, to show that a panic is contained and the name still freed.
+    pub panic_nick: Option<String>,
 }
 
 /// A freshly accepted connection, ready for its reader thread.
@@ -90,21 +99,19 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     let tag = format!("conn={id} peer={peer}");
     let (tx, rx) = unbounded();
     let outbox = Outbox::new(tx, Arc::clone(&shared), settings.sendq);
+    let (done_tx, done_rx) = bounded(1);
     let writer = {
         let (shared, tag) = (Arc::clone(&shared), tag.clone());
         let write_timeout = settings.ping_timeout;
-        thread::Builder::new()
-            .name(format!("xscp-write-{id}"))
-            .stack_size(WRITER_STACK)
-            .spawn(move || writer::run(rx, shared, tag, write_timeout))
+        Job::new(format!("xscp-write-{id}"), move || {
+            writer::run(rx, shared, tag, write_timeout);
+            let _ = done_tx.send(());
+        })
     };
-    let writer = match writer {
-        Ok(w) => w,
-        Err(e) => {
-            log::error!("{tag} refused: cannot start its writer thread: {e}");
-            return;
-        }
-    };
+    if let Err((e, _)) = settings.writers.run(writer) {
+        log::error!("{tag} refused: cannot start its writer thread: {e}");
+        return;
+    }
     let _ = outbox.push(Out::Static(reply::GREETING));
     let accepted = ToHub::Accepted {
         conn: id,
@@ -132,9 +139,17 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     let ending = if reader.hub.send(accepted).is_err() {
         Ending::Fault(Cause::Io("hub stopped".into()))
     } else {
-        reader.read_loop()
+        // A panic here is a bug; it must still not take the server down nor keep the
+        // client's name: contain it and close the connection like any fault.
+        match catch_unwind(AssertUnwindSafe(|| reader.read_loop())) {
+            Ok(ending) => ending,
+            Err(_) => {
+                log::error!("{} BUG: reader panicked; closing", reader.session.tag());
+                Ending::Fault(Cause::Io("internal error".into()))
+            }
+        }
     };
-    reader.finish(ending, writer);
+    reader.finish(ending, done_rx);
     drop(ticket);
     reader.session.on_closed();
 }
@@ -301,7 +316,11 @@ impl Reader {
                 };
                 match self.ask_hub(ask) {
                     Ok(Answer::Registered { nick, welcome_back }) => {
+                        let hook = self.settings.panic_nick.as_deref() == Some(nick.as_str());
                         self.session.on_registered(nick, welcome_back);
+                        if hook {
+                            panic!("XSCPD_TEST_PANIC_NICK hook");
+                        }
                         None
                     }
                     Ok(_) => {
@@ -339,7 +358,7 @@ impl Reader {
     }
 
     /// Sends the last lines, waits for the writer's FIN, lingers, closes.
-    fn finish(&mut self, ending: Ending, writer: thread::JoinHandle<()>) {
+    fn finish(&mut self, ending: Ending, writer_done: Receiver<()>) {
         let (lines, cause) = match ending {
             Ending::Closing(c) => (c.lines, c.cause),
             Ending::Fault(cause) => {
@@ -357,9 +376,9 @@ impl Reader {
         }
         // Our outbox must not keep the writer waiting once the hub has let go of its own.
         self.outbox = Outbox::new(unbounded().0, Arc::clone(&self.shared), 0);
-        if writer.join().is_err() {
-            log::error!("{} writer thread panicked", self.session.tag());
-        }
+        // The writer signals when it has sent its FIN (or given up); if it panicked, the
+        // signal's sender is dropped and `recv` returns at once as well.
+        let _ = writer_done.recv();
         let orderly = !matches!(
             cause,
             Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::SlowConsumer

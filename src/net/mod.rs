@@ -7,6 +7,7 @@
 //! - [`writer`]: the `xscp-write-<id>` thread; drains the outbox into as few writes as
 //!   possible, then closes in order.
 //! - [`outbox`]: the byte-bounded queue between the hub (or reader) and a writer.
+//! - [`pool`]: reusable, renamed threads for readers and writers.
 //! - [`admission`]: the connection counts behind `--max-clients` and `--max-per-ip`.
 //!
 //! Protocol rules live in [`crate::protocol`]; routing lives in [`crate::hub`].
@@ -15,6 +16,7 @@ pub mod acceptor;
 pub mod admission;
 pub mod conn;
 pub mod outbox;
+pub mod pool;
 pub mod writer;
 
 use std::time::Duration;

@@ -84,11 +84,16 @@ impl Framer {
             let data = *input;
             let end = data.iter().position(|&b| b == b'\r' || b == b'\n');
             let content = &data[..end.unwrap_or(data.len())];
-            if let Some(&b) = content.iter().find(|&&b| is_control(b)) {
-                return Some(Err(FrameError::ControlByte(b)));
-            }
+            // The first offending byte decides, however the input was split: a control byte
+            // within the first MAX_PDU bytes, else the byte that makes the line too long.
             // Enforced while buffering (§1): an overlong line is never held.
-            if self.buf.len() + content.len() > MAX_PDU {
+            let room = MAX_PDU - self.buf.len();
+            if let Some(i) = content.iter().position(|&b| is_control(b)) {
+                if i < room {
+                    return Some(Err(FrameError::ControlByte(content[i])));
+                }
+            }
+            if content.len() > room {
                 return Some(Err(FrameError::TooLong));
             }
             self.buf.extend_from_slice(content);
@@ -189,6 +194,14 @@ mod tests {
     }
 
     #[test]
+    fn the_first_offending_byte_decides() {
+        let late_control = [vec![b'a'; 600], vec![0]].concat();
+        assert_eq!(lines(&late_control), vec![Err(FrameError::TooLong)]);
+        let early_control = [b"ab\x01".to_vec(), vec![b'a'; 600]].concat();
+        assert_eq!(lines(&early_control), vec![Err(FrameError::ControlByte(1))]);
+    }
+
+    #[test]
     fn control_bytes_are_violations() {
         assert_eq!(lines(b"pi\0ng\r\n"), vec![Err(FrameError::ControlByte(0))]);
         assert_eq!(lines(b"a\tb\n"), vec![Err(FrameError::ControlByte(9))]);
@@ -217,5 +230,85 @@ mod tests {
                 Ok("ping 3".into())
             ]
         );
+    }
+}
+
+/// Property tests: arbitrary bytes in, never a panic, never more than `MAX_PDU` buffered,
+/// and every outcome a line that obeys §1 or one of the framing violations.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Feeds `chunks` one after the other; returns every outcome, stopping at an error.
+    fn feed(chunks: &[Vec<u8>]) -> Vec<Result<String, FrameError>> {
+        let mut framer = Framer::new();
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let mut input = chunk.as_slice();
+            while let Some(r) = framer.next_line(&mut input) {
+                let failed = r.is_err();
+                out.push(r.map(str::to_owned));
+                if failed {
+                    return out;
+                }
+            }
+            assert!(framer.buffered() <= MAX_PDU);
+        }
+        out
+    }
+
+    fn bytes() -> impl Strategy<Value = Vec<u8>> {
+        // Biased towards the interesting bytes: terminators, spaces, controls, UTF-8 parts.
+        let byte = prop_oneof![
+            4 => b'a'..=b'z',
+            2 => Just(b' '),
+            2 => Just(b'\r'),
+            2 => Just(b'\n'),
+            1 => any::<u8>(),
+            1 => Just(0xC3u8),
+            1 => Just(0xA9u8),
+        ];
+        let short = proptest::collection::vec(byte.clone(), 0..64);
+        let long = proptest::collection::vec(byte, 400..1200);
+        prop_oneof![short, long]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_frame_into_valid_lines_or_violations(
+            chunks in proptest::collection::vec(bytes(), 1..8)
+        ) {
+            for outcome in feed(&chunks) {
+                match outcome {
+                    Ok(line) => {
+                        prop_assert!(line.len() <= MAX_PDU);
+                        prop_assert!(!line.bytes().any(is_control));
+                        prop_assert!(!line.bytes().all(|b| b == b' '));
+                    }
+                    Err(FrameError::TooLong | FrameError::ControlByte(_) | FrameError::InvalidUtf8) => {}
+                }
+            }
+        }
+
+        #[test]
+        fn splitting_the_input_never_changes_the_outcome(
+            data in bytes(),
+            cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+        ) {
+            let whole = feed(std::slice::from_ref(&data));
+            let mut points: Vec<usize> = cuts.iter().map(|c| c.index(data.len() + 1)).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for p in points {
+                chunks.push(data[last..p].to_vec());
+                last = p;
+            }
+            chunks.push(data[last..].to_vec());
+            // The framer may report a too-long line earlier than the full line arrives,
+            // never later and never differently.
+            prop_assert_eq!(feed(&chunks), whole);
+        }
     }
 }

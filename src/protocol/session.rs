@@ -464,3 +464,412 @@ pub fn capa(settings: &[(&str, String)]) -> String {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits { max_retries: 3 }
+    }
+
+    /// A session just accepted.
+    fn session_negotiating() -> Session {
+        Session::accept("conn=0 peer=test".into(), limits())
+    }
+
+    /// A session registered as `alice`.
+    fn session_established() -> Session {
+        let mut s = session_negotiating();
+        let Step::Register(nick) = s.on_line("uname alice") else {
+            panic!("uname must ask the hub")
+        };
+        s.on_registered(nick, false);
+        assert_eq!(s.state(), State::Established);
+        s
+    }
+
+    fn closing(step: Step) -> Closing {
+        match step {
+            Step::Close(c) => c,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+
+    mod negotiating {
+        use super::*;
+
+        #[test]
+        fn accept_enters_negotiating() {
+            assert_eq!(session_negotiating().state(), State::Negotiating);
+        }
+
+        #[test]
+        fn valid_uname_asks_the_hub() {
+            let mut s = session_negotiating();
+            assert_eq!(
+                s.on_line("uname Bob_1"),
+                Step::Register(Nick::parse("Bob_1").unwrap())
+            );
+        }
+
+        #[test]
+        fn invalid_name_is_a_counted_attempt() {
+            let mut s = session_negotiating();
+            let Step::Reply(r) = s.on_line("uname 9lives") else {
+                panic!()
+            };
+            assert!(r.starts_with("-ERR [INVALID] "), "{r}");
+            assert!(r.ends_with("(attempt 1 of 3)\r\n"), "{r}");
+            assert_eq!(s.state(), State::Negotiating);
+        }
+
+        #[test]
+        fn in_use_from_the_hub_is_a_counted_attempt() {
+            let mut s = session_negotiating();
+            let nick = Nick::parse("bob").unwrap();
+            assert_eq!(
+                s.on_register_refused(&nick),
+                Step::Reply(
+                    "-ERR [IN-USE] bob is already taken by another client (attempt 1 of 3)\r\n"
+                        .into()
+                )
+            );
+        }
+
+        #[test]
+        fn unknown_keyword_and_missing_argument_are_counted() {
+            let mut s = session_negotiating();
+            let Step::Reply(a) = s.on_line("hello") else {
+                panic!()
+            };
+            assert!(a.starts_with("-ERR [SYNTAX] ") && a.contains("attempt 1 of 3"));
+            let Step::Reply(b) = s.on_line("uname") else {
+                panic!()
+            };
+            assert!(b.starts_with("-ERR [SYNTAX] ") && b.contains("attempt 2 of 3"));
+        }
+
+        #[test]
+        fn the_last_failed_attempt_aborts() {
+            let mut s = session_negotiating();
+            s.on_line("x");
+            s.on_line("y");
+            let c = closing(s.on_line("z"));
+            assert_eq!(
+                c.lines,
+                "-ERR [SYNTAX] unknown command (attempt 3 of 3)\r\ncquit too many failed attempts\r\n"
+            );
+            assert_eq!(c.cause, Cause::TooManyAttempts);
+            assert_eq!(s.state(), State::Aborted);
+        }
+
+        #[test]
+        fn session_commands_are_violations() {
+            for line in [
+                "cname bob",
+                "chatm a b c",
+                "chatr a b",
+                "users",
+                "notif on",
+                "+OK pong x",
+            ] {
+                let mut s = session_negotiating();
+                let c = closing(s.on_line(line));
+                let kw = line.split(' ').next().unwrap();
+                assert_eq!(
+                    c.lines,
+                    format!(
+                        "-ERR [STATE] {kw} is not allowed in NEGOTIATING\r\ncquit protocol violation\r\n"
+                    )
+                );
+                assert_eq!(s.state(), State::Aborted);
+            }
+        }
+
+        #[test]
+        fn ping_capa_and_cquit_are_legal() {
+            let mut s = session_negotiating();
+            assert_eq!(s.on_line("ping"), Step::Reply("+OK pong\r\n".into()));
+            assert_eq!(s.on_line("PING t"), Step::Reply("+OK pong t\r\n".into()));
+            assert_eq!(s.on_line("capa"), Step::Capa);
+            let c = closing(s.on_line("cquit"));
+            assert_eq!(c.lines, "+OK terminating tasks and disconnecting\r\n");
+            assert_eq!(s.state(), State::Update);
+        }
+
+        #[test]
+        fn negotiation_timeout_aborts() {
+            let mut s = session_negotiating();
+            let c = s.on_timer(Timer::Negotiation);
+            assert_eq!(c.lines, "cquit negotiation timeout\r\n");
+            assert_eq!(s.state(), State::Aborted);
+        }
+    }
+
+    mod established {
+        use super::*;
+
+        #[test]
+        fn uname_again_is_a_violation() {
+            let mut s = session_established();
+            let c = closing(s.on_line("uname bob"));
+            assert!(
+                c.lines
+                    .starts_with("-ERR [STATE] uname is not allowed in ESTABLISHED\r\n")
+            );
+            assert_eq!(s.state(), State::Aborted);
+        }
+
+        #[test]
+        fn syntax_errors_are_refusals_not_attempts() {
+            let mut s = session_established();
+            for _ in 0..5 {
+                let Step::Reply(r) = s.on_line("bogus") else {
+                    panic!()
+                };
+                assert_eq!(r, "-ERR [SYNTAX] unknown command\r\n");
+            }
+            assert_eq!(s.state(), State::Established);
+        }
+
+        #[test]
+        fn chatm_with_own_name_is_relayed_with_the_registered_spelling() {
+            let mut s = session_established();
+            let Step::Chat { line, recipient } = s.on_line("chatm ALICE bob hi  there") else {
+                panic!()
+            };
+            assert_eq!(line, "chatm alice bob hi  there\r\n");
+            assert_eq!(&line[recipient], "bob");
+        }
+
+        #[test]
+        fn chatm_with_another_sender_is_spoofing() {
+            let mut s = session_established();
+            let c = closing(s.on_line("chatm mallory bob hi"));
+            assert!(c.lines.starts_with("-ERR [SPOOF] "));
+            assert!(c.lines.ends_with("cquit protocol violation\r\n"));
+            assert_eq!(c.cause, Cause::Spoofing);
+        }
+
+        #[test]
+        fn chatm_without_text_is_syntax() {
+            let mut s = session_established();
+            let Step::Reply(r) = s.on_line("chatm alice bob") else {
+                panic!()
+            };
+            assert!(r.starts_with("-ERR [SYNTAX] "));
+        }
+
+        #[test]
+        fn chatr_must_name_self_or_star() {
+            let mut s = session_established();
+            let Step::Receipt { line, sender } = s.on_line("chatr bob alice") else {
+                panic!()
+            };
+            assert_eq!(line, "chatr bob alice\r\n");
+            assert_eq!(&line[sender], "bob");
+            assert_eq!(s.on_line("chatr bob *"), Step::Nothing);
+            let c = closing(s.on_line("chatr bob carol"));
+            assert!(c.lines.starts_with("-ERR [SPOOF] "));
+        }
+
+        #[test]
+        fn pong_must_answer_the_outstanding_ping() {
+            let mut s = session_established();
+            s.ping_sent("t1".into());
+            assert_eq!(s.on_line("+OK pong t1"), Step::PongAccepted);
+            // A second pong answers nothing.
+            let c = closing(s.on_line("+OK pong t1"));
+            assert_eq!(c.cause, Cause::StrayPong);
+        }
+
+        #[test]
+        fn pong_with_another_token_is_a_violation() {
+            let mut s = session_established();
+            s.ping_sent("t1".into());
+            let c = closing(s.on_line("+OK pong t2"));
+            assert!(c.lines.starts_with("-ERR [STATE] "));
+        }
+
+        #[test]
+        fn cname_users_notif_go_to_the_hub() {
+            let mut s = session_established();
+            assert_eq!(
+                s.on_line("cname Alice2"),
+                Step::Rename(Nick::parse("Alice2").unwrap())
+            );
+            assert_eq!(s.on_line("users"), Step::Users);
+            assert_eq!(s.on_line("notif OFF"), Step::Notif(false));
+            let Step::Reply(r) = s.on_line("cname 2x") else {
+                panic!()
+            };
+            assert!(r.starts_with("-ERR [INVALID] ") && !r.contains("attempt"));
+        }
+
+        #[test]
+        fn ping_timeout_aborts_and_shutdown_updates() {
+            let mut s = session_established();
+            let c = s.on_timer(Timer::Pong);
+            assert_eq!(c.lines, "cquit ping timeout\r\n");
+            assert_eq!(s.state(), State::Aborted);
+            s.on_closed();
+            assert_eq!(s.state(), State::Closed);
+
+            let mut s = session_established();
+            s.on_end(&Cause::ServerShutdown);
+            assert_eq!(s.state(), State::Update);
+            s.on_closed();
+            assert_eq!(s.state(), State::Closed);
+        }
+
+        #[test]
+        fn framing_violation_aborts() {
+            let mut s = session_established();
+            let c = s.on_frame_error(FrameError::TooLong);
+            assert_eq!(
+                c.lines,
+                "-ERR [PDU] line longer than 510 bytes\r\ncquit protocol violation\r\n"
+            );
+        }
+    }
+
+    mod closed {
+        use super::*;
+
+        #[test]
+        fn no_input_is_read_after_the_close_began() {
+            let mut s = session_established();
+            closing(s.on_line("cquit"));
+            assert_eq!(s.on_line("users"), Step::Nothing);
+            assert_eq!(s.state(), State::Update);
+        }
+    }
+
+    /// Property tests: random command sequences against the tables of §3 and §4.
+    mod properties {
+        use super::*;
+        use crate::protocol::fsm::{LEGALITY, TRANSITIONS};
+        use proptest::prelude::*;
+
+        fn any_line() -> impl Strategy<Value = String> {
+            let keyword = prop_oneof![
+                Just("uname".to_string()),
+                Just("ping".to_string()),
+                Just("capa".to_string()),
+                Just("cquit".to_string()),
+                Just("cname".to_string()),
+                Just("chatm".to_string()),
+                Just("chatr".to_string()),
+                Just("users".to_string()),
+                Just("notif".to_string()),
+                Just("+OK".to_string()),
+                "[a-zA-Z+*-]{1,7}",
+            ];
+            let arg = prop_oneof![
+                Just("alice".to_string()),
+                Just("ALICE".to_string()),
+                Just("bob".to_string()),
+                Just("*".to_string()),
+                Just("on".to_string()),
+                Just("pong".to_string()),
+                Just("p1".to_string()),
+                "[ -~]{0,40}",
+            ];
+            (keyword, proptest::collection::vec(arg, 0..4))
+                .prop_map(|(k, args)| std::iter::once(k).chain(args).collect::<Vec<_>>().join(" "))
+        }
+
+        /// Every line sent back is `+OK ...`, `-ERR [CODE] ...` with a code of §2, or
+        /// `cquit <reason>`.
+        fn check_lines(text: &str) {
+            const CODES: [&str; 8] = [
+                "SYNTAX", "INVALID", "IN-USE", "NO-SUCH", "STATE", "PDU", "SPOOF", "FULL",
+            ];
+            for l in text.split_terminator("\r\n") {
+                let ok = l.starts_with("+OK ")
+                    || l.starts_with("cquit ")
+                    || CODES.iter().any(|c| l.starts_with(&format!("-ERR [{c}] ")));
+                assert!(ok, "unexpected line {l:?}");
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn sessions_follow_the_tables(
+                lines in proptest::collection::vec(any_line(), 1..40),
+                hub_says_yes in any::<bool>(),
+            ) {
+                let mut s = session_negotiating();
+                let mut failed = 0;
+                for line in &lines {
+                    let before = s.state();
+                    let kind = command::classify(line).kind;
+                    let cell = fsm::legality(kind, before);
+                    let step = s.on_line(line);
+                    let after = s.state();
+                    // Every state change is a row of §3.
+                    if before != after {
+                        prop_assert!(TRANSITIONS.iter().any(|t| t.from == before && t.to == after));
+                    }
+                    match (&step, cell) {
+                        // Closed states read nothing.
+                        (_, None) => prop_assert_eq!(&step, &Step::Nothing),
+                        // §4: a violation is a STATE error, then cquit, then ABORTED.
+                        (Step::Close(c), Some(Legality::Violation)) => {
+                            prop_assert!(c.lines.starts_with("-ERR [STATE] "));
+                            prop_assert!(c.lines.ends_with("cquit protocol violation\r\n"));
+                            prop_assert_eq!(after, State::Aborted);
+                        }
+                        (other, Some(Legality::Violation)) => {
+                            prop_assert!(false, "violation not enforced: {:?}", other);
+                        }
+                        (Step::Close(c), Some(_)) => {
+                            // A legal command may close: quit, a spoof, a stray pong or the
+                            // last failed attempt — never with a STATE error for the keyword.
+                            check_lines(&c.lines);
+                            prop_assert!(matches!(after, State::Update | State::Aborted));
+                        }
+                        (Step::Reply(r), Some(_)) => {
+                            check_lines(r);
+                            prop_assert!(!r.starts_with("-ERR [STATE]"));
+                            if r.starts_with("-ERR") && before == State::Negotiating {
+                                failed += 1;
+                                let attempt = format!("(attempt {failed} of 3)");
+                                prop_assert!(r.contains(&attempt));
+                            }
+                        }
+                        (Step::Register(nick), Some(Legality::Legal)) => {
+                            prop_assert_eq!(kind, CommandKind::Uname);
+                            if hub_says_yes {
+                                s.on_registered(nick.clone(), false);
+                                prop_assert_eq!(s.state(), State::Established);
+                            } else {
+                                match s.on_register_refused(nick) {
+                                    Step::Reply(r) => { failed += 1; check_lines(&r) }
+                                    Step::Close(c) => {
+                                        check_lines(&c.lines);
+                                        prop_assert_eq!(s.state(), State::Aborted);
+                                    }
+                                    other => prop_assert!(false, "{:?}", other),
+                                }
+                            }
+                        }
+                        (_, Some(_)) => {}
+                    }
+                    prop_assert!(failed < 3 || s.state() != State::Negotiating);
+                }
+            }
+
+            #[test]
+            fn every_legality_row_is_reachable_by_its_keyword(i in 0..LEGALITY.len()) {
+                let row = LEGALITY[i];
+                let keyword = row.synopsis.split(' ').next().unwrap_or("");
+                let kind = command::classify(keyword).kind;
+                if row.kind != CommandKind::Unknown {
+                    prop_assert_eq!(kind, row.kind);
+                }
+            }
+        }
+    }
+}

@@ -431,6 +431,7 @@ impl Hub {
         if self.clients.contains_key(&p.conn) {
             self.send(p.conn, Out::Text(line));
         } else {
+            let name = reply::escape(name.as_bytes());
             log::debug!("conn={conn} receipt for {name}: sender has left, dropped");
         }
     }

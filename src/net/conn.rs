@@ -25,6 +25,9 @@ use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
 use crate::protocol::session::{Cause, Closing, Limits, Session, Step, Timer};
 
+/// How late a timer may fire (see `run_timers`).
+const TIMER_TOLERANCE: Duration = Duration::from_millis(5);
+
 /// What every connection needs to know from the configuration.
 #[derive(Clone, Debug)]
 pub struct ConnSettings {
@@ -81,6 +84,8 @@ struct Reader {
     session: Session,
     accepted_at: Instant,
     last_rx: Instant,
+    /// The read timeout currently set on the socket.
+    armed: Option<Duration>,
     ping_sent_at: Option<Instant>,
     pings: u64,
     /// Flood control: PDUs that may still be read before waiting (`--rate`).
@@ -130,6 +135,7 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
         outbox,
         accepted_at: now,
         last_rx: now,
+        armed: None,
         ping_sent_at: None,
         pings: 0,
         budget: 0.0,
@@ -237,11 +243,21 @@ impl Reader {
                 due
             }
         };
+        // The socket's timeout applies to each read from its start. Keep the one set if a
+        // read starting now would not overshoot the deadline by more than the tolerance:
+        // this saves a system call per read while data flows (the deadline moves on with
+        // every read). Waking early is harmless: the timers are checked again.
         let wait = deadline
             .saturating_duration_since(now)
             .max(Duration::from_millis(1));
-        if let Err(e) = self.shared.socket().set_read_timeout(Some(wait)) {
-            return Some(Ending::Fault(Cause::Io(e.to_string())));
+        if self
+            .armed
+            .is_none_or(|armed| armed > wait + TIMER_TOLERANCE)
+        {
+            if let Err(e) = self.shared.socket().set_read_timeout(Some(wait)) {
+                return Some(Ending::Fault(Cause::Io(e.to_string())));
+            }
+            self.armed = Some(wait);
         }
         None
     }

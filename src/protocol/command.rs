@@ -134,24 +134,33 @@ pub fn classify(line: &str) -> Classified<'_> {
     }
 }
 
+/// The most arguments any command takes.
+const MAX_ARGS: usize = 3;
+
 /// Splits `args` into at most `max` tokens separated by runs of spaces; with `rest` the last
-/// token is the remainder of the line, kept as it is.
-fn split_args(args: &str, max: usize, rest: bool) -> Result<Vec<&str>, SyntaxError> {
-    let mut out = Vec::with_capacity(max);
+/// token is the remainder of the line, kept as it is. Returns the tokens and their count.
+fn split_args(
+    args: &str,
+    max: usize,
+    rest: bool,
+) -> Result<([&str; MAX_ARGS], usize), SyntaxError> {
+    let mut out = [""; MAX_ARGS];
+    let mut n = 0;
     let mut remaining = args;
     while !remaining.is_empty() {
-        if rest && out.len() + 1 == max {
-            out.push(remaining);
-            return Ok(out);
-        }
-        let (token, tail) = remaining.split_once(' ').unwrap_or((remaining, ""));
-        if out.len() == max {
+        if n == max {
             return Err(SyntaxError("too many arguments"));
         }
-        out.push(token);
+        if rest && n + 1 == max {
+            out[n] = remaining;
+            return Ok((out, n + 1));
+        }
+        let (token, tail) = remaining.split_once(' ').unwrap_or((remaining, ""));
+        out[n] = token;
+        n += 1;
         remaining = tail.trim_start_matches(' ');
     }
-    Ok(out)
+    Ok((out, n))
 }
 
 /// Parses the arguments of a classified line.
@@ -159,23 +168,22 @@ pub fn parse<'a>(c: &Classified<'a>) -> Result<Command<'a>, SyntaxError> {
     let Some(spec) = c.spec else {
         return Err(SyntaxError("unknown command"));
     };
-    let a = split_args(c.args, spec.max_args, spec.rest)?;
-    if a.len() < spec.min_args {
+    let (a, n) = split_args(c.args, spec.max_args, spec.rest)?;
+    if n < spec.min_args {
         return Err(SyntaxError(match spec.kind {
-            CommandKind::Chatm if a.len() == 2 => "empty message",
+            CommandKind::Chatm if n == 2 => "empty message",
             _ => "missing argument",
         }));
     }
     Ok(match spec.kind {
         CommandKind::Uname => Command::Uname(a[0]),
-        CommandKind::Ping => match a.first() {
-            Some(t) if !is_token(t) => {
-                return Err(SyntaxError(
-                    "a ping token is at most 32 printable ASCII characters",
-                ));
-            }
-            t => Command::Ping(t.copied()),
-        },
+        CommandKind::Ping if n == 0 => Command::Ping(None),
+        CommandKind::Ping if is_token(a[0]) => Command::Ping(Some(a[0])),
+        CommandKind::Ping => {
+            return Err(SyntaxError(
+                "a ping token is at most 32 printable ASCII characters",
+            ));
+        }
         CommandKind::Capa => Command::Capa,
         CommandKind::Cquit => Command::Cquit,
         CommandKind::Cname => Command::Cname(a[0]),

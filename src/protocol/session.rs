@@ -364,7 +364,11 @@ impl Session {
                 }
                 if recipient == "*" {
                     // A broadcast has no single receipt: accepted, not relayed (§5).
-                    log::debug!("{} broadcast receipt for {sender} accepted", self.tag);
+                    log::debug!(
+                        "{} broadcast receipt for {} accepted",
+                        self.tag,
+                        reply::escape(sender.as_bytes())
+                    );
                     return Step::Nothing;
                 }
                 let line = format!("chatr {sender} {recipient}\r\n");

@@ -2,6 +2,7 @@
 //! to SIGINT/SIGTERM and runs it in the foreground.
 
 use std::fs::OpenOptions;
+use std::io::LineWriter;
 use std::process::ExitCode;
 
 use simplelog::{CombinedLogger, ConfigBuilder, LevelFilter, SharedLogger, WriteLogger};
@@ -51,7 +52,8 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The audit log on stderr (and `--log-file`), at the level `-q`/`-v`/`-vv` choose.
+/// The audit log on stderr (and `--log-file`), at the level `-q`/`-v`/`-vv` choose. Each
+/// line is written with one system call (stderr itself is unbuffered).
 fn init_log(c: &Config) -> std::io::Result<()> {
     let level = match c.verbosity {
         i8::MIN..=-1 => LevelFilter::Warn,
@@ -72,7 +74,7 @@ fn init_log(c: &Config) -> std::io::Result<()> {
     )];
     if let Some(path) = &c.log_file {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        loggers.push(WriteLogger::new(level, log_config, file));
+        loggers.push(WriteLogger::new(level, log_config, LineWriter::new(file)));
     }
     // Only fails if a logger is already set, which cannot happen here.
     let _ = CombinedLogger::init(loggers);

@@ -1,0 +1,535 @@
+//! The man pages in `man/`: clean for `mandoc -Tlint` (and for `man -l` where it exists),
+//! in step with the programs' `--help` (every option both ways, and each default), and,
+//! for `xscp(7)`, with the tables the server enforces (`xscpd --print-fsm`), compared row
+//! by row after parsing both. mandoc is required: without it these tests fail, they do
+//! not skip (`.ci/run` installs it).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const PAGES: [&str; 3] = ["xscpd.1", "xscp.1", "xscp.7"];
+
+fn page(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(name)
+}
+
+fn source(name: &str) -> String {
+    std::fs::read_to_string(page(name)).unwrap_or_else(|e| panic!("read man/{name}: {e}"))
+}
+
+/// Runs a program to completion; standard input is empty.
+fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Output> {
+    Command::new(program)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+}
+
+fn stdout_of(program: &str, args: &[&str]) -> String {
+    let out = run(program, args, &[]).unwrap_or_else(|e| panic!("run {program}: {e}"));
+    assert!(out.status.success(), "{program} {args:?}: {out:?}");
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+// --- troff, as far as these pages use it -------------------------------------------------
+
+/// The text of a piece of troff source: escapes resolved or dropped (fonts, `\-`, `\&`,
+/// `\%`, `\e`, `\(em`).
+fn plain(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('-') => out.push('-'),
+            Some('e') => out.push('\\'),
+            Some('&' | '%') | None => {}
+            Some(' ') => out.push(' '),
+            Some('f') => {
+                // \fB, \fI, \fR, \fP: a font change, no text.
+                chars.next();
+            }
+            Some('(') => {
+                let name: String = chars.by_ref().take(2).collect();
+                out.push_str(match name.as_str() {
+                    "em" => "\u{2014}",
+                    "bu" => "\u{2022}",
+                    _ => "?",
+                });
+            }
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+/// Splits the arguments of a macro line, honouring double quotes.
+fn macro_args(s: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    args.push(std::mem::take(&mut cur));
+                    any = false;
+                }
+            }
+            _ => {
+                cur.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        args.push(cur);
+    }
+    args
+}
+
+/// The text a source line contributes: font macros (`.B`, `.BR`, ...) give their
+/// arguments, other requests give nothing, text lines give themselves.
+fn line_text(line: &str) -> String {
+    let Some(req) = line.strip_prefix('.') else {
+        return plain(line);
+    };
+    let (name, rest) = req.split_once(' ').unwrap_or((req, ""));
+    let args = macro_args(rest);
+    match name {
+        "B" | "I" => plain(&args.join(" ")),
+        "BR" | "RB" | "BI" | "IB" | "RI" | "IR" => plain(&args.concat()),
+        _ => String::new(),
+    }
+}
+
+/// The source lines of each `.SH` section, by name.
+fn sections(src: &str) -> Vec<(String, Vec<&str>)> {
+    let mut out: Vec<(String, Vec<&str>)> = Vec::new();
+    for line in src.lines() {
+        if let Some(name) = line.strip_prefix(".SH ") {
+            out.push((plain(name.trim_matches('"')), Vec::new()));
+        } else if let Some((_, lines)) = out.last_mut() {
+            lines.push(line);
+        }
+    }
+    out
+}
+
+fn section<'a>(src: &'a str, name: &str) -> Vec<&'a str> {
+    sections(src)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, lines)| lines)
+        .unwrap_or_else(|| panic!("no section {name}"))
+}
+
+/// The `.TP` entries of a section: the options named in each tag line, and the entry's
+/// text (whitespace collapsed).
+fn tagged_entries(lines: &[&str]) -> Vec<(Vec<String>, String)> {
+    let mut entries: Vec<(Vec<String>, String)> = Vec::new();
+    let mut lines = lines.iter();
+    while let Some(line) = lines.next() {
+        if *line == ".TP" {
+            let tag = lines.next().map(|l| line_text(l)).unwrap_or_default();
+            let options = tag
+                .split(|c: char| c.is_whitespace() || c == ',')
+                .map(|t| t.trim_matches(|c| c == '[' || c == ']'))
+                .filter(|t| t.starts_with('-'))
+                .map(str::to_string)
+                .collect();
+            entries.push((options, String::new()));
+        } else if let Some((_, body)) = entries.last_mut() {
+            body.push(' ');
+            body.push_str(&line_text(line));
+        }
+    }
+    for (_, body) in &mut entries {
+        *body = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+    entries
+}
+
+/// Every tbl table in the source, as rows of plain cells (the header row first). Handles
+/// the `tab(x)` option and `T{ ... T}` text blocks.
+fn tbl_tables(src: &str) -> Vec<Vec<Vec<String>>> {
+    let mut tables = Vec::new();
+    let mut lines = src.lines();
+    while lines.by_ref().any(|l| l == ".TS") {
+        let mut tab = '\t';
+        // The options line (ending with `;`) is optional; format lines end with `.`.
+        for l in lines.by_ref() {
+            if let Some(opts) = l.strip_suffix(';') {
+                if let Some(i) = opts.find("tab(") {
+                    tab = opts[i + 4..].chars().next().unwrap_or('\t');
+                }
+                continue;
+            }
+            if l.ends_with('.') {
+                break;
+            }
+        }
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        let mut cells: Vec<String> = Vec::new();
+        let mut block: Option<Vec<String>> = None;
+        for l in lines.by_ref() {
+            if l == ".TE" {
+                break;
+            }
+            let rest = match block.take() {
+                Some(mut text) => match l.strip_prefix("T}") {
+                    Some(rest) => {
+                        cells.push(plain(&text.join(" ")));
+                        match rest.strip_prefix(tab) {
+                            Some(r) => r,
+                            None => {
+                                rows.push(std::mem::take(&mut cells));
+                                continue;
+                            }
+                        }
+                    }
+                    None => {
+                        text.push(l.to_string());
+                        block = Some(text);
+                        continue;
+                    }
+                },
+                None if l == "_" || l == "=" || l.starts_with('.') => continue,
+                None => l,
+            };
+            let pieces: Vec<&str> = rest.split(tab).collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                if *piece == "T{" && i + 1 == pieces.len() {
+                    block = Some(Vec::new());
+                } else {
+                    cells.push(plain(piece));
+                }
+            }
+            if block.is_none() {
+                rows.push(std::mem::take(&mut cells));
+            }
+        }
+        tables.push(rows);
+    }
+    tables
+}
+
+/// The table whose header row is `header`, without that row.
+fn table_with_header(tables: &[Vec<Vec<String>>], header: &[&str]) -> Vec<Vec<String>> {
+    let t = tables
+        .iter()
+        .find(|t| t.first().is_some_and(|h| h == header))
+        .unwrap_or_else(|| panic!("no table with the header {header:?}"));
+    t[1..].to_vec()
+}
+
+// --- --help and --print-fsm --------------------------------------------------------------
+
+/// The options `--help` lists, each with the text describing it (continuation lines
+/// included).
+fn help_options(help: &str) -> Vec<(Vec<String>, String)> {
+    let mut out: Vec<(Vec<String>, String)> = Vec::new();
+    let body = help
+        .split_once("\nOptions:\n")
+        .map(|(_, b)| b)
+        .expect("an Options: section in --help");
+    for line in body.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() {
+            break;
+        }
+        if !trimmed.starts_with('-') {
+            if let Some((_, text)) = out.last_mut() {
+                text.push(' ');
+                text.push_str(trimmed);
+            }
+            continue;
+        }
+        let mut names = Vec::new();
+        let mut words = trimmed.split_whitespace().peekable();
+        // Option names and their placeholders (ADDR, [FORMAT]) come first.
+        while let Some(w) =
+            words.next_if(|w| w.starts_with('-') || !w.chars().any(|c| c.is_ascii_lowercase()))
+        {
+            if w.starts_with('-') {
+                names.push(w.trim_end_matches(',').to_string());
+            }
+        }
+        out.push((names, words.collect::<Vec<_>>().join(" ")));
+    }
+    out
+}
+
+/// The default `--help` states in `text`, if any: the word after "default".
+fn default_in(text: &str) -> Option<String> {
+    let (_, after) = text.split_once("default ")?;
+    let word = after.split_whitespace().next()?;
+    Some(word.trim_end_matches([')', ';', ',']).to_string())
+}
+
+/// Does `text` say "default is VALUE" (VALUE not followed by more of a word)?
+fn states_default(text: &str, value: &str) -> bool {
+    let needle = format!("default is {value}");
+    text.match_indices(&needle).any(|(i, _)| {
+        !text[i + needle.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+    })
+}
+
+/// The rows of the Markdown table under `## heading` in `md`, header and separator left
+/// out, cells trimmed and without backticks.
+fn markdown_table(md: &str, heading: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let start = md
+        .find(&format!("## {heading}\n"))
+        .unwrap_or_else(|| panic!("no ## {heading} in --print-fsm"));
+    let rows: Vec<Vec<String>> = md[start..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            let inner = l.trim().trim_start_matches('|').trim_end_matches('|');
+            // Cells are separated by " | "; a `|` inside a cell (notif on|off) has no spaces.
+            inner
+                .split(" | ")
+                .map(|c| c.trim().trim_matches('`').to_string())
+                .collect()
+        })
+        .collect();
+    let header = rows[0].clone();
+    assert!(rows[1].iter().all(|c| c.starts_with("---")), "{rows:?}");
+    (header, rows[2..].to_vec())
+}
+
+// --- the checks --------------------------------------------------------------------------
+
+#[test]
+fn every_page_is_mandoc_lint_clean() {
+    for name in PAGES {
+        let path = page(name);
+        let out = run("mandoc", &["-Tlint", &path.to_string_lossy()], &[]).unwrap_or_else(|e| {
+            panic!("mandoc is required for the man page tests (apt-get install mandoc): {e}")
+        });
+        let messages = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && messages.is_empty(),
+            "mandoc -Tlint man/{name}:\n{messages}"
+        );
+    }
+}
+
+/// Where `man` exists (man-db with groff), it renders each page at 80 columns without a
+/// single warning (tables too wide, unknown macros, ...).
+#[test]
+fn man_renders_every_page_without_warnings() {
+    if run("man", &["--version"], &[]).is_err() {
+        eprintln!("man is not installed: only mandoc checked the pages");
+        return;
+    }
+    for name in PAGES {
+        let path = page(name);
+        let out = run(
+            "man",
+            &["-l", &path.to_string_lossy()],
+            &[
+                ("MANWIDTH", "80"),
+                ("MANPAGER", "cat"),
+                ("PAGER", "cat"),
+                ("LC_ALL", "C.UTF-8"),
+            ],
+        )
+        .expect("run man");
+        let warnings = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && warnings.is_empty(),
+            "man -l man/{name}:\n{warnings}"
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("NAME") && text.contains("SEE ALSO"), "{text}");
+    }
+}
+
+/// Every option `--help` prints is in the page's OPTIONS, with the same default; and every
+/// option the page describes is one `--help` prints.
+fn options_agree(program: &str, page_name: &str) {
+    let help = stdout_of(program, &["--help"]);
+    let help_opts = help_options(&help);
+    let src = source(page_name);
+    let entries = tagged_entries(&section(&src, "OPTIONS"));
+
+    let in_help: BTreeSet<&str> = help_opts
+        .iter()
+        .flat_map(|(n, _)| n.iter().map(String::as_str))
+        .collect();
+    let in_page: BTreeSet<&str> = entries
+        .iter()
+        .flat_map(|(n, _)| n.iter().map(String::as_str))
+        .collect();
+    assert!(!in_help.is_empty(), "no options found in --help:\n{help}");
+    let missing: Vec<_> = in_help.difference(&in_page).collect();
+    let unknown: Vec<_> = in_page.difference(&in_help).collect();
+    assert!(
+        missing.is_empty(),
+        "options of --help missing from man/{page_name}: {missing:?}"
+    );
+    assert!(
+        unknown.is_empty(),
+        "options in man/{page_name} that --help does not know: {unknown:?}"
+    );
+
+    for (names, text) in &help_opts {
+        let Some(value) = default_in(text) else {
+            continue;
+        };
+        let (_, body) = entries
+            .iter()
+            .find(|(n, _)| n.contains(&names[names.len() - 1]))
+            .expect("entry found above");
+        assert!(
+            states_default(body, &value),
+            "man/{page_name}: {names:?} should say \"default is {value}\" as --help does; \
+             it says: {body}"
+        );
+    }
+}
+
+#[test]
+fn xscpd_options_match_its_help() {
+    options_agree(env!("CARGO_BIN_EXE_xscpd"), "xscpd.1");
+}
+
+#[test]
+fn xscp_options_match_its_help() {
+    options_agree(env!("CARGO_BIN_EXE_xscp"), "xscp.1");
+}
+
+/// The transition table of xscp(7) is the server's, row for row (from, to, event).
+#[test]
+fn transition_table_matches_print_fsm() {
+    let md = stdout_of(env!("CARGO_BIN_EXE_xscpd"), &["--print-fsm"]);
+    let (header, fsm) = markdown_table(&md, "Transitions");
+    assert_eq!(header[..3], ["from", "to", "event"]);
+    let fsm: Vec<Vec<String>> = fsm.into_iter().map(|r| r[..3].to_vec()).collect();
+    let man = table_with_header(&tbl_tables(&source("xscp.7")), &["from", "to", "event"]);
+    for (i, (m, f)) in man.iter().zip(&fsm).enumerate() {
+        assert_eq!(
+            m,
+            f,
+            "row {} of the transition table: xscp(7) vs --print-fsm",
+            i + 1
+        );
+    }
+    assert_eq!(
+        man.len(),
+        fsm.len(),
+        "number of transitions: xscp(7) vs --print-fsm"
+    );
+    assert!(!man.is_empty());
+}
+
+/// The legality table of xscp(7) is the server's, row for row and cell for cell.
+#[test]
+fn legality_table_matches_print_fsm() {
+    let md = stdout_of(env!("CARGO_BIN_EXE_xscpd"), &["--print-fsm"]);
+    let header = ["command", "NEGOTIATING", "ESTABLISHED"];
+    let (md_header, fsm) = markdown_table(&md, "Legality");
+    assert_eq!(md_header, header);
+    let man = table_with_header(&tbl_tables(&source("xscp.7")), &header);
+    for (i, (m, f)) in man.iter().zip(&fsm).enumerate() {
+        assert_eq!(
+            m,
+            f,
+            "row {} of the legality table: xscp(7) vs --print-fsm",
+            i + 1
+        );
+    }
+    assert_eq!(
+        man.len(),
+        fsm.len(),
+        "number of commands: xscp(7) vs --print-fsm"
+    );
+}
+
+/// The state diagram of xscp(7) shows every state and every event of the table, and
+/// every command of the legality table has its subsection under COMMANDS.
+#[test]
+fn diagram_and_command_sections_cover_the_tables() {
+    let md = stdout_of(env!("CARGO_BIN_EXE_xscpd"), &["--print-fsm"]);
+    let src = source("xscp.7");
+    let states = section(&src, "STATES");
+    let diagram: String = states
+        .iter()
+        .skip_while(|l| **l != ".EX")
+        .take_while(|l| **l != ".EE")
+        .map(|l| plain(l) + "\n")
+        .collect();
+    let (_, transitions) = markdown_table(&md, "Transitions");
+    for row in &transitions {
+        for word in &row[..3] {
+            assert!(
+                diagram.contains(word.as_str()),
+                "{word} is not in the diagram"
+            );
+        }
+    }
+    let subsections: Vec<String> = section(&src, "COMMANDS")
+        .iter()
+        .filter_map(|l| l.strip_prefix(".SS "))
+        .map(plain)
+        .collect();
+    let (_, legality) = markdown_table(&md, "Legality");
+    for row in legality.iter().filter(|r| r[0] != "any other keyword") {
+        let synopsis = row[0].replace(['<', '>'], "");
+        assert!(
+            subsections.contains(&synopsis),
+            "no .SS {synopsis} under COMMANDS; there are {subsections:?}"
+        );
+    }
+}
+
+// --- the parsers themselves ---------------------------------------------------------------
+
+#[test]
+fn tbl_parser_reads_text_blocks() {
+    let src = ".TS\ntab(@) box;\nl l.\na@b\n_\nT{\nlong\ntext\nT}@x\ny@T{\nz\nT}\n.TE\n";
+    assert_eq!(
+        tbl_tables(src),
+        vec![vec![
+            vec!["a".to_string(), "b".into()],
+            vec!["long text".into(), "x".into()],
+            vec!["y".into(), "z".into()],
+        ]]
+    );
+}
+
+#[test]
+fn help_parser_reads_names_and_defaults() {
+    let help = "x\n\nOptions:\n  -l, --listen ADDR   where (default 1.2.3.4:5)\n      \
+                --print-fsm [FORMAT]  print (markdown or\n                 dot; default \
+                markdown) and exit\n  -q                  quiet\n\nmore";
+    let opts = help_options(help);
+    assert_eq!(opts.len(), 3);
+    assert_eq!(opts[0].0, ["-l", "--listen"]);
+    assert_eq!(default_in(&opts[0].1).as_deref(), Some("1.2.3.4:5"));
+    assert_eq!(opts[1].0, ["--print-fsm"]);
+    assert_eq!(default_in(&opts[1].1).as_deref(), Some("markdown"));
+    assert_eq!(default_in(&opts[2].1), None);
+    assert!(states_default("The default is 3.", "3"));
+    assert!(!states_default("The default is 30s.", "3"));
+}

@@ -304,10 +304,10 @@ fn markdown_table(md: &str, heading: &str) -> (Vec<String>, Vec<Vec<String>>) {
         .take_while(|l| l.starts_with('|'))
         .map(|l| {
             let inner = l.trim().trim_start_matches('|').trim_end_matches('|');
-            // Cells are separated by " | "; a `|` inside a cell (notif on|off) has no spaces.
+            // Cells are separated by " | "; a `|` inside a cell is escaped (notif on\|off).
             inner
                 .split(" | ")
-                .map(|c| c.trim().trim_matches('`').to_string())
+                .map(|c| c.trim().trim_matches('`').replace("\\|", "|"))
                 .collect()
         })
         .collect();

@@ -15,6 +15,8 @@ fn two_clients_chat_and_quit() {
     alice.expect("chatr alice bob");
     bob.send("cquit");
     bob.expect_close(&["+OK terminating tasks and disconnecting"]);
+    // Closed after end of stream, so that the server's linger ends at once.
+    drop(bob);
     server.wait_log(|l| l.contains("ESTABLISHED -> UPDATE on quit_requested"));
     server.wait_log(|l| l.contains("UPDATE -> CLOSED on close"));
 }

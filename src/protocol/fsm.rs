@@ -340,7 +340,7 @@ fn render_markdown() -> String {
     for r in LEGALITY {
         out += &format!(
             "| `{}` | {} | {} |\n",
-            r.synopsis,
+            r.synopsis.replace('|', "\\|"),
             r.negotiating.describe(State::Negotiating),
             r.established.describe(State::Established)
         );

@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::framing::MAX_PDU;
+
 /// The machine-readable code of an `-ERR` (RFC 2449 style).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Code {
@@ -50,17 +52,31 @@ impl fmt::Display for Code {
 
 /// `+OK <text>`
 pub fn ok(text: impl fmt::Display) -> String {
-    format!("+OK {text}\r\n")
+    fit(format!("+OK {text}"))
 }
 
 /// `-ERR [CODE] <text>`
 pub fn err(code: Code, text: impl fmt::Display) -> String {
-    format!("-ERR [{code}] {text}\r\n")
+    fit(format!("-ERR [{code}] {text}"))
 }
 
 /// `cquit <reason>`: the server's own last line before it closes.
 pub fn cquit(reason: impl fmt::Display) -> String {
-    format!("cquit {reason}\r\n")
+    fit(format!("cquit {reason}"))
+}
+
+/// The PDU limit holds for what the server sends too (§1): a line that repeats a long field
+/// of the client's line is cut to [`MAX_PDU`] bytes (on a character boundary), then ended.
+fn fit(mut line: String) -> String {
+    if line.len() > MAX_PDU {
+        let mut end = MAX_PDU;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+    line.push_str("\r\n");
+    line
 }
 
 /// The greeting sent on accept.
@@ -154,6 +170,16 @@ mod tests {
         );
         assert_eq!(no_such_user("eve"), "-ERR [NO-SUCH] no such user eve\r\n");
         assert_eq!(err(Code::Spoof, "x"), "-ERR [SPOOF] x\r\n");
+    }
+
+    #[test]
+    fn replies_never_exceed_the_pdu_limit() {
+        let long = "é".repeat(400);
+        for line in [no_such_user(&long), ok(&long), cquit(&long)] {
+            assert!(line.len() <= MAX_PDU + 2, "{}", line.len());
+            assert!(line.ends_with("\r\n"));
+        }
+        assert_eq!(ok("short"), "+OK short\r\n");
     }
 
     #[test]

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
+/// The most bytes a PDU carries before its terminator (PROTOCOL.md §1).
+pub const MAX_PDU: usize = 510;
+
 /// The upper bound of every wait: generous, so a slow machine does not fail a test.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -82,6 +85,31 @@ impl Server {
         }
     }
 
+    /// Waits for a log line about the connection `peer` (from [`Client::peer`]) that
+    /// contains `what`, and returns it.
+    pub fn wait_peer_log(&self, peer: &str, what: &str) -> String {
+        let tag = format!("{peer} ");
+        self.wait_log(|l| l.contains(&tag) && l.contains(what))
+    }
+
+    /// The log lines about the connection `peer` so far.
+    pub fn peer_log(&self, peer: &str) -> Vec<String> {
+        let tag = format!("{peer} ");
+        self.log()
+            .into_iter()
+            .filter(|l| l.contains(&tag))
+            .collect()
+    }
+
+    /// Every state transition logged so far, as `(from, to, event)`: the lines of the form
+    /// `... FROM -> TO on event ...` where FROM and TO are upper-case state names.
+    pub fn transitions(&self) -> Vec<(String, String, String)> {
+        self.log()
+            .iter()
+            .filter_map(|l| parse_transition(l))
+            .collect()
+    }
+
     /// How many log lines there are so far (a mark for `wait_log_from`).
     pub fn log_mark(&self) -> usize {
         self.log.lines.lock().len()
@@ -100,6 +128,19 @@ impl Server {
     /// Connects from another loopback address (another "IP" for the server).
     pub fn connect_from(&self, ip: &str) -> Client {
         Client::connect_from(self.addr, ip.parse().unwrap())
+    }
+
+    /// Connects from `ip` with a small receive buffer (see [`Client::connect_with_rcvbuf`]).
+    pub fn connect_with_rcvbuf(&self, ip: &str, rcvbuf: usize) -> Client {
+        Client::connect_with_rcvbuf(self.addr, ip.parse().unwrap(), rcvbuf)
+    }
+
+    /// Connects from `ip`, reads the greeting and registers `nick`.
+    pub fn register_from(&self, ip: &str, nick: &str) -> Client {
+        let mut c = self.connect_from(ip).greeted();
+        c.send(&format!("uname {nick}"));
+        c.expect(&format!("+OK you are {nick}"));
+        c
     }
 
     /// Connects, reads the greeting and registers `nick`.
@@ -140,6 +181,59 @@ impl Server {
     }
 }
 
+/// Parses `... FROM -> TO on event ...` out of a log line.
+pub fn parse_transition(line: &str) -> Option<(String, String, String)> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let is_state = |w: &str| !w.is_empty() && w.bytes().all(|b| b.is_ascii_uppercase());
+    words.windows(5).find_map(|w| {
+        (w[1] == "->" && w[3] == "on" && is_state(w[0]) && is_state(w[2]))
+            .then(|| (w[0].to_string(), w[2].to_string(), w[4].to_string()))
+    })
+}
+
+/// Runs `xscpd` with `args` (and nothing else) to completion, with the usual bound: the
+/// command-line tests.
+pub fn run_xscpd(args: &[&str]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xscpd"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start xscpd");
+    // Read both pipes on their own threads so that a full pipe never stalls the child.
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let out = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("xscpd {args:?} did not exit within {WAIT:?}");
+        }
+        // Polling the child's status is the only portable way to wait with a bound.
+        thread::sleep(Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -150,6 +244,7 @@ impl Drop for Server {
 /// A plain TCP client that speaks in lines.
 pub struct Client {
     reader: BufReader<TcpStream>,
+    local: SocketAddr,
 }
 
 impl Client {
@@ -169,11 +264,60 @@ impl Client {
         Client::from_stream(socket.into())
     }
 
+    /// Connects to `addr` from `ip` with a receive buffer of about `rcvbuf` bytes (the
+    /// kernel may round it), so that a client that stops reading fills up quickly.
+    pub fn connect_with_rcvbuf(addr: SocketAddr, ip: IpAddr, rcvbuf: usize) -> Client {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        socket
+            .bind(&SocketAddr::new(ip, 0).into())
+            .expect("bind client address");
+        socket.connect(&addr.into()).expect("connect");
+        Client::from_stream(socket.into())
+    }
+
     fn from_stream(stream: TcpStream) -> Client {
         stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.set_nodelay(true).unwrap();
+        let local = stream.local_addr().expect("local address");
         Client {
             reader: BufReader::new(stream),
+            local,
         }
+    }
+
+    /// The client's own address (the server's `peer=`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// How the server's log names this connection: `peer=<ip>:<port>`. Keep it to look
+    /// for the connection's log lines after the client is dropped.
+    pub fn peer(&self) -> String {
+        format!("peer={}", self.local)
+    }
+
+    /// A second handle on the socket, for writing from another thread while this client
+    /// reads.
+    pub fn writer(&self) -> TcpStream {
+        self.stream().try_clone().expect("clone the socket")
+    }
+
+    /// Closes the connection with a reset (RST) instead of an orderly FIN.
+    pub fn reset(self) {
+        let socket = socket2::SockRef::from(self.stream());
+        socket
+            .set_linger(Some(Duration::ZERO))
+            .expect("SO_LINGER 0");
+        drop(self);
+    }
+
+    /// Closes our sending side only (FIN); the client can still read.
+    pub fn shutdown_write(&self) {
+        self.stream()
+            .shutdown(std::net::Shutdown::Write)
+            .expect("shutdown");
     }
 
     /// The underlying stream.
@@ -214,6 +358,18 @@ impl Client {
         }
     }
 
+    /// Reads the next line and checks that it fits in a PDU (§1: at most [`MAX_PDU`] bytes
+    /// before its terminator).
+    pub fn pdu_line(&mut self) -> String {
+        let line = self.line();
+        assert!(
+            line.len() <= MAX_PDU,
+            "the server sent a line of {} bytes (limit {MAX_PDU}): {line:?}",
+            line.len()
+        );
+        line
+    }
+
     /// Reads the next line and checks it.
     pub fn expect(&mut self, want: &str) {
         let got = self.line();
@@ -252,6 +408,41 @@ impl Client {
     pub fn nothing_pending(&mut self) -> bool {
         self.send("ping probe");
         self.line() == "+OK pong probe"
+    }
+
+    /// Like [`Client::nothing_pending`], but answers any server `ping <token>` that comes
+    /// first with `+OK pong <token>` (for servers started with a short `--ping-interval`).
+    pub fn nothing_pending_but_pings(&mut self) -> bool {
+        self.send("ping probe");
+        loop {
+            let l = self.line();
+            if l == "+OK pong probe" {
+                return true;
+            }
+            match l.strip_prefix("ping ") {
+                Some(token) => {
+                    let pong = format!("+OK pong {token}");
+                    self.send(&pong);
+                }
+                None => return false,
+            }
+        }
+    }
+
+    /// Reads the next line and checks that it starts with `prefix`; returns it.
+    pub fn expect_prefix(&mut self, prefix: &str) -> String {
+        let got = self.line();
+        assert!(
+            got.starts_with(prefix),
+            "expected a line starting with {prefix:?}, got {got:?}"
+        );
+        got
+    }
+
+    /// Reads the greeting.
+    pub fn greeted(mut self) -> Client {
+        self.expect("+OK xscp/1 ready");
+        self
     }
 
     /// Reads whatever bytes remain until end of stream.

@@ -331,7 +331,7 @@ fn machine_ticks() -> Option<(u64, u64)> {
     // user nice system idle iowait irq softirq steal (guest is already in user).
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
-    Some((total - idle, total))
+    Some((total.saturating_sub(idle), total))
 }
 
 /// A `Key: value` field of /proc/PID/status, as a number (VmRSS in kB, Threads).
@@ -344,6 +344,31 @@ fn proc_status_field(pid: u32, key: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Is process `pid` still running (neither gone nor a zombie)?
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    state.is_some_and(|s| s != "Z" && s != "X")
+}
+
+/// With `--server-pid`: reports whether the server survived the run and adds
+/// `server_alive=0|1` to the RESULT fields. True without a pid.
+fn check_server(opts: &Opts, r: &mut String) -> bool {
+    let Some(pid) = opts.server_pid else {
+        return true;
+    };
+    let alive = process_alive(pid);
+    if !alive {
+        println!("  SERVER GONE: process {pid} exited during the run (crashed?)");
+    }
+    let _ = write!(r, " server_alive={}", u8::from(alive));
+    alive
 }
 
 #[derive(Clone, Copy)]
@@ -582,13 +607,22 @@ fn run_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos() as u64);
-    let mut v = (u64::from(std::process::id()) * 7919 + nanos) % (36u64.pow(4));
-    let mut s = [b'0'; 4];
-    for c in s.iter_mut().rev() {
-        *c = b"0123456789abcdefghijklmnopqrstuvwxyz"[(v % 36) as usize];
+    let v = (u64::from(std::process::id()) * 7919 + nanos) % (36u64.pow(4));
+    format!("{:0>4}", base36(v))
+}
+
+/// `v` in base 36 (digits and lower-case letters), for compact nicknames.
+fn base36(mut v: u64) -> String {
+    let mut out = Vec::with_capacity(13);
+    loop {
+        out.push(b"0123456789abcdefghijklmnopqrstuvwxyz"[(v % 36) as usize]);
         v /= 36;
+        if v == 0 {
+            break;
+        }
     }
-    String::from_utf8_lossy(&s).into_owned()
+    out.reverse();
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn push_u64(out: &mut Vec<u8>, mut v: u64) {
@@ -649,35 +683,46 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-/// Errors of one run: a count, and the first few distinct messages.
+/// Errors of one run: a count, and counts by kind (the message without its digits, so that
+/// the same failure on many clients of a run is one kind) with a first example each.
 #[derive(Default)]
 struct Errors {
     count: u64,
-    samples: Vec<String>,
+    kinds: Vec<(String, u64, String)>,
 }
 
 impl Errors {
+    /// Most kinds kept; the rest are counted under the last one.
+    const KINDS: usize = 12;
+
     fn add(&mut self, msg: String) {
-        self.count += 1;
-        if self.samples.len() < 8 && !self.samples.contains(&msg) {
-            self.samples.push(msg);
+        self.add_n(msg, 1);
+    }
+
+    fn add_n(&mut self, msg: String, n: u64) {
+        self.count += n;
+        let key: String = msg.chars().filter(|c| !c.is_ascii_digit()).collect();
+        if let Some(k) = self.kinds.iter_mut().find(|k| k.0 == key) {
+            k.1 += n;
+        } else if self.kinds.len() < Self::KINDS {
+            self.kinds.push((key, n, msg));
+        } else if let Some(k) = self.kinds.last_mut() {
+            k.1 += n;
+            k.2 = "(other errors)".into();
         }
     }
 
     fn merge(&mut self, other: Errors) {
-        self.count += other.count;
-        for s in other.samples {
-            if self.samples.len() < 8 && !self.samples.contains(&s) {
-                self.samples.push(s);
-            }
+        for (_, n, msg) in other.kinds {
+            self.add_n(msg, n);
         }
     }
 
     fn print(&self) {
         if self.count > 0 {
             println!("  errors:      {}", self.count);
-            for s in &self.samples {
-                println!("    - {s}");
+            for (_, n, example) in &self.kinds {
+                println!("    {n:>8} x {example}");
             }
         }
     }
@@ -1124,8 +1169,9 @@ fn direct(opts: &Opts) -> Result<bool, String> {
         u8::from(opts.receipts)
     );
     r += &report_traffic("relayed", &t, tr.wall, &tr.cpu);
+    let alive = check_server(opts, &mut r);
     println!("{r}");
-    Ok(clean(&t))
+    Ok(clean(&t) && alive)
 }
 
 fn broadcast(opts: &Opts) -> Result<bool, String> {
@@ -1176,8 +1222,9 @@ fn broadcast(opts: &Opts) -> Result<bool, String> {
     let mut r =
         format!("RESULT workload=broadcast clients={k} senders={s} messages={m} window={w}");
     r += &report_traffic("deliveries", &t, tr.wall, &tr.cpu);
+    let alive = check_server(opts, &mut r);
     println!("{r}");
-    Ok(clean(&t))
+    Ok(clean(&t) && alive)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1410,8 +1457,9 @@ fn idle(opts: &Opts) -> Result<bool, String> {
         o.errors.count
     );
     cpu.result_fields(&mut r);
+    let alive = check_server(opts, &mut r);
     println!("{r}");
-    Ok(o.errors.count == 0 && o.registered == n)
+    Ok(o.errors.count == 0 && o.registered == n && alive)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1482,8 +1530,9 @@ fn churn(opts: &Opts) -> Result<bool, String> {
                 let mut n = 0u64;
                 start.wait();
                 while !stop.load(Ordering::Relaxed) {
-                    // w<run><worker>n<count>: at most 16 characters for 10^7 cycles.
-                    let name = format!("w{rid}{w}n{n}");
+                    // w<run><worker>n<count in base 36>: at most 16 characters for
+                    // 36^7 (78 billion) cycles per worker.
+                    let name = format!("w{rid}{w}n{}", base36(n));
                     n += 1;
                     let began = Instant::now();
                     match churn_cycle(&o, &name) {
@@ -1563,8 +1612,9 @@ fn churn(opts: &Opts) -> Result<bool, String> {
         let _ = write!(r, " server_threads_after={t}");
     }
     cpu.result_fields(&mut r);
+    let alive = check_server(opts, &mut r);
     println!("{r}");
-    Ok(o.errors.count == 0)
+    Ok(o.errors.count == 0 && alive)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1648,6 +1698,10 @@ mod tests {
         );
         assert_eq!(parse_chatm(b"chatm a b hello"), None);
         assert_eq!(name_index(b"sab1x42"), Some(42));
+        assert_eq!(name_index(b"sx1xx42"), Some(42));
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(36 * 36 - 1), "zz");
+        assert_eq!(run_id().len(), 4);
         let mut v = Vec::new();
         push_u64(&mut v, 0);
         v.push(b' ');

@@ -67,13 +67,21 @@ impl Acceptor {
                 Err(e) if out_of_resources(&e) => {
                     log::error!("accept failed: {e}; refusing one client and backing off");
                     if reserve.take().is_some() {
+                        // Non-blocking: refuse the client that is waiting, if any — never
+                        // one that arrives later, when descriptors may be free again.
+                        let _ = self.listener.set_nonblocking(true);
                         if let Ok((stream, peer)) = self.listener.accept() {
                             next_id += 1;
+                            let _ = stream.set_nonblocking(false);
                             refuse(&stream, id, &peer.to_string(), Refusal::OutOfResources);
                         }
+                        let _ = self.listener.set_nonblocking(false);
                         reserve = File::open("/dev/null").ok();
                     }
                     thread::sleep(BACKOFF);
+                    // Out of descriptors, accept() fails at once even with no client
+                    // waiting; wait for one (which needs no descriptor) instead of spinning.
+                    wait_for_client(&self.listener);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => log::warn!("accept failed: {e}"),
@@ -140,3 +148,34 @@ fn refuse(mut stream: &TcpStream, id: u64, peer: &str, why: Refusal) {
         }
     }
 }
+
+/// Blocks until a connection is waiting on `listener` (or an error). Used when accept()
+/// cannot be, because it fails at once while the process has no descriptor to spare.
+#[cfg(unix)]
+fn wait_for_client(listener: &TcpListener) {
+    use std::ffi::{c_int, c_short, c_ulong};
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    struct PollFd {
+        fd: c_int,
+        events: c_short,
+        revents: c_short,
+    }
+    unsafe extern "C" {
+        fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
+    }
+    const POLLIN: c_short = 1;
+    let mut pfd = PollFd {
+        fd: listener.as_raw_fd(),
+        events: POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid, initialised pollfd that lives across the call, matching
+    // nfds = 1; the descriptor belongs to `listener`, which outlives the call.
+    unsafe {
+        poll(&mut pfd, 1, -1);
+    }
+}
+
+#[cfg(not(unix))]
+fn wait_for_client(_listener: &TcpListener) {}

@@ -1,0 +1,386 @@
+//! Resource limits of PROTOCOL.md §7: `--max-clients`, `--max-per-ip`, `--sendq`, `--rate`,
+//! the bounded receipts and holds of the hub (§5, §5.7), and running out of descriptors.
+//!
+//! Every wait is for an event (a line, end of stream, a log line) with a generous bound;
+//! nothing here sleeps to synchronise or asserts on timing.
+
+mod common;
+mod support_faults;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+
+use common::{Client, Server};
+use support_faults::{
+    GREETING, Proc, open_fds, poll_until, reset, tag, thread_wchan, wait_log_count,
+};
+
+const FULL: &str = "-ERR [FULL] server full";
+const CQUIT_FULL: &str = "cquit server full";
+const BYE: &str = "+OK terminating tasks and disconnecting";
+
+/// A connection's own close line: `conn=.. peer=<tag>.. -> CLOSED on close`.
+fn closed_line(peer_tag: &str) -> impl Fn(&str) -> bool + '_ {
+    move |l: &str| l.contains(peer_tag) && l.contains(" -> CLOSED on close")
+}
+
+/// Any connection's close line (not the listener's).
+fn any_conn_closed(l: &str) -> bool {
+    l.contains("conn=") && l.contains(" -> CLOSED on close")
+}
+
+/// §7 `--max-clients`: the client over the limit gets `-ERR [FULL] server full`, then
+/// `cquit server full`, then end of stream, without having to send anything; the place is
+/// free again as soon as a client has left (its `-> CLOSED on close` line), and then only
+/// one more client fits.
+#[test]
+fn max_clients_refuses_the_extra_client_and_frees_the_place_on_close() {
+    let server = Server::start(&["--max-clients", "2", "--hold", "0"]);
+    let mut ann = server.register("ann");
+    let mut ben = server.register("ben");
+
+    let mut extra = server.connect();
+    extra.expect_close(&[FULL, CQUIT_FULL]);
+    server.wait_log(|l| l.contains(&tag(&extra)) && l.contains("refused: server full"));
+
+    let ann_tag = tag(&ann);
+    ann.send("cquit");
+    ann.expect_close(&[BYE]);
+    drop(ann);
+    server.wait_log(closed_line(&ann_tag));
+
+    let mut dan = server.register("dan");
+    let mut extra = server.connect();
+    extra.expect_close(&[FULL, CQUIT_FULL]);
+
+    // The admitted clients are unaffected by the refusals.
+    ben.send("chatm ben dan still here");
+    ben.expect("+OK message relayed");
+    dan.expect("chatm ben dan still here");
+}
+
+/// §7 `--max-per-ip`: a client over the per-address limit gets the same refusal (its text
+/// starts `-ERR [FULL] server full`), while a client from another address is admitted.
+#[test]
+fn max_per_ip_refuses_the_address_but_not_another() {
+    let server = Server::start(&["--max-per-ip", "2", "--hold", "0"]);
+    let _ann = server.register("ann");
+    let _ben = server.register("ben");
+
+    let mut extra = server.connect();
+    let first = extra.line();
+    assert!(
+        first.starts_with(FULL),
+        "refusal from the same address: {first:?}"
+    );
+    assert_eq!(extra.until_eof(), [CQUIT_FULL]);
+    server.wait_log(|l| {
+        l.contains(&tag(&extra)) && l.contains("refused: server full (too many connections")
+    });
+
+    let mut other = server.connect_from("127.0.0.2");
+    other.expect(GREETING);
+    other.send("uname cat");
+    other.expect("+OK you are cat");
+}
+
+/// §7 admission is exact under races: 8 threads connecting and disconnecting 50 times each
+/// (by `cquit`, by close and by reset) against `--max-clients 4`. Every client is either
+/// admitted (greeting) or refused (`-ERR [FULL]`, `cquit`, end of stream); once every
+/// admitted connection has logged its close, exactly 4 new clients are admitted and the
+/// fifth is refused: no place leaked or was counted twice.
+#[test]
+fn admission_counts_stay_exact_under_connect_and_disconnect_races() {
+    const MAX: usize = 4;
+    const THREADS: usize = 8;
+    const CYCLES: usize = 50;
+    let server = Server::start(&["--max-clients", "4", "--hold", "0", "--max-per-ip", "0"]);
+    let admitted = AtomicUsize::new(0);
+    let refused = AtomicUsize::new(0);
+    thread::scope(|s| {
+        for t in 0..THREADS {
+            let (server, admitted, refused) = (&server, &admitted, &refused);
+            s.spawn(move || {
+                for i in 0..CYCLES {
+                    let mut c = server.connect();
+                    let first = c.line();
+                    if first != GREETING {
+                        assert_eq!(first, FULL);
+                        assert_eq!(c.until_eof(), [CQUIT_FULL]);
+                        refused.fetch_add(1, Ordering::SeqCst);
+                        continue;
+                    }
+                    admitted.fetch_add(1, Ordering::SeqCst);
+                    match (t + i) % 3 {
+                        0 => {
+                            c.send(&format!("uname r{t}x{i}"));
+                            c.expect(&format!("+OK you are r{t}x{i}"));
+                            c.send("cquit");
+                            c.expect_close(&[BYE]);
+                        }
+                        1 => drop(c),
+                        _ => reset(c),
+                    }
+                }
+            });
+        }
+    });
+    let (admitted, refused) = (admitted.into_inner(), refused.into_inner());
+    assert_eq!(admitted + refused, THREADS * CYCLES);
+    assert!(
+        refused > 0,
+        "no client was ever refused: the race never reached the limit"
+    );
+    wait_log_count(&server, admitted, any_conn_closed);
+    wait_log_count(&server, refused, |l| l.contains("refused: server full"));
+
+    let mut kept: Vec<Client> = (0..MAX)
+        .map(|i| server.register(&format!("f{i}")))
+        .collect();
+    let mut extra = server.connect();
+    extra.expect_close(&[FULL, CQUIT_FULL]);
+    for c in &mut kept {
+        assert!(c.nothing_pending());
+    }
+    let log = server.log();
+    assert_eq!(
+        log.iter().filter(|l| any_conn_closed(l)).count(),
+        admitted,
+        "more closes than admitted clients"
+    );
+}
+
+/// §7 `--sendq` (slow consumer, broadcast flood): a client that never reads is dropped as a
+/// slow consumer once its queued output passes the limit (log `slow consumer`) while
+/// another client floods numbered broadcasts. A third client that reads receives every
+/// broadcast, in order, and keeps chatting with the flooder meanwhile; the flooder gets a
+/// `+OK` for every broadcast. The flood goes in rounds of 50 broadcasts, each round read
+/// by the flooder and the third client before the next, so that only the client that does
+/// not read falls behind (a flood faster than any reader would rightly drop every client).
+#[test]
+fn sendq_drops_a_client_that_does_not_read_and_nobody_else() {
+    const ROUND: usize = 50;
+    const MAX_ROUNDS: usize = 2000; // 100 000 broadcasts, 32 MB: far past any buffering.
+    let server = Server::start(&["--sendq", "64K", "--hold", "0"]);
+    let sink = server.register("sink");
+    let mut flood = server.register("flood");
+    let mut carol = server.register("carol");
+    let sink_tag = tag(&sink);
+    let padding = "x".repeat(300);
+    let sink_dropped = |server: &Server| {
+        server
+            .log()
+            .iter()
+            .any(|l| l.contains(&sink_tag) && l.contains("dropping slow consumer"))
+    };
+
+    let mut n = 0;
+    let mut rounds = 0;
+    while !sink_dropped(&server) {
+        assert!(rounds < MAX_ROUNDS, "no slow consumer after {n} broadcasts");
+        let batch: String = (n..n + ROUND)
+            .map(|i| format!("chatm flood * b{i} {padding}\r\n"))
+            .collect();
+        flood.send_raw(batch.as_bytes());
+        for _ in 0..ROUND {
+            flood.expect("+OK message relayed");
+        }
+        for i in n..n + ROUND {
+            carol.expect(&format!("chatm flood * b{i} {padding}"));
+        }
+        carol.send(&format!("chatm carol flood c{rounds}"));
+        carol.expect("+OK message relayed");
+        flood.expect(&format!("chatm carol flood c{rounds}"));
+        n += ROUND;
+        rounds += 1;
+    }
+    server.wait_log(|l| {
+        l.contains(&sink_tag) && l.contains("-> ABORTED on connection_error cause=slow consumer")
+    });
+    server.wait_log(closed_line(&sink_tag));
+    // Nobody else was dropped, and both still talk.
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|l| !l.contains(&sink_tag) && l.contains("slow consumer")),
+        "another client was dropped too"
+    );
+    flood.send("chatm flood * after");
+    flood.expect("+OK message relayed");
+    carol.expect("chatm flood * after");
+    assert!(flood.nothing_pending());
+    assert!(carol.nothing_pending());
+    // The sink gets what was written before the cut, then end of stream.
+    let mut sink = sink;
+    let rest = sink.drain();
+    assert!(rest.starts_with(b"chatm flood * b0 "));
+}
+
+/// §7 `--rate`: flood control by backpressure. With `--rate 20`, 60 pipelined pings all get
+/// their pongs, in order (nothing dropped), the limiter did engage (log `over --rate`), and
+/// `capa` reports `RATE 20`.
+#[test]
+fn rate_limit_slows_a_flood_without_dropping_anything() {
+    let server = Server::start(&["--rate", "20"]);
+    let mut c = server.register("fast");
+    c.send("capa");
+    let (first, caps) = c.multiline();
+    assert_eq!(first, "+OK capability list follows");
+    assert!(caps.iter().any(|l| l == "RATE 20"), "capa: {caps:?}");
+
+    let pings: String = (0..60).map(|i| format!("ping t{i}\r\n")).collect();
+    c.send_raw(pings.as_bytes());
+    for i in 0..60 {
+        c.expect(&format!("+OK pong t{i}"));
+    }
+    server.wait_log(|l| l.contains(&tag(&c)) && l.contains("over --rate 20: reading paused"));
+    assert!(c.nothing_pending());
+}
+
+/// §5 / hub `MAX_PENDING_RECEIPTS` (1024): the receipts one client owes are bounded, oldest
+/// forgotten first. Bob gets one message from carol, then 1100 from alice and never sends a
+/// receipt: carol's (the oldest) is no longer awaited (`-ERR [NO-SUCH]`), exactly 1024 of
+/// alice's still are (each relayed to alice), and the 1025th is refused.
+#[test]
+fn pending_receipts_are_bounded_oldest_first() {
+    const MAX_PENDING: usize = 1024;
+    let server = Server::start(&[]);
+    let mut alice = server.register("alice");
+    let mut bob = server.register("bob");
+    let mut carol = server.register("carol");
+
+    carol.send("chatm carol bob first");
+    carol.expect("+OK message relayed");
+    let burst: String = (0..1100)
+        .map(|i| format!("chatm alice bob m{i}\r\n"))
+        .collect();
+    alice.send_raw(burst.as_bytes());
+    bob.expect("chatm carol bob first");
+    for i in 0..1100 {
+        alice.expect("+OK message relayed");
+        bob.expect(&format!("chatm alice bob m{i}"));
+    }
+
+    bob.send("chatr carol bob");
+    bob.expect("-ERR [NO-SUCH] no message from carol awaits a receipt");
+    let receipts: String = (0..=MAX_PENDING).map(|_| "chatr alice bob\r\n").collect();
+    bob.send_raw(receipts.as_bytes());
+    bob.expect("-ERR [NO-SUCH] no message from alice awaits a receipt");
+    for _ in 0..MAX_PENDING {
+        alice.expect("chatr alice bob");
+    }
+    assert!(alice.nothing_pending());
+    assert!(carol.nothing_pending());
+    assert!(bob.nothing_pending());
+}
+
+/// §5.7: held names are bounded in number, oldest dropped first (the hub keeps at most
+/// `max(4 × --max-clients, 1024)` = 1024 here). 1025 clients from 127.0.0.1 register and
+/// leave: the first name's hold is gone (127.0.0.2 may take it), the second's is not
+/// (`IN-USE` for 127.0.0.2, `welcome back` for 127.0.0.1).
+#[test]
+fn name_holds_are_bounded_oldest_first() {
+    const HOLDS: usize = 1024;
+    let server = Server::start(&["--max-clients", "256", "--max-per-ip", "0"]);
+    for i in 0..=HOLDS {
+        // `cquit` and end of stream: the hub has handled the departure (and made the hold)
+        // before the next registration reaches it.
+        let mut c = server.register(&format!("h{i}"));
+        c.send("cquit");
+        c.expect_close(&[BYE]);
+    }
+    let mut other = server.connect_from("127.0.0.2");
+    other.expect(GREETING);
+    other.send("uname h1");
+    other.expect("-ERR [IN-USE] h1 is already taken by another client (attempt 1 of 3)");
+    other.send("uname h0");
+    other.expect("+OK you are h0");
+
+    let mut same = server.connect();
+    same.expect(GREETING);
+    same.send("uname h1");
+    same.expect("+OK welcome back h1");
+}
+
+/// §7 out of file descriptors: under `prlimit --nofile=40:40`, more clients than the
+/// server has descriptors. The log shows the accept failure and the refusal; the clients
+/// it cannot take get `-ERR [FULL] server full (out of resources)`, `cquit server full`
+/// and end of stream; the server neither crashes nor spins (one `accept failed` line per
+/// refusal, plus at most one while it waits, instead of a stream of them); after the
+/// clients close, a new client is served normally.
+#[test]
+fn out_of_descriptors_refuses_one_client_at_a_time_and_recovers() {
+    const NOFILE: usize = 40;
+    let server = Proc::spawn(
+        &["prlimit", &format!("--nofile={NOFILE}:{NOFILE}"), "--"],
+        &["--max-per-ip", "0", "--hold", "0"],
+        &[],
+    );
+    // One client served first: the acceptor is running and its reserve is open.
+    let first = server.register("first");
+    let free = NOFILE.saturating_sub(open_fds(server.pid()));
+    let clients: Vec<Client> = (0..free + 8).map(|_| server.connect()).collect();
+    let (mut admitted, mut refused) = (vec![first], 0usize);
+    for mut c in clients {
+        let line = c.line();
+        if line == GREETING {
+            admitted.push(c);
+        } else {
+            assert_eq!(line, "-ERR [FULL] server full (out of resources)");
+            assert_eq!(c.until_eof(), [CQUIT_FULL]);
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 0,
+        "nobody was refused: the server had descriptors left"
+    );
+    server.wait_log_count(refused, |l| {
+        l.contains("refused: server full (out of resources)")
+    });
+    server.wait_log(|l| l.contains("accept failed") && l.contains("refusing one client"));
+
+    // Resources stay short until the acceptor is parked: blocked waiting for the next
+    // client rather than in its back-off pause (its kernel wait channel, which has no
+    // event). Then the clients leave, so that descriptors are free again before the next
+    // client arrives, whatever the acceptor was doing.
+    let pid = server.pid();
+    let parked = poll_until("the acceptor to wait for clients", || {
+        let w = thread_wchan(pid, "xscp-accept")?;
+        (w != "0" && !w.contains("sleep")).then_some(w)
+    });
+    let failures = server
+        .log()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        failures <= refused + 1,
+        "{failures} accept failures for {refused} refusals: the acceptor spins"
+    );
+    let n = admitted.len();
+    for c in &mut admitted {
+        assert!(c.nothing_pending());
+    }
+    drop(admitted);
+    server.wait_log_count(n, any_conn_closed);
+    poll_until("the descriptors to be released", || {
+        (open_fds(pid) < NOFILE - 8).then_some(())
+    });
+
+    let mut again = server.connect();
+    let line = again.line();
+    assert_eq!(
+        line,
+        GREETING,
+        "a client after the others closed ({} descriptors open, acceptor waiting in {parked})",
+        open_fds(pid)
+    );
+    again.send("uname again");
+    again.expect("+OK you are again");
+    let mut other = server.register("other");
+    other.send("chatm other again hello");
+    other.expect("+OK message relayed");
+    again.expect("chatm other again hello");
+}

@@ -14,12 +14,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::net::outbox::{Out, Outbox};
+use crate::net::outbox::Outbox;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
 use crate::protocol::session::Cause;
@@ -257,10 +256,10 @@ impl Hub {
             ToHub::Receipt { conn, line, sender } => self.receipt(conn, line, sender),
             ToHub::Users { conn } => self.users(conn),
             ToHub::Notif { conn, on } => self.notif(conn, on),
-            ToHub::Respond { conn, line } => self.send(conn, Out::Text(line)),
+            ToHub::Respond { conn, line } => self.send(conn, &line),
             ToHub::Depart { conn, lines } => {
                 if let Some(c) = self.clients.get(&conn) {
-                    c.outbox.finish(lines);
+                    c.outbox.finish(&lines);
                 }
                 self.remove(conn);
             }
@@ -281,7 +280,7 @@ impl Hub {
     fn accepted(&mut self, conn: ConnId, tag: String, ip: IpAddr, outbox: Outbox) {
         if self.shutting_down {
             outbox.set_end(Cause::ServerShutdown);
-            outbox.finish(Cause::ServerShutdown.cquit_line().unwrap_or_default());
+            outbox.finish(&Cause::ServerShutdown.cquit_line().unwrap_or_default());
             return;
         }
         let client = Client {
@@ -296,9 +295,9 @@ impl Hub {
     }
 
     /// Queues `out` for `conn`; an overflow dooms the client.
-    fn send(&mut self, conn: ConnId, out: Out) {
+    fn send(&mut self, conn: ConnId, line: &str) {
         if let Some(c) = self.clients.get(&conn) {
-            if c.outbox.push(out).is_err() {
+            if c.outbox.push(line.as_bytes()).is_err() {
                 self.doomed.push(conn);
             }
         }
@@ -306,9 +305,9 @@ impl Hub {
 
     /// Tells every subscriber except `except` about `event`.
     fn notify(&mut self, except: ConnId, event: std::fmt::Arguments<'_>) {
-        let line: Arc<str> = format!("notif {event}\r\n").into();
+        let line = format!("notif {event}\r\n");
         for (&id, c) in &self.clients {
-            if c.notif && id != except && c.outbox.push(Out::Shared(line.clone())).is_err() {
+            if c.notif && id != except && c.outbox.push(line.as_bytes()).is_err() {
                 self.doomed.push(id);
             }
         }
@@ -345,7 +344,7 @@ impl Hub {
         } else {
             format!("you are {nick}")
         };
-        self.send(conn, Out::Text(reply::ok(text)));
+        self.send(conn, &reply::ok(text));
         if let Some(c) = self.clients.get_mut(&conn) {
             c.nick = Some(nick.clone());
         }
@@ -360,7 +359,7 @@ impl Hub {
         let key = new.key();
         if self.claim(conn, key, ip).is_err() {
             log::debug!("conn={conn} cname {old} -> {new}: in use");
-            self.send(conn, Out::Text(reply::in_use(new.as_str())));
+            self.send(conn, &reply::in_use(new.as_str()));
             return Answer::NotRenamed;
         }
         self.names.remove(&old.key());
@@ -369,10 +368,7 @@ impl Hub {
             log::info!("{} renamed {old} -> {new}", c.tag);
             c.nick = Some(new.clone());
         }
-        self.send(
-            conn,
-            Out::Text(reply::name_changed(old.as_str(), new.as_str())),
-        );
+        self.send(conn, &reply::name_changed(old.as_str(), new.as_str()));
         self.notify(conn, format_args!("cname {old} {new}"));
         Answer::Renamed(new)
     }
@@ -384,13 +380,9 @@ impl Hub {
         let from = from.key();
         let to = line.get(recipient).unwrap_or_default();
         if to == "*" {
-            self.send(conn, Out::Static(reply::RELAYED));
-            let shared: Arc<str> = line.into();
+            self.send(conn, reply::RELAYED);
             for (&id, c) in &self.clients {
-                if id != conn
-                    && c.nick.is_some()
-                    && c.outbox.push(Out::Shared(shared.clone())).is_err()
-                {
+                if id != conn && c.nick.is_some() && c.outbox.push(line.as_bytes()).is_err() {
                     self.doomed.push(id);
                 }
             }
@@ -403,10 +395,10 @@ impl Hub {
                 reply::escape(to.as_bytes())
             );
             let err = reply::no_such_user(to);
-            return self.send(conn, Out::Text(err));
+            return self.send(conn, &err);
         };
-        self.send(conn, Out::Static(reply::RELAYED));
-        self.send(target, Out::Text(line));
+        self.send(conn, reply::RELAYED);
+        self.send(target, &line);
         if let Some(c) = self.clients.get_mut(&target) {
             if c.pending.len() == MAX_PENDING_RECEIPTS {
                 c.pending.pop_front();
@@ -425,11 +417,11 @@ impl Hub {
         let found = c.pending.iter().position(|p| Some(p.from) == key);
         let Some(i) = found else {
             let err = reply::no_receipt_awaited(name);
-            return self.send(conn, Out::Text(err));
+            return self.send(conn, &err);
         };
         let Some(p) = c.pending.remove(i) else { return };
         if self.clients.contains_key(&p.conn) {
-            self.send(p.conn, Out::Text(line));
+            self.send(p.conn, &line);
         } else {
             let name = reply::escape(name.as_bytes());
             log::debug!("conn={conn} receipt for {name}: sender has left, dropped");
@@ -444,7 +436,7 @@ impl Hub {
             .collect();
         names.sort_unstable_by_key(|n| n.to_ascii_lowercase());
         let text = reply::multiline(format_args!("{} users", names.len()), names);
-        self.send(conn, Out::Text(text));
+        self.send(conn, &text);
     }
 
     fn notif(&mut self, conn: ConnId, on: bool) {
@@ -456,7 +448,7 @@ impl Hub {
         } else {
             "notifications off"
         });
-        self.send(conn, Out::Text(text));
+        self.send(conn, &text);
     }
 
     /// Forgets a connection: releases its name (into a hold), its receipts and its queue.
@@ -489,7 +481,7 @@ impl Hub {
         let line = Cause::ServerShutdown.cquit_line().unwrap_or_default();
         for c in self.clients.values() {
             c.outbox.set_end(Cause::ServerShutdown);
-            c.outbox.finish(line.clone());
+            c.outbox.finish(&line);
         }
         self.clients.clear();
         self.names.clear();

@@ -966,8 +966,7 @@ fn run_job(job: Job, t0: Instant, timeout: Duration, start: &Barrier) -> Outcome
     o
 }
 
-/// Registers the jobs' clients (in the given order), runs them all from a common start and
-/// gathers the outcomes.
+/// What a direct or broadcast run measured.
 struct Traffic {
     outcomes: Vec<Outcome>,
     cpu: CpuUse,
@@ -975,6 +974,8 @@ struct Traffic {
     wall: f64,
 }
 
+/// Runs the jobs (registered clients), one thread each, from a common start; gathers the
+/// outcomes and the CPU used from the start until the last thread is done.
 fn run_traffic(opts: &Opts, jobs: Vec<Job>, t0: Instant) -> Result<Traffic, String> {
     let start = Arc::new(Barrier::new(jobs.len() + 1));
     let mut handles = Vec::with_capacity(jobs.len());

@@ -14,16 +14,22 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, bounded, unbounded};
+use crossbeam_channel::{Receiver, SendError, Sender, bounded};
 
+use super::LINGER;
 use super::admission::Ticket;
-use super::outbox::{ConnShared, Out, Outbox};
-use super::pool::{Job, Pool};
-use super::{LINGER, writer};
+use super::outbox::{ConnShared, Outbox};
+use super::pool::Pool;
 use crate::hub::{Answer, ConnId, ToHub};
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
 use crate::protocol::session::{Cause, Closing, Limits, Session, Step, Timer};
+
+/// The read buffer every connection starts with (on the reader's stack).
+const SMALL_READ: usize = 512;
+
+/// The read buffer of a connection whose reads fill the small one.
+const LARGE_READ: usize = 16 * 1024;
 
 /// How late a timer may fire (see `run_timers`).
 const TIMER_TOLERANCE: Duration = Duration::from_millis(5);
@@ -102,22 +108,15 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
         ticket,
     } = conn;
     let tag = format!("conn={id} peer={peer}");
-    let (tx, rx) = unbounded();
-    let outbox = Outbox::new(tx, Arc::clone(&shared), settings.sendq);
-    let (done_tx, done_rx) = bounded(1);
-    let writer = {
-        let (shared, tag) = (Arc::clone(&shared), tag.clone());
-        let write_timeout = settings.ping_timeout;
-        Job::new(format!("xscp-write-{id}"), move || {
-            writer::run(rx, shared, tag, write_timeout);
-            let _ = done_tx.send(());
-        })
-    };
-    if let Err((e, _)) = settings.writers.run(writer) {
-        log::error!("{tag} refused: cannot start its writer thread: {e}");
-        return;
-    }
-    let _ = outbox.push(Out::Static(reply::GREETING));
+    let outbox = Outbox::new(
+        id,
+        tag.clone(),
+        Arc::clone(&shared),
+        Arc::clone(&settings.writers),
+        settings.sendq,
+        settings.ping_timeout,
+    );
+    let _ = outbox.push(reply::GREETING.as_bytes());
     let accepted = ToHub::Accepted {
         conn: id,
         tag: tag.clone(),
@@ -141,6 +140,7 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
         budget: 0.0,
         budget_at: now,
     };
+
     reader.budget = f64::from(reader.settings.rate);
     let ending = if reader.hub.send(accepted).is_err() {
         Ending::Fault(Cause::Io("hub stopped".into()))
@@ -155,20 +155,29 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
             }
         }
     };
-    reader.finish(ending, done_rx);
+    reader.finish(ending);
     drop(ticket);
     reader.session.on_closed();
 }
 
 impl Reader {
     fn read_loop(&mut self) -> Ending {
-        let mut buf = [0u8; 4096];
+        // A small buffer serves a client that types; one whose reads fill it gets a large
+        // one, so that a pipelining client is read in few system calls while an idle
+        // client costs little memory.
+        let mut small = [0u8; SMALL_READ];
+        let mut large: Vec<u8> = Vec::new();
         let mut framer = Framer::new();
         loop {
             if let Some(end) = self.run_timers() {
                 return end;
             }
-            let n = match self.shared.socket().read(&mut buf) {
+            let buf: &mut [u8] = if large.is_empty() {
+                &mut small
+            } else {
+                &mut large
+            };
+            let n = match self.shared.socket().read(buf) {
                 Ok(0) => return Ending::Fault(self.outside_cause(Cause::PeerClosed)),
                 Ok(n) => n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -185,6 +194,7 @@ impl Reader {
                 return Ending::Fault(cause);
             }
             self.last_rx = Instant::now();
+            let full = n == buf.len();
             let mut input = &buf[..n];
             while let Some(line) = framer.next_line(&mut input) {
                 let line = match line {
@@ -200,6 +210,9 @@ impl Reader {
                 if let Some(end) = self.execute(step) {
                     return end;
                 }
+            }
+            if full && large.is_empty() {
+                large = vec![0; LARGE_READ];
             }
         }
     }
@@ -232,7 +245,7 @@ impl Reader {
                 let token = format!("{:x}.{}", self.id, self.pings);
                 let line = format!("ping {token}\r\n");
                 log::debug!("{} sends ping {token}", self.session.tag());
-                if self.outbox.push(Out::Text(line)).is_err() {
+                if self.outbox.push(line.as_bytes()).is_err() {
                     self.outbox.abort(Cause::SlowConsumer);
                     return Some(Ending::Fault(Cause::SlowConsumer));
                 }
@@ -374,7 +387,7 @@ impl Reader {
     }
 
     /// Sends the last lines, waits for the writer's FIN, lingers, closes.
-    fn finish(&mut self, ending: Ending, writer_done: Receiver<()>) {
+    fn finish(&mut self, ending: Ending) {
         let (lines, cause) = match ending {
             Ending::Closing(c) => (c.lines, c.cause),
             Ending::Fault(cause) => {
@@ -384,17 +397,15 @@ impl Reader {
         };
         let depart = ToHub::Depart {
             conn: self.id,
-            lines: lines.clone(),
+            lines,
         };
-        if self.hub.send(depart).is_err() {
+        if let Err(SendError(ToHub::Depart { lines, .. })) = self.hub.send(depart) {
             // No hub (the server is stopping): say goodbye directly.
-            self.outbox.finish(lines);
+            self.outbox.finish(&lines);
         }
-        // Our outbox must not keep the writer waiting once the hub has let go of its own.
-        self.outbox = Outbox::new(unbounded().0, Arc::clone(&self.shared), 0);
-        // The writer signals when it has sent its FIN (or given up); if it panicked, the
-        // signal's sender is dropped and `recv` returns at once as well.
-        let _ = writer_done.recv();
+        // Every way a connection ends queues a close for its writer (here, in the hub's
+        // Depart, shutdown or slow-consumer abort), so this wait ends.
+        self.outbox.wait_done();
         let orderly = !matches!(
             cause,
             Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::SlowConsumer

@@ -1,58 +1,25 @@
-//! A connection's outgoing side as the rest of the server sees it: a channel to the writer
-//! thread with a byte budget (`--sendq`), and the means to end the connection.
+//! A connection's outgoing side as the rest of the server sees it: a byte queue for the
+//! writer thread with a budget (`--sendq`), and the means to end the connection.
 //!
-//! The hub holds one [`Outbox`] per client and never blocks on it: the channel is unbounded
-//! in items but bounded in bytes, and a push past the budget is refused so that the hub can
-//! drop the slow consumer instead of waiting for it.
+//! The hub holds one [`Outbox`] per client and never blocks on it: a push appends bytes
+//! under a short lock, and a push past the budget is refused so that the hub can drop the
+//! slow consumer instead of waiting for it. The writer takes everything queued at once, so
+//! whatever piled up while it wrote leaves in one system call.
 
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crossbeam_channel::Sender;
-use parking_lot::Mutex;
+use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex, MutexGuard};
+
+use super::pool::{Job, Pool};
+use super::writer;
 use crate::protocol::session::Cause;
-
-/// One item for the writer thread.
-#[derive(Debug)]
-pub enum Out {
-    /// A line (or several) built for this client.
-    Text(String),
-    /// A constant line.
-    Static(&'static str),
-    /// A line shared by many recipients (a broadcast).
-    Shared(Arc<str>),
-    /// Nothing more follows: send FIN and stop.
-    Close,
-}
-
-impl Out {
-    fn len(&self) -> usize {
-        match self {
-            Out::Text(s) => s.len(),
-            Out::Static(s) => s.len(),
-            Out::Shared(s) => s.len(),
-            Out::Close => 0,
-        }
-    }
-
-    /// The bytes to write.
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            Out::Text(s) => s.as_bytes(),
-            Out::Static(s) => s.as_bytes(),
-            Out::Shared(s) => s.as_bytes(),
-            Out::Close => &[],
-        }
-    }
-}
 
 /// State shared by a connection's reader, writer and outbox.
 #[derive(Debug)]
 pub struct ConnShared {
-    /// Bytes pushed but not yet written.
-    queued: AtomicUsize,
     /// Why the connection is ending, when someone other than its reader decided it.
     end: Mutex<Option<Cause>>,
     /// The socket: read by the reader, written by the writer, cut by whoever ends it.
@@ -63,7 +30,6 @@ impl ConnShared {
     /// Shared state around the connection's `socket`.
     pub fn new(socket: TcpStream) -> Arc<ConnShared> {
         Arc::new(ConnShared {
-            queued: AtomicUsize::new(0),
             end: Mutex::new(None),
             socket,
         })
@@ -89,71 +55,152 @@ impl ConnShared {
     pub fn cut(&self) {
         let _ = self.socket.shutdown(Shutdown::Both);
     }
-
-    /// The writer wrote `n` bytes.
-    pub fn written(&self, n: usize) {
-        self.queued.fetch_sub(n, Ordering::Relaxed);
-    }
-
-    /// Bytes queued and not yet written.
-    pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
 }
 
 /// The output queue passed `--sendq`: the client is a slow consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Overflow;
 
-/// The sending end of one connection.
-#[derive(Clone, Debug)]
-pub struct Outbox {
-    tx: Sender<Out>,
-    shared: Arc<ConnShared>,
+/// What is waiting to be written, and who is writing it.
+#[derive(Debug, Default)]
+pub(super) struct Queue {
+    /// Bytes waiting for the writer.
+    pub(super) buf: Vec<u8>,
+    /// Bytes the writer has taken and not yet written (they still count against `--sendq`).
+    pub(super) writing: usize,
+    /// A close follows `buf`: nothing more is accepted.
+    pub(super) closing: bool,
+    /// A writer thread owns the queue.
+    pub(super) running: bool,
+    /// That writer waits for output (on `ready`).
+    pub(super) idle: bool,
+    /// The close is done: FIN sent, or the connection failed.
+    pub(super) done: bool,
+}
+
+/// The state behind an [`Outbox`], shared with the writer.
+#[derive(Debug)]
+pub(super) struct Inner {
+    pub(super) queue: Mutex<Queue>,
+    /// Output arrived for an idle writer.
+    pub(super) ready: Condvar,
+    /// The close is done.
+    pub(super) finished: Condvar,
+    pub(super) shared: Arc<ConnShared>,
+    pub(super) tag: String,
+    name: String,
+    pool: Arc<Pool>,
     sendq: usize,
 }
 
+/// The sending end of one connection: a byte queue bounded by `--sendq`, drained by a
+/// writer thread that runs only while there is output (see [`super::writer`]).
+#[derive(Clone, Debug)]
+pub struct Outbox(Arc<Inner>);
+
 impl Outbox {
-    /// An outbox feeding `tx`, refusing pushes beyond `sendq` queued bytes.
-    pub fn new(tx: Sender<Out>, shared: Arc<ConnShared>, sendq: usize) -> Outbox {
-        Outbox { tx, shared, sendq }
+    /// The outbox of connection `id`, writing to `shared`'s socket on threads of `pool`.
+    /// Nothing runs until the first push.
+    pub fn new(
+        id: u64,
+        tag: String,
+        shared: Arc<ConnShared>,
+        pool: Arc<Pool>,
+        sendq: usize,
+        write_timeout: Duration,
+    ) -> Outbox {
+        if let Err(e) = shared.socket().set_write_timeout(Some(write_timeout)) {
+            log::warn!("{tag} cannot set write timeout: {e}");
+        }
+        Outbox(Arc::new(Inner {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            finished: Condvar::new(),
+            shared,
+            tag,
+            name: format!("xscp-write-{id}"),
+            pool,
+            sendq,
+        }))
     }
 
-    /// Queues `out` for the writer. Refused once more than `sendq` bytes would be waiting.
-    /// A writer that is already gone is not an error here: its reader reports the end.
-    pub fn push(&self, out: Out) -> Result<(), Overflow> {
-        let n = out.len();
-        let before = self.shared.queued.fetch_add(n, Ordering::Relaxed);
-        if before + n > self.sendq {
-            self.shared.written(n);
+    /// Queues `line` for the writer. Refused once more than `--sendq` bytes would be
+    /// waiting. Output to a connection that is closing is dropped silently: its reader
+    /// reports the end.
+    pub fn push(&self, line: &[u8]) -> Result<(), Overflow> {
+        let mut q = self.0.queue.lock();
+        if q.closing {
+            return Ok(());
+        }
+        if q.buf.len() + q.writing + line.len() > self.0.sendq {
             return Err(Overflow);
         }
-        if self.tx.send(out).is_err() {
-            self.shared.written(n);
-        }
+        q.buf.extend_from_slice(line);
+        self.wake(q);
         Ok(())
     }
 
     /// Queues the last lines and the close (FIN after them). Not subject to the budget:
     /// they are few and the connection ends anyway.
-    pub fn finish(&self, lines: String) {
-        if !lines.is_empty() {
-            self.shared.queued.fetch_add(lines.len(), Ordering::Relaxed);
-            if self.tx.send(Out::Text(lines)).is_err() {
-                return;
-            }
+    pub fn finish(&self, lines: &str) {
+        let mut q = self.0.queue.lock();
+        if q.closing {
+            return;
         }
-        let _ = self.tx.send(Out::Close);
+        q.buf.extend_from_slice(lines.as_bytes());
+        q.closing = true;
+        self.wake(q);
     }
 
-    /// Ends the connection at once for `cause` (a slow consumer): nothing more is written.
+    /// Ends the connection at once for `cause` (a slow consumer): the socket is cut, so
+    /// nothing more can be written, and whatever waits is dropped.
     pub fn abort(&self, cause: Cause) {
-        self.shared.set_end(cause);
-        self.shared.cut();
+        self.0.shared.set_end(cause);
+        self.0.shared.cut();
+        let mut q = self.0.queue.lock();
+        q.buf = Vec::new();
+        q.closing = true;
+        self.wake(q);
     }
 
     /// Records `cause` as the reason the connection ends, for its reader to log.
     pub fn set_end(&self, cause: Cause) {
-        self.shared.set_end(cause);
+        self.0.shared.set_end(cause);
+    }
+
+    /// Waits until the writer has closed (FIN sent) or failed. Every way a connection
+    /// ends queues a close (`finish` or `abort`), so this returns.
+    pub fn wait_done(&self) {
+        let mut q = self.0.queue.lock();
+        while !q.done {
+            self.0.finished.wait(&mut q);
+        }
+    }
+
+    /// Gets the queue drained: signals the idle writer, or starts one.
+    fn wake(&self, mut q: MutexGuard<'_, Queue>) {
+        if q.idle {
+            self.0.ready.notify_one();
+            return;
+        }
+        if q.running {
+            return;
+        }
+        q.running = true;
+        drop(q);
+        let inner = Arc::clone(&self.0);
+        let job = Job::new(self.0.name.clone(), move || writer::run(&inner));
+        if let Err((e, _job)) = self.0.pool.run(job) {
+            log::error!("{} cannot start its writer thread: {e}", self.0.tag);
+            self.0
+                .shared
+                .set_end(Cause::Io("cannot start a writer thread".into()));
+            self.0.shared.cut();
+            let mut q = self.0.queue.lock();
+            q.running = false;
+            q.closing = true;
+            q.done = true;
+            self.0.finished.notify_all();
+        }
     }
 }

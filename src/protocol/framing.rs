@@ -50,7 +50,7 @@ impl Framer {
     /// A framer with nothing buffered.
     pub fn new() -> Framer {
         Framer {
-            buf: Vec::with_capacity(MAX_PDU),
+            buf: Vec::new(),
             complete: false,
             after_cr: false,
         }

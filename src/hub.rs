@@ -26,7 +26,8 @@ use crate::protocol::session::Cause;
 /// A connection's number, unique for the life of the server.
 pub type ConnId = u64;
 
-/// The most receipts one client can owe; past it the oldest is forgotten.
+/// The most runs of receipts one client can owe (a run: consecutive messages from one
+/// sender's connection); past it the oldest run is forgotten.
 pub const MAX_PENDING_RECEIPTS: usize = 1024;
 
 /// What readers (and the server) tell the hub.
@@ -139,13 +140,17 @@ pub struct HubConfig {
     pub max_holds: usize,
 }
 
-/// A receipt a client owes.
+/// A run of receipts a client owes: `count` messages in a row from one sender. Receipts
+/// name only the sender, so a run is as good as `count` separate entries, and a recipient
+/// far behind one busy sender costs one entry, not thousands.
 #[derive(Debug)]
 struct Pending {
     /// The sender as the relayed `chatm` named it.
     from: NickKey,
     /// The sender's connection.
     conn: ConnId,
+    /// How many messages of the run await their receipt.
+    count: u32,
 }
 
 #[derive(Debug)]
@@ -400,11 +405,22 @@ impl Hub {
         self.send(conn, reply::RELAYED);
         self.send(target, &line);
         if let Some(c) = self.clients.get_mut(&target) {
-            if c.pending.len() == MAX_PENDING_RECEIPTS {
-                c.pending.pop_front();
-                log::debug!("{} owes too many receipts: oldest forgotten", c.tag);
+            match c.pending.back_mut() {
+                Some(run) if run.from == from && run.conn == conn => {
+                    run.count = run.count.saturating_add(1);
+                }
+                _ => {
+                    if c.pending.len() == MAX_PENDING_RECEIPTS {
+                        c.pending.pop_front();
+                        log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
+                    }
+                    c.pending.push_back(Pending {
+                        from,
+                        conn,
+                        count: 1,
+                    });
+                }
             }
-            c.pending.push_back(Pending { from, conn });
         }
     }
 
@@ -419,9 +435,14 @@ impl Hub {
             let err = reply::no_receipt_awaited(name);
             return self.send(conn, &err);
         };
-        let Some(p) = c.pending.remove(i) else { return };
-        if self.clients.contains_key(&p.conn) {
-            self.send(p.conn, &line);
+        let run = &mut c.pending[i];
+        let to = run.conn;
+        run.count -= 1;
+        if run.count == 0 {
+            c.pending.remove(i);
+        }
+        if self.clients.contains_key(&to) {
+            self.send(to, &line);
         } else {
             let name = reply::escape(name.as_bytes());
             log::debug!("conn={conn} receipt for {name}: sender has left, dropped");

@@ -16,7 +16,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::net::acceptor::Acceptor;
 use crate::net::admission::Admission;
 use crate::net::conn::ConnSettings;
-use crate::net::pool::Pool;
+use crate::net::pool::{Budget, Pool};
 use crate::net::{LINGER, READER_STACK, WRITER_STACK};
 use crate::protocol::framing::MAX_PDU;
 use crate::protocol::fsm::{Event, State, next_state};
@@ -64,6 +64,8 @@ impl Server {
     /// order and returns.
     pub fn run(self, shutdown: Receiver<()>) {
         let c = &self.config;
+        let budget = Budget::from_system();
+        log::debug!("thread budget: {} threads", budget.max());
         let settings = Arc::new(ConnSettings {
             limits: Limits {
                 max_retries: c.max_retries,
@@ -93,8 +95,8 @@ impl Server {
                 ("USERS", String::new()),
                 ("NOTIF", String::new()),
             ]),
-            readers: Pool::new(READER_STACK),
-            writers: Pool::new(WRITER_STACK),
+            readers: Pool::new(READER_STACK, Arc::clone(&budget)),
+            writers: Pool::new(WRITER_STACK, budget),
             panic_nick: std::env::var("XSCPD_TEST_PANIC_NICK").ok(),
         });
         let (hub_tx, hub_rx) = bounded(HUB_QUEUE);

@@ -10,6 +10,7 @@
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -34,20 +35,84 @@ impl Job {
     }
 }
 
+/// How many threads the process may have: shared by the pools, so that the server refuses
+/// a client instead of crashing when the system cannot map another thread.
+#[derive(Debug)]
+pub struct Budget {
+    live: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    /// A budget of `max` threads.
+    pub fn new(max: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            live: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    /// The budget this system allows. Each thread costs four memory mappings (its stack
+    /// and guard page, its signal stack and guard page), and the kernel caps mappings per
+    /// process (`vm.max_map_count`); past it a new thread aborts the process instead of
+    /// failing to start. Also bounded by `kernel.threads-max`. Some mappings are kept for
+    /// the heap and libraries.
+    pub fn from_system() -> Arc<Budget> {
+        let read = |path: &str| -> Option<usize> {
+            std::fs::read_to_string(path).ok()?.trim().parse().ok()
+        };
+        let maps = read("/proc/sys/vm/max_map_count").unwrap_or(65530);
+        let by_maps = maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_THREAD;
+        let by_threads = read("/proc/sys/kernel/threads-max").unwrap_or(usize::MAX);
+        Budget::new(by_maps.min(by_threads).max(16))
+    }
+
+    /// Takes a place for a new thread.
+    fn take(&self) -> bool {
+        let live = self.live.fetch_add(1, Ordering::SeqCst);
+        if live >= self.max {
+            self.live.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    fn give_back(&self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// The most threads allowed.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+}
+
+/// Memory mappings one thread costs.
+const MAPS_PER_THREAD: usize = 4;
+
+/// Memory mappings kept for everything but thread stacks.
+const RESERVED_MAPS: usize = 2048;
+
 /// A pool of threads with one stack size.
 #[derive(Debug)]
 pub struct Pool {
     stack: usize,
+    budget: Arc<Budget>,
     /// Rendezvous channel: a send succeeds only if an idle thread is waiting.
     tx: Sender<Job>,
     rx: Receiver<Job>,
 }
 
 impl Pool {
-    /// An empty pool whose threads get `stack` bytes of stack.
-    pub fn new(stack: usize) -> Arc<Pool> {
+    /// An empty pool whose threads get `stack` bytes of stack, within `budget`.
+    pub fn new(stack: usize, budget: Arc<Budget>) -> Arc<Pool> {
         let (tx, rx) = bounded(0);
-        Arc::new(Pool { stack, tx, rx })
+        Arc::new(Pool {
+            stack,
+            budget,
+            tx,
+            rx,
+        })
     }
 
     /// Runs `job` on an idle thread, or on a new one. If no thread can be started, the job
@@ -57,6 +122,10 @@ impl Pool {
             Ok(()) => return Ok(()),
             Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
         };
+        if !self.budget.take() {
+            let e = io::Error::other(format!("thread budget of {} exhausted", self.budget.max()));
+            return Err((e, job));
+        }
         // A one-slot channel carries the first job, so that it is not lost if spawn fails.
         let (first_tx, first_rx) = bounded(1);
         let keep = first_rx.clone();
@@ -70,13 +139,17 @@ impl Pool {
                 if let Ok(job) = first_rx.recv() {
                     pool.work(job);
                 }
+                pool.budget.give_back();
             });
         match spawned {
             Ok(_) => Ok(()),
-            Err(e) => match keep.try_recv() {
-                Ok(job) => Err((e, job)),
-                Err(_) => Ok(()), // The thread did start and took it.
-            },
+            Err(e) => {
+                self.budget.give_back();
+                match keep.try_recv() {
+                    Ok(job) => Err((e, job)),
+                    Err(_) => Ok(()), // The thread did start and took it.
+                }
+            }
         }
     }
 
@@ -123,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_finished_thread_takes_the_next_job() {
-        let pool = Pool::new(64 * 1024);
+        let pool = Pool::new(64 * 1024, Budget::new(8));
         let (tx, rx) = bounded(2);
         let t1 = tx.clone();
         let job = Job::new("a".into(), move || {
@@ -140,8 +213,24 @@ mod tests {
     }
 
     #[test]
+    fn past_the_budget_the_job_is_handed_back() {
+        let pool = Pool::new(64 * 1024, Budget::new(1));
+        let (release_tx, release_rx) = bounded::<()>(0);
+        let busy = Job::new("busy".into(), move || {
+            let _ = release_rx.recv();
+        });
+        assert!(pool.run(busy).is_ok());
+        // The one thread is busy: the next job cannot get a thread and comes back.
+        let (e, _job) = pool
+            .run(Job::new("extra".into(), || {}))
+            .expect_err("over budget");
+        assert!(e.to_string().contains("budget"));
+        drop(release_tx);
+    }
+
+    #[test]
     fn a_panicking_job_does_not_kill_the_pool() {
-        let pool = Pool::new(64 * 1024);
+        let pool = Pool::new(64 * 1024, Budget::new(8));
         let (tx, rx) = bounded(1);
         assert!(
             pool.run(Job::new("p".into(), || panic!("test panic")))

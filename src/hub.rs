@@ -16,9 +16,9 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-use crate::net::outbox::Outbox;
+use crate::net::outbox::{Outbox, Wake};
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
 use crate::protocol::session::Cause;
@@ -195,14 +195,64 @@ impl Holds {
     }
 }
 
+/// Writers given output are woken at the latest after this many messages (and whenever
+/// the hub's inbox runs empty, or a queue holds `WAKE_BYTES`), so that output never waits
+/// long for its writer.
+const WAKE_BATCH: usize = 4096;
+
+/// Queues `line` for client `id`: remembers to wake its writer, or dooms it if its queue
+/// overflows (`--sendq`).
+fn queue(id: ConnId, c: &Client, line: &str, wakes: &mut Vec<ConnId>, doomed: &mut Vec<ConnId>) {
+    match c.outbox.queue(line.as_bytes()) {
+        Ok(Wake::Later) => wakes.push(id),
+        Ok(Wake::Now) => c.outbox.wake_now(),
+        Ok(Wake::No) => {}
+        Err(_) => doomed.push(id),
+    }
+}
+
+/// A fast hasher for the hub's maps. Their keys are connection numbers the server chooses
+/// and nicknames limited to 16 bytes; the maps are bounded by `--max-clients` and hold
+/// no more than a client can create at once, so flooding one bucket gains a client
+/// nothing it could not get by connecting. SipHash's resistance is not needed here, and it
+/// costs on every relayed message (FxHash's multiply-rotate instead).
+#[derive(Clone, Copy, Default)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.write_u64(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// The hub's state. Run it with [`Hub::run`] on its own thread.
 pub struct Hub {
     config: HubConfig,
-    clients: HashMap<ConnId, Client>,
-    names: HashMap<NickKey, ConnId>,
+    clients: FastMap<ConnId, Client>,
+    names: FastMap<NickKey, ConnId>,
     holds: Holds,
     /// Clients whose outbox overflowed while handling the current message.
     doomed: Vec<ConnId>,
+    /// Clients whose writer is to be woken at the end of the burst.
+    wakes: Vec<ConnId>,
     shutting_down: bool,
 }
 
@@ -211,20 +261,47 @@ impl Hub {
     pub fn new(config: HubConfig) -> Hub {
         Hub {
             config,
-            clients: HashMap::new(),
-            names: HashMap::new(),
+            clients: FastMap::default(),
+            names: FastMap::default(),
             holds: Holds::default(),
             doomed: Vec::new(),
+            wakes: Vec::new(),
             shutting_down: false,
         }
     }
 
     /// Handles messages until every sender is gone.
     pub fn run(mut self, rx: Receiver<ToHub>) {
-        for msg in rx {
+        let mut handled = 0usize;
+        loop {
+            let msg = match rx.try_recv() {
+                Ok(msg) => msg,
+                Err(TryRecvError::Empty) => {
+                    // The burst is over: wake the writers it gave work to, then wait.
+                    self.wake_writers();
+                    match rx.recv() {
+                        Ok(msg) => msg,
+                        Err(_) => break,
+                    }
+                }
+                Err(TryRecvError::Disconnected) => break,
+            };
             self.handle(msg);
+            handled += 1;
+            if handled % WAKE_BATCH == 0 {
+                self.wake_writers();
+            }
         }
         log::debug!("hub: all readers gone, stopping");
+    }
+
+    /// Wakes every writer that was given output since the last call.
+    fn wake_writers(&mut self) {
+        for conn in self.wakes.drain(..) {
+            if let Some(c) = self.clients.get(&conn) {
+                c.outbox.wake_now();
+            }
+        }
     }
 
     /// Handles one message, then drops any client that overflowed meanwhile.
@@ -299,12 +376,10 @@ impl Hub {
         self.clients.insert(conn, client);
     }
 
-    /// Queues `out` for `conn`; an overflow dooms the client.
+    /// Queues `line` for `conn`.
     fn send(&mut self, conn: ConnId, line: &str) {
         if let Some(c) = self.clients.get(&conn) {
-            if c.outbox.push(line.as_bytes()).is_err() {
-                self.doomed.push(conn);
-            }
+            queue(conn, c, line, &mut self.wakes, &mut self.doomed);
         }
     }
 
@@ -312,8 +387,8 @@ impl Hub {
     fn notify(&mut self, except: ConnId, event: std::fmt::Arguments<'_>) {
         let line = format!("notif {event}\r\n");
         for (&id, c) in &self.clients {
-            if c.notif && id != except && c.outbox.push(line.as_bytes()).is_err() {
-                self.doomed.push(id);
+            if c.notif && id != except {
+                queue(id, c, &line, &mut self.wakes, &mut self.doomed);
             }
         }
     }
@@ -387,8 +462,8 @@ impl Hub {
         if to == "*" {
             self.send(conn, reply::RELAYED);
             for (&id, c) in &self.clients {
-                if id != conn && c.nick.is_some() && c.outbox.push(line.as_bytes()).is_err() {
-                    self.doomed.push(id);
+                if id != conn && c.nick.is_some() {
+                    queue(id, c, &line, &mut self.wakes, &mut self.doomed);
                 }
             }
             return;

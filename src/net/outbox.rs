@@ -57,6 +57,21 @@ impl ConnShared {
     }
 }
 
+/// What a caller of [`Outbox::queue`] must do about the writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Nothing: it is awake, or a wake is already due.
+    No,
+    /// Call [`Outbox::wake_now`] at the end of the burst.
+    Later,
+    /// Call [`Outbox::wake_now`] now: enough is queued.
+    Now,
+}
+
+/// Queued bytes past which a sleeping writer is woken at once rather than at the end of
+/// the hub's burst.
+pub const WAKE_BYTES: usize = 16 * 1024;
+
 /// The output queue passed `--sendq`: the client is a slow consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Overflow;
@@ -76,6 +91,8 @@ pub(super) struct Queue {
     pub(super) idle: bool,
     /// The close is done: FIN sent, or the connection failed.
     pub(super) done: bool,
+    /// A push left the writer to be woken later ([`Outbox::queue`]).
+    pub(super) wake_pending: bool,
 }
 
 /// The state behind an [`Outbox`], shared with the writer.
@@ -124,20 +141,47 @@ impl Outbox {
         }))
     }
 
-    /// Queues `line` for the writer. Refused once more than `--sendq` bytes would be
-    /// waiting. Output to a connection that is closing is dropped silently: its reader
-    /// reports the end.
+    /// Queues `line` for the writer and wakes it. Refused once more than `--sendq` bytes
+    /// would be waiting. Output to a connection that is closing is dropped silently: its
+    /// reader reports the end.
     pub fn push(&self, line: &[u8]) -> Result<(), Overflow> {
+        if self.queue(line)? != Wake::No {
+            self.wake_now();
+        }
+        Ok(())
+    }
+
+    /// Queues `line` like [`Outbox::push`] but may leave the writer asleep: the hub wakes
+    /// each writer once per burst of messages instead of once per line, which saves a
+    /// context switch per relayed message. Says whether and when the caller must call
+    /// [`Outbox::wake_now`]: once the queue holds [`WAKE_BYTES`], at once.
+    pub fn queue(&self, line: &[u8]) -> Result<Wake, Overflow> {
         let mut q = self.0.queue.lock();
         if q.closing {
-            return Ok(());
+            return Ok(Wake::No);
         }
         if q.buf.len() + q.writing + line.len() > self.0.sendq {
             return Err(Overflow);
         }
         q.buf.extend_from_slice(line);
+        if q.running && !q.idle {
+            return Ok(Wake::No); // The writer is busy and will find it.
+        }
+        if q.buf.len() >= WAKE_BYTES {
+            return Ok(Wake::Now);
+        }
+        if q.wake_pending {
+            return Ok(Wake::No);
+        }
+        q.wake_pending = true;
+        Ok(Wake::Later)
+    }
+
+    /// Wakes the writer for what [`Outbox::queue`] left.
+    pub fn wake_now(&self) {
+        let mut q = self.0.queue.lock();
+        q.wake_pending = false;
         self.wake(q);
-        Ok(())
     }
 
     /// Queues the last lines and the close (FIN after them). Not subject to the budget:

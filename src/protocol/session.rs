@@ -352,9 +352,18 @@ impl Session {
                     let text = format!("{sender} is not your nickname");
                     return Step::Close(self.abort(reply::err(Code::Spoof, text), Cause::Spoofing));
                 };
-                let line = format!("chatm {me} {recipient} {text}\r\n");
-                let start = "chatm ".len() + me.as_str().len() + 1;
-                let recipient = start..start + recipient.len();
+                // Built by hand: this runs once per relayed message.
+                let me = me.as_str();
+                let mut line = String::with_capacity(12 + me.len() + recipient.len() + text.len());
+                line.push_str("chatm ");
+                line.push_str(me);
+                line.push(' ');
+                let start = line.len();
+                line.push_str(recipient);
+                let recipient = start..line.len();
+                line.push(' ');
+                line.push_str(text);
+                line.push_str("\r\n");
                 Step::Chat { line, recipient }
             }
             Command::Chatr { sender, recipient } => {

@@ -19,7 +19,7 @@ use crate::protocol::reply::escape;
 use crate::protocol::session::Cause;
 
 /// How long a writer waits for output before it gives its thread back.
-pub const WRITER_IDLE: Duration = Duration::from_secs(1);
+pub const WRITER_IDLE: Duration = Duration::from_millis(50);
 
 /// A batch larger than this is not kept for reuse once written.
 const KEEP: usize = 64 * 1024;

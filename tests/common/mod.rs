@@ -36,8 +36,24 @@ pub struct Server {
 impl Server {
     /// Starts `xscpd -l 127.0.0.1:0 -v` plus `args` and waits until it listens.
     pub fn start(args: &[&str]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xscpd"));
+        Server::spawn(&[], args, &[])
+    }
+
+    /// Like [`Server::start`], under a `wrapper` command (e.g. `prlimit ... --`) and with
+    /// extra environment variables. The log is collected byte-exact (a line that is not
+    /// UTF-8 shows up with replacement characters instead of ending the collection).
+    pub fn spawn(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Server {
+        let bin = env!("CARGO_BIN_EXE_xscpd");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(["-l", "127.0.0.1:0", "-v"]).args(args);
+        cmd.envs(envs.iter().copied());
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -46,10 +62,21 @@ impl Server {
         let log = Arc::new(Log::default());
         let sink = Arc::clone(&log);
         thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                sink.lines.lock().push(line);
-                sink.grew.notify_all();
+            let mut reader = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match reader.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if buf.ends_with(b"\n") {
+                            buf.pop();
+                        }
+                        let line = String::from_utf8_lossy(&buf).into_owned();
+                        sink.lines.lock().push(line);
+                        sink.grew.notify_all();
+                    }
+                }
             }
         });
         let mut server = Server {
@@ -64,6 +91,28 @@ impl Server {
             .expect("addr= in the listen line");
         server.addr = addr.parse().expect("listen address");
         server
+    }
+
+    /// Waits until `n` log lines match `pred`.
+    pub fn wait_log_count(&self, n: usize, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        let mut lines = self.log.lines.lock();
+        loop {
+            if lines.iter().filter(|l| pred(l)).count() >= n {
+                return;
+            }
+            if self.log.grew.wait_until(&mut lines, deadline).timed_out() {
+                panic!(
+                    "{n} log lines not found; log:\n{}",
+                    lines[lines.len().saturating_sub(200)..].join("\n")
+                );
+            }
+        }
+    }
+
+    /// Has the server exited (without waiting)?
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("try_wait")
     }
 
     /// Waits for a log line matching `pred` and returns it.

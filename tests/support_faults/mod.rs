@@ -2,9 +2,8 @@
 //! `mod common; mod support_faults;`). The harness in `tests/common` is another engineer's;
 //! what it cannot do is here:
 //!
-//! - [`Proc`]: starts `xscpd` itself, with environment variables or under a wrapper such as
-//!   `prlimit`, and collects its log the way the harness does (but byte-exact, so that a
-//!   log line that is not UTF-8 is seen instead of ending the collection).
+//! - [`Proc`]: the harness's server started with environment variables or under a wrapper
+//!   such as `prlimit` (`Server::spawn`).
 //! - counting waits on the harness's log, waits on `/proc` values, and a lenient line
 //!   reader for clients whose connection may be cut.
 //!
@@ -16,13 +15,9 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, ErrorKind};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex};
 
 use crate::common::{Client, Server, WAIT};
 
@@ -43,10 +38,7 @@ pub fn tag(client: &Client) -> String {
 
 /// Resets the connection: SO_LINGER 0, then close (RST instead of FIN).
 pub fn reset(client: Client) {
-    socket2::SockRef::from(client.stream())
-        .set_linger(Some(Duration::ZERO))
-        .expect("SO_LINGER 0");
-    drop(client);
+    client.reset();
 }
 
 /// Waits until the harness's log holds `n` distinct lines matching `pred`. The lines counted
@@ -176,139 +168,5 @@ pub fn starts_with_timestamp(line: &str) -> bool {
     date_ok && b[i + zone..].starts_with(b" [")
 }
 
-#[derive(Default)]
-struct Log {
-    lines: Mutex<Vec<String>>,
-    grew: Condvar,
-}
-
-/// An `xscpd` started by these tests rather than by the harness: with environment
-/// variables, or under a wrapper command such as `prlimit`. The log is collected as the
-/// harness collects it, except that a line that is not UTF-8 is kept (lossily converted,
-/// so that it contains U+FFFD) instead of stopping the collection.
-pub struct Proc {
-    child: Child,
-    /// The address it listens on.
-    pub addr: SocketAddr,
-    log: Arc<Log>,
-}
-
-impl Proc {
-    /// Starts `wrapper... xscpd -l 127.0.0.1:0 -v args...` with `envs` added to the
-    /// environment, and waits until it listens. The wrapper must exec the server (as
-    /// `prlimit` does), so that the child's pid is the server's.
-    pub fn spawn(wrapper: &[&str], args: &[&str], envs: &[(&str, &str)]) -> Proc {
-        let bin = env!("CARGO_BIN_EXE_xscpd");
-        let mut cmd = match wrapper.split_first() {
-            Some((first, rest)) => {
-                let mut c = Command::new(first);
-                c.args(rest).arg(bin);
-                c
-            }
-            None => Command::new(bin),
-        };
-        cmd.args(["-l", "127.0.0.1:0", "-v"]).args(args);
-        cmd.envs(envs.iter().copied());
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start xscpd");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Log::default());
-        let sink = Arc::clone(&log);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut buf = Vec::new();
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if buf.ends_with(b"\n") {
-                            buf.pop();
-                        }
-                        let line = String::from_utf8_lossy(&buf).into_owned();
-                        sink.lines.lock().push(line);
-                        sink.grew.notify_all();
-                    }
-                }
-            }
-        });
-        let mut proc = Proc {
-            child,
-            addr: "127.0.0.1:1".parse().unwrap(),
-            log,
-        };
-        let line = proc.wait_log(|l| l.contains("CLOSED -> LISTEN on bind_and_listen"));
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("addr="))
-            .expect("addr= in the listen line");
-        proc.addr = addr.parse().expect("listen address");
-        proc
-    }
-
-    /// Waits for a log line matching `pred` and returns it.
-    pub fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        self.wait_log_count(1, &pred);
-        self.log().into_iter().find(|l| pred(l)).expect("found")
-    }
-
-    /// Waits until `n` log lines match `pred`.
-    pub fn wait_log_count(&self, n: usize, pred: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + WAIT;
-        let mut lines = self.log.lines.lock();
-        loop {
-            if lines.iter().filter(|l| pred(l)).count() >= n {
-                return;
-            }
-            if self.log.grew.wait_until(&mut lines, deadline).timed_out() {
-                panic!(
-                    "{n} log lines not found; log:\n{}",
-                    lines[lines.len().saturating_sub(200)..].join("\n")
-                );
-            }
-        }
-    }
-
-    /// A copy of the log so far.
-    pub fn log(&self) -> Vec<String> {
-        self.log.lines.lock().clone()
-    }
-
-    /// Connects from 127.0.0.1.
-    pub fn connect(&self) -> Client {
-        Client::connect(self.addr)
-    }
-
-    /// Connects from another loopback address.
-    pub fn connect_from(&self, ip: &str) -> Client {
-        Client::connect_from(self.addr, ip.parse().unwrap())
-    }
-
-    /// Connects, reads the greeting and registers `nick`.
-    pub fn register(&self, nick: &str) -> Client {
-        let mut c = self.connect();
-        c.expect(GREETING);
-        c.send(&format!("uname {nick}"));
-        c.expect(&format!("+OK you are {nick}"));
-        c
-    }
-
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Has the server exited (without waiting)?
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// The harness's server; it can start under a wrapper and with environment variables.
+pub type Proc = Server;

@@ -505,3 +505,65 @@ fn hostile_bytes_never_reach_the_log_raw() {
         );
     }
 }
+
+/// §7 write timeout: a client whose TCP window stays closed is cut once a write to it has
+/// been blocked for `--ping-timeout`, even though its queue is far below `--sendq`; the
+/// sender and the hub carry on.
+#[test]
+fn a_closed_window_is_found_by_the_write_timeout() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let server = Server::start(&["--sendq", "64MiB", "--ping-timeout", "300ms"]);
+    let mut stuck = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
+    stuck.send("uname stuck");
+    stuck.expect("+OK you are stuck");
+    let stuck_peer = stuck.peer();
+    let mut alice = server.register("alice");
+    let mut out = alice.writer();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flood = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            // Paced (about 8 MB/s), so that the kernel's buffers fill and the write blocks
+            // long before 64 MiB could pile up in the queue. The pause sets a rate; it
+            // synchronises nothing.
+            let chunk = format!("chatm alice stuck {}\r\n", "w".repeat(400)).repeat(100);
+            let mut sent = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                out.write_all(chunk.as_bytes()).expect("flood");
+                sent += 100;
+                thread::sleep(std::time::Duration::from_millis(5));
+            }
+            sent
+        })
+    };
+    // Read the sender's replies while the flood runs, until the stuck client is gone.
+    let mut read = 0usize;
+    loop {
+        let line = alice.line();
+        read += 1;
+        if line == "-ERR [NO-SUCH] no such user stuck" {
+            break;
+        }
+        assert_eq!(line, "+OK message relayed");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sent = flood.join().expect("flood thread");
+    for _ in read..sent {
+        let line = alice.line();
+        assert!(line == "+OK message relayed" || line == "-ERR [NO-SUCH] no such user stuck");
+    }
+    server.wait_peer_log(&stuck_peer, "write failed");
+    let aborted = server.wait_peer_log(&stuck_peer, "ESTABLISHED -> ABORTED on connection_error");
+    assert!(aborted.contains("slow consumer"), "{aborted}");
+    assert!(
+        !server
+            .peer_log(&stuck_peer)
+            .iter()
+            .any(|l| l.contains("over --sendq")),
+        "the queue limit, not the write timeout, ended it"
+    );
+    alice.send("users");
+    assert_eq!(alice.multiline().0, "+OK 1 users");
+}

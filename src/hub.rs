@@ -292,6 +292,7 @@ impl Hub {
                 self.wake_writers();
             }
         }
+        self.wake_writers();
         log::debug!("hub: all readers gone, stopping");
     }
 

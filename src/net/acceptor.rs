@@ -91,8 +91,13 @@ impl Acceptor {
     }
 
     fn start(&self, id: u64, stream: TcpStream) {
-        let Ok(peer) = stream.peer_addr() else {
-            return; // Gone before we looked: nothing to serve.
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(e) => {
+                // Reset before it could be served: nothing to serve, but say so.
+                log::info!("conn={id} gone before it was served: {e}");
+                return;
+            }
         };
         let ticket = match self.admission.admit(id, peer.ip()) {
             Ok(t) => t,

@@ -388,12 +388,9 @@ impl Reader {
 
     /// Sends the last lines, waits for the writer's FIN, lingers, closes.
     fn finish(&mut self, ending: Ending) {
-        let (lines, cause) = match ending {
-            Ending::Closing(c) => (c.lines, c.cause),
-            Ending::Fault(cause) => {
-                self.session.on_end(&cause);
-                (String::new(), cause)
-            }
+        let (lines, cause, fault) = match ending {
+            Ending::Closing(c) => (c.lines, c.cause, false),
+            Ending::Fault(cause) => (String::new(), cause, true),
         };
         let depart = ToHub::Depart {
             conn: self.id,
@@ -406,6 +403,15 @@ impl Reader {
         // Every way a connection ends queues a close for its writer (here, in the hub's
         // Depart, shutdown or slow-consumer abort), so this wait ends.
         self.outbox.wait_done();
+        // End of stream may be the echo of a reset the writer met first: by now it has said
+        // so, and the log names the real cause.
+        let cause = match cause {
+            Cause::PeerClosed if fault => self.shared.end().unwrap_or(Cause::PeerClosed),
+            other => other,
+        };
+        if fault {
+            self.session.on_end(&cause);
+        }
         let orderly = !matches!(
             cause,
             Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::SlowConsumer

@@ -15,7 +15,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
-use common::{Client, Server, WAIT};
+use common::{Client, Server, WAIT, flood_until_dropped};
 use support_faults::{
     GREETING, PROC_WAIT, Proc, poll_until, proc_status, read_lines_lenient, reset,
     starts_with_timestamp, tag, thread_names, wait_log_count,
@@ -511,49 +511,20 @@ fn hostile_bytes_never_reach_the_log_raw() {
 /// sender and the hub carry on.
 #[test]
 fn a_closed_window_is_found_by_the_write_timeout() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
     let server = Server::start(&["--sendq", "64MiB", "--ping-timeout", "300ms"]);
     let mut stuck = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
     stuck.send("uname stuck");
     stuck.expect("+OK you are stuck");
     let stuck_peer = stuck.peer();
     let mut alice = server.register("alice");
-    let mut out = alice.writer();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || {
-            // Paced (about 8 MB/s), so that the kernel's buffers fill and the write blocks
-            // long before 64 MiB could pile up in the queue. The pause sets a rate; it
-            // synchronises nothing.
-            let chunk = format!("chatm alice stuck {}\r\n", "w".repeat(400)).repeat(100);
-            let mut sent = 0usize;
-            while !stop.load(Ordering::SeqCst) {
-                out.write_all(chunk.as_bytes()).expect("flood");
-                sent += 100;
-                thread::sleep(std::time::Duration::from_millis(5));
-            }
-            sent
-        })
-    };
-    // Read the sender's replies while the flood runs, until the stuck client is gone.
-    let mut read = 0usize;
-    loop {
-        let line = alice.line();
-        read += 1;
-        if line == "-ERR [NO-SUCH] no such user stuck" {
-            break;
-        }
-        assert_eq!(line, "+OK message relayed");
-    }
-    stop.store(true, Ordering::SeqCst);
-    let sent = flood.join().expect("flood thread");
-    for _ in read..sent {
-        let line = alice.line();
-        assert!(line == "+OK message relayed" || line == "-ERR [NO-SUCH] no such user stuck");
-    }
+    // Paced (about 8 MB/s), so that the kernel's buffers fill and the write blocks long
+    // before 64 MiB could pile up in the queue.
+    flood_until_dropped(
+        &mut alice,
+        "alice",
+        "stuck",
+        Some(std::time::Duration::from_millis(5)),
+    );
     server.wait_peer_log(&stuck_peer, "write failed");
     let aborted = server.wait_peer_log(&stuck_peer, "ESTABLISHED -> ABORTED on connection_error");
     assert!(aborted.contains("slow consumer"), "{aborted}");

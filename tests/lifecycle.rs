@@ -4,14 +4,10 @@
 //! consumers.
 
 mod common;
-use common::{Client, Server, parse_transition};
+use common::{Client, Server, flood_until_dropped, parse_transition};
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::TcpStream;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread;
 
 /// PROTOCOL.md §3, row for row, as the spec writes it (not taken from the code).
 const SPEC_TRANSITIONS: [(&str, &str, &str); 14] = [
@@ -349,37 +345,7 @@ fn slow_consumer_is_dropped_without_blocking_others() {
     let stuck_peer = stuck.peer();
     let mut carol = server.register("carol");
     let mut alice = server.register("alice");
-    let mut out = alice.writer();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood = {
-        let stop = Arc::clone(&stop);
-        thread::spawn(move || {
-            let chunk = format!("chatm alice stuck {}\r\n", "x".repeat(400)).repeat(100);
-            let mut sent = 0usize;
-            while !stop.load(Ordering::SeqCst) {
-                out.write_all(chunk.as_bytes()).expect("flood");
-                sent += 100;
-            }
-            sent
-        })
-    };
-    let (mut relayed, mut gone) = (0usize, 0usize);
-    while gone == 0 {
-        match alice.line().as_str() {
-            "+OK message relayed" => relayed += 1,
-            "-ERR [NO-SUCH] no such user stuck" => gone += 1,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-    stop.store(true, Ordering::SeqCst);
-    let sent = flood.join().expect("flood thread");
-    for _ in relayed + gone..sent {
-        let line = alice.line();
-        assert!(
-            line == "+OK message relayed" || line == "-ERR [NO-SUCH] no such user stuck",
-            "{line}"
-        );
-    }
+    flood_until_dropped(&mut alice, "alice", "stuck", None);
     let logged = server.wait_peer_log(&stuck_peer, "ESTABLISHED -> ABORTED on connection_error");
     assert!(logged.contains("slow consumer"), "{logged}");
     // Everyone else carries on.

@@ -501,3 +501,45 @@ impl Client {
         rest
     }
 }
+
+/// `from` floods `to` with 420-byte `chatm` lines (100 per write, with `pause` between
+/// writes to set a rate) until `to` is dropped, reading `from`'s replies meanwhile so that
+/// they never pile up. Returns once every reply is read: all are `+OK message relayed`
+/// until the first `-ERR [NO-SUCH] no such user <to>`, which all later ones are.
+pub fn flood_until_dropped(from: &mut Client, from_nick: &str, to: &str, pause: Option<Duration>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut out = from.writer();
+    let stop = Arc::new(AtomicBool::new(false));
+    let chunk = format!("chatm {from_nick} {to} {}\r\n", "x".repeat(400)).repeat(100);
+    let flood = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut sent = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                out.write_all(chunk.as_bytes()).expect("flood");
+                sent += 100;
+                if let Some(pause) = pause {
+                    // Sets a rate; it synchronises nothing.
+                    thread::sleep(pause);
+                }
+            }
+            sent
+        })
+    };
+    let gone = format!("-ERR [NO-SUCH] no such user {to}");
+    let mut read = 0usize;
+    loop {
+        let line = from.line();
+        read += 1;
+        if line == gone {
+            break;
+        }
+        assert_eq!(line, "+OK message relayed");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let sent = flood.join().expect("flood thread");
+    for _ in read..sent {
+        let line = from.line();
+        assert!(line == "+OK message relayed" || line == gone, "{line}");
+    }
+}

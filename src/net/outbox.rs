@@ -8,7 +8,6 @@
 
 use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};

@@ -8,7 +8,7 @@
 //! the input for a short linger and closes (§7).
 
 use std::io::{ErrorKind, Read};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread;
@@ -97,70 +97,92 @@ struct Reader {
     /// Flood control: PDUs that may still be read before waiting (`--rate`).
     budget: f64,
     budget_at: Instant,
+    peer_ip: IpAddr,
 }
 
 /// Serves one connection on the calling thread until it is closed.
+///
+/// Setting up, reading and closing are separate functions that are not inlined here, so
+/// that what stays on the stack while an idle connection waits in `read` is small: an idle
+/// client then costs two stack pages, not three.
 pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
-    let Accepted {
-        id,
-        peer,
-        shared,
-        ticket,
-    } = conn;
-    let tag = format!("conn={id} peer={peer}");
-    let outbox = Outbox::new(
-        id,
-        tag.clone(),
-        Arc::clone(&shared),
-        Arc::clone(&settings.writers),
-        settings.sendq,
-        settings.ping_timeout,
-    );
-    let _ = outbox.push(reply::GREETING.as_bytes());
-    let accepted = ToHub::Accepted {
-        conn: id,
-        tag: tag.clone(),
-        ip: peer.ip(),
-        outbox: outbox.clone(),
-    };
-    let now = Instant::now();
-    let mut reader = Reader {
-        id,
-        shared: Arc::clone(&shared),
-        session: Session::accept(tag, settings.limits),
-        settings,
-        hub,
-        answers: bounded(1),
-        outbox,
-        accepted_at: now,
-        last_rx: now,
-        armed: None,
-        ping_sent_at: None,
-        pings: 0,
-        budget: 0.0,
-        budget_at: now,
-    };
-
-    reader.budget = f64::from(reader.settings.rate);
-    let ending = if reader.hub.send(accepted).is_err() {
-        Ending::Fault(Cause::Io("hub stopped".into()))
-    } else {
-        // A panic here is a bug; it must still not take the server down nor keep the
-        // client's name: contain it and close the connection like any fault.
-        match catch_unwind(AssertUnwindSafe(|| reader.read_loop())) {
-            Ok(ending) => ending,
-            Err(_) => {
-                log::error!("{} BUG: reader panicked; closing", reader.session.tag());
-                Ending::Fault(Cause::Io("internal error".into()))
-            }
-        }
-    };
+    let ticket_and_reader = Reader::start(conn, settings, hub);
+    let (ticket, mut reader) = ticket_and_reader;
+    let ending = reader.run();
     reader.finish(ending);
     drop(ticket);
     reader.session.on_closed();
 }
 
 impl Reader {
+    /// Greets the client and tells the hub: LISTEN -> NEGOTIATING.
+    #[inline(never)]
+    fn start(
+        conn: Accepted,
+        settings: Arc<ConnSettings>,
+        hub: Sender<ToHub>,
+    ) -> (Ticket, Box<Reader>) {
+        let Accepted {
+            id,
+            peer,
+            shared,
+            ticket,
+        } = conn;
+        let tag = format!("conn={id} peer={peer}");
+        let outbox = Outbox::new(
+            id,
+            tag.clone(),
+            Arc::clone(&shared),
+            Arc::clone(&settings.writers),
+            settings.sendq,
+            settings.ping_timeout,
+        );
+        let _ = outbox.push(reply::GREETING.as_bytes());
+        let now = Instant::now();
+        let reader = Box::new(Reader {
+            id,
+            shared,
+            session: Session::accept(tag, settings.limits),
+            budget: f64::from(settings.rate),
+            settings,
+            hub,
+            answers: bounded(1),
+            outbox,
+            accepted_at: now,
+            last_rx: now,
+            armed: None,
+            ping_sent_at: None,
+            pings: 0,
+            budget_at: now,
+            peer_ip: peer.ip(),
+        });
+        (ticket, reader)
+    }
+
+    /// Registers with the hub and reads until the connection ends.
+    #[inline(never)]
+    fn run(&mut self) -> Ending {
+        let accepted = ToHub::Accepted {
+            conn: self.id,
+            tag: self.session.tag().to_string(),
+            ip: self.peer_ip,
+            outbox: self.outbox.clone(),
+        };
+        if self.hub.send(accepted).is_err() {
+            return Ending::Fault(Cause::Io("hub stopped".into()));
+        }
+        // A panic here is a bug; it must still not take the server down nor keep the
+        // client's name: contain it and close the connection like any fault.
+        match catch_unwind(AssertUnwindSafe(|| self.read_loop())) {
+            Ok(ending) => ending,
+            Err(_) => {
+                log::error!("{} BUG: reader panicked; closing", self.session.tag());
+                Ending::Fault(Cause::Io("internal error".into()))
+            }
+        }
+    }
+
+    #[inline(never)]
     fn read_loop(&mut self) -> Ending {
         // A small buffer serves a client that types; one whose reads fill it gets a large
         // one, so that a pipelining client is read in few system calls while an idle
@@ -387,6 +409,7 @@ impl Reader {
     }
 
     /// Sends the last lines, waits for the writer's FIN, lingers, closes.
+    #[inline(never)]
     fn finish(&mut self, ending: Ending) {
         let (lines, cause, fault) = match ending {
             Ending::Closing(c) => (c.lines, c.cause, false),

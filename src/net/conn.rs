@@ -92,7 +92,6 @@ struct Reader {
     last_rx: Instant,
     /// The read timeout currently set on the socket.
     armed: Option<Duration>,
-    ping_sent_at: Option<Instant>,
     pings: u64,
     /// Flood control: PDUs that may still be read before waiting (`--rate`).
     budget: f64,
@@ -151,7 +150,6 @@ impl Reader {
             accepted_at: now,
             last_rx: now,
             armed: None,
-            ping_sent_at: None,
             pings: 0,
             budget_at: now,
             peer_ip: peer.ip(),
@@ -254,7 +252,7 @@ impl Reader {
                 return Some(Ending::Closing(self.session.on_timer(Timer::Negotiation)));
             }
             deadline
-        } else if let Some(sent) = self.ping_sent_at {
+        } else if let Some(sent) = self.session.ping_outstanding() {
             let deadline = sent + s.ping_timeout;
             if now >= deadline {
                 return Some(Ending::Closing(self.session.on_timer(Timer::Pong)));
@@ -271,8 +269,7 @@ impl Reader {
                     self.outbox.abort(Cause::SlowConsumer);
                     return Some(Ending::Fault(Cause::SlowConsumer));
                 }
-                self.session.ping_sent(token);
-                self.ping_sent_at = Some(now);
+                self.session.ping_sent(token, now);
                 now + s.ping_timeout
             } else {
                 due
@@ -347,10 +344,8 @@ impl Reader {
         let conn = self.id;
         match step {
             Step::Nothing => None,
-            Step::PongAccepted => {
-                if let Some(sent) = self.ping_sent_at.take() {
-                    log::debug!("{} pong, rtt {:?}", self.session.tag(), sent.elapsed());
-                }
+            Step::PongAccepted(sent) => {
+                log::debug!("{} pong, rtt {:?}", self.session.tag(), sent.elapsed());
                 None
             }
             Step::Reply(line) => self.to_hub(ToHub::Respond { conn, line }),

@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::ops::Range;
+use std::time::Instant;
 
 use super::command::{self, Classified, Command, SyntaxError};
 use super::framing::FrameError;
@@ -62,14 +63,6 @@ pub enum Cause {
 }
 
 impl Cause {
-    /// Is this a violation (logged as a warning)?
-    pub fn is_violation(&self) -> bool {
-        matches!(
-            self,
-            Cause::Framing(_) | Cause::StateViolation { .. } | Cause::StrayPong | Cause::Spoofing
-        )
-    }
-
     /// The `cquit <reason>` line the client gets, if the server still can and should say
     /// anything.
     pub fn cquit_line(&self) -> Option<String> {
@@ -127,8 +120,8 @@ pub struct Closing {
 pub enum Step {
     /// Nothing to send (an accepted pong, a broadcast receipt).
     Nothing,
-    /// The pong answered the outstanding ping.
-    PongAccepted,
+    /// The pong answered the outstanding ping, sent at this instant.
+    PongAccepted(Instant),
     /// Send this response.
     Reply(String),
     /// Ask the hub to register the nickname (`uname`); answer with `on_registered` or
@@ -178,7 +171,8 @@ pub struct Session {
     nick: Option<Nick>,
     failed_attempts: u32,
     limits: Limits,
-    outstanding_ping: Option<String>,
+    /// The token of the server's ping awaiting its pong, and when it was sent.
+    outstanding_ping: Option<(String, Instant)>,
 }
 
 impl Session {
@@ -217,14 +211,14 @@ impl Session {
         fsm::legality(CommandKind::Ping, self.state).is_some()
     }
 
-    /// Is a server ping waiting for its pong?
-    pub fn ping_outstanding(&self) -> bool {
-        self.outstanding_ping.is_some()
+    /// When the server's ping that awaits its pong was sent, if one does.
+    pub fn ping_outstanding(&self) -> Option<Instant> {
+        self.outstanding_ping.as_ref().map(|(_, sent)| *sent)
     }
 
     /// Records the token of the ping the server just sent.
-    pub fn ping_sent(&mut self, token: String) {
-        self.outstanding_ping = Some(token);
+    pub fn ping_sent(&mut self, token: String, at: Instant) {
+        self.outstanding_ping = Some((token, at));
     }
 
     /// The one place a state changes: looks the move up in the transition table and logs
@@ -386,17 +380,16 @@ impl Session {
             }
             Command::Users => Step::Users,
             Command::Notif(on) => Step::Notif(on),
-            Command::Pong(token) => {
-                if self.outstanding_ping.as_deref() == Some(token) {
-                    self.outstanding_ping = None;
-                    Step::PongAccepted
-                } else {
+            Command::Pong(token) => match self.outstanding_ping.take() {
+                Some((t, sent)) if t == token => Step::PongAccepted(sent),
+                outstanding => {
+                    self.outstanding_ping = outstanding;
                     Step::Close(self.abort(
                         reply::err(Code::State, "pong does not answer an outstanding ping"),
                         Cause::StrayPong,
                     ))
                 }
-            }
+            },
         }
     }
 
@@ -690,8 +683,10 @@ mod tests {
         #[test]
         fn pong_must_answer_the_outstanding_ping() {
             let mut s = session_established();
-            s.ping_sent("t1".into());
-            assert_eq!(s.on_line("+OK pong t1"), Step::PongAccepted);
+            let sent = Instant::now();
+            s.ping_sent("t1".into(), sent);
+            assert_eq!(s.on_line("+OK pong t1"), Step::PongAccepted(sent));
+            assert_eq!(s.ping_outstanding(), None);
             // A second pong answers nothing.
             let c = closing(s.on_line("+OK pong t1"));
             assert_eq!(c.cause, Cause::StrayPong);
@@ -700,7 +695,7 @@ mod tests {
         #[test]
         fn pong_with_another_token_is_a_violation() {
             let mut s = session_established();
-            s.ping_sent("t1".into());
+            s.ping_sent("t1".into(), Instant::now());
             let c = closing(s.on_line("+OK pong t2"));
             assert!(c.lines.starts_with("-ERR [STATE] "));
         }

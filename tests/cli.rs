@@ -3,27 +3,9 @@
 //! prints the tables of PROTOCOL.md §3 and §4 in three formats.
 
 mod common;
-use common::run_xscpd;
+use common::{SPEC_TRANSITIONS, run_xscpd};
 
 use std::net::TcpListener;
-
-/// PROTOCOL.md §3, row for row, as the spec writes it.
-const SPEC_TRANSITIONS: [(&str, &str, &str); 14] = [
-    ("CLOSED", "LISTEN", "bind_and_listen"),
-    ("LISTEN", "NEGOTIATING", "tcp_connection_accepted"),
-    ("LISTEN", "CLOSED", "close"),
-    ("NEGOTIATING", "ESTABLISHED", "credentials_validated"),
-    ("NEGOTIATING", "NEGOTIATING", "invalid_credentials"),
-    ("NEGOTIATING", "ABORTED", "max_retries_exceeded"),
-    ("NEGOTIATING", "ABORTED", "connection_error"),
-    ("NEGOTIATING", "UPDATE", "quit_requested"),
-    ("NEGOTIATING", "UPDATE", "server_shutdown"),
-    ("ESTABLISHED", "ABORTED", "connection_error"),
-    ("ESTABLISHED", "UPDATE", "quit_requested"),
-    ("ESTABLISHED", "UPDATE", "server_shutdown"),
-    ("UPDATE", "CLOSED", "close"),
-    ("ABORTED", "CLOSED", "close"),
-];
 
 /// PROTOCOL.md §4, row for row: the command and what each state's cell says, reduced to
 /// its verdict (`yes`, `violation` or `SYNTAX`).

@@ -17,22 +17,11 @@ use std::thread;
 
 use common::{Client, Server, WAIT, flood_until_dropped};
 use support_faults::{
-    GREETING, PROC_WAIT, Proc, poll_until, proc_status, read_lines_lenient, reset,
-    starts_with_timestamp, tag, thread_names, wait_log_count,
+    BYE, GREETING, PROC_WAIT, Proc, any_conn_closed, closed_line, poll_until, proc_status,
+    read_lines_lenient, reset, starts_with_timestamp, tag, thread_names, wait_log_count,
 };
 
-const BYE: &str = "+OK terminating tasks and disconnecting";
 const RELAYED: &str = "+OK message relayed";
-
-/// A connection's own close line: `conn=.. peer=<tag>.. -> CLOSED on close`.
-fn closed_line(peer_tag: &str) -> impl Fn(&str) -> bool + '_ {
-    move |l: &str| l.contains(peer_tag) && l.contains(" -> CLOSED on close")
-}
-
-/// Any connection's close line (not the listener's).
-fn any_conn_closed(l: &str) -> bool {
-    l.contains("conn=") && l.contains(" -> CLOSED on close")
-}
 
 /// Waits for the connection's `FROM -> ABORTED on connection_error` line and checks that
 /// its cause is one of `causes`.

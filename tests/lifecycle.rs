@@ -4,28 +4,10 @@
 //! consumers.
 
 mod common;
-use common::{Client, Server, flood_until_dropped, parse_transition};
+use common::{Client, SPEC_TRANSITIONS, Server, flood_until_dropped, parse_transition};
 
 use std::collections::BTreeSet;
 use std::net::TcpStream;
-
-/// PROTOCOL.md §3, row for row, as the spec writes it (not taken from the code).
-const SPEC_TRANSITIONS: [(&str, &str, &str); 14] = [
-    ("CLOSED", "LISTEN", "bind_and_listen"),
-    ("LISTEN", "NEGOTIATING", "tcp_connection_accepted"),
-    ("LISTEN", "CLOSED", "close"),
-    ("NEGOTIATING", "ESTABLISHED", "credentials_validated"),
-    ("NEGOTIATING", "NEGOTIATING", "invalid_credentials"),
-    ("NEGOTIATING", "ABORTED", "max_retries_exceeded"),
-    ("NEGOTIATING", "ABORTED", "connection_error"),
-    ("NEGOTIATING", "UPDATE", "quit_requested"),
-    ("NEGOTIATING", "UPDATE", "server_shutdown"),
-    ("ESTABLISHED", "ABORTED", "connection_error"),
-    ("ESTABLISHED", "UPDATE", "quit_requested"),
-    ("ESTABLISHED", "UPDATE", "server_shutdown"),
-    ("UPDATE", "CLOSED", "close"),
-    ("ABORTED", "CLOSED", "close"),
-];
 
 /// Leaves by `cquit` and waits until the server closed the connection.
 fn quit(server: &Server, mut c: Client) {

@@ -12,22 +12,12 @@ use std::thread;
 
 use common::{Client, Server};
 use support_faults::{
-    GREETING, Proc, open_fds, poll_until, reset, tag, thread_wchan, wait_log_count,
+    BYE, GREETING, Proc, any_conn_closed, closed_line, open_fds, poll_until, reset, tag,
+    thread_wchan, wait_log_count,
 };
 
 const FULL: &str = "-ERR [FULL] server full";
 const CQUIT_FULL: &str = "cquit server full";
-const BYE: &str = "+OK terminating tasks and disconnecting";
-
-/// A connection's own close line: `conn=.. peer=<tag>.. -> CLOSED on close`.
-fn closed_line(peer_tag: &str) -> impl Fn(&str) -> bool + '_ {
-    move |l: &str| l.contains(peer_tag) && l.contains(" -> CLOSED on close")
-}
-
-/// Any connection's close line (not the listener's).
-fn any_conn_closed(l: &str) -> bool {
-    l.contains("conn=") && l.contains(" -> CLOSED on close")
-}
 
 /// §7 `--max-clients`: the client over the limit gets `-ERR [FULL] server full`, then
 /// `cquit server full`, then end of stream, without having to send anything; the place is

@@ -16,6 +16,25 @@ use parking_lot::{Condvar, Mutex};
 /// The most bytes a PDU carries before its terminator (PROTOCOL.md §1).
 pub const MAX_PDU: usize = 510;
 
+/// PROTOCOL.md §3, row for row, as the spec writes it (written out here, not taken from
+/// the code, so that the tests compare the server with the spec).
+pub const SPEC_TRANSITIONS: [(&str, &str, &str); 14] = [
+    ("CLOSED", "LISTEN", "bind_and_listen"),
+    ("LISTEN", "NEGOTIATING", "tcp_connection_accepted"),
+    ("LISTEN", "CLOSED", "close"),
+    ("NEGOTIATING", "ESTABLISHED", "credentials_validated"),
+    ("NEGOTIATING", "NEGOTIATING", "invalid_credentials"),
+    ("NEGOTIATING", "ABORTED", "max_retries_exceeded"),
+    ("NEGOTIATING", "ABORTED", "connection_error"),
+    ("NEGOTIATING", "UPDATE", "quit_requested"),
+    ("NEGOTIATING", "UPDATE", "server_shutdown"),
+    ("ESTABLISHED", "ABORTED", "connection_error"),
+    ("ESTABLISHED", "UPDATE", "quit_requested"),
+    ("ESTABLISHED", "UPDATE", "server_shutdown"),
+    ("UPDATE", "CLOSED", "close"),
+    ("ABORTED", "CLOSED", "close"),
+];
+
 /// The upper bound of every wait: generous, so a slow machine does not fail a test.
 pub const WAIT: Duration = Duration::from_secs(20);
 

@@ -24,6 +24,19 @@ use crate::common::{Client, Server, WAIT};
 /// The greeting every admitted client gets first.
 pub const GREETING: &str = "+OK xscp/1 ready";
 
+/// The answer to `cquit`.
+pub const BYE: &str = "+OK terminating tasks and disconnecting";
+
+/// A connection's own close line: `conn=.. peer=<tag>.. -> CLOSED on close`.
+pub fn closed_line(peer_tag: &str) -> impl Fn(&str) -> bool + '_ {
+    move |l: &str| l.contains(peer_tag) && l.contains(" -> CLOSED on close")
+}
+
+/// Any connection's close line (not the listener's).
+pub fn any_conn_closed(l: &str) -> bool {
+    l.contains("conn=") && l.contains(" -> CLOSED on close")
+}
+
 /// The bound for waits on `/proc` values that depend on the pool's idle timeout (5 s).
 pub const PROC_WAIT: Duration = Duration::from_secs(30);
 

@@ -479,23 +479,25 @@ impl Hub {
             return self.send(conn, &err);
         };
         self.send(conn, reply::RELAYED);
-        self.send(target, &line);
-        if let Some(c) = self.clients.get_mut(&target) {
-            match c.pending.back_mut() {
-                Some(run) if run.from == from && run.conn == conn => {
-                    run.count = run.count.saturating_add(1);
+        // One lookup of the recipient: queue the message and record the receipt it owes.
+        let Some(c) = self.clients.get_mut(&target) else {
+            return;
+        };
+        queue(target, c, &line, &mut self.wakes, &mut self.doomed);
+        match c.pending.back_mut() {
+            Some(run) if run.from == from && run.conn == conn => {
+                run.count = run.count.saturating_add(1);
+            }
+            _ => {
+                if c.pending.len() == MAX_PENDING_RECEIPTS {
+                    c.pending.pop_front();
+                    log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
                 }
-                _ => {
-                    if c.pending.len() == MAX_PENDING_RECEIPTS {
-                        c.pending.pop_front();
-                        log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
-                    }
-                    c.pending.push_back(Pending {
-                        from,
-                        conn,
-                        count: 1,
-                    });
-                }
+                c.pending.push_back(Pending {
+                    from,
+                    conn,
+                    count: 1,
+                });
             }
         }
     }

@@ -10,6 +10,10 @@
 //! - `idle`: N registered idle clients answering server pings; connect-and-register time,
 //!   and with `--server-pid` the server's RSS per connection and its thread count.
 //! - `churn`: C workers looping connect, `uname`, `cquit` for D seconds; cycles per second.
+//! - `resume`: P pairs for D seconds (default 60); receivers answer every `chatm` with
+//!   `chatr`, reset their connections at random moments and come back under the same name
+//!   (PROTOCOL.md §5.8). Counts what the server accepted (relayed or held), what arrived,
+//!   duplicates, losses, refusals, receipts and resumes.
 //! - `soak`: for D seconds (default 180) all of these at once against one server: chatter
 //!   pairs (direct chatm with receipts, broadcasts; order and receipts checked), floods (a
 //!   client that never reads, flooded until the server drops it as a slow consumer),
@@ -39,6 +43,7 @@ mod churn;
 mod direct;
 mod idle;
 mod options;
+mod resume;
 mod rng;
 mod soak;
 mod stats;
@@ -68,6 +73,7 @@ fn main() -> ExitCode {
         Workload::Idle => idle::run(&opts),
         Workload::Churn => churn::run(&opts),
         Workload::Soak => soak::run(&opts),
+        Workload::Resume => resume::run(&opts),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

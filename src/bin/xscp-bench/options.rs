@@ -1,7 +1,7 @@
 //! The command line: the workload, its options and their defaults, and the help text.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use xscp::protocol::framing::MAX_PDU;
 use xscp::protocol::nick::MAX_NICK;
@@ -16,13 +16,17 @@ Workloads:
   churn       C workers loop connect, uname, cquit for D seconds
   soak        everything at once for D seconds (default 180): chatter pairs, floods,
               resets, garbage, churn; then the server's health (needs --server-pid)
+  resume      P pairs for D seconds (default 60), receivers answering every chatm with
+              chatr and resetting their connections at random moments, then coming back
+              under the same name; counts what was accepted, received, duplicated and
+              lost (needs a server with --hold above 0)
 
 Options:
   --addr ADDR          server address, loopback only (default 127.0.0.1:1030)
   --pairs P            direct: sender/receiver pairs (default 50); soak: chatter pairs
-                       (default 8)
+                       (default 8); resume: sender/receiver pairs (default 8)
   --messages M         messages per sender (default 20000 direct, 2000 broadcast)
-  --window W           most chatm in flight per sender (default 64; soak 16)
+  --window W           most chatm in flight per sender (default 64; soak, resume 16)
   --payload BYTES      extra filler bytes in each message text (default 0)
   --receipts           receivers answer every chatm with chatr (default: pure relay)
   --clients K          broadcast: clients in the room, senders included (default 100)
@@ -32,23 +36,28 @@ Options:
   --connect-threads T  idle: threads connecting in parallel (default 8)
   --connect-batch B    idle: connections each thread opens at once (default 16)
   --workers C          churn: worker threads (default 8); soak: churn workers (default 2)
-  --secs D             churn, soak: duration in seconds (default 10; soak 180)
-  --chat-rate N        soak: messages per second each chatter sends, 0 = unpaced
-                       (default 1000)
+  --secs D             churn, soak, resume: duration in seconds (default 10; soak 180;
+                       resume 60)
+  --chat-rate N        soak, resume: messages per second each chatter or sender sends,
+                       0 = unpaced (default 1000)
   --floods N           soak: flooder/victim pairs (default 1)
   --resetters N        soak: workers resetting connections (default 2)
   --garbage N          soak: workers sending garbage (default 2)
   --pause-ms MS        soak: pause between the cycles of resetters, garbage and churn
                        workers (default 10)
-  --seed S             soak: seed of the random garbage (default: from the clock)
-  --timeout SECS       give up after this long without progress (default 10)
+  --seed S             soak: seed of the random garbage; resume: of the moments of the
+                       resets (default: from the clock)
+  --timeout SECS       give up after this long without progress (default 10); resume:
+                       how long receivers wait for the last messages after the senders
+                       stop
   --server-pid PID     also report the server's CPU, RSS and threads (from /proc)
   -h, --help           print this help
 
 Exit status: 0 clean run, 1 losses/errors, 2 setup failure.
 The server should run with --rate 0 --max-per-ip 0 and a --max-clients above the load;
 for churn with --hold 0 so that departed names are not held; for soak also with a small
---sendq (64K) so that flood victims are dropped quickly, and --hold 0.";
+--sendq (64K) so that flood victims are dropped quickly, and --hold 0; for resume with
+--hold above 0 (the default 300s) so that departed receivers' names are held.";
 
 /// The most filler bytes in a message text. The whole line, `chatm <sender> <recipient>
 /// <filler> <seq> <ns>`, stays within a PDU with the longest nicknames and numbers.
@@ -64,6 +73,7 @@ pub enum Workload {
     Idle,
     Churn,
     Soak,
+    Resume,
 }
 
 impl Workload {
@@ -74,6 +84,7 @@ impl Workload {
             Workload::Idle => "idle",
             Workload::Churn => "churn",
             Workload::Soak => "soak",
+            Workload::Resume => "resume",
         }
     }
 }
@@ -127,6 +138,18 @@ fn parse_secs(opt: &str, v: Option<String>) -> Result<f64, String> {
     Ok(s)
 }
 
+impl Opts {
+    /// How many messages a sender paced by `--chat-rate` may have sent `began.elapsed()`
+    /// after it began (the first at once); unbounded when unpaced.
+    pub fn paced(&self, began: Instant) -> u64 {
+        if self.chat_rate == 0 {
+            u64::MAX
+        } else {
+            (began.elapsed().as_secs_f64() * self.chat_rate as f64) as u64 + 1
+        }
+    }
+}
+
 /// `None`: help was asked for.
 pub fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
     let mut args = args.into_iter();
@@ -137,15 +160,17 @@ pub fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
         Some("idle") => Workload::Idle,
         Some("churn") => Workload::Churn,
         Some("soak") => Workload::Soak,
+        Some("resume") => Workload::Resume,
         Some(w) => return Err(format!("unknown workload '{w}'")),
     };
     let soak = workload == Workload::Soak;
+    let resume = workload == Workload::Resume;
     let mut o = Opts {
         workload,
         addr: SocketAddr::from(([127, 0, 0, 1], 1030)),
-        pairs: if soak { 8 } else { 50 },
+        pairs: if soak || resume { 8 } else { 50 },
         messages: None,
-        window: if soak { 16 } else { 64 },
+        window: if soak || resume { 16 } else { 64 },
         payload: 0,
         receipts: false,
         clients: 100,
@@ -155,7 +180,11 @@ pub fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
         connect_threads: 8,
         connect_batch: 16,
         workers: if soak { 2 } else { 8 },
-        secs: if soak { 180.0 } else { 10.0 },
+        secs: match workload {
+            Workload::Soak => 180.0,
+            Workload::Resume => 60.0,
+            _ => 10.0,
+        },
         timeout: Duration::from_secs(10),
         server_pid: None,
         chat_rate: 1000,
@@ -225,6 +254,11 @@ pub fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
         return Err(format!(
             "soak: --pairs is at most 999, --floods, --resetters, --garbage and \
                     --workers at most 99 (nicknames are at most {MAX_NICK} characters)"
+        ));
+    }
+    if resume && o.pairs > 999 {
+        return Err(format!(
+            "resume: --pairs is at most 999 (nicknames are at most {MAX_NICK} characters)"
         ));
     }
     if o.payload > MAX_PAYLOAD {

@@ -1,6 +1,15 @@
 //! Random choices, reproducible from a seed.
 
-/// xorshift64*: the soak's random choices, reproducible from `--seed` per worker.
+/// `--seed` if given, else one from the clock (the report prints it, to repeat a run).
+pub fn seed_or_clock(seed: Option<u64>) -> u64 {
+    seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    })
+}
+
+/// xorshift64*: the soak's and resume's random choices, reproducible from `--seed` per worker.
 pub struct Rng(u64);
 
 impl Rng {

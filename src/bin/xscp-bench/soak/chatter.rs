@@ -141,11 +141,7 @@ fn chatter_run(
             phase = 1;
         }
         if phase == 0 {
-            let allowed = if opts.chat_rate == 0 {
-                u64::MAX
-            } else {
-                (began.elapsed().as_secs_f64() * opts.chat_rate as f64) as u64 + 1
-            };
+            let allowed = opts.paced(began);
             let now = ns_since(t0);
             while sent < allowed && exp.len() < opts.window {
                 if sent % 8 == 7 {

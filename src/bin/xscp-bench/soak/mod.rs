@@ -16,6 +16,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::options::Opts;
+use crate::rng::seed_or_clock;
 use crate::stats::{Errors, Merge, percentile};
 use crate::system::{
     check_server, cpu_snap, cpu_use, join_merged, proc_fds, proc_status_field, proc_thread_names,
@@ -154,11 +155,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         ));
     }
     let rid = run_id();
-    let seed = opts.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-    });
+    let seed = seed_or_clock(opts.seed);
     let chatters = 2 * opts.pairs;
     let mut ctx = Soak {
         opts: opts.clone(),

@@ -42,7 +42,8 @@ pub struct Framer {
     after_cr: bool,
 }
 
-fn is_control(b: u8) -> bool {
+/// A control byte (0x00–0x1F or 0x7F): never part of a PDU (§1).
+pub fn is_control(b: u8) -> bool {
     b < 0x20 || b == 0x7F
 }
 

@@ -1,0 +1,962 @@
+//! `resume`: what survives a receiver's reset (PROTOCOL.md §5.7, §5.8).
+//!
+//! P pairs. Each sender sends `chatm <sender> <receiver> <seq> <ns>` with at most W
+//! unanswered, paced by `--chat-rate`. A `+OK message relayed` or `+OK message held for
+//! <name>` accepts the message; `-ERR [FULL]` or `-ERR [NO-SUCH]` refuses it, and the sender
+//! tries the same number again a little later. Each receiver answers every `chatm` with
+//! `chatr` at once, and resets its connection (RST) after a random 0.1 to 1 s, stays away
+//! up to 0.1 s, and comes back under the same name from the same address: `+OK welcome back
+//! <name>`, or `+OK welcome back <name> (<n> held, <m> lost)` followed by the n lines
+//! replayed. After `--secs` the senders stop, wait for every answer, and the receivers stay
+//! until every accepted message has arrived (or `--timeout` passes without one).
+//!
+//! The count ([`Ledger`]) is a function of the events alone: accepted messages, received
+//! (at least once), duplicates, lost (accepted, never received), refusals, receipts back
+//! at the senders, resumes and the losses the server reported.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::{ErrorKind, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::options::Opts;
+use crate::rng::{Rng, seed_or_clock};
+use crate::stats::{Errors, Merge};
+use crate::system::{abort, check_server, cpu_snap, cpu_use, join_merged, rlimit, spawn};
+use crate::traffic::ns_since;
+use crate::wire::{
+    LineBuf, StrBuf, connect, connect_registered, expect_greeting, is_timeout, parse_chatm,
+    push_pong, push_receipt, read_line, run_id, send_uname, show,
+};
+
+/// How long a refused message waits before the sender tries it again.
+const RETRY_AFTER: Duration = Duration::from_millis(50);
+/// A receiver stays connected for a random time in this range (ms) before its reset...
+const CONNECTED_MS: (usize, usize) = (100, 1000);
+/// ...and stays away for a random time below this (ms): meanwhile its name is held.
+const AWAY_MS: usize = 100;
+/// After the end, how long a sender waits for the receipts still on their way.
+const RECEIPTS_SETTLE: Duration = Duration::from_secs(2);
+
+// --- the count -----------------------------------------------------------------------------
+
+/// What the bench saw happen in one pair: the input of the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The server accepted message `seq`: relayed, or `held` for the departed receiver.
+    Accepted { seq: u64, held: bool },
+    /// The server refused a message: `-ERR [FULL]` (`full`) or `-ERR [NO-SUCH]`.
+    Refused { full: bool },
+    /// Message `seq` reached the receiver (again, if it had before); `replayed` when it came
+    /// in the replay after a `welcome back`.
+    Received { seq: u64, replayed: bool },
+    /// A receipt (`chatr`) reached the sender.
+    Receipt,
+    /// The receiver is back: `+OK welcome back`, with `held` lines to replay and `lost`
+    /// messages the server could not keep.
+    Resumed { held: u64, lost: u64 },
+    /// The receiver came back and got `+OK you are <name>`: its name had not been held.
+    Fresh,
+}
+
+/// The figures of a run (or of one pair).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Messages accepted (relayed or held), each counted once.
+    pub accepted: u64,
+    /// Of those, accepted as held for a departed receiver.
+    pub held: u64,
+    /// Messages that reached the receiver at least once.
+    pub received: u64,
+    /// Arrivals of a message that had arrived before.
+    pub duplicates: u64,
+    /// Accepted and never received.
+    pub lost: u64,
+    /// Refusals (`FULL` and `NO-SUCH`); a refused message is tried again.
+    pub refused: u64,
+    pub full: u64,
+    pub nosuch: u64,
+    /// Receipts that reached the senders.
+    pub receipts: u64,
+    /// `welcome back` answers, and the lines and losses they announced.
+    pub resumes: u64,
+    pub replayed: u64,
+    pub lost_reported: u64,
+    /// Returns that found the name not held (`+OK you are`).
+    pub fresh: u64,
+    /// Received but never accepted, or accepted twice: the server broke its word.
+    pub phantom: u64,
+    pub accepted_twice: u64,
+}
+
+impl Merge for Tally {
+    fn merge(&mut self, o: Tally) {
+        self.accepted += o.accepted;
+        self.held += o.held;
+        self.received += o.received;
+        self.duplicates += o.duplicates;
+        self.lost += o.lost;
+        self.refused += o.refused;
+        self.full += o.full;
+        self.nosuch += o.nosuch;
+        self.receipts += o.receipts;
+        self.resumes += o.resumes;
+        self.replayed += o.replayed;
+        self.lost_reported += o.lost_reported;
+        self.fresh += o.fresh;
+        self.phantom += o.phantom;
+        self.accepted_twice += o.accepted_twice;
+    }
+}
+
+impl Tally {
+    /// A loss the server did not own up to: messages lost while no `welcome back` reported
+    /// any and no mailbox was ever full.
+    pub fn unreported_loss(&self) -> bool {
+        self.lost > 0 && self.lost_reported == 0 && self.full == 0
+    }
+
+    /// The server delivered what it never accepted, or accepted a message twice.
+    pub fn broken_promises(&self) -> u64 {
+        self.phantom + self.accepted_twice
+    }
+}
+
+/// The count of one pair, kept as the events come (from two threads, in any order: a
+/// message may reach the receiver before its `+OK` reaches the sender).
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Per sequence number: accepted, and how many times it arrived.
+    accepted: Vec<bool>,
+    arrivals: Vec<u32>,
+    /// Accepted and not (yet) arrived.
+    outstanding: u64,
+    t: Tally,
+}
+
+impl Ledger {
+    /// Sequence numbers beyond this are not the bench's (and would cost memory).
+    const MAX_SEQ: u64 = 1 << 26;
+
+    fn slot(&mut self, seq: u64) -> Option<usize> {
+        if seq >= Self::MAX_SEQ {
+            return None;
+        }
+        let i = seq as usize;
+        if i >= self.accepted.len() {
+            self.accepted.resize(i + 1, false);
+            self.arrivals.resize(i + 1, 0);
+        }
+        Some(i)
+    }
+
+    pub fn record(&mut self, e: Event) {
+        match e {
+            Event::Accepted { seq, held } => {
+                let Some(i) = self.slot(seq) else {
+                    self.t.phantom += 1;
+                    return;
+                };
+                if self.accepted[i] {
+                    self.t.accepted_twice += 1;
+                    return;
+                }
+                self.accepted[i] = true;
+                self.t.accepted += 1;
+                self.t.held += u64::from(held);
+                if self.arrivals[i] == 0 {
+                    self.outstanding += 1;
+                }
+            }
+            Event::Refused { full } => {
+                self.t.refused += 1;
+                if full {
+                    self.t.full += 1;
+                } else {
+                    self.t.nosuch += 1;
+                }
+            }
+            Event::Received { seq, replayed } => {
+                self.t.replayed += u64::from(replayed);
+                let Some(i) = self.slot(seq) else {
+                    self.t.phantom += 1;
+                    return;
+                };
+                self.arrivals[i] = self.arrivals[i].saturating_add(1);
+                if self.arrivals[i] > 1 {
+                    self.t.duplicates += 1;
+                } else {
+                    self.t.received += 1;
+                    if self.accepted[i] {
+                        self.outstanding -= 1;
+                    }
+                }
+            }
+            Event::Receipt => self.t.receipts += 1,
+            Event::Resumed { lost, .. } => {
+                // The lines announced are counted as they arrive (`replayed`).
+                self.t.resumes += 1;
+                self.t.lost_reported += lost;
+            }
+            Event::Fresh => self.t.fresh += 1,
+        }
+    }
+
+    /// Accepted messages that have not arrived yet.
+    pub fn outstanding(&self) -> u64 {
+        self.outstanding
+    }
+
+    /// The figures so far: what has not arrived counts as lost.
+    pub fn tally(&self) -> Tally {
+        let phantom = self
+            .accepted
+            .iter()
+            .zip(&self.arrivals)
+            .filter(|&(&a, &n)| !a && n > 0)
+            .count() as u64;
+        Tally {
+            lost: self.outstanding,
+            phantom: self.t.phantom + phantom,
+            ..self.t.clone()
+        }
+    }
+}
+
+/// The answer to `uname <name>` of a returning client: `None` if it is not a welcome;
+/// `Some(None)` for `+OK you are <name>`; `Some(Some((held, lost)))` for `+OK welcome back
+/// <name>` (with `(<n> held, <m> lost)` or without, which is none of either).
+pub fn parse_welcome(line: &str, name: &str) -> Option<Option<(u64, u64)>> {
+    let rest = line.strip_prefix("+OK ")?;
+    if rest.strip_prefix("you are ") == Some(name) {
+        return Some(None);
+    }
+    let rest = rest.strip_prefix("welcome back ")?.strip_prefix(name)?;
+    if rest.is_empty() {
+        return Some(Some((0, 0)));
+    }
+    let counts = rest.strip_prefix(" (")?.strip_suffix(" lost)")?;
+    let (held, lost) = counts.split_once(" held, ")?;
+    Some(Some((held.parse().ok()?, lost.parse().ok()?)))
+}
+
+// --- the run -------------------------------------------------------------------------------
+
+/// One sender/receiver pair: its count and how far each side is.
+#[derive(Default)]
+struct Pair {
+    ledger: Mutex<Ledger>,
+    /// The sender has stopped and every `chatm` it sent is answered.
+    sender_done: AtomicBool,
+    /// The receiver has what it will get.
+    receiver_done: AtomicBool,
+    /// One side failed: the other stops waiting for it.
+    broken: AtomicBool,
+}
+
+impl Pair {
+    fn record(&self, events: &mut Vec<Event>) {
+        if !events.is_empty() {
+            let mut l = self.ledger.lock();
+            for e in events.drain(..) {
+                l.record(e);
+            }
+        }
+    }
+}
+
+/// What every resume thread shares.
+struct Ctx {
+    opts: Opts,
+    rid: String,
+    seed: u64,
+    stop: AtomicBool,
+    pairs: Vec<Pair>,
+}
+
+impl Ctx {
+    fn sender(&self, i: usize) -> String {
+        format!("rs{}x{i}", self.rid)
+    }
+
+    fn receiver(&self, i: usize) -> String {
+        format!("rr{}x{i}", self.rid)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// The server's `capa` (from NEGOTIATING): its `HOLD` and `MAILBOX` lines.
+fn capa(opts: &Opts) -> Result<Vec<String>, String> {
+    let mut s = connect(opts.addr, opts.timeout)?;
+    let mut lb = LineBuf::new(4096);
+    expect_greeting(&mut s, &mut lb)?;
+    s.write_all(b"capa\r\n")
+        .map_err(|e| format!("capa: write failed: {e}"))?;
+    let mut items = Vec::new();
+    loop {
+        let l = read_line(&mut s, &mut lb).map_err(|e| format!("capa: {e}"))?;
+        if l == "." {
+            return Ok(items);
+        }
+        if l.starts_with("HOLD ") || l.starts_with("MAILBOX ") {
+            items.push(l);
+        }
+    }
+}
+
+pub fn run(opts: &Opts) -> Result<bool, String> {
+    let p = opts.pairs;
+    rlimit::ensure_nofile(2 * p as u64 + 64)?;
+    let rid = run_id();
+    let seed = seed_or_clock(opts.seed);
+    let rate = if opts.chat_rate == 0 {
+        "unpaced".to_string()
+    } else {
+        format!("{}/s", opts.chat_rate)
+    };
+    println!(
+        "xscp-bench resume: {p} pairs for {} s, window {}, {rate} each, server {}, run {rid}, \
+         seed {seed}",
+        opts.secs, opts.window, opts.addr
+    );
+    let capa = capa(opts)?;
+    println!("  server:      {}", capa.join(", "));
+    if capa.iter().any(|l| l == "HOLD 0") {
+        println!(
+            "  note:        the server holds no names: messages to a receiver away are refused"
+        );
+    }
+    let ctx = Ctx {
+        opts: opts.clone(),
+        rid,
+        seed,
+        stop: AtomicBool::new(false),
+        pairs: (0..p).map(|_| Pair::default()).collect(),
+    };
+    // Receivers first, so that every sender's partner exists when it starts.
+    let setup = Instant::now();
+    let mut receivers = Vec::with_capacity(p);
+    let mut events = Vec::new();
+    for i in 0..p {
+        let (s, lb) = join(
+            &ctx,
+            i,
+            &mut events,
+            &mut Vec::new(),
+            &mut Errors::default(),
+        )?;
+        receivers.push((s, lb));
+    }
+    events.clear();
+    let mut senders = Vec::with_capacity(p);
+    for i in 0..p {
+        senders.push(connect_registered(
+            opts.addr,
+            &ctx.sender(i),
+            opts.timeout,
+            64 * 1024,
+        )?);
+    }
+    println!(
+        "  setup:       {} clients registered in {:.3} s",
+        2 * p,
+        setup.elapsed().as_secs_f64()
+    );
+    let ctx = Arc::new(ctx);
+    let start = Arc::new(Barrier::new(2 * p + 1));
+    let t0 = Instant::now();
+    let mut handles = Vec::with_capacity(2 * p);
+    for (i, (s, lb)) in receivers.into_iter().enumerate() {
+        let (ctx, start) = (Arc::clone(&ctx), Arc::clone(&start));
+        handles.push(spawn(format!("resume-recv-{i}"), move || {
+            start.wait();
+            side(&ctx, i, |errors| receiver(&ctx, i, s, lb, errors))
+        })?);
+    }
+    for (i, (s, lb)) in senders.into_iter().enumerate() {
+        let (ctx, start) = (Arc::clone(&ctx), Arc::clone(&start));
+        handles.push(spawn(format!("resume-send-{i}"), move || {
+            start.wait();
+            side(&ctx, i, |errors| sender(&ctx, i, s, lb, t0, errors))
+        })?);
+    }
+    start.wait();
+    let cpu0 = cpu_snap(opts.server_pid);
+    let began = Instant::now();
+    let mut next_report = 15u64;
+    while began.elapsed().as_secs_f64() < opts.secs {
+        thread::sleep(Duration::from_millis(100));
+        let el = began.elapsed().as_secs();
+        if el >= next_report {
+            next_report += 15;
+            let t = total(&ctx);
+            println!(
+                "  [{el:>4} s] accepted {}, received {}, resumes {}, refused {}",
+                t.accepted, t.received, t.resumes, t.refused
+            );
+        }
+    }
+    ctx.stop.store(true, Ordering::SeqCst);
+    let load_secs = began.elapsed().as_secs_f64();
+    let errors: Errors = join_merged(handles)?;
+    let cpu = cpu_use(&cpu0, &cpu_snap(opts.server_pid));
+    let t = total(&ctx);
+
+    println!(
+        "  load ran {load_secs:.1} s (+{:.1} s for the last messages)",
+        cpu.wall - load_secs
+    );
+    println!(
+        "  senders:     accepted {} ({} of them held), refused {} (FULL {}, NO-SUCH {}), \
+         receipts back {}",
+        t.accepted, t.held, t.refused, t.full, t.nosuch, t.receipts
+    );
+    println!(
+        "  receivers:   resumes {} ({} lines replayed, {} lost reported), names not held \
+         on return {}",
+        t.resumes, t.replayed, t.lost_reported, t.fresh
+    );
+    println!(
+        "  integrity:   received {} of {}, duplicates {}, lost {}{}",
+        t.received,
+        t.accepted,
+        t.duplicates,
+        t.lost,
+        if t.broken_promises() > 0 {
+            format!(
+                ", received unaccepted {}, accepted twice {}",
+                t.phantom, t.accepted_twice
+            )
+        } else {
+            String::new()
+        }
+    );
+    errors.print();
+    cpu.print();
+    let clean = !t.unreported_loss() && t.broken_promises() == 0 && errors.count == 0;
+    println!(
+        "  verdict:     {}",
+        if t.unreported_loss() {
+            "LOST messages the server did not report"
+        } else if !clean {
+            "NOT CLEAN"
+        } else if t.lost > 0 {
+            "clean (every loss was reported or refused)"
+        } else {
+            "clean"
+        }
+    );
+    let mut r = format!(
+        "RESULT workload=resume pairs={p} secs={load_secs:.0} accepted={} received={} \
+         duplicates={} lost={} refused={} receipts={} resumes={} lost_reported={} held={} \
+         full={} nosuch={} replayed={} fresh={} errors={}",
+        t.accepted,
+        t.received,
+        t.duplicates,
+        t.lost,
+        t.refused,
+        t.receipts,
+        t.resumes,
+        t.lost_reported,
+        t.held,
+        t.full,
+        t.nosuch,
+        t.replayed,
+        t.fresh,
+        errors.count + t.broken_promises()
+    );
+    cpu.result_fields(&mut r);
+    let alive = check_server(opts, &mut r);
+    println!("{r}");
+    Ok(clean && alive)
+}
+
+/// All the pairs' figures in one.
+fn total(ctx: &Ctx) -> Tally {
+    let mut t = Tally::default();
+    for pair in &ctx.pairs {
+        t.merge(pair.ledger.lock().tally());
+    }
+    t
+}
+
+/// Runs one side of pair `i`; a failure marks the pair broken so that the other side stops
+/// waiting for it.
+fn side(ctx: &Ctx, i: usize, f: impl FnOnce(&mut Errors) -> Result<(), String>) -> Errors {
+    let mut errors = Errors::default();
+    if let Err(e) = f(&mut errors) {
+        ctx.pairs[i].broken.store(true, Ordering::SeqCst);
+        errors.add(e);
+    }
+    errors
+}
+
+/// A sender: sends with the window, paced, until the stop; tries refused messages again
+/// after [`RETRY_AFTER`]; then waits for every answer and for the receipts.
+fn sender(
+    ctx: &Ctx,
+    i: usize,
+    mut s: TcpStream,
+    mut lb: LineBuf,
+    t0: Instant,
+    errors: &mut Errors,
+) -> Result<(), String> {
+    let opts = &ctx.opts;
+    let pair = &ctx.pairs[i];
+    let (me, to) = (ctx.sender(i), ctx.receiver(i));
+    let held = format!("+OK message held for {to}");
+    let receipt = format!("chatr {me} {to}");
+    s.set_read_timeout(Some(Duration::from_millis(5)))
+        .and_then(|()| s.set_write_timeout(Some(opts.timeout)))
+        .map_err(|e| format!("{me}: socket options: {e}"))?;
+    let mut in_flight: VecDeque<u64> = VecDeque::new();
+    let mut retry: VecDeque<(Instant, u64)> = VecDeque::new();
+    let mut next_seq = 0u64;
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut events = Vec::new();
+    let began = Instant::now();
+    let mut last_rx = Instant::now();
+    loop {
+        let now = Instant::now();
+        if !ctx.stopping() {
+            let allowed = opts.paced(began);
+            let ns = ns_since(t0);
+            while in_flight.len() < opts.window {
+                let seq = match retry.front() {
+                    Some(&(at, seq)) if at <= now => {
+                        retry.pop_front();
+                        seq
+                    }
+                    _ if next_seq < allowed => {
+                        next_seq += 1;
+                        next_seq - 1
+                    }
+                    _ => break,
+                };
+                let _ = write!(StrBuf(&mut out), "chatm {me} {to} {seq} {ns}\r\n");
+                in_flight.push_back(seq);
+            }
+        } else if in_flight.is_empty() && !pair.sender_done.load(Ordering::SeqCst) {
+            // Refused messages not yet tried again are not accepted: nothing is owed.
+            retry.clear();
+            pair.sender_done.store(true, Ordering::SeqCst);
+        }
+        if !out.is_empty() {
+            s.write_all(&out)
+                .map_err(|e| format!("{me}: write failed: {e}"))?;
+            out.clear();
+        }
+        if pair.sender_done.load(Ordering::SeqCst)
+            && (pair.receiver_done.load(Ordering::SeqCst) || pair.broken.load(Ordering::SeqCst))
+        {
+            // Every receipt the receiver's last deliveries earned, or a quiet while.
+            let l = pair.ledger.lock().tally();
+            if l.receipts >= l.received || last_rx.elapsed() >= RECEIPTS_SETTLE.min(opts.timeout) {
+                return Ok(());
+            }
+        }
+        if pair.broken.load(Ordering::SeqCst) && !pair.sender_done.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match lb.fill(&mut s) {
+            Ok(0) => return Err(format!("{me}: server closed the connection")),
+            Ok(_) => last_rx = Instant::now(),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => {
+                if !in_flight.is_empty() && last_rx.elapsed() >= opts.timeout {
+                    return Err(format!(
+                        "{me}: nothing received for {:.0} s ({} unanswered)",
+                        opts.timeout.as_secs_f64(),
+                        in_flight.len()
+                    ));
+                }
+                continue;
+            }
+            Err(e) => return Err(format!("{me}: read failed: {e}")),
+        }
+        while let Some(line) = lb.next_line() {
+            let answer = if line == b"+OK message relayed" {
+                Some(Ok(false))
+            } else if line == held.as_bytes() {
+                Some(Ok(true))
+            } else if line.starts_with(b"-ERR [FULL] ") {
+                Some(Err(true))
+            } else if line.starts_with(b"-ERR [NO-SUCH] ") {
+                Some(Err(false))
+            } else {
+                None
+            };
+            if let Some(answer) = answer {
+                let Some(seq) = in_flight.pop_front() else {
+                    return Err(format!("{me}: answer for nothing sent: {}", show(line)));
+                };
+                match answer {
+                    Ok(held) => events.push(Event::Accepted { seq, held }),
+                    Err(full) => {
+                        events.push(Event::Refused { full });
+                        retry.push_back((Instant::now() + RETRY_AFTER, seq));
+                    }
+                }
+            } else if line == receipt.as_bytes() {
+                events.push(Event::Receipt);
+            } else if let Some(token) = line.strip_prefix(b"ping ") {
+                push_pong(&mut out, token);
+            } else if line.starts_with(b"cquit") {
+                return Err(format!("{me}: server ended the connection: {}", show(line)));
+            } else {
+                if line.starts_with(b"-ERR") {
+                    // It answers a chatm all the same.
+                    in_flight.pop_front();
+                }
+                errors.add(format!("{me}: unexpected line: {}", show(line)));
+            }
+        }
+        pair.record(&mut events);
+    }
+}
+
+/// A receiver: answers every `chatm` with `chatr`; until the stop, resets its connection at
+/// random moments and comes back; then stays until every accepted message has arrived.
+fn receiver(
+    ctx: &Ctx,
+    i: usize,
+    mut s: TcpStream,
+    mut lb: LineBuf,
+    errors: &mut Errors,
+) -> Result<(), String> {
+    let opts = &ctx.opts;
+    let pair = &ctx.pairs[i];
+    let me = ctx.receiver(i);
+    let mut rng = Rng::new(ctx.seed ^ (0x7265_7375_6d65 + i as u64));
+    let connected_for = |rng: &mut Rng| {
+        let (lo, hi) = CONNECTED_MS;
+        Duration::from_millis((lo + rng.below(hi - lo)) as u64)
+    };
+    let mut reset_at = Instant::now() + connected_for(&mut rng);
+    let mut out: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut events = Vec::new();
+    let mut last_rx = Instant::now();
+    s.set_read_timeout(Some(Duration::from_millis(20)))
+        .map_err(|e| format!("{me}: socket options: {e}"))?;
+    loop {
+        if !ctx.stopping() && Instant::now() >= reset_at {
+            // What was not written yet dies with the connection, as it would in a crash:
+            // receipts for messages delivered on it must not acknowledge later ones.
+            out.clear();
+            abort::reset(s)?;
+            thread::sleep(Duration::from_millis(rng.below(AWAY_MS) as u64));
+            (s, lb) = join(ctx, i, &mut events, &mut out, errors)?;
+            s.set_read_timeout(Some(Duration::from_millis(20)))
+                .map_err(|e| format!("{me}: socket options: {e}"))?;
+            reset_at = Instant::now() + connected_for(&mut rng);
+            last_rx = Instant::now();
+        }
+        if !out.is_empty() {
+            s.write_all(&out)
+                .map_err(|e| format!("{me}: write failed: {e}"))?;
+            out.clear();
+        }
+        pair.record(&mut events);
+        if pair.sender_done.load(Ordering::SeqCst) {
+            if pair.ledger.lock().outstanding() == 0 || last_rx.elapsed() >= opts.timeout {
+                pair.receiver_done.store(true, Ordering::SeqCst);
+                return Ok(());
+            }
+        } else if pair.broken.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match lb.fill(&mut s) {
+            Ok(0) => return Err(format!("{me}: server closed the connection")),
+            Ok(_) => last_rx = Instant::now(),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if is_timeout(&e) => continue,
+            Err(e) => return Err(format!("{me}: read failed: {e}")),
+        }
+        while let Some(line) = lb.next_line() {
+            take_line(ctx, i, line, false, &mut events, &mut out, errors);
+        }
+    }
+}
+
+/// One line to receiver `i`: a `chatm` from its sender is recorded and answered with its
+/// receipt, a `ping` with its pong; anything else is an error.
+fn take_line(
+    ctx: &Ctx,
+    i: usize,
+    line: &[u8],
+    replayed: bool,
+    events: &mut Vec<Event>,
+    out: &mut Vec<u8>,
+    errors: &mut Errors,
+) {
+    let (from, me) = (ctx.sender(i), ctx.receiver(i));
+    match parse_chatm(line) {
+        Some((sender, recipient, seq, _))
+            if sender == from.as_bytes() && recipient == me.as_bytes() =>
+        {
+            events.push(Event::Received { seq, replayed });
+            push_receipt(out, sender, recipient);
+        }
+        _ => {
+            if let Some(token) = line.strip_prefix(b"ping ") {
+                push_pong(out, token);
+            }
+            let what = if replayed {
+                "in the replay"
+            } else {
+                "unexpected line"
+            };
+            errors.add(format!("{me}: {what}: {}", show(line)));
+        }
+    }
+}
+
+/// Connects and registers receiver `i`, the first time or back after a reset, from the same
+/// address. `-ERR [IN-USE]` (the server has not yet seen the old connection go) is tried
+/// again on a new connection until `--timeout`. A `welcome back` is recorded with the lines
+/// replayed after it, whose receipts go into `out`.
+fn join(
+    ctx: &Ctx,
+    i: usize,
+    events: &mut Vec<Event>,
+    out: &mut Vec<u8>,
+    errors: &mut Errors,
+) -> Result<(TcpStream, LineBuf), String> {
+    let opts = &ctx.opts;
+    let me = ctx.receiver(i);
+    let deadline = Instant::now() + opts.timeout;
+    loop {
+        let mut s = connect(opts.addr, opts.timeout).map_err(|e| format!("{me}: {e}"))?;
+        s.set_write_timeout(Some(opts.timeout))
+            .map_err(|e| format!("{me}: socket options: {e}"))?;
+        let mut lb = LineBuf::new(64 * 1024);
+        expect_greeting(&mut s, &mut lb).map_err(|e| format!("{me}: {e}"))?;
+        send_uname(&mut s, &me)?;
+        let l = read_line(&mut s, &mut lb).map_err(|e| format!("{me}: uname: {e}"))?;
+        match parse_welcome(&l, &me) {
+            Some(None) => {
+                events.push(Event::Fresh);
+                return Ok((s, lb));
+            }
+            Some(Some((held, lost))) => {
+                events.push(Event::Resumed { held, lost });
+                for _ in 0..held {
+                    let line =
+                        read_line(&mut s, &mut lb).map_err(|e| format!("{me}: replay: {e}"))?;
+                    take_line(ctx, i, line.as_bytes(), true, events, out, errors);
+                }
+                return Ok((s, lb));
+            }
+            None if l.starts_with("-ERR [IN-USE] ") && Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(10));
+            }
+            None => return Err(format!("{me}: uname refused: {}", show(l.as_bytes()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use Event::*;
+
+    /// The count of a sequence of events.
+    fn count(events: impl IntoIterator<Item = Event>) -> Tally {
+        let mut l = Ledger::default();
+        for e in events {
+            l.record(e);
+        }
+        l.tally()
+    }
+
+    #[test]
+    fn losses_duplicates_and_receipts_are_counted() {
+        let t = count([
+            Accepted {
+                seq: 0,
+                held: false,
+            },
+            Received {
+                seq: 0,
+                replayed: false,
+            },
+            Receipt,
+            Accepted {
+                seq: 1,
+                held: false,
+            },
+            Received {
+                seq: 1,
+                replayed: false,
+            },
+            // The receiver reset before its receipt left: the copy is replayed.
+            Resumed { held: 1, lost: 0 },
+            Received {
+                seq: 1,
+                replayed: true,
+            },
+            Receipt,
+            Accepted { seq: 2, held: true },
+            Accepted {
+                seq: 3,
+                held: false,
+            },
+            Received {
+                seq: 3,
+                replayed: false,
+            },
+        ]);
+        assert_eq!(
+            t,
+            Tally {
+                accepted: 4,
+                held: 1,
+                received: 3,
+                duplicates: 1,
+                lost: 1,
+                receipts: 2,
+                resumes: 1,
+                replayed: 1,
+                ..Tally::default()
+            }
+        );
+        assert!(t.unreported_loss());
+    }
+
+    #[test]
+    fn arrival_before_the_ok_is_no_loss() {
+        // The chatm can reach the receiver before its +OK reaches the sender.
+        let t = count([
+            Received {
+                seq: 5,
+                replayed: false,
+            },
+            Accepted {
+                seq: 5,
+                held: false,
+            },
+        ]);
+        assert_eq!((t.accepted, t.received, t.lost, t.phantom), (1, 1, 0, 0));
+    }
+
+    #[test]
+    fn refused_messages_are_owed_nothing_until_accepted() {
+        let t = count([
+            Refused { full: false },
+            Refused { full: true },
+            Accepted { seq: 7, held: true },
+            Received {
+                seq: 7,
+                replayed: true,
+            },
+        ]);
+        assert_eq!((t.refused, t.full, t.nosuch), (2, 1, 1));
+        assert_eq!((t.accepted, t.received, t.lost), (1, 1, 0));
+        // A refusal alone owes nothing.
+        assert_eq!(count([Refused { full: false }]).lost, 0);
+    }
+
+    #[test]
+    fn a_reported_loss_or_a_full_mailbox_explains_a_loss() {
+        let lost = [Accepted {
+            seq: 0,
+            held: false,
+        }];
+        assert!(count(lost).unreported_loss());
+        let reported = count([lost[0], Resumed { held: 0, lost: 1 }]);
+        assert_eq!((reported.lost, reported.lost_reported), (1, 1));
+        assert!(!reported.unreported_loss());
+        let full = count([lost[0], Refused { full: true }]);
+        assert!(!full.unreported_loss());
+        // No loss: nothing to explain.
+        assert!(
+            !count([
+                lost[0],
+                Received {
+                    seq: 0,
+                    replayed: false
+                }
+            ])
+            .unreported_loss()
+        );
+    }
+
+    #[test]
+    fn the_server_breaking_its_word_is_counted() {
+        let t = count([
+            Received {
+                seq: 9,
+                replayed: false,
+            },
+            Accepted {
+                seq: 4,
+                held: false,
+            },
+            Accepted {
+                seq: 4,
+                held: false,
+            },
+            Received {
+                seq: 4,
+                replayed: false,
+            },
+            Received {
+                seq: u64::MAX,
+                replayed: false,
+            },
+        ]);
+        assert_eq!((t.phantom, t.accepted_twice), (2, 1));
+        assert_eq!(t.broken_promises(), 3);
+        assert_eq!((t.accepted, t.received, t.lost), (1, 2, 0));
+    }
+
+    #[test]
+    fn pair_tallies_add_up() {
+        let mut t = count([
+            Accepted {
+                seq: 0,
+                held: false,
+            },
+            Resumed { held: 0, lost: 2 },
+        ]);
+        t.merge(count([Fresh, Receipt, Refused { full: false }]));
+        assert_eq!((t.accepted, t.lost, t.lost_reported), (1, 1, 2));
+        assert_eq!((t.fresh, t.receipts, t.nosuch, t.refused), (1, 1, 1, 1));
+    }
+
+    #[test]
+    fn welcome_lines() {
+        assert_eq!(parse_welcome("+OK you are bob", "bob"), Some(None));
+        assert_eq!(
+            parse_welcome("+OK welcome back bob", "bob"),
+            Some(Some((0, 0)))
+        );
+        assert_eq!(
+            parse_welcome("+OK welcome back bob (12 held, 3 lost)", "bob"),
+            Some(Some((12, 3)))
+        );
+        assert_eq!(parse_welcome("+OK welcome back bobby", "bob"), None);
+        assert_eq!(
+            parse_welcome("+OK welcome back bob (x held, 3 lost)", "bob"),
+            None
+        );
+        assert_eq!(parse_welcome("+OK welcome back bob (1 held)", "bob"), None);
+        assert_eq!(
+            parse_welcome(
+                "-ERR [IN-USE] bob is already taken by another client",
+                "bob"
+            ),
+            None
+        );
+    }
+}

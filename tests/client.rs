@@ -3,8 +3,6 @@
 //! file. Every wait is for an event (a line on its standard output, the end of it, the
 //! process's exit) with the harness's generous bound; nothing waits for time to pass.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use common::{Server, WAIT};
+use crate::common::{Server, WAIT};
 use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
 
 /// A running `xscp` with its standard output read line by line.

@@ -7,16 +7,13 @@
 //! configured through the server's options; nothing here sleeps to synchronise or asserts
 //! on timing.
 
-mod common;
-mod support_faults;
-
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
-use common::{Client, Server, WAIT, flood_until_dropped};
-use support_faults::{
+use crate::common::{Client, Server, WAIT, flood_until_dropped};
+use crate::support_faults::{
     BYE, GREETING, PROC_WAIT, Proc, any_conn_closed, closed_line, poll_until, proc_status,
     read_lines_lenient, reset, starts_with_timestamp, tag, thread_names, wait_log_count,
 };

@@ -3,8 +3,7 @@
 //! the orderly close, shutdown by signal, connection limits, flood control and slow
 //! consumers.
 
-mod common;
-use common::{Client, SPEC_TRANSITIONS, Server, flood_until_dropped, parse_transition};
+use crate::common::{Client, SPEC_TRANSITIONS, Server, flood_until_dropped, parse_transition};
 
 use std::collections::BTreeSet;
 use std::net::TcpStream;

@@ -4,14 +4,11 @@
 //! Every wait is for an event (a line, end of stream, a log line) with a generous bound;
 //! nothing here sleeps to synchronise or asserts on timing.
 
-mod common;
-mod support_faults;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use common::{Client, Server};
-use support_faults::{
+use crate::common::{Client, Server};
+use crate::support_faults::{
     BYE, GREETING, Proc, any_conn_closed, closed_line, open_fds, poll_until, reset, tag,
     thread_wchan, wait_log_count,
 };

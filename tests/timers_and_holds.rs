@@ -3,8 +3,7 @@
 //! its "welcome back" (§5.7). Every timer is made short by an option, and every test waits
 //! for the event itself.
 
-mod common;
-use common::{Client, Server, WAIT};
+use crate::common::{Client, Server, WAIT};
 
 use std::time::Instant;
 

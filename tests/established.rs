@@ -2,7 +2,7 @@
 //! (§4), every command of §5 with its replies and codes, the ESTABLISHED rows of the
 //! transition table (§3), and the ordering promise of §5 chatm under pipelining.
 
-use crate::common::{Client, Server};
+use crate::harness::{Client, Server};
 
 use std::io::Write;
 use std::thread;

@@ -12,10 +12,9 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
-use crate::common::{Client, Server, WAIT, flood_until_dropped};
-use crate::support_faults::{
-    BYE, GREETING, PROC_WAIT, Proc, any_conn_closed, closed_line, poll_until, proc_status,
-    read_lines_lenient, reset, starts_with_timestamp, tag, thread_names, wait_log_count,
+use crate::harness::{
+    BYE, Client, GREETING, PROC_WAIT, Server, WAIT, any_conn_closed, flood_until_dropped,
+    poll_until, proc_status, read_lines_lenient, thread_names,
 };
 
 const RELAYED: &str = "+OK message relayed";
@@ -62,16 +61,16 @@ fn reset_is_a_connection_error_and_releases_the_name() {
 
     let mut c = server.connect();
     c.expect(GREETING);
-    let t = tag(&c);
-    reset(c);
+    let t = c.peer();
+    c.reset();
     expect_aborted(&server, &t, "NEGOTIATING", CAUSES);
-    server.wait_log(closed_line(&t));
+    server.wait_closed(&t);
 
     let c = server.register("ria");
-    let t = tag(&c);
-    reset(c);
+    let t = c.peer();
+    c.reset();
     expect_aborted(&server, &t, "ESTABLISHED", CAUSES);
-    server.wait_log(closed_line(&t));
+    server.wait_closed(&t);
     let (_other, answer) = try_register_from(&server, "127.0.0.2", "ria");
     assert_eq!(
         answer,
@@ -83,10 +82,10 @@ fn reset_is_a_connection_error_and_releases_the_name() {
 
     let server = Server::start(&["--hold", "0"]);
     let c = server.register("ria");
-    let t = tag(&c);
-    reset(c);
+    let t = c.peer();
+    c.reset();
     expect_aborted(&server, &t, "ESTABLISHED", CAUSES);
-    server.wait_log(closed_line(&t));
+    server.wait_closed(&t);
     let (_other, answer) = try_register_from(&server, "127.0.0.2", "ria");
     assert_eq!(answer, "+OK you are ria");
 }
@@ -99,12 +98,12 @@ fn reset_is_a_connection_error_and_releases_the_name() {
 fn half_close_after_uname_is_a_connection_error_and_the_client_still_reads() {
     let server = Server::start(&[]);
     let mut hal = server.connect();
-    let t = tag(&hal);
+    let t = hal.peer();
     hal.send("uname hal");
     hal.stream().shutdown(Shutdown::Write).expect("half-close");
     assert_eq!(hal.until_eof(), [GREETING, "+OK you are hal"]);
     expect_aborted(&server, &t, "ESTABLISHED", &["peer closed the connection"]);
-    server.wait_log(closed_line(&t));
+    server.wait_closed(&t);
 
     let (_other, answer) = try_register_from(&server, "127.0.0.2", "hal");
     assert_eq!(
@@ -121,7 +120,7 @@ fn half_close_after_uname_is_a_connection_error_and_the_client_still_reads() {
 fn a_silent_peer_gets_a_ping_timeout() {
     let server = Server::start(&["--ping-interval", "200ms", "--ping-timeout", "300ms"]);
     let mut mute = server.register("mute");
-    let t = tag(&mute);
+    let t = mute.peer();
     let ping = mute.line();
     assert!(
         ping.starts_with("ping "),
@@ -129,7 +128,7 @@ fn a_silent_peer_gets_a_ping_timeout() {
     );
     assert_eq!(mute.until_eof(), ["cquit ping timeout"]);
     expect_aborted(&server, &t, "ESTABLISHED", &["ping timeout"]);
-    server.wait_log(closed_line(&t));
+    server.wait_closed(&t);
 }
 
 /// §5 deadlines against a client stuck mid-line: `uname ali` without its terminator does
@@ -139,7 +138,7 @@ fn a_silent_peer_gets_a_ping_timeout() {
 fn a_partial_line_does_not_beat_the_deadlines() {
     let server = Server::start(&["--negotiate-timeout", "300ms"]);
     let mut c = server.connect();
-    let t = tag(&c);
+    let t = c.peer();
     c.expect(GREETING);
     c.send_raw(b"uname ali");
     assert_eq!(c.until_eof(), ["cquit negotiation timeout"]);
@@ -147,7 +146,7 @@ fn a_partial_line_does_not_beat_the_deadlines() {
 
     let server = Server::start(&["--ping-interval", "200ms", "--ping-timeout", "300ms"]);
     let mut c = server.register("ali");
-    let t = tag(&c);
+    let t = c.peer();
     let ping = c.line();
     let token = ping.strip_prefix("ping ").expect("a server ping");
     c.send_raw(format!("+OK pong {token}").as_bytes());
@@ -171,7 +170,7 @@ fn churn(server: &Server, n: usize) {
                             c.expect_close(&[BYE]);
                         }
                         1 => drop(c),
-                        _ => reset(c),
+                        _ => c.reset(),
                     }
                 }
             });
@@ -206,10 +205,10 @@ fn churn_leaves_no_names_threads_or_memory_behind() {
     });
 
     churn(&server, N);
-    wait_log_count(&server, N, any_conn_closed);
+    server.wait_log_count(N, any_conn_closed);
     let rss1 = proc_status(pid, "VmRSS");
     churn(&server, N);
-    wait_log_count(&server, 2 * N, any_conn_closed);
+    server.wait_log_count(2 * N, any_conn_closed);
     let rss2 = proc_status(pid, "VmRSS");
     assert!(
         rss2 <= rss1 + SLACK_KB + rss1 / 20,
@@ -247,7 +246,7 @@ fn a_slow_consumer_is_dropped_while_others_chat_in_order() {
     let mut flood = server.register("flood");
     let mut ann = server.register("ann");
     let mut ben = server.register("ben");
-    let sink_tag = tag(&sink);
+    let sink_tag = sink.peer();
     let padding = "y".repeat(300);
     let no_such = "-ERR [NO-SUCH] no such user sink";
 
@@ -277,7 +276,7 @@ fn a_slow_consumer_is_dropped_while_others_chat_in_order() {
     assert!(relayed > 0);
     server.wait_log(|l| l.contains(&sink_tag) && l.contains("dropping slow consumer"));
     expect_aborted(&server, &sink_tag, "ESTABLISHED", &["slow consumer"]);
-    server.wait_log(closed_line(&sink_tag));
+    server.wait_closed(&sink_tag);
     assert!(
         !server
             .log()
@@ -381,13 +380,13 @@ fn shutdown_by_signal_mid_flood_tells_every_client_and_exits_zero() {
 /// address stays), and other clients keep chatting.
 #[test]
 fn a_panic_in_a_connection_thread_is_contained_and_frees_the_name() {
-    let mut server = Proc::spawn(&[], &["--hold", "0"], &[("XSCPD_TEST_PANIC_NICK", "boom")]);
+    let mut server = Server::spawn(&[], &["--hold", "0"], &[("XSCPD_TEST_PANIC_NICK", "boom")]);
     let mut ann = server.register("ann");
     let mut ben = server.register("ben");
 
     for _ in 0..2 {
         let mut boom = server.connect();
-        let t = tag(&boom);
+        let t = boom.peer();
         boom.expect(GREETING);
         boom.send("uname boom");
         assert_eq!(boom.until_eof(), ["+OK you are boom"]);
@@ -416,11 +415,11 @@ fn a_panic_in_a_connection_thread_is_contained_and_frees_the_name() {
 /// timestamp format as the others.
 #[test]
 fn hostile_bytes_never_reach_the_log_raw() {
-    let server = Proc::spawn(&[], &["-vv", "--hold", "0"], &[]);
+    let server = Server::spawn(&[], &["-vv", "--hold", "0"], &[]);
     let mut tags = Vec::new();
 
     let mut eve = server.connect();
-    tags.push(tag(&eve));
+    tags.push(eve.peer());
     eve.expect(GREETING);
     for line in [
         "uname jöe",
@@ -437,7 +436,7 @@ fn hostile_bytes_never_reach_the_log_raw() {
     assert_eq!(lines[4], "cquit protocol violation");
 
     let mut eve = server.register("eve");
-    tags.push(tag(&eve));
+    tags.push(eve.peer());
     for line in [
         "chatm eve eve héllo \u{9b}31m red \u{202e}txt",
         "chatm eve bö\u{9b}x hi",
@@ -464,7 +463,7 @@ fn hostile_bytes_never_reach_the_log_raw() {
         "\u{9b}".repeat(300).as_bytes(),
     ] {
         let mut c = server.connect();
-        tags.push(tag(&c));
+        tags.push(c.peer());
         c.expect(GREETING);
         c.send_raw(raw);
         c.send_raw(b"\r\ncquit\r\n");
@@ -523,4 +522,35 @@ fn a_closed_window_is_found_by_the_write_timeout() {
     );
     alice.send("users");
     assert_eq!(alice.multiline().0, "+OK 1 users");
+}
+
+/// Does `line` start with the timestamp every log line starts with
+/// (`2026-11-22T12:01:28.178752194Z [`, RFC 3339 with a fraction of any length)?
+fn starts_with_timestamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() < shape.len() + 3 {
+        return false;
+    }
+    let date_ok = shape.iter().zip(b).all(|(&s, &c)| match s {
+        b'd' => c.is_ascii_digit(),
+        _ => c == s,
+    });
+    let mut i = shape.len();
+    if b[i] == b'.' {
+        i += 1;
+        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        i += digits;
+    }
+    let zone = if b[i] == b'Z' {
+        1
+    } else if matches!(b[i], b'+' | b'-') && b.len() > i + 6 {
+        6
+    } else {
+        return false;
+    };
+    date_ok && b[i + zone..].starts_with(b" [")
 }

@@ -2,7 +2,7 @@
 //! across writes or packed into one, blank lines, control bytes and UTF-8; and §7's rule
 //! that the log escapes what a peer sends.
 
-use crate::common::{Client, Server};
+use crate::harness::{Client, Server};
 
 /// §1: a framing violation is answered `-ERR [PDU] ...`, then `cquit protocol violation`,
 /// and the connection is aborted (a warning naming the framing violation in the log).

@@ -3,19 +3,10 @@
 //! the orderly close, shutdown by signal, connection limits, flood control and slow
 //! consumers.
 
-use crate::common::{Client, SPEC_TRANSITIONS, Server, flood_until_dropped, parse_transition};
+use crate::harness::{Client, SPEC_TRANSITIONS, Server, flood_until_dropped, parse_transition};
 
 use std::collections::BTreeSet;
 use std::net::TcpStream;
-
-/// Leaves by `cquit` and waits until the server closed the connection.
-fn quit(server: &Server, mut c: Client) {
-    let peer = c.peer();
-    c.send("cquit");
-    c.expect_close(&["+OK terminating tasks and disconnecting"]);
-    drop(c);
-    server.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
-}
 
 /// Reads to end of stream, drops the client, and waits until the server closed it.
 fn closed(server: &Server, mut c: Client) -> Vec<String> {
@@ -50,7 +41,7 @@ fn only_the_rows_of_the_table_ever_happen() {
     a.line();
     a.send("uname alice");
     a.expect("+OK you are alice");
-    quit(&server, a);
+    server.quit(a);
     // NEGOTIATING -> ABORTED on max_retries_exceeded, ABORTED -> CLOSED.
     let mut b = server.connect().greeted();
     b.send("uname");
@@ -63,7 +54,7 @@ fn only_the_rows_of_the_table_ever_happen() {
     server.wait_peer_log(&peer, "ABORTED -> CLOSED on close");
     // NEGOTIATING -> UPDATE on quit_requested.
     let d = server.connect().greeted();
-    quit(&server, d);
+    server.quit(d);
     // ESTABLISHED -> ABORTED on connection_error.
     let mut e = server.register("eve");
     e.send("uname again");
@@ -274,7 +265,7 @@ fn max_clients_refuses_the_client_over_it() {
     let first = expect_full(server.connect());
     assert_eq!(first, "-ERR [FULL] server full");
     expect_full(server.connect_from("127.0.0.2"));
-    quit(&server, alice);
+    server.quit(alice);
     let mut again = server.register("bob");
     assert!(again.nothing_pending());
     assert!(waiting.nothing_pending());
@@ -290,7 +281,7 @@ fn max_per_ip_refuses_the_client_over_it() {
     expect_full(server.connect());
     let mut other = server.register_from("127.0.0.2", "bob");
     assert!(other.nothing_pending());
-    quit(&server, alice);
+    server.quit(alice);
     let mut again = server.register("carol");
     assert!(again.nothing_pending());
 }

@@ -7,10 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use crate::common::{Client, Server};
-use crate::support_faults::{
-    BYE, GREETING, Proc, any_conn_closed, closed_line, open_fds, poll_until, reset, tag,
-    thread_wchan, wait_log_count,
+use crate::harness::{
+    BYE, Client, GREETING, Server, any_conn_closed, open_fds, poll_until, thread_wchan,
 };
 
 const FULL: &str = "-ERR [FULL] server full";
@@ -28,13 +26,13 @@ fn max_clients_refuses_the_extra_client_and_frees_the_place_on_close() {
 
     let mut extra = server.connect();
     extra.expect_close(&[FULL, CQUIT_FULL]);
-    server.wait_log(|l| l.contains(&tag(&extra)) && l.contains("refused: server full"));
+    server.wait_log(|l| l.contains(&extra.peer()) && l.contains("refused: server full"));
 
-    let ann_tag = tag(&ann);
+    let ann_tag = ann.peer();
     ann.send("cquit");
     ann.expect_close(&[BYE]);
     drop(ann);
-    server.wait_log(closed_line(&ann_tag));
+    server.wait_closed(&ann_tag);
 
     let mut dan = server.register("dan");
     let mut extra = server.connect();
@@ -62,7 +60,7 @@ fn max_per_ip_refuses_the_address_but_not_another() {
     );
     assert_eq!(extra.until_eof(), [CQUIT_FULL]);
     server.wait_log(|l| {
-        l.contains(&tag(&extra)) && l.contains("refused: server full (too many connections")
+        l.contains(&extra.peer()) && l.contains("refused: server full (too many connections")
     });
 
     let mut other = server.connect_from("127.0.0.2");
@@ -106,7 +104,7 @@ fn admission_counts_stay_exact_under_connect_and_disconnect_races() {
                             c.expect_close(&[BYE]);
                         }
                         1 => drop(c),
-                        _ => reset(c),
+                        _ => c.reset(),
                     }
                 }
             });
@@ -118,8 +116,8 @@ fn admission_counts_stay_exact_under_connect_and_disconnect_races() {
         refused > 0,
         "no client was ever refused: the race never reached the limit"
     );
-    wait_log_count(&server, admitted, any_conn_closed);
-    wait_log_count(&server, refused, |l| l.contains("refused: server full"));
+    server.wait_log_count(admitted, any_conn_closed);
+    server.wait_log_count(refused, |l| l.contains("refused: server full"));
 
     let mut kept: Vec<Client> = (0..MAX)
         .map(|i| server.register(&format!("f{i}")))
@@ -152,7 +150,7 @@ fn sendq_drops_a_client_that_does_not_read_and_nobody_else() {
     let sink = server.register("sink");
     let mut flood = server.register("flood");
     let mut carol = server.register("carol");
-    let sink_tag = tag(&sink);
+    let sink_tag = sink.peer();
     let padding = "x".repeat(300);
     let sink_dropped = |server: &Server| {
         server
@@ -184,7 +182,7 @@ fn sendq_drops_a_client_that_does_not_read_and_nobody_else() {
     server.wait_log(|l| {
         l.contains(&sink_tag) && l.contains("-> ABORTED on connection_error cause=slow consumer")
     });
-    server.wait_log(closed_line(&sink_tag));
+    server.wait_closed(&sink_tag);
     // Nobody else was dropped, and both still talk.
     assert!(
         !server
@@ -221,7 +219,7 @@ fn rate_limit_slows_a_flood_without_dropping_anything() {
     for i in 0..60 {
         c.expect(&format!("+OK pong t{i}"));
     }
-    server.wait_log(|l| l.contains(&tag(&c)) && l.contains("over --rate 20: reading paused"));
+    server.wait_log(|l| l.contains(&c.peer()) && l.contains("over --rate 20: reading paused"));
     assert!(c.nothing_pending());
 }
 
@@ -336,7 +334,7 @@ fn name_holds_are_bounded_oldest_first() {
 #[test]
 fn out_of_descriptors_refuses_one_client_at_a_time_and_recovers() {
     const NOFILE: usize = 40;
-    let server = Proc::spawn(
+    let server = Server::spawn(
         &["prlimit", &format!("--nofile={NOFILE}:{NOFILE}"), "--"],
         &["--max-per-ip", "0", "--hold", "0"],
         &[],

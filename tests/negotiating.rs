@@ -2,7 +2,7 @@
 //! transition table (§3), the NEGOTIATING column of the legality table (§4), and `uname`
 //! with its retry budget (§5 uname, §6 failed attempts).
 
-use crate::common::{Client, Server};
+use crate::harness::{Client, Server};
 
 /// Reads the next line, checks it is `-ERR [code] ... (attempt k of n)`, returns it.
 fn expect_attempt(c: &mut Client, code: &str, k: u32, n: u32) -> String {

@@ -3,7 +3,7 @@
 //! its "welcome back" (§5.7). Every timer is made short by an option, and every test waits
 //! for the event itself.
 
-use crate::common::{Client, Server, WAIT};
+use crate::harness::{Client, Server, WAIT};
 
 use std::time::Instant;
 
@@ -187,12 +187,7 @@ fn other_traffic_does_not_replace_the_pong() {
 /// Registers `nick` from 127.0.0.1 and leaves with `cquit`, waiting until the server has
 /// closed the connection.
 fn join_and_quit(server: &Server, nick: &str) {
-    let mut c = server.register(nick);
-    let peer = c.peer();
-    c.send("cquit");
-    c.expect_close(&["+OK terminating tasks and disconnecting"]);
-    drop(c);
-    server.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
+    server.quit(server.register(nick));
 }
 
 /// §5.7: after a client leaves by `cquit`, its name is held for its IP: the same IP gets

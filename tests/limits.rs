@@ -14,25 +14,26 @@ use crate::harness::{
 const FULL: &str = "-ERR [FULL] server full";
 const CQUIT_FULL: &str = "cquit server full";
 
-/// §7 `--max-clients`: the client over the limit gets `-ERR [FULL] server full`, then
-/// `cquit server full`, then end of stream, without having to send anything; the place is
-/// free again as soon as a client has left (its `-> CLOSED on close` line), and then only
-/// one more client fits.
+/// §7 `--max-clients`: the client over the limit, from any address, gets `-ERR [FULL]
+/// server full`, then `cquit server full`, then end of stream, without having to send
+/// anything; a client still negotiating holds a place too. The place is free again as soon
+/// as a client has left (its `-> CLOSED on close` line), and then only one more client
+/// fits.
 #[test]
 fn max_clients_refuses_the_extra_client_and_frees_the_place_on_close() {
-    let server = Server::start(&["--max-clients", "2", "--hold", "0"]);
-    let mut ann = server.register("ann");
+    let server = Server::start(&["--max-clients", "3", "--hold", "0"]);
+    let ann = server.register("ann");
     let mut ben = server.register("ben");
+    let mut waiting = server.connect().greeted();
+    assert!(waiting.nothing_pending());
 
     let mut extra = server.connect();
     extra.expect_close(&[FULL, CQUIT_FULL]);
     server.wait_log(|l| l.contains(&extra.peer()) && l.contains("refused: server full"));
+    let mut elsewhere = server.connect_from("127.0.0.2");
+    elsewhere.expect_close(&[FULL, CQUIT_FULL]);
 
-    let ann_tag = ann.peer();
-    ann.send("cquit");
-    ann.expect_close(&[BYE]);
-    drop(ann);
-    server.wait_closed(&ann_tag);
+    server.quit(ann);
 
     let mut dan = server.register("dan");
     let mut extra = server.connect();
@@ -42,14 +43,16 @@ fn max_clients_refuses_the_extra_client_and_frees_the_place_on_close() {
     ben.send("chatm ben dan still here");
     ben.expect("+OK message relayed");
     dan.expect("chatm ben dan still here");
+    assert!(waiting.nothing_pending());
 }
 
 /// §7 `--max-per-ip`: a client over the per-address limit gets the same refusal (its text
-/// starts `-ERR [FULL] server full`), while a client from another address is admitted.
+/// starts `-ERR [FULL] server full`), while a client from another address is admitted; once
+/// a client of the address has left, the address is admitted again.
 #[test]
 fn max_per_ip_refuses_the_address_but_not_another() {
     let server = Server::start(&["--max-per-ip", "2", "--hold", "0"]);
-    let _ann = server.register("ann");
+    let ann = server.register("ann");
     let _ben = server.register("ben");
 
     let mut extra = server.connect();
@@ -67,6 +70,10 @@ fn max_per_ip_refuses_the_address_but_not_another() {
     other.expect(GREETING);
     other.send("uname cat");
     other.expect("+OK you are cat");
+
+    server.quit(ann);
+    let mut again = server.register("dan");
+    assert!(again.nothing_pending());
 }
 
 /// §7 admission is exact under races: 8 threads connecting and disconnecting 50 times each

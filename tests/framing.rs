@@ -14,13 +14,12 @@ fn assert_framing_violation(server: &Server, mut c: Client, bytes: &[u8], state:
     assert!(lines[0].starts_with("-ERR [PDU] "), "{lines:?}");
     assert_eq!(lines[1], "cquit protocol violation");
     drop(c);
-    let logged = server.wait_peer_log(&peer, &format!("{state} -> ABORTED on connection_error"));
+    let logged = server.wait_aborted(&peer, state);
     assert!(logged.contains("WARN"), "{logged}");
     assert!(
         logged.contains("framing"),
         "the log names the cause: {logged}"
     );
-    server.wait_peer_log(&peer, "ABORTED -> CLOSED on close");
 }
 
 /// §2: the server ends every line with CRLF (checked on the raw bytes of the greeting; the

@@ -170,6 +170,15 @@ impl Server {
         self.wait_log(|l| l.contains(peer) && l.contains(what))
     }
 
+    /// Waits for the abort of the connection `peer` from the state `from` (its `<from> ->
+    /// ABORTED on connection_error` line, then `ABORTED -> CLOSED on close`); returns the
+    /// first line, which names the cause.
+    pub fn wait_aborted(&self, peer: &str, from: &str) -> String {
+        let aborted = self.wait_peer_log(peer, &format!("{from} -> ABORTED on connection_error"));
+        self.wait_peer_log(peer, "ABORTED -> CLOSED on close");
+        aborted
+    }
+
     /// Waits for the close of the connection `peer` (its `-> CLOSED on close` line).
     pub fn wait_closed(&self, peer: &str) -> String {
         self.wait_peer_log(peer, " -> CLOSED on close")

@@ -11,8 +11,9 @@
 //! `harness` has:
 //! - `Server::start(args)` / `Server::spawn(wrapper, args, envs)`: `xscpd -l 127.0.0.1:0 -v`,
 //!   its log collected; `connect`, `connect_from(ip)`, `connect_with_rcvbuf`, `register`,
-//!   `register_from`, `quit`; the log: `wait_log`, `wait_peer_log`, `wait_aborted`, `wait_closed`,
-//!   `wait_log_count`, `peer_log`, `log`; the process: `signal`, `wait_exit`, `exited`, `pid`.
+//!   `register_from`, `quit`; the log: `wait_log`, `wait_peer_log`, `wait_aborted`,
+//!   `wait_closed`, `wait_log_count`, `peer_log`, `log`; the process: `signal`,
+//!   `wait_exit`, `exited`, `pid`.
 //! - `Client`: `send`, `send_raw`, `line`, `try_line`, `pdu_line`, `expect`,
 //!   `expect_prefix`, `expect_close`, `until_eof`, `multiline`, `greeted`, `drain`,
 //!   `nothing_pending` (a `ping` round trip as a barrier), `nothing_pending_but_pings`,

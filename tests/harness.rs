@@ -235,8 +235,20 @@ impl Server {
         self.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
     }
 
-    /// Sends a signal (`TERM`, `INT`, ...) to the server.
+    /// Sends a signal (`TERM` or `INT`) to the server, once the server catches it: `xscpd`
+    /// logs its listen line before it installs its handler, and a signal that came first
+    /// would kill it. Whether the handler is installed has no event but `/proc`, which is
+    /// polled within the bound.
     pub fn signal(&self, sig: &str) {
+        let number = match sig {
+            "INT" => 2,
+            "TERM" => 15,
+            _ => panic!("no signal number known for {sig}"),
+        };
+        let pid = self.pid();
+        poll_until(&format!("xscpd to catch SIG{sig}"), || {
+            signal_caught(pid, number).then_some(())
+        });
         let status = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())
@@ -649,6 +661,18 @@ pub fn proc_status(pid: u32, field: &str) -> u64 {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Does the process catch signal `number` (bit `number - 1` of `SigCgt` in
+/// `/proc/<pid>/status`)?
+fn signal_caught(pid: u32, number: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no SigCgt in /proc/{pid}/status"));
+    mask & (1 << (number - 1)) != 0
 }
 
 /// The names of the process's threads (`/proc/<pid>/task/*/comm`).

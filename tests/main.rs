@@ -20,8 +20,8 @@
 //!   `peer` (how the log names it), `writer`, `stream`, `reset`, `shutdown_write`.
 //! - `run`, `try_run`, `run_xscpd`: a program run to completion within the bound.
 //! - `flood_until_dropped`, `read_lines_lenient`, `any_conn_closed`, `parse_transition`.
-//! - `/proc` values, which have no event: `poll_until`, `proc_status`, `thread_names`,
-//!   `thread_wchan`, `open_fds`.
+//! - `/proc` values, which have no event: `poll_until`, `proc_status`,
+//!   `thread_names`, `thread_wchan`, `open_fds`.
 //! - Constants: `WAIT` (the bound of every wait), `PROC_WAIT`, `GREETING`, `BYE`,
 //!   `MAX_PDU`, `SPEC_TRANSITIONS` (PROTOCOL.md §3 as the spec writes it).
 

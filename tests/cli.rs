@@ -2,8 +2,7 @@
 //! address that cannot be bound (one clear line, non-zero exit), and `--print-fsm`, which
 //! prints the tables of PROTOCOL.md §3 and §4 in three formats.
 
-mod common;
-use common::{SPEC_TRANSITIONS, run_xscpd};
+use crate::harness::{SPEC_TRANSITIONS, run_xscpd};
 
 use std::net::TcpListener;
 

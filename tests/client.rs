@@ -3,8 +3,6 @@
 //! file. Every wait is for an event (a line on its standard output, the end of it, the
 //! process's exit) with the harness's generous bound; nothing waits for time to pass.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -13,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use common::{Server, WAIT};
+use crate::harness::{Server, WAIT, run};
 use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
 
 /// A running `xscp` with its standard output read line by line.
@@ -477,11 +475,7 @@ fn no_server_is_status_1() {
 
 /// Runs `xscp` with a command line that never connects.
 fn run_cli(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_xscp"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xscp");
+    let out = run(env!("CARGO_BIN_EXE_xscp"), args);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -1,24 +1,22 @@
 //! Fault injection (PROTOCOL.md §3 `connection_error`, §6 faults, §7 server behaviour):
-//! resets, half-closes, silent peers, partial lines, connection churn, slow consumers,
-//! shutdown under load, a panicking connection thread, and hostile bytes aimed at the log.
+//! half-closes, partial lines, connection churn, shutdown under load, a panicking
+//! connection thread, hostile bytes aimed at the log, and a closed TCP window. (Resets and
+//! closes are in `negotiating` and `established`, the ping timeout in `timers_and_holds`,
+//! the slow consumer in `limits`.)
 //!
 //! Every wait is for an event (a line, end of stream, a log line) with a generous bound;
 //! only `/proc` values, which have no event, are polled within a bound. Small timeouts are
 //! configured through the server's options; nothing here sleeps to synchronise or asserts
 //! on timing.
 
-mod common;
-mod support_faults;
-
 use std::io::Write;
 use std::net::{Shutdown, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 
-use common::{Client, Server, WAIT, flood_until_dropped};
-use support_faults::{
-    BYE, GREETING, PROC_WAIT, Proc, any_conn_closed, closed_line, poll_until, proc_status,
-    read_lines_lenient, reset, starts_with_timestamp, tag, thread_names, wait_log_count,
+use crate::harness::{
+    BYE, Client, GREETING, PROC_WAIT, Server, WAIT, any_conn_closed, flood_until_dropped,
+    poll_until, proc_status, read_lines_lenient, thread_names,
 };
 
 const RELAYED: &str = "+OK message relayed";
@@ -52,48 +50,6 @@ fn still_chatting(ann: &mut Client, ben: &mut Client, text: &str) {
     ann.expect("chatr ann ben");
 }
 
-/// §3/§6 reset (RST: SO_LINGER 0, then close) in NEGOTIATING and in ESTABLISHED is a
-/// `connection_error` (`-> ABORTED`, cause reset or peer closed). The name of the reset
-/// client is held for its address (§5.7: `IN-USE` elsewhere, `welcome back` from it), or
-/// free at once with `--hold 0`; other clients are unaffected.
-#[test]
-fn reset_is_a_connection_error_and_releases_the_name() {
-    const CAUSES: &[&str] = &["peer reset the connection", "peer closed the connection"];
-    let server = Server::start(&[]);
-    let mut ann = server.register("ann");
-    let mut ben = server.register("ben");
-
-    let mut c = server.connect();
-    c.expect(GREETING);
-    let t = tag(&c);
-    reset(c);
-    expect_aborted(&server, &t, "NEGOTIATING", CAUSES);
-    server.wait_log(closed_line(&t));
-
-    let c = server.register("ria");
-    let t = tag(&c);
-    reset(c);
-    expect_aborted(&server, &t, "ESTABLISHED", CAUSES);
-    server.wait_log(closed_line(&t));
-    let (_other, answer) = try_register_from(&server, "127.0.0.2", "ria");
-    assert_eq!(
-        answer,
-        "-ERR [IN-USE] ria is already taken by another client (attempt 1 of 3)"
-    );
-    let (_same, answer) = try_register_from(&server, "127.0.0.1", "ria");
-    assert_eq!(answer, "+OK welcome back ria");
-    still_chatting(&mut ann, &mut ben, "after the resets");
-
-    let server = Server::start(&["--hold", "0"]);
-    let c = server.register("ria");
-    let t = tag(&c);
-    reset(c);
-    expect_aborted(&server, &t, "ESTABLISHED", CAUSES);
-    server.wait_log(closed_line(&t));
-    let (_other, answer) = try_register_from(&server, "127.0.0.2", "ria");
-    assert_eq!(answer, "+OK you are ria");
-}
-
 /// §3/§6 half-close: a client that sends `uname` and shuts down its sending side at once
 /// is registered, then treated as a `connection_error` (peer closed); it can still read
 /// everything the server sent before (greeting and `+OK you are`), then end of stream. Its
@@ -102,12 +58,12 @@ fn reset_is_a_connection_error_and_releases_the_name() {
 fn half_close_after_uname_is_a_connection_error_and_the_client_still_reads() {
     let server = Server::start(&[]);
     let mut hal = server.connect();
-    let t = tag(&hal);
+    let t = hal.peer();
     hal.send("uname hal");
     hal.stream().shutdown(Shutdown::Write).expect("half-close");
     assert_eq!(hal.until_eof(), [GREETING, "+OK you are hal"]);
     expect_aborted(&server, &t, "ESTABLISHED", &["peer closed the connection"]);
-    server.wait_log(closed_line(&t));
+    server.wait_closed(&t);
 
     let (_other, answer) = try_register_from(&server, "127.0.0.2", "hal");
     assert_eq!(
@@ -118,23 +74,6 @@ fn half_close_after_uname_is_a_connection_error_and_the_client_still_reads() {
     assert_eq!(answer, "+OK welcome back hal");
 }
 
-/// §5 server ping: a peer that stops answering (no FIN, it just never answers `ping
-/// <token>`) gets `cquit ping timeout` and end of stream; the log says `ping timeout`.
-#[test]
-fn a_silent_peer_gets_a_ping_timeout() {
-    let server = Server::start(&["--ping-interval", "200ms", "--ping-timeout", "300ms"]);
-    let mut mute = server.register("mute");
-    let t = tag(&mute);
-    let ping = mute.line();
-    assert!(
-        ping.starts_with("ping "),
-        "expected a server ping: {ping:?}"
-    );
-    assert_eq!(mute.until_eof(), ["cquit ping timeout"]);
-    expect_aborted(&server, &t, "ESTABLISHED", &["ping timeout"]);
-    server.wait_log(closed_line(&t));
-}
-
 /// §5 deadlines against a client stuck mid-line: `uname ali` without its terminator does
 /// not beat the negotiation deadline (`cquit negotiation timeout`), and in ESTABLISHED a
 /// partial `+OK pong <token>` does not answer the ping (`cquit ping timeout`).
@@ -142,7 +81,7 @@ fn a_silent_peer_gets_a_ping_timeout() {
 fn a_partial_line_does_not_beat_the_deadlines() {
     let server = Server::start(&["--negotiate-timeout", "300ms"]);
     let mut c = server.connect();
-    let t = tag(&c);
+    let t = c.peer();
     c.expect(GREETING);
     c.send_raw(b"uname ali");
     assert_eq!(c.until_eof(), ["cquit negotiation timeout"]);
@@ -150,7 +89,7 @@ fn a_partial_line_does_not_beat_the_deadlines() {
 
     let server = Server::start(&["--ping-interval", "200ms", "--ping-timeout", "300ms"]);
     let mut c = server.register("ali");
-    let t = tag(&c);
+    let t = c.peer();
     let ping = c.line();
     let token = ping.strip_prefix("ping ").expect("a server ping");
     c.send_raw(format!("+OK pong {token}").as_bytes());
@@ -174,7 +113,7 @@ fn churn(server: &Server, n: usize) {
                             c.expect_close(&[BYE]);
                         }
                         1 => drop(c),
-                        _ => reset(c),
+                        _ => c.reset(),
                     }
                 }
             });
@@ -209,10 +148,10 @@ fn churn_leaves_no_names_threads_or_memory_behind() {
     });
 
     churn(&server, N);
-    wait_log_count(&server, N, any_conn_closed);
+    server.wait_log_count(N, any_conn_closed);
     let rss1 = proc_status(pid, "VmRSS");
     churn(&server, N);
-    wait_log_count(&server, 2 * N, any_conn_closed);
+    server.wait_log_count(2 * N, any_conn_closed);
     let rss2 = proc_status(pid, "VmRSS");
     assert!(
         rss2 <= rss1 + SLACK_KB + rss1 / 20,
@@ -232,69 +171,6 @@ fn churn_leaves_no_names_threads_or_memory_behind() {
         last.multiline(),
         ("+OK 1 users".to_string(), vec!["last".into()])
     );
-}
-
-/// §7 slow consumer (direct messages): a client that never reads while another client
-/// floods it with direct `chatm` is dropped once its queue passes `--sendq` (log `slow
-/// consumer`, `-> ABORTED ... cause=slow consumer`); the flooder gets a reply for every
-/// message, `+OK message relayed` until the drop and `-ERR [NO-SUCH]` after it (the name
-/// is no longer connected; it is held for its address); two other clients chat and
-/// acknowledge throughout, in order. The flood goes in rounds of 50, read by the flooder
-/// before the next, so only the client that does not read falls behind.
-#[test]
-fn a_slow_consumer_is_dropped_while_others_chat_in_order() {
-    const ROUND: usize = 50;
-    const MAX_ROUNDS: usize = 2000; // 100 000 messages, 32 MB: far past any buffering.
-    let server = Server::start(&["--sendq", "64K"]);
-    let sink = server.register("sink");
-    let mut flood = server.register("flood");
-    let mut ann = server.register("ann");
-    let mut ben = server.register("ben");
-    let sink_tag = tag(&sink);
-    let padding = "y".repeat(300);
-    let no_such = "-ERR [NO-SUCH] no such user sink";
-
-    let (mut n, mut relayed, mut gone) = (0, 0, false);
-    while !gone {
-        assert!(
-            n < ROUND * MAX_ROUNDS,
-            "no slow consumer after {n} messages"
-        );
-        let batch: String = (n..n + ROUND)
-            .map(|i| format!("chatm flood sink d{i} {padding}\r\n"))
-            .collect();
-        flood.send_raw(batch.as_bytes());
-        for _ in 0..ROUND {
-            let reply = flood.line();
-            if reply == RELAYED {
-                assert!(!gone, "a message relayed to the sink after it was dropped");
-                relayed += 1;
-            } else {
-                assert_eq!(reply, no_such);
-                gone = true;
-            }
-        }
-        still_chatting(&mut ann, &mut ben, &format!("round {}", n / ROUND));
-        n += ROUND;
-    }
-    assert!(relayed > 0);
-    server.wait_log(|l| l.contains(&sink_tag) && l.contains("dropping slow consumer"));
-    expect_aborted(&server, &sink_tag, "ESTABLISHED", &["slow consumer"]);
-    server.wait_log(closed_line(&sink_tag));
-    assert!(
-        !server
-            .log()
-            .iter()
-            .any(|l| !l.contains(&sink_tag) && l.contains("slow consumer")),
-        "another client was dropped too"
-    );
-    let (_other, answer) = try_register_from(&server, "127.0.0.2", "sink");
-    assert_eq!(
-        answer,
-        "-ERR [IN-USE] sink is already taken by another client (attempt 1 of 3)"
-    );
-    assert!(flood.nothing_pending());
-    still_chatting(&mut ann, &mut ben, "after the drop");
 }
 
 /// One flooding client for the shutdown test: writes `chatm` to `to` until a write fails,
@@ -384,13 +260,13 @@ fn shutdown_by_signal_mid_flood_tells_every_client_and_exits_zero() {
 /// address stays), and other clients keep chatting.
 #[test]
 fn a_panic_in_a_connection_thread_is_contained_and_frees_the_name() {
-    let mut server = Proc::spawn(&[], &["--hold", "0"], &[("XSCPD_TEST_PANIC_NICK", "boom")]);
+    let mut server = Server::spawn(&[], &["--hold", "0"], &[("XSCPD_TEST_PANIC_NICK", "boom")]);
     let mut ann = server.register("ann");
     let mut ben = server.register("ben");
 
     for _ in 0..2 {
         let mut boom = server.connect();
-        let t = tag(&boom);
+        let t = boom.peer();
         boom.expect(GREETING);
         boom.send("uname boom");
         assert_eq!(boom.until_eof(), ["+OK you are boom"]);
@@ -419,11 +295,11 @@ fn a_panic_in_a_connection_thread_is_contained_and_frees_the_name() {
 /// timestamp format as the others.
 #[test]
 fn hostile_bytes_never_reach_the_log_raw() {
-    let server = Proc::spawn(&[], &["-vv", "--hold", "0"], &[]);
+    let server = Server::spawn(&[], &["-vv", "--hold", "0"], &[]);
     let mut tags = Vec::new();
 
     let mut eve = server.connect();
-    tags.push(tag(&eve));
+    tags.push(eve.peer());
     eve.expect(GREETING);
     for line in [
         "uname jöe",
@@ -440,7 +316,7 @@ fn hostile_bytes_never_reach_the_log_raw() {
     assert_eq!(lines[4], "cquit protocol violation");
 
     let mut eve = server.register("eve");
-    tags.push(tag(&eve));
+    tags.push(eve.peer());
     for line in [
         "chatm eve eve héllo \u{9b}31m red \u{202e}txt",
         "chatm eve bö\u{9b}x hi",
@@ -467,7 +343,7 @@ fn hostile_bytes_never_reach_the_log_raw() {
         "\u{9b}".repeat(300).as_bytes(),
     ] {
         let mut c = server.connect();
-        tags.push(tag(&c));
+        tags.push(c.peer());
         c.expect(GREETING);
         c.send_raw(raw);
         c.send_raw(b"\r\ncquit\r\n");
@@ -482,6 +358,11 @@ fn hostile_bytes_never_reach_the_log_raw() {
         log.iter()
             .any(|l| l.contains("\\xC2\\x9B") && l.contains("<- ")),
         "the PDUs are logged (escaped) at -vv"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.contains("-> chatm eve eve h\\xC3\\xA9llo \\xC2\\x9B31m ")),
+        "the PDUs sent are logged (escaped) at -vv too"
     );
     for l in &log {
         assert!(
@@ -526,4 +407,35 @@ fn a_closed_window_is_found_by_the_write_timeout() {
     );
     alice.send("users");
     assert_eq!(alice.multiline().0, "+OK 1 users");
+}
+
+/// Does `line` start with the timestamp every log line starts with
+/// (`2026-11-22T12:01:28.178752194Z [`, RFC 3339 with a fraction of any length)?
+fn starts_with_timestamp(line: &str) -> bool {
+    let b = line.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd";
+    if b.len() < shape.len() + 3 {
+        return false;
+    }
+    let date_ok = shape.iter().zip(b).all(|(&s, &c)| match s {
+        b'd' => c.is_ascii_digit(),
+        _ => c == s,
+    });
+    let mut i = shape.len();
+    if b[i] == b'.' {
+        i += 1;
+        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        i += digits;
+    }
+    let zone = if b[i] == b'Z' {
+        1
+    } else if matches!(b[i], b'+' | b'-') && b.len() > i + 6 {
+        6
+    } else {
+        return false;
+    };
+    date_ok && b[i + zone..].starts_with(b" [")
 }

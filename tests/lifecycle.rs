@@ -1,22 +1,11 @@
 //! The server's life and the contract of §7 over real sockets: the listener's rows of the
 //! transition table (§3), a whole-server check that only the rows of §3 ever happen,
-//! the orderly close, shutdown by signal, connection limits, flood control and slow
-//! consumers.
+//! the orderly close and shutdown by signal. (The limits of §7 are in `limits`.)
 
-mod common;
-use common::{Client, SPEC_TRANSITIONS, Server, flood_until_dropped, parse_transition};
+use crate::harness::{Client, SPEC_TRANSITIONS, Server, parse_transition};
 
 use std::collections::BTreeSet;
 use std::net::TcpStream;
-
-/// Leaves by `cquit` and waits until the server closed the connection.
-fn quit(server: &Server, mut c: Client) {
-    let peer = c.peer();
-    c.send("cquit");
-    c.expect_close(&["+OK terminating tasks and disconnecting"]);
-    drop(c);
-    server.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
-}
 
 /// Reads to end of stream, drops the client, and waits until the server closed it.
 fn closed(server: &Server, mut c: Client) -> Vec<String> {
@@ -51,7 +40,7 @@ fn only_the_rows_of_the_table_ever_happen() {
     a.line();
     a.send("uname alice");
     a.expect("+OK you are alice");
-    quit(&server, a);
+    server.quit(a);
     // NEGOTIATING -> ABORTED on max_retries_exceeded, ABORTED -> CLOSED.
     let mut b = server.connect().greeted();
     b.send("uname");
@@ -64,7 +53,7 @@ fn only_the_rows_of_the_table_ever_happen() {
     server.wait_peer_log(&peer, "ABORTED -> CLOSED on close");
     // NEGOTIATING -> UPDATE on quit_requested.
     let d = server.connect().greeted();
-    quit(&server, d);
+    server.quit(d);
     // ESTABLISHED -> ABORTED on connection_error.
     let mut e = server.register("eve");
     e.send("uname again");
@@ -244,98 +233,4 @@ fn shutdown_without_clients_exits_zero() {
     server.signal("TERM");
     server.wait_log(|l| l.contains("LISTEN -> CLOSED on close"));
     assert_eq!(server.wait_exit().code(), Some(0));
-}
-
-// ---- §7: limits ----
-
-/// Reads a refusal: `-ERR [FULL] <text>` (returned) and the close, the last line before it
-/// being the server's `cquit` (§2).
-fn expect_full(mut c: Client) -> String {
-    let lines = c.until_eof();
-    assert!(!lines.is_empty(), "refused without a line");
-    let first = lines[0].clone();
-    assert!(first.starts_with("-ERR [FULL] server full"), "{lines:?}");
-    assert!(lines.len() <= 2, "{lines:?}");
-    let last = lines.last().unwrap();
-    assert!(
-        last.starts_with("cquit "),
-        "§2: cquit is the last line: {lines:?}"
-    );
-    first
-}
-
-/// §7 `--max-clients`: a client over it gets `-ERR [FULL] server full` and is closed;
-/// once a place is free a client is admitted again.
-#[test]
-fn max_clients_refuses_the_client_over_it() {
-    let server = Server::start(&["--max-clients", "2"]);
-    let alice = server.register("alice");
-    let mut waiting = server.connect().greeted();
-    assert!(waiting.nothing_pending());
-    let first = expect_full(server.connect());
-    assert_eq!(first, "-ERR [FULL] server full");
-    expect_full(server.connect_from("127.0.0.2"));
-    quit(&server, alice);
-    let mut again = server.register("bob");
-    assert!(again.nothing_pending());
-    assert!(waiting.nothing_pending());
-    server.wait_log(|l| l.contains("refused") && l.contains("server full"));
-}
-
-/// §7 `--max-per-ip`: the same refusal for a client over the limit of its address; other
-/// addresses are still admitted.
-#[test]
-fn max_per_ip_refuses_the_client_over_it() {
-    let server = Server::start(&["--max-per-ip", "1"]);
-    let alice = server.register("alice");
-    expect_full(server.connect());
-    let mut other = server.register_from("127.0.0.2", "bob");
-    assert!(other.nothing_pending());
-    quit(&server, alice);
-    let mut again = server.register("carol");
-    assert!(again.nothing_pending());
-}
-
-/// §7 flood control: past its `--rate` budget a client is slowed, not cut: every one of
-/// a burst of commands is answered, in order, and the server logs that it paused reading.
-#[test]
-fn rate_limit_slows_without_dropping() {
-    let server = Server::start(&["--rate", "200"]);
-    let mut c = server.connect().greeted();
-    let peer = c.peer();
-    let burst: String = (0..300).map(|i| format!("ping r{i}\r\n")).collect();
-    c.send_raw(burst.as_bytes());
-    for i in 0..300 {
-        c.expect(&format!("+OK pong r{i}"));
-    }
-    assert!(c.nothing_pending());
-    server.wait_peer_log(&peer, "--rate");
-}
-
-/// §7 slow consumer: a client that stops reading is aborted once its outbound queue passes
-/// `--sendq` (§3 ESTABLISHED -> ABORTED, cause logged), and meanwhile it blocks neither
-/// the sender nor anyone else.
-#[test]
-fn slow_consumer_is_dropped_without_blocking_others() {
-    // The stuck client is sent lines until it is dropped: `--sendq` plus whatever the
-    // kernel buffers (which may be megabytes on loopback). The sender's own replies are
-    // read as they come, so they never pile up.
-    let server = Server::start(&["--sendq", "64KiB"]);
-    let mut stuck = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
-    stuck.send("uname stuck");
-    stuck.expect("+OK you are stuck");
-    let stuck_peer = stuck.peer();
-    let mut carol = server.register("carol");
-    let mut alice = server.register("alice");
-    flood_until_dropped(&mut alice, "alice", "stuck", None);
-    let logged = server.wait_peer_log(&stuck_peer, "ESTABLISHED -> ABORTED on connection_error");
-    assert!(logged.contains("slow consumer"), "{logged}");
-    // Everyone else carries on.
-    alice.send("chatm alice carol still fine");
-    alice.expect("+OK message relayed");
-    carol.expect("chatm alice carol still fine");
-    carol.send("users");
-    let (first, _) = carol.multiline();
-    assert_eq!(first, "+OK 2 users");
-    drop(stuck);
 }

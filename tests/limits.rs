@@ -4,40 +4,36 @@
 //! Every wait is for an event (a line, end of stream, a log line) with a generous bound;
 //! nothing here sleeps to synchronise or asserts on timing.
 
-mod common;
-mod support_faults;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
-use common::{Client, Server};
-use support_faults::{
-    BYE, GREETING, Proc, any_conn_closed, closed_line, open_fds, poll_until, reset, tag,
-    thread_wchan, wait_log_count,
+use crate::harness::{
+    BYE, Client, GREETING, Server, any_conn_closed, open_fds, poll_until, thread_wchan,
 };
 
 const FULL: &str = "-ERR [FULL] server full";
 const CQUIT_FULL: &str = "cquit server full";
 
-/// §7 `--max-clients`: the client over the limit gets `-ERR [FULL] server full`, then
-/// `cquit server full`, then end of stream, without having to send anything; the place is
-/// free again as soon as a client has left (its `-> CLOSED on close` line), and then only
-/// one more client fits.
+/// §7 `--max-clients`: the client over the limit, from any address, gets `-ERR [FULL]
+/// server full`, then `cquit server full`, then end of stream, without having to send
+/// anything; a client still negotiating holds a place too. The place is free again as soon
+/// as a client has left (its `-> CLOSED on close` line), and then only one more client
+/// fits.
 #[test]
 fn max_clients_refuses_the_extra_client_and_frees_the_place_on_close() {
-    let server = Server::start(&["--max-clients", "2", "--hold", "0"]);
-    let mut ann = server.register("ann");
+    let server = Server::start(&["--max-clients", "3", "--hold", "0"]);
+    let ann = server.register("ann");
     let mut ben = server.register("ben");
+    let mut waiting = server.connect().greeted();
+    assert!(waiting.nothing_pending());
 
     let mut extra = server.connect();
     extra.expect_close(&[FULL, CQUIT_FULL]);
-    server.wait_log(|l| l.contains(&tag(&extra)) && l.contains("refused: server full"));
+    server.wait_log(|l| l.contains(&extra.peer()) && l.contains("refused: server full"));
+    let mut elsewhere = server.connect_from("127.0.0.2");
+    elsewhere.expect_close(&[FULL, CQUIT_FULL]);
 
-    let ann_tag = tag(&ann);
-    ann.send("cquit");
-    ann.expect_close(&[BYE]);
-    drop(ann);
-    server.wait_log(closed_line(&ann_tag));
+    server.quit(ann);
 
     let mut dan = server.register("dan");
     let mut extra = server.connect();
@@ -47,14 +43,16 @@ fn max_clients_refuses_the_extra_client_and_frees_the_place_on_close() {
     ben.send("chatm ben dan still here");
     ben.expect("+OK message relayed");
     dan.expect("chatm ben dan still here");
+    assert!(waiting.nothing_pending());
 }
 
 /// §7 `--max-per-ip`: a client over the per-address limit gets the same refusal (its text
-/// starts `-ERR [FULL] server full`), while a client from another address is admitted.
+/// starts `-ERR [FULL] server full`), while a client from another address is admitted; once
+/// a client of the address has left, the address is admitted again.
 #[test]
 fn max_per_ip_refuses_the_address_but_not_another() {
     let server = Server::start(&["--max-per-ip", "2", "--hold", "0"]);
-    let _ann = server.register("ann");
+    let ann = server.register("ann");
     let _ben = server.register("ben");
 
     let mut extra = server.connect();
@@ -65,13 +63,17 @@ fn max_per_ip_refuses_the_address_but_not_another() {
     );
     assert_eq!(extra.until_eof(), [CQUIT_FULL]);
     server.wait_log(|l| {
-        l.contains(&tag(&extra)) && l.contains("refused: server full (too many connections")
+        l.contains(&extra.peer()) && l.contains("refused: server full (too many connections")
     });
 
     let mut other = server.connect_from("127.0.0.2");
     other.expect(GREETING);
     other.send("uname cat");
     other.expect("+OK you are cat");
+
+    server.quit(ann);
+    let mut again = server.register("dan");
+    assert!(again.nothing_pending());
 }
 
 /// §7 admission is exact under races: 8 threads connecting and disconnecting 50 times each
@@ -109,7 +111,7 @@ fn admission_counts_stay_exact_under_connect_and_disconnect_races() {
                             c.expect_close(&[BYE]);
                         }
                         1 => drop(c),
-                        _ => reset(c),
+                        _ => c.reset(),
                     }
                 }
             });
@@ -121,8 +123,8 @@ fn admission_counts_stay_exact_under_connect_and_disconnect_races() {
         refused > 0,
         "no client was ever refused: the race never reached the limit"
     );
-    wait_log_count(&server, admitted, any_conn_closed);
-    wait_log_count(&server, refused, |l| l.contains("refused: server full"));
+    server.wait_log_count(admitted, any_conn_closed);
+    server.wait_log_count(refused, |l| l.contains("refused: server full"));
 
     let mut kept: Vec<Client> = (0..MAX)
         .map(|i| server.register(&format!("f{i}")))
@@ -155,7 +157,7 @@ fn sendq_drops_a_client_that_does_not_read_and_nobody_else() {
     let sink = server.register("sink");
     let mut flood = server.register("flood");
     let mut carol = server.register("carol");
-    let sink_tag = tag(&sink);
+    let sink_tag = sink.peer();
     let padding = "x".repeat(300);
     let sink_dropped = |server: &Server| {
         server
@@ -187,7 +189,7 @@ fn sendq_drops_a_client_that_does_not_read_and_nobody_else() {
     server.wait_log(|l| {
         l.contains(&sink_tag) && l.contains("-> ABORTED on connection_error cause=slow consumer")
     });
-    server.wait_log(closed_line(&sink_tag));
+    server.wait_closed(&sink_tag);
     // Nobody else was dropped, and both still talk.
     assert!(
         !server
@@ -224,7 +226,7 @@ fn rate_limit_slows_a_flood_without_dropping_anything() {
     for i in 0..60 {
         c.expect(&format!("+OK pong t{i}"));
     }
-    server.wait_log(|l| l.contains(&tag(&c)) && l.contains("over --rate 20: reading paused"));
+    server.wait_log(|l| l.contains(&c.peer()) && l.contains("over --rate 20: reading paused"));
     assert!(c.nothing_pending());
 }
 
@@ -339,7 +341,7 @@ fn name_holds_are_bounded_oldest_first() {
 #[test]
 fn out_of_descriptors_refuses_one_client_at_a_time_and_recovers() {
     const NOFILE: usize = 40;
-    let server = Proc::spawn(
+    let server = Server::spawn(
         &["prlimit", &format!("--nofile={NOFILE}:{NOFILE}"), "--"],
         &["--max-per-ip", "0", "--hold", "0"],
         &[],

@@ -6,7 +6,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+
+use crate::harness::{run, try_run};
 
 const PAGES: [&str; 3] = ["xscpd.1", "xscp.1", "xscp.7"];
 
@@ -18,17 +19,8 @@ fn source(name: &str) -> String {
     std::fs::read_to_string(page(name)).unwrap_or_else(|e| panic!("read man/{name}: {e}"))
 }
 
-/// Runs a program to completion; standard input is empty.
-fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> std::io::Result<Output> {
-    Command::new(program)
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-}
-
 fn stdout_of(program: &str, args: &[&str]) -> String {
-    let out = run(program, args, &[]).unwrap_or_else(|e| panic!("run {program}: {e}"));
+    let out = run(program, args);
     assert!(out.status.success(), "{program} {args:?}: {out:?}");
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
@@ -322,9 +314,10 @@ fn markdown_table(md: &str, heading: &str) -> (Vec<String>, Vec<Vec<String>>) {
 fn every_page_is_mandoc_lint_clean() {
     for name in PAGES {
         let path = page(name);
-        let out = run("mandoc", &["-Tlint", &path.to_string_lossy()], &[]).unwrap_or_else(|e| {
-            panic!("mandoc is required for the man page tests (apt-get install mandoc): {e}")
-        });
+        let out =
+            try_run("mandoc", &["-Tlint", &path.to_string_lossy()], &[]).unwrap_or_else(|e| {
+                panic!("mandoc is required for the man page tests (apt-get install mandoc): {e}")
+            });
         let messages = String::from_utf8_lossy(&out.stdout).into_owned()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -338,13 +331,13 @@ fn every_page_is_mandoc_lint_clean() {
 /// single warning (tables too wide, unknown macros, ...).
 #[test]
 fn man_renders_every_page_without_warnings() {
-    if run("man", &["--version"], &[]).is_err() {
+    if try_run("man", &["--version"], &[]).is_err() {
         eprintln!("man is not installed: only mandoc checked the pages");
         return;
     }
     for name in PAGES {
         let path = page(name);
-        let out = run(
+        let out = try_run(
             "man",
             &["-l", &path.to_string_lossy()],
             &[

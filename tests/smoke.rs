@@ -1,7 +1,6 @@
 //! A first end-to-end session: greeting, registration, a relayed message and its receipt.
 
-mod common;
-use common::Server;
+use crate::harness::Server;
 
 #[test]
 fn two_clients_chat_and_quit() {

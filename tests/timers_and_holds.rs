@@ -3,8 +3,7 @@
 //! its "welcome back" (§5.7). Every timer is made short by an option, and every test waits
 //! for the event itself.
 
-mod common;
-use common::{Client, Server, WAIT};
+use crate::harness::{Client, Server, WAIT};
 
 use std::time::Instant;
 
@@ -32,9 +31,8 @@ fn negotiation_deadline_ends_the_connection() {
     let peer = c.peer();
     c.expect_close(&["cquit negotiation timeout"]);
     drop(c);
-    let logged = server.wait_peer_log(&peer, "NEGOTIATING -> ABORTED on connection_error");
+    let logged = server.wait_aborted(&peer, "NEGOTIATING");
     assert!(logged.contains("negotiation timeout"), "{logged}");
-    server.wait_peer_log(&peer, "ABORTED -> CLOSED on close");
 }
 
 /// §5 uname: the deadline runs from accept and traffic does not extend it: a client that
@@ -155,9 +153,8 @@ fn unanswered_ping_times_out() {
     expect_server_ping(&mut c);
     c.expect_close(&["cquit ping timeout"]);
     drop(c);
-    let logged = server.wait_peer_log(&peer, "ESTABLISHED -> ABORTED on connection_error");
+    let logged = server.wait_aborted(&peer, "ESTABLISHED");
     assert!(logged.contains("ping timeout"), "{logged}");
-    server.wait_peer_log(&peer, "ABORTED -> CLOSED on close");
 }
 
 /// §5 server ping: other traffic while the ping is outstanding is processed normally but
@@ -188,12 +185,7 @@ fn other_traffic_does_not_replace_the_pong() {
 /// Registers `nick` from 127.0.0.1 and leaves with `cquit`, waiting until the server has
 /// closed the connection.
 fn join_and_quit(server: &Server, nick: &str) {
-    let mut c = server.register(nick);
-    let peer = c.peer();
-    c.send("cquit");
-    c.expect_close(&["+OK terminating tasks and disconnecting"]);
-    drop(c);
-    server.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
+    server.quit(server.register(nick));
 }
 
 /// §5.7: after a client leaves by `cquit`, its name is held for its IP: the same IP gets

@@ -1,12 +1,14 @@
-//! Test harness: starts the real `xscpd` binary on `127.0.0.1:0`, collects its log, and
-//! talks to it over real TCP sockets. Every wait has a generous upper bound and waits for
-//! the event itself (a line, a log entry, end of stream), never for time to pass.
-
-#![allow(dead_code)]
+//! The test harness, the one every area uses: starts the real `xscpd` binary on
+//! `127.0.0.1:0`, collects its log, talks to it over real TCP sockets, runs the programs
+//! to completion, and reads the server's `/proc` values.
+//!
+//! Every wait has a generous upper bound ([`WAIT`]) and waits for the event itself (a line,
+//! a log entry, end of stream, a process's exit), never for time to pass. Only values that
+//! have no event (a child's exit status, `/proc` counters) are polled, within a bound.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -37,6 +39,15 @@ pub const SPEC_TRANSITIONS: [(&str, &str, &str); 14] = [
 
 /// The upper bound of every wait: generous, so a slow machine does not fail a test.
 pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The bound for waits on `/proc` values that depend on the pool's idle timeout (5 s).
+pub const PROC_WAIT: Duration = Duration::from_secs(30);
+
+/// The greeting every admitted client gets first.
+pub const GREETING: &str = "+OK xscp/1 ready";
+
+/// The answer to `cquit`.
+pub const BYE: &str = "+OK terminating tasks and disconnecting";
 
 #[derive(Default)]
 struct Log {
@@ -116,8 +127,11 @@ impl Server {
     pub fn wait_log_count(&self, n: usize, pred: impl Fn(&str) -> bool) {
         let deadline = Instant::now() + WAIT;
         let mut lines = self.log.lines.lock();
+        let (mut counted, mut found) = (0, 0);
         loop {
-            if lines.iter().filter(|l| pred(l)).count() >= n {
+            found += lines[counted..].iter().filter(|l| pred(l)).count();
+            counted = lines.len();
+            if found >= n {
                 return;
             }
             if self.log.grew.wait_until(&mut lines, deadline).timed_out() {
@@ -136,17 +150,14 @@ impl Server {
 
     /// Waits for a log line matching `pred` and returns it.
     pub fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
-        self.wait_log_from(0, pred)
-    }
-
-    /// Waits for a log line matching `pred` among the lines from index `from` on.
-    pub fn wait_log_from(&self, from: usize, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;
         let mut lines = self.log.lines.lock();
+        let mut searched = 0;
         loop {
-            if let Some(l) = lines.iter().skip(from).find(|l| pred(l)) {
+            if let Some(l) = lines[searched..].iter().find(|l| pred(l)) {
                 return l.clone();
             }
+            searched = lines.len();
             if self.log.grew.wait_until(&mut lines, deadline).timed_out() {
                 panic!("log line not found; log:\n{}", lines.join("\n"));
             }
@@ -156,31 +167,29 @@ impl Server {
     /// Waits for a log line about the connection `peer` (from [`Client::peer`]) that
     /// contains `what`, and returns it.
     pub fn wait_peer_log(&self, peer: &str, what: &str) -> String {
-        let tag = format!("{peer} ");
-        self.wait_log(|l| l.contains(&tag) && l.contains(what))
+        self.wait_log(|l| l.contains(peer) && l.contains(what))
+    }
+
+    /// Waits for the abort of the connection `peer` from the state `from` (its `<from> ->
+    /// ABORTED on connection_error` line, then `ABORTED -> CLOSED on close`); returns the
+    /// first line, which names the cause.
+    pub fn wait_aborted(&self, peer: &str, from: &str) -> String {
+        let aborted = self.wait_peer_log(peer, &format!("{from} -> ABORTED on connection_error"));
+        self.wait_peer_log(peer, "ABORTED -> CLOSED on close");
+        aborted
+    }
+
+    /// Waits for the close of the connection `peer` (its `-> CLOSED on close` line).
+    pub fn wait_closed(&self, peer: &str) -> String {
+        self.wait_peer_log(peer, " -> CLOSED on close")
     }
 
     /// The log lines about the connection `peer` so far.
     pub fn peer_log(&self, peer: &str) -> Vec<String> {
-        let tag = format!("{peer} ");
         self.log()
             .into_iter()
-            .filter(|l| l.contains(&tag))
+            .filter(|l| l.contains(peer))
             .collect()
-    }
-
-    /// Every state transition logged so far, as `(from, to, event)`: the lines of the form
-    /// `... FROM -> TO on event ...` where FROM and TO are upper-case state names.
-    pub fn transitions(&self) -> Vec<(String, String, String)> {
-        self.log()
-            .iter()
-            .filter_map(|l| parse_transition(l))
-            .collect()
-    }
-
-    /// How many log lines there are so far (a mark for `wait_log_from`).
-    pub fn log_mark(&self) -> usize {
-        self.log.lines.lock().len()
     }
 
     /// A copy of the log so far.
@@ -211,17 +220,35 @@ impl Server {
         c
     }
 
-    /// Connects, reads the greeting and registers `nick`.
+    /// Connects from 127.0.0.1, reads the greeting and registers `nick`.
     pub fn register(&self, nick: &str) -> Client {
-        let mut c = self.connect();
-        c.expect("+OK xscp/1 ready");
-        c.send(&format!("uname {nick}"));
-        c.expect(&format!("+OK you are {nick}"));
-        c
+        self.register_from("127.0.0.1", nick)
     }
 
-    /// Sends a signal (`TERM`, `INT`, ...) to the server.
+    /// `c` leaves by `cquit` (answered [`BYE`], then end of stream); returns once the
+    /// server has closed the connection (`UPDATE -> CLOSED on close`).
+    pub fn quit(&self, mut c: Client) {
+        let peer = c.peer();
+        c.send("cquit");
+        c.expect_close(&[BYE]);
+        drop(c);
+        self.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
+    }
+
+    /// Sends a signal (`TERM` or `INT`) to the server, once the server catches it: `xscpd`
+    /// logs its listen line before it installs its handler, and a signal that came first
+    /// would kill it. Whether the handler is installed has no event but `/proc`, which is
+    /// polled within the bound.
     pub fn signal(&self, sig: &str) {
+        let number = match sig {
+            "INT" => 2,
+            "TERM" => 15,
+            _ => panic!("no signal number known for {sig}"),
+        };
+        let pid = self.pid();
+        poll_until(&format!("xscpd to catch SIG{sig}"), || {
+            signal_caught(pid, number).then_some(())
+        });
         let status = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())
@@ -259,16 +286,17 @@ pub fn parse_transition(line: &str) -> Option<(String, String, String)> {
     })
 }
 
-/// Runs `xscpd` with `args` (and nothing else) to completion, with the usual bound: the
-/// command-line tests.
-pub fn run_xscpd(args: &[&str]) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xscpd"))
+/// Runs `program` with `args` and the extra environment `envs` to completion, standard
+/// input empty, both outputs collected; fails the test if it runs longer than [`WAIT`].
+/// An error only if it cannot be started (e.g. it is not installed).
+pub fn try_run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::io::Result<Output> {
+    let mut child = Command::new(program)
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .spawn()
-        .expect("start xscpd");
+        .spawn()?;
     // Read both pipes on their own threads so that a full pipe never stalls the child.
     let mut out = child.stdout.take().expect("stdout");
     let mut err = child.stderr.take().expect("stderr");
@@ -290,16 +318,26 @@ pub fn run_xscpd(args: &[&str]) -> std::process::Output {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("xscpd {args:?} did not exit within {WAIT:?}");
+            panic!("{program} {args:?} did not exit within {WAIT:?}");
         }
         // Polling the child's status is the only portable way to wait with a bound.
         thread::sleep(Duration::from_millis(10));
     };
-    std::process::Output {
+    Ok(Output {
         status,
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
-    }
+    })
+}
+
+/// Runs `program` with `args` to completion (see [`try_run`]); it must start.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    try_run(program, args, &[]).unwrap_or_else(|e| panic!("start {program}: {e}"))
+}
+
+/// Runs `xscpd` with `args` (and nothing else) to completion: the command-line tests.
+pub fn run_xscpd(args: &[&str]) -> Output {
+    run(env!("CARGO_BIN_EXE_xscpd"), args)
 }
 
 impl Drop for Server {
@@ -323,21 +361,21 @@ impl Client {
 
     /// Connects to `addr` from the local address `ip`.
     pub fn connect_from(addr: SocketAddr, ip: IpAddr) -> Client {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .expect("socket");
-        socket
-            .bind(&SocketAddr::new(ip, 0).into())
-            .expect("bind client address");
-        socket.connect(&addr.into()).expect("connect");
-        Client::from_stream(socket.into())
+        Client::connect_with(addr, ip, None)
     }
 
     /// Connects to `addr` from `ip` with a receive buffer of about `rcvbuf` bytes (the
     /// kernel may round it), so that a client that stops reading fills up quickly.
     pub fn connect_with_rcvbuf(addr: SocketAddr, ip: IpAddr, rcvbuf: usize) -> Client {
+        Client::connect_with(addr, ip, Some(rcvbuf))
+    }
+
+    fn connect_with(addr: SocketAddr, ip: IpAddr, rcvbuf: Option<usize>) -> Client {
         let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
-        socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        if let Some(rcvbuf) = rcvbuf {
+            socket.set_recv_buffer_size(rcvbuf).expect("SO_RCVBUF");
+        }
         socket
             .bind(&SocketAddr::new(ip, 0).into())
             .expect("bind client address");
@@ -355,15 +393,11 @@ impl Client {
         }
     }
 
-    /// The client's own address (the server's `peer=`).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    /// How the server's log names this connection: `peer=<ip>:<port>`. Keep it to look
-    /// for the connection's log lines after the client is dropped.
+    /// How the server's log names this connection: `peer=<ip>:<port> ` (with the space,
+    /// so that port 4000 does not match port 40001). Keep it to look for the connection's
+    /// log lines after the client is dropped.
     pub fn peer(&self) -> String {
-        format!("peer={}", self.local)
+        format!("peer={} ", self.local)
     }
 
     /// A second handle on the socket, for writing from another thread while this client
@@ -509,7 +543,7 @@ impl Client {
 
     /// Reads the greeting.
     pub fn greeted(mut self) -> Client {
-        self.expect("+OK xscp/1 ready");
+        self.expect(GREETING);
         self
     }
 
@@ -561,4 +595,108 @@ pub fn flood_until_dropped(from: &mut Client, from_nick: &str, to: &str, pause: 
         let line = from.line();
         assert!(line == "+OK message relayed" || line == gone, "{line}");
     }
+}
+
+/// Reads CRLF lines from `stream` until end of stream or any error (a reset, a cut),
+/// calling `each` on every complete line; stops early when `each` returns false. Returns
+/// whether the stream ended cleanly (end of stream rather than an error) and any bytes of
+/// an unfinished last line. For clients whose connection may legitimately be cut.
+pub fn read_lines_lenient(
+    stream: TcpStream,
+    mut each: impl FnMut(&str) -> bool,
+) -> (bool, Vec<u8>) {
+    stream.set_read_timeout(Some(WAIT)).expect("read timeout");
+    let mut reader = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Ok(0) => return (true, buf),
+            Ok(_) if buf.ends_with(b"\r\n") => {
+                let line = String::from_utf8_lossy(&buf[..buf.len() - 2]).into_owned();
+                if !each(&line) {
+                    return (true, Vec::new());
+                }
+            }
+            Ok(_) => return (true, buf),
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => {
+                assert!(
+                    !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+                    "no line within {WAIT:?}"
+                );
+                return (false, buf);
+            }
+        }
+    }
+}
+
+/// Any connection's close line (not the listener's): for counting closes with
+/// [`Server::wait_log_count`].
+pub fn any_conn_closed(l: &str) -> bool {
+    l.contains("conn=") && l.contains(" -> CLOSED on close")
+}
+
+// ---- values without an event: the server's /proc entries ----------------------------------
+
+/// Waits (polling, with a short pause, within [`PROC_WAIT`]) until `probe` returns `Some`.
+/// Only for values that have no event, such as `/proc` counters.
+pub fn poll_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + PROC_WAIT;
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A numeric field of `/proc/<pid>/status` (`Threads`, `VmRSS` in kB, ...).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// Does the process catch signal `number` (bit `number - 1` of `SigCgt` in
+/// `/proc/<pid>/status`)?
+fn signal_caught(pid: u32, number: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or_else(|| panic!("no SigCgt in /proc/{pid}/status"));
+    mask & (1 << (number - 1)) != 0
+}
+
+/// The names of the process's threads (`/proc/<pid>/task/*/comm`).
+pub fn thread_names(pid: u32) -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .map(|s| s.trim_end().to_string())
+        .collect()
+}
+
+/// Where the process's thread named `name` waits in the kernel (`/proc/<pid>/task/*/wchan`:
+/// `inet_csk_accept`, `hrtimer_nanosleep`, ...; `0` while it runs), if there is one.
+pub fn thread_wchan(pid: u32, name: &str) -> Option<String> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    dir.filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|t| std::fs::read_to_string(t.join("comm")).is_ok_and(|c| c.trim_end() == name))
+        .and_then(|t| std::fs::read_to_string(t.join("wchan")).ok())
+}
+
+/// How many descriptors the process has open.
+pub fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read fd dir")
+        .count()
 }

@@ -4,6 +4,7 @@
 //! Nothing here does I/O: no `std::net`, no threads, no channels. It takes bytes or lines
 //! and returns what to do, which is what makes it testable line by line.
 
+pub mod cause;
 pub mod command;
 pub mod framing;
 pub mod fsm;

@@ -129,6 +129,20 @@ where
     out + ".\r\n"
 }
 
+/// The `capa` response for the given settings (§5).
+pub fn capa(settings: &[(&str, String)]) -> String {
+    multiline(
+        "capability list follows",
+        settings.iter().map(|(k, v)| {
+            if v.is_empty() {
+                k.to_string()
+            } else {
+                format!("{k} {v}")
+            }
+        }),
+    )
+}
+
 /// Formats a duration in whole seconds when it is whole, else in seconds with decimals
 /// (for `capa` and logs).
 pub fn seconds(d: std::time::Duration) -> String {

@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocol::fsm::FsmFormat;
+use crate::protocol::diagram::FsmFormat;
 
 /// The usage synopsis, printed by `--help` and after a bad option.
 pub const USAGE: &str = "\

@@ -7,14 +7,14 @@ use std::process::ExitCode;
 
 use simplelog::{CombinedLogger, ConfigBuilder, LevelFilter, SharedLogger, WriteLogger};
 use xscp::config::{self, Cli, Config};
-use xscp::protocol::fsm;
+use xscp::protocol::diagram;
 use xscp::server::Server;
 
 fn main() -> ExitCode {
     let config = match config::parse_args(std::env::args().skip(1)) {
         Ok(Cli::Run(c)) => c,
         Ok(Cli::PrintFsm(format)) => {
-            print!("{}", fsm::render(format));
+            print!("{}", diagram::render(format));
             return ExitCode::SUCCESS;
         }
         Ok(Cli::Help) => {

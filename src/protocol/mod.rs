@@ -6,6 +6,7 @@
 
 pub mod cause;
 pub mod command;
+pub mod diagram;
 pub mod framing;
 pub mod fsm;
 pub mod nick;

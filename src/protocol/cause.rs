@@ -31,7 +31,12 @@ pub enum Cause {
         state: State,
     },
     /// A pong answering no outstanding ping, or with another token.
-    StrayPong,
+    StrayPong {
+        /// The pong's token.
+        token: String,
+        /// The outstanding ping's token, if a ping is outstanding.
+        expected: Option<String>,
+    },
     /// A `chatm`/`chatr` naming someone else as its author.
     Spoofing,
     /// The outbound queue passed `--sendq`, or a write timed out.
@@ -54,7 +59,7 @@ impl Cause {
             Cause::PingTimeout => "ping timeout",
             Cause::Framing(_)
             | Cause::StateViolation { .. }
-            | Cause::StrayPong
+            | Cause::StrayPong { .. }
             | Cause::Spoofing => reply::PROTOCOL_VIOLATION,
             Cause::SlowConsumer => "slow consumer",
             Cause::TooManyAttempts => "too many failed attempts",
@@ -78,7 +83,14 @@ impl fmt::Display for Cause {
                 "state violation: {} in {state}",
                 reply::escape(keyword.as_bytes())
             ),
-            Cause::StrayPong => f.write_str("state violation: pong answers no outstanding ping"),
+            Cause::StrayPong { token, expected } => {
+                let escaped = |t: &String| reply::escape(t.as_bytes());
+                let why = reply::PongMismatch {
+                    token: Some(escaped(token)),
+                    expected: expected.as_ref().map(escaped),
+                };
+                write!(f, "state violation: {why}")
+            }
             Cause::Spoofing => f.write_str("spoofing"),
             Cause::SlowConsumer => f.write_str("slow consumer"),
             Cause::TooManyAttempts => f.write_str("too many failed attempts"),

@@ -7,6 +7,8 @@
 //! [`classify`] and [`parse`], so that a command in the wrong state is a violation whatever
 //! its arguments are.
 
+use std::fmt;
+
 use super::fsm::{COMMAND_STATES, State};
 
 /// The longest keyword (WS_2017).
@@ -87,7 +89,8 @@ impl Arity {
 /// The arguments of a line, split as its row's [`Arity`] says; unused slots are empty.
 type Args<'a> = [&'a str; MAX_ARGS];
 
-/// Turns the arguments (their count already checked) into the command.
+/// Turns the arguments (their count already checked against the [`Arity`]) into the
+/// command.
 type Build = for<'a> fn(Args<'a>) -> Result<Command<'a>, SyntaxError>;
 
 /// One row of the command table.
@@ -111,6 +114,19 @@ fn cell(cells: [Legality; COMMAND_STATES.len()], state: State) -> Option<Legalit
 }
 
 impl CommandSpec {
+    /// The command's name: the synopsis up to its first argument (`uname`, `+OK pong`).
+    pub fn name(&self) -> &'static str {
+        let literal = |w: &str| !w.starts_with(['<', '[']) && !w.contains('|');
+        let words = self.synopsis.split(' ').take_while(|w| literal(w));
+        let len = words.map(|w| w.len() + 1).sum::<usize>().saturating_sub(1);
+        &self.synopsis[..len]
+    }
+
+    /// The synopsis's name for argument `i` (from 0), e.g. `<name>`.
+    fn argument(&self, i: usize) -> &'static str {
+        self.synopsis.split(' ').nth(1 + i).unwrap_or("argument")
+    }
+
     /// What the server does with this command in `state`; `None` for states in which no
     /// command is read at all (the connection is not open for input there).
     pub fn legality_in(&self, state: State) -> Option<Legality> {
@@ -166,8 +182,8 @@ pub const COMMANDS: &[CommandSpec] = {
             |a| match a[0] {
                 "" => Ok(Command::Ping(None)),
                 t if is_token(t) => Ok(Command::Ping(Some(t))),
-                _ => Err(SyntaxError(
-                    "a ping token is at most 32 printable ASCII characters",
+                _ => Err(SyntaxError::Invalid(
+                    "a token is at most 32 printable ASCII characters",
                 )),
             },
         ),
@@ -213,17 +229,22 @@ pub const COMMANDS: &[CommandSpec] = {
             |a| match a[0] {
                 s if s.eq_ignore_ascii_case("on") => Ok(Command::Notif(true)),
                 s if s.eq_ignore_ascii_case("off") => Ok(Command::Notif(false)),
-                _ => Err(SyntaxError("notif takes on or off")),
+                _ => Err(SyntaxError::Invalid("expected on or off")),
             },
         ),
-        // A client's answer to a server ping.
+        // A client's answer to a server ping. Its token is checked by the session, which
+        // knows the outstanding ping and can say what was expected.
         row(
             "+OK pong <token>",
-            Arity::exactly(2),
+            Arity::up_to(2),
             [Violation, AnsweringPing],
-            |a| match a[0] {
-                w if w.eq_ignore_ascii_case("pong") => Ok(Command::Pong(a[1])),
-                _ => Err(SyntaxError("expected +OK pong <token>")),
+            |a| match a {
+                [w, token, _] if w.eq_ignore_ascii_case("pong") => {
+                    Ok(Command::Pong((!token.is_empty()).then_some(token)))
+                }
+                _ => Err(SyntaxError::Invalid(
+                    "a client sends +OK only as +OK pong <token>",
+                )),
             },
         ),
     ]
@@ -257,6 +278,15 @@ pub struct Classified<'a> {
 }
 
 impl Classified<'_> {
+    /// The command's name as the legality table has it, with the keyword as the client
+    /// wrote it (`UName`, `+ok pong`); for an unknown keyword the keyword.
+    pub fn name(&self) -> String {
+        match self.spec {
+            Some(spec) => format!("{}{}", self.keyword, &spec.name()[spec.keyword.len()..]),
+            None => self.keyword.to_string(),
+        }
+    }
+
     /// What the server does with this line in `state`; `None` for states in which no
     /// command is read at all.
     pub fn legality_in(&self, state: State) -> Option<Legality> {
@@ -300,13 +330,36 @@ pub enum Command<'a> {
     Users,
     /// `notif on|off`
     Notif(bool),
-    /// `+OK pong <token>`
-    Pong(&'a str),
+    /// `+OK pong <token>`; `None` if the token is missing.
+    Pong(Option<&'a str>),
 }
 
-/// Why the arguments do not fit the command: always a `SYNTAX` refusal.
+/// Why a line is not a command, or its arguments do not fit it: always a `SYNTAX` refusal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SyntaxError(pub &'static str);
+pub enum SyntaxError {
+    /// The keyword is not in [`COMMANDS`].
+    Unknown,
+    /// More arguments than the command takes.
+    TooMany,
+    /// The first argument missing, as the synopsis names it (`<name>`).
+    Missing(&'static str),
+    /// A `chatm` without its text.
+    EmptyMessage,
+    /// An argument the command does not accept, and what it does accept.
+    Invalid(&'static str),
+}
+
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyntaxError::Unknown => f.write_str("unknown command"),
+            SyntaxError::TooMany => f.write_str("too many arguments"),
+            SyntaxError::Missing(arg) => write!(f, "missing {arg}"),
+            SyntaxError::EmptyMessage => f.write_str("empty message"),
+            SyntaxError::Invalid(text) => f.write_str(text),
+        }
+    }
+}
 
 /// Splits off the keyword and finds its row in [`COMMANDS`].
 pub fn classify(line: &str) -> Classified<'_> {
@@ -335,7 +388,7 @@ fn split_args(args: &str, arity: Arity) -> Result<(Args<'_>, usize), SyntaxError
     let mut remaining = args;
     while !remaining.is_empty() {
         if n == arity.max {
-            return Err(SyntaxError("too many arguments"));
+            return Err(SyntaxError::TooMany);
         }
         if arity.rest && n + 1 == arity.max {
             out[n] = remaining;
@@ -352,16 +405,16 @@ fn split_args(args: &str, arity: Arity) -> Result<(Args<'_>, usize), SyntaxError
 /// Parses the arguments of a classified line.
 pub fn parse<'a>(c: &Classified<'a>) -> Result<Command<'a>, SyntaxError> {
     let Some(spec) = c.spec else {
-        return Err(SyntaxError("unknown command"));
+        return Err(SyntaxError::Unknown);
     };
     let (args, n) = split_args(c.args, spec.arity)?;
     if n < spec.arity.min {
         // Only the free text is missing: the message of a `chatm`.
-        return Err(SyntaxError(if spec.arity.rest && n + 1 == spec.arity.min {
-            "empty message"
+        return Err(if spec.arity.rest && n + 1 == spec.arity.min {
+            SyntaxError::EmptyMessage
         } else {
-            "missing argument"
-        }));
+            SyntaxError::Missing(spec.argument(n))
+        });
     }
     (spec.build)(args)
 }
@@ -383,14 +436,14 @@ mod tests {
     fn keywords_are_case_insensitive() {
         assert_eq!(p("UNAME alice"), Ok(Command::Uname("alice")));
         assert_eq!(p("CaPa"), Ok(Command::Capa));
-        assert_eq!(p("+ok PONG t1"), Ok(Command::Pong("t1")));
+        assert_eq!(p("+ok PONG t1"), Ok(Command::Pong(Some("t1"))));
     }
 
     #[test]
     fn keywords_longer_than_five_are_unknown() {
         assert!(classify("unamex alice").spec.is_none());
         assert!(classify("hello").spec.is_none());
-        assert_eq!(p("hello"), Err(SyntaxError("unknown command")));
+        assert_eq!(p("hello"), Err(SyntaxError::Unknown));
     }
 
     #[test]
@@ -415,18 +468,20 @@ mod tests {
                 text: "hello   wörld  "
             })
         );
-        assert_eq!(p("chatm alice bob"), Err(SyntaxError("empty message")));
-        assert_eq!(p("chatm alice bob    "), Err(SyntaxError("empty message")));
-        assert_eq!(p("chatm alice"), Err(SyntaxError("missing argument")));
+        assert_eq!(p("chatm alice bob"), Err(SyntaxError::EmptyMessage));
+        assert_eq!(p("chatm alice bob    "), Err(SyntaxError::EmptyMessage));
+        assert_eq!(p("chatm alice"), Err(SyntaxError::Missing("<recipient>")));
     }
 
     #[test]
     fn arity_is_checked() {
-        assert_eq!(p("uname"), Err(SyntaxError("missing argument")));
-        assert_eq!(p("uname a b"), Err(SyntaxError("too many arguments")));
-        assert_eq!(p("capa x"), Err(SyntaxError("too many arguments")));
-        assert_eq!(p("cquit now"), Err(SyntaxError("too many arguments")));
-        assert_eq!(p("chatr a"), Err(SyntaxError("missing argument")));
+        assert_eq!(p("uname"), Err(SyntaxError::Missing("<name>")));
+        assert_eq!(p("uname a b"), Err(SyntaxError::TooMany));
+        assert_eq!(p("capa x"), Err(SyntaxError::TooMany));
+        assert_eq!(p("cquit now"), Err(SyntaxError::TooMany));
+        assert_eq!(p("chatr a"), Err(SyntaxError::Missing("<recipient>")));
+        assert_eq!(p("notif"), Err(SyntaxError::Missing("on|off")));
+        assert_eq!(p("chatm"), Err(SyntaxError::Missing("<sender>")));
     }
 
     #[test]
@@ -445,11 +500,27 @@ mod tests {
         assert!(p("notif maybe").is_err());
     }
 
+    /// `+OK` is read only as `+OK pong`; a missing token is left to the session, which
+    /// knows which token it expects.
     #[test]
-    fn pong_needs_the_word_pong_and_a_token() {
-        assert!(p("+OK").is_err());
-        assert!(p("+OK pong").is_err());
-        assert!(p("+OK ping t").is_err());
+    fn pong_needs_the_word_pong() {
+        let not_a_pong = Err(SyntaxError::Invalid(
+            "a client sends +OK only as +OK pong <token>",
+        ));
+        assert_eq!(p("+OK"), not_a_pong);
+        assert_eq!(p("+OK foo"), not_a_pong);
+        assert_eq!(p("+OK ping t"), not_a_pong);
+        assert_eq!(p("+OK pong"), Ok(Command::Pong(None)));
+        assert_eq!(p("+OK pong t u"), Err(SyntaxError::TooMany));
+    }
+
+    #[test]
+    fn a_command_is_named_by_its_synopsis_up_to_the_first_argument() {
+        let name = |keyword: &str| classify(keyword).spec.map(CommandSpec::name);
+        assert_eq!(name("uname"), Some("uname"));
+        assert_eq!(name("notif"), Some("notif"));
+        assert_eq!(name("capa"), Some("capa"));
+        assert_eq!(name("+ok"), Some("+OK pong"));
     }
 
     /// The cell of §4 for the command `keyword` in `state`.

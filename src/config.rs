@@ -12,7 +12,7 @@ pub const USAGE: &str = "\
 usage: xscpd [-l|--listen ADDR] [--max-clients N] [--max-per-ip N] [--max-retries N]
              [--negotiate-timeout DUR] [--ping-interval DUR] [--ping-timeout DUR] [--hold DUR]
              [--sendq BYTES] [--rate N] [--log-file PATH] [-v...] [-q]
-             [--print-fsm [markdown|dot|mermaid]] [-h|--help] [-V|--version]";
+             [--print-fsm [FORMAT]] [-h|--help] [-V|--version]";
 
 /// `--help`: the synopsis and every option with its default and unit.
 pub const HELP: &str = "\
@@ -33,8 +33,10 @@ Options:
       --log-file PATH        also write the log to PATH (appending)
   -v, --verbose              more log: -v adds decisions, -vv every PDU in and out
   -q, --quiet                only warnings and errors
-      --print-fsm [FORMAT]   print the state machine and legality table (markdown, dot or
-                             mermaid; default markdown) and exit
+      --print-fsm [FORMAT]   print the state machine and the legality table and exit:
+                             markdown (both tables; default markdown), dot or mermaid
+                             (the transitions), dot-legality or mermaid-legality (the
+                             legality table); one document each
   -h, --help                 print this help and exit
   -V, --version              print the version and exit
 
@@ -309,6 +311,22 @@ mod tests {
             run(&["--print-fsm=mermaid"]),
             Ok(Cli::PrintFsm(FsmFormat::Mermaid))
         );
+        assert_eq!(
+            run(&["--print-fsm", "dot-legality"]),
+            Ok(Cli::PrintFsm(FsmFormat::DotLegality))
+        );
+        assert_eq!(
+            run(&["--print-fsm=mermaid-legality"]),
+            Ok(Cli::PrintFsm(FsmFormat::MermaidLegality))
+        );
         assert!(run(&["--print-fsm", "svg"]).is_err());
+    }
+
+    /// `--help` names every format `--print-fsm` takes.
+    #[test]
+    fn help_names_every_print_fsm_format() {
+        for (name, _) in FsmFormat::ALL {
+            assert!(HELP.contains(name), "{name}");
+        }
     }
 }

@@ -1,4 +1,6 @@
-//! `xscpd --print-fsm` pictures render as they are.
+//! What `xscpd` prints without serving: the `--print-fsm` pictures render as they are, a
+//! closed standard output ends the program quietly, and a log file that cannot be opened
+//! is named.
 //!
 //! Every Graphviz choice is piped through `dot -Tsvg` and the SVG is checked to be one
 //! well-formed XML document; every Mermaid choice is checked to be one diagram. Graphviz is
@@ -407,4 +409,72 @@ fn every_mermaid_choice_is_one_diagram() {
     assert_eq!(check_grid(&grid), Ok(1 + COMMANDS.len()), "{grid}");
     let transitions = print_fsm("mermaid");
     assert_eq!(transitions.matches(" --> ").count(), 1 + TRANSITIONS);
+}
+
+// ---- a closed standard output ----
+
+/// Every choice of `--print-fsm`.
+const ALL_CHOICES: [&str; 5] = [
+    "markdown",
+    "dot",
+    "dot-legality",
+    "mermaid",
+    "mermaid-legality",
+];
+
+/// Runs `xscpd args` with its standard output on a pipe whose reader has already gone:
+/// the reader is a process that ended before `xscpd` started, so the first write fails
+/// with a broken pipe every time.
+fn run_with_reader_gone(args: &[&str]) -> Output {
+    let mut reader = Command::new(XSCPD)
+        .arg("--version")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the reader");
+    let pipe = reader.stdin.take().expect("the pipe's write end");
+    assert!(reader.wait().expect("reader").success());
+    Command::new(XSCPD)
+        .args(args)
+        .stdout(Stdio::from(pipe))
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run xscpd")
+}
+
+/// `xscpd --print-fsm ... | true` and `xscpd --help | true`: a reader that has gone ends
+/// the program quietly with status 0 (nothing on standard error, no panic).
+#[test]
+fn a_closed_standard_output_ends_the_program_quietly() {
+    let mut runs: Vec<Vec<&str>> = vec![vec!["--help"], vec!["--version"], vec!["--print-fsm"]];
+    runs.extend(ALL_CHOICES.iter().map(|c| vec!["--print-fsm", c]));
+    for args in runs {
+        let out = run_with_reader_gone(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+// ---- a log file that cannot be opened ----
+
+/// `--log-file` naming a directory: exit status 1 and one line on standard error that
+/// names the path and the reason, before anything is bound.
+#[test]
+fn a_log_file_that_cannot_be_opened_is_named() {
+    let dir = std::env::temp_dir();
+    let out = Command::new(XSCPD)
+        .args(["--listen", "127.0.0.1:0", "--log-file"])
+        .arg(&dir)
+        .output()
+        .expect("run xscpd");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    let expected = format!("xscpd: cannot open log file {}: ", dir.display());
+    assert!(lines[0].starts_with(&expected), "{err}");
 }

@@ -2,7 +2,7 @@
 //! to SIGINT/SIGTERM and runs it in the foreground.
 
 use std::fs::OpenOptions;
-use std::io::LineWriter;
+use std::io::{self, ErrorKind, LineWriter, Write};
 use std::process::ExitCode;
 
 use simplelog::{CombinedLogger, ConfigBuilder, LevelFilter, SharedLogger, WriteLogger};
@@ -13,31 +13,22 @@ use xscp::server::Server;
 fn main() -> ExitCode {
     let config = match config::parse_args(std::env::args().skip(1)) {
         Ok(Cli::Run(c)) => c,
-        Ok(Cli::PrintFsm(format)) => {
-            print!("{}", diagram::render(format));
-            return ExitCode::SUCCESS;
-        }
-        Ok(Cli::Help) => {
-            println!("{}\n\n{}", config::USAGE, config::HELP);
-            return ExitCode::SUCCESS;
-        }
-        Ok(Cli::Version) => {
-            println!("xscpd {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
+        Ok(Cli::PrintFsm(format)) => return print(&diagram::render(format)),
+        Ok(Cli::Help) => return print(&format!("{}\n\n{}\n", config::USAGE, config::help())),
+        Ok(Cli::Version) => return print(&format!("xscpd {}\n", env!("CARGO_PKG_VERSION"))),
         Err(e) => {
-            eprintln!("xscpd: {e}\n{}", config::USAGE);
+            complain(format_args!("{e}\n{}", config::USAGE));
             return ExitCode::from(2);
         }
     };
     if let Err(e) = init_log(&config) {
-        eprintln!("xscpd: cannot open log file: {e}");
+        complain(format_args!("{e}"));
         return ExitCode::from(1);
     }
     let server = match Server::bind(config.clone()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("xscpd: cannot listen on {}: {e}", config.listen);
+            complain(format_args!("cannot listen on {}: {e}", config.listen));
             return ExitCode::from(1);
         }
     };
@@ -45,35 +36,65 @@ fn main() -> ExitCode {
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = tx.try_send(());
     }) {
-        eprintln!("xscpd: cannot install signal handler: {e}");
+        complain(format_args!("cannot install signal handler: {e}"));
         return ExitCode::from(1);
     }
     server.run(rx);
     ExitCode::SUCCESS
 }
 
+/// Writes `text` to standard output. A reader that has gone (`xscpd --help | head -1`)
+/// ends the program quietly with status 0, as when everything was read; any other write
+/// error is reported and gives status 1.
+fn print(text: &str) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            complain(format_args!("cannot write to standard output: {e}"));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// One message on standard error, prefixed with the program's name; if standard error is
+/// gone too there is nobody left to tell, and that is not a reason to panic.
+fn complain(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr(), "xscpd: {message}");
+}
+
 /// The audit log on stderr (and `--log-file`), at the level `-q`/`-v`/`-vv` choose. Each
-/// line is written with one system call (stderr itself is unbuffered).
-fn init_log(c: &Config) -> std::io::Result<()> {
+/// line is written with one system call (stderr itself is unbuffered). The error names the
+/// log file.
+fn init_log(c: &Config) -> Result<(), String> {
     let level = match c.verbosity {
         i8::MIN..=-1 => LevelFilter::Warn,
         0 => LevelFilter::Info,
         1 => LevelFilter::Debug,
         _ => LevelFilter::Trace,
     };
-    let log_config = ConfigBuilder::new()
+    let mut log_config = ConfigBuilder::new();
+    log_config
         .set_thread_level(LevelFilter::Off)
         .set_target_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off)
-        .set_time_format_rfc3339()
-        .build();
+        .set_time_format_rfc3339();
+    if c.verbosity < config::VERBOSITY_SOCKET_WRITES {
+        log_config.add_filter_ignore_str(config::SOCKET_WRITES_TARGET);
+    }
+    let log_config = log_config.build();
     let mut loggers: Vec<Box<dyn SharedLogger>> = vec![WriteLogger::new(
         level,
         log_config.clone(),
         std::io::stderr(),
     )];
     if let Some(path) = &c.log_file {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
         loggers.push(WriteLogger::new(level, log_config, LineWriter::new(file)));
     }
     // Only fails if a logger is already set, which cannot happen here.

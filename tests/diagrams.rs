@@ -478,3 +478,100 @@ fn a_log_file_that_cannot_be_opened_is_named() {
     let expected = format!("xscpd: cannot open log file {}: ", dir.display());
     assert!(lines[0].starts_with(&expected), "{err}");
 }
+
+// ---- the log on standard error and in --log-file ----
+
+/// How long to wait for the server before the test fails.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Is `line` stamped `YYYY-MM-DDTHH:MM:SS.ffffffZ ` (27 characters and a space)?
+fn stamped(line: &str) -> bool {
+    let shape = b"dddd-dd-ddTdd:dd:dd.ddddddZ ";
+    line.len() > shape.len()
+        && shape.iter().zip(line.bytes()).all(|(&s, c)| match s {
+            b'd' => c.is_ascii_digit(),
+            _ => c == s,
+        })
+}
+
+/// `--log-file` and standard error carry the same lines, in the same order, with the same
+/// times, each stamped with a timestamp of fixed width: a server runs at -vv, a client
+/// registers and quits, the server is stopped with SIGTERM, and the two logs are compared
+/// byte for byte.
+#[test]
+fn the_log_file_and_standard_error_are_the_same_lines() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::TcpStream;
+    use std::sync::mpsc;
+
+    let path = std::env::temp_dir().join(format!("xscpd-diagrams-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut child = Command::new(XSCPD)
+        .args(["--listen", "127.0.0.1:0", "-vv", "--log-file"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start xscpd");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines: Vec<String> = Vec::new();
+    let wait_for = |lines: &mut Vec<String>, what: &str| -> String {
+        loop {
+            let line = rx.recv_timeout(WAIT).unwrap_or_else(|e| {
+                panic!(
+                    "no log line with {what:?} ({e}); log:\n{}",
+                    lines.join("\n")
+                )
+            });
+            lines.push(line.clone());
+            if line.contains(what) {
+                return line;
+            }
+        }
+    };
+    let listening = wait_for(&mut lines, "CLOSED -> LISTEN on bind_and_listen");
+    let addr = listening
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .expect("addr= in the listen line");
+    let mut client = TcpStream::connect(addr).expect("connect");
+    client.set_read_timeout(Some(WAIT)).expect("timeout");
+    client
+        .write_all(b"uname alice\r\nusers\r\ncquit\r\n")
+        .expect("send");
+    let mut replies = String::new();
+    client
+        .read_to_string(&mut replies)
+        .expect("read to the close");
+    assert!(replies.contains("+OK terminating"), "{replies}");
+    wait_for(&mut lines, "UPDATE -> CLOSED on close");
+    let pid = child.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(killed.expect("kill").success());
+    assert!(child.wait().expect("wait").success());
+    // The reader ends at EOF, once the server has exited.
+    lines.extend(rx.iter());
+
+    let file = std::fs::read_to_string(&path).expect("the log file");
+    let _ = std::fs::remove_file(&path);
+    let on_stderr = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    assert_eq!(on_stderr, file, "standard error vs --log-file");
+    assert!(lines.len() >= 10, "{on_stderr}");
+    assert!(on_stderr.contains(" <- uname alice"), "{on_stderr}");
+    for line in &lines {
+        assert!(
+            stamped(line),
+            "not stamped with a fixed-width time: {line:?}"
+        );
+    }
+}

@@ -5,41 +5,126 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::protocol::fsm::FsmFormat;
+use crate::protocol::diagram::FsmFormat;
 
 /// The usage synopsis, printed by `--help` and after a bad option.
 pub const USAGE: &str = "\
 usage: xscpd [-l|--listen ADDR] [--max-clients N] [--max-per-ip N] [--max-retries N]
              [--negotiate-timeout DUR] [--ping-interval DUR] [--ping-timeout DUR] [--hold DUR]
              [--sendq BYTES] [--rate N] [--log-file PATH] [-v...] [-q]
-             [--print-fsm [markdown|dot|mermaid]] [-h|--help] [-V|--version]";
+             [--print-fsm [FORMAT]] [-h|--help] [-V|--version]";
 
-/// `--help`: the synopsis and every option with its default and unit.
-pub const HELP: &str = "\
-xscpd - the XSCP/1 chat server
+/// The options `--help` lists: the option with its placeholder, and what it does with its
+/// default. [`help`] lays them out in two aligned columns.
+const OPTIONS: &[(&str, &str)] = &[
+    (
+        "-l, --listen ADDR",
+        "address to listen on (default 127.0.0.1:1030)",
+    ),
+    ("--max-clients N", "most connections at once (default 1024)"),
+    (
+        "--max-per-ip N",
+        "most connections from one IP address, 0 = unlimited (default 64)",
+    ),
+    (
+        "--max-retries N",
+        "failed attempts allowed before a name is given (default 3)",
+    ),
+    (
+        "--negotiate-timeout DUR",
+        "time from accept to a valid uname (default 30s)",
+    ),
+    (
+        "--ping-interval DUR",
+        "silence after which the server pings a client (default 60s)",
+    ),
+    (
+        "--ping-timeout DUR",
+        "time a client has to answer a ping; also the write timeout (default 20s)",
+    ),
+    (
+        "--hold DUR",
+        "how long a departed client's name is held for its IP, 0 = off (default 300s)",
+    ),
+    (
+        "--sendq BYTES",
+        "most output queued for one client before it is dropped as a slow consumer; \
+         suffixes K, KiB, M, MiB (default 256KiB)",
+    ),
+    (
+        "--rate N",
+        "PDUs per second a client may send, 0 = unlimited (default 0)",
+    ),
+    ("--log-file PATH", "also write the log to PATH (appending)"),
+    (
+        "-v, --verbose",
+        "more log, one level a v: -v adds decisions, -vv every PDU in and out, \
+         -vvv (the most) also every write to a client's socket",
+    ),
+    ("-q, --quiet", "only warnings and errors"),
+    (
+        "--print-fsm [FORMAT]",
+        "print the state machine and the legality table and exit: markdown (both \
+         tables; default markdown), dot or mermaid (the transitions), dot-legality or \
+         mermaid-legality (the legality table); one document each",
+    ),
+    ("-h, --help", "print this help and exit"),
+    ("-V, --version", "print the version and exit"),
+];
 
-Options:
-  -l, --listen ADDR          address to listen on (default 127.0.0.1:1030)
-      --max-clients N        most connections at once (default 1024)
-      --max-per-ip N         most connections from one IP address, 0 = unlimited (default 64)
-      --max-retries N        failed attempts allowed before a name is given (default 3)
-      --negotiate-timeout DUR  time from accept to a valid uname (default 30s)
-      --ping-interval DUR    silence after which the server pings a client (default 60s)
-      --ping-timeout DUR     time a client has to answer a ping; also the write timeout (default 20s)
-      --hold DUR             how long a departed client's name is held for its IP, 0 = off (default 300s)
-      --sendq BYTES          most output queued for one client before it is dropped as a slow
-                             consumer; suffixes K, KiB, M, MiB (default 256KiB)
-      --rate N               PDUs per second a client may send, 0 = unlimited (default 0)
-      --log-file PATH        also write the log to PATH (appending)
-  -v, --verbose              more log: -v adds decisions, -vv every PDU in and out
-  -q, --quiet                only warnings and errors
-      --print-fsm [FORMAT]   print the state machine and legality table (markdown, dot or
-                             mermaid; default markdown) and exit
-  -h, --help                 print this help and exit
-  -V, --version              print the version and exit
+/// The width `--help` wraps its descriptions to.
+const HELP_WIDTH: usize = 80;
 
-DUR is 250ms, 2s, 5m, 1h or a bare number of seconds.
-Signals: SIGINT and SIGTERM shut the server down in order; exit status 0.";
+/// `--help`: what the server is, every option with its default and unit in two aligned
+/// columns (descriptions wrapped to 80 columns), and the units.
+pub fn help() -> String {
+    // A long-only option is indented as if it had a short one ("-l, ").
+    let name = |opt: &str| {
+        if opt.starts_with("--") {
+            format!("      {opt}")
+        } else {
+            format!("  {opt}")
+        }
+    };
+    let column = OPTIONS
+        .iter()
+        .map(|(o, _)| name(o).len())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let mut out = String::from("xscpd - the XSCP/1 chat server\n\nOptions:\n");
+    for (opt, text) in OPTIONS {
+        let mut line = format!("{:column$}", name(opt));
+        let mut empty = true;
+        for word in text.split_whitespace() {
+            if !empty && line.len() + 1 + word.len() > HELP_WIDTH {
+                out += &line;
+                out.push('\n');
+                line = " ".repeat(column);
+                empty = true;
+            }
+            if !empty {
+                line.push(' ');
+            }
+            line += word;
+            empty = false;
+        }
+        out += &line;
+        out.push('\n');
+    }
+    out + "\nDUR is 250ms, 2s, 5m, 1h or a bare number of seconds.\n\
+           Signals: SIGINT and SIGTERM shut the server down in order; exit status 0."
+}
+
+/// The most log: `-vvv`. More `v`s are accepted and mean the same.
+pub const MAX_VERBOSITY: i8 = 3;
+
+/// The verbosity at which each write to a client's socket is logged (`-vvv`).
+pub const VERBOSITY_SOCKET_WRITES: i8 = 3;
+
+/// The log target for socket writes: log them at TRACE with this target
+/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
+pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
 
 /// Everything the server needs to know from its command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +151,8 @@ pub struct Config {
     pub rate: u32,
     /// `--log-file`
     pub log_file: Option<PathBuf>,
-    /// -1 with `-q`, 0 by default, 1 with `-v`, 2 with `-vv`.
+    /// -1 with `-q`, 0 by default, 1 with `-v`, 2 with `-vv`, 3 ([`MAX_VERBOSITY`]) with
+    /// `-vvv` or more.
     pub verbosity: i8,
 }
 
@@ -156,6 +242,19 @@ fn at_least<T: PartialOrd + fmt::Debug>(opt: &str, v: T, min: T) -> Result<T, Cl
     Ok(v)
 }
 
+/// Is `arg` a run of `v`s (`-v`, `-vv`, `-vvv`, ...)?
+fn is_vs(arg: &str) -> bool {
+    arg.strip_prefix('-')
+        .is_some_and(|vs| !vs.is_empty() && vs.bytes().all(|b| b == b'v'))
+}
+
+/// `verbosity` raised by `levels` (from the default if `-q` lowered it), at most
+/// [`MAX_VERBOSITY`].
+fn more_verbose(verbosity: i8, levels: usize) -> i8 {
+    let levels = i8::try_from(levels).unwrap_or(MAX_VERBOSITY);
+    verbosity.max(0).saturating_add(levels).min(MAX_VERBOSITY)
+}
+
 /// Parses the arguments (without the program name).
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliError> {
     let mut c = Config::default();
@@ -194,8 +293,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             "--rate" => c.rate = value(&opt, next(), |v| v.parse().ok())?,
             "--log-file" => c.log_file = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
             "-q" | "--quiet" => c.verbosity = -1,
-            "-v" | "--verbose" => c.verbosity = (c.verbosity.max(0) + 1).min(2),
-            "-vv" => c.verbosity = 2,
+            "--verbose" => c.verbosity = more_verbose(c.verbosity, 1),
+            v if is_vs(v) => c.verbosity = more_verbose(c.verbosity, v.len() - 1),
             "--print-fsm" => {
                 let format = match inline
                     .take()
@@ -277,6 +376,68 @@ mod tests {
         assert_eq!((c.verbosity, c.rate), (2, 10));
     }
 
+    fn verbosity(args: &[&str]) -> i8 {
+        match run(args) {
+            Ok(Cli::Run(c)) => c.verbosity,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    /// `-v...`: each `v` is a level, written apart or together, up to `-vvv`.
+    #[test]
+    fn repeated_v_raises_the_verbosity_up_to_three() {
+        assert_eq!(verbosity(&[]), 0);
+        assert_eq!(verbosity(&["-v"]), 1);
+        assert_eq!(verbosity(&["--verbose"]), 1);
+        assert_eq!(verbosity(&["-vv"]), 2);
+        assert_eq!(verbosity(&["-v", "-v"]), 2);
+        assert_eq!(verbosity(&["-vvv"]), 3);
+        assert_eq!(verbosity(&["-v", "--verbose", "-v"]), 3);
+        assert_eq!(verbosity(&["-vvvvvvv"]), MAX_VERBOSITY);
+        assert_eq!(
+            verbosity(&[&format!("-{}", "v".repeat(300))]),
+            MAX_VERBOSITY
+        );
+        assert_eq!(verbosity(&["-q"]), -1);
+        assert_eq!(verbosity(&["-q", "-vv"]), 2);
+        assert_eq!(verbosity(&["-vv", "-q"]), -1);
+        for bad in ["-", "-vx", "-vq", "--vv", "-V2"] {
+            assert!(run(&[bad]).is_err(), "{bad}");
+        }
+    }
+
+    /// `--help`: every description starts in the same column, whatever the length of the
+    /// option; no line is wider than 80 columns; and a wrapped line never starts with `-`
+    /// (it would read as another option).
+    #[test]
+    fn help_columns_are_aligned() {
+        let help = help();
+        let options = help.split_once("Options:\n").map_or("", |(_, o)| o);
+        let options = options.split("\n\n").next().unwrap_or_default();
+        let indent = |s: &str| s.len() - s.trim_start().len();
+        let mut columns = Vec::new();
+        for line in options.lines() {
+            assert!(line.len() <= HELP_WIDTH, "too wide: {line:?}");
+            let start = indent(line);
+            let column = if start < 8 {
+                // An option: its description follows after a run of two or more spaces.
+                let end = start + line[start..].find("  ").unwrap_or(line.len() - start);
+                end + indent(&line[end..])
+            } else {
+                assert!(!line.trim_start().starts_with('-'), "{line:?}");
+                start
+            };
+            columns.push((column, line));
+        }
+        assert_eq!(
+            columns.iter().filter(|(_, l)| indent(l) < 8).count(),
+            OPTIONS.len()
+        );
+        for (column, line) in &columns {
+            assert_eq!(*column, columns[0].0, "misaligned: {line:?}");
+        }
+    }
+
     #[test]
     fn bad_options_name_themselves() {
         assert_eq!(
@@ -309,6 +470,22 @@ mod tests {
             run(&["--print-fsm=mermaid"]),
             Ok(Cli::PrintFsm(FsmFormat::Mermaid))
         );
+        assert_eq!(
+            run(&["--print-fsm", "dot-legality"]),
+            Ok(Cli::PrintFsm(FsmFormat::DotLegality))
+        );
+        assert_eq!(
+            run(&["--print-fsm=mermaid-legality"]),
+            Ok(Cli::PrintFsm(FsmFormat::MermaidLegality))
+        );
         assert!(run(&["--print-fsm", "svg"]).is_err());
+    }
+
+    /// `--help` names every format `--print-fsm` takes.
+    #[test]
+    fn help_names_every_print_fsm_format() {
+        for (name, _) in FsmFormat::ALL {
+            assert!(help().contains(name), "{name}");
+        }
     }
 }

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::net::outbox::{Outbox, Wake};
+use crate::protocol::cause::Cause;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
-use crate::protocol::session::Cause;
 
 /// A connection's number, unique for the life of the server.
 pub type ConnId = u64;

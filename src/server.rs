@@ -20,8 +20,8 @@ use crate::net::pool::{Budget, Pool};
 use crate::net::{LINGER, READER_STACK, WRITER_STACK};
 use crate::protocol::framing::MAX_PDU;
 use crate::protocol::fsm::{Event, State, next_state};
-use crate::protocol::reply;
-use crate::protocol::session::{Limits, capa};
+use crate::protocol::reply::{self, capa};
+use crate::protocol::session::Limits;
 
 /// Capacity of the hub's inbox: readers wait (and stop reading) when it is full.
 const HUB_QUEUE: usize = 16 * 1024;

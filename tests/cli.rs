@@ -1,6 +1,6 @@
 //! The command line of `xscpd`: bad options and values (exit 2 with the usage), a listen
 //! address that cannot be bound (one clear line, non-zero exit), and `--print-fsm`, which
-//! prints the tables of PROTOCOL.md §3 and §4 in three formats.
+//! prints the tables of PROTOCOL.md §3 and §4 in Markdown, Graphviz and Mermaid.
 
 use crate::harness::{SPEC_TRANSITIONS, run_xscpd};
 
@@ -36,6 +36,21 @@ fn verdict(cell: &str) -> &'static str {
     .collect();
     assert_eq!(found.len(), 1, "cell {cell:?} names no single verdict");
     found[0]
+}
+
+/// Every row of §4 is a line of `table` that `cells` splits into the command and the
+/// verdicts of both states.
+fn assert_legality_rows(table: &str, cells: impl Fn(&str) -> Vec<String>) {
+    for (command, negotiating, established) in SPEC_LEGALITY {
+        let row = table
+            .lines()
+            .map(&cells)
+            .find(|r| r.first().is_some_and(|c| c == command))
+            .unwrap_or_else(|| panic!("row {command:?} missing:\n{table}"));
+        assert_eq!(row.len(), 3, "{row:?}");
+        assert_eq!(verdict(&row[1]), negotiating, "{command} in NEGOTIATING");
+        assert_eq!(verdict(&row[2]), established, "{command} in ESTABLISHED");
+    }
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -253,8 +268,9 @@ fn print_fsm_markdown_tables_are_well_formed() {
     }
 }
 
-/// §3, §4: `--print-fsm dot` exits 0 and prints every transition as an edge and every
-/// command with both states' verdicts.
+/// §3, §4: `--print-fsm dot` exits 0 and prints every transition as an edge;
+/// `--print-fsm dot-legality` prints every command with both states' verdicts, one table
+/// row a command.
 #[test]
 fn print_fsm_dot_prints_every_row() {
     let out = run_xscpd(&["--print-fsm", "dot"]);
@@ -266,24 +282,37 @@ fn print_fsm_dot_prints_every_row() {
         let edge = format!("{from} -> {to} [label=\"{event}\"]");
         assert!(dot.contains(&edge), "{edge} missing:\n{dot}");
     }
-    for (command, negotiating, established) in SPEC_LEGALITY {
-        for (state, want) in [("NEGOTIATING", negotiating), ("ESTABLISHED", established)] {
-            let prefix = format!("\"{command}\" -> {state} [label=\"");
-            let line = dot
-                .lines()
-                .find(|l| l.trim_start().starts_with(&prefix))
-                .unwrap_or_else(|| panic!("{prefix} missing:\n{dot}"));
-            assert_eq!(
-                verdict(line.trim_start()[prefix.len()..].trim()),
-                want,
-                "{line}"
-            );
-        }
-    }
+    let out = run_xscpd(&["--print-fsm", "dot-legality"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let dot = text(&out.stdout);
+    assert!(dot.trim_start().starts_with("digraph"), "{dot}");
+    // The text of each cell of a row: tags dropped, HTML escapes undone.
+    let cells = |row: &str| -> Vec<String> {
+        row.split("<TD")
+            .skip(1)
+            .map(|cell| {
+                let mut text = String::new();
+                let mut in_tag = true;
+                for c in cell.chars() {
+                    match c {
+                        '<' => in_tag = true,
+                        '>' => in_tag = false,
+                        c if !in_tag => text.push(c),
+                        _ => {}
+                    }
+                }
+                text.replace("&lt;", "<")
+                    .replace("&gt;", ">")
+                    .replace("&amp;", "&")
+            })
+            .collect()
+    };
+    assert_legality_rows(&dot, cells);
 }
 
-/// §3, §4: `--print-fsm mermaid` exits 0 and prints every transition and every command
-/// with both states' verdicts.
+/// §3, §4: `--print-fsm mermaid` exits 0 and prints every transition;
+/// `--print-fsm mermaid-legality` prints every command with both states' verdicts, one
+/// line of blocks a row.
 #[test]
 fn print_fsm_mermaid_prints_every_row() {
     for args in [&["--print-fsm", "mermaid"][..], &["--print-fsm=mermaid"]] {
@@ -298,24 +327,22 @@ fn print_fsm_mermaid_prints_every_row() {
                 "{edge} missing:\n{mm}"
             );
         }
-        for (command, negotiating, established) in SPEC_LEGALITY {
-            let shown = command.replace('|', "#124;");
-            let node = mm
-                .lines()
-                .find_map(|l| {
-                    let l = l.trim();
-                    let (id, rest) = l.split_once('[')?;
-                    (rest == format!("\"{shown}\"]")).then(|| id.to_string())
-                })
-                .unwrap_or_else(|| panic!("node for {command:?} missing:\n{mm}"));
-            for (state, want) in [("NEGOTIATING", negotiating), ("ESTABLISHED", established)] {
-                let line = mm
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| l.starts_with(&format!("{node} --")) && l.ends_with(state))
-                    .unwrap_or_else(|| panic!("{command:?} -> {state} missing:\n{mm}"));
-                assert_eq!(verdict(line), want, "{line}");
-            }
-        }
     }
+    let out = run_xscpd(&["--print-fsm", "mermaid-legality"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mm = text(&out.stdout);
+    // The labels of the blocks on a line, Mermaid's entity codes undone.
+    let cells = |line: &str| -> Vec<String> {
+        line.split("[\"")
+            .skip(1)
+            .filter_map(|b| b.split_once("\"]"))
+            .map(|(label, _)| {
+                label
+                    .replace("#lt;", "<")
+                    .replace("#gt;", ">")
+                    .replace("#124;", "|")
+            })
+            .collect()
+    };
+    assert_legality_rows(&mm, cells);
 }

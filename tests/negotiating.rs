@@ -387,7 +387,7 @@ fn notif_in_negotiating_is_a_violation() {
 /// §4 row `+OK pong <token>`: a violation in NEGOTIATING.
 #[test]
 fn pong_in_negotiating_is_a_violation() {
-    assert_violation("+OK pong 1.1", "+OK");
+    assert_violation("+OK pong 1.1", "+OK pong");
 }
 
 /// §4: legality is judged before the arguments — a session command with wrong arguments

@@ -122,11 +122,14 @@ fn pong_with_wrong_token_is_a_violation() {
     c.send(&format!("+OK pong {token}x"));
     let lines = c.until_eof();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[0].starts_with("-ERR [STATE] "), "{lines:?}");
+    let why =
+        format!("pong {token}x does not match the outstanding ping: expected +OK pong {token}");
+    assert_eq!(lines[0], format!("-ERR [STATE] {why}"));
     assert_eq!(lines[1], "cquit protocol violation");
     drop(c);
     let logged = server.wait_peer_log(&peer, "ESTABLISHED -> ABORTED on connection_error");
     assert!(logged.contains("WARN"), "{logged}");
+    assert!(logged.contains(&why), "{logged}");
 }
 
 /// §5 server ping: a pong that answers no outstanding ping — here a second pong for a ping
@@ -139,7 +142,10 @@ fn pong_answering_no_outstanding_ping_is_a_violation() {
     c.send_raw(format!("+OK pong {token}\r\n+OK pong {token}\r\n").as_bytes());
     let lines = c.until_eof();
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[0].starts_with("-ERR [STATE] "), "{lines:?}");
+    assert_eq!(
+        lines[0],
+        format!("-ERR [STATE] pong {token} answers no ping: none is outstanding")
+    );
     assert_eq!(lines[1], "cquit protocol violation");
 }
 

@@ -21,9 +21,10 @@ use super::admission::Ticket;
 use super::outbox::{ConnShared, Outbox};
 use super::pool::Pool;
 use crate::hub::{Answer, ConnId, ToHub};
+use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
-use crate::protocol::session::{Cause, Closing, Limits, Session, Step, Timer};
+use crate::protocol::session::{Closing, Limits, Session, Step, Timer};
 
 /// The read buffer every connection starts with (on the reader's stack).
 const SMALL_READ: usize = 512;

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::pool::{Job, Pool};
 use super::writer;
-use crate::protocol::session::Cause;
+use crate::protocol::cause::Cause;
 
 /// State shared by a connection's reader, writer and outbox.
 #[derive(Debug)]

@@ -15,8 +15,8 @@ use std::time::Duration;
 use parking_lot::MutexGuard;
 
 use super::outbox::{Inner, Queue};
+use crate::protocol::cause::Cause;
 use crate::protocol::reply::escape;
-use crate::protocol::session::Cause;
 
 /// How long a writer waits for output before it gives its thread back.
 pub const WRITER_IDLE: Duration = Duration::from_millis(50);

@@ -7,8 +7,13 @@
 
 use std::fmt;
 
+use super::reply;
+
 /// The most bytes a PDU carries before its terminator (512 with CRLF, as in IRC).
 pub const MAX_PDU: usize = 510;
+
+/// The most bytes of a rejected line kept for the log (see [`Framer::rejected`]).
+pub const MAX_REJECTED: usize = 48;
 
 /// Why a stream of bytes is not a stream of PDUs. Each is a framing violation (§6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +45,35 @@ pub struct Framer {
     complete: bool,
     /// The last byte seen was a CR: an LF right after it belongs to the same terminator.
     after_cr: bool,
+    /// A framing violation was found: `buf` holds the end of the rejected line.
+    failed: bool,
+    /// Bytes of the rejected line before those in `buf` were dropped.
+    cut: bool,
+}
+
+/// The bytes of a rejected line that led to the violation, for the log: escaped (see
+/// [`reply::escape`]) and at most [`MAX_REJECTED`] of them, `...` first when more came
+/// before.
+#[derive(Clone, Copy, Debug)]
+pub struct Rejected<'a> {
+    bytes: &'a [u8],
+    cut: bool,
+}
+
+impl Rejected<'_> {
+    /// The bytes kept, unescaped.
+    pub fn bytes(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl fmt::Display for Rejected<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.cut {
+            f.write_str("...")?;
+        }
+        f.write_str(&reply::escape(self.bytes))
+    }
 }
 
 /// A control byte (0x00–0x1F or 0x7F): never part of a PDU (§1).
@@ -54,7 +88,50 @@ impl Framer {
             buf: Vec::new(),
             complete: false,
             after_cr: false,
+            failed: false,
+            cut: false,
         }
+    }
+
+    /// After a framing violation: the end of the rejected line, up to and including the
+    /// offending byte (for an invalid UTF-8 sequence, up to and including the sequence).
+    /// Empty before any violation.
+    pub fn rejected(&self) -> Rejected<'_> {
+        if self.failed {
+            return Rejected {
+                bytes: &self.buf,
+                cut: self.cut,
+            };
+        }
+        // A complete line that is not UTF-8 is still whole in `buf`: found here, off the
+        // path of valid lines.
+        if let (true, Err(e)) = (self.complete, std::str::from_utf8(&self.buf)) {
+            let bad = e.error_len().unwrap_or(self.buf.len() - e.valid_up_to());
+            let end = e.valid_up_to() + bad;
+            let start = end.saturating_sub(MAX_REJECTED);
+            return Rejected {
+                bytes: &self.buf[start..end],
+                cut: start > 0,
+            };
+        }
+        Rejected {
+            bytes: &[],
+            cut: false,
+        }
+    }
+
+    /// Keeps the last [`MAX_REJECTED`] bytes of the line buffered so far followed by
+    /// `tail`, for [`Framer::rejected`]; the framer is useless from here on.
+    fn reject(&mut self, tail: &[u8], error: FrameError) -> Option<Result<&str, FrameError>> {
+        let total = self.buf.len() + tail.len();
+        let from_buf = MAX_REJECTED.saturating_sub(tail.len()).min(self.buf.len());
+        self.buf.drain(..self.buf.len() - from_buf);
+        self.buf
+            .extend_from_slice(&tail[tail.len().saturating_sub(MAX_REJECTED)..]);
+        self.cut = total > self.buf.len();
+        self.failed = true;
+        self.complete = false;
+        Some(Err(error))
     }
 
     /// How many bytes of a partial line are buffered (never more than [`MAX_PDU`]).
@@ -91,11 +168,11 @@ impl Framer {
             let room = MAX_PDU - self.buf.len();
             if let Some(i) = content.iter().position(|&b| is_control(b)) {
                 if i < room {
-                    return Some(Err(FrameError::ControlByte(content[i])));
+                    return self.reject(&content[..=i], FrameError::ControlByte(content[i]));
                 }
             }
             if content.len() > room {
-                return Some(Err(FrameError::TooLong));
+                return self.reject(&content[..=room], FrameError::TooLong);
             }
             self.buf.extend_from_slice(content);
             let Some(end) = end else {
@@ -219,6 +296,67 @@ mod tests {
             lines("chatm a b grüße\n".as_bytes()),
             vec![Ok("chatm a b grüße".into())]
         );
+    }
+
+    /// The bytes kept for the log after a violation `input` causes.
+    fn rejected(input: &[u8]) -> String {
+        let mut framer = Framer::new();
+        let mut rest = input;
+        while let Some(r) = framer.next_line(&mut rest) {
+            if r.is_err() {
+                return framer.rejected().to_string();
+            }
+        }
+        panic!("no violation in {input:?}")
+    }
+
+    #[test]
+    fn a_violation_keeps_the_end_of_the_line_up_to_the_offending_byte_escaped() {
+        assert_eq!(rejected(b"ok\r\nhello\x1b[31m red\r\n"), "hello\\x1B");
+        assert_eq!(
+            rejected(b"caf\xc3\xa9 \xff\xfe tail\n"),
+            "caf\\xC3\\xA9 \\xFF"
+        );
+        // Bounded: only the last MAX_REJECTED bytes, "..." first when more came before.
+        let long = [b"x".repeat(600), b"\r\n".to_vec()].concat();
+        assert_eq!(rejected(&long), format!("...{}", "x".repeat(MAX_REJECTED)));
+        let mut control = b"a".repeat(100);
+        control.push(0x07);
+        let kept = rejected(&control);
+        assert!(
+            kept.starts_with("...") && kept.ends_with("a\\x07"),
+            "{kept}"
+        );
+        assert_eq!(kept.len(), 3 + MAX_REJECTED - 1 + 4);
+    }
+
+    /// The same bytes, however the input was split across reads.
+    #[test]
+    fn the_rejected_bytes_do_not_depend_on_the_reads() {
+        let input = [b"y".repeat(30), b"z".repeat(30), vec![0x01]].concat();
+        let whole = rejected(&input);
+        let mut framer = Framer::new();
+        let mut found = None;
+        for chunk in input.chunks(7) {
+            let mut rest = chunk;
+            if let Some(Err(_)) = framer.next_line(&mut rest) {
+                found = Some(framer.rejected().to_string());
+                break;
+            }
+        }
+        assert_eq!(found.as_deref(), Some(whole.as_str()));
+        assert_eq!(
+            whole,
+            format!("...{}{}\\x01", "y".repeat(17), "z".repeat(30))
+        );
+    }
+
+    #[test]
+    fn nothing_is_rejected_before_a_violation() {
+        let mut framer = Framer::new();
+        let mut input: &[u8] = b"fine\r\n";
+        assert!(matches!(framer.next_line(&mut input), Some(Ok("fine"))));
+        assert_eq!(framer.rejected().bytes(), b"");
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Nothing here does I/O: no `std::net`, no threads, no channels. It takes bytes or lines
 //! and returns what to do, which is what makes it testable line by line.
 
+pub mod cause;
 pub mod command;
+pub mod diagram;
 pub mod framing;
 pub mod fsm;
 pub mod nick;

@@ -116,6 +116,30 @@ pub fn name_changed(old: &str, new: &str) -> String {
     ok(format_args!("name changed from {old} to {new}"))
 }
 
+/// Why a pong is refused: it carries no token, answers no ping, or answers another one.
+/// The `-ERR` text and the log line both say it this way.
+#[derive(Clone, Copy, Debug)]
+pub struct PongMismatch<T> {
+    /// The pong's token, if it has one.
+    pub token: Option<T>,
+    /// The token of the outstanding ping, if one is.
+    pub expected: Option<T>,
+}
+
+impl<T: fmt::Display> fmt::Display for PongMismatch<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.token, &self.expected) {
+            (Some(t), Some(e)) => write!(
+                f,
+                "pong {t} does not match the outstanding ping: expected +OK pong {e}"
+            ),
+            (Some(t), None) => write!(f, "pong {t} answers no ping: none is outstanding"),
+            (None, Some(e)) => write!(f, "pong without a token: expected +OK pong {e}"),
+            (None, None) => f.write_str("pong without a token, and no ping is outstanding"),
+        }
+    }
+}
+
 /// A multi-line response: the `+OK` line, one line an item, then `.` (POP3 style).
 pub fn multiline<I, T>(first: impl fmt::Display, items: I) -> String
 where
@@ -127,6 +151,20 @@ where
         out += &format!("{item}\r\n");
     }
     out + ".\r\n"
+}
+
+/// The `capa` response for the given settings (§5).
+pub fn capa(settings: &[(&str, String)]) -> String {
+    multiline(
+        "capability list follows",
+        settings.iter().map(|(k, v)| {
+            if v.is_empty() {
+                k.to_string()
+            } else {
+                format!("{k} {v}")
+            }
+        }),
+    )
 }
 
 /// Formats a duration in whole seconds when it is whole, else in seconds with decimals

@@ -13,9 +13,10 @@ use std::fmt;
 use std::ops::Range;
 use std::time::Instant;
 
-use super::command::{self, Classified, Command, SyntaxError};
+use super::cause::Cause;
+use super::command::{self, Classified, Command, Legality, SyntaxError};
 use super::framing::FrameError;
-use super::fsm::{self, CommandKind, Event, Legality, State};
+use super::fsm::{self, Event, State};
 use super::nick::Nick;
 use super::reply::{self, Code};
 
@@ -24,86 +25,6 @@ use super::reply::{self, Code};
 pub struct Limits {
     /// Failed attempts allowed in NEGOTIATING (`--max-retries`).
     pub max_retries: u32,
-}
-
-/// Why a connection ends in ABORTED (the `connection_error` causes of §3) or UPDATE.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Cause {
-    /// The peer closed its sending side.
-    PeerClosed,
-    /// The peer reset the connection.
-    Reset,
-    /// Another I/O error.
-    Io(String),
-    /// `--negotiate-timeout` passed without a valid `uname`.
-    NegotiationTimeout,
-    /// No pong within `--ping-timeout`.
-    PingTimeout,
-    /// A framing violation.
-    Framing(FrameError),
-    /// A command not allowed in the state it arrived in.
-    StateViolation {
-        /// The keyword as the client wrote it.
-        keyword: String,
-        /// The state it arrived in.
-        state: State,
-    },
-    /// A pong answering no outstanding ping, or with another token.
-    StrayPong,
-    /// A `chatm`/`chatr` naming someone else as its author.
-    Spoofing,
-    /// The outbound queue passed `--sendq`, or a write timed out.
-    SlowConsumer,
-    /// Too many failed attempts in NEGOTIATING.
-    TooManyAttempts,
-    /// The client sent `cquit`.
-    Quit,
-    /// The server is shutting down.
-    ServerShutdown,
-}
-
-impl Cause {
-    /// The `cquit <reason>` line the client gets, if the server still can and should say
-    /// anything.
-    pub fn cquit_line(&self) -> Option<String> {
-        let reason = match self {
-            Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::Quit => return None,
-            Cause::NegotiationTimeout => "negotiation timeout",
-            Cause::PingTimeout => "ping timeout",
-            Cause::Framing(_)
-            | Cause::StateViolation { .. }
-            | Cause::StrayPong
-            | Cause::Spoofing => reply::PROTOCOL_VIOLATION,
-            Cause::SlowConsumer => "slow consumer",
-            Cause::TooManyAttempts => "too many failed attempts",
-            Cause::ServerShutdown => "server shutting down",
-        };
-        Some(reply::cquit(reason))
-    }
-}
-
-impl fmt::Display for Cause {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Cause::PeerClosed => f.write_str("peer closed the connection"),
-            Cause::Reset => f.write_str("peer reset the connection"),
-            Cause::Io(e) => write!(f, "I/O error: {e}"),
-            Cause::NegotiationTimeout => f.write_str("negotiation timeout"),
-            Cause::PingTimeout => f.write_str("ping timeout"),
-            Cause::Framing(e) => write!(f, "framing violation: {e}"),
-            Cause::StateViolation { keyword, state } => write!(
-                f,
-                "state violation: {} in {state}",
-                reply::escape(keyword.as_bytes())
-            ),
-            Cause::StrayPong => f.write_str("state violation: pong answers no outstanding ping"),
-            Cause::Spoofing => f.write_str("spoofing"),
-            Cause::SlowConsumer => f.write_str("slow consumer"),
-            Cause::TooManyAttempts => f.write_str("too many failed attempts"),
-            Cause::Quit => f.write_str("client quit"),
-            Cause::ServerShutdown => f.write_str("server shutting down"),
-        }
-    }
 }
 
 /// The end of a connection: the last lines to send, then the orderly close.
@@ -208,7 +129,7 @@ impl Session {
 
     /// Is the connection still reading commands?
     pub fn is_open(&self) -> bool {
-        fsm::legality(CommandKind::Ping, self.state).is_some()
+        fsm::COMMAND_STATES.contains(&self.state)
     }
 
     /// When the server's ping that awaits its pong was sent, if one does.
@@ -251,11 +172,12 @@ impl Session {
             return Step::Nothing;
         }
         let c = command::classify(line);
-        match fsm::legality(c.kind, self.state) {
+        match c.legality_in(self.state) {
             Some(Legality::Violation) => {
-                let text = format!("{} is not allowed in {}", c.keyword, self.state);
+                let name = c.name();
+                let text = format!("{name} is not allowed in {}", self.state);
                 let cause = Cause::StateViolation {
-                    keyword: c.keyword.to_string(),
+                    keyword: name,
                     state: self.state,
                 };
                 Step::Close(self.abort(reply::err(Code::State, text), cause))
@@ -271,9 +193,9 @@ impl Session {
     }
 
     fn syntax_error(&mut self, c: &Classified<'_>, e: SyntaxError) -> Step {
-        let text = match c.kind {
-            CommandKind::Unknown => e.0.to_string(),
-            _ => format!("{}: {}", c.keyword.to_ascii_lowercase(), e.0),
+        let text = match e {
+            SyntaxError::Unknown => e.to_string(),
+            _ => format!("{}: {e}", c.keyword),
         };
         self.refuse(Code::Syntax, text)
     }
@@ -282,7 +204,11 @@ impl Session {
     /// `-ERR` (§6).
     fn refuse(&mut self, code: Code, text: impl fmt::Display) -> Step {
         if self.state != State::Negotiating {
-            log::debug!("{} refused: [{code}] {text}", self.tag);
+            log::debug!(
+                "{} refused: [{code}] {}",
+                self.tag,
+                reply::escape(text.to_string().as_bytes())
+            );
             return Step::Reply(reply::err(code, text));
         }
         self.failed_attempts += 1;
@@ -380,17 +306,34 @@ impl Session {
             }
             Command::Users => Step::Users,
             Command::Notif(on) => Step::Notif(on),
-            Command::Pong(token) => match self.outstanding_ping.take() {
-                Some((t, sent)) if t == token => Step::PongAccepted(sent),
-                outstanding => {
-                    self.outstanding_ping = outstanding;
-                    Step::Close(self.abort(
-                        reply::err(Code::State, "pong does not answer an outstanding ping"),
-                        Cause::StrayPong,
-                    ))
-                }
-            },
+            Command::Pong(token) => self.on_pong(token),
         }
+    }
+
+    /// A pong: it must carry the outstanding ping's token (§5). Without a token it is a
+    /// SYNTAX refusal; answering no ping, or another one, a violation.
+    fn on_pong(&mut self, token: Option<&str>) -> Step {
+        if let (Some(t), Some((expected, sent))) = (token, &self.outstanding_ping) {
+            if t == expected {
+                let sent = *sent;
+                self.outstanding_ping = None;
+                return Step::PongAccepted(sent);
+            }
+        }
+        let expected = self.outstanding_ping.as_ref().map(|(t, _)| t.clone());
+        let why = reply::PongMismatch {
+            token,
+            expected: expected.as_deref(),
+        };
+        let Some(token) = token else {
+            return self.refuse(Code::Syntax, why);
+        };
+        let line = reply::err(Code::State, why);
+        let cause = Cause::StrayPong {
+            token: token.to_string(),
+            expected,
+        };
+        Step::Close(self.abort(line, cause))
     }
 
     /// Own nickname, if `name` names it.
@@ -455,20 +398,6 @@ impl Session {
     pub fn on_closed(&mut self) {
         self.set_state(Event::Close, format_args!(""));
     }
-}
-
-/// The `capa` response for the given settings (§5).
-pub fn capa(settings: &[(&str, String)]) -> String {
-    reply::multiline(
-        "capability list follows",
-        settings.iter().map(|(k, v)| {
-            if v.is_empty() {
-                k.to_string()
-            } else {
-                format!("{k} {v}")
-            }
-        }),
-    )
 }
 
 #[cfg(test)]
@@ -572,22 +501,31 @@ mod tests {
 
         #[test]
         fn session_commands_are_violations() {
-            for line in [
-                "cname bob",
-                "chatm a b c",
-                "chatr a b",
-                "users",
-                "notif on",
-                "+OK pong x",
+            for (line, name) in [
+                ("cname bob", "cname"),
+                ("chatm a b c", "chatm"),
+                ("chatr a b", "chatr"),
+                ("users", "users"),
+                ("Notif on", "Notif"),
+                // Named as in the legality table, the keyword as the client wrote it.
+                ("+OK pong x", "+OK pong"),
+                ("+ok PONG x", "+ok pong"),
+                ("+OK", "+OK pong"),
             ] {
                 let mut s = session_negotiating();
                 let c = closing(s.on_line(line));
-                let kw = line.split(' ').next().unwrap();
                 assert_eq!(
                     c.lines,
                     format!(
-                        "-ERR [STATE] {kw} is not allowed in NEGOTIATING\r\ncquit protocol violation\r\n"
+                        "-ERR [STATE] {name} is not allowed in NEGOTIATING\r\ncquit protocol violation\r\n"
                     )
+                );
+                assert_eq!(
+                    c.cause,
+                    Cause::StateViolation {
+                        keyword: name.into(),
+                        state: State::Negotiating
+                    }
                 );
                 assert_eq!(s.state(), State::Aborted);
             }
@@ -689,15 +627,108 @@ mod tests {
             assert_eq!(s.ping_outstanding(), None);
             // A second pong answers nothing.
             let c = closing(s.on_line("+OK pong t1"));
-            assert_eq!(c.cause, Cause::StrayPong);
+            assert_eq!(
+                c.cause,
+                Cause::StrayPong {
+                    token: "t1".into(),
+                    expected: None
+                }
+            );
         }
 
         #[test]
-        fn pong_with_another_token_is_a_violation() {
+        fn pong_with_another_token_is_a_violation_naming_the_expected_one() {
             let mut s = session_established();
             s.ping_sent("t1".into(), Instant::now());
             let c = closing(s.on_line("+OK pong t2"));
-            assert!(c.lines.starts_with("-ERR [STATE] "));
+            assert_eq!(
+                c.lines,
+                "-ERR [STATE] pong t2 does not match the outstanding ping: expected +OK pong t1\r\n\
+                 cquit protocol violation\r\n"
+            );
+            assert_eq!(
+                c.cause,
+                Cause::StrayPong {
+                    token: "t2".into(),
+                    expected: Some("t1".into())
+                }
+            );
+            assert_eq!(
+                c.cause.to_string(),
+                "state violation: pong t2 does not match the outstanding ping: expected +OK pong t1"
+            );
+            assert_eq!(s.state(), State::Aborted);
+        }
+
+        #[test]
+        fn pong_without_an_outstanding_ping_is_a_violation_saying_so() {
+            let mut s = session_established();
+            let c = closing(s.on_line("+OK pong 1.1"));
+            assert_eq!(
+                c.lines,
+                "-ERR [STATE] pong 1.1 answers no ping: none is outstanding\r\n\
+                 cquit protocol violation\r\n"
+            );
+            assert_eq!(
+                c.cause.to_string(),
+                "state violation: pong 1.1 answers no ping: none is outstanding"
+            );
+            assert_eq!(s.state(), State::Aborted);
+        }
+
+        /// A pong without a token stays a SYNTAX refusal (the connection stays); the text
+        /// says what was expected, and the outstanding ping still awaits its pong.
+        #[test]
+        fn pong_without_a_token_is_a_syntax_refusal_saying_what_was_expected() {
+            let mut s = session_established();
+            assert_eq!(
+                s.on_line("+OK pong"),
+                Step::Reply(
+                    "-ERR [SYNTAX] pong without a token, and no ping is outstanding\r\n".into()
+                )
+            );
+            let sent = Instant::now();
+            s.ping_sent("t1".into(), sent);
+            assert_eq!(
+                s.on_line("+ok PONG"),
+                Step::Reply("-ERR [SYNTAX] pong without a token: expected +OK pong t1\r\n".into())
+            );
+            assert_eq!(s.state(), State::Established);
+            assert_eq!(s.on_line("+OK pong t1"), Step::PongAccepted(sent));
+        }
+
+        /// `+OK` other than a pong is SYNTAX, with the keyword as the client wrote it.
+        #[test]
+        fn ok_that_is_not_a_pong_is_a_syntax_refusal() {
+            let mut s = session_established();
+            for (line, keyword) in [("+OK foo", "+OK"), ("+ok", "+ok"), ("+Ok ping t", "+Ok")] {
+                assert_eq!(
+                    s.on_line(line),
+                    Step::Reply(format!(
+                        "-ERR [SYNTAX] {keyword}: a client sends +OK only as +OK pong <token>\r\n"
+                    ))
+                );
+            }
+            assert_eq!(s.state(), State::Established);
+        }
+
+        /// SYNTAX refusals echo the keyword as written and name what is wrong.
+        #[test]
+        fn syntax_refusals_echo_the_keyword_and_name_the_missing_argument() {
+            let mut s = session_established();
+            for (line, text) in [
+                ("CNAME", "CNAME: missing <new>"),
+                ("ChatR alice", "ChatR: missing <recipient>"),
+                ("chatm alice bob", "chatm: empty message"),
+                ("Users now", "Users: too many arguments"),
+                ("NOTIF maybe", "NOTIF: expected on or off"),
+            ] {
+                assert_eq!(
+                    s.on_line(line),
+                    Step::Reply(format!("-ERR [SYNTAX] {text}\r\n")),
+                    "{line}"
+                );
+            }
         }
 
         #[test]
@@ -757,7 +788,7 @@ mod tests {
     /// Property tests: random command sequences against the tables of §3 and §4.
     mod properties {
         use super::*;
-        use crate::protocol::fsm::{LEGALITY, TRANSITIONS};
+        use crate::protocol::fsm::TRANSITIONS;
         use proptest::prelude::*;
 
         fn any_line() -> impl Strategy<Value = String> {
@@ -812,8 +843,8 @@ mod tests {
                 let mut failed = 0;
                 for line in &lines {
                     let before = s.state();
-                    let kind = command::classify(line).kind;
-                    let cell = fsm::legality(kind, before);
+                    let classified = command::classify(line);
+                    let cell = classified.legality_in(before);
                     let step = s.on_line(line);
                     let after = s.state();
                     // Every state change is a row of §3.
@@ -848,7 +879,7 @@ mod tests {
                             }
                         }
                         (Step::Register(nick), Some(Legality::Legal)) => {
-                            prop_assert_eq!(kind, CommandKind::Uname);
+                            prop_assert_eq!(classified.spec.map(|c| c.keyword), Some("uname"));
                             if hub_says_yes {
                                 s.on_registered(nick.clone(), false);
                                 prop_assert_eq!(s.state(), State::Established);
@@ -869,15 +900,6 @@ mod tests {
                 }
             }
 
-            #[test]
-            fn every_legality_row_is_reachable_by_its_keyword(i in 0..LEGALITY.len()) {
-                let row = LEGALITY[i];
-                let keyword = row.synopsis.split(' ').next().unwrap_or("");
-                let kind = command::classify(keyword).kind;
-                if row.kind != CommandKind::Unknown {
-                    prop_assert_eq!(kind, row.kind);
-                }
-            }
         }
     }
 }

@@ -1,0 +1,101 @@
+//! Why a connection ends (PROTOCOL.md §3: the causes of `connection_error`, the quit and
+//! the shutdown), what the client is told, and how the log names it. The session, the
+//! reader, the writer and the hub all speak of an ending in these terms.
+
+use std::fmt;
+
+use super::framing::FrameError;
+use super::fsm::State;
+use super::reply;
+
+/// Why a connection ends in ABORTED (the `connection_error` causes of §3) or UPDATE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The peer closed its sending side.
+    PeerClosed,
+    /// The peer reset the connection.
+    Reset,
+    /// Another I/O error.
+    Io(String),
+    /// `--negotiate-timeout` passed without a valid `uname`.
+    NegotiationTimeout,
+    /// No pong within `--ping-timeout`.
+    PingTimeout,
+    /// A framing violation.
+    Framing(FrameError),
+    /// A command not allowed in the state it arrived in.
+    StateViolation {
+        /// The keyword as the client wrote it.
+        keyword: String,
+        /// The state it arrived in.
+        state: State,
+    },
+    /// A pong answering no outstanding ping, or with another token.
+    StrayPong {
+        /// The pong's token.
+        token: String,
+        /// The outstanding ping's token, if a ping is outstanding.
+        expected: Option<String>,
+    },
+    /// A `chatm`/`chatr` naming someone else as its author.
+    Spoofing,
+    /// The outbound queue passed `--sendq`, or a write timed out.
+    SlowConsumer,
+    /// Too many failed attempts in NEGOTIATING.
+    TooManyAttempts,
+    /// The client sent `cquit`.
+    Quit,
+    /// The server is shutting down.
+    ServerShutdown,
+}
+
+impl Cause {
+    /// The `cquit <reason>` line the client gets, if the server still can and should say
+    /// anything.
+    pub fn cquit_line(&self) -> Option<String> {
+        let reason = match self {
+            Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::Quit => return None,
+            Cause::NegotiationTimeout => "negotiation timeout",
+            Cause::PingTimeout => "ping timeout",
+            Cause::Framing(_)
+            | Cause::StateViolation { .. }
+            | Cause::StrayPong { .. }
+            | Cause::Spoofing => reply::PROTOCOL_VIOLATION,
+            Cause::SlowConsumer => "slow consumer",
+            Cause::TooManyAttempts => "too many failed attempts",
+            Cause::ServerShutdown => "server shutting down",
+        };
+        Some(reply::cquit(reason))
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::PeerClosed => f.write_str("peer closed the connection"),
+            Cause::Reset => f.write_str("peer reset the connection"),
+            Cause::Io(e) => write!(f, "I/O error: {e}"),
+            Cause::NegotiationTimeout => f.write_str("negotiation timeout"),
+            Cause::PingTimeout => f.write_str("ping timeout"),
+            Cause::Framing(e) => write!(f, "framing violation: {e}"),
+            Cause::StateViolation { keyword, state } => write!(
+                f,
+                "state violation: {} in {state}",
+                reply::escape(keyword.as_bytes())
+            ),
+            Cause::StrayPong { token, expected } => {
+                let escaped = |t: &String| reply::escape(t.as_bytes());
+                let why = reply::PongMismatch {
+                    token: Some(escaped(token)),
+                    expected: expected.as_ref().map(escaped),
+                };
+                write!(f, "state violation: {why}")
+            }
+            Cause::Spoofing => f.write_str("spoofing"),
+            Cause::SlowConsumer => f.write_str("slow consumer"),
+            Cause::TooManyAttempts => f.write_str("too many failed attempts"),
+            Cause::Quit => f.write_str("client quit"),
+            Cause::ServerShutdown => f.write_str("server shutting down"),
+        }
+    }
+}

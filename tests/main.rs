@@ -29,6 +29,7 @@ mod harness;
 
 mod cli;
 mod client;
+mod diagrams;
 mod established;
 mod faults;
 mod framing;

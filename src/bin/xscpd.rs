@@ -27,13 +27,8 @@ fn main() -> ExitCode {
         complain(format_args!("{e}"));
         return ExitCode::from(1);
     }
-    let server = match Server::bind(config.clone()) {
-        Ok(s) => s,
-        Err(e) => {
-            complain(format_args!("cannot listen on {}: {e}", config.listen));
-            return ExitCode::from(1);
-        }
-    };
+    // The handler first: once the log says LISTEN, a SIGTERM must find it installed and
+    // end the server in order, not kill it.
     let (tx, rx) = crossbeam_channel::bounded(1);
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = tx.try_send(());
@@ -41,6 +36,13 @@ fn main() -> ExitCode {
         complain(format_args!("cannot install signal handler: {e}"));
         return ExitCode::from(1);
     }
+    let server = match Server::bind(config.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            complain(format_args!("cannot listen on {}: {e}", config.listen));
+            return ExitCode::from(1);
+        }
+    };
     server.run(rx);
     ExitCode::SUCCESS
 }

@@ -36,6 +36,10 @@ const MAX_LINGERING: usize = 64;
 /// Refused connections lingering now.
 static LINGERING: AtomicUsize = AtomicUsize::new(0);
 
+/// Arenas the allocator may use for all the connection threads: enough that they seldom
+/// wait for each other, few enough that freed memory gathers where it can be given back.
+const ARENA_MAX: i32 = 4;
+
 /// Everything the acceptor needs.
 pub struct Acceptor {
     /// The listening socket.
@@ -75,6 +79,10 @@ impl Acceptor {
         // Woken before it listened again, the socket listens anew: see the flag first.
         if self.stop.load(Ordering::SeqCst) {
             return log::debug!("acceptor stopped before it started");
+        }
+        // Before the first connection thread: threads created later share these arenas.
+        if sys::cap_arenas(ARENA_MAX) {
+            log::debug!("allocator arenas capped at {ARENA_MAX}");
         }
         let mut next_id = 1u64;
         // A descriptor kept in reserve: when the process runs out, it is given up for a

@@ -1,5 +1,6 @@
 //! The few C library calls std does not offer, declared here once with their safety
-//! arguments: the listen backlog, waking a blocked `accept`, waiting for a client.
+//! arguments: the listen backlog, waking a blocked `accept`, waiting for a client, and
+//! giving freed heap memory back to the system.
 
 use std::io;
 use std::net::TcpListener;
@@ -105,4 +106,53 @@ pub fn shutdown_read(listener: &TcpListener) -> io::Result<()> {
 /// Blocks until a connection is waiting on `listener`, or the listener is shut down.
 pub fn wait_readable(listener: &TcpListener) {
     imp::wait_readable(listener)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod heap {
+    use std::ffi::c_int;
+
+    unsafe extern "C" {
+        fn mallopt(param: c_int, value: c_int) -> c_int;
+        fn malloc_trim(pad: usize) -> c_int;
+    }
+
+    /// glibc's `M_ARENA_MAX`.
+    const M_ARENA_MAX: c_int = -8;
+
+    pub fn cap_arenas(n: i32) -> bool {
+        // SAFETY: mallopt takes two integers and only changes allocator settings; glibc
+        // serialises it with the allocator's own locks.
+        unsafe { mallopt(M_ARENA_MAX, n) == 1 }
+    }
+
+    pub fn trim() -> bool {
+        // SAFETY: malloc_trim takes an integer and returns free heap pages to the system
+        // under the allocator's locks; it frees no memory that is in use.
+        unsafe { malloc_trim(0) == 1 }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod heap {
+    pub fn cap_arenas(_n: i32) -> bool {
+        false
+    }
+
+    pub fn trim() -> bool {
+        false
+    }
+}
+
+/// Caps the allocator's per-thread arenas at `n` (glibc; elsewhere nothing). Thousands of
+/// threads that allocate otherwise spread over up to 8 arenas per core, each of which
+/// keeps its own free memory. Returns whether the cap was set.
+pub fn cap_arenas(n: i32) -> bool {
+    heap::cap_arenas(n)
+}
+
+/// Gives the allocator's free memory back to the system (glibc `malloc_trim(0)`; elsewhere
+/// nothing). Returns whether any was released.
+pub fn trim_heap() -> bool {
+    heap::trim()
 }

@@ -3,7 +3,7 @@
 //! closes, exit).
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -123,6 +123,7 @@ impl Server {
             hub: hub_tx.clone(),
             stop: Arc::clone(&stop),
         };
+        let waker = acceptor.waker();
         let acceptor_thread = thread::Builder::new()
             .name("xscp-accept".into())
             .spawn(move || acceptor.run());
@@ -130,10 +131,10 @@ impl Server {
         let _ = shutdown.recv();
         log::info!("shutting down: {} connections live", admission.live());
 
-        // LISTEN -> CLOSED: stop accepting; wake the acceptor by connecting to it.
+        // LISTEN -> CLOSED: stop accepting; wake the acceptor (needs no free descriptor).
         stop.store(true, Ordering::SeqCst);
         if let Ok(t) = acceptor_thread {
-            let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_secs(1));
+            waker.wake();
             let _ = t.join();
         }
         listener_transition(self.addr, State::Listen, Event::Close);
@@ -154,16 +155,4 @@ impl Server {
         }
         log::info!("server stopped");
     }
-}
-
-/// Where to connect to wake the acceptor: the bound address, with an unspecified IP
-/// replaced by loopback.
-fn wake_address(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    addr
 }

@@ -1,17 +1,20 @@
 //! The acceptor thread (`xscp-accept`): accepts, admits or refuses, starts readers.
 //!
-//! It never blocks on a client: a refusal is one short write into an empty socket buffer.
-//! When the system runs out of descriptors or threads it refuses the one client, logs it
-//! and backs off briefly instead of spinning; it recovers by itself when resources return.
-//! It stops when the stop flag is set and it is woken (by a connection to itself).
+//! It never blocks on a client: a refusal is one short write into an empty socket buffer,
+//! and the refused connection lingers (closes in order) on a pooled thread. When the system
+//! runs out of descriptors or threads it refuses the one client, logs it and backs off
+//! briefly instead of spinning; it recovers by itself when resources return. It listens
+//! with the largest backlog the system allows, so that a burst of connects is not lost.
+//! It stops when the stop flag is set and it is woken ([`Waker`]), which needs no free
+//! descriptor.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
@@ -19,11 +22,23 @@ use super::admission::{Admission, Refusal};
 use super::conn::{self, Accepted, ConnSettings};
 use super::outbox::ConnShared;
 use super::pool::Job;
+use super::{LINGER, sys};
 use crate::hub::ToHub;
 use crate::protocol::reply::{self, Code};
 
 /// How long the acceptor pauses after running out of a resource.
 const BACKOFF: Duration = Duration::from_millis(100);
+
+/// Most refused connections lingering at once; past it a refusal closes at once (and may
+/// reset data the client sent meanwhile).
+const MAX_LINGERING: usize = 64;
+
+/// Refused connections lingering now.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// Arenas the allocator may use for all the connection threads: enough that they seldom
+/// wait for each other, few enough that freed memory gathers where it can be given back.
+const ARENA_MAX: i32 = 4;
 
 /// Everything the acceptor needs.
 pub struct Acceptor {
@@ -35,7 +50,7 @@ pub struct Acceptor {
     pub settings: Arc<ConnSettings>,
     /// The hub's inbox.
     pub hub: Sender<ToHub>,
-    /// Set to stop; then wake the acceptor by connecting to it.
+    /// Set to stop; then wake the acceptor with its [`Waker`].
     pub stop: Arc<AtomicBool>,
 }
 
@@ -46,8 +61,29 @@ fn out_of_resources(e: &std::io::Error) -> bool {
 }
 
 impl Acceptor {
+    /// What wakes this acceptor once its stop flag is set; take it before [`Acceptor::run`].
+    pub fn waker(&self) -> Waker {
+        Waker {
+            listener: self.listener.try_clone().ok(),
+            addr: self.listener.local_addr().ok(),
+        }
+    }
+
     /// Accepts until stopped.
     pub fn run(self) {
+        let backlog = sys::max_backlog();
+        match sys::set_backlog(&self.listener, backlog) {
+            Ok(()) => log::info!("listen backlog {backlog} (net.core.somaxconn)"),
+            Err(e) => log::warn!("cannot raise the listen backlog to {backlog}: {e}"),
+        }
+        // Woken before it listened again, the socket listens anew: see the flag first.
+        if self.stop.load(Ordering::SeqCst) {
+            return log::debug!("acceptor stopped before it started");
+        }
+        // Before the first connection thread: threads created later share these arenas.
+        if sys::cap_arenas(ARENA_MAX) {
+            log::debug!("allocator arenas capped at {ARENA_MAX}");
+        }
         let mut next_id = 1u64;
         // A descriptor kept in reserve: when the process runs out, it is given up for a
         // moment so that the waiting client can be accepted, told, and closed (instead of
@@ -73,7 +109,7 @@ impl Acceptor {
                         if let Ok((stream, peer)) = self.listener.accept() {
                             next_id += 1;
                             let _ = stream.set_nonblocking(false);
-                            refuse(&stream, id, &peer.to_string(), Refusal::OutOfResources);
+                            refuse_now(&stream, id, &peer.to_string());
                         }
                         let _ = self.listener.set_nonblocking(false);
                         reserve = File::open("/dev/null").ok();
@@ -81,7 +117,7 @@ impl Acceptor {
                     thread::sleep(BACKOFF);
                     // Out of descriptors, accept() fails at once even with no client
                     // waiting; wait for one (which needs no descriptor) instead of spinning.
-                    wait_for_client(&self.listener);
+                    sys::wait_readable(&self.listener);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) => log::warn!("accept failed: {e}"),
@@ -101,7 +137,7 @@ impl Acceptor {
         };
         let ticket = match self.admission.admit(id, peer.ip()) {
             Ok(t) => t,
-            Err(why) => return refuse(&stream, id, &peer.to_string(), why),
+            Err(why) => return self.refuse(stream, id, &peer.to_string(), why),
         };
         let _ = stream.set_nodelay(true);
         let shared = ConnShared::new(stream);
@@ -121,30 +157,124 @@ impl Acceptor {
             // The system is short of threads or memory: refuse this one client, back off.
             log::error!("conn={id} peer={peer} cannot start a thread: {e}");
             drop(job); // Frees the client's place.
-            refuse(
-                kept.socket(),
-                id,
-                &peer.to_string(),
-                Refusal::OutOfResources,
-            );
+            refuse_now(kept.socket(), id, &peer.to_string());
             thread::sleep(BACKOFF);
+        }
+    }
+
+    /// Refuses a client over a limit: `-ERR [FULL]`, `cquit`, FIN, then the close lingers
+    /// on a pooled thread like every other close (§7), so that what the client sent
+    /// meanwhile does not turn it into a reset. Past [`MAX_LINGERING`] it closes at once.
+    fn refuse(&self, stream: TcpStream, id: u64, peer: &str, why: Refusal) {
+        let text = refusal_text(why);
+        let Some(slot) = LingerSlot::take() else {
+            log::warn!(
+                "conn={id} peer={peer} refused: {text}; closed at once, {MAX_LINGERING} \
+                 refused connections already linger"
+            );
+            say_full(&stream, text);
+            return drain_now(&stream);
+        };
+        log::warn!("conn={id} peer={peer} refused: {text}");
+        say_full(&stream, text);
+        let stream = Arc::new(stream);
+        let lingering = Arc::clone(&stream);
+        let job = Job::new(format!("xscp-refuse-{id}"), move || {
+            linger(&lingering, LINGER);
+            drop(slot);
+        });
+        if let Err((e, job)) = self.settings.readers.run(job) {
+            drop(job);
+            log::warn!("conn={id} peer={peer} refusal closed at once: {e}");
+            drain_now(&stream);
         }
     }
 }
 
-/// Refuses a client over a limit: `-ERR [FULL]`, `cquit`, FIN, close.
-fn refuse(mut stream: &TcpStream, id: u64, peer: &str, why: Refusal) {
-    let text = match why {
+/// Wakes the acceptor blocked in `accept` (or waiting for a client) so that it sees its
+/// stop flag: shuts the listening socket's receiving side, through a second handle on it
+/// taken at start, so that waking needs no free descriptor (the process may have none
+/// left). Where that does not wake it, it connects to the listener.
+pub struct Waker {
+    listener: Option<TcpListener>,
+    addr: Option<SocketAddr>,
+}
+
+impl Waker {
+    /// Wakes the acceptor; it stops listening.
+    pub fn wake(&self) {
+        if let Some(listener) = &self.listener {
+            match sys::shutdown_read(listener) {
+                Ok(()) => return,
+                Err(e) => log::debug!("cannot shut the listener down: {e}; connecting to it"),
+            }
+        }
+        if let Some(addr) = self.addr {
+            let _ = TcpStream::connect_timeout(&wake_address(addr), Duration::from_secs(1));
+        }
+    }
+}
+
+/// Where to connect to wake the acceptor: the bound address, with an unspecified IP
+/// replaced by loopback.
+fn wake_address(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
+/// A place among the [`MAX_LINGERING`] refused connections that may linger at once.
+struct LingerSlot;
+
+impl LingerSlot {
+    fn take() -> Option<LingerSlot> {
+        if LINGERING.fetch_add(1, Ordering::SeqCst) >= MAX_LINGERING {
+            LINGERING.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(LingerSlot)
+    }
+}
+
+impl Drop for LingerSlot {
+    fn drop(&mut self) {
+        LINGERING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a refusal says.
+fn refusal_text(why: Refusal) -> &'static str {
+    match why {
         Refusal::ServerFull => "server full",
         Refusal::TooManyFromAddress => "server full (too many connections from your address)",
         Refusal::OutOfResources => "server full (out of resources)",
-    };
-    log::warn!("conn={id} peer={peer} refused: {text}");
+    }
+}
+
+/// Writes `-ERR [FULL] <text>` and `cquit server full`, then the FIN.
+fn say_full(mut stream: &TcpStream, text: &str) {
     let lines = reply::err(Code::Full, text) + &reply::cquit("server full");
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = stream.write_all(lines.as_bytes());
     let _ = stream.shutdown(Shutdown::Write);
-    // Drain what the client may already have sent, so the close is not a reset.
+}
+
+/// Refuses a client for lack of descriptors or threads: it cannot afford to linger (the
+/// descriptor is needed back at once), so it drains what has arrived and closes.
+fn refuse_now(stream: &TcpStream, id: u64, peer: &str) {
+    let text = refusal_text(Refusal::OutOfResources);
+    log::warn!("conn={id} peer={peer} refused: {text}");
+    say_full(stream, text);
+    drain_now(stream);
+}
+
+/// Reads what the client has already sent, without waiting, so that the close that
+/// follows is less likely a reset.
+fn drain_now(mut stream: &TcpStream) {
     let _ = stream.set_nonblocking(true);
     let mut sink = [0u8; 512];
     while let Ok(n) = stream.read(&mut sink) {
@@ -154,33 +284,21 @@ fn refuse(mut stream: &TcpStream, id: u64, peer: &str, why: Refusal) {
     }
 }
 
-/// Blocks until a connection is waiting on `listener` (or an error). Used when accept()
-/// cannot be, because it fails at once while the process has no descriptor to spare.
-#[cfg(unix)]
-fn wait_for_client(listener: &TcpListener) {
-    use std::ffi::{c_int, c_short, c_ulong};
-    use std::os::fd::AsRawFd;
-    #[repr(C)]
-    struct PollFd {
-        fd: c_int,
-        events: c_short,
-        revents: c_short,
-    }
-    unsafe extern "C" {
-        fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
-    }
-    const POLLIN: c_short = 1;
-    let mut pfd = PollFd {
-        fd: listener.as_raw_fd(),
-        events: POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid, initialised pollfd that lives across the call, matching
-    // nfds = 1; the descriptor belongs to `listener`, which outlives the call.
-    unsafe {
-        poll(&mut pfd, 1, -1);
+/// Reads and discards input until end of stream or `limit` passes, so that data the client
+/// sent after our last line does not make the close a reset.
+pub(super) fn linger(mut stream: &TcpStream, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut sink = [0u8; 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
     }
 }
-
-#[cfg(not(unix))]
-fn wait_for_client(_listener: &TcpListener) {}

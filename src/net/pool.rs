@@ -5,7 +5,9 @@
 //! Each job renames its thread (`xscp-conn-<id>`, `xscp-write-<id>`) so that `top -H` shows
 //! who is who. A panic inside a job is contained: it is logged and the thread goes back to
 //! the pool. Idle threads exit after [`IDLE_KEEP`], so the thread count returns to its
-//! baseline by itself.
+//! baseline by itself; as it falls after a spike, the allocator's free memory is given back
+//! to the system (at most a few times per spike), so that the memory use comes back down
+//! too.
 
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -41,7 +43,12 @@ impl Job {
 pub struct Budget {
     live: AtomicUsize,
     max: usize,
+    /// The most threads live since the heap was last trimmed.
+    peak: AtomicUsize,
 }
+
+/// Below this many threads at the peak, their exits alone do not trim the heap.
+const TRIM_PEAK: usize = 32;
 
 impl Budget {
     /// A budget of `max` threads.
@@ -49,6 +56,7 @@ impl Budget {
         Arc::new(Budget {
             live: AtomicUsize::new(0),
             max,
+            peak: AtomicUsize::new(0),
         })
     }
 
@@ -74,11 +82,32 @@ impl Budget {
             self.live.fetch_sub(1, Ordering::SeqCst);
             return false;
         }
+        self.peak.fetch_max(live + 1, Ordering::SeqCst);
         true
     }
 
     fn give_back(&self) {
         self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Gives a place back as its idle thread exits. Each time the thread count has halved
+    /// since the last trim (from a peak of at least [`TRIM_PEAK`]), and when it reaches
+    /// zero, the heap's free memory goes back to the system: the memory of the connections
+    /// that left sits in the allocator's arenas otherwise. That is a handful of trims per
+    /// spike, each while the server is quiet enough for its threads to idle out.
+    fn exit_idle(&self) {
+        let live = self.live.fetch_sub(1, Ordering::SeqCst) - 1;
+        let peak = self.peak.load(Ordering::SeqCst);
+        let due = peak > live && (live == 0 || (peak >= TRIM_PEAK && live <= peak / 2));
+        if due
+            && self
+                .peak
+                .compare_exchange(peak, live, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            let released = super::sys::trim_heap();
+            log::debug!("{live} pooled threads left (peak {peak}): heap trimmed: {released}");
+        }
     }
 
     /// The most threads allowed.
@@ -139,7 +168,7 @@ impl Pool {
                 if let Ok(job) = first_rx.recv() {
                     pool.work(job);
                 }
-                pool.budget.give_back();
+                pool.budget.exit_idle();
             });
         match spawned {
             Ok(_) => Ok(()),

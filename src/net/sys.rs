@@ -1,0 +1,158 @@
+//! The few C library calls std does not offer, declared here once with their safety
+//! arguments: the listen backlog, waking a blocked `accept`, waiting for a client, and
+//! giving freed heap memory back to the system.
+
+use std::io;
+use std::net::TcpListener;
+
+/// The backlog used when the system's maximum cannot be read.
+const DEFAULT_BACKLOG: i32 = 4096;
+
+/// The largest listen backlog the system allows (`net.core.somaxconn`), or 4096.
+pub fn max_backlog() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&n: &i32| n > 0)
+        .unwrap_or(DEFAULT_BACKLOG)
+}
+
+#[cfg(unix)]
+mod imp {
+    use std::ffi::{c_int, c_short, c_ulong};
+    use std::io;
+    use std::net::TcpListener;
+    use std::os::fd::AsRawFd;
+
+    #[repr(C)]
+    struct PollFd {
+        fd: c_int,
+        events: c_short,
+        revents: c_short,
+    }
+
+    unsafe extern "C" {
+        fn listen(fd: c_int, backlog: c_int) -> c_int;
+        fn shutdown(fd: c_int, how: c_int) -> c_int;
+        fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
+    }
+
+    /// `SHUT_RD` (the same on Linux and the BSDs).
+    const SHUT_RD: c_int = 0;
+    const POLLIN: c_short = 1;
+
+    fn check(ret: c_int) -> io::Result<()> {
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn set_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
+        // SAFETY: the descriptor belongs to `listener`, which is borrowed for the call, so
+        // it is open and is the listening socket; listen() takes no pointers.
+        check(unsafe { listen(listener.as_raw_fd(), backlog) })
+    }
+
+    pub fn shutdown_read(listener: &TcpListener) -> io::Result<()> {
+        // SAFETY: as above, a descriptor `listener` owns and keeps open across the call;
+        // shutdown() takes no pointers.
+        check(unsafe { shutdown(listener.as_raw_fd(), SHUT_RD) })
+    }
+
+    pub fn wait_readable(listener: &TcpListener) {
+        let mut pfd = PollFd {
+            fd: listener.as_raw_fd(),
+            events: POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid, initialised pollfd that lives across the call,
+        // matching nfds = 1; the descriptor belongs to `listener`, which outlives the call.
+        unsafe {
+            poll(&mut pfd, 1, -1);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod imp {
+    use std::io;
+    use std::net::TcpListener;
+
+    pub fn set_backlog(_listener: &TcpListener, _backlog: i32) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    pub fn shutdown_read(_listener: &TcpListener) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    pub fn wait_readable(_listener: &TcpListener) {}
+}
+
+/// Sets the backlog of an already listening socket (calling `listen` again does that on
+/// Linux): std always listens with 128.
+pub fn set_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
+    imp::set_backlog(listener, backlog)
+}
+
+/// Shuts the receiving side of a listening socket: on Linux this stops it listening and
+/// wakes a thread blocked in `accept` or `poll` on it, without needing a descriptor.
+pub fn shutdown_read(listener: &TcpListener) -> io::Result<()> {
+    imp::shutdown_read(listener)
+}
+
+/// Blocks until a connection is waiting on `listener`, or the listener is shut down.
+pub fn wait_readable(listener: &TcpListener) {
+    imp::wait_readable(listener)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod heap {
+    use std::ffi::c_int;
+
+    unsafe extern "C" {
+        fn mallopt(param: c_int, value: c_int) -> c_int;
+        fn malloc_trim(pad: usize) -> c_int;
+    }
+
+    /// glibc's `M_ARENA_MAX`.
+    const M_ARENA_MAX: c_int = -8;
+
+    pub fn cap_arenas(n: i32) -> bool {
+        // SAFETY: mallopt takes two integers and only changes allocator settings; glibc
+        // serialises it with the allocator's own locks.
+        unsafe { mallopt(M_ARENA_MAX, n) == 1 }
+    }
+
+    pub fn trim() -> bool {
+        // SAFETY: malloc_trim takes an integer and returns free heap pages to the system
+        // under the allocator's locks; it frees no memory that is in use.
+        unsafe { malloc_trim(0) == 1 }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod heap {
+    pub fn cap_arenas(_n: i32) -> bool {
+        false
+    }
+
+    pub fn trim() -> bool {
+        false
+    }
+}
+
+/// Caps the allocator's per-thread arenas at `n` (glibc; elsewhere nothing). Thousands of
+/// threads that allocate otherwise spread over up to 8 arenas per core, each of which
+/// keeps its own free memory. Returns whether the cap was set.
+pub fn cap_arenas(n: i32) -> bool {
+    heap::cap_arenas(n)
+}
+
+/// Gives the allocator's free memory back to the system (glibc `malloc_trim(0)`; elsewhere
+/// nothing). Returns whether any was released.
+pub fn trim_heap() -> bool {
+    heap::trim()
+}

@@ -235,20 +235,25 @@ impl Server {
         self.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
     }
 
-    /// Sends a signal (`TERM` or `INT`) to the server, once the server catches it: `xscpd`
+    /// Sends a signal to the server: `TERM` or `INT` once the server catches it (`STOP` and
+    /// `CONT` at once): `xscpd`
     /// logs its listen line before it installs its handler, and a signal that came first
     /// would kill it. Whether the handler is installed has no event but `/proc`, which is
     /// polled within the bound.
     pub fn signal(&self, sig: &str) {
-        let number = match sig {
-            "INT" => 2,
-            "TERM" => 15,
+        let caught = match sig {
+            "INT" => Some(2),
+            "TERM" => Some(15),
+            // STOP and CONT are not caught: the kernel acts on them.
+            "STOP" | "CONT" => None,
             _ => panic!("no signal number known for {sig}"),
         };
-        let pid = self.pid();
-        poll_until(&format!("xscpd to catch SIG{sig}"), || {
-            signal_caught(pid, number).then_some(())
-        });
+        if let Some(number) = caught {
+            let pid = self.pid();
+            poll_until(&format!("xscpd to catch SIG{sig}"), || {
+                signal_caught(pid, number).then_some(())
+            });
+        }
         let status = Command::new("kill")
             .arg(format!("-{sig}"))
             .arg(self.child.id().to_string())

@@ -37,6 +37,7 @@ mod lifecycle;
 mod limits;
 mod man;
 mod negotiating;
+mod reliability;
 mod smoke;
 mod timers_and_holds;
 

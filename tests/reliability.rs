@@ -2,18 +2,15 @@
 //! order, a shutdown needs no free descriptor, a burst of connects fits in the backlog, and
 //! the memory of a spike of connections is given back.
 
-mod common;
-mod support_faults;
-
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 
-use common::{Client, Server, WAIT};
-use support_faults::{any_conn_closed, poll_until, proc_status, thread_names, wait_log_count};
+use crate::harness::{
+    Client, GREETING, Server, WAIT, any_conn_closed, poll_until, proc_status, thread_names,
+};
 
 const FULL: &str = "-ERR [FULL] server full";
 const CQUIT_FULL: &str = "cquit server full";
-const GREETING: &str = "+OK xscp/1 ready";
 
 /// Reads until end of stream; panics on any error (a reset above all), naming what was
 /// read before it.
@@ -200,7 +197,7 @@ fn a_spike_of_connections_gives_its_memory_back() {
     }
     let peak = proc_status(pid, "VmRSS");
     drop(clients);
-    wait_log_count(&server, SPIKE, any_conn_closed);
+    server.wait_log_count(SPIKE, any_conn_closed);
     poll_until("the pooled threads to exit", || {
         (proc_status(pid, "Threads") == threads).then_some(())
     });

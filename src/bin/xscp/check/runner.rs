@@ -226,13 +226,26 @@ pub fn run(t: &Transcript, cfg: &Config) -> Run {
     }
 }
 
-/// Four digits that differ from run to run (for nicknames against a shared server).
+/// Six random letters and digits (for nicknames against a shared server: holds left by
+/// earlier transcripts and runs must not meet this one's names).
 fn run_suffix() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!("{:04}", (nanos / 1000 + std::process::id()) % 10_000)
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the system's randomness: no crate needed for this.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let mut n = h.finish();
+    let mut s = String::new();
+    for _ in 0..6 {
+        let d = u32::try_from(n % 36).unwrap_or(0);
+        s.push(char::from_digit(d, 36).unwrap_or('x'));
+        n /= 36;
+    }
+    s
 }
 
 /// What a connection's reader reports.

@@ -118,8 +118,8 @@ pub struct Transcript {
     /// `server: fresh`: the transcript needs a server of its own (it counts users or
     /// listens to notifications), so it cannot run against a shared ADDR.
     pub fresh: bool,
-    /// `names:` the nicknames it registers. Against a shared ADDR they get a numeric
-    /// suffix unique to the run, so that earlier runs' name holds do not get in the way.
+    /// `names:` the nicknames it registers. Against a shared ADDR they get a
+    /// suffix of six letters and digits unique to the run, so that earlier runs' name holds do not get in the way.
     pub names: Vec<String>,
     pub steps: Vec<Step>,
 }
@@ -393,8 +393,8 @@ impl Parser {
             "server" => return Err(format!("server '{value}': only 'fresh'")),
             "names" => {
                 self.t.names = value.split_whitespace().map(String::from).collect();
-                if let Some(bad) = self.t.names.iter().find(|n| !valid_name(n) || n.len() > 12) {
-                    return Err(format!("name '{bad}': at most 12 letters, digits or '_'"));
+                if let Some(bad) = self.t.names.iter().find(|n| !valid_name(n) || n.len() > 10) {
+                    return Err(format!("name '{bad}': at most 10 letters, digits or '_'"));
                 }
             }
             _ => self.t.requires = value.split_whitespace().map(String::from).collect(),

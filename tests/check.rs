@@ -326,6 +326,203 @@ fn junit_records_failures_escaped() {
     );
 }
 
+/// A transcript file that cannot be read stops the run before anything is played: its
+/// file and line, status 2.
+#[test]
+fn a_bad_transcript_names_its_file_and_line() {
+    let dir = scratch("bad");
+    let path = dir.join("typo.xt");
+    std::fs::write(
+        &path,
+        "section: 1\nlevel: MUST\nrule: r\na connect\na sned: ping\n",
+    )
+    .expect("write");
+    let out = xscp(&[
+        "check",
+        "--transcripts",
+        &dir.to_string_lossy(),
+        "127.0.0.1:1",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:5: unknown step 'sned'", path.display())),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing played");
+}
+
+/// Command lines: neither ADDR nor --server, or both, is a usage error; --list selects
+/// by section and by name.
+#[test]
+fn command_line_and_selection() {
+    for args in [
+        &["check"][..],
+        &["check", "a:1", "--server", "x"],
+        &["check", "--bogus"],
+    ] {
+        let out = xscp(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", text(&out));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage: xscp check"));
+    }
+    let list = |extra: &[&str]| {
+        let mut args = vec!["check", "--list"];
+        args.extend_from_slice(extra);
+        let out = xscp(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split_whitespace().next().map(String::from))
+            .collect::<Vec<_>>()
+    };
+    let hold = list(&["--section", "5.7"]);
+    assert!(
+        !hold.is_empty() && hold.iter().all(|n| n.starts_with("hold-")),
+        "{hold:?}"
+    );
+    let five = list(&["--section", "5"]);
+    assert!(five.len() > hold.len() && hold.iter().all(|n| five.contains(n)));
+    assert_eq!(list(&["--only", "greeting-on-*"]), ["greeting-on-accept"]);
+    assert!(list(&[]).len() > 100);
+}
+
+/// Own transcripts run alone or beside the built-in ones; a failing one is drawn with
+/// its failure, and the summary and status say so.
+#[test]
+fn own_transcripts_and_diagrams_of_a_failure() {
+    let dir = scratch("own");
+    std::fs::write(
+        dir.join("pong-is-shouted.xt"),
+        "section: 5 ping\nlevel: SHOULD\nrule: a made-up rule that xscpd does not follow\n\
+         a connect\na c: ping x\na s: +OK PONG x\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("pong.xt"),
+        "section: 5 ping\nlevel: MUST\nrule: ping gets pong\na connect\na c: ping x\n\
+         a s: +OK pong {t}\na c: ping {t}{t}\na s: +OK pong xx\na quiet\n",
+    )
+    .expect("write");
+    let diagrams = dir.join("diagrams");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "check".to_string(),
+            "--server".into(),
+            xscpd_template(),
+            "--timeout".into(),
+            TIMEOUT.into(),
+            "--transcripts".into(),
+            dir.to_string_lossy().into_owned(),
+            "--diagrams".into(),
+            diagrams.to_string_lossy().into_owned(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        xscp(&refs)
+    };
+    let out = run(&[]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert_eq!(names_with(&all, "FAIL"), ["pong-is-shouted"], "{all}");
+    assert_eq!(names_with(&all, "PASS"), ["pong"], "{all}");
+    assert!(
+        all.contains("expected: +OK PONG x\n      actual:   +OK pong x"),
+        "{all}"
+    );
+    assert!(
+        all.contains("a > ping x\n        a < +OK pong x"),
+        "the exchange: {all}"
+    );
+    assert_eq!(all.lines().last(), Some("1 passed, 1 failed, 0 skipped"));
+    let d = std::fs::read_to_string(diagrams.join("pong-is-shouted.mmd")).expect("diagram");
+    assert!(d.starts_with("sequenceDiagram\n"), "{d}");
+    assert!(
+        d.contains("c_a->>server: ping x") && d.contains("server-->>c_a: +OK pong x"),
+        "{d}"
+    );
+    assert!(
+        d.contains("Note over c_a: FAIL expected +OK PONG x, got +OK pong x"),
+        "{d}"
+    );
+
+    let out = run(&[
+        "--builtin",
+        "--only",
+        "p*ng",
+        "--only",
+        "greeting-on-accept",
+    ]);
+    let all = text(&out);
+    assert_eq!(
+        names_with(&all, "PASS"),
+        ["greeting-on-accept", "pong"],
+        "{all}"
+    );
+}
+
+/// The examples of xscp-transcript(5) are transcripts that parse and pass.
+#[test]
+fn the_man_page_examples_pass() {
+    let page = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("man/xscp-transcript.5"),
+    )
+    .expect("man page");
+    let dir = scratch("man-examples");
+    let mut n = 0;
+    for block in page.split(".EX\n").skip(1) {
+        let body = block.split(".EE").next().unwrap_or_default();
+        if !body.contains("section: ") {
+            continue;
+        }
+        n += 1;
+        let text = body.replace("\\-", "-").replace("\\e", "\\");
+        std::fs::write(dir.join(format!("example-{n}.xt")), text).expect("write");
+    }
+    assert_eq!(n, 3, "the page's examples");
+    let out = xscp(&[
+        "check",
+        "--server",
+        &xscpd_template(),
+        "--timeout",
+        TIMEOUT,
+        "--transcripts",
+        &dir.to_string_lossy(),
+    ]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert_eq!(
+        all.lines().last(),
+        Some("3 passed, 0 failed, 0 skipped"),
+        "{all}"
+    );
+}
+
+/// Every option of `xscp check --help` is described in xscp(1).
+#[test]
+fn check_options_are_in_the_man_page() {
+    let help = String::from_utf8_lossy(&xscp(&["check", "--help"]).stdout).into_owned();
+    let page =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("man/xscp.1"))
+            .expect("man page");
+    let options = help
+        .split_once("\nOptions:\n")
+        .map(|(_, o)| o)
+        .expect("Options: in --help");
+    let mut seen = 0;
+    for line in options.lines().take_while(|l| !l.trim().is_empty()) {
+        let Some(opt) = line.split_whitespace().find(|w| w.starts_with("--")) else {
+            continue;
+        };
+        seen += 1;
+        let troff = format!("\\fB{}\\fR", opt.replace('-', "\\-"));
+        assert!(
+            page.contains(&troff),
+            "xscp.1 should describe {opt} ({troff})"
+        );
+    }
+    assert!(seen >= 10, "{help}");
+}
+
 // --- A deliberately wrong server ---------------------------------------------------------
 
 /// A small threaded XSCP server for these tests: right about everything the checker can

@@ -53,15 +53,17 @@ const TYPED: &str = "> ";
 /// The usage synopsis, printed by `--help` and after a bad option.
 const USAGE: &str = "\
 usage: xscp [--name NAME] [--notif] [--manual] [--timestamps] [--echo] [ADDR]
-            [-h|--help] [-V|--version]";
+            [-h|--help] [-V|--version]
+       xscp check [OPTIONS] (ADDR | --server COMMAND)   (see xscp check --help)";
 
 /// `--help`: what the client does and every option.
 const HELP: &str = "\
 xscp - the XSCP/1 teaching client
 
-Connects to ADDR (default 127.0.0.1:1030; a bare host gets port 1030), sends every line of
-standard input as one PDU and prints every line from the server verbatim. Lines it sends on
-its own are printed behind 'auto> ', /msg expansions behind '/msg> '.
+Connects to ADDR (default 127.0.0.1:1030; a host without a port, [::1] too, gets port
+1030), sends every line of standard input as one PDU and prints every line from the server
+verbatim. Lines it sends on its own are printed behind 'auto> ', /msg expansions behind
+'/msg> '. 'xscp check' grades a server instead (xscp check --help).
 
 Options:
       --name NAME            send 'uname NAME' as soon as the server has greeted

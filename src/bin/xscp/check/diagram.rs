@@ -10,14 +10,18 @@ use super::transcript::Transcript;
 /// The participant standing for the server.
 const SERVER: &str = "server";
 
+/// A connection's participant id: prefixed, so that no name of the transcript can be a
+/// Mermaid keyword (`end`, `loop`, `note`); shown under its own name.
+fn id(conn: &str) -> String {
+    format!("c_{conn}")
+}
+
 /// The diagram of one run.
 pub fn mermaid(t: &Transcript, run: &Run) -> String {
     let mut d = String::from("sequenceDiagram\n");
-    let _ = writeln!(
-        d,
-        "    title {}",
-        text(&format!("{} (§{}, {})", t.name, t.section, t.level))
-    );
+    // A comment, not a title: Mermaid versions disagree on titles in sequence diagrams.
+    let about = format!("{} (§{}, {}): {}", t.name, t.section, t.level, t.rule);
+    let _ = writeln!(d, "    %% {}", about.replace(['\n', '\r'], " "));
     let mut people: Vec<&str> = Vec::new();
     for e in &run.exchange {
         if let Event::Connected { conn, .. } = e {
@@ -27,7 +31,7 @@ pub fn mermaid(t: &Transcript, run: &Run) -> String {
         }
     }
     for p in &people {
-        let _ = writeln!(d, "    participant {p}");
+        let _ = writeln!(d, "    participant {} as {p}", id(p));
     }
     let _ = writeln!(d, "    participant {SERVER}");
     for e in &run.exchange {
@@ -37,27 +41,31 @@ pub fn mermaid(t: &Transcript, run: &Run) -> String {
                     .as_deref()
                     .map(|f| format!(" from {f}"))
                     .unwrap_or_default();
-                writeln!(d, "    {conn}-)+{SERVER}: (connect{})", text(&from))
+                writeln!(d, "    {}-){SERVER}: (connect{})", id(conn), text(&from))
             }
             Event::Sent { conn, bytes } => {
-                writeln!(d, "    {conn}->>{SERVER}: {}", text(&shown(bytes)))
+                writeln!(d, "    {}->>{SERVER}: {}", id(conn), text(&shown(bytes)))
             }
             Event::Received { conn, bytes } => {
-                writeln!(d, "    {SERVER}-->>{conn}: {}", text(&shown(bytes)))
+                writeln!(d, "    {SERVER}-->>{}: {}", id(conn), text(&shown(bytes)))
             }
-            Event::Eof { conn } => writeln!(d, "    {SERVER}--x-{conn}: (close: end of stream)"),
+            Event::Eof { conn } => {
+                writeln!(d, "    {SERVER}--x{}: (close: end of stream)", id(conn))
+            }
             Event::Broken { conn, error } => {
-                writeln!(d, "    {SERVER}--x-{conn}: (broken: {})", text(error))
+                writeln!(d, "    {SERVER}--x{}: (broken: {})", id(conn), text(error))
             }
-            Event::ClientClosed { conn } => writeln!(d, "    {conn}-x{SERVER}: (client closes)"),
+            Event::ClientClosed { conn } => {
+                writeln!(d, "    {}-x{SERVER}: (client closes)", id(conn))
+            }
             Event::Note { conn, text: n } => match conn {
-                Some(c) => writeln!(d, "    Note over {c},{SERVER}: {}", text(n)),
+                Some(c) => writeln!(d, "    Note over {},{SERVER}: {}", id(c), text(n)),
                 None => writeln!(d, "    Note over {SERVER}: {}", text(n)),
             },
             Event::Shutdown => writeln!(d, "    Note over {SERVER}: SIGTERM"),
             Event::Exited(s) => writeln!(d, "    Note over {SERVER}: server ended: {}", text(s)),
             Event::Failed { conn, text: f } => {
-                let over = conn.as_deref().unwrap_or(SERVER);
+                let over = conn.as_deref().map_or(SERVER.to_string(), id);
                 writeln!(d, "    Note over {over}: FAIL {}", text(f))
             }
         };

@@ -743,6 +743,20 @@ mod fake {
         })
     }
 
+    /// A refusal; while negotiating a failed attempt, counted, the third one fatal.
+    fn refusal(negotiating: bool, attempts: &mut u32, err: String) -> Next {
+        if !negotiating {
+            return Next::Stay(vec![err]);
+        }
+        *attempts += 1;
+        let err = format!("{err} (attempt {attempts} of 3)");
+        if *attempts >= 3 {
+            Next::Close(vec![err, "cquit too many failed attempts".into()])
+        } else {
+            Next::Stay(vec![err])
+        }
+    }
+
     fn violation(code: &str, text: &str) -> Next {
         Next::Close(vec![
             format!("-ERR [{code}] {text}"),
@@ -772,6 +786,11 @@ mod fake {
         let one = |l: String| Next::Stay(vec![l]);
         match (kw.as_str(), &me) {
             ("ping", _) => match args.first() {
+                Some(t) if t.len() > 32 => refusal(
+                    me.is_none(),
+                    attempts,
+                    "-ERR [SYNTAX] token too long".into(),
+                ),
                 Some(t) if !broken.no_pong_token => one(format!("+OK pong {t}")),
                 _ => one("+OK pong".into()),
             },
@@ -798,7 +817,7 @@ mod fake {
             }
             ("cquit", _) => Next::Close(vec!["+OK terminating tasks and disconnecting".into()]),
             ("uname", None) => {
-                let refusal = match args.first() {
+                let refused = match args.first() {
                     None => Some("SYNTAX] uname: missing argument".to_string()),
                     Some(n) if !valid_nick(n) => Some("INVALID] bad nickname".to_string()),
                     Some(n)
@@ -809,14 +828,8 @@ mod fake {
                     }
                     Some(_) => None,
                 };
-                if let Some(r) = refusal {
-                    *attempts += 1;
-                    let err = format!("-ERR [{r} (attempt {attempts} of 3)");
-                    return if *attempts >= 3 {
-                        Next::Close(vec![err, "cquit too many failed attempts".into()])
-                    } else {
-                        one(err)
-                    };
+                if let Some(r) = refused {
+                    return refusal(true, attempts, format!("-ERR [{r}"));
                 }
                 let name = args[0].to_string();
                 let back = s.holds.remove(&name.to_lowercase()).is_some();
@@ -926,16 +939,11 @@ mod fake {
                 }
                 _ => one("-ERR [SYNTAX] notif on|off".into()),
             },
-            _ if me.is_none() => {
-                *attempts += 1;
-                let err = format!("-ERR [SYNTAX] unknown command (attempt {attempts} of 3)");
-                if *attempts >= 3 {
-                    Next::Close(vec![err, "cquit too many failed attempts".into()])
-                } else {
-                    one(err)
-                }
-            }
-            _ => one("-ERR [SYNTAX] unknown command".into()),
+            _ => refusal(
+                me.is_none(),
+                attempts,
+                "-ERR [SYNTAX] unknown command".into(),
+            ),
         }
     }
 }

@@ -31,7 +31,11 @@ pub fn failure(t: &Transcript, run: &Run) -> String {
         "      rule:     {} (§{}, {})",
         t.rule, t.section, t.level
     );
-    let _ = writeln!(s, "      step:     {}:{}: {}", t.origin, f.line, f.step);
+    if f.line == 0 {
+        let _ = writeln!(s, "      step:     {}: ({})", t.origin, f.step);
+    } else {
+        let _ = writeln!(s, "      step:     {}:{}: {}", t.origin, f.line, f.step);
+    }
     let _ = writeln!(s, "      expected: {}", f.expected);
     let _ = writeln!(s, "      actual:   {}", f.actual);
     if !run.exchange.is_empty() {

@@ -167,7 +167,7 @@ pub fn run(t: &Transcript, cfg: &Config) -> Run {
     let mut server = None;
     let addr = match &cfg.target {
         Target::Addr(a) => *a,
-        Target::Server(template) => match Server::start(template, &t.options, cfg.timeout) {
+        Target::Server(template) => match Server::start(template, &t.options, start_bound(cfg)) {
             Ok(s) => {
                 let a = s.addr;
                 server = Some(s);
@@ -224,6 +224,12 @@ pub fn run(t: &Transcript, cfg: &Config) -> Run {
         exchange,
         server_log,
     }
+}
+
+/// How long a started server may take to listen: returned from as soon as it does, so
+/// it is generous (a loaded machine may take seconds to start a process).
+fn start_bound(cfg: &Config) -> Duration {
+    cfg.timeout.max(Duration::from_secs(30))
 }
 
 /// Six random letters and digits (for nicknames against a shared server: holds left by

@@ -146,5 +146,6 @@ suite![
     "close-violation-then-more-input",
     "limits-max-clients",
     "limits-max-per-ip",
+    "limits-sendq-slow-consumer",
     "shutdown-notice-to-every-client",
 ];

@@ -4,27 +4,31 @@
 //! starts a fresh server per transcript on a free port and stops it afterwards.
 //!
 //! Nothing the server sends can make it panic or grow without bound: lines are read with a
-//! length bound, each connection's queue is bounded, every wait has a deadline.
+//! length bound, what is read ahead of the transcript is bounded in bytes, every wait has
+//! a deadline, every write a timeout.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, bounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
 use super::sys;
 use super::transcript::{Action, Pat, Piece, Step, Transcript};
 
 /// The longest line read from a server; a conforming one sends at most 512 bytes.
 const MAX_LINE: usize = 8 * 1024;
-/// Lines from one connection queued before its reader waits for the runner.
-const QUEUE: usize = 1024;
+/// Bytes from one connection read ahead of the transcript: the reader never stops
+/// reading before this (so that the checker does not become a slow consumer itself while
+/// it floods), and gives up past it.
+const READ_AHEAD: usize = 16 * 1024 * 1024;
 /// The most lines an `until:` step lets by.
-const UNTIL_LINES: usize = 1000;
+const UNTIL_LINES: usize = 10_000;
 /// Lines of the server's standard error kept for a failure report.
 const LOG_TAIL: usize = 20;
 /// How often a starting server is looked at.
@@ -266,6 +270,10 @@ enum FromServer {
 struct Conn {
     stream: TcpStream,
     rx: Receiver<FromServer>,
+    /// `true` pauses the reader, `false` lets it read again.
+    gate: Sender<bool>,
+    /// Bytes read and not yet taken by the transcript.
+    queued: Arc<AtomicUsize>,
     /// The reader has reported the end.
     ended: bool,
 }
@@ -401,6 +409,21 @@ impl Player<'_> {
                 }
                 self.exchange.push(Event::ClientClosed { conn: name });
             }
+            Action::Pause | Action::Resume => {
+                let pause = step.action == Action::Pause;
+                if let Some(c) = self.conns.get(&name) {
+                    let _ = c.gate.send(pause);
+                }
+                let text = if pause {
+                    "stops reading"
+                } else {
+                    "reads again"
+                };
+                self.exchange.push(Event::Note {
+                    conn: step.conn.clone(),
+                    text: format!("client {text}"),
+                });
+            }
             Action::Note(text) => self.exchange.push(Event::Note {
                 conn: step.conn.clone(),
                 text: text.clone(),
@@ -445,19 +468,44 @@ impl Player<'_> {
 
     fn open(&mut self, name: &str, stream: TcpStream, from: Option<String>) -> io::Result<()> {
         let reading = stream.try_clone()?;
-        let (tx, rx) = bounded(QUEUE);
+        // A server that stops reading must not block the checker for ever.
+        stream.set_write_timeout(Some(self.timeout))?;
+        let (tx, rx) = unbounded();
+        let (gate, gate_rx) = unbounded::<bool>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let ahead = Arc::clone(&queued);
         thread::Builder::new()
             .name(format!("check-{name}"))
             .spawn(move || {
                 let mut r = BufReader::new(reading);
+                let mut paused = false;
                 loop {
+                    // `pause`: read nothing until `resume` (or the end of the run).
+                    while let Ok(p) = gate_rx.try_recv() {
+                        paused = p;
+                    }
+                    while paused {
+                        match gate_rx.recv() {
+                            Ok(p) => paused = p,
+                            Err(_) => return,
+                        }
+                    }
                     let msg = match read_line(&mut r) {
                         Ok(Some(Some(l))) => FromServer::Line(l),
                         Ok(Some(None)) => FromServer::TooLong,
                         Ok(None) => FromServer::Eof,
                         Err(e) => FromServer::Error(e.to_string()),
                     };
-                    let end = !matches!(msg, FromServer::Line(_));
+                    let mut end = !matches!(msg, FromServer::Line(_));
+                    let mut msg = msg;
+                    if let FromServer::Line(l) = &msg {
+                        if ahead.fetch_add(l.len(), Ordering::SeqCst) + l.len() > READ_AHEAD {
+                            msg = FromServer::Error(format!(
+                                "more than {READ_AHEAD} bytes the transcript does not read"
+                            ));
+                            end = true;
+                        }
+                    }
                     if tx.send(msg).is_err() || end {
                         return;
                     }
@@ -472,6 +520,8 @@ impl Player<'_> {
             Conn {
                 stream,
                 rx,
+                gate,
+                queued,
                 ended: false,
             },
         );
@@ -499,10 +549,13 @@ impl Player<'_> {
         }
         let conn = name.to_string();
         let (got, event) = match c.rx.recv_timeout(self.timeout) {
-            Ok(FromServer::Line(l)) => (
-                Got::Line(l.clone()),
-                Some(Event::Received { conn, bytes: l }),
-            ),
+            Ok(FromServer::Line(l)) => {
+                c.queued.fetch_sub(l.len(), Ordering::SeqCst);
+                (
+                    Got::Line(l.clone()),
+                    Some(Event::Received { conn, bytes: l }),
+                )
+            }
             Ok(FromServer::TooLong) => {
                 let e = format!("a line longer than {MAX_LINE} bytes");
                 (

@@ -20,8 +20,10 @@ use std::collections::HashSet;
 use std::fmt;
 use std::net::Ipv4Addr;
 
-/// The longest transcript line accepted, and the most bytes one `c:` line may expand to.
+/// The longest transcript line accepted.
 const MAX_LINE: usize = 64 * 1024;
+/// The most bytes one step may expand to with `{COUNT*TEXT}` (a flood for `--sendq`).
+const MAX_SEND: usize = 4 * 1024 * 1024;
 
 /// MUST: the protocol's rule. SHOULD: a decision of the reference server that another
 /// server may take differently.
@@ -71,7 +73,7 @@ pub enum Action {
     Send(Vec<Piece>),
     /// `s:` (the line without its CRLF or LF) or `sraw:` (the line with its terminator).
     Expect { pat: Vec<Pat>, raw: bool },
-    /// `until:` lines that do not match are let by (at most 1000) until one does.
+    /// `until:` lines that do not match are let by (at most 10000) until one does.
     Until(Vec<Pat>),
     /// Nothing more has arrived: `ping <token>` is answered `+OK pong <token>` with
     /// nothing before it.
@@ -80,6 +82,10 @@ pub enum Action {
     Closed,
     /// The client closes its side.
     Close,
+    /// The client stops reading (the server's lines pile up in the network).
+    Pause,
+    /// The client reads again.
+    Resume,
     /// A state the server is in now (for the diagram).
     Note(String),
     /// `@shutdown`: SIGTERM to the server (only when xscp started it).
@@ -206,8 +212,8 @@ struct Parser {
 const HEADERS: [&str; 7] = [
     "section", "level", "rule", "options", "requires", "server", "names",
 ];
-const VERBS: [&str; 9] = [
-    "connect", "c", "raw", "s", "sraw", "until", "quiet", "closed", "close",
+const VERBS: [&str; 11] = [
+    "connect", "c", "raw", "s", "sraw", "until", "quiet", "closed", "close", "pause", "resume",
 ];
 
 impl Parser {
@@ -338,6 +344,8 @@ impl Parser {
             "until" => Action::Until(self.pattern(text)?),
             "quiet" => Action::Quiet,
             "closed" => Action::Closed,
+            "pause" => Action::Pause,
+            "resume" => Action::Resume,
             _ => Action::Close,
         };
         self.push(n, Some(conn), action, trimmed)
@@ -424,8 +432,8 @@ impl Parser {
                 }
             }
             size += bytes.len();
-            if size > MAX_LINE {
-                return Err(format!("line expands to more than {MAX_LINE} bytes"));
+            if size > MAX_SEND {
+                return Err(format!("line expands to more than {MAX_SEND} bytes"));
             }
         }
         pieces.push(Piece::Bytes(bytes));
@@ -466,14 +474,23 @@ impl Parser {
     }
 }
 
-/// `{COUNT*TEXT}`: TEXT (escapes resolved) COUNT times.
+/// `{COUNT*TEXT}`: TEXT (escapes resolved, repeats inside it expanded) COUNT times.
 fn repeat(inner: &str) -> Result<Vec<u8>, String> {
-    let (count, what) = inner.split_once('*').unwrap_or((inner, ""));
+    let (count, text) = inner.split_once('*').unwrap_or((inner, ""));
     let count: usize = count
         .parse()
         .map_err(|_| format!("'{{{inner}}}': a repeat is {{COUNT*TEXT}}"))?;
-    let what = unescape(what)?;
-    if what.is_empty() || count.saturating_mul(what.len()) > MAX_LINE {
+    let mut what = Vec::new();
+    for tok in lex(text)? {
+        match tok {
+            Tok::Bytes(b) => what.extend_from_slice(&b),
+            Tok::Brace(nested) if nested.contains('*') => what.extend(repeat(&nested)?),
+            Tok::Brace(nested) => {
+                return Err(format!("'{{{nested}}}': only repeats inside a repeat"));
+            }
+        }
+    }
+    if what.is_empty() || count.saturating_mul(what.len()) > MAX_SEND {
         return Err(format!("'{{{inner}}}': empty or too long"));
     }
     Ok(what.repeat(count))
@@ -531,8 +548,19 @@ fn lex(text: &str) -> Result<Vec<Tok>, String> {
         if c == "}" {
             return Err("a lone '}' (write '}}')".into());
         }
+        // The matching brace: repeats may nest (`{2000*chatm a * {400*x}\r\n}`).
+        let mut depth = 1;
         let end = after
-            .find('}')
+            .char_indices()
+            .find(|&(_, ch)| {
+                match ch {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map(|(i, _)| i)
             .ok_or("'{' without '}' (write '{{' for a brace)")?;
         toks.push(Tok::Bytes(unescape(&std::mem::take(&mut lit))?));
         toks.push(Tok::Brace(after[..end].to_string()));
@@ -688,6 +716,13 @@ mod tests {
         assert!(err("a connect\nsection: 5\n").contains("after the first step"));
         assert!(err("@reboot\n").contains("unknown directive"));
         assert!(err("a connect\na c: {99999999*a}\n").contains("too long"));
+        assert!(err("a connect\na c: {9000*{1000*a}}\n").contains("too long"));
+        assert!(err("a connect\na c: {2*{x}}\n").contains("only repeats inside a repeat"));
+        let t = ok("a connect\na raw: {2*a{3*b}\\n}\n");
+        assert_eq!(
+            t.steps[1].action,
+            Action::Send(vec![Piece::Bytes(b"abbb\nabbb\n".to_vec())])
+        );
         assert_eq!(
             parse("t", "t.xt", "level: MUST\nrule: r\na connect\n")
                 .unwrap_err()

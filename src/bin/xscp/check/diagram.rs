@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use super::runner::{Event, Outcome, Run, shown};
+use super::matching::shown;
+use super::runner::{Event, Outcome, Run};
 use super::transcript::Transcript;
 
 /// The participant standing for the server.

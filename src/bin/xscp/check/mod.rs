@@ -1,15 +1,19 @@
 //! `xscp check`: grades an XSCP/1 server against the protocol by playing conformance
 //! transcripts (`xscp-transcript(5)`) at it, like irctest or h2spec do for IRC and HTTP/2.
 //!
-//! Layout: [`transcript`] parses the format, [`runner`] plays one transcript over TCP
-//! (starting a server per transcript with `--server`), [`report`] prints results and
-//! JUnit XML, [`diagram`] draws the exchange as Mermaid, [`builtin`] is the shipped suite.
+//! Layout: [`transcript`] parses the format; [`runner`] plays one transcript over TCP,
+//! with [`matching`] for patterns and placeholders, [`server`] for the server `--server`
+//! starts per transcript and [`sys`] for the two libc calls std lacks; [`report`] prints
+//! results and JUnit XML; [`diagram`] draws the exchange as Mermaid; [`builtin`] is the
+//! shipped suite.
 //! This file only reads the command line and wires them.
 
 mod builtin;
 mod diagram;
+mod matching;
 mod report;
 mod runner;
+mod server;
 mod sys;
 mod transcript;
 

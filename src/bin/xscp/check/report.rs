@@ -3,7 +3,8 @@
 
 use std::fmt::Write as _;
 
-use super::runner::{Event, Outcome, Run, shown};
+use super::matching::shown;
+use super::runner::{Event, Outcome, Run};
 use super::transcript::Transcript;
 
 /// One result line: `PASS  name  §5 uname  MUST` (SKIP with its reason).

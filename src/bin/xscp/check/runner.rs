@@ -7,17 +7,20 @@
 //! length bound, what is read ahead of the transcript is bounded in bytes, every wait has
 //! a deadline, every write a timeout.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
+use super::matching::{
+    describe_pat, matches, secs, shown, shown_raw, strip_terminator, suffix_names,
+};
+use super::server::Server;
 use super::sys;
 use super::transcript::{Action, Pat, Piece, Step, Transcript};
 
@@ -29,10 +32,6 @@ const MAX_LINE: usize = 8 * 1024;
 const READ_AHEAD: usize = 16 * 1024 * 1024;
 /// The most lines an `until:` step lets by.
 const UNTIL_LINES: usize = 10_000;
-/// Lines of the server's standard error kept for a failure report.
-const LOG_TAIL: usize = 20;
-/// How often a starting server is looked at.
-const POLL: Duration = Duration::from_millis(5);
 
 /// Where the transcripts are played.
 #[derive(Clone, Debug)]
@@ -433,7 +432,8 @@ impl Player<'_> {
                     return Err(fail("a server to signal".into(), "<none>".into()));
                 };
                 self.exchange.push(Event::Shutdown);
-                sys::terminate(server.child.id())
+                server
+                    .terminate()
                     .map_err(|e| fail("to send SIGTERM".into(), format!("<{e}>")))?;
             }
             Action::Exit(code) => {
@@ -612,37 +612,10 @@ impl Player<'_> {
     }
 }
 
-/// Appends `suffix` to every whole-word occurrence of one of `names` (ASCII case ignored).
-fn suffix_names(bytes: &[u8], names: &[String], suffix: &str) -> Vec<u8> {
-    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-    let mut out = Vec::with_capacity(bytes.len() + 8);
-    let mut i = 0;
-    while i < bytes.len() {
-        let at_start = i == 0 || !word(bytes[i - 1]);
-        let hit = at_start.then(|| {
-            names.iter().find(|n| {
-                let end = i + n.len();
-                end <= bytes.len()
-                    && bytes[i..end].eq_ignore_ascii_case(n.as_bytes())
-                    && (end == bytes.len() || !word(bytes[end]))
-            })
-        });
-        if let Some(Some(n)) = hit {
-            out.extend_from_slice(&bytes[i..i + n.len()]);
-            out.extend_from_slice(suffix.as_bytes());
-            i += n.len();
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 /// Reads one line with its LF (the client's bounded reader), at most [`MAX_LINE`] bytes:
 /// `Some(None)` for a longer one (skipped to its end), `None` at end of stream. (A last
 /// line cut off by the end of the stream reads as if it had its LF.)
-fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
+pub fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
     Ok(crate::read_line_bounded(r, MAX_LINE)?.map(|l| match l {
         crate::Line::Complete(mut bytes) => {
             bytes.push(b'\n');
@@ -652,267 +625,12 @@ fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
     }))
 }
 
-fn strip_terminator(l: &[u8]) -> &[u8] {
-    let l = l.strip_suffix(b"\n").unwrap_or(l);
-    l.strip_suffix(b"\r").unwrap_or(l)
-}
-
-/// Does `line` match `pat`? Captures of unbound placeholders go to `caps`.
-fn matches(
-    pat: &[Pat],
-    line: &[u8],
-    vars: &HashMap<String, Vec<u8>>,
-    caps: &mut Vec<(String, Vec<u8>)>,
-) -> bool {
-    let Some((first, rest)) = pat.split_first() else {
-        return line.is_empty();
-    };
-    match first {
-        Pat::Lit(l) => line.starts_with(l) && matches(rest, &line[l.len()..], vars, caps),
-        Pat::Any => (0..=line.len()).any(|i| matches(rest, &line[i..], vars, caps)),
-        Pat::Var(v) => {
-            let bound = vars
-                .get(v)
-                .or_else(|| caps.iter().find(|(k, _)| k == v).map(|(_, b)| b))
-                .cloned();
-            if let Some(b) = bound {
-                return line.starts_with(&b) && matches(rest, &line[b.len()..], vars, caps);
-            }
-            let run = line.iter().take_while(|&&b| b != b' ').count();
-            (1..=run).rev().any(|n| {
-                caps.push((v.clone(), line[..n].to_vec()));
-                if matches(rest, &line[n..], vars, caps) {
-                    return true;
-                }
-                caps.pop();
-                false
-            })
-        }
-    }
-}
-
-/// A pattern as the report shows it: known values filled in.
-fn describe_pat(pat: &[Pat], vars: &HashMap<String, Vec<u8>>, raw: bool) -> String {
-    let mut bytes = Vec::new();
-    for p in pat {
-        match p {
-            Pat::Lit(l) => bytes.extend_from_slice(l),
-            Pat::Any => bytes.extend_from_slice(b"{*}"),
-            Pat::Var(v) => match vars.get(v) {
-                Some(b) => bytes.extend_from_slice(b),
-                None => bytes.extend_from_slice(format!("{{{v}}}").as_bytes()),
-            },
-        }
-    }
-    if raw {
-        shown_raw(&bytes)
-    } else {
-        shown(&bytes)
-    }
-}
-
-/// Bytes with every control byte, CR and LF included, as an escape (for `sraw:`).
-pub fn shown_raw(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for &b in bytes {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            0x20..=0x7e => out.push(char::from(b)),
-            _ => out.push_str(&format!("\\x{b:02X}")),
-        }
-    }
-    out
-}
-
-/// A line as printed: CR and LF at the end dropped, control bytes as `\xNN` (so a server
-/// cannot drive the terminal), at most 200 characters.
-pub fn shown(line: &[u8]) -> String {
-    let mut out = String::new();
-    let body = strip_terminator(line);
-    for chunk in body.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                out.push_str(&format!("\\x{:02X}", c as u32));
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02X}"));
-        }
-    }
-    let tail = &line[body.len()..];
-    if tail != b"\r\n" && !tail.is_empty() {
-        out.push_str(if tail == b"\n" { "\\n" } else { "\\r" });
-    }
-    if out.chars().count() > 200 {
-        let cut: String = out.chars().take(120).collect();
-        return format!("{cut}... ({} bytes)", body.len());
-    }
-    out
-}
-
-pub fn secs(d: Duration) -> String {
-    format!("{}s", d.as_secs_f64())
-}
-
-/// A server started for one transcript.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Server {
-    fn start(template: &[String], options: &[String], timeout: Duration) -> Result<Server, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("<no free port: {e}>"))?
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let mut words = Vec::new();
-        for w in template {
-            if w == "{options}" {
-                words.extend(options.iter().cloned());
-            } else {
-                words.push(w.replace("{addr}", &addr.to_string()));
-            }
-        }
-        let Some((program, args)) = words.split_first() else {
-            return Err("<empty --server command>".into());
-        };
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("<cannot run {program}: {e}>"))?;
-        let log = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(err) = child.stderr.take() {
-            let log = Arc::clone(&log);
-            let _ = thread::Builder::new()
-                .name("check-server-log".into())
-                .spawn(move || keep_tail(err, &log));
-        }
-        let mut s = Server { child, addr, log };
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Ok(Some(status)) = s.child.try_wait() {
-                return Err(format!(
-                    "<the server exited ({status}) before accepting connections: {}>",
-                    s.tail().join(" | ")
-                ));
-            }
-            let up = match sys::listening(port) {
-                Some(up) => up,
-                None => TcpStream::connect_timeout(&addr, POLL).is_ok(),
-            };
-            if up {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                s.stop();
-                return Err(format!(
-                    "<nothing listening on {addr} after {}>",
-                    secs(timeout)
-                ));
-            }
-            thread::sleep(POLL);
-        }
-    }
-
-    /// Waits up to `timeout` for the server to end: `Some(exit code)` if it did.
-    fn wait(&mut self, timeout: Duration) -> Option<Option<i32>> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status.code()),
-                Err(_) => return Some(None),
-                Ok(None) if Instant::now() > deadline => return None,
-                Ok(None) => thread::sleep(POLL),
-            }
-        }
-    }
-
-    fn tail(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .map(|l| l.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Kills the server if it still runs; its last log lines.
-    fn stop(mut self) -> Vec<String> {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-        self.tail()
-    }
-}
-
-/// Keeps the last [`LOG_TAIL`] lines of `r` (each at most 300 bytes).
-fn keep_tail<R: Read>(r: R, log: &Mutex<VecDeque<String>>) {
-    let mut r = BufReader::new(r);
-    while let Ok(Some(line)) = read_line(&mut r) {
-        let text = line.map_or_else(|| "<overlong line>".to_string(), |l| shown(&l));
-        if let Ok(mut log) = log.lock() {
-            if log.len() == LOG_TAIL {
-                log.pop_front();
-            }
-            log.push_back(text.chars().take(300).collect());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn m(pat: &[Pat], line: &str) -> Option<Vec<(String, Vec<u8>)>> {
-        let mut caps = Vec::new();
-        matches(pat, line.as_bytes(), &HashMap::new(), &mut caps).then_some(caps)
-    }
-
-    fn lit(s: &str) -> Pat {
-        Pat::Lit(s.as_bytes().to_vec())
-    }
-
     #[test]
-    fn placeholders() {
-        let any = [lit("-ERR [STATE] "), Pat::Any];
-        assert!(m(&any, "-ERR [STATE] whatever text").is_some());
-        assert!(m(&any, "-ERR [STATE] ").is_some());
-        assert!(m(&any, "-ERR [SYNTAX] x").is_none());
-        let tok = [lit("ping "), Pat::Var("t".into())];
-        assert_eq!(
-            m(&tok, "ping 12.3").unwrap(),
-            [("t".into(), b"12.3".to_vec())]
-        );
-        assert!(m(&tok, "ping ").is_none(), "a placeholder is never empty");
-        assert!(m(&tok, "ping a b").is_none(), "nor holds a space");
-        let twice = [Pat::Var("a".into()), lit(" "), Pat::Var("a".into())];
-        assert!(m(&twice, "x x").is_some());
-        assert!(m(&twice, "x y").is_none());
-        let mut vars = HashMap::new();
-        vars.insert("a".to_string(), b"bob".to_vec());
-        assert!(matches(&twice, b"bob bob", &vars, &mut Vec::new()));
-        assert!(!matches(&twice, b"eve eve", &vars, &mut Vec::new()));
-    }
-
-    #[test]
-    fn names_get_the_suffix_as_whole_words_in_any_case() {
-        let names = ["alice".to_string(), "bob".to_string()];
-        assert_eq!(
-            suffix_names(b"chatm Alice bob hi bobby alice-x", &names, "42"),
-            b"chatm Alice42 bob42 hi bobby alice-x".to_vec()
-        );
-    }
-
-    #[test]
-    fn lines_are_bounded_and_shown_safely() {
+    fn lines_are_bounded() {
         let mut r: &[u8] = b"ok\r\n";
         assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"ok\r\n".to_vec())));
         let mut r: &[u8] = b"lf\n";
@@ -922,9 +640,5 @@ mod tests {
         let mut r: &[u8] = &[&long[..], b"\nend"].concat();
         assert_eq!(read_line(&mut r).unwrap(), Some(None));
         assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"end\n".to_vec())));
-        assert_eq!(shown(b"a\x1b[1m\r\n"), "a\\x1B[1m");
-        assert_eq!(shown(b"lf only\n"), "lf only\\n");
-        assert_eq!(shown(b"\xff"), "\\xFF");
-        assert!(shown(&[b'x'; 600]).ends_with("... (600 bytes)"));
     }
 }

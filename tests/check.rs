@@ -66,6 +66,13 @@ fn requiring(feature: &str) -> Vec<String> {
         .collect()
 }
 
+/// Rules today's xscpd breaks, found by the suite and reported (the server is not this
+/// change's to fix): each is asserted to FAIL, so that the entry goes when the server is
+/// fixed. `limits-sendq-own-replies`: with `--sendq 16K`, 3000 pipelined pings get their
+/// reader dropped as a slow consumer before it is sent a single pong (§7: "a response
+/// to the client's own command never makes it a slow consumer by itself").
+const KNOWN_XSCPD_FAILURES: [&str; 1] = ["limits-sendq-own-replies"];
+
 #[test]
 fn the_builtin_suite_passes_against_xscpd() {
     let junit = scratch("junit").join("results.xml");
@@ -84,17 +91,27 @@ fn the_builtin_suite_passes_against_xscpd() {
         &diagrams.to_string_lossy(),
     ]);
     let all = text(&out);
-    assert!(out.status.success(), "{all}");
     let v = verdicts(&all);
+    let failed = names_with(&all, "FAIL");
+    assert_eq!(
+        failed, KNOWN_XSCPD_FAILURES,
+        "every other transcript passes:\n{all}"
+    );
+    let expected_status = if failed.is_empty() { 0 } else { 1 };
+    assert_eq!(out.status.code(), Some(expected_status), "{all}");
     let skipped = names_with(&all, "SKIP");
     let mut resume = requiring("resume");
     resume.sort();
     let mut skipped_sorted = skipped.clone();
     skipped_sorted.sort();
     assert_eq!(skipped_sorted, resume, "only the resume group is skipped");
-    let passed = v.len() - skipped.len();
-    assert!(passed >= 25, "{all}");
-    let summary = format!("{passed} passed, 0 failed, {} skipped", skipped.len());
+    let passed = v.len() - skipped.len() - failed.len();
+    assert!(passed >= 120, "{all}");
+    let summary = format!(
+        "{passed} passed, {} failed, {} skipped",
+        failed.len(),
+        skipped.len()
+    );
     assert_eq!(all.lines().last(), Some(summary.as_str()), "{all}");
 
     // JUnit: one testcase per transcript, counts as printed, well formed as far as a
@@ -103,8 +120,9 @@ fn the_builtin_suite_passes_against_xscpd() {
     assert!(xml.starts_with("<?xml"), "{xml}");
     assert_eq!(xml.matches("<testcase ").count(), v.len(), "{xml}");
     assert_eq!(xml.matches("<skipped ").count(), skipped.len());
-    assert!(!xml.contains("<failure"));
+    assert_eq!(xml.matches("<failure ").count(), failed.len());
     assert!(xml.contains(&format!("tests=\"{}\"", v.len())));
+    assert!(xml.contains(&format!("failures=\"{}\"", failed.len())));
     assert!(xml.contains(&format!("skipped=\"{}\"", skipped.len())));
     assert_eq!(xml.matches("<testsuite ").count(), 1);
     assert_eq!(xml.matches("</testsuite>").count(), 1);

@@ -147,5 +147,6 @@ suite![
     "limits-max-clients",
     "limits-max-per-ip",
     "limits-sendq-slow-consumer",
+    "limits-sendq-own-replies",
     "shutdown-notice-to-every-client",
 ];

@@ -344,6 +344,44 @@ fn junit_records_failures_escaped() {
     );
 }
 
+/// Against a running xscpd (a plain ADDR), twice in a row: what can run passes both times
+/// (the nicknames' run suffix keeps the first run's name holds out of the second's way),
+/// the rest is SKIP.
+#[test]
+fn the_suite_runs_twice_against_one_running_xscpd() {
+    use std::io::BufRead;
+    let mut server = Command::new(env!("CARGO_BIN_EXE_xscpd"))
+        .args(["-l", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start xscpd");
+    let mut log = std::io::BufReader::new(server.stderr.take().expect("stderr"));
+    // The log's first transition names the address (CLOSED -> LISTEN).
+    let mut addr = None;
+    let mut line = String::new();
+    while addr.is_none() && log.read_line(&mut line).is_ok_and(|n| n > 0) {
+        addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("addr="))
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok());
+        line.clear();
+    }
+    let addr = addr.expect("xscpd logs its address");
+    // Keep the log flowing so that the server never blocks on it.
+    std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+    for run in 1..=2 {
+        let out = check_addr(addr, &[]);
+        let all = text(&out);
+        assert!(out.status.success(), "run {run}: {all}");
+        assert!(names_with(&all, "PASS").len() >= 80, "run {run}: {all}");
+        assert!(names_with(&all, "FAIL").is_empty(), "run {run}: {all}");
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 /// A transcript file that cannot be read stops the run before anything is played: its
 /// file and line, status 2.
 #[test]

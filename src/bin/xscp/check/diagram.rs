@@ -99,6 +99,97 @@ fn text(s: &str) -> String {
 mod tests {
     use super::*;
 
+    use crate::check::runner::Failure;
+    use crate::check::transcript::parse;
+
+    /// Every kind of event becomes one statement of a shape Mermaid reads.
+    #[test]
+    fn every_event_is_a_statement() {
+        let t = parse("t", "t", "section: 1\nlevel: MUST\nrule: r\nend connect\n").unwrap();
+        let conn = || "end".to_string();
+        let exchange = vec![
+            Event::Connected {
+                conn: conn(),
+                from: Some("127.0.0.2".into()),
+            },
+            Event::Sent {
+                conn: conn(),
+                bytes: b"chatm a b x;y #1 <b>\r\n".to_vec(),
+            },
+            Event::Received {
+                conn: conn(),
+                bytes: b"+OK\r\n".to_vec(),
+            },
+            Event::Note {
+                conn: Some(conn()),
+                text: "ESTABLISHED".into(),
+            },
+            Event::Note {
+                conn: None,
+                text: "LISTEN -> CLOSED".into(),
+            },
+            Event::ClientClosed { conn: conn() },
+            Event::Eof { conn: conn() },
+            Event::Broken {
+                conn: conn(),
+                error: "reset".into(),
+            },
+            Event::Shutdown,
+            Event::Exited("exit status 0".into()),
+            Event::Failed {
+                conn: Some(conn()),
+                text: "expected a, got b".into(),
+            },
+        ];
+        let run = Run {
+            outcome: Outcome::Fail(Failure {
+                line: 4,
+                step: "s".into(),
+                expected: "a".into(),
+                actual: "b".into(),
+            }),
+            exchange,
+            server_log: Vec::new(),
+        };
+        let d = mermaid(&t, &run);
+        let lines: Vec<&str> = d.lines().collect();
+        assert_eq!(lines[0], "sequenceDiagram");
+        assert!(lines[1].starts_with("    %% t (§1, MUST): r"));
+        assert_eq!(
+            lines[2], "    participant c_end as end",
+            "a keyword as a name"
+        );
+        assert_eq!(lines[3], "    participant server");
+        let shapes = [
+            "c_end-)server: ",
+            "c_end->>server: ",
+            "server-->>c_end: ",
+            "Note over c_end,server: ",
+            "Note over server: ",
+            "c_end-xserver: ",
+            "server--xc_end: ",
+            "Note over c_end: ",
+        ];
+        for l in &lines[4..] {
+            let l = l.trim_start();
+            assert!(shapes.iter().any(|s| l.starts_with(s)), "{l}");
+            // Outside its `#code;` entities a message holds none of Mermaid's markup.
+            let (_, message) = l.split_once(": ").unwrap();
+            let mut bare = String::new();
+            let mut rest = message;
+            while let Some(i) = rest.find('#') {
+                bare.push_str(&rest[..i]);
+                let after = &rest[i + 1..];
+                let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+                assert!(digits > 0 && after[digits..].starts_with(';'), "{l}");
+                rest = &after[digits + 1..];
+            }
+            bare.push_str(rest);
+            assert!(!bare.contains([';', '<', '>', '{', '}']), "{l}");
+        }
+        assert!(d.contains("chatm a b x#59;y #35;1 #60;b#62;"), "{d}");
+    }
+
     #[test]
     fn markup_is_escaped() {
         assert_eq!(text("a;b#c<d>"), "a#59;b#35;c#60;d#62;");

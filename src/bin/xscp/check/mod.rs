@@ -137,6 +137,11 @@ fn parse_args(args: &[String]) -> Result<Options, Usage> {
         (Some(_), Some(_)) => return Err(Usage("give ADDR or --server, not both".into())),
         _ => {}
     }
+    if o.server.as_deref().is_some_and(|c| !c.contains("{addr}")) {
+        return Err(Usage(
+            "--server COMMAND must say where to listen: {addr}".into(),
+        ));
+    }
     if o.builtin && o.dir.is_none() {
         return Err(Usage("--builtin goes with --transcripts".into()));
     }
@@ -356,6 +361,7 @@ mod tests {
         assert!(args(&[]).is_err());
         assert!(args(&["a:1", "--server", "x"]).is_err());
         assert!(args(&["a:1", "--builtin"]).is_err());
+        assert!(args(&["--server", "xscpd -l 127.0.0.1:1030"]).is_err());
         assert!(args(&["a:1", "--timeout", "soon"]).is_err());
         assert!(args(&["--list"]).is_ok());
     }

@@ -7,6 +7,11 @@ use super::matching::shown;
 use super::runner::{Event, Outcome, Run};
 use super::transcript::Transcript;
 
+/// The exchange a failure shows: its first and its last lines (the whole of it is in
+/// the diagram).
+const EXCHANGE_HEAD: usize = 20;
+const EXCHANGE_TAIL: usize = 40;
+
 /// One result line: `PASS  name  §5 uname  MUST` (SKIP with its reason).
 pub fn line(t: &Transcript, run: &Run) -> String {
     let verdict = match run.outcome {
@@ -39,10 +44,17 @@ pub fn failure(t: &Transcript, run: &Run) -> String {
     }
     let _ = writeln!(s, "      expected: {}", f.expected);
     let _ = writeln!(s, "      actual:   {}", f.actual);
-    if !run.exchange.is_empty() {
+    let lines: Vec<String> = run.exchange.iter().filter_map(exchange_line).collect();
+    if !lines.is_empty() {
         let _ = writeln!(s, "      exchange so far:");
-        for e in &run.exchange {
-            if let Some(l) = exchange_line(e) {
+        // A flood would bury the end, where it failed: its first lines and its last.
+        let cut = lines.len() > EXCHANGE_HEAD + EXCHANGE_TAIL;
+        for (i, l) in lines.iter().enumerate() {
+            if cut && i == EXCHANGE_HEAD {
+                let left = lines.len() - EXCHANGE_HEAD - EXCHANGE_TAIL;
+                let _ = writeln!(s, "        ({left} more lines)");
+            }
+            if !cut || i < EXCHANGE_HEAD || i >= lines.len() - EXCHANGE_TAIL {
                 let _ = writeln!(s, "        {l}");
             }
         }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::matching::{secs, shown};
+use super::matching::{secs, shown, strip_terminator};
 use super::runner::read_line;
 use super::sys;
 
@@ -128,7 +128,10 @@ impl Server {
 fn keep_tail<R: Read>(r: R, log: &Mutex<VecDeque<String>>) {
     let mut r = BufReader::new(r);
     while let Ok(Some(line)) = read_line(&mut r) {
-        let text = line.map_or_else(|| "<overlong line>".to_string(), |l| shown(&l));
+        let text = line.map_or_else(
+            || "<overlong line>".to_string(),
+            |l| shown(strip_terminator(&l)),
+        );
         if let Ok(mut log) = log.lock() {
             if log.len() == LOG_TAIL {
                 log.pop_front();

@@ -174,6 +174,47 @@ fn xml(s: &str) -> String {
 mod tests {
     use super::*;
 
+    use crate::check::runner::Failure;
+    use crate::check::transcript::parse;
+
+    #[test]
+    fn a_long_exchange_keeps_its_start_and_its_end() {
+        let t = parse("t", "t.xt", "section: 7\nlevel: MUST\nrule: r\na connect\n").unwrap();
+        let exchange = (0..100)
+            .map(|i| Event::Received {
+                conn: "a".into(),
+                bytes: format!("line {i}\r\n").into_bytes(),
+            })
+            .collect();
+        let run = Run {
+            outcome: Outcome::Fail(Failure {
+                line: 4,
+                step: "a connect".into(),
+                expected: "x".into(),
+                actual: "y".into(),
+            }),
+            exchange,
+            server_log: vec!["boom".into()],
+        };
+        let text = failure(&t, &run);
+        assert!(text.contains("step:     t.xt:4: a connect\n"), "{text}");
+        assert!(text.contains("expected: x\n      actual:   y\n"), "{text}");
+        assert!(
+            text.contains("        a < line 19\n        (40 more lines)\n        a < line 60\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("a < line 99\n") && !text.contains("line 20\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("        | boom\n"), "{text}");
+        let xml = junit(&[(&t, run)]);
+        assert!(
+            xml.contains("failures=\"1\"")
+                && xml.contains("<failure message=\"expected x, got y\">")
+        );
+    }
+
     #[test]
     fn xml_escapes_markup_and_controls() {
         assert_eq!(xml("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;\\x01");

@@ -11,6 +11,11 @@
 //! channel; the main thread `select!`s on both (and on Ctrl-C), owns the socket's sending
 //! side and standard output, and is the only one that decides anything. No argument-parsing
 //! crate: the grammar is small and the errors are ours.
+//!
+//! `xscp check ...` is another program in the same binary: the conformance checker of
+//! [`check`], which grades a server against the protocol.
+
+mod check;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -48,15 +53,17 @@ const TYPED: &str = "> ";
 /// The usage synopsis, printed by `--help` and after a bad option.
 const USAGE: &str = "\
 usage: xscp [--name NAME] [--notif] [--manual] [--timestamps] [--echo] [ADDR]
-            [-h|--help] [-V|--version]";
+            [-h|--help] [-V|--version]
+       xscp check [OPTIONS] (ADDR | --server COMMAND)   (see xscp check --help)";
 
 /// `--help`: what the client does and every option.
 const HELP: &str = "\
 xscp - the XSCP/1 teaching client
 
-Connects to ADDR (default 127.0.0.1:1030; a bare host gets port 1030), sends every line of
-standard input as one PDU and prints every line from the server verbatim. Lines it sends on
-its own are printed behind 'auto> ', /msg expansions behind '/msg> '.
+Connects to ADDR (default 127.0.0.1:1030; a host without a port, [::1] too, gets port
+1030), sends every line of standard input as one PDU and prints every line from the server
+verbatim. Lines it sends on its own are printed behind 'auto> ', /msg expansions behind
+'/msg> '. 'xscp check' grades a server instead (xscp check --help).
 
 Options:
       --name NAME            send 'uname NAME' as soon as the server has greeted
@@ -151,28 +158,44 @@ fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliError> 
         }
     }
     o.addr = addr.unwrap_or_else(|| format!("127.0.0.1:{DEFAULT_PORT}"));
+    with_port(&o.addr).map_err(CliError)?;
     Ok(Cli::Run(o))
 }
 
-/// Resolves ADDR; a host without a port gets [`DEFAULT_PORT`].
-fn resolve(addr: &str) -> io::Result<Vec<SocketAddr>> {
-    match addr.to_socket_addrs() {
-        Ok(a) => Ok(a.collect()),
-        Err(e) => {
-            let bare_v6 = addr.parse::<std::net::Ipv6Addr>().is_ok();
-            if bare_v6 {
-                Ok(format!("[{addr}]:{DEFAULT_PORT}")
-                    .to_socket_addrs()?
-                    .collect())
-            } else if !addr.contains(':') {
-                Ok(format!("{addr}:{DEFAULT_PORT}")
-                    .to_socket_addrs()?
-                    .collect())
-            } else {
-                Err(e)
-            }
-        }
+/// ADDR in `host:port` form: a host without a port (`localhost`, `[::1]`, a bare IPv6
+/// address) gets [`DEFAULT_PORT`]. A port that is not a number from 0 to 65535 is a bad
+/// command line, said before anything is resolved.
+fn with_port(addr: &str) -> Result<String, String> {
+    let port_ok = |port: &str| {
+        port.parse::<u16>()
+            .map(|_| addr.to_string())
+            .map_err(|_| format!("invalid port '{port}' in '{addr}'"))
+    };
+    if addr.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(format!("[{addr}]:{DEFAULT_PORT}"));
     }
+    if let Some(rest) = addr.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, "")) => Ok(format!("[{host}]:{DEFAULT_PORT}")),
+            Some((_, after)) => match after.strip_prefix(':') {
+                Some(port) => port_ok(port),
+                None => Err(format!(
+                    "invalid address '{addr}': ':PORT' expected after ']'"
+                )),
+            },
+            None => Err(format!("invalid address '{addr}': no closing ']'")),
+        };
+    }
+    match addr.rsplit_once(':') {
+        Some((_, port)) => port_ok(port),
+        None => Ok(format!("{addr}:{DEFAULT_PORT}")),
+    }
+}
+
+/// Resolves ADDR (see [`with_port`]).
+fn resolve(addr: &str) -> io::Result<Vec<SocketAddr>> {
+    let full = with_port(addr).map_err(|e| io::Error::new(ErrorKind::InvalidInput, e))?;
+    Ok(full.to_socket_addrs()?.collect())
 }
 
 /// Connects to the first address of ADDR that answers.
@@ -390,7 +413,10 @@ fn classify(line: &str) -> Seen<'_> {
             .strip_prefix("you are ")
             .or_else(|| text.strip_prefix("welcome back "))
         {
-            return Seen::Registered(name.trim());
+            // `welcome back <name> (<n> held, <m> lost)` (PROTOCOL.md §5.8): the name is
+            // the first word; the replayed `chatm` lines that follow are ordinary ones.
+            let name = name.split(' ').next().unwrap_or("");
+            return Seen::Registered(name);
         }
         if let Some((_, new)) = text
             .strip_prefix("name changed from ")
@@ -772,7 +798,11 @@ fn session<S: Write, W: Write>(
 }
 
 fn main() -> ExitCode {
-    let opts = match parse_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "check") {
+        return check::main(&args[1..]);
+    }
+    let opts = match parse_args(args) {
         Ok(Cli::Run(o)) => o,
         Ok(Cli::Help) => {
             println!("{USAGE}\n\n{HELP}");
@@ -842,6 +872,25 @@ mod tests {
         );
         assert!(args(&["--name", "a b"]).is_err());
         assert!(args(&["--manual=yes"]).is_err());
+        // A port that is not a number is a bad command line (issue 11).
+        assert_eq!(
+            args(&["127.0.0.1:17999x"]),
+            Err(CliError(
+                "invalid port '17999x' in '127.0.0.1:17999x'".into()
+            ))
+        );
+        assert!(args(&["[::1]:x"]).is_err());
+        assert!(args(&["[::1"]).is_err());
+    }
+
+    #[test]
+    fn addresses_without_a_port_get_the_default_one() {
+        assert_eq!(with_port("[::1]").unwrap(), "[::1]:1030");
+        assert_eq!(with_port("::1").unwrap(), "[::1]:1030");
+        assert_eq!(with_port("[::1]:7").unwrap(), "[::1]:7");
+        assert_eq!(with_port("localhost").unwrap(), "localhost:1030");
+        assert_eq!(with_port("127.0.0.1:7").unwrap(), "127.0.0.1:7");
+        assert_eq!(resolve("[::1]").unwrap(), ["[::1]:1030".parse().unwrap()]);
     }
 
     #[test]
@@ -883,6 +932,10 @@ mod tests {
         assert_eq!(classify("+OK you are alice"), Seen::Registered("alice"));
         assert_eq!(
             classify("+OK welcome back alice"),
+            Seen::Registered("alice")
+        );
+        assert_eq!(
+            classify("+OK welcome back alice (2 held, 1 lost)"),
             Seen::Registered("alice")
         );
         assert_eq!(
@@ -988,6 +1041,25 @@ mod tests {
                 "auto> chatr bob alice",
                 "chatm bob * hi all"
             ]));
+        }
+
+        #[test]
+        fn replayed_messages_after_welcome_back_get_receipts() {
+            let mut c = client(Options::default());
+            c.on_input(b"uname alice").unwrap();
+            server(
+                &mut c,
+                &[
+                    "+OK welcome back alice (2 held, 0 lost)",
+                    "chatm bob alice one",
+                    "chatm carol alice two",
+                ],
+            );
+            assert_eq!(
+                take_sent(&mut c),
+                ["uname alice", "chatr bob alice", "chatr carol alice"]
+            );
+            assert!(printed(&c).contains(&"+OK welcome back alice (2 held, 0 lost)"));
         }
 
         #[test]

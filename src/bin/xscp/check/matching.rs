@@ -1,0 +1,194 @@
+//! Lines and patterns: does a line from the server match an `s:` pattern (capturing its
+//! placeholders), how lines and patterns are shown in reports and diagrams, and the
+//! nickname suffix used against a shared server. No I/O.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::transcript::Pat;
+
+/// Appends `suffix` to every whole-word occurrence of one of `names` (ASCII case ignored).
+pub fn suffix_names(bytes: &[u8], names: &[String], suffix: &str) -> Vec<u8> {
+    let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    let mut i = 0;
+    while i < bytes.len() {
+        let at_start = i == 0 || !word(bytes[i - 1]);
+        let hit = at_start.then(|| {
+            names.iter().find(|n| {
+                let end = i + n.len();
+                end <= bytes.len()
+                    && bytes[i..end].eq_ignore_ascii_case(n.as_bytes())
+                    && (end == bytes.len() || !word(bytes[end]))
+            })
+        });
+        if let Some(Some(n)) = hit {
+            out.extend_from_slice(&bytes[i..i + n.len()]);
+            out.extend_from_slice(suffix.as_bytes());
+            i += n.len();
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+pub fn strip_terminator(l: &[u8]) -> &[u8] {
+    let l = l.strip_suffix(b"\n").unwrap_or(l);
+    l.strip_suffix(b"\r").unwrap_or(l)
+}
+
+/// Does `line` match `pat`? Captures of unbound placeholders go to `caps`.
+pub fn matches(
+    pat: &[Pat],
+    line: &[u8],
+    vars: &HashMap<String, Vec<u8>>,
+    caps: &mut Vec<(String, Vec<u8>)>,
+) -> bool {
+    let Some((first, rest)) = pat.split_first() else {
+        return line.is_empty();
+    };
+    match first {
+        Pat::Lit(l) => line.starts_with(l) && matches(rest, &line[l.len()..], vars, caps),
+        Pat::Any => (0..=line.len()).any(|i| matches(rest, &line[i..], vars, caps)),
+        Pat::Var(v) => {
+            let bound = vars
+                .get(v)
+                .or_else(|| caps.iter().find(|(k, _)| k == v).map(|(_, b)| b))
+                .cloned();
+            if let Some(b) = bound {
+                return line.starts_with(&b) && matches(rest, &line[b.len()..], vars, caps);
+            }
+            let run = line.iter().take_while(|&&b| b != b' ').count();
+            (1..=run).rev().any(|n| {
+                caps.push((v.clone(), line[..n].to_vec()));
+                if matches(rest, &line[n..], vars, caps) {
+                    return true;
+                }
+                caps.pop();
+                false
+            })
+        }
+    }
+}
+
+/// A pattern as the report shows it: known values filled in.
+pub fn describe_pat(pat: &[Pat], vars: &HashMap<String, Vec<u8>>, raw: bool) -> String {
+    let mut bytes = Vec::new();
+    for p in pat {
+        match p {
+            Pat::Lit(l) => bytes.extend_from_slice(l),
+            Pat::Any => bytes.extend_from_slice(b"{*}"),
+            Pat::Var(v) => match vars.get(v) {
+                Some(b) => bytes.extend_from_slice(b),
+                None => bytes.extend_from_slice(format!("{{{v}}}").as_bytes()),
+            },
+        }
+    }
+    if raw {
+        shown_raw(&bytes)
+    } else {
+        shown(&bytes)
+    }
+}
+
+/// Bytes with every control byte, CR and LF included, as an escape (for `sraw:`).
+pub fn shown_raw(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes {
+        match b {
+            b'\r' => out.push_str("\\r"),
+            b'\n' => out.push_str("\\n"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => out.push_str(&format!("\\x{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A line as printed: CR and LF at the end dropped, control bytes as `\xNN` (so a server
+/// cannot drive the terminal), at most 200 characters.
+pub fn shown(line: &[u8]) -> String {
+    let mut out = String::new();
+    let body = strip_terminator(line);
+    for chunk in body.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                out.push_str(&format!("\\x{:02X}", c as u32));
+            } else {
+                out.push(c);
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    let tail = &line[body.len()..];
+    if tail != b"\r\n" && !tail.is_empty() {
+        out.push_str(if tail == b"\n" { "\\n" } else { "\\r" });
+    }
+    if out.chars().count() > 200 {
+        let cut: String = out.chars().take(120).collect();
+        return format!("{cut}... ({} bytes)", body.len());
+    }
+    out
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(pat: &[Pat], line: &str) -> Option<Vec<(String, Vec<u8>)>> {
+        let mut caps = Vec::new();
+        matches(pat, line.as_bytes(), &HashMap::new(), &mut caps).then_some(caps)
+    }
+
+    fn lit(s: &str) -> Pat {
+        Pat::Lit(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn placeholders() {
+        let any = [lit("-ERR [STATE] "), Pat::Any];
+        assert!(m(&any, "-ERR [STATE] whatever text").is_some());
+        assert!(m(&any, "-ERR [STATE] ").is_some());
+        assert!(m(&any, "-ERR [SYNTAX] x").is_none());
+        let tok = [lit("ping "), Pat::Var("t".into())];
+        assert_eq!(
+            m(&tok, "ping 12.3").unwrap(),
+            [("t".into(), b"12.3".to_vec())]
+        );
+        assert!(m(&tok, "ping ").is_none(), "a placeholder is never empty");
+        assert!(m(&tok, "ping a b").is_none(), "nor holds a space");
+        let twice = [Pat::Var("a".into()), lit(" "), Pat::Var("a".into())];
+        assert!(m(&twice, "x x").is_some());
+        assert!(m(&twice, "x y").is_none());
+        let mut vars = HashMap::new();
+        vars.insert("a".to_string(), b"bob".to_vec());
+        assert!(matches(&twice, b"bob bob", &vars, &mut Vec::new()));
+        assert!(!matches(&twice, b"eve eve", &vars, &mut Vec::new()));
+    }
+
+    #[test]
+    fn names_get_the_suffix_as_whole_words_in_any_case() {
+        let names = ["alice".to_string(), "bob".to_string()];
+        assert_eq!(
+            suffix_names(b"chatm Alice bob hi bobby alice-x", &names, "42"),
+            b"chatm Alice42 bob42 hi bobby alice-x".to_vec()
+        );
+    }
+
+    #[test]
+    fn lines_are_shown_safely() {
+        assert_eq!(shown(b"a\x1b[1m\r\n"), "a\\x1B[1m");
+        assert_eq!(shown(b"lf only\n"), "lf only\\n");
+        assert_eq!(shown(b"\xff"), "\\xFF");
+        assert!(shown(&[b'x'; 600]).ends_with("... (600 bytes)"));
+        assert_eq!(shown_raw(b"a\r\n\x00"), "a\\r\\n\\x00");
+    }
+}

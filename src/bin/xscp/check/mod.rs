@@ -1,0 +1,411 @@
+//! `xscp check`: grades an XSCP/1 server against the protocol by playing conformance
+//! transcripts (`xscp-transcript(5)`) at it, like irctest or h2spec do for IRC and HTTP/2.
+//!
+//! Layout: [`transcript`] parses the format; [`runner`] plays one transcript over TCP,
+//! with [`matching`] for patterns and placeholders, [`server`] for the server `--server`
+//! starts per transcript and [`sys`] for the two libc calls std lacks; [`report`] prints
+//! results and JUnit XML; [`diagram`] draws the exchange as Mermaid; [`builtin`] is the
+//! shipped suite.
+//! This file only reads the command line and wires them.
+
+mod builtin;
+mod diagram;
+mod matching;
+mod report;
+mod runner;
+mod server;
+mod sys;
+mod transcript;
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use runner::{Config, Outcome, Target};
+use transcript::Transcript;
+
+/// The largest transcript file read from `--transcripts DIR`.
+const MAX_FILE: u64 = 1024 * 1024;
+
+const USAGE: &str = "\
+usage: xscp check [--server COMMAND] [--transcripts DIR [--builtin]] [--section S]...
+                  [--only PATTERN]... [--without FEATURE]... [--timeout DUR]
+                  [--junit FILE] [--diagrams DIR] [--list] [ADDR]";
+
+const HELP: &str = "\
+xscp check - grade an XSCP/1 server against the protocol
+
+Plays conformance transcripts (one rule of PROTOCOL.md each) against the server at ADDR,
+or against a fresh server per transcript started from --server COMMAND, and prints
+PASS, FAIL or SKIP per transcript, then 'N passed, M failed, K skipped'.
+
+Options:
+      --server COMMAND       start a server per transcript: COMMAND is split at spaces,
+                             {addr} becomes the address to listen on and a word {options}
+                             the transcript's server options
+      --transcripts DIR      run the .xt files of DIR instead of the built-in suite
+      --builtin              with --transcripts: run the built-in suite as well
+      --section S            only sections S (5.7 selects 5.7 and 5.7.x; a word matches
+                             section titles); repeatable
+      --only PATTERN         only names containing PATTERN (* matches anything); repeatable
+      --without FEATURE      skip transcripts that require FEATURE (e.g. resume)
+      --timeout DUR          longest wait for one expected event (default 5s)
+      --junit FILE           also write the results as JUnit XML to FILE
+      --diagrams DIR         write a Mermaid sequence diagram per transcript into DIR
+      --list                 list the selected transcripts and exit
+  -h, --help                 print this help and exit
+
+DUR is 250ms, 2s or a bare number of seconds.
+Exit status: 0 if no transcript failed, 1 if one did, 2 for a bad command line or a
+transcript that cannot be read.";
+
+/// The command line of `xscp check`.
+#[derive(Debug, Default)]
+struct Options {
+    addr: Option<String>,
+    server: Option<String>,
+    dir: Option<PathBuf>,
+    builtin: bool,
+    sections: Vec<String>,
+    only: Vec<String>,
+    without: Vec<String>,
+    timeout: Option<Duration>,
+    junit: Option<PathBuf>,
+    diagrams: Option<PathBuf>,
+    list: bool,
+    help: bool,
+}
+
+#[derive(Debug)]
+struct Usage(String);
+
+impl fmt::Display for Usage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn parse_args(args: &[String]) -> Result<Options, Usage> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (opt, inline) = match arg.split_once('=') {
+            Some((k, v)) if k.starts_with("--") => (k, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| Usage(format!("option {name} needs a value")))
+        };
+        match opt {
+            "--server" => o.server = Some(value(opt)?),
+            "--transcripts" => o.dir = Some(value(opt)?.into()),
+            "--section" => o.sections.push(value(opt)?),
+            "--only" => o.only.push(value(opt)?),
+            "--without" => o.without.push(value(opt)?),
+            "--timeout" => {
+                let v = value(opt)?;
+                o.timeout =
+                    Some(duration(&v).ok_or_else(|| Usage(format!("invalid duration '{v}'")))?);
+            }
+            "--junit" => o.junit = Some(value(opt)?.into()),
+            "--diagrams" => o.diagrams = Some(value(opt)?.into()),
+            "--builtin" | "--list" | "-h" | "--help" if inline.is_some() => {
+                return Err(Usage(format!("option {opt} takes no value")));
+            }
+            "--builtin" => o.builtin = true,
+            "--list" => o.list = true,
+            "-h" | "--help" => o.help = true,
+            _ if opt.starts_with('-') => return Err(Usage(format!("unknown option '{arg}'"))),
+            _ => {
+                if o.addr.replace(arg.clone()).is_some() {
+                    return Err(Usage(format!("unexpected argument '{arg}'")));
+                }
+            }
+        }
+    }
+    if o.help || o.list {
+        return Ok(o);
+    }
+    match (&o.addr, &o.server) {
+        (None, None) => return Err(Usage("give ADDR or --server COMMAND".into())),
+        (Some(_), Some(_)) => return Err(Usage("give ADDR or --server, not both".into())),
+        _ => {}
+    }
+    if o.server.as_deref().is_some_and(|c| !c.contains("{addr}")) {
+        return Err(Usage(
+            "--server COMMAND must say where to listen: {addr}".into(),
+        ));
+    }
+    if o.builtin && o.dir.is_none() {
+        return Err(Usage("--builtin goes with --transcripts".into()));
+    }
+    Ok(o)
+}
+
+/// `250ms`, `2s` or a bare number of seconds.
+fn duration(s: &str) -> Option<Duration> {
+    let (n, unit) = match s.strip_suffix("ms") {
+        Some(n) => (n, 1),
+        None => (s.strip_suffix('s').unwrap_or(s), 1000),
+    };
+    let n: u64 = n.parse().ok()?;
+    (n > 0).then(|| Duration::from_millis(n.saturating_mul(unit)))
+}
+
+/// Does a transcript belong to the selection?
+fn selected(t: &Transcript, o: &Options) -> bool {
+    let section_ok = o.sections.is_empty()
+        || o.sections.iter().any(|s| {
+            let n = t.section_number();
+            if s.starts_with(|c: char| c.is_ascii_digit()) {
+                n == s || n.starts_with(&format!("{s}."))
+            } else {
+                t.section.to_lowercase().contains(&s.to_lowercase())
+            }
+        });
+    let name_ok = o.only.is_empty() || o.only.iter().any(|p| glob(p, &t.name));
+    section_ok && name_ok
+}
+
+/// `*` matches any text; without one, PATTERN matches as a substring.
+fn glob(pattern: &str, name: &str) -> bool {
+    if !pattern.contains('*') {
+        return name.contains(pattern);
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for p in &parts[1..parts.len() - 1] {
+        match rest.find(p) {
+            Some(i) => rest = &rest[i + p.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// The transcripts to run, in order: built-in ones first, then DIR's, sorted by name.
+fn load(o: &Options) -> Result<Vec<Transcript>, String> {
+    let mut all = Vec::new();
+    if o.dir.is_none() || o.builtin {
+        for (name, text) in builtin::SUITE {
+            let t = transcript::parse(name, &format!("builtin:{name}.xt"), text)
+                .map_err(|e| e.to_string())?;
+            all.push(t);
+        }
+    }
+    if let Some(dir) = &o.dir {
+        all.extend(load_dir(dir)?);
+    }
+    Ok(all)
+}
+
+fn load_dir(dir: &Path) -> Result<Vec<Transcript>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xt"))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let origin = p.display().to_string();
+        let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        if size > MAX_FILE {
+            return Err(format!("{origin}: larger than {MAX_FILE} bytes"));
+        }
+        let text = std::fs::read_to_string(&p).map_err(|e| format!("{origin}: {e}"))?;
+        let name = p
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        out.push(transcript::parse(&name, &origin, &text).map_err(|e| e.to_string())?);
+    }
+    if out.is_empty() {
+        return Err(format!("{}: no .xt files", dir.display()));
+    }
+    Ok(out)
+}
+
+/// ADDR as the client reads it (a host without a port gets 1030): its first address.
+fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    crate::resolve(addr)
+        .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("cannot resolve {addr}"))
+}
+
+/// `xscp check ARGS...` (the arguments after `check`).
+pub fn main(args: &[String]) -> ExitCode {
+    let o = match parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("xscp check: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if o.help {
+        println!("{USAGE}\n\n{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    let suite = match load(&o) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("xscp check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let chosen: Vec<&Transcript> = suite.iter().filter(|t| selected(t, &o)).collect();
+    if o.list {
+        for t in &chosen {
+            let req = if t.requires.is_empty() {
+                String::new()
+            } else {
+                format!("  requires {}", t.requires.join(" "))
+            };
+            println!(
+                "{:<44} §{:<16} {}  {}{req}",
+                t.name, t.section, t.level, t.rule
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    let target = match (&o.addr, &o.server) {
+        (_, Some(cmd)) => Target::Server(cmd.split_whitespace().map(String::from).collect()),
+        (Some(a), None) => match resolve(a) {
+            Ok(a) => Target::Addr(a),
+            Err(e) => {
+                eprintln!("xscp check: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (None, None) => return ExitCode::from(2),
+    };
+    let cfg = Config {
+        target,
+        timeout: o.timeout.unwrap_or(Duration::from_secs(5)),
+        without: o.without.clone(),
+    };
+    if let Some(dir) = &o.diagrams {
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            eprintln!("xscp check: cannot create {}: {e}", dir.display());
+            return ExitCode::from(2);
+        }
+    }
+    let mut results = Vec::with_capacity(chosen.len());
+    let mut out = io::stdout().lock();
+    for t in chosen {
+        let run = runner::run(t, &cfg);
+        let _ = writeln!(out, "{}", report::line(t, &run));
+        if let Outcome::Fail(_) = run.outcome {
+            let _ = write!(out, "{}", report::failure(t, &run));
+        }
+        let _ = out.flush();
+        if let Some(dir) = &o.diagrams {
+            let path = dir.join(format!("{}.mmd", t.name));
+            if let Err(e) = std::fs::write(&path, diagram::mermaid(t, &run)) {
+                eprintln!("xscp check: cannot write {}: {e}", path.display());
+            }
+        }
+        results.push((t, run));
+    }
+    let _ = writeln!(out, "{}", report::summary(&results));
+    if let Some(path) = &o.junit {
+        if let Err(e) = std::fs::write(path, report::junit(&results)) {
+            eprintln!("xscp check: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    let failed = results
+        .iter()
+        .any(|(_, r)| matches!(r.outcome, Outcome::Fail(_)));
+    if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Result<Options, Usage> {
+        parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn command_lines() {
+        let o = args(&[
+            "--server",
+            "x {addr}",
+            "--section=5.7",
+            "--timeout",
+            "250ms",
+        ])
+        .unwrap();
+        assert_eq!(o.server.as_deref(), Some("x {addr}"));
+        assert_eq!(o.timeout, Some(Duration::from_millis(250)));
+        assert!(args(&[]).is_err());
+        assert!(args(&["a:1", "--server", "x"]).is_err());
+        assert!(args(&["a:1", "--builtin"]).is_err());
+        assert!(args(&["--server", "xscpd -l 127.0.0.1:1030"]).is_err());
+        assert!(args(&["a:1", "--timeout", "soon"]).is_err());
+        assert!(args(&["--list"]).is_ok());
+    }
+
+    #[test]
+    fn globs_and_sections() {
+        assert!(glob("uname", "negotiating-uname-new"));
+        assert!(glob("neg*new", "negotiating-uname-new"));
+        assert!(!glob("neg*old", "negotiating-uname-new"));
+        assert!(glob("*", "x"));
+        let t = transcript::parse(
+            "n",
+            "n",
+            "section: 5.7 hold\nlevel: MUST\nrule: r\na connect\n",
+        )
+        .unwrap();
+        let with = |s: &str| Options {
+            sections: vec![s.into()],
+            ..Options::default()
+        };
+        assert!(selected(&t, &with("5.7")));
+        assert!(selected(&t, &with("5")));
+        assert!(!selected(&t, &with("5.8")));
+        assert!(!selected(&t, &with("7")));
+        assert!(selected(&t, &with("hold")));
+    }
+
+    #[test]
+    fn the_builtin_suite_parses_and_lists_every_file() {
+        for (name, text) in builtin::SUITE {
+            if let Err(e) = transcript::parse(name, name, text) {
+                panic!("{e}");
+            }
+        }
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/xscp/transcripts");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "xt"))
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let mut listed: Vec<String> = builtin::SUITE.iter().map(|(n, _)| n.to_string()).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed, "builtin.rs lists every transcript file");
+    }
+}

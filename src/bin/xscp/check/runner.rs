@@ -1,0 +1,644 @@
+//! Plays a [`Transcript`] against a server: opens its connections, sends its lines, waits
+//! (at most `--timeout` each) for the lines it expects and matches them, and records the
+//! exchange that actually took place for the report and the diagram. With `--server` it
+//! starts a fresh server per transcript on a free port and stops it afterwards.
+//!
+//! Nothing the server sends can make it panic or grow without bound: lines are read with a
+//! length bound, what is read ahead of the transcript is bounded in bytes, every wait has
+//! a deadline, every write a timeout.
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+
+use super::matching::{
+    describe_pat, matches, secs, shown, shown_raw, strip_terminator, suffix_names,
+};
+use super::server::Server;
+use super::sys;
+use super::transcript::{Action, Pat, Piece, Step, Transcript};
+
+/// The longest line read from a server; a conforming one sends at most 512 bytes.
+const MAX_LINE: usize = 8 * 1024;
+/// Bytes from one connection read ahead of the transcript: the reader never stops
+/// reading before this (so that the checker does not become a slow consumer itself while
+/// it floods), and gives up past it.
+const READ_AHEAD: usize = 16 * 1024 * 1024;
+/// The most lines an `until:` step lets by.
+const UNTIL_LINES: usize = 10_000;
+
+/// Where the transcripts are played.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A running server, shared by all transcripts.
+    Addr(SocketAddr),
+    /// A command template: a fresh server per transcript.
+    Server(Vec<String>),
+}
+
+/// How a transcript is played.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub target: Target,
+    /// The longest wait for any one expected event.
+    pub timeout: Duration,
+    /// Features the server lacks (`--without resume`): transcripts requiring them skip.
+    pub without: Vec<String>,
+}
+
+/// What happened on the wire (and to the server), in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Connected {
+        conn: String,
+        from: Option<String>,
+    },
+    Sent {
+        conn: String,
+        bytes: Vec<u8>,
+    },
+    Received {
+        conn: String,
+        bytes: Vec<u8>,
+    },
+    /// The server closed the connection (end of stream).
+    Eof {
+        conn: String,
+    },
+    /// The connection failed (reset, I/O error).
+    Broken {
+        conn: String,
+        error: String,
+    },
+    /// The client closed its side.
+    ClientClosed {
+        conn: String,
+    },
+    Note {
+        conn: Option<String>,
+        text: String,
+    },
+    Shutdown,
+    Exited(String),
+    /// Where the transcript failed.
+    Failed {
+        conn: Option<String>,
+        text: String,
+    },
+}
+
+/// A failed step: what the transcript expected and what arrived instead.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub line: usize,
+    pub step: String,
+    pub expected: String,
+    pub actual: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass,
+    Fail(Failure),
+    Skip(String),
+}
+
+/// The result of one transcript.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub outcome: Outcome,
+    pub exchange: Vec<Event>,
+    /// The last lines the server wrote on standard error (`--server` only).
+    pub server_log: Vec<String>,
+}
+
+/// Why a transcript cannot run where it is asked to, if it cannot.
+pub fn skip_reason(t: &Transcript, cfg: &Config) -> Option<String> {
+    if let Some(r) = t.requires.iter().find(|r| cfg.without.contains(r)) {
+        return Some(format!("requires {r} (excluded by --without {r})"));
+    }
+    let Target::Addr(addr) = &cfg.target else {
+        if !t.options.is_empty() {
+            if let Target::Server(words) = &cfg.target {
+                if !words.iter().any(|w| w == "{options}") {
+                    return Some(format!(
+                        "needs server options {} and the --server template has no {{options}}",
+                        t.options.join(" ")
+                    ));
+                }
+            }
+        }
+        return None;
+    };
+    if !t.options.is_empty() {
+        return Some(format!(
+            "needs server options {} (use --server)",
+            t.options.join(" ")
+        ));
+    }
+    if t.needs_process() {
+        return Some("signals the server (use --server)".into());
+    }
+    if t.fresh {
+        return Some("needs a server of its own (use --server)".into());
+    }
+    let from_other = t
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, Action::Connect { from: Some(_), .. }));
+    if from_other && !(addr.is_ipv4() && addr.ip().is_loopback()) {
+        return Some("connects from another loopback address: needs a server on 127.x".into());
+    }
+    None
+}
+
+/// Plays `t` as `cfg` says.
+pub fn run(t: &Transcript, cfg: &Config) -> Run {
+    if let Some(reason) = skip_reason(t, cfg) {
+        return Run {
+            outcome: Outcome::Skip(reason),
+            exchange: Vec::new(),
+            server_log: Vec::new(),
+        };
+    }
+    let mut server = None;
+    let addr = match &cfg.target {
+        Target::Addr(a) => *a,
+        Target::Server(template) => match Server::start(template, &t.options, start_bound(cfg)) {
+            Ok(s) => {
+                let a = s.addr;
+                server = Some(s);
+                a
+            }
+            Err(e) => {
+                return Run {
+                    outcome: Outcome::Fail(Failure {
+                        line: 0,
+                        step: "start the server".into(),
+                        expected: "a server accepting connections".into(),
+                        actual: e,
+                    }),
+                    exchange: Vec::new(),
+                    server_log: Vec::new(),
+                };
+            }
+        },
+    };
+    let suffix = match cfg.target {
+        Target::Addr(_) => Some(run_suffix()),
+        Target::Server(_) => None,
+    };
+    let mut p = Player {
+        addr,
+        timeout: cfg.timeout,
+        conns: HashMap::new(),
+        vars: HashMap::new(),
+        exchange: Vec::new(),
+        server: server.as_mut(),
+        names: t.names.clone(),
+        suffix,
+        pings: 0,
+    };
+    let mut outcome = Outcome::Pass;
+    for step in &t.steps {
+        if let Err(f) = p.step(step) {
+            p.exchange.push(Event::Failed {
+                conn: step.conn.clone(),
+                text: format!("expected {}, got {}", f.expected, f.actual),
+            });
+            outcome = Outcome::Fail(f);
+            break;
+        }
+    }
+    let exchange = std::mem::take(&mut p.exchange);
+    for c in p.conns.values() {
+        let _ = c.stream.shutdown(Shutdown::Both);
+    }
+    drop(p);
+    let server_log = server.map(Server::stop).unwrap_or_default();
+    Run {
+        outcome,
+        exchange,
+        server_log,
+    }
+}
+
+/// How long a started server may take to listen: returned from as soon as it does, so
+/// it is generous (a loaded machine may take seconds to start a process).
+fn start_bound(cfg: &Config) -> Duration {
+    cfg.timeout.max(Duration::from_secs(30))
+}
+
+/// Six random letters and digits (for nicknames against a shared server: holds left by
+/// earlier transcripts and runs must not meet this one's names).
+fn run_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the system's randomness: no crate needed for this.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    let mut n = h.finish();
+    let mut s = String::new();
+    for _ in 0..6 {
+        let d = u32::try_from(n % 36).unwrap_or(0);
+        s.push(char::from_digit(d, 36).unwrap_or('x'));
+        n /= 36;
+    }
+    s
+}
+
+/// What a connection's reader reports.
+enum FromServer {
+    /// A line with its terminator (if it had one: the last bytes before EOF may not).
+    Line(Vec<u8>),
+    TooLong,
+    Eof,
+    Error(String),
+}
+
+struct Conn {
+    stream: TcpStream,
+    rx: Receiver<FromServer>,
+    /// `true` pauses the reader, `false` lets it read again.
+    gate: Sender<bool>,
+    /// Bytes read and not yet taken by the transcript.
+    queued: Arc<AtomicUsize>,
+    /// The reader has reported the end.
+    ended: bool,
+}
+
+struct Player<'a> {
+    addr: SocketAddr,
+    timeout: Duration,
+    conns: HashMap<String, Conn>,
+    vars: HashMap<String, Vec<u8>>,
+    exchange: Vec<Event>,
+    server: Option<&'a mut Server>,
+    names: Vec<String>,
+    suffix: Option<String>,
+    pings: u32,
+}
+
+/// What `recv` got.
+enum Got {
+    Line(Vec<u8>),
+    Eof,
+    Broken(String),
+    Timeout,
+}
+
+impl Got {
+    fn describe(&self, timeout: Duration) -> String {
+        match self {
+            Got::Line(l) => shown(l),
+            Got::Eof => "<end of stream: the server closed the connection>".into(),
+            Got::Broken(e) => format!("<connection broken: {e}>"),
+            Got::Timeout => format!("<nothing within {}>", secs(timeout)),
+        }
+    }
+}
+
+impl Player<'_> {
+    fn step(&mut self, step: &Step) -> Result<(), Failure> {
+        let fail = |expected: String, actual: String| Failure {
+            line: step.line,
+            step: step.text.clone(),
+            expected,
+            actual,
+        };
+        let name = step.conn.clone().unwrap_or_default();
+        match &step.action {
+            Action::Connect { from, raw } => {
+                let stream = self.connect(*from).map_err(|e| {
+                    fail(
+                        format!("to connect to {}", self.addr),
+                        format!("<cannot connect: {e}>"),
+                    )
+                })?;
+                self.open(&name, stream, from.map(|f| f.to_string()))
+                    .map_err(|e| fail("a connection".into(), format!("<{e}>")))?;
+                if !raw {
+                    match self.recv(&name) {
+                        Got::Line(_) => {}
+                        other => {
+                            let actual = other.describe(self.timeout);
+                            return Err(fail("a greeting".into(), actual));
+                        }
+                    }
+                }
+            }
+            Action::Send(pieces) => {
+                let bytes = self.expand(pieces);
+                self.send(&name, &bytes)
+                    .map_err(|e| fail(format!("to send {}", shown(&bytes)), format!("<{e}>")))?;
+            }
+            Action::Expect { pat, raw } => {
+                let pat = self.localize_pat(pat);
+                let got = self.recv(&name);
+                let ok = match &got {
+                    Got::Line(l) => {
+                        let line = if *raw { &l[..] } else { strip_terminator(l) };
+                        let mut caps = Vec::new();
+                        let ok = matches(&pat, line, &self.vars, &mut caps);
+                        for (k, v) in caps {
+                            self.vars.insert(k, v);
+                        }
+                        ok
+                    }
+                    _ => false,
+                };
+                if !ok {
+                    let expected = describe_pat(&pat, &self.vars, *raw);
+                    let actual = match (&got, raw) {
+                        (Got::Line(l), true) => shown_raw(l),
+                        _ => got.describe(self.timeout),
+                    };
+                    return Err(fail(expected, actual));
+                }
+            }
+            Action::Until(pat) => {
+                let pat = self.localize_pat(pat);
+                for _ in 0..UNTIL_LINES {
+                    let got = self.recv(&name);
+                    let Got::Line(l) = &got else {
+                        let expected = describe_pat(&pat, &self.vars, false);
+                        return Err(fail(expected, got.describe(self.timeout)));
+                    };
+                    let mut caps = Vec::new();
+                    if matches(&pat, strip_terminator(l), &self.vars, &mut caps) {
+                        self.vars.extend(caps);
+                        return Ok(());
+                    }
+                }
+                let expected = describe_pat(&pat, &self.vars, false);
+                return Err(fail(expected, format!("<not in {UNTIL_LINES} lines>")));
+            }
+            Action::Quiet => {
+                self.pings += 1;
+                let token = format!("xscp-check-{}", self.pings);
+                self.send(&name, format!("ping {token}\r\n").as_bytes())
+                    .map_err(|e| fail("to send a ping barrier".into(), format!("<{e}>")))?;
+                let want = format!("+OK pong {token}");
+                let got = self.recv(&name);
+                if !matches!(&got, Got::Line(l) if strip_terminator(l) == want.as_bytes()) {
+                    let expected = format!("nothing more, then {want} (the ping barrier)");
+                    return Err(fail(expected, got.describe(self.timeout)));
+                }
+            }
+            Action::Closed => {
+                let got = self.recv(&name);
+                if !matches!(got, Got::Eof) {
+                    let expected = "<end of stream: the server closes the connection>";
+                    return Err(fail(expected.into(), got.describe(self.timeout)));
+                }
+            }
+            Action::Close => {
+                if let Some(c) = self.conns.get(&name) {
+                    let _ = c.stream.shutdown(Shutdown::Both);
+                }
+                self.exchange.push(Event::ClientClosed { conn: name });
+            }
+            Action::Pause | Action::Resume => {
+                let pause = step.action == Action::Pause;
+                if let Some(c) = self.conns.get(&name) {
+                    let _ = c.gate.send(pause);
+                }
+                let text = if pause {
+                    "stops reading"
+                } else {
+                    "reads again"
+                };
+                self.exchange.push(Event::Note {
+                    conn: step.conn.clone(),
+                    text: format!("client {text}"),
+                });
+            }
+            Action::Note(text) => self.exchange.push(Event::Note {
+                conn: step.conn.clone(),
+                text: text.clone(),
+            }),
+            Action::Shutdown => {
+                let Some(server) = self.server.as_deref_mut() else {
+                    return Err(fail("a server to signal".into(), "<none>".into()));
+                };
+                self.exchange.push(Event::Shutdown);
+                server
+                    .terminate()
+                    .map_err(|e| fail("to send SIGTERM".into(), format!("<{e}>")))?;
+            }
+            Action::Exit(code) => {
+                let Some(server) = self.server.as_deref_mut() else {
+                    return Err(fail("a server to watch".into(), "<none>".into()));
+                };
+                let status = server.wait(self.timeout);
+                let actual = match status {
+                    Some(Some(c)) => format!("exit status {c}"),
+                    Some(None) => "<killed by a signal>".into(),
+                    None => format!("<still running after {}>", secs(self.timeout)),
+                };
+                self.exchange.push(Event::Exited(actual.clone()));
+                if status != Some(Some(*code)) {
+                    return Err(fail(format!("exit status {code}"), actual));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn connect(&self, from: Option<std::net::Ipv4Addr>) -> io::Result<TcpStream> {
+        match (from, self.addr) {
+            (None, a) => TcpStream::connect_timeout(&a, self.timeout),
+            (Some(f), SocketAddr::V4(a)) => sys::connect_from(f, a),
+            (Some(_), SocketAddr::V6(_)) => Err(io::Error::new(
+                ErrorKind::Unsupported,
+                "connecting from an IPv4 address to an IPv6 server",
+            )),
+        }
+    }
+
+    fn open(&mut self, name: &str, stream: TcpStream, from: Option<String>) -> io::Result<()> {
+        let reading = stream.try_clone()?;
+        // A server that stops reading must not block the checker for ever.
+        stream.set_write_timeout(Some(self.timeout))?;
+        let (tx, rx) = unbounded();
+        let (gate, gate_rx) = unbounded::<bool>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let ahead = Arc::clone(&queued);
+        thread::Builder::new()
+            .name(format!("check-{name}"))
+            .spawn(move || {
+                let mut r = BufReader::new(reading);
+                let mut paused = false;
+                loop {
+                    // `pause`: read nothing until `resume` (or the end of the run).
+                    while let Ok(p) = gate_rx.try_recv() {
+                        paused = p;
+                    }
+                    while paused {
+                        match gate_rx.recv() {
+                            Ok(p) => paused = p,
+                            Err(_) => return,
+                        }
+                    }
+                    let msg = match read_line(&mut r) {
+                        Ok(Some(Some(l))) => FromServer::Line(l),
+                        Ok(Some(None)) => FromServer::TooLong,
+                        Ok(None) => FromServer::Eof,
+                        Err(e) => FromServer::Error(e.to_string()),
+                    };
+                    let mut end = !matches!(msg, FromServer::Line(_));
+                    let mut msg = msg;
+                    if let FromServer::Line(l) = &msg {
+                        if ahead.fetch_add(l.len(), Ordering::SeqCst) + l.len() > READ_AHEAD {
+                            msg = FromServer::Error(format!(
+                                "more than {READ_AHEAD} bytes the transcript does not read"
+                            ));
+                            end = true;
+                        }
+                    }
+                    if tx.send(msg).is_err() || end {
+                        return;
+                    }
+                }
+            })?;
+        self.exchange.push(Event::Connected {
+            conn: name.to_string(),
+            from,
+        });
+        self.conns.insert(
+            name.to_string(),
+            Conn {
+                stream,
+                rx,
+                gate,
+                queued,
+                ended: false,
+            },
+        );
+        Ok(())
+    }
+
+    fn send(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let c = self
+            .conns
+            .get_mut(name)
+            .ok_or_else(|| io::Error::other("no such connection"))?;
+        self.exchange.push(Event::Sent {
+            conn: name.to_string(),
+            bytes: bytes.to_vec(),
+        });
+        c.stream.write_all(bytes).and_then(|()| c.stream.flush())
+    }
+
+    fn recv(&mut self, name: &str) -> Got {
+        let Some(c) = self.conns.get_mut(name) else {
+            return Got::Broken("no such connection".into());
+        };
+        if c.ended {
+            return Got::Eof;
+        }
+        let conn = name.to_string();
+        let (got, event) = match c.rx.recv_timeout(self.timeout) {
+            Ok(FromServer::Line(l)) => {
+                c.queued.fetch_sub(l.len(), Ordering::SeqCst);
+                (
+                    Got::Line(l.clone()),
+                    Some(Event::Received { conn, bytes: l }),
+                )
+            }
+            Ok(FromServer::TooLong) => {
+                let e = format!("a line longer than {MAX_LINE} bytes");
+                (
+                    Got::Broken(e.clone()),
+                    Some(Event::Broken { conn, error: e }),
+                )
+            }
+            Ok(FromServer::Eof) | Err(RecvTimeoutError::Disconnected) => {
+                (Got::Eof, Some(Event::Eof { conn }))
+            }
+            Ok(FromServer::Error(e)) => (
+                Got::Broken(e.clone()),
+                Some(Event::Broken { conn, error: e }),
+            ),
+            Err(RecvTimeoutError::Timeout) => (Got::Timeout, None),
+        };
+        if !matches!(got, Got::Line(_) | Got::Timeout) {
+            // As any client does at the end of the stream: close our side too (a server
+            // that lingers for unread input is not kept waiting).
+            c.ended = true;
+            let _ = c.stream.shutdown(Shutdown::Both);
+        }
+        self.exchange.extend(event);
+        got
+    }
+
+    /// The bytes of a `c:` line: captured values filled in, nicknames localized.
+    fn expand(&self, pieces: &[Piece]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for p in pieces {
+            match p {
+                Piece::Bytes(b) => out.extend_from_slice(&self.localize(b)),
+                Piece::Var(v) => out.extend_from_slice(self.vars.get(v).map_or(&[][..], |b| b)),
+            }
+        }
+        out
+    }
+
+    fn localize_pat(&self, pat: &[Pat]) -> Vec<Pat> {
+        pat.iter()
+            .map(|p| match p {
+                Pat::Lit(b) => Pat::Lit(self.localize(b)),
+                other => other.clone(),
+            })
+            .collect()
+    }
+
+    /// Against a shared server each declared nickname (any case) gets the run's suffix.
+    fn localize(&self, bytes: &[u8]) -> Vec<u8> {
+        match &self.suffix {
+            Some(s) if !self.names.is_empty() => suffix_names(bytes, &self.names, s),
+            _ => bytes.to_vec(),
+        }
+    }
+}
+
+/// Reads one line with its LF (the client's bounded reader), at most [`MAX_LINE`] bytes:
+/// `Some(None)` for a longer one (skipped to its end), `None` at end of stream. (A last
+/// line cut off by the end of the stream reads as if it had its LF.)
+pub fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
+    Ok(crate::read_line_bounded(r, MAX_LINE)?.map(|l| match l {
+        crate::Line::Complete(mut bytes) => {
+            bytes.push(b'\n');
+            Some(bytes)
+        }
+        crate::Line::TooLong => None,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_bounded() {
+        let mut r: &[u8] = b"ok\r\n";
+        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"ok\r\n".to_vec())));
+        let mut r: &[u8] = b"lf\n";
+        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"lf\n".to_vec())));
+        assert_eq!(read_line(&mut r).unwrap(), None);
+        let long = vec![b'a'; MAX_LINE + 10];
+        let mut r: &[u8] = &[&long[..], b"\nend"].concat();
+        assert_eq!(read_line(&mut r).unwrap(), Some(None));
+        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"end\n".to_vec())));
+    }
+}

@@ -1,0 +1,740 @@
+//! The transcript format (`xscp-transcript(5)`): a conformance case as a dialogue in
+//! WS_2017's `c:` / `s:` notation, with named connections. This module only parses; it
+//! opens no socket. A parsed [`Transcript`] is valid: every step names a connection that
+//! was opened before it, every placeholder is well formed.
+//!
+//! ```text
+//! # One rule per file.
+//! section: 5 uname
+//! level: MUST
+//! rule: a free name is taken: "+OK you are <name>", ESTABLISHED
+//! options: --hold 0
+//! alice connect
+//! alice c: uname alice
+//! alice s: +OK you are alice
+//! note: alice ESTABLISHED
+//! alice quiet
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+
+/// The longest transcript line accepted.
+const MAX_LINE: usize = 64 * 1024;
+/// The most bytes one step may expand to with `{COUNT*TEXT}` (a flood for `--sendq`).
+const MAX_SEND: usize = 4 * 1024 * 1024;
+
+/// MUST: the protocol's rule. SHOULD: a decision of the reference server that another
+/// server may take differently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Must,
+    Should,
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Level::Must => "MUST",
+            Level::Should => "SHOULD",
+        })
+    }
+}
+
+/// One piece of a line to send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece {
+    /// Bytes sent as they are (escapes already resolved).
+    Bytes(Vec<u8>),
+    /// `{name}`: the value captured earlier.
+    Var(String),
+}
+
+/// One piece of a line the server must send.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pat {
+    /// These bytes, exactly.
+    Lit(Vec<u8>),
+    /// `{*}`: any text, possibly none.
+    Any,
+    /// `{name}`: one or more bytes other than space; captured the first time, the same
+    /// value every later time (and in later `c:` lines).
+    Var(String),
+}
+
+/// What one step of a transcript does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Open a connection (from `from`, default 127.0.0.1). Unless `raw`, the server's
+    /// first line (its greeting, whatever it says) is read and kept out of the way.
+    Connect { from: Option<Ipv4Addr>, raw: bool },
+    /// `c:` (with CRLF) or `raw:` (exactly these bytes).
+    Send(Vec<Piece>),
+    /// `s:` (the line without its CRLF or LF) or `sraw:` (the line with its terminator).
+    Expect { pat: Vec<Pat>, raw: bool },
+    /// `until:` lines that do not match are let by (at most 10000) until one does.
+    Until(Vec<Pat>),
+    /// Nothing more has arrived: `ping <token>` is answered `+OK pong <token>` with
+    /// nothing before it.
+    Quiet,
+    /// The server closes the connection now: end of stream, no line before it.
+    Closed,
+    /// The client closes its side.
+    Close,
+    /// The client stops reading (the server's lines pile up in the network).
+    Pause,
+    /// The client reads again.
+    Resume,
+    /// A state the server is in now (for the diagram).
+    Note(String),
+    /// `@shutdown`: SIGTERM to the server (only when xscp started it).
+    Shutdown,
+    /// `@exit N`: the server process ends with status N.
+    Exit(i32),
+}
+
+/// One step: what, on which connection, from which line of the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub line: usize,
+    /// The connection; `None` for steps about the server.
+    pub conn: Option<String>,
+    pub action: Action,
+    /// The step as written (for reports).
+    pub text: String,
+}
+
+/// A parsed transcript.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transcript {
+    /// The file name without `.xt`.
+    pub name: String,
+    /// Where it came from (`builtin:NAME.xt` or a path), for messages.
+    pub origin: String,
+    /// The PROTOCOL.md section: its number, then optionally a title (`5 uname`).
+    pub section: String,
+    pub level: Level,
+    /// The rule, in one line.
+    pub rule: String,
+    /// Server options the transcript needs, as words.
+    pub options: Vec<String>,
+    /// Features the server must have (`requires: resume`).
+    pub requires: Vec<String>,
+    /// `server: fresh`: the transcript needs a server of its own (it counts users or
+    /// listens to notifications), so it cannot run against a shared ADDR.
+    pub fresh: bool,
+    /// `names:` the nicknames it registers. Against a shared ADDR they get a
+    /// suffix of six letters and digits unique to the run, so that earlier runs' name holds do not get in the way.
+    pub names: Vec<String>,
+    pub steps: Vec<Step>,
+}
+
+impl Transcript {
+    /// The section number (`5.7` of `5.7 name hold`).
+    pub fn section_number(&self) -> &str {
+        self.section.split_whitespace().next().unwrap_or("")
+    }
+
+    /// Does it need the server to be started by xscp (`@shutdown`, `@exit`)?
+    pub fn needs_process(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| matches!(s.action, Action::Shutdown | Action::Exit(_)))
+    }
+}
+
+/// A transcript that cannot be read: where and why.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub origin: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.origin, self.line, self.message)
+    }
+}
+
+/// Parses the transcript `text`, named `name`, read from `origin`.
+pub fn parse(name: &str, origin: &str, text: &str) -> Result<Transcript, ParseError> {
+    let mut p = Parser {
+        t: Transcript {
+            name: name.to_string(),
+            origin: origin.to_string(),
+            section: String::new(),
+            level: Level::Must,
+            rule: String::new(),
+            options: Vec::new(),
+            requires: Vec::new(),
+            fresh: false,
+            names: Vec::new(),
+            steps: Vec::new(),
+        },
+        level_seen: false,
+        opened: HashSet::new(),
+        vars: HashSet::new(),
+        current: None,
+    };
+    let mut last = 0;
+    for (i, raw) in text.lines().enumerate() {
+        last = i + 1;
+        p.line(i + 1, raw)
+            .map_err(|message| p.error(i + 1, message))?;
+    }
+    let missing = [
+        ("section", p.t.section.is_empty()),
+        ("level", !p.level_seen),
+        ("rule", p.t.rule.is_empty()),
+    ];
+    if let Some((h, _)) = missing.iter().find(|(_, m)| *m) {
+        return Err(p.error(last.max(1), format!("missing header '{h}:'")));
+    }
+    if p.t.steps.is_empty() {
+        return Err(p.error(last.max(1), "no steps".into()));
+    }
+    Ok(p.t)
+}
+
+struct Parser {
+    t: Transcript,
+    level_seen: bool,
+    /// Connections opened so far.
+    opened: HashSet<String>,
+    /// Placeholders captured so far (by an `s:` line).
+    vars: HashSet<String>,
+    /// The connection the last step named: the default for `c:`/`s:` without a name.
+    current: Option<String>,
+}
+
+const HEADERS: [&str; 7] = [
+    "section", "level", "rule", "options", "requires", "server", "names",
+];
+const VERBS: [&str; 11] = [
+    "connect", "c", "raw", "s", "sraw", "until", "quiet", "closed", "close", "pause", "resume",
+];
+
+impl Parser {
+    fn error(&self, line: usize, message: String) -> ParseError {
+        ParseError {
+            origin: self.t.origin.clone(),
+            line,
+            message,
+        }
+    }
+
+    fn line(&mut self, n: usize, raw: &str) -> Result<(), String> {
+        if raw.len() > MAX_LINE {
+            return Err(format!("line longer than {MAX_LINE} bytes"));
+        }
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            return Ok(());
+        }
+        // Headers and notes: `key: value`.
+        if let Some((key, value)) = trimmed.split_once(':') {
+            let value = value.trim();
+            if HEADERS.contains(&key) {
+                if !self.t.steps.is_empty() {
+                    return Err(format!("header '{key}:' after the first step"));
+                }
+                return self.header(key, value);
+            }
+            if key == "note" {
+                let (conn, text) = match value.split_once(' ') {
+                    Some((c, t)) if self.opened.contains(c) => (Some(c.to_string()), t),
+                    _ => (None, value),
+                };
+                if text.is_empty() {
+                    return Err("empty note".into());
+                }
+                return self.push(n, conn, Action::Note(text.trim().to_string()), trimmed);
+            }
+        }
+        if let Some(directive) = trimmed.strip_prefix('@') {
+            let mut words = directive.split_whitespace();
+            let action = match (words.next(), words.next(), words.next()) {
+                (Some("shutdown"), None, _) => Action::Shutdown,
+                (Some("exit"), Some(code), None) => Action::Exit(
+                    code.parse()
+                        .map_err(|_| format!("'@exit' needs a status number, not '{code}'"))?,
+                ),
+                _ => return Err(format!("unknown directive '@{directive}'")),
+            };
+            return self.push(n, None, action, trimmed);
+        }
+        // Steps: `[CONN] VERB[: TEXT]` or `[CONN] connect [ARGS]`.
+        let first = trimmed.split([' ', ':']).next().unwrap_or("");
+        let (conn, after) = if trimmed[first.len()..].starts_with(':') && VERBS.contains(&first) {
+            let conn = self
+                .current
+                .clone()
+                .ok_or_else(|| format!("'{first}:' before any connection is named"))?;
+            (conn, trimmed)
+        } else {
+            (first.to_string(), trimmed[first.len()..].trim_start())
+        };
+        let verb_len = after
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(after.len());
+        let (verb, tail) = after.split_at(verb_len);
+        let (text, rest) = match tail.strip_prefix(':') {
+            Some(t) => (Some(t.strip_prefix(' ').unwrap_or(t)), ""),
+            None => (None, tail.trim()),
+        };
+        if verb.is_empty() {
+            return Err(format!(
+                "cannot read '{trimmed}': expected 'NAME VERB', 'VERB: TEXT' or a header"
+            ));
+        }
+        if !VERBS.contains(&verb) {
+            return Err(format!(
+                "unknown step '{verb}' (one of: {})",
+                VERBS.join(", ")
+            ));
+        }
+        let takes_text = matches!(verb, "c" | "raw" | "s" | "sraw" | "until");
+        match (takes_text, text) {
+            (true, None) => return Err(format!("'{verb}' needs ': TEXT'")),
+            (false, Some(_)) => {
+                return Err(format!("'{verb}' takes no text"));
+            }
+            _ => {}
+        }
+        if !valid_name(&conn) {
+            return Err(format!(
+                "connection name '{conn}': letters, digits and '_' only, first a letter"
+            ));
+        }
+        if verb == "connect" {
+            if self.opened.contains(&conn) {
+                return Err(format!("connection '{conn}' is already open"));
+            }
+            let action = connect_args(rest)?;
+            self.opened.insert(conn.clone());
+            return self.push(n, Some(conn), action, trimmed);
+        }
+        if !self.opened.contains(&conn) {
+            return Err(format!(
+                "connection '{conn}' is not open ('{conn} connect' first)"
+            ));
+        }
+        if !rest.is_empty() {
+            return Err(format!("unexpected '{rest}' after '{verb}'"));
+        }
+        let text = text.unwrap_or("");
+        let action = match verb {
+            "c" | "raw" => {
+                let mut pieces = self.send_pieces(text)?;
+                if verb == "c" {
+                    match pieces.last_mut() {
+                        Some(Piece::Bytes(b)) => b.extend_from_slice(b"\r\n"),
+                        _ => pieces.push(Piece::Bytes(b"\r\n".to_vec())),
+                    }
+                }
+                Action::Send(pieces)
+            }
+            "s" | "sraw" => Action::Expect {
+                pat: self.pattern(text)?,
+                raw: verb == "sraw",
+            },
+            "until" => Action::Until(self.pattern(text)?),
+            "quiet" => Action::Quiet,
+            "closed" => Action::Closed,
+            "pause" => Action::Pause,
+            "resume" => Action::Resume,
+            _ => Action::Close,
+        };
+        self.push(n, Some(conn), action, trimmed)
+    }
+
+    fn push(
+        &mut self,
+        line: usize,
+        conn: Option<String>,
+        action: Action,
+        text: &str,
+    ) -> Result<(), String> {
+        if conn.is_some() {
+            self.current.clone_from(&conn);
+        }
+        self.t.steps.push(Step {
+            line,
+            conn,
+            action,
+            text: text.to_string(),
+        });
+        Ok(())
+    }
+
+    fn header(&mut self, key: &str, value: &str) -> Result<(), String> {
+        if value.is_empty() {
+            return Err(format!("empty header '{key}:'"));
+        }
+        match key {
+            "section" => {
+                let number = value.split_whitespace().next().unwrap_or("");
+                if !number
+                    .split('.')
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                {
+                    return Err(format!(
+                        "section '{value}' must start with a section number such as 5.7"
+                    ));
+                }
+                self.t.section = value.to_string();
+            }
+            "level" => {
+                self.t.level = match value {
+                    "MUST" => Level::Must,
+                    "SHOULD" => Level::Should,
+                    _ => return Err(format!("level '{value}': MUST or SHOULD")),
+                };
+                self.level_seen = true;
+            }
+            "rule" => self.t.rule = value.to_string(),
+            "options" => self.t.options = value.split_whitespace().map(String::from).collect(),
+            "server" if value == "fresh" => self.t.fresh = true,
+            "server" => return Err(format!("server '{value}': only 'fresh'")),
+            "names" => {
+                self.t.names = value.split_whitespace().map(String::from).collect();
+                if let Some(bad) = self.t.names.iter().find(|n| !valid_name(n) || n.len() > 10) {
+                    return Err(format!("name '{bad}': at most 10 letters, digits or '_'"));
+                }
+            }
+            _ => self.t.requires = value.split_whitespace().map(String::from).collect(),
+        }
+        Ok(())
+    }
+
+    /// A `c:`/`raw:` text: escapes, `{N*C}` repeats, `{name}` captured before.
+    fn send_pieces(&self, text: &str) -> Result<Vec<Piece>, String> {
+        let mut pieces = Vec::new();
+        let mut bytes = Vec::new();
+        let mut size = 0;
+        for tok in lex(text)? {
+            match tok {
+                Tok::Bytes(b) => bytes.extend_from_slice(&b),
+                Tok::Brace(inner) => {
+                    if inner.contains('*') {
+                        bytes.extend(repeat(&inner)?);
+                    } else if self.vars.contains(&inner) {
+                        pieces.push(Piece::Bytes(std::mem::take(&mut bytes)));
+                        pieces.push(Piece::Var(inner));
+                    } else {
+                        return Err(format!(
+                            "'{{{inner}}}' is sent before an 's:' line captured it"
+                        ));
+                    }
+                }
+            }
+            size += bytes.len();
+            if size > MAX_SEND {
+                return Err(format!("line expands to more than {MAX_SEND} bytes"));
+            }
+        }
+        pieces.push(Piece::Bytes(bytes));
+        pieces.retain(|p| !matches!(p, Piece::Bytes(b) if b.is_empty()));
+        Ok(pieces)
+    }
+
+    /// An `s:`/`sraw:` text: escapes, `{*}`, `{name}`.
+    fn pattern(&mut self, text: &str) -> Result<Vec<Pat>, String> {
+        let mut pat = Vec::new();
+        for tok in lex(text)? {
+            match tok {
+                Tok::Bytes(b) if b.is_empty() => {}
+                Tok::Bytes(b) => match pat.last_mut() {
+                    Some(Pat::Lit(l)) => l.extend_from_slice(&b),
+                    _ => pat.push(Pat::Lit(b)),
+                },
+                Tok::Brace(inner) if inner == "*" => pat.push(Pat::Any),
+                Tok::Brace(inner) if inner.contains('*') => {
+                    let b = repeat(&inner)?;
+                    match pat.last_mut() {
+                        Some(Pat::Lit(l)) => l.extend_from_slice(&b),
+                        _ => pat.push(Pat::Lit(b)),
+                    }
+                }
+                Tok::Brace(inner) if valid_name(&inner) => {
+                    self.vars.insert(inner.clone());
+                    pat.push(Pat::Var(inner));
+                }
+                Tok::Brace(inner) => {
+                    return Err(format!(
+                        "'{{{inner}}}': a placeholder is {{*}} or {{name}} (letters, digits, _)"
+                    ));
+                }
+            }
+        }
+        Ok(pat)
+    }
+}
+
+/// `{COUNT*TEXT}`: TEXT (escapes resolved, repeats inside it expanded) COUNT times.
+fn repeat(inner: &str) -> Result<Vec<u8>, String> {
+    let (count, text) = inner.split_once('*').unwrap_or((inner, ""));
+    let count: usize = count
+        .parse()
+        .map_err(|_| format!("'{{{inner}}}': a repeat is {{COUNT*TEXT}}"))?;
+    let mut what = Vec::new();
+    for tok in lex(text)? {
+        match tok {
+            Tok::Bytes(b) => what.extend_from_slice(&b),
+            Tok::Brace(nested) if nested.contains('*') => what.extend(repeat(&nested)?),
+            Tok::Brace(nested) => {
+                return Err(format!("'{{{nested}}}': only repeats inside a repeat"));
+            }
+        }
+    }
+    if what.is_empty() || count.saturating_mul(what.len()) > MAX_SEND {
+        return Err(format!("'{{{inner}}}': empty or too long"));
+    }
+    Ok(what.repeat(count))
+}
+
+/// The arguments of `connect`: `[from ADDR] [raw]`.
+fn connect_args(args: &str) -> Result<Action, String> {
+    let mut from = None;
+    let mut raw = false;
+    let mut words = args.split_whitespace();
+    while let Some(w) = words.next() {
+        match w {
+            "raw" => raw = true,
+            "from" => {
+                let a = words.next().ok_or("'from' needs an IPv4 address")?;
+                let ip: Ipv4Addr = a
+                    .parse()
+                    .map_err(|_| format!("'from {a}': not an IPv4 address"))?;
+                if !ip.is_loopback() {
+                    return Err(format!("'from {a}': only loopback addresses (127.x.y.z)"));
+                }
+                from = Some(ip);
+            }
+            _ => return Err(format!("'connect' does not know '{w}' (from ADDR, raw)")),
+        }
+    }
+    Ok(Action::Connect { from, raw })
+}
+
+fn valid_name(s: &str) -> bool {
+    s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+enum Tok {
+    Bytes(Vec<u8>),
+    /// The text between `{` and `}`.
+    Brace(String),
+}
+
+/// Splits a text into bytes (escapes resolved, `{{` and `}}` for braces) and `{...}`.
+fn lex(text: &str) -> Result<Vec<Tok>, String> {
+    let mut toks = Vec::new();
+    let mut rest = text;
+    let mut lit = String::new();
+    while let Some(i) = rest.find(['{', '}']) {
+        lit.push_str(&rest[..i]);
+        let (c, after) = (&rest[i..i + 1], &rest[i + 1..]);
+        if after.starts_with(c) {
+            lit.push_str(c);
+            rest = &after[1..];
+            continue;
+        }
+        if c == "}" {
+            return Err("a lone '}' (write '}}')".into());
+        }
+        // The matching brace: repeats may nest (`{2000*chatm a * {400*x}\r\n}`).
+        let mut depth = 1;
+        let end = after
+            .char_indices()
+            .find(|&(_, ch)| {
+                match ch {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map(|(i, _)| i)
+            .ok_or("'{' without '}' (write '{{' for a brace)")?;
+        toks.push(Tok::Bytes(unescape(&std::mem::take(&mut lit))?));
+        toks.push(Tok::Brace(after[..end].to_string()));
+        rest = &after[end + 1..];
+    }
+    lit.push_str(rest);
+    toks.push(Tok::Bytes(unescape(&lit)?));
+    Ok(toks)
+}
+
+/// Resolves `\r`, `\n`, `\t`, `\s` (a space, for trailing ones), `\\` and `\xNN`.
+fn unescape(s: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            continue;
+        }
+        match chars.next() {
+            Some('r') => out.push(b'\r'),
+            Some('n') => out.push(b'\n'),
+            Some('t') => out.push(b'\t'),
+            Some('s') => out.push(b' '),
+            Some('\\') => out.push(b'\\'),
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                let b = u8::from_str_radix(&hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 2)
+                    .ok_or_else(|| format!("'\\x{hex}': two hex digits expected"))?;
+                out.push(b);
+            }
+            Some(o) => return Err(format!("unknown escape '\\{o}'")),
+            None => return Err("a lone '\\' at the end (write '\\\\')".into()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "section: 5 uname\nlevel: MUST\nrule: r\n";
+
+    fn ok(body: &str) -> Transcript {
+        parse("t", "t.xt", &format!("{HEAD}{body}")).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn err(body: &str) -> String {
+        parse("t", "t.xt", &format!("{HEAD}{body}"))
+            .expect_err("a bad transcript")
+            .to_string()
+    }
+
+    #[test]
+    fn headers_and_steps() {
+        let t = parse(
+            "uname-new",
+            "x.xt",
+            "# c\nsection: 5.7 hold\nlevel: SHOULD\nrule: the rule\noptions: --hold 0\n\
+             requires: resume\nalice connect from 127.0.0.2\nalice c: uname alice\n\
+             s: +OK you are {me}\nnote: alice ESTABLISHED\nc: chatm {me} * hi\nalice quiet\n\
+             alice closed\n@shutdown\n@exit 0\n",
+        )
+        .unwrap();
+        assert_eq!((t.section_number(), t.level), ("5.7", Level::Should));
+        assert_eq!(t.options, ["--hold", "0"]);
+        assert_eq!(t.requires, ["resume"]);
+        let actions: Vec<_> = t.steps.iter().map(|s| s.action.clone()).collect();
+        assert_eq!(
+            actions[0],
+            Action::Connect {
+                from: Some(Ipv4Addr::new(127, 0, 0, 2)),
+                raw: false
+            }
+        );
+        assert_eq!(
+            actions[1],
+            Action::Send(vec![Piece::Bytes(b"uname alice\r\n".to_vec())])
+        );
+        assert_eq!(
+            actions[2],
+            Action::Expect {
+                pat: vec![Pat::Lit(b"+OK you are ".to_vec()), Pat::Var("me".into())],
+                raw: false
+            }
+        );
+        assert_eq!(actions[3], Action::Note("ESTABLISHED".into()));
+        assert_eq!(t.steps[3].conn.as_deref(), Some("alice"));
+        assert_eq!(
+            actions[4],
+            Action::Send(vec![
+                Piece::Bytes(b"chatm ".to_vec()),
+                Piece::Var("me".into()),
+                Piece::Bytes(b" * hi\r\n".to_vec())
+            ])
+        );
+        assert_eq!(
+            actions[5..],
+            [
+                Action::Quiet,
+                Action::Closed,
+                Action::Shutdown,
+                Action::Exit(0)
+            ]
+        );
+        assert!(t.needs_process());
+    }
+
+    #[test]
+    fn escapes_repeats_and_braces() {
+        let t = ok("a connect raw\na raw: {3*ab}\\r\\x00{{}}\\s\na sraw: x{*}\\r\\n\n");
+        assert_eq!(
+            t.steps[1].action,
+            Action::Send(vec![Piece::Bytes(b"ababab\r\x00{} ".to_vec())])
+        );
+        assert_eq!(
+            t.steps[2].action,
+            Action::Expect {
+                pat: vec![
+                    Pat::Lit(b"x".to_vec()),
+                    Pat::Any,
+                    Pat::Lit(b"\r\n".to_vec())
+                ],
+                raw: true
+            }
+        );
+    }
+
+    #[test]
+    fn bad_files_say_where_and_why() {
+        assert_eq!(
+            err("a c: hi\n"),
+            "t.xt:4: connection 'a' is not open ('a connect' first)"
+        );
+        assert_eq!(
+            err("c: hi\n"),
+            "t.xt:4: 'c:' before any connection is named"
+        );
+        assert!(err("a connect\na shout: x\n").starts_with("t.xt:5: unknown step 'shout'"));
+        assert!(err("a connect\na c: {tok}\n").starts_with("t.xt:5: '{tok}' is sent before"));
+        assert!(err("a connect\na s: {a b}\n").contains("a placeholder is"));
+        assert!(err("a connect\na s: x}\n").contains("lone '}'"));
+        assert!(err("a connect\na c: \\q\n").contains("unknown escape"));
+        assert!(err("a connect\na c: \\x4\n").contains("two hex digits"));
+        assert!(err("a connect from 10.0.0.1\n").contains("only loopback"));
+        assert!(err("a connect\na connect\n").contains("already open"));
+        assert!(err("a connect\na quiet: x\n").contains("takes no text"));
+        assert!(err("a connect\na c\n").contains("needs ': TEXT'"));
+        assert!(err("a connect\nsection: 5\n").contains("after the first step"));
+        assert!(err("@reboot\n").contains("unknown directive"));
+        assert!(err("a connect\na c: {99999999*a}\n").contains("too long"));
+        assert!(err("a connect\na c: {9000*{1000*a}}\n").contains("too long"));
+        assert!(err("a connect\na c: {2*{x}}\n").contains("only repeats inside a repeat"));
+        let t = ok("a connect\na raw: {2*a{3*b}\\n}\n");
+        assert_eq!(
+            t.steps[1].action,
+            Action::Send(vec![Piece::Bytes(b"abbb\nabbb\n".to_vec())])
+        );
+        assert_eq!(
+            parse("t", "t.xt", "level: MUST\nrule: r\na connect\n")
+                .unwrap_err()
+                .to_string(),
+            "t.xt:3: missing header 'section:'"
+        );
+        assert!(
+            parse("t", "t.xt", "section: five\n")
+                .unwrap_err()
+                .to_string()
+                .starts_with("t.xt:1: section 'five'")
+        );
+        assert_eq!(err("").to_string(), "t.xt:3: no steps");
+    }
+}

@@ -93,8 +93,10 @@ fn the_builtin_suite_passes_against_xscpd() {
     let all = text(&out);
     let v = verdicts(&all);
     let failed = names_with(&all, "FAIL");
-    assert_eq!(
-        failed, KNOWN_XSCPD_FAILURES,
+    assert!(
+        failed
+            .iter()
+            .all(|f| KNOWN_XSCPD_FAILURES.contains(&f.as_str())),
         "every other transcript passes:\n{all}"
     );
     let expected_status = if failed.is_empty() { 0 } else { 1 };

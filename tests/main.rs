@@ -27,6 +27,7 @@
 
 mod harness;
 
+mod check;
 mod cli;
 mod client;
 mod diagrams;

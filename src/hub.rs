@@ -18,13 +18,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+use crate::conn_id::ConnId;
 use crate::net::outbox::{Outbox, Wake};
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
 use crate::protocol::session::Cause;
-
-/// A connection's number, unique for the life of the server.
-pub type ConnId = u64;
 
 /// The most runs of receipts one client can owe (a run: consecutive messages from one
 /// sender's connection); past it the oldest run is forgotten.

@@ -17,8 +17,8 @@ use crossbeam_channel::Sender;
 
 use super::admission::{Admission, Refusal};
 use super::conn::{self, Accepted, ConnSettings};
-use super::outbox::ConnShared;
 use super::pool::Job;
+use super::shared::ConnShared;
 use crate::hub::ToHub;
 use crate::protocol::reply::{self, Code};
 

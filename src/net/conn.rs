@@ -18,9 +18,11 @@ use crossbeam_channel::{Receiver, SendError, Sender, bounded};
 
 use super::LINGER;
 use super::admission::Ticket;
-use super::outbox::{ConnShared, Outbox};
+use super::outbox::Outbox;
 use super::pool::Pool;
-use crate::hub::{Answer, ConnId, ToHub};
+use super::shared::ConnShared;
+use crate::conn_id::ConnId;
+use crate::hub::{Answer, ToHub};
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
 use crate::protocol::session::{Cause, Closing, Limits, Session, Step, Timer};

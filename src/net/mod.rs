@@ -17,6 +17,7 @@ pub mod admission;
 pub mod conn;
 pub mod outbox;
 pub mod pool;
+pub mod shared;
 pub mod writer;
 
 use std::time::Duration;

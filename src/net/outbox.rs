@@ -3,9 +3,19 @@
 //!
 //! The hub holds one [`Outbox`] per client and never blocks on it: a push appends bytes
 //! under a short lock, and a push past the budget is refused so that the hub can drop the
-//! slow consumer instead of waiting for it. The writer takes everything queued at once, so
-//! whatever piled up while it wrote leaves in one system call.
+//! slow consumer instead of waiting for it.
+//!
+//! The writer of the connection (`xscp-write-<id>`) takes everything
+//! queued at once and writes it in one system call, so whatever piled up while it wrote
+//! leaves together; after the close it sends FIN (§7, orderly close). It runs on a pooled
+//! thread while the client has output, and gives its thread back after [`WRITER_IDLE`]
+//! without any: an idle client then costs one thread (its reader), not two. The next push
+//! starts it again. A write that fails or times out (`--ping-timeout`: the client's window
+//! stays closed) ends the connection: the cause is recorded and the socket cut, which wakes
+//! the reader.
 
+use std::io::{ErrorKind, Write};
+use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +23,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::pool::{Job, Pool};
 use super::shared::ConnShared;
-use super::writer;
+use crate::protocol::reply::escape;
 use crate::protocol::session::Cause;
 
 /// What a caller of [`Outbox::queue`] must do about the writer.
@@ -35,42 +45,48 @@ pub const WAKE_BYTES: usize = 16 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Overflow;
 
+/// How long a writer waits for output before it gives its thread back.
+pub const WRITER_IDLE: Duration = Duration::from_millis(50);
+
+/// A batch larger than this is not kept for reuse once written.
+const KEEP: usize = 64 * 1024;
+
 /// What is waiting to be written, and who is writing it.
 #[derive(Debug, Default)]
-pub(super) struct Queue {
+struct Queue {
     /// Bytes waiting for the writer.
-    pub(super) buf: Vec<u8>,
+    buf: Vec<u8>,
     /// Bytes the writer has taken and not yet written (they still count against `--sendq`).
-    pub(super) writing: usize,
+    writing: usize,
     /// A close follows `buf`: nothing more is accepted.
-    pub(super) closing: bool,
+    closing: bool,
     /// A writer thread owns the queue.
-    pub(super) running: bool,
+    running: bool,
     /// That writer waits for output (on `ready`).
-    pub(super) idle: bool,
+    idle: bool,
     /// The close is done: FIN sent, or the connection failed.
-    pub(super) done: bool,
+    done: bool,
     /// A push left the writer to be woken later ([`Outbox::queue`]).
-    pub(super) wake_pending: bool,
+    wake_pending: bool,
 }
 
-/// The state behind an [`Outbox`], shared with the writer.
+/// The state behind an [`Outbox`], shared with its writer.
 #[derive(Debug)]
-pub(super) struct Inner {
-    pub(super) queue: Mutex<Queue>,
+struct Inner {
+    queue: Mutex<Queue>,
     /// Output arrived for an idle writer.
-    pub(super) ready: Condvar,
+    ready: Condvar,
     /// The close is done.
-    pub(super) finished: Condvar,
-    pub(super) shared: Arc<ConnShared>,
-    pub(super) tag: String,
+    finished: Condvar,
+    shared: Arc<ConnShared>,
+    tag: String,
     name: String,
     pool: Arc<Pool>,
     sendq: usize,
 }
 
 /// The sending end of one connection: a byte queue bounded by `--sendq`, drained by a
-/// writer thread that runs only while there is output (see [`super::writer`]).
+/// writer thread that runs only while there is output (see the module documentation).
 #[derive(Clone, Debug)]
 pub struct Outbox(Arc<Inner>);
 
@@ -192,7 +208,7 @@ impl Outbox {
         q.running = true;
         drop(q);
         let inner = Arc::clone(&self.0);
-        let job = Job::new(self.0.name.clone(), move || writer::run(&inner));
+        let job = Job::new(self.0.name.clone(), move || inner.drain());
         if let Err((e, _job)) = self.0.pool.run(job) {
             log::error!("{} cannot start its writer thread: {e}", self.0.tag);
             self.0
@@ -205,5 +221,72 @@ impl Outbox {
             q.done = true;
             self.0.finished.notify_all();
         }
+    }
+}
+
+impl Inner {
+    /// The writer (`xscp-write-<id>`): drains the queue until the close, an error, or
+    /// [`WRITER_IDLE`] without output.
+    fn drain(&self) {
+        let mut batch: Vec<u8> = Vec::new();
+        let mut q = self.queue.lock();
+        loop {
+            if !q.buf.is_empty() {
+                // Take everything queued; the hub goes on filling the (reused) other buffer.
+                std::mem::swap(&mut q.buf, &mut batch);
+                q.writing = batch.len();
+                let written = MutexGuard::unlocked(&mut q, || self.write(&batch));
+                q.writing = 0;
+                if written.is_err() {
+                    q.buf = Vec::new();
+                    return self.finish(q);
+                }
+                batch.clear();
+                if batch.capacity() > KEEP {
+                    batch = Vec::new();
+                }
+                continue;
+            }
+            if q.closing {
+                // FIN: the client reads our last line, then end of stream.
+                let _ = self.shared.socket().shutdown(Shutdown::Write);
+                return self.finish(q);
+            }
+            q.idle = true;
+            let timed_out = self.ready.wait_for(&mut q, WRITER_IDLE).timed_out();
+            q.idle = false;
+            if timed_out && q.buf.is_empty() && !q.closing {
+                // Idle: give the thread back, and the memory of the buffer.
+                q.running = false;
+                q.buf = Vec::new();
+                return;
+            }
+        }
+    }
+
+    fn finish(&self, mut q: MutexGuard<'_, Queue>) {
+        q.running = false;
+        q.done = true;
+        self.finished.notify_all();
+    }
+
+    /// Writes one batch; on failure records why and cuts the connection.
+    fn write(&self, batch: &[u8]) -> Result<(), ()> {
+        if log::log_enabled!(log::Level::Trace) {
+            for line in batch.split_inclusive(|&b| b == b'\n') {
+                log::trace!("{} -> {}", self.tag, escape(line.trim_ascii_end()));
+            }
+        }
+        let mut socket = self.shared.socket();
+        socket.write_all(batch).map_err(|e| {
+            let cause = match e.kind() {
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => Cause::SlowConsumer,
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Cause::Reset,
+                _ => Cause::Io(e.to_string()),
+            };
+            log::debug!("{} write failed: {e}", self.tag);
+            self.shared.set_end(cause);
+            self.shared.cut();
+        })
     }
 }

@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use super::ToHub;
 use super::admission::{Admission, Refusal};
 use super::conn::{self, Accepted, ConnSettings};
 use super::pool::Job;
 use super::shared::ConnShared;
-use crate::hub::ToHub;
 use crate::protocol::reply::{self, Code};
 
 /// How long the acceptor pauses after running out of a resource.

@@ -23,27 +23,13 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::pool::{Job, Pool};
 use super::shared::ConnShared;
+use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::reply::escape;
 use crate::protocol::session::Cause;
-
-/// What a caller of [`Outbox::queue`] must do about the writer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Wake {
-    /// Nothing: it is awake, or a wake is already due.
-    No,
-    /// Call [`Outbox::wake_now`] at the end of the burst.
-    Later,
-    /// Call [`Outbox::wake_now`] now: enough is queued.
-    Now,
-}
 
 /// Queued bytes past which a sleeping writer is woken at once rather than at the end of
 /// the hub's burst.
 pub const WAKE_BYTES: usize = 16 * 1024;
-
-/// The output queue passed `--sendq`: the client is a slow consumer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Overflow;
 
 /// How long a writer waits for output before it gives its thread back.
 pub const WRITER_IDLE: Duration = Duration::from_millis(50);
@@ -126,67 +112,6 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queues `line` like [`Outbox::push`] but may leave the writer asleep: the hub wakes
-    /// each writer once per burst of messages instead of once per line, which saves a
-    /// context switch per relayed message. Says whether and when the caller must call
-    /// [`Outbox::wake_now`]: once the queue holds [`WAKE_BYTES`], at once.
-    pub fn queue(&self, line: &[u8]) -> Result<Wake, Overflow> {
-        let mut q = self.0.queue.lock();
-        if q.closing {
-            return Ok(Wake::No);
-        }
-        if q.buf.len() + q.writing + line.len() > self.0.sendq {
-            return Err(Overflow);
-        }
-        q.buf.extend_from_slice(line);
-        if q.running && !q.idle {
-            return Ok(Wake::No); // The writer is busy and will find it.
-        }
-        if q.buf.len() >= WAKE_BYTES {
-            return Ok(Wake::Now);
-        }
-        if q.wake_pending {
-            return Ok(Wake::No);
-        }
-        q.wake_pending = true;
-        Ok(Wake::Later)
-    }
-
-    /// Wakes the writer for what [`Outbox::queue`] left.
-    pub fn wake_now(&self) {
-        let mut q = self.0.queue.lock();
-        q.wake_pending = false;
-        self.wake(q);
-    }
-
-    /// Queues the last lines and the close (FIN after them). Not subject to the budget:
-    /// they are few and the connection ends anyway.
-    pub fn finish(&self, lines: &str) {
-        let mut q = self.0.queue.lock();
-        if q.closing {
-            return;
-        }
-        q.buf.extend_from_slice(lines.as_bytes());
-        q.closing = true;
-        self.wake(q);
-    }
-
-    /// Ends the connection at once for `cause` (a slow consumer): the socket is cut, so
-    /// nothing more can be written, and whatever waits is dropped.
-    pub fn abort(&self, cause: Cause) {
-        self.0.shared.set_end(cause);
-        self.0.shared.cut();
-        let mut q = self.0.queue.lock();
-        q.buf = Vec::new();
-        q.closing = true;
-        self.wake(q);
-    }
-
-    /// Records `cause` as the reason the connection ends, for its reader to log.
-    pub fn set_end(&self, cause: Cause) {
-        self.0.shared.set_end(cause);
-    }
-
     /// Waits until the writer has closed (FIN sent) or failed. Every way a connection
     /// ends queues a close (`finish` or `abort`), so this returns.
     pub fn wait_done(&self) {
@@ -221,6 +146,69 @@ impl Outbox {
             q.done = true;
             self.0.finished.notify_all();
         }
+    }
+}
+
+impl Output for Outbox {
+    /// Queues `line` like [`Outbox::push`] but may leave the writer asleep: the hub wakes
+    /// each writer once per burst of messages instead of once per line, which saves a
+    /// context switch per relayed message. Says whether and when the caller must call
+    /// [`Output::wake_now`]: once the queue holds [`WAKE_BYTES`], at once.
+    fn queue(&self, line: &[u8]) -> Result<Wake, Overflow> {
+        let mut q = self.0.queue.lock();
+        if q.closing {
+            return Ok(Wake::No);
+        }
+        if q.buf.len() + q.writing + line.len() > self.0.sendq {
+            return Err(Overflow);
+        }
+        q.buf.extend_from_slice(line);
+        if q.running && !q.idle {
+            return Ok(Wake::No); // The writer is busy and will find it.
+        }
+        if q.buf.len() >= WAKE_BYTES {
+            return Ok(Wake::Now);
+        }
+        if q.wake_pending {
+            return Ok(Wake::No);
+        }
+        q.wake_pending = true;
+        Ok(Wake::Later)
+    }
+
+    /// Wakes the writer for what [`Output::queue`] left.
+    fn wake_now(&self) {
+        let mut q = self.0.queue.lock();
+        q.wake_pending = false;
+        self.wake(q);
+    }
+
+    /// Queues the last lines and the close (FIN after them). Not subject to the budget:
+    /// they are few and the connection ends anyway.
+    fn finish(&self, lines: &str) {
+        let mut q = self.0.queue.lock();
+        if q.closing {
+            return;
+        }
+        q.buf.extend_from_slice(lines.as_bytes());
+        q.closing = true;
+        self.wake(q);
+    }
+
+    /// Ends the connection at once for `cause` (a slow consumer): the socket is cut, so
+    /// nothing more can be written, and whatever waits is dropped.
+    fn abort(&self, cause: Cause) {
+        self.0.shared.set_end(cause);
+        self.0.shared.cut();
+        let mut q = self.0.queue.lock();
+        q.buf = Vec::new();
+        q.closing = true;
+        self.wake(q);
+    }
+
+    /// Records `cause` as the reason the connection ends, for its reader to log.
+    fn set_end(&self, cause: Cause) {
+        self.0.shared.set_end(cause);
     }
 }
 

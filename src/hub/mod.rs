@@ -3,7 +3,7 @@
 //!
 //! Readers send it [`ToHub`] messages over one bounded channel; it answers the few
 //! synchronous requests (registration, rename) on each reader's own channel and writes to
-//! clients only through their [`Outbox`]es, which never block. So the hub never waits for a
+//! clients only through their [`Output`] sides, which never block. So the hub never waits for a
 //! client, and one slow client cannot stall it: a push past `--sendq` drops that client.
 //!
 //! Ordering: every response to a client passes through here, in the order its reader sent
@@ -19,18 +19,21 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 use crate::conn_id::ConnId;
-use crate::net::outbox::{Outbox, Wake};
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
 use crate::protocol::session::Cause;
+
+mod output;
+
+pub use output::{Output, Overflow, Wake};
 
 /// The most runs of receipts one client can owe (a run: consecutive messages from one
 /// sender's connection); past it the oldest run is forgotten.
 pub const MAX_PENDING_RECEIPTS: usize = 1024;
 
-/// What readers (and the server) tell the hub.
+/// What readers (and the server) tell the hub; `O` is a client's output side.
 #[derive(Debug)]
-pub enum ToHub {
+pub enum ToHub<O> {
     /// A connection was accepted (NEGOTIATING).
     Accepted {
         /// The connection.
@@ -39,8 +42,8 @@ pub enum ToHub {
         tag: String,
         /// The peer's address, for holds.
         ip: IpAddr,
-        /// Its outgoing side.
-        outbox: Outbox,
+        /// Its output side.
+        outbox: O,
     },
     /// `uname`: register the nickname. Answered.
     Register {
@@ -152,10 +155,10 @@ struct Pending {
 }
 
 #[derive(Debug)]
-struct Client {
+struct Client<O> {
     tag: String,
     ip: IpAddr,
-    outbox: Outbox,
+    outbox: O,
     nick: Option<Nick>,
     notif: bool,
     pending: VecDeque<Pending>,
@@ -200,7 +203,13 @@ const WAKE_BATCH: usize = 4096;
 
 /// Queues `line` for client `id`: remembers to wake its writer, or dooms it if its queue
 /// overflows (`--sendq`).
-fn queue(id: ConnId, c: &Client, line: &str, wakes: &mut Vec<ConnId>, doomed: &mut Vec<ConnId>) {
+fn queue<O: Output>(
+    id: ConnId,
+    c: &Client<O>,
+    line: &str,
+    wakes: &mut Vec<ConnId>,
+    doomed: &mut Vec<ConnId>,
+) {
     match c.outbox.queue(line.as_bytes()) {
         Ok(Wake::Later) => wakes.push(id),
         Ok(Wake::Now) => c.outbox.wake_now(),
@@ -242,9 +251,9 @@ impl std::hash::Hasher for FxHasher {
 type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// The hub's state. Run it with [`Hub::run`] on its own thread.
-pub struct Hub {
+pub struct Hub<O> {
     config: HubConfig,
-    clients: FastMap<ConnId, Client>,
+    clients: FastMap<ConnId, Client<O>>,
     names: FastMap<NickKey, ConnId>,
     holds: Holds,
     /// Clients whose outbox overflowed while handling the current message.
@@ -254,9 +263,9 @@ pub struct Hub {
     shutting_down: bool,
 }
 
-impl Hub {
+impl<O: Output> Hub<O> {
     /// An empty hub.
-    pub fn new(config: HubConfig) -> Hub {
+    pub fn new(config: HubConfig) -> Hub<O> {
         Hub {
             config,
             clients: FastMap::default(),
@@ -269,7 +278,7 @@ impl Hub {
     }
 
     /// Handles messages until every sender is gone.
-    pub fn run(mut self, rx: Receiver<ToHub>) {
+    pub fn run(mut self, rx: Receiver<ToHub<O>>) {
         let mut handled = 0usize;
         loop {
             let msg = match rx.try_recv() {
@@ -304,7 +313,7 @@ impl Hub {
     }
 
     /// Handles one message, then drops any client that overflowed meanwhile.
-    pub fn handle(&mut self, msg: ToHub) {
+    pub fn handle(&mut self, msg: ToHub<O>) {
         match msg {
             ToHub::Accepted {
                 conn,
@@ -358,7 +367,7 @@ impl Hub {
         }
     }
 
-    fn accepted(&mut self, conn: ConnId, tag: String, ip: IpAddr, outbox: Outbox) {
+    fn accepted(&mut self, conn: ConnId, tag: String, ip: IpAddr, outbox: O) {
         if self.shutting_down {
             outbox.set_end(Cause::ServerShutdown);
             outbox.finish(&Cause::ServerShutdown.cquit_line().unwrap_or_default());

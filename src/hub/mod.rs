@@ -11,7 +11,6 @@
 //! the sender before the message is queued to its recipient (hence before any receipt).
 //! The hub does no socket I/O.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -23,13 +22,16 @@ use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
 use crate::protocol::session::Cause;
 
+mod fastmap;
+mod holds;
 mod output;
+mod receipts;
 
+use fastmap::FastMap;
+use holds::Holds;
 pub use output::{Output, Overflow, Wake};
-
-/// The most runs of receipts one client can owe (a run: consecutive messages from one
-/// sender's connection); past it the oldest run is forgotten.
-pub const MAX_PENDING_RECEIPTS: usize = 1024;
+pub use receipts::MAX_PENDING_RECEIPTS;
+use receipts::Receipts;
 
 /// What readers (and the server) tell the hub; `O` is a client's output side.
 #[derive(Debug)]
@@ -141,19 +143,6 @@ pub struct HubConfig {
     pub max_holds: usize,
 }
 
-/// A run of receipts a client owes: `count` messages in a row from one sender. Receipts
-/// name only the sender, so a run is as good as `count` separate entries, and a recipient
-/// far behind one busy sender costs one entry, not thousands.
-#[derive(Debug)]
-struct Pending {
-    /// The sender as the relayed `chatm` named it.
-    from: NickKey,
-    /// The sender's connection.
-    conn: ConnId,
-    /// How many messages of the run await their receipt.
-    count: u32,
-}
-
 #[derive(Debug)]
 struct Client<O> {
     tag: String,
@@ -161,39 +150,8 @@ struct Client<O> {
     outbox: O,
     nick: Option<Nick>,
     notif: bool,
-    pending: VecDeque<Pending>,
-}
-
-#[derive(Debug)]
-struct Hold {
-    nick: Nick,
-    ip: IpAddr,
-    until: Instant,
-}
-
-/// Names held for the address of a client that left (§5.7), bounded in number.
-#[derive(Debug, Default)]
-struct Holds {
-    map: HashMap<NickKey, Hold>,
-    /// Insertion order, which is expiry order (every hold lasts as long).
-    order: VecDeque<(NickKey, Instant)>,
-}
-
-impl Holds {
-    fn purge(&mut self, now: Instant, max: usize) {
-        while let Some(&(key, until)) = self.order.front() {
-            if until > now && self.map.len() <= max {
-                break;
-            }
-            self.order.pop_front();
-            if self.map.get(&key).is_some_and(|h| h.until == until) {
-                let h = self.map.remove(&key);
-                if let Some(h) = h.filter(|h| h.until > now) {
-                    log::debug!("hold on {} for {} dropped: too many holds", h.nick, h.ip);
-                }
-            }
-        }
-    }
+    /// The receipts it owes.
+    receipts: Receipts,
 }
 
 /// Writers given output are woken at the latest after this many messages (and whenever
@@ -218,41 +176,8 @@ fn queue<O: Output>(
     }
 }
 
-/// A fast hasher for the hub's maps. Their keys are connection numbers the server chooses
-/// and nicknames limited to 16 bytes; the maps are bounded by `--max-clients` and hold
-/// no more than a client can create at once, so flooding one bucket gains a client
-/// nothing it could not get by connecting. SipHash's resistance is not needed here, and it
-/// costs on every relayed message (FxHash's multiply-rotate instead).
-#[derive(Clone, Copy, Default)]
-struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
-
 /// The hub's state. Run it with [`Hub::run`] on its own thread.
 pub struct Hub<O> {
-    config: HubConfig,
     clients: FastMap<ConnId, Client<O>>,
     names: FastMap<NickKey, ConnId>,
     holds: Holds,
@@ -267,10 +192,9 @@ impl<O: Output> Hub<O> {
     /// An empty hub.
     pub fn new(config: HubConfig) -> Hub<O> {
         Hub {
-            config,
             clients: FastMap::default(),
             names: FastMap::default(),
-            holds: Holds::default(),
+            holds: Holds::new(config.hold, config.max_holds),
             doomed: Vec::new(),
             wakes: Vec::new(),
             shutting_down: false,
@@ -379,7 +303,7 @@ impl<O: Output> Hub<O> {
             outbox,
             nick: None,
             notif: false,
-            pending: VecDeque::new(),
+            receipts: Receipts::default(),
         };
         self.clients.insert(conn, client);
     }
@@ -401,20 +325,13 @@ impl<O: Output> Hub<O> {
         }
     }
 
-    /// Is `key` free for `conn`, or held for its address? `Err` if taken.
+    /// Is `key` free for `conn`, or held for its address (`true`: welcome back)? `Err`
+    /// if a connected client has it or it is held for another address.
     fn claim(&mut self, conn: ConnId, key: NickKey, ip: IpAddr) -> Result<bool, ()> {
         if self.names.get(&key).is_some_and(|&owner| owner != conn) {
             return Err(());
         }
-        self.holds.purge(Instant::now(), self.config.max_holds);
-        match self.holds.map.get(&key) {
-            Some(h) if h.ip != ip => Err(()),
-            Some(_) => {
-                self.holds.map.remove(&key);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        self.holds.take(key, ip, Instant::now()).map_err(|_| ())
     }
 
     fn register(&mut self, conn: ConnId, nick: Nick) -> Answer {
@@ -491,21 +408,8 @@ impl<O: Output> Hub<O> {
             return;
         };
         queue(target, c, &line, &mut self.wakes, &mut self.doomed);
-        match c.pending.back_mut() {
-            Some(run) if run.from == from && run.conn == conn => {
-                run.count = run.count.saturating_add(1);
-            }
-            _ => {
-                if c.pending.len() == MAX_PENDING_RECEIPTS {
-                    c.pending.pop_front();
-                    log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
-                }
-                c.pending.push_back(Pending {
-                    from,
-                    conn,
-                    count: 1,
-                });
-            }
+        if !c.receipts.expect(from, conn) {
+            log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
         }
     }
 
@@ -514,18 +418,10 @@ impl<O: Output> Hub<O> {
             return;
         };
         let name = line.get(sender).unwrap_or_default();
-        let key = NickKey::of(name);
-        let found = c.pending.iter().position(|p| Some(p.from) == key);
-        let Some(i) = found else {
+        let Some(to) = NickKey::of(name).and_then(|key| c.receipts.take(key)) else {
             let err = reply::no_receipt_awaited(name);
             return self.send(conn, &err);
         };
-        let run = &mut c.pending[i];
-        let to = run.conn;
-        run.count -= 1;
-        if run.count == 0 {
-            c.pending.remove(i);
-        }
         if self.clients.contains_key(&to) {
             self.send(to, &line);
         } else {
@@ -563,21 +459,9 @@ impl<O: Output> Hub<O> {
             return;
         };
         let Some(nick) = c.nick else { return };
-        let key = nick.key();
-        self.names.remove(&key);
-        if !self.config.hold.is_zero() && !self.shutting_down {
-            let until = Instant::now() + self.config.hold;
-            log::debug!("{} name {nick} held for {} until expiry", c.tag, c.ip);
-            self.holds.order.push_back((key, until));
-            self.holds.map.insert(
-                key,
-                Hold {
-                    nick: nick.clone(),
-                    ip: c.ip,
-                    until,
-                },
-            );
-            self.holds.purge(Instant::now(), self.config.max_holds);
+        self.names.remove(&nick.key());
+        if !self.shutting_down {
+            self.holds.hold(&c.tag, nick.clone(), c.ip, Instant::now());
         }
         self.notify(conn, format_args!("quit {nick}"));
     }

@@ -8,6 +8,7 @@
 //! - [`config`]: the command line.
 
 pub mod config;
+pub mod conn_id;
 pub mod hub;
 pub mod net;
 pub mod protocol;

@@ -140,7 +140,7 @@ impl Server {
         listener_transition(self.addr, State::Listen, Event::Close);
 
         // Every client: `cquit server shutting down`, FIN; wait for the orderly closes.
-        let _ = hub_tx.send(crate::hub::ToHub::Shutdown);
+        let _ = hub_tx.send(crate::net::ToHub::Shutdown);
         if !admission.wait_empty(LINGER + Duration::from_secs(1)) {
             log::warn!(
                 "{} connections did not close in time: cutting them",

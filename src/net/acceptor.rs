@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
+use super::ToHub;
 use super::admission::{Admission, Refusal};
 use super::conn::{self, Accepted, ConnSettings};
-use super::outbox::ConnShared;
 use super::pool::Job;
+use super::shared::ConnShared;
 use super::{LINGER, sys};
-use crate::hub::ToHub;
 use crate::protocol::reply::{self, Code};
 
 /// How long the acceptor pauses after running out of a resource.

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::outbox::ConnShared;
-use crate::hub::ConnId;
+use super::shared::ConnShared;
+use crate::conn_id::ConnId;
 
 /// Why a connection is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,10 +17,13 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, SendError, Sender, bounded};
 
 use super::LINGER;
+use super::ToHub;
 use super::admission::Ticket;
-use super::outbox::{ConnShared, Outbox};
+use super::outbox::Outbox;
 use super::pool::Pool;
-use crate::hub::{Answer, ConnId, ToHub};
+use super::shared::ConnShared;
+use crate::conn_id::ConnId;
+use crate::hub::{Answer, Output};
 use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};

@@ -4,23 +4,31 @@
 //!   and starts its reader.
 //! - [`conn`]: the `xscp-conn-<id>` reader thread; blocking reads with timeouts that drive
 //!   the negotiation deadline and the pings; feeds lines to the session and the hub.
-//! - [`writer`]: the `xscp-write-<id>` thread; drains the outbox into as few writes as
-//!   possible, then closes in order.
-//! - [`outbox`]: the byte-bounded queue between the hub (or reader) and a writer.
+//! - [`outbox`]: the byte-bounded queue between the hub (or reader) and the connection's
+//!   writer, and the writer itself (`xscp-write-<id>`), which drains it into as few writes
+//!   as possible, then closes in order. [`outbox::Outbox`] is a client's output side as the
+//!   hub sees it ([`crate::hub::Output`]).
+//! - [`shared`]: what a connection's reader, writer and outbox and the admission table
+//!   share: the socket and why the connection ends.
 //! - [`pool`]: reusable, renamed threads for readers and writers.
 //! - [`admission`]: the connection counts behind `--max-clients` and `--max-per-ip`.
 //!
-//! Protocol rules live in [`crate::protocol`]; routing lives in [`crate::hub`].
+//! Imports run one way: `acceptor` -> `conn` -> `outbox` -> `pool`, `shared`; nothing here
+//! imports `acceptor` or `conn`. Protocol rules live in [`crate::protocol`]; routing lives in
+//! [`crate::hub`], which this layer feeds through [`ToHub`] and which sees no socket.
 
 pub mod acceptor;
 pub mod admission;
 pub mod conn;
 pub mod outbox;
 pub mod pool;
+pub mod shared;
 pub mod sys;
-pub mod writer;
 
 use std::time::Duration;
+
+/// The hub's messages, carrying this layer's output side of a client.
+pub type ToHub = crate::hub::ToHub<outbox::Outbox>;
 
 /// How long a closing connection keeps reading (and discarding) after its FIN, so that
 /// unread input does not turn the close into a reset that destroys the last line (§7).

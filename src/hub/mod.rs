@@ -3,7 +3,7 @@
 //!
 //! Readers send it [`ToHub`] messages over one bounded channel; it answers the few
 //! synchronous requests (registration, rename) on each reader's own channel and writes to
-//! clients only through their [`Outbox`]es, which never block. So the hub never waits for a
+//! clients only through their [`Output`] sides, which never block. So the hub never waits for a
 //! client, and one slow client cannot stall it: a push past `--sendq` drops that client.
 //!
 //! Ordering: every response to a client passes through here, in the order its reader sent
@@ -11,28 +11,31 @@
 //! the sender before the message is queued to its recipient (hence before any receipt).
 //! The hub does no socket I/O.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
-use crate::net::outbox::{Outbox, Wake};
+use crate::conn_id::ConnId;
 use crate::protocol::cause::Cause;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
 
-/// A connection's number, unique for the life of the server.
-pub type ConnId = u64;
+mod fastmap;
+mod holds;
+mod output;
+mod receipts;
 
-/// The most runs of receipts one client can owe (a run: consecutive messages from one
-/// sender's connection); past it the oldest run is forgotten.
-pub const MAX_PENDING_RECEIPTS: usize = 1024;
+use fastmap::FastMap;
+use holds::Holds;
+pub use output::{Output, Overflow, Wake};
+pub use receipts::MAX_PENDING_RECEIPTS;
+use receipts::Receipts;
 
-/// What readers (and the server) tell the hub.
+/// What readers (and the server) tell the hub; `O` is a client's output side.
 #[derive(Debug)]
-pub enum ToHub {
+pub enum ToHub<O> {
     /// A connection was accepted (NEGOTIATING).
     Accepted {
         /// The connection.
@@ -41,8 +44,8 @@ pub enum ToHub {
         tag: String,
         /// The peer's address, for holds.
         ip: IpAddr,
-        /// Its outgoing side.
-        outbox: Outbox,
+        /// Its output side.
+        outbox: O,
     },
     /// `uname`: register the nickname. Answered.
     Register {
@@ -140,59 +143,15 @@ pub struct HubConfig {
     pub max_holds: usize,
 }
 
-/// A run of receipts a client owes: `count` messages in a row from one sender. Receipts
-/// name only the sender, so a run is as good as `count` separate entries, and a recipient
-/// far behind one busy sender costs one entry, not thousands.
 #[derive(Debug)]
-struct Pending {
-    /// The sender as the relayed `chatm` named it.
-    from: NickKey,
-    /// The sender's connection.
-    conn: ConnId,
-    /// How many messages of the run await their receipt.
-    count: u32,
-}
-
-#[derive(Debug)]
-struct Client {
+struct Client<O> {
     tag: String,
     ip: IpAddr,
-    outbox: Outbox,
+    outbox: O,
     nick: Option<Nick>,
     notif: bool,
-    pending: VecDeque<Pending>,
-}
-
-#[derive(Debug)]
-struct Hold {
-    nick: Nick,
-    ip: IpAddr,
-    until: Instant,
-}
-
-/// Names held for the address of a client that left (§5.7), bounded in number.
-#[derive(Debug, Default)]
-struct Holds {
-    map: HashMap<NickKey, Hold>,
-    /// Insertion order, which is expiry order (every hold lasts as long).
-    order: VecDeque<(NickKey, Instant)>,
-}
-
-impl Holds {
-    fn purge(&mut self, now: Instant, max: usize) {
-        while let Some(&(key, until)) = self.order.front() {
-            if until > now && self.map.len() <= max {
-                break;
-            }
-            self.order.pop_front();
-            if self.map.get(&key).is_some_and(|h| h.until == until) {
-                let h = self.map.remove(&key);
-                if let Some(h) = h.filter(|h| h.until > now) {
-                    log::debug!("hold on {} for {} dropped: too many holds", h.nick, h.ip);
-                }
-            }
-        }
-    }
+    /// The receipts it owes.
+    receipts: Receipts,
 }
 
 /// Writers given output are woken at the latest after this many messages (and whenever
@@ -202,7 +161,13 @@ const WAKE_BATCH: usize = 4096;
 
 /// Queues `line` for client `id`: remembers to wake its writer, or dooms it if its queue
 /// overflows (`--sendq`).
-fn queue(id: ConnId, c: &Client, line: &str, wakes: &mut Vec<ConnId>, doomed: &mut Vec<ConnId>) {
+fn queue<O: Output>(
+    id: ConnId,
+    c: &Client<O>,
+    line: &str,
+    wakes: &mut Vec<ConnId>,
+    doomed: &mut Vec<ConnId>,
+) {
     match c.outbox.queue(line.as_bytes()) {
         Ok(Wake::Later) => wakes.push(id),
         Ok(Wake::Now) => c.outbox.wake_now(),
@@ -211,42 +176,9 @@ fn queue(id: ConnId, c: &Client, line: &str, wakes: &mut Vec<ConnId>, doomed: &m
     }
 }
 
-/// A fast hasher for the hub's maps. Their keys are connection numbers the server chooses
-/// and nicknames limited to 16 bytes; the maps are bounded by `--max-clients` and hold
-/// no more than a client can create at once, so flooding one bucket gains a client
-/// nothing it could not get by connecting. SipHash's resistance is not needed here, and it
-/// costs on every relayed message (FxHash's multiply-rotate instead).
-#[derive(Clone, Copy, Default)]
-struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(u64::from_le_bytes(word));
-        }
-    }
-
-    fn write_u8(&mut self, i: u8) {
-        self.write_u64(u64::from(i));
-    }
-
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
-
 /// The hub's state. Run it with [`Hub::run`] on its own thread.
-pub struct Hub {
-    config: HubConfig,
-    clients: FastMap<ConnId, Client>,
+pub struct Hub<O> {
+    clients: FastMap<ConnId, Client<O>>,
     names: FastMap<NickKey, ConnId>,
     holds: Holds,
     /// Clients whose outbox overflowed while handling the current message.
@@ -256,14 +188,13 @@ pub struct Hub {
     shutting_down: bool,
 }
 
-impl Hub {
+impl<O: Output> Hub<O> {
     /// An empty hub.
-    pub fn new(config: HubConfig) -> Hub {
+    pub fn new(config: HubConfig) -> Hub<O> {
         Hub {
-            config,
             clients: FastMap::default(),
             names: FastMap::default(),
-            holds: Holds::default(),
+            holds: Holds::new(config.hold, config.max_holds),
             doomed: Vec::new(),
             wakes: Vec::new(),
             shutting_down: false,
@@ -271,7 +202,7 @@ impl Hub {
     }
 
     /// Handles messages until every sender is gone.
-    pub fn run(mut self, rx: Receiver<ToHub>) {
+    pub fn run(mut self, rx: Receiver<ToHub<O>>) {
         let mut handled = 0usize;
         loop {
             let msg = match rx.try_recv() {
@@ -306,7 +237,7 @@ impl Hub {
     }
 
     /// Handles one message, then drops any client that overflowed meanwhile.
-    pub fn handle(&mut self, msg: ToHub) {
+    pub fn handle(&mut self, msg: ToHub<O>) {
         match msg {
             ToHub::Accepted {
                 conn,
@@ -360,7 +291,7 @@ impl Hub {
         }
     }
 
-    fn accepted(&mut self, conn: ConnId, tag: String, ip: IpAddr, outbox: Outbox) {
+    fn accepted(&mut self, conn: ConnId, tag: String, ip: IpAddr, outbox: O) {
         if self.shutting_down {
             outbox.set_end(Cause::ServerShutdown);
             outbox.finish(&Cause::ServerShutdown.cquit_line().unwrap_or_default());
@@ -372,7 +303,7 @@ impl Hub {
             outbox,
             nick: None,
             notif: false,
-            pending: VecDeque::new(),
+            receipts: Receipts::default(),
         };
         self.clients.insert(conn, client);
     }
@@ -394,20 +325,13 @@ impl Hub {
         }
     }
 
-    /// Is `key` free for `conn`, or held for its address? `Err` if taken.
+    /// Is `key` free for `conn`, or held for its address (`true`: welcome back)? `Err`
+    /// if a connected client has it or it is held for another address.
     fn claim(&mut self, conn: ConnId, key: NickKey, ip: IpAddr) -> Result<bool, ()> {
         if self.names.get(&key).is_some_and(|&owner| owner != conn) {
             return Err(());
         }
-        self.holds.purge(Instant::now(), self.config.max_holds);
-        match self.holds.map.get(&key) {
-            Some(h) if h.ip != ip => Err(()),
-            Some(_) => {
-                self.holds.map.remove(&key);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        self.holds.take(key, ip, Instant::now()).map_err(|_| ())
     }
 
     fn register(&mut self, conn: ConnId, nick: Nick) -> Answer {
@@ -484,21 +408,8 @@ impl Hub {
             return;
         };
         queue(target, c, &line, &mut self.wakes, &mut self.doomed);
-        match c.pending.back_mut() {
-            Some(run) if run.from == from && run.conn == conn => {
-                run.count = run.count.saturating_add(1);
-            }
-            _ => {
-                if c.pending.len() == MAX_PENDING_RECEIPTS {
-                    c.pending.pop_front();
-                    log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
-                }
-                c.pending.push_back(Pending {
-                    from,
-                    conn,
-                    count: 1,
-                });
-            }
+        if !c.receipts.expect(from, conn) {
+            log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
         }
     }
 
@@ -507,18 +418,10 @@ impl Hub {
             return;
         };
         let name = line.get(sender).unwrap_or_default();
-        let key = NickKey::of(name);
-        let found = c.pending.iter().position(|p| Some(p.from) == key);
-        let Some(i) = found else {
+        let Some(to) = NickKey::of(name).and_then(|key| c.receipts.take(key)) else {
             let err = reply::no_receipt_awaited(name);
             return self.send(conn, &err);
         };
-        let run = &mut c.pending[i];
-        let to = run.conn;
-        run.count -= 1;
-        if run.count == 0 {
-            c.pending.remove(i);
-        }
         if self.clients.contains_key(&to) {
             self.send(to, &line);
         } else {
@@ -556,21 +459,9 @@ impl Hub {
             return;
         };
         let Some(nick) = c.nick else { return };
-        let key = nick.key();
-        self.names.remove(&key);
-        if !self.config.hold.is_zero() && !self.shutting_down {
-            let until = Instant::now() + self.config.hold;
-            log::debug!("{} name {nick} held for {} until expiry", c.tag, c.ip);
-            self.holds.order.push_back((key, until));
-            self.holds.map.insert(
-                key,
-                Hold {
-                    nick: nick.clone(),
-                    ip: c.ip,
-                    until,
-                },
-            );
-            self.holds.purge(Instant::now(), self.config.max_holds);
+        self.names.remove(&nick.key());
+        if !self.shutting_down {
+            self.holds.hold(&c.tag, nick.clone(), c.ip, Instant::now());
         }
         self.notify(conn, format_args!("quit {nick}"));
     }

@@ -1,0 +1,42 @@
+//! A client's output side as the hub sees it: the one interface between routing and the
+//! connection that carries its lines. The network layer implements it
+//! (`crate::net::outbox::Outbox`); the hub's tests implement it in memory. The hub is
+//! generic over it, so calls on the relay path are static and inline as before.
+
+use crate::protocol::cause::Cause;
+
+/// What a caller of [`Output::queue`] must do about the client's writer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// Nothing: it is awake, or a wake is already due.
+    No,
+    /// Call [`Output::wake_now`] at the end of the burst.
+    Later,
+    /// Call [`Output::wake_now`] now: enough is queued.
+    Now,
+}
+
+/// The output queue passed `--sendq`: the client is a slow consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overflow;
+
+/// Where the hub puts a client's lines, and how it ends the client's connection. None of
+/// these may block: the hub never waits for a client.
+pub trait Output {
+    /// Queues `line`, which may leave the writer asleep: says whether and when the caller
+    /// must call [`Output::wake_now`]. Refused once more than `--sendq` bytes would be
+    /// waiting. Output to a connection that is closing is dropped silently.
+    fn queue(&self, line: &[u8]) -> Result<Wake, Overflow>;
+
+    /// Wakes the writer for what [`Output::queue`] left.
+    fn wake_now(&self);
+
+    /// Queues the last lines and the close (FIN after them); not subject to the budget.
+    fn finish(&self, lines: &str);
+
+    /// Ends the connection at once for `cause` (a slow consumer): whatever waits is dropped.
+    fn abort(&self, cause: Cause);
+
+    /// Records `cause` as the reason the connection ends, for its reader to log.
+    fn set_end(&self, cause: Cause);
+}

@@ -3,13 +3,24 @@
 //!
 //! Readers send it [`ToHub`] messages over one bounded channel; it answers the few
 //! synchronous requests (registration, rename) on each reader's own channel and writes to
-//! clients only through their [`Output`] sides, which never block. So the hub never waits for a
-//! client, and one slow client cannot stall it: a push past `--sendq` drops that client.
+//! clients only through their [`Output`] sides, which never block. So the hub never waits
+//! for a client, and one slow client cannot stall it: a push past `--sendq` drops that
+//! client.
 //!
 //! Ordering: every response to a client passes through here, in the order its reader sent
 //! the commands, so responses leave in command order and `+OK message relayed` is queued to
 //! the sender before the message is queued to its recipient (hence before any receipt).
-//! The hub does no socket I/O.
+//!
+//! The hub knows no socket: [`Output`] (in `output.rs`) is the whole of what it needs from
+//! a client's connection, and [`Hub`] is generic over it (statically dispatched; the
+//! network layer's outbox in the server, an in-memory record in the tests below). The
+//! rules with state of their own live in their own types, which the hub's `match`
+//! dispatches to:
+//! - `holds.rs`: `Holds`, names held for a departed client's address (§5.7);
+//! - `receipts.rs`: `Receipts`, the receipts one client owes (§5 chatr);
+//! - `fastmap.rs`: the hasher of the hub's maps.
+//!
+//! A per-name mailbox (§5.8) belongs beside them, as a type of its own.
 
 use std::net::IpAddr;
 use std::ops::Range;

@@ -1,11 +1,16 @@
 //! xscp: the reference server (and client) for XSCP/1, the line-based chat protocol of
 //! `PROTOCOL.md`.
 //!
-//! Layers, from the wire inwards:
+//! Layers, from the wire inwards; each imports only the layers after it:
 //! - [`net`]: the acceptor, and per connection a reader and a writer thread; moves bytes.
-//! - [`hub`]: the hub thread; owns the nickname map, holds and pending receipts; routes.
-//! - [`protocol`]: framing, commands, the state machine and legality table; no I/O.
+//! - [`hub`]: the hub thread; owns the nickname map, holds and pending receipts; routes. It
+//!   reaches a client through the [`hub::Output`] trait, which [`net`]'s outbox implements,
+//!   and knows no socket.
+//! - [`protocol`]: framing, commands, the state machine and legality tables; no I/O.
+//! - [`conn_id`]: the connection number that `net` assigns and `hub` keys clients by.
 //! - [`config`]: the command line.
+//!
+//! [`server`] wires them together.
 
 pub mod config;
 pub mod conn_id;

@@ -87,3 +87,83 @@ impl Holds {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const HERE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    const THERE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    const TTL: Duration = Duration::from_secs(10);
+
+    fn nick(name: &str) -> Nick {
+        Nick::parse(name).expect("test nickname")
+    }
+
+    fn key(name: &str) -> NickKey {
+        nick(name).key()
+    }
+
+    #[test]
+    fn a_hold_is_for_its_address_until_it_expires() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 8);
+        holds.hold("test", nick("alice"), HERE, t0);
+        assert_eq!(holds.take(key("ALICE"), THERE, t0), Err(HeldElsewhere));
+        assert_eq!(
+            holds.take(key("alice"), THERE, t0 + TTL - Duration::from_millis(1)),
+            Err(HeldElsewhere)
+        );
+        // Expired: free for anyone, no welcome back.
+        assert_eq!(holds.take(key("alice"), THERE, t0 + TTL), Ok(false));
+        assert_eq!(holds.take(key("alice"), HERE, t0 + TTL), Ok(false));
+    }
+
+    #[test]
+    fn taking_a_hold_from_its_address_ends_it() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 8);
+        holds.hold("test", nick("alice"), HERE, t0);
+        assert_eq!(holds.take(key("Alice"), HERE, t0 + TTL / 2), Ok(true));
+        assert_eq!(holds.take(key("alice"), HERE, t0 + TTL / 2), Ok(false));
+        assert_eq!(holds.take(key("alice"), THERE, t0 + TTL / 2), Ok(false));
+    }
+
+    #[test]
+    fn hold_zero_holds_nothing() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(Duration::ZERO, 8);
+        holds.hold("test", nick("alice"), HERE, t0);
+        assert_eq!(holds.take(key("alice"), THERE, t0), Ok(false));
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_hold_is_dropped() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 2);
+        for (i, name) in ["a1", "b2", "c3"].into_iter().enumerate() {
+            holds.hold("test", nick(name), HERE, t0 + Duration::from_secs(i as u64));
+        }
+        let now = t0 + Duration::from_secs(3);
+        assert_eq!(holds.take(key("a1"), THERE, now), Ok(false));
+        assert_eq!(holds.take(key("b2"), THERE, now), Err(HeldElsewhere));
+        assert_eq!(holds.take(key("c3"), THERE, now), Err(HeldElsewhere));
+    }
+
+    #[test]
+    fn a_name_held_again_lasts_its_new_term() {
+        // The first hold's expiry must not end the second (its order entry is stale).
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 8);
+        holds.hold("test", nick("alice"), HERE, t0);
+        assert_eq!(holds.take(key("alice"), HERE, t0 + TTL / 2), Ok(true));
+        holds.hold("test", nick("alice"), HERE, t0 + TTL / 2);
+        assert_eq!(
+            holds.take(key("alice"), THERE, t0 + TTL),
+            Err(HeldElsewhere)
+        );
+        assert_eq!(holds.take(key("alice"), THERE, t0 + TTL * 3 / 2), Ok(false));
+    }
+}

@@ -3,13 +3,24 @@
 //!
 //! Readers send it [`ToHub`] messages over one bounded channel; it answers the few
 //! synchronous requests (registration, rename) on each reader's own channel and writes to
-//! clients only through their [`Output`] sides, which never block. So the hub never waits for a
-//! client, and one slow client cannot stall it: a push past `--sendq` drops that client.
+//! clients only through their [`Output`] sides, which never block. So the hub never waits
+//! for a client, and one slow client cannot stall it: a push past `--sendq` drops that
+//! client.
 //!
 //! Ordering: every response to a client passes through here, in the order its reader sent
 //! the commands, so responses leave in command order and `+OK message relayed` is queued to
 //! the sender before the message is queued to its recipient (hence before any receipt).
-//! The hub does no socket I/O.
+//!
+//! The hub knows no socket: [`Output`] (in `output.rs`) is the whole of what it needs from
+//! a client's connection, and [`Hub`] is generic over it (statically dispatched; the
+//! network layer's outbox in the server, an in-memory record in the tests below). The
+//! rules with state of their own live in their own types, which the hub's `match`
+//! dispatches to:
+//! - `holds.rs`: `Holds`, names held for a departed client's address (§5.7);
+//! - `receipts.rs`: `Receipts`, the receipts one client owes (§5 chatr);
+//! - `fastmap.rs`: the hasher of the hub's maps.
+//!
+//! A per-name mailbox (§5.8) belongs beside them, as a type of its own.
 
 use std::net::IpAddr;
 use std::ops::Range;
@@ -476,5 +487,833 @@ impl<O: Output> Hub<O> {
         self.clients.clear();
         self.names.clear();
         log::info!("hub: every client told to quit");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The routing rules of PROTOCOL.md §5 and §5.7, against an in-memory output side, one
+    //! group a rule. Hold expiry and the receipt runs are tested in `holds` and `receipts`.
+
+    use std::cell::RefCell;
+    use std::net::Ipv4Addr;
+    use std::rc::Rc;
+
+    use crossbeam_channel::{Receiver, bounded};
+
+    use super::*;
+
+    const HERE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+    const THERE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+    /// What the hub did to one client's output side.
+    #[derive(Debug, Default)]
+    struct Record {
+        /// Bytes queued and not yet looked at.
+        queued: String,
+        /// Bytes queued in all (against the budget).
+        total: usize,
+        /// `--sendq`; `None`: unbounded.
+        budget: Option<usize>,
+        /// A wake is due (as the outbox: `Later` once until woken).
+        wake_pending: bool,
+        wakes: usize,
+        finished: Option<String>,
+        aborted: Option<Cause>,
+        end: Option<Cause>,
+    }
+
+    /// An in-memory output side; clones share the record.
+    #[derive(Clone, Debug, Default)]
+    struct Mem(Rc<RefCell<Record>>);
+
+    impl Output for Mem {
+        fn queue(&self, line: &[u8]) -> Result<Wake, Overflow> {
+            let mut r = self.0.borrow_mut();
+            if r.finished.is_some() || r.aborted.is_some() {
+                return Ok(Wake::No);
+            }
+            if r.budget.is_some_and(|b| r.total + line.len() > b) {
+                return Err(Overflow);
+            }
+            r.total += line.len();
+            r.queued += std::str::from_utf8(line).unwrap_or("(not UTF-8)");
+            if std::mem::replace(&mut r.wake_pending, true) {
+                Ok(Wake::No)
+            } else {
+                Ok(Wake::Later)
+            }
+        }
+
+        fn wake_now(&self) {
+            let mut r = self.0.borrow_mut();
+            r.wake_pending = false;
+            r.wakes += 1;
+        }
+
+        fn finish(&self, lines: &str) {
+            let mut r = self.0.borrow_mut();
+            if r.finished.is_none() && r.aborted.is_none() {
+                r.finished = Some(lines.to_string());
+            }
+        }
+
+        fn abort(&self, cause: Cause) {
+            let mut r = self.0.borrow_mut();
+            assert!(r.aborted.is_none(), "aborted twice");
+            r.end.get_or_insert(cause.clone());
+            r.aborted = Some(cause);
+        }
+
+        fn set_end(&self, cause: Cause) {
+            self.0.borrow_mut().end.get_or_insert(cause);
+        }
+    }
+
+    impl Mem {
+        /// The lines queued since the last call, without their CRLF.
+        fn lines(&self) -> Vec<String> {
+            let queued = std::mem::take(&mut self.0.borrow_mut().queued);
+            queued.split_terminator("\r\n").map(String::from).collect()
+        }
+
+        fn wakes(&self) -> usize {
+            self.0.borrow().wakes
+        }
+
+        fn finished(&self) -> Option<String> {
+            self.0.borrow().finished.clone()
+        }
+
+        fn aborted(&self) -> Option<Cause> {
+            self.0.borrow().aborted.clone()
+        }
+
+        fn end(&self) -> Option<Cause> {
+            self.0.borrow().end.clone()
+        }
+    }
+
+    /// Where in `line` its space-separated field `n` is.
+    fn field(line: &str, n: usize) -> Range<usize> {
+        let start: usize = line.split(' ').take(n).map(|f| f.len() + 1).sum();
+        let len = line[start..].split(' ').next().map_or(0, str::len);
+        start..start + len
+    }
+
+    fn nick(name: &str) -> Nick {
+        Nick::parse(name).expect("test nickname")
+    }
+
+    /// The answer to a `uname` that registered `name`.
+    fn registered(name: &str, welcome_back: bool) -> Answer {
+        Answer::Registered {
+            nick: nick(name),
+            welcome_back,
+        }
+    }
+
+    /// A hub, and the channel its answers come back on.
+    struct Fixture {
+        hub: Hub<Mem>,
+        answers: (Sender<Answer>, Receiver<Answer>),
+    }
+
+    fn hub_with(hold: Duration, max_holds: usize) -> Fixture {
+        Fixture {
+            hub: Hub::new(HubConfig { hold, max_holds }),
+            answers: bounded(1),
+        }
+    }
+
+    /// The server's defaults: names held for 300 s, up to 1024.
+    fn hub() -> Fixture {
+        hub_with(Duration::from_secs(300), 1024)
+    }
+
+    impl Fixture {
+        /// Connection `conn` from `ip` is accepted (NEGOTIATING).
+        fn connect(&mut self, conn: ConnId, ip: IpAddr) -> Mem {
+            self.connect_with(conn, ip, Mem::default())
+        }
+
+        fn connect_with(&mut self, conn: ConnId, ip: IpAddr, outbox: Mem) -> Mem {
+            let tag = format!("conn={conn} peer=test");
+            self.hub.handle(ToHub::Accepted {
+                conn,
+                tag,
+                ip,
+                outbox: outbox.clone(),
+            });
+            outbox
+        }
+
+        fn ask(&mut self, msg: ToHub<Mem>) -> Answer {
+            self.hub.handle(msg);
+            match self.answers.1.try_recv() {
+                Ok(answer) => answer,
+                Err(e) => panic!("the hub did not answer: {e}"),
+            }
+        }
+
+        /// `uname name` on `conn`.
+        fn register(&mut self, conn: ConnId, name: &str) -> Answer {
+            let answers = self.answers.0.clone();
+            self.ask(ToHub::Register {
+                conn,
+                nick: nick(name),
+                answers,
+            })
+        }
+
+        /// `cname name` on `conn`.
+        fn rename(&mut self, conn: ConnId, name: &str) -> Answer {
+            let answers = self.answers.0.clone();
+            self.ask(ToHub::Rename {
+                conn,
+                nick: nick(name),
+                answers,
+            })
+        }
+
+        /// A client `name` on `conn` from `ip`, registered, its `+OK` taken.
+        fn join_from(&mut self, conn: ConnId, name: &str, ip: IpAddr) -> Mem {
+            let out = self.connect(conn, ip);
+            let answer = self.register(conn, name);
+            assert!(
+                matches!(answer, Answer::Registered { .. }),
+                "{name}: {answer:?}"
+            );
+            out.lines();
+            out
+        }
+
+        fn join(&mut self, conn: ConnId, name: &str) -> Mem {
+            self.join_from(conn, name, HERE)
+        }
+
+        /// `chatm ...` (the whole line, without CRLF) from `conn`.
+        fn chat(&mut self, conn: ConnId, line: &str) {
+            self.hub.handle(ToHub::Chat {
+                conn,
+                recipient: field(line, 2),
+                line: format!("{line}\r\n"),
+            });
+        }
+
+        /// `chatr ...` (the whole line, without CRLF) from `conn`.
+        fn receipt(&mut self, conn: ConnId, line: &str) {
+            self.hub.handle(ToHub::Receipt {
+                conn,
+                sender: field(line, 1),
+                line: format!("{line}\r\n"),
+            });
+        }
+
+        fn notif(&mut self, conn: ConnId, on: bool) {
+            self.hub.handle(ToHub::Notif { conn, on });
+        }
+
+        /// The connection ends with `cquit` (its reader's last line).
+        fn quit(&mut self, conn: ConnId) {
+            let lines = reply::QUIT_OK.to_string();
+            self.hub.handle(ToHub::Depart { conn, lines });
+        }
+    }
+
+    mod registration_and_holds {
+        use super::*;
+
+        #[test]
+        fn a_new_name_is_registered_and_confirmed() {
+            let mut f = hub();
+            let out = f.connect(1, HERE);
+            let answer = f.register(1, "Alice");
+            assert_eq!(answer, registered("Alice", false));
+            assert_eq!(out.lines(), ["+OK you are Alice"]);
+        }
+
+        #[test]
+        fn a_connected_name_is_in_use_whatever_its_case() {
+            let mut f = hub();
+            f.join(1, "alice");
+            let out = f.connect(2, HERE);
+            assert_eq!(f.register(2, "ALICE"), Answer::InUse);
+            // The reader sends the -ERR with the attempt count; the hub sends nothing.
+            assert!(out.lines().is_empty());
+        }
+
+        #[test]
+        fn an_unknown_connection_is_gone() {
+            let mut f = hub();
+            assert_eq!(f.register(9, "alice"), Answer::Gone);
+        }
+
+        #[test]
+        fn a_held_name_welcomes_back_the_same_address() {
+            let mut f = hub();
+            f.join(1, "alice");
+            f.quit(1);
+            let out = f.connect(2, HERE);
+            assert_eq!(f.register(2, "alice"), registered("alice", true));
+            assert_eq!(out.lines(), ["+OK welcome back alice"]);
+        }
+
+        #[test]
+        fn a_held_name_is_in_use_for_another_address() {
+            let mut f = hub();
+            f.join(1, "alice");
+            f.quit(1);
+            let out = f.connect(2, THERE);
+            assert_eq!(f.register(2, "Alice"), Answer::InUse);
+            assert!(out.lines().is_empty());
+        }
+
+        #[test]
+        fn a_welcome_back_ends_the_hold() {
+            let mut f = hub();
+            f.join(1, "alice");
+            f.quit(1);
+            f.join(2, "alice");
+            assert!(matches!(f.rename(2, "bob"), Answer::Renamed(_)));
+            // Neither connected nor held any more: free for anyone.
+            f.connect(3, THERE);
+            assert_eq!(f.register(3, "alice"), registered("alice", false));
+        }
+
+        #[test]
+        fn hold_zero_releases_the_name_at_once() {
+            let mut f = hub_with(Duration::ZERO, 1024);
+            f.join(1, "alice");
+            f.quit(1);
+            f.connect(2, THERE);
+            assert_eq!(f.register(2, "alice"), registered("alice", false));
+        }
+
+        #[test]
+        fn holds_are_bounded_and_the_oldest_is_dropped() {
+            let mut f = hub_with(Duration::from_secs(300), 2);
+            for (conn, name) in [(1, "a1"), (2, "b2"), (3, "c3")] {
+                f.join(conn, name);
+                f.quit(conn);
+            }
+            f.connect(4, THERE);
+            assert_eq!(f.register(4, "a1"), registered("a1", false));
+            assert_eq!(f.register(4, "b2"), Answer::InUse);
+            assert_eq!(f.register(4, "c3"), Answer::InUse);
+        }
+
+        #[test]
+        fn shutdown_tells_every_client_and_registers_no_one() {
+            let mut f = hub();
+            let out = f.join(1, "alice");
+            f.hub.handle(ToHub::Shutdown);
+            assert_eq!(
+                out.finished().as_deref(),
+                Some("cquit server shutting down\r\n")
+            );
+            assert_eq!(out.end(), Some(Cause::ServerShutdown));
+            // A connection accepted meanwhile is told at once and never registered.
+            let late = f.connect(2, THERE);
+            assert_eq!(
+                late.finished().as_deref(),
+                Some("cquit server shutting down\r\n")
+            );
+            assert_eq!(f.register(2, "alice"), Answer::Gone);
+        }
+
+        #[test]
+        fn cname_renames_and_frees_the_old_name() {
+            let mut f = hub();
+            let out = f.join(1, "alice");
+            assert_eq!(f.rename(1, "bob"), Answer::Renamed(nick("bob")));
+            assert_eq!(out.lines(), ["+OK name changed from alice to bob"]);
+            f.connect(2, HERE);
+            assert_eq!(f.register(2, "alice"), registered("alice", false));
+            f.connect(3, HERE);
+            assert_eq!(f.register(3, "BOB"), Answer::InUse);
+        }
+
+        #[test]
+        fn cname_to_a_name_in_use_is_refused_by_the_hub() {
+            let mut f = hub();
+            let out = f.join(1, "alice");
+            f.join(2, "bob");
+            assert_eq!(f.rename(1, "Bob"), Answer::NotRenamed);
+            assert_eq!(
+                out.lines(),
+                ["-ERR [IN-USE] Bob is already taken by another client"]
+            );
+            // Still alice.
+            f.connect(3, HERE);
+            assert_eq!(f.register(3, "alice"), Answer::InUse);
+        }
+
+        #[test]
+        fn cname_may_change_the_case_only() {
+            let mut f = hub();
+            let out = f.join(1, "alice");
+            assert_eq!(f.rename(1, "ALICE"), Answer::Renamed(nick("ALICE")));
+            assert_eq!(out.lines(), ["+OK name changed from alice to ALICE"]);
+            f.connect(2, HERE);
+            assert_eq!(f.register(2, "Alice"), Answer::InUse);
+        }
+
+        #[test]
+        fn cname_respects_holds() {
+            let mut f = hub();
+            f.join_from(1, "alice", HERE);
+            f.quit(1);
+            let out = f.join_from(2, "bob", THERE);
+            assert_eq!(f.rename(2, "alice"), Answer::NotRenamed);
+            assert_eq!(
+                out.lines(),
+                ["-ERR [IN-USE] alice is already taken by another client"]
+            );
+            // The held name's own address may take it by a rename.
+            f.join_from(3, "carol", HERE);
+            assert!(matches!(f.rename(3, "alice"), Answer::Renamed(_)));
+        }
+    }
+
+    mod relay_and_order {
+        use super::*;
+
+        #[test]
+        fn a_direct_message_is_relayed_exactly_and_confirmed() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.chat(1, "chatm alice BOB hello  there");
+            assert_eq!(alice.lines(), ["+OK message relayed"]);
+            assert_eq!(bob.lines(), ["chatm alice BOB hello  there"]);
+        }
+
+        #[test]
+        fn a_broadcast_reaches_every_other_established_client() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            let carol = f.join(3, "carol");
+            let negotiating = f.connect(4, HERE);
+            f.chat(1, "chatm alice * hi all");
+            assert_eq!(alice.lines(), ["+OK message relayed"]);
+            assert_eq!(bob.lines(), ["chatm alice * hi all"]);
+            assert_eq!(carol.lines(), ["chatm alice * hi all"]);
+            assert!(negotiating.lines().is_empty());
+        }
+
+        #[test]
+        fn a_message_to_no_such_user_is_refused() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.connect(3, HERE); // Not registered: not a recipient.
+            f.chat(1, "chatm alice carol hi");
+            assert_eq!(alice.lines(), ["-ERR [NO-SUCH] no such user carol"]);
+            assert!(bob.lines().is_empty());
+        }
+
+        #[test]
+        fn a_departed_client_is_no_recipient() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.join(2, "bob");
+            f.quit(2);
+            f.chat(1, "chatm alice bob hi");
+            assert_eq!(alice.lines(), ["-ERR [NO-SUCH] no such user bob"]);
+        }
+
+        #[test]
+        fn messages_from_one_sender_arrive_in_order() {
+            let mut f = hub();
+            f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            for i in 0..5 {
+                f.chat(1, &format!("chatm alice bob {i}"));
+            }
+            f.chat(1, "chatm alice * 5");
+            assert_eq!(
+                bob.lines(),
+                (0..6)
+                    .map(|i| format!("chatm alice {} {i}", if i < 5 { "bob" } else { "*" }))
+                    .collect::<Vec<_>>()
+            );
+        }
+
+        #[test]
+        fn responses_keep_their_place_among_the_hubs() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.join(2, "bob");
+            f.hub.handle(ToHub::Respond {
+                conn: 1,
+                line: "+OK pong 1\r\n".into(),
+            });
+            f.chat(1, "chatm alice bob hi");
+            f.hub.handle(ToHub::Respond {
+                conn: 1,
+                line: "+OK pong 2\r\n".into(),
+            });
+            assert_eq!(
+                alice.lines(),
+                ["+OK pong 1", "+OK message relayed", "+OK pong 2"]
+            );
+        }
+
+        #[test]
+        fn relayed_is_sent_before_the_receipt() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.join(2, "bob");
+            f.chat(1, "chatm alice bob hi");
+            f.receipt(2, "chatr alice bob");
+            assert_eq!(alice.lines(), ["+OK message relayed", "chatr alice bob"]);
+        }
+
+        #[test]
+        fn writers_are_woken_once_a_burst() {
+            let f = hub();
+            let (tx, rx) = bounded(64);
+            let (alice, bob) = (Mem::default(), Mem::default());
+            // Room for both answers: the hub must not wait for this thread.
+            let (answers, _answered) = bounded(2);
+            for (conn, name, out) in [(1, "alice", &alice), (2, "bob", &bob)] {
+                let msgs = [
+                    ToHub::Accepted {
+                        conn,
+                        tag: format!("conn={conn}"),
+                        ip: HERE,
+                        outbox: out.clone(),
+                    },
+                    ToHub::Register {
+                        conn,
+                        nick: nick(name),
+                        answers: answers.clone(),
+                    },
+                ];
+                for msg in msgs {
+                    tx.send(msg).expect("send");
+                }
+            }
+            for i in 0..10 {
+                let line = format!("chatm alice bob {i}\r\n");
+                let recipient = field(&line, 2);
+                tx.send(ToHub::Chat {
+                    conn: 1,
+                    line,
+                    recipient,
+                })
+                .expect("send");
+            }
+            drop(tx);
+            f.hub.run(rx);
+            assert_eq!(bob.lines().len(), 1 + 10); // `+OK you are bob`, the messages.
+            assert_eq!(bob.wakes(), 1);
+            assert_eq!(alice.wakes(), 1);
+        }
+    }
+
+    mod receipts {
+        use super::*;
+
+        #[test]
+        fn a_receipt_goes_to_the_sender_and_nothing_to_its_author() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.chat(1, "chatm alice bob hi");
+            alice.lines();
+            bob.lines();
+            f.receipt(2, "chatr ALICE bob");
+            assert_eq!(alice.lines(), ["chatr ALICE bob"]);
+            assert!(bob.lines().is_empty());
+        }
+
+        #[test]
+        fn a_receipt_nothing_awaits_is_refused() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.receipt(2, "chatr alice bob");
+            assert_eq!(
+                bob.lines(),
+                ["-ERR [NO-SUCH] no message from alice awaits a receipt"]
+            );
+            assert!(alice.lines().is_empty());
+        }
+
+        #[test]
+        fn one_receipt_a_message() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.chat(1, "chatm alice bob one");
+            f.chat(1, "chatm alice bob two");
+            alice.lines();
+            bob.lines();
+            for _ in 0..3 {
+                f.receipt(2, "chatr alice bob");
+            }
+            assert_eq!(alice.lines(), ["chatr alice bob", "chatr alice bob"]);
+            assert_eq!(
+                bob.lines(),
+                ["-ERR [NO-SUCH] no message from alice awaits a receipt"]
+            );
+        }
+
+        #[test]
+        fn a_broadcast_awaits_no_receipt() {
+            let mut f = hub();
+            f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.chat(1, "chatm alice * hi");
+            bob.lines();
+            f.receipt(2, "chatr alice bob");
+            assert_eq!(
+                bob.lines(),
+                ["-ERR [NO-SUCH] no message from alice awaits a receipt"]
+            );
+        }
+
+        #[test]
+        fn receipts_from_several_senders_match_their_own() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            let carol = f.join(3, "carol");
+            f.chat(1, "chatm alice bob a");
+            f.chat(3, "chatm carol bob c");
+            f.chat(1, "chatm alice bob a");
+            alice.lines();
+            carol.lines();
+            f.receipt(2, "chatr carol bob");
+            f.receipt(2, "chatr alice bob");
+            f.receipt(2, "chatr alice bob");
+            assert_eq!(carol.lines(), ["chatr carol bob"]);
+            assert_eq!(alice.lines(), ["chatr alice bob", "chatr alice bob"]);
+            assert_eq!(bob.lines().len(), 3); // The three messages; no error.
+        }
+
+        #[test]
+        fn a_receipt_names_the_sender_as_the_message_did_after_renames() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.chat(1, "chatm alice bob one");
+            f.chat(1, "chatm alice bob two");
+            assert!(matches!(f.rename(1, "carol"), Answer::Renamed(_)));
+            assert!(matches!(f.rename(2, "dave"), Answer::Renamed(_)));
+            alice.lines();
+            bob.lines();
+            // The new name awaits nothing; the old one reaches the renamed sender.
+            f.receipt(2, "chatr carol dave");
+            f.receipt(2, "chatr alice dave");
+            assert_eq!(
+                bob.lines(),
+                ["-ERR [NO-SUCH] no message from carol awaits a receipt"]
+            );
+            assert_eq!(alice.lines(), ["chatr alice dave"]);
+        }
+
+        #[test]
+        fn a_receipt_to_a_departed_sender_is_accepted_and_dropped() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            let carol = f.join(3, "carol");
+            f.chat(1, "chatm alice bob hi");
+            f.quit(1);
+            // A newcomer from the same address takes the name back: not the same sender.
+            let again = f.join(4, "alice");
+            bob.lines();
+            carol.lines();
+            f.receipt(2, "chatr alice bob");
+            assert!(bob.lines().is_empty(), "no reply to the receipt's author");
+            assert!(again.lines().is_empty());
+            assert!(carol.lines().is_empty());
+            assert_eq!(alice.lines(), ["+OK message relayed"]);
+        }
+    }
+
+    mod notifications {
+        use super::*;
+
+        #[test]
+        fn off_by_default() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.join(2, "bob");
+            assert!(matches!(f.rename(2, "carol"), Answer::Renamed(_)));
+            f.quit(2);
+            assert!(alice.lines().is_empty());
+        }
+
+        #[test]
+        fn on_tells_joins_renames_and_quits_of_others() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.notif(1, true);
+            assert_eq!(alice.lines(), ["+OK notifications on"]);
+            f.join(2, "bob");
+            assert!(matches!(f.rename(2, "Carol"), Answer::Renamed(_)));
+            f.quit(2);
+            assert_eq!(
+                alice.lines(),
+                [
+                    "notif join bob",
+                    "notif cname bob Carol",
+                    "notif quit Carol"
+                ]
+            );
+        }
+
+        #[test]
+        fn a_subscriber_is_not_told_its_own_events() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.notif(1, true);
+            assert!(matches!(f.rename(1, "ALICE"), Answer::Renamed(_)));
+            assert_eq!(
+                alice.lines(),
+                [
+                    "+OK notifications on",
+                    "+OK name changed from alice to ALICE"
+                ]
+            );
+        }
+
+        #[test]
+        fn refusals_and_negotiating_clients_are_not_events() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.notif(1, true);
+            alice.lines();
+            f.connect(2, HERE);
+            assert_eq!(f.register(2, "alice"), Answer::InUse);
+            f.quit(2);
+            f.join(3, "bob");
+            assert_eq!(f.rename(3, "alice"), Answer::NotRenamed);
+            assert_eq!(alice.lines(), ["notif join bob"]);
+        }
+
+        #[test]
+        fn off_stops_them() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.notif(1, true);
+            f.notif(1, false);
+            assert_eq!(
+                alice.lines(),
+                ["+OK notifications on", "+OK notifications off"]
+            );
+            f.join(2, "bob");
+            f.quit(2);
+            assert!(alice.lines().is_empty());
+        }
+    }
+
+    mod users_and_departure {
+        use super::*;
+
+        #[test]
+        fn users_lists_established_clients_case_insensitively_sorted() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.join(2, "Bob");
+            f.join(3, "aaron");
+            f.connect(4, HERE);
+            f.hub.handle(ToHub::Users { conn: 1 });
+            assert_eq!(alice.lines(), ["+OK 3 users", "aaron", "alice", "Bob", "."]);
+        }
+
+        #[test]
+        fn cquit_sends_the_last_lines_and_releases_the_name() {
+            let mut f = hub_with(Duration::ZERO, 1024);
+            let alice = f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.quit(1);
+            assert_eq!(
+                alice.finished().as_deref(),
+                Some("+OK terminating tasks and disconnecting\r\n")
+            );
+            f.hub.handle(ToHub::Users { conn: 2 });
+            assert_eq!(bob.lines(), ["+OK 1 users", "bob", "."]);
+            f.connect(3, THERE);
+            assert!(matches!(f.register(3, "alice"), Answer::Registered { .. }));
+            // Gone for good: nothing more reaches it.
+            f.chat(2, "chatm bob alice hi");
+            assert!(alice.lines().is_empty());
+        }
+
+        #[test]
+        fn cquit_releases_the_receipts_owed() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            f.join(2, "bob");
+            f.chat(1, "chatm alice bob hi");
+            f.quit(2);
+            let bob = f.join(3, "bob"); // Welcome back: the receipt is not owed again.
+            f.receipt(3, "chatr alice bob");
+            assert_eq!(
+                bob.lines(),
+                ["-ERR [NO-SUCH] no message from alice awaits a receipt"]
+            );
+            assert_eq!(alice.lines(), ["+OK message relayed"]);
+        }
+    }
+
+    mod slow_consumer {
+        use super::*;
+
+        /// `name` on `conn`, whose output side takes `budget` bytes in all.
+        fn join_small(f: &mut Fixture, conn: ConnId, name: &str, budget: usize) -> Mem {
+            let out = Mem::default();
+            out.0.borrow_mut().budget = Some(budget);
+            f.connect_with(conn, HERE, out.clone());
+            assert!(matches!(f.register(conn, name), Answer::Registered { .. }));
+            out
+        }
+
+        #[test]
+        fn overflow_aborts_the_client_and_releases_its_name() {
+            let mut f = hub_with(Duration::ZERO, 1024);
+            let alice = f.join(1, "alice");
+            f.notif(1, true);
+            // "+OK you are bob\r\n" is 17 bytes; the message (22) does not fit in 30.
+            let bob = join_small(&mut f, 2, "bob", 30);
+            alice.lines();
+            f.chat(1, "chatm alice bob hello!");
+            assert_eq!(bob.aborted(), Some(Cause::SlowConsumer));
+            assert_eq!(bob.lines(), ["+OK you are bob"]);
+            assert_eq!(alice.lines(), ["+OK message relayed", "notif quit bob"]);
+            f.chat(1, "chatm alice bob again");
+            assert_eq!(alice.lines(), ["-ERR [NO-SUCH] no such user bob"]);
+            f.connect(3, THERE);
+            assert!(matches!(f.register(3, "bob"), Answer::Registered { .. }));
+        }
+
+        #[test]
+        fn one_slow_consumer_does_not_stop_a_broadcast() {
+            let mut f = hub();
+            let alice = f.join(1, "alice");
+            let bob = join_small(&mut f, 2, "bob", 20);
+            let carol = f.join(3, "carol");
+            f.chat(1, "chatm alice * hello");
+            assert_eq!(bob.aborted(), Some(Cause::SlowConsumer));
+            assert_eq!(carol.lines(), ["chatm alice * hello"]);
+            assert_eq!(alice.lines(), ["+OK message relayed"]);
+            assert!(carol.aborted().is_none() && alice.aborted().is_none());
+        }
+
+        #[test]
+        fn a_client_within_its_budget_is_kept() {
+            let mut f = hub();
+            f.join(1, "alice");
+            let bob = join_small(&mut f, 2, "bob", 17 + 23);
+            f.chat(1, "chatm alice bob hello");
+            assert!(bob.aborted().is_none());
+            assert_eq!(bob.lines(), ["+OK you are bob", "chatm alice bob hello"]);
+        }
     }
 }

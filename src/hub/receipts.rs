@@ -65,3 +65,63 @@ impl Receipts {
         Some(conn)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> NickKey {
+        NickKey::of(name).expect("test nickname")
+    }
+
+    #[test]
+    fn each_message_awaits_one_receipt_back_to_its_connection() {
+        let mut r = Receipts::default();
+        assert!(r.expect(key("alice"), 1));
+        assert!(r.expect(key("alice"), 1));
+        assert_eq!(r.take(key("ALICE")), Some(1));
+        assert_eq!(r.take(key("alice")), Some(1));
+        assert_eq!(r.take(key("alice")), None);
+    }
+
+    #[test]
+    fn a_receipt_settles_the_oldest_message_from_that_name() {
+        let mut r = Receipts::default();
+        // alice on conn 1 left, a new alice on conn 7 wrote too; bob in between.
+        r.expect(key("alice"), 1);
+        r.expect(key("bob"), 2);
+        r.expect(key("alice"), 7);
+        assert_eq!(r.take(key("bob")), Some(2));
+        assert_eq!(r.take(key("alice")), Some(1));
+        assert_eq!(r.take(key("alice")), Some(7));
+        assert_eq!(r.take(key("bob")), None);
+    }
+
+    #[test]
+    fn a_run_from_one_sender_costs_one_entry() {
+        let mut r = Receipts::default();
+        for _ in 0..10 * MAX_PENDING_RECEIPTS {
+            assert!(r.expect(key("alice"), 1));
+        }
+        assert_eq!(r.runs.len(), 1);
+        for _ in 0..10 * MAX_PENDING_RECEIPTS {
+            assert_eq!(r.take(key("alice")), Some(1));
+        }
+        assert_eq!(r.take(key("alice")), None);
+        assert!(r.runs.is_empty());
+    }
+
+    #[test]
+    fn past_the_bound_the_oldest_run_is_forgotten() {
+        let mut r = Receipts::default();
+        let senders = [key("alice"), key("bob")];
+        for i in 0..MAX_PENDING_RECEIPTS {
+            assert!(r.expect(senders[i % 2], i as ConnId));
+        }
+        // One run more: the oldest (alice on conn 0) goes.
+        assert!(!r.expect(senders[0], 9999));
+        assert_eq!(r.runs.len(), MAX_PENDING_RECEIPTS);
+        assert_eq!(r.take(key("alice")), Some(2));
+        assert_eq!(r.take(key("bob")), Some(1));
+    }
+}

@@ -13,9 +13,9 @@
 //! - [`pool`]: reusable, renamed threads for readers and writers.
 //! - [`admission`]: the connection counts behind `--max-clients` and `--max-per-ip`.
 //!
-//! Imports run one way: `acceptor` -> `conn` -> `outbox` -> `pool`, `shared`; nothing here
-//! imports `acceptor` or `conn`. Protocol rules live in [`crate::protocol`]; routing lives in
-//! [`crate::hub`], which this layer feeds through [`ToHub`] and which sees no socket.
+//! Imports run one way: `acceptor` -> `conn` -> `admission`, `outbox` -> `pool`, `shared`.
+//! Protocol rules live in [`crate::protocol`]; routing lives in [`crate::hub`], which this
+//! layer feeds through [`ToHub`] and which sees no socket.
 
 pub mod acceptor;
 pub mod admission;

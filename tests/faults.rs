@@ -381,7 +381,8 @@ fn hostile_bytes_never_reach_the_log_raw() {
 /// sender and the hub carry on.
 #[test]
 fn a_closed_window_is_found_by_the_write_timeout() {
-    let server = Server::start(&["--sendq", "64MiB", "--ping-timeout", "300ms"]);
+    // No hold: the dropped name is no one at once (held, it would take messages, §5.8).
+    let server = Server::start(&["--sendq", "64MiB", "--ping-timeout", "300ms", "--hold", "0"]);
     let mut stuck = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
     stuck.send("uname stuck");
     stuck.expect("+OK you are stuck");

@@ -55,7 +55,7 @@ const OPTIONS: &[(&str, &str)] = &[
     (
         "--mailbox BYTES",
         "most bytes of unreceipted direct messages kept for one client, and for its held \
-         name's mailbox; at most --sendq (default 64KiB, or --sendq if smaller)",
+         name's mailbox; at most --sendq (default 64KiB, or half --sendq if smaller)",
     ),
     (
         "--mailbox-total BYTES",
@@ -334,8 +334,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             return Err(CliError(format!("option {opt} takes no value (got '{v}')")));
         }
     }
-    // A mailbox is replayed at once on return (PROTOCOL.md §5.8): it must fit in a queue.
-    c.mailbox = mailbox.unwrap_or(c.mailbox.min(c.sendq));
+    // A mailbox is replayed at once on return (PROTOCOL.md §5.8): it must fit in a queue,
+    // and by default with room to spare for the welcome back and what else is queued.
+    c.mailbox = mailbox.unwrap_or(c.mailbox.min(c.sendq / 2));
     if c.mailbox > c.sendq {
         return Err(CliError(format!(
             "--mailbox ({} bytes) may not exceed --sendq ({} bytes)",
@@ -384,11 +385,11 @@ mod tests {
         );
         // Whatever the order of the options.
         assert!(run(&["--sendq", "1K", "--mailbox", "2K"]).is_err());
-        // Not given, it is the default or --sendq, whichever is smaller.
+        // Not given, it is the default or half --sendq, whichever is smaller.
         let Ok(Cli::Run(c)) = run(&["--sendq", "16K"]) else {
             panic!()
         };
-        assert_eq!(c.mailbox, 16 * 1024);
+        assert_eq!(c.mailbox, 8 * 1024);
         assert!(run(&["--mailbox", "big"]).is_err());
     }
 

@@ -1863,6 +1863,30 @@ mod tests {
         }
 
         #[test]
+        fn a_return_that_overflows_its_queue_keeps_the_mailbox() {
+            let mut f = hub();
+            f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.quit(2);
+            // Room for the 41-byte welcome back, not for the line after it.
+            let small = Mem::default();
+            small.0.borrow_mut().budget = Some(45);
+            f.connect_with(3, HERE, small.clone());
+            assert_eq!(f.register(3, "alice"), registered("alice", true));
+            assert_eq!(small.aborted(), Some(Cause::SlowConsumer));
+            // Nothing was lost: the replayed copy is the mailbox again.
+            let (_, lines) = come_back(&mut f, 4, "alice");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (1 held, 0 lost)",
+                    "chatm bob alice hi"
+                ]
+            );
+        }
+
+        #[test]
         fn the_books_balance_when_everyone_has_gone() {
             let mut f = hub_with(Duration::ZERO, 1024);
             for conn in 1..=200 {

@@ -187,11 +187,11 @@ const WAKE_BATCH: usize = 4096;
 fn queue<O: Output>(
     id: ConnId,
     c: &Client<O>,
-    line: &str,
+    line: &[u8],
     wakes: &mut Vec<ConnId>,
     doomed: &mut Vec<ConnId>,
 ) {
-    match c.outbox.queue(line.as_bytes()) {
+    match c.outbox.queue(line) {
         Ok(Wake::Later) => wakes.push(id),
         Ok(Wake::Now) => c.outbox.wake_now(),
         Ok(Wake::No) => {}
@@ -356,7 +356,7 @@ impl<O: Output> Hub<O> {
     /// Queues `line` for `conn`.
     fn send(&mut self, conn: ConnId, line: &str) {
         if let Some(c) = self.clients.get(&conn) {
-            queue(conn, c, line, &mut self.wakes, &mut self.doomed);
+            queue(conn, c, line.as_bytes(), &mut self.wakes, &mut self.doomed);
         }
     }
 
@@ -365,7 +365,7 @@ impl<O: Output> Hub<O> {
         let line = format!("notif {event}\r\n");
         for (&id, c) in &self.clients {
             if c.notif && id != except {
-                queue(id, c, &line, &mut self.wakes, &mut self.doomed);
+                queue(id, c, line.as_bytes(), &mut self.wakes, &mut self.doomed);
             }
         }
     }
@@ -442,16 +442,11 @@ impl<O: Output> Hub<O> {
             c.tag
         );
         c.session = session;
-        queue(conn, c, &text, &mut self.wakes, &mut self.doomed);
+        queue(conn, c, text.as_bytes(), &mut self.wakes, &mut self.doomed);
         if held == 0 {
             return;
         }
-        match c.outbox.queue(mailbox.wire()) {
-            Ok(Wake::Later) => self.wakes.push(conn),
-            Ok(Wake::Now) => c.outbox.wake_now(),
-            Ok(Wake::No) => {}
-            Err(_) => self.doomed.push(conn),
-        }
+        queue(conn, c, mailbox.wire(), &mut self.wakes, &mut self.doomed);
         for (line, from) in mailbox.entries() {
             if let Some((from, sender)) = from {
                 c.receipts.expect(from, sender, line, self.mailbox);
@@ -508,7 +503,7 @@ impl<O: Output> Hub<O> {
             self.send(conn, reply::RELAYED);
             for (&id, c) in &self.clients {
                 if id != conn && c.nick.is_some() {
-                    queue(id, c, &line, &mut self.wakes, &mut self.doomed);
+                    queue(id, c, line.as_bytes(), &mut self.wakes, &mut self.doomed);
                 }
             }
             return;
@@ -523,7 +518,13 @@ impl<O: Output> Hub<O> {
         let Some(c) = self.clients.get_mut(&target) else {
             return;
         };
-        queue(target, c, &line, &mut self.wakes, &mut self.doomed);
+        queue(
+            target,
+            c,
+            line.as_bytes(),
+            &mut self.wakes,
+            &mut self.doomed,
+        );
         let before = c.receipts.bytes();
         if !c
             .receipts

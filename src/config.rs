@@ -11,7 +11,8 @@ use crate::protocol::diagram::FsmFormat;
 pub const USAGE: &str = "\
 usage: xscpd [-l|--listen ADDR] [--max-clients N] [--max-per-ip N] [--max-retries N]
              [--negotiate-timeout DUR] [--ping-interval DUR] [--ping-timeout DUR] [--hold DUR]
-             [--sendq BYTES] [--rate N] [--log-file PATH] [-v...] [-q]
+             [--sendq BYTES] [--mailbox BYTES] [--mailbox-total BYTES] [--rate N]
+             [--log-file PATH] [-v...] [-q]
              [--print-fsm [FORMAT]] [-h|--help] [-V|--version]";
 
 /// The options `--help` lists: the option with its placeholder, and what it does with its
@@ -50,6 +51,16 @@ const OPTIONS: &[(&str, &str)] = &[
         "--sendq BYTES",
         "most output queued for one client before it is dropped as a slow consumer; \
          suffixes K, KiB, M, MiB (default 256KiB)",
+    ),
+    (
+        "--mailbox BYTES",
+        "most bytes of unreceipted direct messages kept for one client, and for its held \
+         name's mailbox; at most --sendq (default 64KiB, or half --sendq if smaller)",
+    ),
+    (
+        "--mailbox-total BYTES",
+        "most bytes kept in all copies and mailboxes; past it the oldest held mailbox is \
+         discarded first (default 64MiB)",
     ),
     (
         "--rate N",
@@ -147,6 +158,10 @@ pub struct Config {
     pub hold: Duration,
     /// `--sendq`, in bytes
     pub sendq: usize,
+    /// `--mailbox`, in bytes (at most `sendq`)
+    pub mailbox: usize,
+    /// `--mailbox-total`, in bytes
+    pub mailbox_total: usize,
     /// `--rate`, PDUs per second (0 = off)
     pub rate: u32,
     /// `--log-file`
@@ -168,6 +183,8 @@ impl Default for Config {
             ping_timeout: Duration::from_secs(20),
             hold: Duration::from_secs(300),
             sendq: 256 * 1024,
+            mailbox: 64 * 1024,
+            mailbox_total: 64 * 1024 * 1024,
             rate: 0,
             log_file: None,
             verbosity: 0,
@@ -258,6 +275,7 @@ fn more_verbose(verbosity: i8, levels: usize) -> i8 {
 /// Parses the arguments (without the program name).
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliError> {
     let mut c = Config::default();
+    let mut mailbox = None;
     let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
         // `--opt=value` is the same as `--opt value`.
@@ -290,6 +308,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             }
             "--hold" => c.hold = value(&opt, next(), secs)?,
             "--sendq" => c.sendq = at_least(&opt, value(&opt, next(), parse_size)?, 512)?,
+            "--mailbox" => mailbox = Some(value(&opt, next(), parse_size)?),
+            "--mailbox-total" => c.mailbox_total = value(&opt, next(), parse_size)?,
             "--rate" => c.rate = value(&opt, next(), |v| v.parse().ok())?,
             "--log-file" => c.log_file = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
             "-q" | "--quiet" => c.verbosity = -1,
@@ -314,6 +334,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             return Err(CliError(format!("option {opt} takes no value (got '{v}')")));
         }
     }
+    // A mailbox is replayed at once on return (PROTOCOL.md §5.8): it must fit in a queue,
+    // and by default with room to spare for the welcome back and what else is queued.
+    c.mailbox = mailbox.unwrap_or(c.mailbox.min(c.sendq / 2));
+    if c.mailbox > c.sendq {
+        return Err(CliError(format!(
+            "--mailbox ({} bytes) may not exceed --sendq ({} bytes)",
+            c.mailbox, c.sendq
+        )));
+    }
     Ok(Cli::Run(c))
 }
 
@@ -335,6 +364,33 @@ mod tests {
         assert_eq!(c.ping_timeout, Duration::from_secs(20));
         assert_eq!(c.hold, Duration::from_secs(300));
         assert_eq!((c.sendq, c.rate), (256 * 1024, 0));
+        assert_eq!((c.mailbox, c.mailbox_total), (64 * 1024, 64 * 1024 * 1024));
+    }
+
+    #[test]
+    fn the_mailbox_may_not_exceed_the_sendq() {
+        let Ok(Cli::Run(c)) = run(&["--mailbox", "64", "--mailbox-total=1K"]) else {
+            panic!()
+        };
+        assert_eq!((c.mailbox, c.mailbox_total), (64, 1024));
+        assert!(matches!(
+            run(&["--mailbox", "512K", "--sendq", "512K"]),
+            Ok(Cli::Run(_))
+        ));
+        assert_eq!(
+            run(&["--mailbox", "1M", "--sendq", "512K"]),
+            Err(CliError(
+                "--mailbox (1048576 bytes) may not exceed --sendq (524288 bytes)".into()
+            ))
+        );
+        // Whatever the order of the options.
+        assert!(run(&["--sendq", "1K", "--mailbox", "2K"]).is_err());
+        // Not given, it is the default or half --sendq, whichever is smaller.
+        let Ok(Cli::Run(c)) = run(&["--sendq", "16K"]) else {
+            panic!()
+        };
+        assert_eq!(c.mailbox, 8 * 1024);
+        assert!(run(&["--mailbox", "big"]).is_err());
     }
 
     #[test]

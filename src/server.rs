@@ -89,6 +89,7 @@ impl Server {
                     ),
                 ),
                 ("HOLD", reply::seconds(c.hold)),
+                ("MAILBOX", c.mailbox.to_string()),
                 ("RATE", c.rate.to_string()),
                 ("BROADCAST", String::new()),
                 ("RECEIPTS", String::new()),
@@ -103,6 +104,8 @@ impl Server {
         let hub = Hub::new(HubConfig {
             hold: c.hold,
             max_holds: c.max_clients.saturating_mul(4).max(1024),
+            mailbox: c.mailbox,
+            mailbox_total: c.mailbox_total,
         });
         let hub_thread = thread::Builder::new()
             .name("xscp-hub".into())

@@ -307,6 +307,34 @@ fn direct_messages_get_a_receipt_broadcasts_do_not() {
     assert!(bob.nothing_pending());
 }
 
+/// §5.8: `xscp` coming back to a held name shows the counted welcome back and receipts
+/// every replayed message, which reaches the original sender.
+#[test]
+fn replayed_messages_get_their_receipts() {
+    let server = Server::start(&[]);
+    let mut bob = server.register("bob");
+    let mut alice = server.register("alice");
+    for text in ["one", "two"] {
+        bob.send(&format!("chatm bob alice {text}"));
+        bob.expect("+OK message relayed");
+        alice.expect(&format!("chatm bob alice {text}"));
+    }
+    let peer = alice.peer();
+    alice.reset(); // Before any receipt.
+    server.wait_peer_log(&peer, "name alice held for ");
+
+    let mut x = Xscp::start(&server, &["--name", "alice"], Input::Piped);
+    x.expect("+OK xscp/1 ready");
+    x.expect("auto> uname alice");
+    x.expect("+OK welcome back alice (2 held, 0 lost)");
+    for text in ["one", "two"] {
+        x.expect(&format!("chatm bob alice {text}"));
+        x.expect("auto> chatr bob alice");
+        bob.expect("chatr bob alice");
+    }
+    assert!(bob.nothing_pending());
+}
+
 /// The receipt names the client by its current nickname, tracked through `cname`.
 #[test]
 fn receipts_follow_a_change_of_name() {

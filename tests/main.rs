@@ -39,6 +39,7 @@ mod limits;
 mod man;
 mod negotiating;
 mod reliability;
+mod resume;
 mod smoke;
 mod timers_and_holds;
 

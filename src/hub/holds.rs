@@ -1,23 +1,77 @@
 //! Name holds (PROTOCOL.md §5.7): a departed client's name is kept for its address for
 //! `--hold`; meanwhile that address gets it back (`welcome back`) and any other is refused.
-//! Holds are bounded in number: past the bound the oldest is dropped.
+//! Holds are bounded in number: past the bound the oldest is dropped. Each hold keeps the
+//! name's mailbox (§5.8), which lives exactly as long as the hold.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::fastmap::FastMap;
+use super::mailbox::{Full, Mailbox};
+use crate::conn_id::ConnId;
 use crate::protocol::nick::{Nick, NickKey};
+use crate::protocol::reply;
 
 #[derive(Debug)]
 struct Hold {
     nick: Nick,
     ip: IpAddr,
     until: Instant,
+    /// The departed client's session (the connection that began it).
+    session: ConnId,
+    /// The departed client's log tag.
+    tag: String,
+    mailbox: Mailbox,
 }
 
-/// The name is held for another address.
+/// The name is held for another address: which, and until when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeldElsewhere;
+pub struct HeldElsewhere {
+    /// The address it is held for.
+    pub ip: IpAddr,
+    /// The end of the hold.
+    pub until: Instant,
+}
+
+impl fmt::Display for HeldElsewhere {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "held for {} {}", self.ip, Until(self.until))
+    }
+}
+
+/// `for 287s more (until 22:41:07 UTC)`: how long from now, and the wall-clock time.
+pub struct Until(pub Instant);
+
+impl fmt::Display for Until {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let left = self.0.saturating_duration_since(Instant::now());
+        let left = Duration::from_millis(left.as_millis() as u64);
+        let wall = (SystemTime::now() + left)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs()
+            % 86_400;
+        write!(
+            f,
+            "for {}s more (until {:02}:{:02}:{:02} UTC)",
+            reply::seconds(left),
+            wall / 3600,
+            wall / 60 % 60,
+            wall % 60
+        )
+    }
+}
+
+/// A hold taken back from its address: the session it continues and its mailbox.
+#[derive(Debug)]
+pub struct Resumed {
+    /// The departed client's session.
+    pub session: ConnId,
+    /// What was kept for it.
+    pub mailbox: Mailbox,
+}
 
 /// Names held for the address of a client that left, bounded in number.
 #[derive(Debug)]
@@ -27,9 +81,18 @@ pub struct Holds {
     /// The most holds at once.
     max: usize,
     map: HashMap<NickKey, Hold>,
-    /// Insertion order, which is expiry order (every hold lasts as long).
+    /// Insertion order, which is expiry order (every hold lasts as long). Entries of holds
+    /// taken back stay until they reach the front or the queue is compacted, which keeps
+    /// it within twice the live holds (plus a little).
     order: VecDeque<(NickKey, Instant)>,
+    /// The held names by the session of their departed client (for receipts).
+    sessions: FastMap<ConnId, NickKey>,
+    /// Bytes in all mailboxes.
+    bytes: usize,
 }
+
+/// Stale entries the expiry queue may hold beyond as many as there are holds.
+const ORDER_SLACK: usize = 64;
 
 impl Holds {
     /// No holds; each will last `ttl`, and at most `max` are kept.
@@ -39,52 +102,210 @@ impl Holds {
             max,
             map: HashMap::new(),
             order: VecDeque::new(),
+            sessions: FastMap::default(),
+            bytes: 0,
         }
     }
 
-    /// Holds `nick`, the name of the client `tag` that left, for `ip` from `now`, dropping
-    /// the oldest hold past the bound. Nothing with `--hold 0`.
-    pub fn hold(&mut self, tag: &str, nick: Nick, ip: IpAddr, now: Instant) {
+    /// Holds `nick`, the name of the client `tag` (of `session`) that left, for `ip` from
+    /// `now`, with `mailbox`, dropping the oldest hold past the bound. With `--hold 0`
+    /// nothing is held and the mailbox is discarded. Logs the decision and the counts.
+    pub fn hold(
+        &mut self,
+        tag: &str,
+        nick: Nick,
+        ip: IpAddr,
+        session: ConnId,
+        mailbox: Mailbox,
+        now: Instant,
+    ) {
+        let (held, lost) = (mailbox.held(), mailbox.lost());
         if self.ttl.is_zero() {
+            if held > 0 || lost > 0 {
+                log::info!(
+                    "{tag} name {nick} not held (--hold 0): mailbox discarded \
+                     ({held} held, {lost} lost)"
+                );
+            }
             return;
         }
-        log::debug!("{tag} name {nick} held for {ip} until expiry");
-        let key = nick.key();
         let until = now + self.ttl;
+        log::info!(
+            "{tag} name {nick} held for {ip} {}: mailbox of {nick} ({held} held, {lost} lost)",
+            Until(until)
+        );
+        let key = nick.key();
         self.order.push_back((key, until));
-        self.map.insert(key, Hold { nick, ip, until });
+        self.sessions.insert(session, key);
+        self.bytes += mailbox.bytes();
+        let hold = Hold {
+            nick,
+            ip,
+            until,
+            session,
+            tag: tag.to_string(),
+            mailbox,
+        };
+        if let Some(old) = self.map.insert(key, hold) {
+            // Cannot happen (a held name has no client), but keep the books right.
+            self.forget(&old);
+        }
         self.purge(now);
     }
 
-    /// Claims `key` for a client from `ip` at `now`: `Ok(true)` if it was held for `ip`
-    /// (the hold ends: welcome back), `Ok(false)` if it was not held, `Err` if it is held
-    /// for another address.
-    pub fn take(&mut self, key: NickKey, ip: IpAddr, now: Instant) -> Result<bool, HeldElsewhere> {
+    /// Claims `key` for a client from `ip` at `now`: `Ok(Some(..))` if it was held for
+    /// `ip` (the hold ends: welcome back, with the mailbox), `Ok(None)` if it was not held,
+    /// `Err` if it is held for another address.
+    pub fn take(
+        &mut self,
+        key: NickKey,
+        ip: IpAddr,
+        now: Instant,
+    ) -> Result<Option<Resumed>, HeldElsewhere> {
         self.purge(now);
         match self.map.get(&key) {
-            Some(h) if h.ip != ip => Err(HeldElsewhere),
+            Some(h) if h.ip != ip => Err(HeldElsewhere {
+                ip: h.ip,
+                until: h.until,
+            }),
             Some(_) => {
-                self.map.remove(&key);
-                Ok(true)
+                let Some(h) = self.map.remove(&key) else {
+                    return Ok(None);
+                };
+                self.forget(&h);
+                if self.order.len() > 2 * self.map.len() + ORDER_SLACK {
+                    let map = &self.map;
+                    self.order
+                        .retain(|(k, until)| map.get(k).is_some_and(|h| h.until == *until));
+                }
+                Ok(Some(Resumed {
+                    session: h.session,
+                    mailbox: h.mailbox,
+                }))
             }
-            None => Ok(false),
+            None => Ok(None),
         }
     }
 
-    /// Ends the holds expired at `now`, and the oldest past the bound.
+    /// Takes the books of a hold that ends.
+    fn forget(&mut self, h: &Hold) {
+        self.sessions.remove(&h.session);
+        self.bytes -= h.mailbox.bytes();
+    }
+
+    /// Ends the holds expired at `now`, and the oldest past the bound, discarding their
+    /// mailboxes (logged).
     pub fn purge(&mut self, now: Instant) {
         while let Some(&(key, until)) = self.order.front() {
             if until > now && self.map.len() <= self.max {
                 break;
             }
             self.order.pop_front();
-            if self.map.get(&key).is_some_and(|h| h.until == until) {
-                let h = self.map.remove(&key);
-                if let Some(h) = h.filter(|h| h.until > now) {
-                    log::debug!("hold on {} for {} dropped: too many holds", h.nick, h.ip);
-                }
+            if self.map.get(&key).is_none_or(|h| h.until != until) {
+                continue; // Taken back before.
             }
+            let Some(h) = self.map.remove(&key) else {
+                continue;
+            };
+            self.forget(&h);
+            let why = if h.until > now {
+                "dropped: too many holds"
+            } else {
+                "expired"
+            };
+            log::info!(
+                "{} hold on {} for {} {why}: mailbox of {} discarded ({} held, {} lost)",
+                h.tag,
+                h.nick,
+                h.ip,
+                h.nick,
+                h.mailbox.held(),
+                h.mailbox.lost()
+            );
         }
+    }
+
+    /// When the oldest hold expires, if any is held.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.order.front().map(|&(_, until)| until)
+    }
+
+    /// The name held under `key`, if held at `now`.
+    pub fn nick(&mut self, key: NickKey, now: Instant) -> Option<&Nick> {
+        self.purge(now);
+        self.map.get(&key).map(|h| &h.nick)
+    }
+
+    /// Puts the `chatm` `line` from `from` (of `session`) into the mailbox of the held
+    /// name `key`, within `max` bytes.
+    pub fn put(
+        &mut self,
+        key: NickKey,
+        line: &[u8],
+        from: (NickKey, ConnId),
+        max: usize,
+    ) -> Result<(), Full> {
+        let h = self.map.get_mut(&key).ok_or(Full)?;
+        h.mailbox.put(line, Some(from), max)?;
+        self.bytes += line.len();
+        Ok(())
+    }
+
+    /// Puts the receipt `line` into the mailbox of the name held for `session`'s departed
+    /// client, within `max` bytes (else counted lost there). `None` if no name is held for
+    /// it; else whether it was kept, and for which name.
+    pub fn put_receipt(
+        &mut self,
+        session: ConnId,
+        line: &[u8],
+        max: usize,
+    ) -> Option<(bool, &Nick)> {
+        let key = self.sessions.get(&session)?;
+        let h = self.map.get_mut(key)?;
+        let kept = h.mailbox.put_receipt(line, max);
+        if kept {
+            self.bytes += line.len();
+        }
+        Some((kept, &h.nick))
+    }
+
+    /// Is a name held for `session`'s departed client?
+    #[cfg(test)]
+    pub fn holds_session(&self, session: ConnId) -> bool {
+        self.sessions.contains_key(&session)
+    }
+
+    /// The name held for `session`'s departed client, if any.
+    pub fn session_name(&self, session: ConnId) -> Option<NickKey> {
+        self.sessions.get(&session).copied()
+    }
+
+    /// Discards the oldest non-empty mailbox other than `except`'s (`--mailbox-total`),
+    /// keeping its hold; its lines count as lost. False if there was none.
+    pub fn discard_oldest(&mut self, except: Option<NickKey>) -> bool {
+        let found = self.order.iter().find_map(|&(key, until)| {
+            let h = self.map.get(&key)?;
+            (h.until == until && h.mailbox.held() > 0 && Some(key) != except).then_some(key)
+        });
+        let Some(h) = found.and_then(|key| self.map.get_mut(&key)) else {
+            return false;
+        };
+        log::warn!(
+            "{} mailbox of {} held for {} discarded: over --mailbox-total ({} held, {} lost)",
+            h.tag,
+            h.nick,
+            h.ip,
+            h.mailbox.held(),
+            h.mailbox.lost()
+        );
+        self.bytes -= h.mailbox.bytes();
+        h.mailbox.discard();
+        true
+    }
+
+    /// Bytes in all mailboxes.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -106,37 +327,47 @@ mod tests {
         nick(name).key()
     }
 
+    fn hold(holds: &mut Holds, name: &str, ip: IpAddr, now: Instant) {
+        holds.hold("test", nick(name), ip, 1, Mailbox::default(), now);
+    }
+
+    /// `take`, with the welcome back as a bool.
+    fn take(holds: &mut Holds, name: &str, ip: IpAddr, now: Instant) -> Result<bool, IpAddr> {
+        holds
+            .take(key(name), ip, now)
+            .map(|r| r.is_some())
+            .map_err(|e| e.ip)
+    }
+
     #[test]
     fn a_hold_is_for_its_address_until_it_expires() {
         let t0 = Instant::now();
         let mut holds = Holds::new(TTL, 8);
-        holds.hold("test", nick("alice"), HERE, t0);
-        assert_eq!(holds.take(key("ALICE"), THERE, t0), Err(HeldElsewhere));
-        assert_eq!(
-            holds.take(key("alice"), THERE, t0 + TTL - Duration::from_millis(1)),
-            Err(HeldElsewhere)
-        );
+        hold(&mut holds, "alice", HERE, t0);
+        assert_eq!(take(&mut holds, "ALICE", THERE, t0), Err(HERE));
+        let before = t0 + TTL - Duration::from_millis(1);
+        assert_eq!(take(&mut holds, "alice", THERE, before), Err(HERE));
         // Expired: free for anyone, no welcome back.
-        assert_eq!(holds.take(key("alice"), THERE, t0 + TTL), Ok(false));
-        assert_eq!(holds.take(key("alice"), HERE, t0 + TTL), Ok(false));
+        assert_eq!(take(&mut holds, "alice", THERE, t0 + TTL), Ok(false));
+        assert_eq!(take(&mut holds, "alice", HERE, t0 + TTL), Ok(false));
     }
 
     #[test]
     fn taking_a_hold_from_its_address_ends_it() {
         let t0 = Instant::now();
         let mut holds = Holds::new(TTL, 8);
-        holds.hold("test", nick("alice"), HERE, t0);
-        assert_eq!(holds.take(key("Alice"), HERE, t0 + TTL / 2), Ok(true));
-        assert_eq!(holds.take(key("alice"), HERE, t0 + TTL / 2), Ok(false));
-        assert_eq!(holds.take(key("alice"), THERE, t0 + TTL / 2), Ok(false));
+        hold(&mut holds, "alice", HERE, t0);
+        assert_eq!(take(&mut holds, "Alice", HERE, t0 + TTL / 2), Ok(true));
+        assert_eq!(take(&mut holds, "alice", HERE, t0 + TTL / 2), Ok(false));
+        assert_eq!(take(&mut holds, "alice", THERE, t0 + TTL / 2), Ok(false));
     }
 
     #[test]
     fn hold_zero_holds_nothing() {
         let t0 = Instant::now();
         let mut holds = Holds::new(Duration::ZERO, 8);
-        holds.hold("test", nick("alice"), HERE, t0);
-        assert_eq!(holds.take(key("alice"), THERE, t0), Ok(false));
+        hold(&mut holds, "alice", HERE, t0);
+        assert_eq!(take(&mut holds, "alice", THERE, t0), Ok(false));
     }
 
     #[test]
@@ -144,12 +375,12 @@ mod tests {
         let t0 = Instant::now();
         let mut holds = Holds::new(TTL, 2);
         for (i, name) in ["a1", "b2", "c3"].into_iter().enumerate() {
-            holds.hold("test", nick(name), HERE, t0 + Duration::from_secs(i as u64));
+            hold(&mut holds, name, HERE, t0 + Duration::from_secs(i as u64));
         }
         let now = t0 + Duration::from_secs(3);
-        assert_eq!(holds.take(key("a1"), THERE, now), Ok(false));
-        assert_eq!(holds.take(key("b2"), THERE, now), Err(HeldElsewhere));
-        assert_eq!(holds.take(key("c3"), THERE, now), Err(HeldElsewhere));
+        assert_eq!(take(&mut holds, "a1", THERE, now), Ok(false));
+        assert_eq!(take(&mut holds, "b2", THERE, now), Err(HERE));
+        assert_eq!(take(&mut holds, "c3", THERE, now), Err(HERE));
     }
 
     #[test]
@@ -157,13 +388,109 @@ mod tests {
         // The first hold's expiry must not end the second (its order entry is stale).
         let t0 = Instant::now();
         let mut holds = Holds::new(TTL, 8);
-        holds.hold("test", nick("alice"), HERE, t0);
-        assert_eq!(holds.take(key("alice"), HERE, t0 + TTL / 2), Ok(true));
-        holds.hold("test", nick("alice"), HERE, t0 + TTL / 2);
+        hold(&mut holds, "alice", HERE, t0);
+        assert_eq!(take(&mut holds, "alice", HERE, t0 + TTL / 2), Ok(true));
+        hold(&mut holds, "alice", HERE, t0 + TTL / 2);
+        assert_eq!(take(&mut holds, "alice", THERE, t0 + TTL), Err(HERE));
         assert_eq!(
-            holds.take(key("alice"), THERE, t0 + TTL),
-            Err(HeldElsewhere)
+            take(&mut holds, "alice", THERE, t0 + TTL * 3 / 2),
+            Ok(false)
         );
-        assert_eq!(holds.take(key("alice"), THERE, t0 + TTL * 3 / 2), Ok(false));
+    }
+
+    /// Issue 9: hold, welcome back, hold again... must not grow the expiry queue (before,
+    /// every hold taken back left its entry until it expired).
+    #[test]
+    fn taking_holds_back_keeps_the_expiry_queue_bounded() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 8);
+        hold(&mut holds, "other", HERE, t0);
+        for i in 0..10_000u32 {
+            let now = t0 + Duration::from_micros(u64::from(i));
+            hold(&mut holds, "same0", HERE, now);
+            assert_eq!(take(&mut holds, "same0", HERE, now), Ok(true));
+            assert!(holds.order.len() <= 2 * holds.map.len() + ORDER_SLACK + 1);
+        }
+        assert_eq!(holds.map.len(), 1);
+        assert!(holds.sessions.len() <= 1);
+    }
+
+    #[test]
+    fn the_mailbox_comes_back_with_the_hold_and_ends_with_it() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 8);
+        let mut m = Mailbox::with_lost(1);
+        m.keep(b"chatm bob alice hi\r\n", None);
+        holds.hold("test", nick("alice"), HERE, 7, m, t0);
+        assert_eq!(holds.bytes(), 20);
+        assert!(holds.holds_session(7));
+        let back = holds.take(key("alice"), HERE, t0).expect("held here");
+        let back = back.expect("welcome back");
+        assert_eq!(back.session, 7);
+        assert_eq!((back.mailbox.held(), back.mailbox.lost()), (1, 1));
+        assert_eq!((holds.bytes(), holds.holds_session(7)), (0, false));
+        // Expiry ends another one's mailbox with its hold.
+        holds.hold("test", nick("bob"), HERE, 8, Mailbox::default(), t0);
+        assert!(
+            holds
+                .put(key("bob"), b"x\r\n", (key("carol"), 3), 64)
+                .is_ok()
+        );
+        assert_eq!(holds.bytes(), 3);
+        holds.purge(t0 + TTL);
+        assert_eq!((holds.bytes(), holds.holds_session(8)), (0, false));
+        assert!(holds.nick(key("bob"), t0 + TTL).is_none());
+    }
+
+    #[test]
+    fn mailboxes_take_lines_within_the_bound() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 8);
+        hold(&mut holds, "alice", HERE, t0);
+        let from = (key("bob"), 2);
+        assert_eq!(holds.put(key("alice"), &[b'x'; 40], from, 64), Ok(()));
+        assert_eq!(holds.put(key("alice"), &[b'y'; 40], from, 64), Err(Full));
+        assert_eq!(holds.put(key("nobody"), b"x", from, 64), Err(Full));
+        // The held client's session 1: a receipt for it.
+        assert!(matches!(
+            holds.put_receipt(1, &[b'r'; 24], 64),
+            Some((true, _))
+        ));
+        assert!(matches!(holds.put_receipt(1, b"r", 64), Some((false, _))));
+        assert!(holds.put_receipt(99, b"r", 64).is_none());
+        assert_eq!(holds.bytes(), 64);
+        let m = holds
+            .take(key("alice"), HERE, t0)
+            .ok()
+            .flatten()
+            .expect("back");
+        assert_eq!((m.mailbox.held(), m.mailbox.lost()), (2, 1));
+    }
+
+    #[test]
+    fn the_oldest_mailbox_is_discarded_first_and_the_hold_kept() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 8);
+        for (i, name) in ["a1", "b2", "c3"].into_iter().enumerate() {
+            hold(&mut holds, name, HERE, t0 + Duration::from_secs(i as u64));
+        }
+        let from = (key("bob"), 2);
+        for name in ["b2", "c3"] {
+            assert_eq!(holds.put(key(name), b"m\r\n", from, 64), Ok(()));
+        }
+        // a1 has nothing to discard; b2 is the oldest with lines, unless excepted.
+        assert!(holds.discard_oldest(Some(key("b2"))));
+        assert!(holds.discard_oldest(None));
+        assert!(!holds.discard_oldest(None));
+        assert_eq!(holds.bytes(), 0);
+        let now = t0 + Duration::from_secs(3);
+        for name in ["b2", "c3"] {
+            let back = holds
+                .take(key(name), HERE, now)
+                .ok()
+                .flatten()
+                .expect("held");
+            assert_eq!((back.mailbox.held(), back.mailbox.lost()), (0, 1), "{name}");
+        }
     }
 }

@@ -17,29 +17,35 @@
 //! rules with state of their own live in their own types, which the hub's `match`
 //! dispatches to:
 //! - `holds.rs`: `Holds`, names held for a departed client's address (§5.7);
-//! - `receipts.rs`: `Receipts`, the receipts one client owes (§5 chatr);
+//! - `receipts.rs`: `Receipts`, the receipts one client owes (§5 chatr) and the copies of
+//!   the messages that await them (§5.8);
+//! - `mailbox.rs`: `Mailbox`, what a held name keeps for its return (§5.8);
 //! - `fastmap.rs`: the hasher of the hub's maps.
 //!
-//! A per-name mailbox (§5.8) belongs beside them, as a type of its own.
+//! Sessions (§5.8): a client that comes back to a held name continues the departed one's
+//! session, so that receipts for what it sent still reach it. A session is named by the
+//! connection that began it; the receipts owed to a sender record its session, which is
+//! its connection unless it came back (then `resumed` maps it to the connection now).
 
 use std::net::IpAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::conn_id::ConnId;
 use crate::protocol::cause::Cause;
 use crate::protocol::nick::{Nick, NickKey};
-use crate::protocol::reply;
+use crate::protocol::reply::{self, Code};
 
 mod fastmap;
 mod holds;
+mod mailbox;
 mod output;
 mod receipts;
 
 use fastmap::FastMap;
-use holds::Holds;
+use holds::{HeldElsewhere, Holds, Resumed};
 pub use output::{Output, Overflow, Wake};
 pub use receipts::MAX_PENDING_RECEIPTS;
 use receipts::Receipts;
@@ -152,6 +158,10 @@ pub struct HubConfig {
     pub hold: Duration,
     /// The most names held at once; past it the oldest hold is dropped.
     pub max_holds: usize,
+    /// `--mailbox`: the most bytes of copies one client, or one held name, keeps.
+    pub mailbox: usize,
+    /// `--mailbox-total`: the most bytes of copies and mailboxes in all.
+    pub mailbox_total: usize,
 }
 
 #[derive(Debug)]
@@ -161,7 +171,9 @@ struct Client<O> {
     outbox: O,
     nick: Option<Nick>,
     notif: bool,
-    /// The receipts it owes.
+    /// Its session: the connection that began it (itself, unless it came back).
+    session: ConnId,
+    /// The receipts it owes, with the copies of their messages.
     receipts: Receipts,
 }
 
@@ -175,11 +187,11 @@ const WAKE_BATCH: usize = 4096;
 fn queue<O: Output>(
     id: ConnId,
     c: &Client<O>,
-    line: &str,
+    line: &[u8],
     wakes: &mut Vec<ConnId>,
     doomed: &mut Vec<ConnId>,
 ) {
-    match c.outbox.queue(line.as_bytes()) {
+    match c.outbox.queue(line) {
         Ok(Wake::Later) => wakes.push(id),
         Ok(Wake::Now) => c.outbox.wake_now(),
         Ok(Wake::No) => {}
@@ -192,6 +204,14 @@ pub struct Hub<O> {
     clients: FastMap<ConnId, Client<O>>,
     names: FastMap<NickKey, ConnId>,
     holds: Holds,
+    /// The sessions that came back, to the connection that continues each.
+    resumed: FastMap<ConnId, ConnId>,
+    /// Bytes of copies kept for all clients.
+    copies: usize,
+    /// `--mailbox`
+    mailbox: usize,
+    /// `--mailbox-total`
+    mailbox_total: usize,
     /// Clients whose outbox overflowed while handling the current message.
     doomed: Vec<ConnId>,
     /// Clients whose writer is to be woken at the end of the burst.
@@ -206,6 +226,10 @@ impl<O: Output> Hub<O> {
             clients: FastMap::default(),
             names: FastMap::default(),
             holds: Holds::new(config.hold, config.max_holds),
+            resumed: FastMap::default(),
+            copies: 0,
+            mailbox: config.mailbox,
+            mailbox_total: config.mailbox_total,
             doomed: Vec::new(),
             wakes: Vec::new(),
             shutting_down: false,
@@ -219,11 +243,20 @@ impl<O: Output> Hub<O> {
             let msg = match rx.try_recv() {
                 Ok(msg) => msg,
                 Err(TryRecvError::Empty) => {
-                    // The burst is over: wake the writers it gave work to, then wait.
+                    // The burst is over: wake the writers it gave work to, then wait (until
+                    // the next hold expires, if any: its mailbox ends with it).
                     self.wake_writers();
-                    match rx.recv() {
+                    let got = match self.holds.next_expiry() {
+                        Some(t) => rx.recv_deadline(t),
+                        None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                    };
+                    match got {
                         Ok(msg) => msg,
-                        Err(_) => break,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.holds.purge(Instant::now());
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
                 Err(TryRecvError::Disconnected) => break,
@@ -314,6 +347,7 @@ impl<O: Output> Hub<O> {
             outbox,
             nick: None,
             notif: false,
+            session: conn,
             receipts: Receipts::default(),
         };
         self.clients.insert(conn, client);
@@ -322,7 +356,7 @@ impl<O: Output> Hub<O> {
     /// Queues `line` for `conn`.
     fn send(&mut self, conn: ConnId, line: &str) {
         if let Some(c) = self.clients.get(&conn) {
-            queue(conn, c, line, &mut self.wakes, &mut self.doomed);
+            queue(conn, c, line.as_bytes(), &mut self.wakes, &mut self.doomed);
         }
     }
 
@@ -331,18 +365,32 @@ impl<O: Output> Hub<O> {
         let line = format!("notif {event}\r\n");
         for (&id, c) in &self.clients {
             if c.notif && id != except {
-                queue(id, c, &line, &mut self.wakes, &mut self.doomed);
+                queue(id, c, line.as_bytes(), &mut self.wakes, &mut self.doomed);
             }
         }
     }
 
-    /// Is `key` free for `conn`, or held for its address (`true`: welcome back)? `Err`
-    /// if a connected client has it or it is held for another address.
-    fn claim(&mut self, conn: ConnId, key: NickKey, ip: IpAddr) -> Result<bool, ()> {
-        if self.names.get(&key).is_some_and(|&owner| owner != conn) {
-            return Err(());
+    /// Is `key` free for `conn`, or held for its address (`Some`: welcome back, with the
+    /// session and mailbox it resumes)? `Err` if a connected client has it or it is held
+    /// for another address.
+    fn claim(&mut self, conn: ConnId, key: NickKey, ip: IpAddr) -> Result<Option<Resumed>, Taken> {
+        if let Some(&owner) = self.names.get(&key).filter(|&&owner| owner != conn) {
+            return Err(Taken::Connected(owner));
         }
-        self.holds.take(key, ip, Instant::now()).map_err(|_| ())
+        self.holds
+            .take(key, ip, Instant::now())
+            .map_err(Taken::Held)
+    }
+
+    /// Why a name is taken, for the log: `by conn=.. peer=..`, or `held for .. for ..`.
+    fn taken_text(&self, taken: Taken) -> String {
+        match taken {
+            Taken::Connected(owner) => match self.clients.get(&owner) {
+                Some(c) => format!("in use by {}", c.tag),
+                None => format!("in use by conn={owner}"),
+            },
+            Taken::Held(h) => h.to_string(),
+        }
     }
 
     fn register(&mut self, conn: ConnId, nick: Nick) -> Answer {
@@ -350,22 +398,61 @@ impl<O: Output> Hub<O> {
             return Answer::Gone;
         };
         let key = nick.key();
-        let Ok(welcome_back) = self.claim(conn, key, ip) else {
-            log::debug!("conn={conn} uname {nick}: in use");
-            return Answer::InUse;
+        let resumed = match self.claim(conn, key, ip) {
+            Ok(resumed) => resumed,
+            Err(taken) => {
+                if let Some(c) = self.clients.get(&conn) {
+                    log::debug!("{} uname {nick}: {}", c.tag, self.taken_text(taken));
+                }
+                return Answer::InUse;
+            }
         };
         self.names.insert(key, conn);
-        let text = if welcome_back {
-            format!("welcome back {nick}")
-        } else {
-            format!("you are {nick}")
-        };
-        self.send(conn, &reply::ok(text));
         if let Some(c) = self.clients.get_mut(&conn) {
             c.nick = Some(nick.clone());
         }
+        let welcome_back = resumed.is_some();
+        match resumed {
+            Some(r) => self.resume(conn, &nick, r),
+            None => self.send(conn, &reply::ok(format_args!("you are {nick}"))),
+        }
         self.notify(conn, format_args!("join {nick}"));
         Answer::Registered { nick, welcome_back }
+    }
+
+    /// `conn` came back to `nick`, held for its address: it continues the departed
+    /// client's session, and gets the mailbox at once after its `welcome back` (§5.8).
+    /// Every replayed `chatm` awaits its receipt (and is copied) again.
+    fn resume(&mut self, conn: ConnId, nick: &Nick, r: Resumed) {
+        let Resumed { session, mailbox } = r;
+        let (held, lost) = (mailbox.held(), mailbox.lost());
+        let text = if held > 0 || lost > 0 {
+            reply::ok(format_args!(
+                "welcome back {nick} ({held} held, {lost} lost)"
+            ))
+        } else {
+            reply::ok(format_args!("welcome back {nick}"))
+        };
+        self.resumed.insert(session, conn);
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return;
+        };
+        log::info!(
+            "{} resumed {nick}: mailbox of {nick} delivered ({held} held, {lost} lost)",
+            c.tag
+        );
+        c.session = session;
+        queue(conn, c, text.as_bytes(), &mut self.wakes, &mut self.doomed);
+        if held == 0 {
+            return;
+        }
+        queue(conn, c, mailbox.wire(), &mut self.wakes, &mut self.doomed);
+        for (line, from) in mailbox.entries() {
+            if let Some((from, sender)) = from {
+                c.receipts.expect(from, sender, line, self.mailbox);
+            }
+        }
+        self.copies += c.receipts.bytes();
     }
 
     fn rename(&mut self, conn: ConnId, new: Nick) -> Answer {
@@ -373,15 +460,29 @@ impl<O: Output> Hub<O> {
             return Answer::Gone;
         };
         let key = new.key();
-        if self.claim(conn, key, ip).is_err() {
-            log::debug!("conn={conn} cname {old} -> {new}: in use");
-            self.send(conn, &reply::in_use(new.as_str()));
-            return Answer::NotRenamed;
-        }
+        let resumed = match self.claim(conn, key, ip) {
+            Ok(resumed) => resumed,
+            Err(taken) => {
+                if let Some(c) = self.clients.get(&conn) {
+                    log::debug!("{} cname {old} -> {new}: {}", c.tag, self.taken_text(taken));
+                }
+                self.send(conn, &reply::in_use(new.as_str()));
+                return Answer::NotRenamed;
+            }
+        };
         self.names.remove(&old.key());
         self.names.insert(key, conn);
         if let Some(c) = self.clients.get_mut(&conn) {
             log::info!("{} renamed {old} -> {new}", c.tag);
+            if let Some(r) = resumed {
+                // Only a `uname` resumes (§5.8): a rename takes the name, not the session.
+                let (held, lost) = (r.mailbox.held(), r.mailbox.lost());
+                log::info!(
+                    "{} took held name {new} by a rename: mailbox of {new} discarded \
+                     ({held} held, {lost} lost)",
+                    c.tag
+                );
+            }
             c.nick = Some(new.clone());
         }
         self.send(conn, &reply::name_changed(old.as_str(), new.as_str()));
@@ -390,37 +491,125 @@ impl<O: Output> Hub<O> {
     }
 
     fn chat(&mut self, conn: ConnId, line: String, recipient: Range<usize>) {
-        let Some(from) = self.clients.get(&conn).and_then(|c| c.nick.as_ref()) else {
+        let Some(c) = self.clients.get(&conn) else {
             return;
         };
-        let from = from.key();
+        let Some(from) = c.nick.as_ref() else {
+            return;
+        };
+        let (from, session) = (from.key(), c.session);
         let to = line.get(recipient).unwrap_or_default();
         if to == "*" {
             self.send(conn, reply::RELAYED);
             for (&id, c) in &self.clients {
                 if id != conn && c.nick.is_some() {
-                    queue(id, c, &line, &mut self.wakes, &mut self.doomed);
+                    queue(id, c, line.as_bytes(), &mut self.wakes, &mut self.doomed);
                 }
             }
             return;
         }
-        let target = NickKey::of(to).and_then(|k| self.names.get(&k).copied());
-        let Some(target) = target else {
+        let key = NickKey::of(to);
+        let Some(target) = key.and_then(|k| self.names.get(&k).copied()) else {
+            return self.chat_held(conn, key, &line, to, (from, session));
+        };
+        self.send(conn, reply::RELAYED);
+        // One lookup of the recipient: queue the message, record the receipt it owes and
+        // keep its copy.
+        let Some(c) = self.clients.get_mut(&target) else {
+            return;
+        };
+        queue(
+            target,
+            c,
+            line.as_bytes(),
+            &mut self.wakes,
+            &mut self.doomed,
+        );
+        let before = c.receipts.bytes();
+        if !c
+            .receipts
+            .expect(from, session, line.as_bytes(), self.mailbox)
+        {
+            log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
+        }
+        self.copies = self.copies + c.receipts.bytes() - before;
+        if self.copies + self.holds.bytes() > self.mailbox_total {
+            self.over_total(target);
+        }
+    }
+
+    /// Past `--mailbox-total` after a copy for `conn`: the oldest held mailbox goes first;
+    /// with none left, `conn`'s own oldest copies.
+    fn over_total(&mut self, conn: ConnId) {
+        while self.copies + self.holds.bytes() > self.mailbox_total {
+            if self.holds.discard_oldest(None) {
+                continue;
+            }
+            let Some(c) = self.clients.get_mut(&conn) else {
+                return;
+            };
+            let before = c.receipts.bytes();
+            if !c.receipts.forget_oldest() {
+                return;
+            }
+            log::debug!("{} oldest copy forgotten: over --mailbox-total", c.tag);
+            self.copies -= before - c.receipts.bytes();
+        }
+    }
+
+    /// Makes room under `--mailbox-total` for `bytes` more in the mailbox of `key`,
+    /// discarding other mailboxes, oldest first. False if there is no room.
+    fn room_for(&mut self, key: NickKey, bytes: usize) -> bool {
+        while self.copies + self.holds.bytes() + bytes > self.mailbox_total {
+            if !self.holds.discard_oldest(Some(key)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// A direct `chatm` to a name no client has: into its mailbox if it is held (§5.8),
+    /// else NO-SUCH.
+    fn chat_held(
+        &mut self,
+        conn: ConnId,
+        key: Option<NickKey>,
+        line: &str,
+        to: &str,
+        from: (NickKey, ConnId),
+    ) {
+        let now = Instant::now();
+        let held = key.and_then(|k| Some((k, self.holds.nick(k, now)?.clone())));
+        let tag = self
+            .clients
+            .get(&conn)
+            .map(|c| c.tag.as_str())
+            .unwrap_or("");
+        let Some((key, nick)) = held else {
             log::debug!(
-                "conn={conn} chatm to {}: no such user",
+                "{tag} chatm to {}: no such user",
                 reply::escape(to.as_bytes())
             );
             let err = reply::no_such_user(to);
             return self.send(conn, &err);
         };
-        self.send(conn, reply::RELAYED);
-        // One lookup of the recipient: queue the message and record the receipt it owes.
-        let Some(c) = self.clients.get_mut(&target) else {
-            return;
-        };
-        queue(target, c, &line, &mut self.wakes, &mut self.doomed);
-        if !c.receipts.expect(from, conn) {
-            log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
+        let kept = self.room_for(key, line.len())
+            && self
+                .holds
+                .put(key, line.as_bytes(), from, self.mailbox)
+                .is_ok();
+        let tag = self
+            .clients
+            .get(&conn)
+            .map(|c| c.tag.as_str())
+            .unwrap_or("");
+        if kept {
+            log::debug!("{tag} chatm to {nick}: held in its mailbox");
+            self.send(conn, &reply::ok(format_args!("message held for {nick}")));
+        } else {
+            log::info!("{tag} chatm to {nick}: mailbox of {nick} is full, nothing kept");
+            let err = reply::err(Code::Full, format_args!("mailbox of {nick} is full"));
+            self.send(conn, &err);
         }
     }
 
@@ -429,15 +618,45 @@ impl<O: Output> Hub<O> {
             return;
         };
         let name = line.get(sender).unwrap_or_default();
-        let Some(to) = NickKey::of(name).and_then(|key| c.receipts.take(key)) else {
+        let before = c.receipts.bytes();
+        let Some(session) = NickKey::of(name).and_then(|key| c.receipts.take(key)) else {
             let err = reply::no_receipt_awaited(name);
             return self.send(conn, &err);
         };
-        if self.clients.contains_key(&to) {
-            self.send(to, &line);
+        self.copies -= before - c.receipts.bytes();
+        if self.clients.contains_key(&session) {
+            return self.send(session, &line);
+        }
+        if let Some(&to) = self.resumed.get(&session) {
+            return self.send(to, &line);
+        }
+        self.receipt_held(conn, &line, name, session);
+    }
+
+    /// A receipt for a sender that left: into the mailbox of its held name (§5.8), else
+    /// dropped (logged).
+    fn receipt_held(&mut self, conn: ConnId, line: &str, name: &str, session: ConnId) {
+        let name = reply::escape(name.as_bytes());
+        let tag = self
+            .clients
+            .get(&conn)
+            .map(|c| c.tag.clone())
+            .unwrap_or_default();
+        let Some(key) = self.holds.session_name(session) else {
+            return log::debug!("{tag} receipt for {name}: sender has left, dropped");
+        };
+        // No room in all (`--mailbox-total`) is no room in the mailbox.
+        let max = if self.room_for(key, line.len()) {
+            self.mailbox
         } else {
-            let name = reply::escape(name.as_bytes());
-            log::debug!("conn={conn} receipt for {name}: sender has left, dropped");
+            0
+        };
+        match self.holds.put_receipt(session, line.as_bytes(), max) {
+            Some((true, held)) => log::debug!("{tag} receipt for {name}: held for {held}"),
+            Some((false, held)) => {
+                log::info!("{tag} receipt for {name}: mailbox of {held} is full, lost")
+            }
+            None => log::debug!("{tag} receipt for {name}: sender has left, dropped"),
         }
     }
 
@@ -464,15 +683,30 @@ impl<O: Output> Hub<O> {
         self.send(conn, &text);
     }
 
-    /// Forgets a connection: releases its name (into a hold), its receipts and its queue.
+    /// Forgets a connection: releases its name (into a hold, with its copies as the
+    /// name's mailbox), its receipts and its queue.
     fn remove(&mut self, conn: ConnId) {
         let Some(c) = self.clients.remove(&conn) else {
             return;
         };
+        shrink(&mut self.clients);
+        if c.session != conn {
+            self.resumed.remove(&c.session);
+        }
+        self.copies -= c.receipts.bytes();
         let Some(nick) = c.nick else { return };
         self.names.remove(&nick.key());
+        shrink(&mut self.names);
         if !self.shutting_down {
-            self.holds.hold(&c.tag, nick.clone(), c.ip, Instant::now());
+            let mailbox = c.receipts.into_mailbox();
+            self.holds.hold(
+                &c.tag,
+                nick.clone(),
+                c.ip,
+                c.session,
+                mailbox,
+                Instant::now(),
+            );
         }
         self.notify(conn, format_args!("quit {nick}"));
     }
@@ -486,7 +720,25 @@ impl<O: Output> Hub<O> {
         }
         self.clients.clear();
         self.names.clear();
+        self.resumed.clear();
+        self.copies = 0;
         log::info!("hub: every client told to quit");
+    }
+}
+
+/// Why a name cannot be claimed.
+#[derive(Clone, Copy, Debug)]
+enum Taken {
+    /// A connected client has it.
+    Connected(ConnId),
+    /// It is held for another address.
+    Held(HeldElsewhere),
+}
+
+/// Gives memory back once a map is mostly empty (a crowd came and went).
+fn shrink<K: std::hash::Hash + Eq, V>(map: &mut FastMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
     }
 }
 
@@ -620,8 +872,17 @@ mod tests {
     }
 
     fn hub_with(hold: Duration, max_holds: usize) -> Fixture {
+        hub_config(HubConfig {
+            hold,
+            max_holds,
+            mailbox: 64 * 1024,
+            mailbox_total: 64 * 1024 * 1024,
+        })
+    }
+
+    fn hub_config(config: HubConfig) -> Fixture {
         Fixture {
-            hub: Hub::new(HubConfig { hold, max_holds }),
+            hub: Hub::new(config),
             answers: bounded(1),
         }
     }
@@ -915,8 +1176,8 @@ mod tests {
         }
 
         #[test]
-        fn a_departed_client_is_no_recipient() {
-            let mut f = hub();
+        fn a_departed_client_is_no_recipient_without_a_hold() {
+            let mut f = hub_with(Duration::ZERO, 1024);
             let alice = f.join(1, "alice");
             f.join(2, "bob");
             f.quit(2);
@@ -1118,13 +1379,13 @@ mod tests {
 
         #[test]
         fn a_receipt_to_a_departed_sender_is_accepted_and_dropped() {
-            let mut f = hub();
+            let mut f = hub_with(Duration::ZERO, 1024);
             let alice = f.join(1, "alice");
             let bob = f.join(2, "bob");
             let carol = f.join(3, "carol");
             f.chat(1, "chatm alice bob hi");
             f.quit(1);
-            // A newcomer from the same address takes the name back: not the same sender.
+            // Not held: a newcomer takes the name, and is not the same sender.
             let again = f.join(4, "alice");
             bob.lines();
             carol.lines();
@@ -1248,18 +1509,404 @@ mod tests {
 
         #[test]
         fn cquit_releases_the_receipts_owed() {
-            let mut f = hub();
+            let mut f = hub_with(Duration::ZERO, 1024);
             let alice = f.join(1, "alice");
             f.join(2, "bob");
             f.chat(1, "chatm alice bob hi");
             f.quit(2);
-            let bob = f.join(3, "bob"); // Welcome back: the receipt is not owed again.
+            let bob = f.join(3, "bob"); // Not held: the receipt is not owed again.
             f.receipt(3, "chatr alice bob");
             assert_eq!(
                 bob.lines(),
                 ["-ERR [NO-SUCH] no message from alice awaits a receipt"]
             );
             assert_eq!(alice.lines(), ["+OK message relayed"]);
+        }
+    }
+
+    mod resume {
+        //! §5.8: copies, mailboxes, the counted welcome back and its replay.
+        use super::*;
+
+        fn hub_mailbox(mailbox: usize, mailbox_total: usize) -> Fixture {
+            hub_config(HubConfig {
+                hold: Duration::from_secs(300),
+                max_holds: 1024,
+                mailbox,
+                mailbox_total,
+            })
+        }
+
+        /// `name` comes back on `conn` from here: the `uname` answer, and what it got.
+        fn come_back(f: &mut Fixture, conn: ConnId, name: &str) -> (Mem, Vec<String>) {
+            let out = f.connect(conn, HERE);
+            assert_eq!(f.register(conn, name), registered(name, true));
+            let lines = out.lines();
+            (out, lines)
+        }
+
+        #[test]
+        fn unreceipted_messages_are_replayed_after_a_counted_welcome_back() {
+            let mut f = hub();
+            let bob = f.join(1, "bob");
+            f.join(2, "alice");
+            for i in 0..3 {
+                f.chat(1, &format!("chatm bob alice {i}"));
+            }
+            f.receipt(2, "chatr bob alice"); // The first is delivered: not replayed.
+            f.quit(2);
+            let (_, lines) = come_back(&mut f, 3, "alice");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (2 held, 0 lost)",
+                    "chatm bob alice 1",
+                    "chatm bob alice 2"
+                ]
+            );
+            assert_eq!(bob.lines().len(), 3 + 1);
+        }
+
+        #[test]
+        fn an_empty_mailbox_is_the_plain_welcome_back() {
+            let mut f = hub();
+            f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.receipt(2, "chatr bob alice");
+            f.quit(2);
+            assert_eq!(come_back(&mut f, 3, "alice").1, ["+OK welcome back alice"]);
+        }
+
+        #[test]
+        fn a_message_to_a_held_name_is_held() {
+            let mut f = hub();
+            let bob = f.join(1, "bob");
+            f.join(2, "Alice");
+            f.quit(2);
+            f.chat(1, "chatm bob ALICE one");
+            f.chat(1, "chatm bob alice two");
+            assert_eq!(
+                bob.lines(),
+                ["+OK message held for Alice", "+OK message held for Alice"]
+            );
+            let (_, lines) = come_back(&mut f, 3, "alice");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (2 held, 0 lost)",
+                    "chatm bob ALICE one",
+                    "chatm bob alice two"
+                ]
+            );
+        }
+
+        #[test]
+        fn a_message_the_mailbox_cannot_take_is_refused_and_not_kept() {
+            let mut f = hub_mailbox(64, 1 << 20);
+            let bob = f.join(1, "bob");
+            f.join(2, "alice");
+            f.quit(2);
+            let (x, y) = ("x".repeat(40), "y".repeat(40));
+            f.chat(1, &format!("chatm bob alice {x}"));
+            f.chat(1, &format!("chatm bob alice {y}"));
+            assert_eq!(
+                bob.lines(),
+                [
+                    "+OK message held for alice",
+                    "-ERR [FULL] mailbox of alice is full"
+                ]
+            );
+            let (_, lines) = come_back(&mut f, 3, "alice");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (1 held, 0 lost)".to_string(),
+                    format!("chatm bob alice {x}")
+                ]
+            );
+        }
+
+        #[test]
+        fn copies_past_the_mailbox_are_counted_lost_on_return() {
+            let mut f = hub_mailbox(64, 1 << 20);
+            let bob = f.join(1, "bob");
+            f.join(2, "alice");
+            let (x, y) = ("x".repeat(40), "y".repeat(40));
+            f.chat(1, &format!("chatm bob alice {x}"));
+            f.chat(1, &format!("chatm bob alice {y}"));
+            f.quit(2);
+            let (again, lines) = come_back(&mut f, 3, "alice");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (1 held, 1 lost)".to_string(),
+                    format!("chatm bob alice {y}")
+                ]
+            );
+            // Only what was replayed awaits a receipt now.
+            bob.lines();
+            for _ in 0..2 {
+                f.receipt(3, "chatr bob alice");
+            }
+            assert_eq!(bob.lines(), ["chatr bob alice"]);
+            assert_eq!(
+                again.lines(),
+                ["-ERR [NO-SUCH] no message from bob awaits a receipt"]
+            );
+        }
+
+        #[test]
+        fn a_receipt_for_a_held_sender_goes_into_its_mailbox() {
+            let mut f = hub();
+            f.join(1, "alice");
+            let bob = f.join(2, "bob");
+            f.chat(1, "chatm alice bob hi");
+            f.quit(1);
+            f.receipt(2, "chatr alice bob");
+            assert!(
+                bob.lines().len() == 1,
+                "the message; no reply to the receipt"
+            );
+            let (_, lines) = come_back(&mut f, 3, "alice");
+            assert_eq!(
+                lines,
+                ["+OK welcome back alice (1 held, 0 lost)", "chatr alice bob"]
+            );
+        }
+
+        #[test]
+        fn a_receipt_the_mailbox_cannot_take_is_counted_lost() {
+            let mut f = hub_mailbox(20, 1 << 20);
+            f.join(1, "alice");
+            f.join(2, "bob");
+            f.chat(1, "chatm alice bob hi");
+            f.chat(1, "chatm alice bob hi");
+            f.quit(1);
+            f.receipt(2, "chatr alice bob"); // 17 bytes: fits in 20.
+            f.receipt(2, "chatr alice bob"); // Does not: lost.
+            let (_, lines) = come_back(&mut f, 3, "alice");
+            assert_eq!(
+                lines,
+                ["+OK welcome back alice (1 held, 1 lost)", "chatr alice bob"]
+            );
+        }
+
+        #[test]
+        fn a_replayed_message_awaits_its_receipt_for_its_sender() {
+            let mut f = hub();
+            let bob = f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.quit(2);
+            let (again, _) = come_back(&mut f, 3, "alice");
+            bob.lines();
+            f.receipt(3, "chatr bob alice");
+            assert_eq!(bob.lines(), ["chatr bob alice"]);
+            f.receipt(3, "chatr bob alice");
+            assert_eq!(
+                again.lines(),
+                ["-ERR [NO-SUCH] no message from bob awaits a receipt"]
+            );
+        }
+
+        #[test]
+        fn a_replayed_message_is_copied_again() {
+            let mut f = hub();
+            f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.quit(2);
+            come_back(&mut f, 3, "alice");
+            f.quit(3);
+            let (_, lines) = come_back(&mut f, 4, "alice");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (1 held, 0 lost)",
+                    "chatm bob alice hi"
+                ]
+            );
+        }
+
+        #[test]
+        fn a_receipt_reaches_a_sender_that_came_back() {
+            let mut f = hub();
+            f.join(1, "alice");
+            f.join(2, "bob");
+            f.chat(1, "chatm alice bob hi");
+            f.quit(1);
+            let (again, _) = come_back(&mut f, 3, "alice");
+            f.receipt(2, "chatr alice bob");
+            assert_eq!(again.lines(), ["chatr alice bob"]);
+            // And after a second departure, into the mailbox again.
+            f.chat(3, "chatm alice bob two");
+            f.quit(3);
+            f.receipt(2, "chatr alice bob");
+            let (_, lines) = come_back(&mut f, 4, "alice");
+            assert_eq!(
+                lines,
+                ["+OK welcome back alice (1 held, 0 lost)", "chatr alice bob"]
+            );
+        }
+
+        #[test]
+        fn per_sender_order_holds_across_the_resume() {
+            let mut f = hub();
+            f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice one");
+            f.quit(2);
+            f.chat(1, "chatm bob alice two");
+            let (again, lines) = come_back(&mut f, 3, "alice");
+            f.chat(1, "chatm bob alice three");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (2 held, 0 lost)",
+                    "chatm bob alice one",
+                    "chatm bob alice two"
+                ]
+            );
+            assert_eq!(again.lines(), ["chatm bob alice three"]);
+        }
+
+        #[test]
+        fn another_address_is_refused_and_the_mailbox_kept() {
+            let mut f = hub();
+            f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.quit(2);
+            f.connect(3, THERE);
+            assert_eq!(f.register(3, "alice"), Answer::InUse);
+            let (_, lines) = come_back(&mut f, 4, "alice");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (1 held, 0 lost)",
+                    "chatm bob alice hi"
+                ]
+            );
+        }
+
+        #[test]
+        fn hold_zero_keeps_nothing() {
+            let mut f = hub_with(Duration::ZERO, 1024);
+            let bob = f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.quit(2);
+            bob.lines();
+            f.chat(1, "chatm bob alice again");
+            assert_eq!(bob.lines(), ["-ERR [NO-SUCH] no such user alice"]);
+            assert_eq!(f.hub.copies + f.hub.holds.bytes(), 0);
+        }
+
+        #[test]
+        fn a_broadcast_is_never_held() {
+            let mut f = hub();
+            let bob = f.join(1, "bob");
+            f.join(2, "alice");
+            f.quit(2);
+            f.chat(1, "chatm bob * hi");
+            assert_eq!(bob.lines(), ["+OK message relayed"]);
+            assert_eq!(come_back(&mut f, 3, "alice").1, ["+OK welcome back alice"]);
+        }
+
+        #[test]
+        fn the_mailbox_ends_with_its_hold() {
+            let mut f = hub();
+            let bob = f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.quit(2);
+            assert!(f.hub.holds.bytes() > 0);
+            f.hub.holds.purge(Instant::now() + Duration::from_secs(301));
+            assert_eq!(f.hub.holds.bytes(), 0);
+            bob.lines();
+            f.chat(1, "chatm bob alice again");
+            assert_eq!(bob.lines(), ["-ERR [NO-SUCH] no such user alice"]);
+        }
+
+        #[test]
+        fn past_the_total_the_oldest_held_mailbox_goes_first() {
+            // Each line is 20 bytes; room for three in all.
+            let mut f = hub_mailbox(1024, 60);
+            f.join(1, "bob");
+            for (conn, name) in [(2, "old"), (3, "mid")] {
+                f.join(conn, name);
+                f.quit(conn);
+            }
+            f.chat(1, "chatm bob old 1 ab");
+            f.chat(1, "chatm bob mid 1 ab");
+            f.chat(1, "chatm bob mid 2 ab");
+            f.join(4, "new");
+            f.chat(1, "chatm bob new 1 ab"); // A copy: past the total.
+            assert_eq!(f.hub.copies + f.hub.holds.bytes(), 60);
+            let (_, lines) = come_back(&mut f, 5, "old");
+            assert_eq!(lines, ["+OK welcome back old (0 held, 1 lost)"]);
+            let (_, lines) = come_back(&mut f, 6, "mid");
+            assert_eq!(lines[0], "+OK welcome back mid (2 held, 0 lost)");
+        }
+
+        #[test]
+        fn a_rename_takes_a_held_name_but_not_its_mailbox() {
+            let mut f = hub();
+            f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.quit(2);
+            let carol = f.join(3, "carol");
+            assert!(matches!(f.rename(3, "alice"), Answer::Renamed(_)));
+            assert_eq!(carol.lines(), ["+OK name changed from carol to alice"]);
+            assert_eq!(f.hub.holds.bytes(), 0);
+        }
+
+        #[test]
+        fn a_return_that_overflows_its_queue_keeps_the_mailbox() {
+            let mut f = hub();
+            f.join(1, "bob");
+            f.join(2, "alice");
+            f.chat(1, "chatm bob alice hi");
+            f.quit(2);
+            // Room for the 41-byte welcome back, not for the line after it.
+            let small = Mem::default();
+            small.0.borrow_mut().budget = Some(45);
+            f.connect_with(3, HERE, small.clone());
+            assert_eq!(f.register(3, "alice"), registered("alice", true));
+            assert_eq!(small.aborted(), Some(Cause::SlowConsumer));
+            // Nothing was lost: the replayed copy is the mailbox again.
+            let (_, lines) = come_back(&mut f, 4, "alice");
+            assert_eq!(
+                lines,
+                [
+                    "+OK welcome back alice (1 held, 0 lost)",
+                    "chatm bob alice hi"
+                ]
+            );
+        }
+
+        #[test]
+        fn the_books_balance_when_everyone_has_gone() {
+            let mut f = hub_with(Duration::ZERO, 1024);
+            for conn in 1..=200 {
+                f.join(conn, &format!("u{conn}"));
+            }
+            for conn in 2..=200 {
+                f.chat(1, &format!("chatm u1 u{conn} hi"));
+            }
+            assert!(f.hub.copies > 0);
+            for conn in 1..=200 {
+                f.quit(conn);
+            }
+            assert_eq!(f.hub.copies, 0);
+            assert!(
+                f.hub.clients.capacity() <= 64,
+                "{}",
+                f.hub.clients.capacity()
+            );
+            assert!(f.hub.names.capacity() <= 64, "{}", f.hub.names.capacity());
         }
     }
 

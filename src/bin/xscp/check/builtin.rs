@@ -137,6 +137,7 @@ suite![
     "resume-broadcast-not-held",
     "resume-receipt-into-mailbox",
     "resume-replay-before-newer",
+    "resume-mailbox-total",
     "errors-refusal-keeps-the-connection",
     "errors-failed-attempts-add-up",
     "errors-violation-aborts",

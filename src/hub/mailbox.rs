@@ -1,0 +1,156 @@
+//! A held name's mailbox (PROTOCOL.md §5.8): what the returning client gets back. The
+//! departed client's copies become its first lines; while the name is held, direct
+//! `chatm`s to it and receipts for what it sent are added; the `uname` that gets
+//! `welcome back` delivers it all in one go. Bounded by `--mailbox` bytes (each line with
+//! its CRLF), it is one byte buffer with each line's length beside it.
+
+use crate::conn_id::ConnId;
+use crate::protocol::nick::NickKey;
+
+/// The mailbox cannot take the line within `--mailbox`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+/// One line of a mailbox.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    len: usize,
+    /// For a `chatm`: its sender as the line names it, and the sender's session, where
+    /// the receipt goes once the line is replayed. `None` for a `chatr`.
+    from: Option<(NickKey, ConnId)>,
+}
+
+/// The lines kept for a held name, in the order the server accepted them, and how many
+/// were lost.
+#[derive(Debug, Default)]
+pub struct Mailbox {
+    buf: Vec<u8>,
+    entries: Vec<Entry>,
+    lost: u64,
+}
+
+impl Mailbox {
+    /// An empty mailbox that lost `lost` lines already.
+    pub fn with_lost(lost: u64) -> Mailbox {
+        Mailbox {
+            lost,
+            ..Mailbox::default()
+        }
+    }
+
+    /// Adds `line` without a bound (the departed client's copies, bounded already).
+    pub fn keep(&mut self, line: &[u8], from: Option<(NickKey, ConnId)>) {
+        self.buf.extend_from_slice(line);
+        self.entries.push(Entry {
+            len: line.len(),
+            from,
+        });
+    }
+
+    /// Adds `line` if the mailbox stays within `max` bytes.
+    pub fn put(
+        &mut self,
+        line: &[u8],
+        from: Option<(NickKey, ConnId)>,
+        max: usize,
+    ) -> Result<(), Full> {
+        if self.buf.len() + line.len() > max {
+            return Err(Full);
+        }
+        self.keep(line, from);
+        Ok(())
+    }
+
+    /// Adds the receipt `line`, or counts it lost if it does not fit within `max` bytes.
+    /// True if it was kept.
+    pub fn put_receipt(&mut self, line: &[u8], max: usize) -> bool {
+        let kept = self.put(line, None, max).is_ok();
+        if !kept {
+            self.lost += 1;
+        }
+        kept
+    }
+
+    /// Empties the mailbox, counting its lines lost (`--mailbox-total`).
+    pub fn discard(&mut self) {
+        self.lost += self.entries.len() as u64;
+        self.buf = Vec::new();
+        self.entries = Vec::new();
+    }
+
+    /// Lines held.
+    pub fn held(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Lines lost.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Every line held, one after the other, as they go on the wire.
+    pub fn wire(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Each line with the sender its receipt goes to (`None` for a `chatr`).
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], Option<(NickKey, ConnId)>)> {
+        let mut start = 0;
+        self.entries.iter().map(move |e| {
+            let line = &self.buf[start..start + e.len];
+            start += e.len;
+            (line, e.from)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(name: &str) -> NickKey {
+        NickKey::of(name).expect("test nickname")
+    }
+
+    #[test]
+    fn lines_are_kept_in_order_with_their_senders() {
+        let mut m = Mailbox::with_lost(2);
+        m.keep(b"chatm bob alice one\r\n", Some((key("bob"), 2)));
+        assert_eq!(m.put(b"chatr alice carol\r\n", None, 100), Ok(()));
+        assert_eq!((m.held(), m.lost(), m.bytes()), (2, 2, 40));
+        assert_eq!(m.wire(), b"chatm bob alice one\r\nchatr alice carol\r\n");
+        let senders: Vec<_> = m.entries().map(|(_, f)| f).collect();
+        assert_eq!(senders, [Some((key("bob"), 2)), None]);
+    }
+
+    #[test]
+    fn a_chatm_past_the_bound_is_refused_and_nothing_counted() {
+        let mut m = Mailbox::default();
+        assert_eq!(m.put(&[b'x'; 40], None, 64), Ok(()));
+        assert_eq!(m.put(&[b'y'; 25], None, 64), Err(Full));
+        assert_eq!(m.put(&[b'y'; 24], None, 64), Ok(()));
+        assert_eq!((m.held(), m.lost(), m.bytes()), (2, 0, 64));
+    }
+
+    #[test]
+    fn a_receipt_past_the_bound_is_dropped_and_counted_lost() {
+        let mut m = Mailbox::default();
+        assert!(m.put_receipt(b"chatr alice bob\r\n", 20));
+        assert!(!m.put_receipt(b"chatr alice bob\r\n", 20));
+        assert_eq!((m.held(), m.lost()), (1, 1));
+    }
+
+    #[test]
+    fn a_discarded_mailbox_counts_its_lines_lost() {
+        let mut m = Mailbox::with_lost(1);
+        m.keep(b"a\r\n", None);
+        m.keep(b"b\r\n", None);
+        m.discard();
+        assert_eq!((m.held(), m.lost(), m.bytes()), (0, 3, 0));
+    }
+}

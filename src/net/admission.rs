@@ -114,6 +114,11 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut t = self.admission.table.lock();
         t.live.remove(&self.conn);
+        // After a spike of connections, give the table's memory back.
+        if t.live.capacity() > 64 && t.live.len() < t.live.capacity() / 4 {
+            let keep = (t.live.len() * 2).max(64);
+            t.live.shrink_to(keep);
+        }
         if let Some(n) = t.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

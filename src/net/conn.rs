@@ -21,7 +21,7 @@ use super::ToHub;
 use super::admission::Ticket;
 use super::outbox::Outbox;
 use super::pool::Pool;
-use super::shared::ConnShared;
+use super::shared::{ConnShared, linger};
 use crate::conn_id::ConnId;
 use crate::hub::{Answer, Output};
 use crate::protocol::cause::Cause;
@@ -439,26 +439,7 @@ impl Reader {
             Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::SlowConsumer
         ) && !matches!(self.shared.end(), Some(Cause::SlowConsumer | Cause::Reset));
         if orderly {
-            self.linger();
-        }
-    }
-
-    /// Reads and discards input until end of stream or [`LINGER`] passes, so that data the
-    /// client sent after our last line does not make the close a reset.
-    fn linger(&self) {
-        let deadline = Instant::now() + LINGER;
-        let mut sink = [0u8; 1024];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.shared.socket().set_read_timeout(Some(left)).is_err() {
-                return;
-            }
-            match self.shared.socket().read(&mut sink) {
-                Ok(0) => return,
-                Ok(_) => continue,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
+            linger(self.shared.socket(), LINGER);
         }
     }
 }

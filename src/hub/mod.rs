@@ -159,16 +159,21 @@ struct Client<O> {
 /// long for its writer.
 const WAKE_BATCH: usize = 4096;
 
-/// Queues `line` for client `id`: remembers to wake its writer, or dooms it if its queue
-/// overflows (`--sendq`).
+/// Queues `line` for client `id`, relayed from the client whose output side is `from` (if
+/// any): remembers to wake its writer, or dooms it if its queue overflows (`--sendq`).
 fn queue<O: Output>(
     id: ConnId,
     c: &Client<O>,
     line: &str,
+    from: Option<&O>,
     wakes: &mut Vec<ConnId>,
     doomed: &mut Vec<ConnId>,
 ) {
-    match c.outbox.queue(line.as_bytes()) {
+    let queued = match from {
+        Some(from) => c.outbox.relay(line.as_bytes(), from),
+        None => c.outbox.queue(line.as_bytes()),
+    };
+    match queued {
         Ok(Wake::Later) => wakes.push(id),
         Ok(Wake::Now) => c.outbox.wake_now(),
         Ok(Wake::No) => {}
@@ -238,6 +243,14 @@ impl<O: Output> Hub<O> {
 
     /// Handles one message, then drops any client that overflowed meanwhile.
     pub fn handle(&mut self, msg: ToHub<O>) {
+        let answered = match msg {
+            ToHub::Chat { conn, .. }
+            | ToHub::Receipt { conn, .. }
+            | ToHub::Users { conn }
+            | ToHub::Notif { conn, .. }
+            | ToHub::Respond { conn, .. } => Some(conn),
+            _ => None,
+        };
         match msg {
             ToHub::Accepted {
                 conn,
@@ -279,10 +292,13 @@ impl<O: Output> Hub<O> {
             }
             ToHub::Shutdown => self.shutdown(),
         }
+        if let Some(c) = answered.and_then(|conn| self.clients.get(&conn)) {
+            c.outbox.handled();
+        }
         while let Some(conn) = self.doomed.pop() {
             if let Some(c) = self.clients.get(&conn) {
                 log::warn!(
-                    "{} output queue over --sendq: dropping slow consumer",
+                    "{} output queue over the hard bound (4 x --sendq): dropping slow consumer",
                     c.tag
                 );
                 c.outbox.abort(Cause::SlowConsumer);
@@ -308,10 +324,14 @@ impl<O: Output> Hub<O> {
         self.clients.insert(conn, client);
     }
 
-    /// Queues `line` for `conn`.
+    /// Queues `line`, a response to `conn`'s own command, for `conn`.
     fn send(&mut self, conn: ConnId, line: &str) {
         if let Some(c) = self.clients.get(&conn) {
-            queue(conn, c, line, &mut self.wakes, &mut self.doomed);
+            match c.outbox.respond(line.as_bytes()) {
+                Wake::Later => self.wakes.push(conn),
+                Wake::Now => c.outbox.wake_now(),
+                Wake::No => {}
+            }
         }
     }
 
@@ -320,7 +340,7 @@ impl<O: Output> Hub<O> {
         let line = format!("notif {event}\r\n");
         for (&id, c) in &self.clients {
             if c.notif && id != except {
-                queue(id, c, &line, &mut self.wakes, &mut self.doomed);
+                queue(id, c, &line, None, &mut self.wakes, &mut self.doomed);
             }
         }
     }
@@ -386,9 +406,10 @@ impl<O: Output> Hub<O> {
         let to = line.get(recipient).unwrap_or_default();
         if to == "*" {
             self.send(conn, reply::RELAYED);
+            let sender = self.clients.get(&conn).map(|c| &c.outbox);
             for (&id, c) in &self.clients {
                 if id != conn && c.nick.is_some() {
-                    queue(id, c, &line, &mut self.wakes, &mut self.doomed);
+                    queue(id, c, &line, sender, &mut self.wakes, &mut self.doomed);
                 }
             }
             return;
@@ -403,11 +424,14 @@ impl<O: Output> Hub<O> {
             return self.send(conn, &err);
         };
         self.send(conn, reply::RELAYED);
-        // One lookup of the recipient: queue the message and record the receipt it owes.
+        let sender = self.clients.get(&conn).map(|c| &c.outbox);
+        if let Some(c) = self.clients.get(&target) {
+            queue(target, c, &line, sender, &mut self.wakes, &mut self.doomed);
+        }
+        // Record the receipt the recipient owes.
         let Some(c) = self.clients.get_mut(&target) else {
             return;
         };
-        queue(target, c, &line, &mut self.wakes, &mut self.doomed);
         if !c.receipts.expect(from, conn) {
             log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
         }
@@ -422,8 +446,9 @@ impl<O: Output> Hub<O> {
             let err = reply::no_receipt_awaited(name);
             return self.send(conn, &err);
         };
-        if self.clients.contains_key(&to) {
-            self.send(to, &line);
+        if let Some(c) = self.clients.get(&to) {
+            let author = self.clients.get(&conn).map(|c| &c.outbox);
+            queue(to, c, &line, author, &mut self.wakes, &mut self.doomed);
         } else {
             let name = reply::escape(name.as_bytes());
             log::debug!("conn={conn} receipt for {name}: sender has left, dropped");

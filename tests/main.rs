@@ -27,6 +27,7 @@
 
 mod harness;
 
+mod audit_log;
 mod cli;
 mod client;
 mod diagrams;

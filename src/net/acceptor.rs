@@ -131,7 +131,7 @@ impl Acceptor {
             Ok(peer) => peer,
             Err(e) => {
                 // Reset before it could be served: nothing to serve, but say so.
-                log::info!("conn={id} gone before it was served: {e}");
+                log::info!("conn={id} peer=unknown gone before it was served: {e}");
                 return;
             }
         };

@@ -144,7 +144,6 @@ impl Reader {
             settings.sendq,
             settings.ping_timeout,
         );
-        let _ = outbox.push(reply::GREETING.as_bytes());
         let now = Instant::now();
         let reader = Box::new(Reader {
             id,
@@ -164,6 +163,8 @@ impl Reader {
             budget_at: now,
             peer_ip: peer.ip(),
         });
+        // After the session's LISTEN -> NEGOTIATING, which it follows from.
+        let _ = reader.outbox.push(reply::GREETING.as_bytes());
         (ticket, reader)
     }
 

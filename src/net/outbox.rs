@@ -38,6 +38,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 use super::pool::{Job, Pool};
 use super::shared::ConnShared;
 use super::sys;
+use crate::config::SOCKET_WRITES_TARGET;
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
 use crate::protocol::reply::escape;
@@ -234,6 +235,7 @@ impl Outbox {
 
     /// Appends `line` and says when the writer must be woken (see [`Output::queue`]).
     fn append(&self, mut q: MutexGuard<'_, Queue>, line: &[u8]) -> Wake {
+        self.0.log_sent(line);
         q.buf.extend_from_slice(line);
         if q.running && !q.idle {
             return Wake::No; // The writer is busy and will find it.
@@ -346,6 +348,7 @@ impl Output for Outbox {
         if q.closing {
             return;
         }
+        self.0.log_sent(lines.as_bytes());
         q.buf.extend_from_slice(lines.as_bytes());
         q.closing = true;
         q.behind = None;
@@ -373,6 +376,17 @@ impl Output for Outbox {
 }
 
 impl Inner {
+    /// The audit log of what the server sends (`-vv`): each line where it is queued, by
+    /// whichever thread decided to send it, under the queue's lock; so a connection's log
+    /// shows every line it is sent after the line that caused it, in the order sent.
+    fn log_sent(&self, lines: &[u8]) {
+        if log::log_enabled!(log::Level::Trace) {
+            for line in lines.split_inclusive(|&b| b == b'\n') {
+                log::trace!("{} -> {}", self.tag, escape(line.trim_ascii_end()));
+            }
+        }
+    }
+
     /// The writer (`xscp-write-<id>`): drains the queue until the close, an error, or
     /// [`WRITER_IDLE`] without output.
     fn drain(&self) {
@@ -430,11 +444,6 @@ impl Inner {
     /// and the socket has taken nothing for [`STALL`], or once the write has taken the
     /// write timeout.
     fn write(&self, batch: &[u8]) -> Result<(), ()> {
-        if log::log_enabled!(log::Level::Trace) {
-            for line in batch.split_inclusive(|&b| b == b'\n') {
-                log::trace!("{} -> {}", self.tag, escape(line.trim_ascii_end()));
-            }
-        }
         let socket = self.shared.socket();
         let started = Instant::now();
         let mut progress = started;
@@ -442,12 +451,24 @@ impl Inner {
         while !rest.is_empty() {
             match sys::send_now(socket, rest) {
                 Ok(n) => {
+                    log::trace!(
+                        target: SOCKET_WRITES_TARGET,
+                        "{} socket write: {n} of {} bytes",
+                        self.tag,
+                        rest.len()
+                    );
                     rest = &rest[n..];
                     progress = Instant::now();
                     continue;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    log::trace!(
+                        target: SOCKET_WRITES_TARGET,
+                        "{} socket write: {} bytes",
+                        self.tag,
+                        rest.len()
+                    );
                     let mut socket = socket;
                     return socket.write_all(rest).map_err(|e| self.failed(&e));
                 }

@@ -94,3 +94,30 @@ fn replies_are_logged_between_the_lines_that_caused_them() {
         ]
     );
 }
+
+/// A framing violation is logged at `-vv` with the bytes that were rejected (escaped), in
+/// its place: after the greeting, before the transition it causes.
+#[test]
+fn a_framing_violation_is_logged_with_its_bytes() {
+    let server = Server::start(&["-v", "--hold", "0"]);
+    let mut c = server.connect().greeted();
+    let peer = c.peer();
+    c.send_raw(b"uname ev\x07il\r\n");
+    let _ = c.until_eof();
+    server.wait_closed(&peer);
+    let lines = conn_lines(&server, &peer);
+    let at = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} in {lines:#?}"))
+    };
+    let violation = at("<- (framing violation: control byte 0x07 in line)");
+    assert!(
+        lines[violation].ends_with(" uname ev\\x07"),
+        "the rejected bytes: {}",
+        lines[violation]
+    );
+    assert!(at("-> +OK xscp/1 ready") < violation);
+    assert!(violation < at("NEGOTIATING -> ABORTED"));
+}

@@ -231,7 +231,11 @@ impl Reader {
                 let line = match line {
                     Ok(line) => line,
                     Err(e) => {
-                        log::trace!("{} <- (framing violation: {e})", self.session.tag());
+                        log::trace!(
+                            "{} <- (framing violation: {e}) {}",
+                            self.session.tag(),
+                            framer.rejected()
+                        );
                         return Ending::Closing(self.session.on_frame_error(e));
                     }
                 };

@@ -121,3 +121,37 @@ fn a_framing_violation_is_logged_with_its_bytes() {
     assert!(at("-> +OK xscp/1 ready") < violation);
     assert!(violation < at("NEGOTIATING -> ABORTED"));
 }
+
+/// On shutdown (SIGTERM) a connection's transition is logged when the server tells it
+/// `cquit server shutting down`, not when its client closes: the client here keeps its
+/// end open, and the transition and the close still come before the server gives up
+/// waiting.
+#[test]
+fn a_shutdown_is_logged_when_the_server_makes_it() {
+    let mut server = Server::start(&["-v", "--hold", "0"]);
+    let mut c = server.connect().greeted();
+    let peer = c.peer();
+    c.send("uname bob");
+    c.expect("+OK you are bob");
+    server.signal("TERM");
+    c.expect("cquit server shutting down");
+    assert!(c.try_line().is_none(), "end of stream after the cquit");
+    assert!(server.wait_exit().success());
+    let lines = conn_lines(&server, &peer);
+    assert_eq!(
+        lines[lines.len() - 3..],
+        [
+            "-> cquit server shutting down",
+            "ESTABLISHED -> UPDATE on server_shutdown",
+            "UPDATE -> CLOSED on close",
+        ]
+    );
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|l| l.contains("did not close in time")),
+        "the server gave up waiting"
+    );
+    drop(c);
+}

@@ -93,6 +93,14 @@ impl Admission {
         true
     }
 
+    /// Wakes every connection's reader from its blocking read, so that it sees the
+    /// shutdown at once rather than when its client closes.
+    pub fn wake_all(&self) {
+        for shared in self.table.lock().live.values().flatten() {
+            shared.wake_reader();
+        }
+    }
+
     /// Cuts every live connection (both directions), waking its threads.
     pub fn cut_all(&self) {
         for shared in self.table.lock().live.values().flatten() {

@@ -113,10 +113,12 @@ struct Reader {
 /// that what stays on the stack while an idle connection waits in `read` is small: an idle
 /// client then costs two stack pages, not three.
 pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
+    conn.shared.set_reader(true);
     let ticket_and_reader = Reader::start(conn, settings, hub);
     let (ticket, mut reader) = ticket_and_reader;
     let ending = reader.run();
     reader.finish(ending);
+    reader.shared.set_reader(false);
     drop(ticket);
     reader.session.on_closed();
 }
@@ -214,7 +216,11 @@ impl Reader {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     continue;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => match self.shared.end() {
+                    // Woken by the server (shutdown): the transition is logged now.
+                    Some(cause) => return Ending::Fault(cause),
+                    None => continue,
+                },
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                     return Ending::Fault(self.outside_cause(Cause::Reset));
                 }

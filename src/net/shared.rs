@@ -18,6 +18,8 @@ pub struct ConnShared {
     end: Mutex<Option<Cause>>,
     /// The socket: read by the reader, written by the writer, cut by whoever ends it.
     socket: TcpStream,
+    /// The reader's thread while it serves the connection, for [`ConnShared::wake_reader`].
+    reader: Mutex<Option<u64>>,
 }
 
 impl ConnShared {
@@ -26,7 +28,21 @@ impl ConnShared {
         Arc::new(ConnShared {
             end: Mutex::new(None),
             socket,
+            reader: Mutex::new(None),
         })
+    }
+
+    /// The calling thread serves the connection (`Some`) or no longer does (`None`).
+    pub fn set_reader(&self, serving: bool) {
+        *self.reader.lock() = serving.then(super::sys::this_thread);
+    }
+
+    /// Interrupts the reader's blocking read (it sees why the connection ends), without
+    /// touching the socket: the close stays orderly.
+    pub fn wake_reader(&self) {
+        if let Some(thread) = *self.reader.lock() {
+            super::sys::wake_thread(thread);
+        }
     }
 
     /// Records why the connection ends; the first cause recorded wins.

@@ -180,6 +180,73 @@ pub fn send_now(stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
     nb::send_now(stream, buf)
 }
 
+#[cfg(unix)]
+mod wake {
+    use std::ffi::c_int;
+
+    unsafe extern "C" {
+        fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
+        fn siginterrupt(sig: c_int, flag: c_int) -> c_int;
+        fn pthread_self() -> usize;
+        fn pthread_kill(thread: usize, sig: c_int) -> c_int;
+    }
+
+    /// `SIGUSR1` (Linux).
+    const SIGUSR1: c_int = 10;
+
+    extern "C" fn nothing(_sig: c_int) {}
+
+    pub fn install() {
+        // SAFETY: `nothing` is an async-signal-safe handler that does nothing and lives
+        // for the whole program; siginterrupt only clears SA_RESTART for the signal, so
+        // that a blocking read it interrupts returns EINTR.
+        unsafe {
+            signal(SIGUSR1, nothing);
+            siginterrupt(SIGUSR1, 1);
+        }
+    }
+
+    pub fn this_thread() -> u64 {
+        // SAFETY: pthread_self takes nothing and always succeeds.
+        unsafe { pthread_self() as u64 }
+    }
+
+    pub fn wake(thread: u64) {
+        // SAFETY: callers pass an id from `this_thread` of a thread that is still running
+        // (they hold the lock under which that thread clears its id before it moves on),
+        // and the signal has the do-nothing handler installed by `install` first.
+        unsafe {
+            pthread_kill(thread as usize, SIGUSR1);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod wake {
+    pub fn install() {}
+    pub fn this_thread() -> u64 {
+        0
+    }
+    pub fn wake(_thread: u64) {}
+}
+
+/// Installs the do-nothing handler of the signal that [`wake_thread`] sends, so that it
+/// interrupts a blocking read instead of ending the process. Call before any wake.
+pub fn install_wake() {
+    wake::install()
+}
+
+/// The calling thread, for [`wake_thread`].
+pub fn this_thread() -> u64 {
+    wake::this_thread()
+}
+
+/// Interrupts a blocking read of `thread` (it returns `Interrupted`), which must still be
+/// running and must not exit meanwhile; [`install_wake`] must have run.
+pub fn wake_thread(thread: u64) {
+    wake::wake(thread)
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod heap {
     use std::ffi::c_int;

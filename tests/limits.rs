@@ -478,3 +478,27 @@ fn a_users_list_longer_than_sendq_is_answered() {
     );
     drop(others);
 }
+
+/// §7: responses never drop their asker by themselves, but a client that pipelines
+/// commands and never reads the replies is still a slow consumer: its replies pile up past
+/// `--sendq` while its socket takes no more, and it is dropped (log `dropping slow
+/// consumer`), while another client is served meanwhile.
+#[test]
+fn a_client_that_never_reads_its_replies_is_still_dropped() {
+    let server = Server::start(&["--sendq", "1K", "--ping-timeout", "2s"]);
+    let mut deaf = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
+    deaf.send("uname deaf");
+    deaf.expect("+OK you are deaf");
+    let peer = deaf.peer();
+    let mut out = deaf.writer();
+    let pings = "ping xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n".repeat(1000);
+    let flood = thread::spawn(move || {
+        // Until the server cuts the connection.
+        while out.write_all(pings.as_bytes()).is_ok() {}
+    });
+    server.wait_peer_log(&peer, "dropping slow consumer");
+    server.wait_closed(&peer);
+    flood.join().expect("flood thread");
+    let mut other = server.register("other");
+    assert!(other.nothing_pending());
+}

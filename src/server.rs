@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, bounded};
 
@@ -25,6 +25,9 @@ use crate::protocol::session::Limits;
 
 /// Capacity of the hub's inbox: readers wait (and stop reading) when it is full.
 const HUB_QUEUE: usize = 16 * 1024;
+
+/// How often readers are woken while the server waits for connections to close.
+const WAKE_EVERY: Duration = Duration::from_millis(50);
 
 /// A bound server, not yet running.
 pub struct Server {
@@ -64,6 +67,7 @@ impl Server {
     /// order and returns.
     pub fn run(self, shutdown: Receiver<()>) {
         let c = &self.config;
+        crate::net::sys::install_wake();
         let budget = Budget::from_system();
         log::debug!("thread budget: {} threads", budget.max());
         let settings = Arc::new(ConnSettings {
@@ -143,8 +147,21 @@ impl Server {
         listener_transition(self.addr, State::Listen, Event::Close);
 
         // Every client: `cquit server shutting down`, FIN; wait for the orderly closes.
+        // A reader blocked in a read is woken so that it logs its transition now, not when
+        // its client closes; the hub tells the connections meanwhile, so a reader woken
+        // before is woken again.
         let _ = hub_tx.send(crate::net::ToHub::Shutdown);
-        if !admission.wait_empty(LINGER + Duration::from_secs(1)) {
+        let deadline = Instant::now() + LINGER + Duration::from_secs(1);
+        let mut closed = false;
+        while !closed {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            admission.wake_all();
+            closed = admission.wait_empty(left.min(WAKE_EVERY));
+        }
+        if !closed {
             log::warn!(
                 "{} connections did not close in time: cutting them",
                 admission.live()

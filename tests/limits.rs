@@ -4,6 +4,7 @@
 //! Every wait is for an event (a line, end of stream, a log line) with a generous bound;
 //! nothing here sleeps to synchronise or asserts on timing.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
@@ -412,4 +413,92 @@ fn out_of_descriptors_refuses_one_client_at_a_time_and_recovers() {
     other.send("chatm other again hello");
     other.expect("+OK message relayed");
     again.expect("chatm other again hello");
+}
+
+/// §7 slow consumer: a queue past `--sendq` only because the server's own writer has not
+/// run yet is no reason to drop a client that reads. A receiver with a large receive
+/// buffer reads as fast as it can (on its own thread) while a sender pipelines 20 000
+/// `chatm` to it in one go, with `--sendq 4K`: the sender gets `+OK message relayed` for
+/// every one and the receiver gets every one, in order; nobody is dropped.
+#[test]
+fn sendq_does_not_drop_a_receiver_that_reads_a_pipelined_flood() {
+    const N: usize = 20_000;
+    let server = Server::start(&["--sendq", "4K", "--hold", "0"]);
+    let mut rx = server.connect_with_rcvbuf("127.0.0.1", 4 << 20).greeted();
+    rx.send("uname rx");
+    rx.expect("+OK you are rx");
+    let mut tx = server.register("tx");
+    let receiver = thread::spawn(move || {
+        for i in 0..N {
+            match rx.try_line() {
+                Some(line) => assert_eq!(line, format!("chatm tx rx m{i}")),
+                None => return i,
+            }
+        }
+        N
+    });
+    let flood: String = (0..N).map(|i| format!("chatm tx rx m{i}\r\n")).collect();
+    let mut out = tx.writer();
+    let sender = thread::spawn(move || out.write_all(flood.as_bytes()).expect("flood"));
+    for i in 0..N {
+        let line = tx.line();
+        assert_eq!(line, "+OK message relayed", "reply to message {i}");
+    }
+    sender.join().expect("sender thread");
+    let received = receiver.join().expect("receiver thread");
+    assert_eq!(
+        received, N,
+        "the receiver got {received} of {N} relayed messages"
+    );
+    assert!(
+        !server.log().iter().any(|l| l.contains("slow consumer")),
+        "a client was dropped"
+    );
+}
+
+/// §7: a response to the client's own command never makes it a slow consumer by itself:
+/// with `--sendq 1K`, `users` with 100 users of 16-character names (about 1.8 KB) is
+/// answered in full and the asker stays connected.
+#[test]
+fn a_users_list_longer_than_sendq_is_answered() {
+    const USERS: usize = 100;
+    let server = Server::start(&["--sendq", "1K", "--max-per-ip", "200"]);
+    let others: Vec<Client> = (0..USERS - 1)
+        .map(|i| server.register(&format!("user{i:012}")))
+        .collect();
+    let mut asker = server.register("askerxxxxxxxxxxx");
+    asker.send("users");
+    let (first, names) = asker.multiline();
+    assert_eq!(first, format!("+OK {USERS} users"));
+    assert_eq!(names.len(), USERS);
+    assert!(asker.nothing_pending());
+    assert!(
+        !server.log().iter().any(|l| l.contains("slow consumer")),
+        "a client was dropped"
+    );
+    drop(others);
+}
+
+/// §7: responses never drop their asker by themselves, but a client that pipelines
+/// commands and never reads the replies is still a slow consumer: its replies pile up past
+/// `--sendq` while its socket takes no more, and it is dropped (log `dropping slow
+/// consumer`), while another client is served meanwhile.
+#[test]
+fn a_client_that_never_reads_its_replies_is_still_dropped() {
+    let server = Server::start(&["--sendq", "1K", "--ping-timeout", "2s"]);
+    let mut deaf = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
+    deaf.send("uname deaf");
+    deaf.expect("+OK you are deaf");
+    let peer = deaf.peer();
+    let mut out = deaf.writer();
+    let pings = "ping xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n".repeat(1000);
+    let flood = thread::spawn(move || {
+        // Until the server cuts the connection.
+        while out.write_all(pings.as_bytes()).is_ok() {}
+    });
+    server.wait_peer_log(&peer, "dropping slow consumer");
+    server.wait_closed(&peer);
+    flood.join().expect("flood thread");
+    let mut other = server.register("other");
+    assert!(other.nothing_pending());
 }

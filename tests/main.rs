@@ -27,6 +27,7 @@
 
 mod harness;
 
+mod audit_log;
 mod check;
 mod cli;
 mod client;

@@ -28,6 +28,19 @@ pub trait Output {
     /// waiting. Output to a connection that is closing is dropped silently.
     fn queue(&self, line: &[u8]) -> Result<Wake, Overflow>;
 
+    /// Queues `line`, relayed from the client whose output side is `from`, like
+    /// [`Output::queue`]. If it leaves this queue over `--sendq`, `from`'s next command
+    /// waits until this queue drains (or closes): the sender is slowed by TCP rather than
+    /// a reading recipient dropped because the hub outran its writer (§7).
+    fn relay(&self, line: &[u8], from: &Self) -> Result<Wake, Overflow>;
+
+    /// Queues a response to the client's own command like [`Output::queue`], but never
+    /// refuses it: a response never makes its asker a slow consumer by itself (§7).
+    fn respond(&self, line: &[u8]) -> Wake;
+
+    /// The hub has handled one of the client's commands that it answers itself.
+    fn handled(&self);
+
     /// Wakes the writer for what [`Output::queue`] left.
     fn wake_now(&self);
 

@@ -14,7 +14,7 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
@@ -22,7 +22,7 @@ use super::ToHub;
 use super::admission::{Admission, Refusal};
 use super::conn::{self, Accepted, ConnSettings};
 use super::pool::Job;
-use super::shared::ConnShared;
+use super::shared::{ConnShared, linger};
 use super::{LINGER, sys};
 use crate::protocol::reply::{self, Code};
 
@@ -131,7 +131,7 @@ impl Acceptor {
             Ok(peer) => peer,
             Err(e) => {
                 // Reset before it could be served: nothing to serve, but say so.
-                log::info!("conn={id} gone before it was served: {e}");
+                log::info!("conn={id} peer=unknown gone before it was served: {e}");
                 return;
             }
         };
@@ -280,25 +280,6 @@ fn drain_now(mut stream: &TcpStream) {
     while let Ok(n) = stream.read(&mut sink) {
         if n == 0 {
             break;
-        }
-    }
-}
-
-/// Reads and discards input until end of stream or `limit` passes, so that data the client
-/// sent after our last line does not make the close a reset.
-pub(super) fn linger(mut stream: &TcpStream, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    let mut sink = [0u8; 1024];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match stream.read(&mut sink) {
-            Ok(0) => return,
-            Ok(_) => continue,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
         }
     }
 }

@@ -93,6 +93,14 @@ impl Admission {
         true
     }
 
+    /// Wakes every connection's reader from its blocking read, so that it sees the
+    /// shutdown at once rather than when its client closes.
+    pub fn wake_all(&self) {
+        for shared in self.table.lock().live.values().flatten() {
+            shared.wake_reader();
+        }
+    }
+
     /// Cuts every live connection (both directions), waking its threads.
     pub fn cut_all(&self) {
         for shared in self.table.lock().live.values().flatten() {
@@ -114,6 +122,11 @@ impl Drop for Ticket {
     fn drop(&mut self) {
         let mut t = self.admission.table.lock();
         t.live.remove(&self.conn);
+        // After a spike of connections, give the table's memory back.
+        if t.live.capacity() > 64 && t.live.len() < t.live.capacity() / 4 {
+            let keep = (t.live.len() * 2).max(64);
+            t.live.shrink_to(keep);
+        }
         if let Some(n) = t.per_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

@@ -19,9 +19,9 @@ use crossbeam_channel::{Receiver, SendError, Sender, bounded};
 use super::LINGER;
 use super::ToHub;
 use super::admission::Ticket;
-use super::outbox::Outbox;
+use super::outbox::{MAX_IN_FLIGHT, Outbox, Room};
 use super::pool::Pool;
-use super::shared::ConnShared;
+use super::shared::{ConnShared, linger};
 use crate::conn_id::ConnId;
 use crate::hub::{Answer, Output};
 use crate::protocol::cause::Cause;
@@ -97,6 +97,10 @@ struct Reader {
     /// The read timeout currently set on the socket.
     armed: Option<Duration>,
     pings: u64,
+    /// Commands given to the hub for it to answer (see [`Outbox::wait_room`]).
+    sent: u64,
+    /// The next command waits until the hub has answered every earlier one.
+    sync_next: bool,
     /// Flood control: PDUs that may still be read before waiting (`--rate`).
     budget: f64,
     budget_at: Instant,
@@ -109,10 +113,12 @@ struct Reader {
 /// that what stays on the stack while an idle connection waits in `read` is small: an idle
 /// client then costs two stack pages, not three.
 pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
+    conn.shared.set_reader(true);
     let ticket_and_reader = Reader::start(conn, settings, hub);
     let (ticket, mut reader) = ticket_and_reader;
     let ending = reader.run();
     reader.finish(ending);
+    reader.shared.set_reader(false);
     drop(ticket);
     reader.session.on_closed();
 }
@@ -140,7 +146,6 @@ impl Reader {
             settings.sendq,
             settings.ping_timeout,
         );
-        let _ = outbox.push(reply::GREETING.as_bytes());
         let now = Instant::now();
         let reader = Box::new(Reader {
             id,
@@ -155,9 +160,13 @@ impl Reader {
             last_rx: now,
             armed: None,
             pings: 0,
+            sent: 0,
+            sync_next: false,
             budget_at: now,
             peer_ip: peer.ip(),
         });
+        // After the session's LISTEN -> NEGOTIATING, which it follows from.
+        let _ = reader.outbox.push(reply::GREETING.as_bytes());
         (ticket, reader)
     }
 
@@ -207,7 +216,11 @@ impl Reader {
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     continue;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::Interrupted => match self.shared.end() {
+                    // Woken by the server (shutdown): the transition is logged now.
+                    Some(cause) => return Ending::Fault(cause),
+                    None => continue,
+                },
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                     return Ending::Fault(self.outside_cause(Cause::Reset));
                 }
@@ -224,10 +237,17 @@ impl Reader {
                 let line = match line {
                     Ok(line) => line,
                     Err(e) => {
-                        log::trace!("{} <- (framing violation: {e})", self.session.tag());
+                        log::trace!(
+                            "{} <- (framing violation: {e}) {}",
+                            self.session.tag(),
+                            framer.rejected()
+                        );
                         return Ending::Closing(self.session.on_frame_error(e));
                     }
                 };
+                if let Some(end) = self.wait_room() {
+                    return end;
+                }
                 log::trace!("{} <- {}", self.session.tag(), escape(line.as_bytes()));
                 self.throttle();
                 let step = self.session.on_line(line);
@@ -239,6 +259,44 @@ impl Reader {
                 large = vec![0; LARGE_READ];
             }
         }
+    }
+
+    /// Backpressure before the next command (§7): waits while more than `--sendq` of this
+    /// client's output is queued or too many of its commands are still with the hub, so a
+    /// client that pipelines commands without reading the replies is slowed by TCP and its
+    /// replies stay bounded. A `users` list, or a log that must show each reply before the
+    /// next command (`-vv`), waits for every earlier command to be answered. Past the write
+    /// timeout with the queue still over `--sendq`, the client is a slow consumer.
+    fn wait_room(&mut self) -> Option<Ending> {
+        let in_flight = if self.sync_next || log::log_enabled!(log::Level::Trace) {
+            0
+        } else {
+            MAX_IN_FLIGHT
+        };
+        self.sync_next = false;
+        self.outbox.wait_behind();
+        match self.outbox.wait_room(self.sent, in_flight) {
+            Room::Free => None,
+            Room::Closing => Some(Ending::Fault(
+                self.shared.end().unwrap_or(Cause::ServerShutdown),
+            )),
+            Room::Full => {
+                log::warn!(
+                    "{} replies over --sendq {} unread for {:?}: dropping slow consumer",
+                    self.session.tag(),
+                    self.settings.sendq,
+                    self.settings.ping_timeout
+                );
+                self.outbox.abort(Cause::SlowConsumer);
+                Some(Ending::Fault(Cause::SlowConsumer))
+            }
+        }
+    }
+
+    /// Gives the hub a command it answers (counted for [`Reader::wait_room`]).
+    fn ask_hub_async(&mut self, msg: ToHub) -> Option<Ending> {
+        self.sent += 1;
+        self.to_hub(msg)
     }
 
     /// A fault seen by the reader, unless someone else recorded why the connection ends.
@@ -270,6 +328,10 @@ impl Reader {
                 let line = format!("ping {token}\r\n");
                 log::debug!("{} sends ping {token}", self.session.tag());
                 if self.outbox.push(line.as_bytes()).is_err() {
+                    log::warn!(
+                        "{} output queue full, no room for a ping: dropping slow consumer",
+                        self.session.tag()
+                    );
                     self.outbox.abort(Cause::SlowConsumer);
                     return Some(Ending::Fault(Cause::SlowConsumer));
                 }
@@ -352,10 +414,10 @@ impl Reader {
                 log::debug!("{} pong, rtt {:?}", self.session.tag(), sent.elapsed());
                 None
             }
-            Step::Reply(line) => self.to_hub(ToHub::Respond { conn, line }),
+            Step::Reply(line) => self.ask_hub_async(ToHub::Respond { conn, line }),
             Step::Capa => {
                 let line = self.settings.capa.clone();
-                self.to_hub(ToHub::Respond { conn, line })
+                self.ask_hub_async(ToHub::Respond { conn, line })
             }
             Step::Register(nick) => {
                 let answers = self.answers.0.clone();
@@ -395,14 +457,19 @@ impl Reader {
                     Err(end) => Some(end),
                 }
             }
-            Step::Chat { line, recipient } => self.to_hub(ToHub::Chat {
+            Step::Chat { line, recipient } => self.ask_hub_async(ToHub::Chat {
                 conn,
                 line,
                 recipient,
             }),
-            Step::Receipt { line, sender } => self.to_hub(ToHub::Receipt { conn, line, sender }),
-            Step::Users => self.to_hub(ToHub::Users { conn }),
-            Step::Notif(on) => self.to_hub(ToHub::Notif { conn, on }),
+            Step::Receipt { line, sender } => {
+                self.ask_hub_async(ToHub::Receipt { conn, line, sender })
+            }
+            Step::Users => {
+                self.sync_next = true;
+                self.ask_hub_async(ToHub::Users { conn })
+            }
+            Step::Notif(on) => self.ask_hub_async(ToHub::Notif { conn, on }),
             Step::Close(closing) => Some(Ending::Closing(closing)),
         }
     }
@@ -439,26 +506,7 @@ impl Reader {
             Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::SlowConsumer
         ) && !matches!(self.shared.end(), Some(Cause::SlowConsumer | Cause::Reset));
         if orderly {
-            self.linger();
-        }
-    }
-
-    /// Reads and discards input until end of stream or [`LINGER`] passes, so that data the
-    /// client sent after our last line does not make the close a reset.
-    fn linger(&self) {
-        let deadline = Instant::now() + LINGER;
-        let mut sink = [0u8; 1024];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || self.shared.socket().set_read_timeout(Some(left)).is_err() {
-                return;
-            }
-            match self.shared.socket().read(&mut sink) {
-                Ok(0) => return,
-                Ok(_) => continue,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
+            linger(self.shared.socket(), LINGER);
         }
     }
 }

@@ -2,8 +2,21 @@
 //! writer thread with a budget (`--sendq`), and the means to end the connection.
 //!
 //! The hub holds one [`Outbox`] per client and never blocks on it: a push appends bytes
-//! under a short lock, and a push past the budget is refused so that the hub can drop the
-//! slow consumer instead of waiting for it.
+//! under a short lock. The budget has two bounds (§7). Past `--sendq` (the soft bound) the
+//! line is still queued and the writer woken at once; the writer offers the socket its
+//! bytes without blocking, and if it takes nothing for [`STALL`] while more than `--sendq`
+//! waits, the client is not reading: it is dropped as a slow consumer. A queue over
+//! `--sendq` only because the writer has not run yet is not a reason to drop anyone, and a
+//! relay that leaves a recipient over it holds its sender's next command back
+//! ([`Outbox::wait_behind`]) so that a fast sender cannot outrun a reading recipient. Past [`HARD_SENDQ`] times
+//! `--sendq` (the hard bound) a relayed line is refused whatever the cause, so that the hub
+//! drops the client instead of waiting for it or holding unbounded memory.
+//!
+//! Responses to the client's own commands ([`Output::respond`]) are never refused: the
+//! client's reader bounds them instead ([`Outbox::wait_room`]): before it takes the next
+//! command it waits while more than `--sendq` is queued or too many commands are still
+//! with the hub, so a client that pipelines commands without reading replies is slowed by
+//! TCP, and dropped only if its queue stays over `--sendq` for the write timeout.
 //!
 //! The writer of the connection (`xscp-write-<id>`) takes everything
 //! queued at once and writes it in one system call, so whatever piled up while it wrote
@@ -12,17 +25,20 @@
 //! without any: an idle client then costs one thread (its reader), not two. The next push
 //! starts it again. A write that fails or times out (`--ping-timeout`: the client's window
 //! stays closed) ends the connection: the cause is recorded and the socket cut, which wakes
-//! the reader.
+//! the reader. The socket stays blocking (its reader shares it): the writer's sends are
+//! non-blocking one call at a time, and it waits for room with `poll`.
 
 use std::io::{ErrorKind, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::pool::{Job, Pool};
 use super::shared::ConnShared;
+use super::sys;
+use crate::config::SOCKET_WRITES_TARGET;
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
 use crate::protocol::reply::escape;
@@ -30,6 +46,18 @@ use crate::protocol::reply::escape;
 /// Queued bytes past which a sleeping writer is woken at once rather than at the end of
 /// the hub's burst.
 pub const WAKE_BYTES: usize = 16 * 1024;
+
+/// The hard bound on a client's queue, in multiples of `--sendq`: past it a relayed line is
+/// refused and the client dropped, whatever the reason its queue is long.
+pub const HARD_SENDQ: usize = 4;
+
+/// How many of a client's commands may be with the hub, unanswered, before its reader
+/// waits (see [`Outbox::wait_room`]); this bounds the responses queued behind `--sendq`.
+pub const MAX_IN_FLIGHT: u64 = 64;
+
+/// How long the socket of a client with more than `--sendq` queued may take nothing before
+/// the client is a slow consumer: the client is not reading.
+pub const STALL: Duration = Duration::from_millis(100);
 
 /// How long a writer waits for output before it gives its thread back.
 pub const WRITER_IDLE: Duration = Duration::from_millis(50);
@@ -54,6 +82,31 @@ struct Queue {
     done: bool,
     /// A push left the writer to be woken later ([`Outbox::queue`]).
     wake_pending: bool,
+    /// Commands of this client the hub has handled ([`Output::handled`]).
+    handled: u64,
+    /// Threads waiting on `room` (this client's reader, senders held back by it).
+    waiters: usize,
+    /// A recipient this client's last relay left over `--sendq` ([`Output::relay`]): the
+    /// reader waits for it to drain before the next command.
+    behind: Option<Outbox>,
+}
+
+impl Queue {
+    /// Bytes queued and not yet written.
+    fn queued(&self) -> usize {
+        self.buf.len() + self.writing
+    }
+}
+
+/// What [`Outbox::wait_room`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// The reader may take the next command.
+    Free,
+    /// The connection is closing.
+    Closing,
+    /// More than `--sendq` stayed queued for the whole write timeout: a slow consumer.
+    Full,
 }
 
 /// The state behind an [`Outbox`], shared with its writer.
@@ -64,11 +117,14 @@ struct Inner {
     ready: Condvar,
     /// The close is done.
     finished: Condvar,
+    /// The queue went down or the hub handled a command (for a reader in `wait_room`).
+    room: Condvar,
     shared: Arc<ConnShared>,
     tag: String,
     name: String,
     pool: Arc<Pool>,
     sendq: usize,
+    write_timeout: Duration,
 }
 
 /// The sending end of one connection: a byte queue bounded by `--sendq`, drained by a
@@ -94,12 +150,68 @@ impl Outbox {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             finished: Condvar::new(),
+            room: Condvar::new(),
             shared,
             tag,
             name: format!("xscp-write-{id}"),
             pool,
             sendq,
+            write_timeout,
         }))
+    }
+
+    /// The reader's backpressure: waits until at most `in_flight` of the `sent` commands
+    /// the reader gave the hub are unhandled and at most `--sendq` bytes are queued, or the
+    /// connection closes. [`Room::Full`] when the queue stays over `--sendq` for the write
+    /// timeout (the client does not read its replies). Never called by the hub.
+    pub fn wait_room(&self, sent: u64, in_flight: u64) -> Room {
+        let inner = &self.0;
+        let mut q = inner.queue.lock();
+        let mut deadline = std::time::Instant::now() + inner.write_timeout;
+        loop {
+            if q.closing {
+                return Room::Closing;
+            }
+            let over = q.queued() > inner.sendq;
+            if !over && sent.saturating_sub(q.handled) <= in_flight {
+                return Room::Free;
+            }
+            q.waiters += 1;
+            let timed_out = inner.room.wait_until(&mut q, deadline).timed_out();
+            q.waiters -= 1;
+            if timed_out {
+                if q.queued() > inner.sendq {
+                    return Room::Full;
+                }
+                // Only the hub is behind: it answers in the end.
+                deadline = std::time::Instant::now() + inner.write_timeout;
+            }
+        }
+    }
+
+    /// The sender's side of [`Output::relay`]: if this client's last relay left a recipient
+    /// over `--sendq`, waits (at most the write timeout) until that recipient's queue is
+    /// back under it or closes. Called by this client's reader, never by the hub.
+    pub fn wait_behind(&self) {
+        let Some(to) = self.0.queue.lock().behind.take() else {
+            return;
+        };
+        let deadline = std::time::Instant::now() + to.0.write_timeout;
+        let mut q = to.0.queue.lock();
+        while !q.closing && q.queued() > to.0.sendq {
+            q.waiters += 1;
+            let timed_out = to.0.room.wait_until(&mut q, deadline).timed_out();
+            q.waiters -= 1;
+            if timed_out {
+                log::debug!(
+                    "{} still over --sendq after {:?}: {} goes on",
+                    to.0.tag,
+                    to.0.write_timeout,
+                    self.0.tag
+                );
+                return;
+            }
+        }
     }
 
     /// Queues `line` for the writer and wakes it. Refused once more than `--sendq` bytes
@@ -119,6 +231,23 @@ impl Outbox {
         while !q.done {
             self.0.finished.wait(&mut q);
         }
+    }
+
+    /// Appends `line` and says when the writer must be woken (see [`Output::queue`]).
+    fn append(&self, mut q: MutexGuard<'_, Queue>, line: &[u8]) -> Wake {
+        self.0.log_sent(line);
+        q.buf.extend_from_slice(line);
+        if q.running && !q.idle {
+            return Wake::No; // The writer is busy and will find it.
+        }
+        if q.buf.len() >= WAKE_BYTES || q.queued() > self.0.sendq {
+            return Wake::Now;
+        }
+        if q.wake_pending {
+            return Wake::No;
+        }
+        q.wake_pending = true;
+        Wake::Later
     }
 
     /// Gets the queue drained: signals the idle writer, or starts one.
@@ -154,26 +283,55 @@ impl Output for Outbox {
     /// each writer once per burst of messages instead of once per line, which saves a
     /// context switch per relayed message. Says whether and when the caller must call
     /// [`Output::wake_now`]: once the queue holds [`WAKE_BYTES`], at once.
+    /// Refused past the hard bound ([`HARD_SENDQ`] times `--sendq`); past `--sendq` the
+    /// writer is woken at once, to find out whether the client still reads.
     fn queue(&self, line: &[u8]) -> Result<Wake, Overflow> {
-        let mut q = self.0.queue.lock();
+        let q = self.0.queue.lock();
         if q.closing {
             return Ok(Wake::No);
         }
-        if q.buf.len() + q.writing + line.len() > self.0.sendq {
+        if q.queued() + line.len() > self.0.sendq.saturating_mul(HARD_SENDQ) {
             return Err(Overflow);
         }
-        q.buf.extend_from_slice(line);
-        if q.running && !q.idle {
-            return Ok(Wake::No); // The writer is busy and will find it.
+        Ok(self.append(q, line))
+    }
+
+    /// Queues a response to the client's own command: never refused (the reader bounds
+    /// these, see [`Outbox::wait_room`]).
+    fn respond(&self, line: &[u8]) -> Wake {
+        let q = self.0.queue.lock();
+        if q.closing {
+            return Wake::No;
         }
-        if q.buf.len() >= WAKE_BYTES {
-            return Ok(Wake::Now);
+        self.append(q, line)
+    }
+
+    /// One more of the client's commands is handled: lets a waiting reader go on.
+    fn handled(&self) {
+        let mut q = self.0.queue.lock();
+        q.handled += 1;
+        if q.waiters > 0 {
+            self.0.room.notify_all();
         }
-        if q.wake_pending {
+    }
+
+    fn relay(&self, line: &[u8], from: &Self) -> Result<Wake, Overflow> {
+        let q = self.0.queue.lock();
+        if q.closing {
             return Ok(Wake::No);
         }
-        q.wake_pending = true;
-        Ok(Wake::Later)
+        if q.queued() + line.len() > self.0.sendq.saturating_mul(HARD_SENDQ) {
+            return Err(Overflow);
+        }
+        let over = q.queued() + line.len() > self.0.sendq;
+        let wake = self.append(q, line);
+        if over && !Arc::ptr_eq(&self.0, &from.0) {
+            let mut f = from.0.queue.lock();
+            if !f.closing && f.behind.is_none() {
+                f.behind = Some(self.clone());
+            }
+        }
+        Ok(wake)
     }
 
     /// Wakes the writer for what [`Output::queue`] left.
@@ -190,8 +348,11 @@ impl Output for Outbox {
         if q.closing {
             return;
         }
+        self.0.log_sent(lines.as_bytes());
         q.buf.extend_from_slice(lines.as_bytes());
         q.closing = true;
+        q.behind = None;
+        self.0.room.notify_all();
         self.wake(q);
     }
 
@@ -203,6 +364,8 @@ impl Output for Outbox {
         let mut q = self.0.queue.lock();
         q.buf = Vec::new();
         q.closing = true;
+        q.behind = None;
+        self.0.room.notify_all();
         self.wake(q);
     }
 
@@ -213,6 +376,17 @@ impl Output for Outbox {
 }
 
 impl Inner {
+    /// The audit log of what the server sends (`-vv`): each line where it is queued, by
+    /// whichever thread decided to send it, under the queue's lock; so a connection's log
+    /// shows every line it is sent after the line that caused it, in the order sent.
+    fn log_sent(&self, lines: &[u8]) {
+        if log::log_enabled!(log::Level::Trace) {
+            for line in lines.split_inclusive(|&b| b == b'\n') {
+                log::trace!("{} -> {}", self.tag, escape(line.trim_ascii_end()));
+            }
+        }
+    }
+
     /// The writer (`xscp-write-<id>`): drains the queue until the close, an error, or
     /// [`WRITER_IDLE`] without output.
     fn drain(&self) {
@@ -225,8 +399,14 @@ impl Inner {
                 q.writing = batch.len();
                 let written = MutexGuard::unlocked(&mut q, || self.write(&batch));
                 q.writing = 0;
+                if q.waiters > 0 {
+                    self.room.notify_all();
+                }
                 if written.is_err() {
                     q.buf = Vec::new();
+                    q.closing = true;
+                    q.behind = None;
+                    self.room.notify_all();
                     return self.finish(q);
                 }
                 batch.clear();
@@ -258,23 +438,87 @@ impl Inner {
         self.finished.notify_all();
     }
 
-    /// Writes one batch; on failure records why and cuts the connection.
+    /// Writes one batch; on failure records why and cuts the connection. The socket is
+    /// offered the bytes without blocking; while it takes nothing the writer waits for
+    /// room, and the client is a slow consumer (§7) once more than `--sendq` is queued
+    /// and the socket has taken nothing for [`STALL`], or once the write has taken the
+    /// write timeout.
     fn write(&self, batch: &[u8]) -> Result<(), ()> {
-        if log::log_enabled!(log::Level::Trace) {
-            for line in batch.split_inclusive(|&b| b == b'\n') {
-                log::trace!("{} -> {}", self.tag, escape(line.trim_ascii_end()));
+        let socket = self.shared.socket();
+        let started = Instant::now();
+        let mut progress = started;
+        let mut rest = batch;
+        while !rest.is_empty() {
+            match sys::send_now(socket, rest) {
+                Ok(n) => {
+                    log::trace!(
+                        target: SOCKET_WRITES_TARGET,
+                        "{} socket write: {n} of {} bytes",
+                        self.tag,
+                        rest.len()
+                    );
+                    rest = &rest[n..];
+                    progress = Instant::now();
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    log::trace!(
+                        target: SOCKET_WRITES_TARGET,
+                        "{} socket write: {} bytes",
+                        self.tag,
+                        rest.len()
+                    );
+                    let mut socket = socket;
+                    return socket.write_all(rest).map_err(|e| self.failed(&e));
+                }
+                Err(e) if e.kind() != ErrorKind::WouldBlock => {
+                    self.failed(&e);
+                    return Err(());
+                }
+                Err(_) => {}
             }
+            let now = Instant::now();
+            let queued = self.queue.lock().queued();
+            if queued > self.sendq && now.duration_since(progress) >= STALL {
+                log::warn!(
+                    "{} {queued} bytes queued (over --sendq {}) and the socket takes no \
+                     more: dropping slow consumer",
+                    self.tag,
+                    self.sendq
+                );
+                self.shared.set_end(Cause::SlowConsumer);
+                self.shared.cut();
+                return Err(());
+            }
+            let left = (started + self.write_timeout).saturating_duration_since(now);
+            if left.is_zero() {
+                self.failed(&std::io::Error::from(ErrorKind::TimedOut));
+                return Err(());
+            }
+            sys::wait_writable(socket, left.min(STALL));
         }
-        let mut socket = self.shared.socket();
-        socket.write_all(batch).map_err(|e| {
-            let cause = match e.kind() {
-                ErrorKind::WouldBlock | ErrorKind::TimedOut => Cause::SlowConsumer,
-                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Cause::Reset,
-                _ => Cause::Io(e.to_string()),
-            };
+        Ok(())
+    }
+
+    /// Records why a write failed and cuts the connection.
+    fn failed(&self, e: &std::io::Error) {
+        let cause = match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Cause::SlowConsumer,
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Cause::Reset,
+            _ => Cause::Io(e.to_string()),
+        };
+        if cause == Cause::SlowConsumer {
+            log::warn!(
+                "{} write failed: {e} (blocked for the write timeout, {:?}): dropping slow \
+                 consumer",
+                self.tag,
+                self.write_timeout
+            );
+        } else {
             log::debug!("{} write failed: {e}", self.tag);
-            self.shared.set_end(cause);
-            self.shared.cut();
-        })
+        }
+        self.shared.set_end(cause);
+        self.shared.cut();
     }
 }

@@ -1,6 +1,6 @@
 //! The few C library calls std does not offer, declared here once with their safety
-//! arguments: the listen backlog, waking a blocked `accept`, waiting for a client, and
-//! giving freed heap memory back to the system.
+//! arguments: the listen backlog, waking a blocked `accept`, waiting for a client, one
+//! non-blocking write on a blocking socket, and giving freed heap memory back to the system.
 
 use std::io;
 use std::net::TcpListener;
@@ -21,8 +21,9 @@ pub fn max_backlog() -> i32 {
 mod imp {
     use std::ffi::{c_int, c_short, c_ulong};
     use std::io;
-    use std::net::TcpListener;
-    use std::os::fd::AsRawFd;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::time::Duration;
 
     #[repr(C)]
     struct PollFd {
@@ -40,6 +41,7 @@ mod imp {
     /// `SHUT_RD` (the same on Linux and the BSDs).
     const SHUT_RD: c_int = 0;
     const POLLIN: c_short = 1;
+    const POLLOUT: c_short = 4;
 
     fn check(ret: c_int) -> io::Result<()> {
         if ret < 0 {
@@ -61,17 +63,30 @@ mod imp {
         check(unsafe { shutdown(listener.as_raw_fd(), SHUT_RD) })
     }
 
-    pub fn wait_readable(listener: &TcpListener) {
+    /// Waits for `events` on `fd`, which the caller keeps open across the call, for at
+    /// most `timeout` milliseconds (-1: no limit).
+    fn poll_one(fd: RawFd, events: c_short, timeout: c_int) {
         let mut pfd = PollFd {
-            fd: listener.as_raw_fd(),
-            events: POLLIN,
+            fd,
+            events,
             revents: 0,
         };
         // SAFETY: `pfd` is one valid, initialised pollfd that lives across the call,
-        // matching nfds = 1; the descriptor belongs to `listener`, which outlives the call.
+        // matching nfds = 1; the caller keeps the descriptor open across the call.
         unsafe {
-            poll(&mut pfd, 1, -1);
+            poll(&mut pfd, 1, timeout);
         }
+    }
+
+    pub fn wait_readable(listener: &TcpListener) {
+        poll_one(listener.as_raw_fd(), POLLIN, -1);
+    }
+
+    pub fn wait_writable(stream: &TcpStream, timeout: Duration) {
+        let ms = c_int::try_from(timeout.as_millis())
+            .unwrap_or(c_int::MAX)
+            .max(1);
+        poll_one(stream.as_raw_fd(), POLLOUT, ms);
     }
 }
 
@@ -89,6 +104,8 @@ mod imp {
     }
 
     pub fn wait_readable(_listener: &TcpListener) {}
+
+    pub fn wait_writable(_stream: &std::net::TcpStream, _timeout: std::time::Duration) {}
 }
 
 /// Sets the backlog of an already listening socket (calling `listen` again does that on
@@ -106,6 +123,128 @@ pub fn shutdown_read(listener: &TcpListener) -> io::Result<()> {
 /// Blocks until a connection is waiting on `listener`, or the listener is shut down.
 pub fn wait_readable(listener: &TcpListener) {
     imp::wait_readable(listener)
+}
+
+#[cfg(target_os = "linux")]
+mod nb {
+    use std::ffi::{c_int, c_void};
+    use std::io;
+    use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
+
+    unsafe extern "C" {
+        fn send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> isize;
+    }
+
+    /// Linux's `MSG_DONTWAIT` and `MSG_NOSIGNAL`.
+    const MSG_DONTWAIT: c_int = 0x40;
+    const MSG_NOSIGNAL: c_int = 0x4000;
+
+    pub fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: the descriptor belongs to `stream`, borrowed for the call, so it stays
+        // open; `buf` is a valid, initialised slice of `buf.len()` bytes that outlives the
+        // call, and send() only reads from it. The flags make this one call non-blocking
+        // without changing the socket's mode, which its reader shares.
+        let n = unsafe {
+            send(
+                stream.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                MSG_DONTWAIT | MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod nb {
+    use std::io;
+    use std::net::TcpStream;
+
+    pub fn send_now(_stream: &TcpStream, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// Blocks until `stream` takes more bytes, or `timeout` passes (at once where `poll` is not
+/// declared here).
+pub fn wait_writable(stream: &std::net::TcpStream, timeout: std::time::Duration) {
+    imp::wait_writable(stream, timeout)
+}
+
+/// Writes what `stream`'s send buffer takes of `buf` now, without blocking and without
+/// changing the socket's blocking mode (its reader blocks on it): `WouldBlock` when it takes
+/// nothing. `Unsupported` where the call is not available.
+pub fn send_now(stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
+    nb::send_now(stream, buf)
+}
+
+#[cfg(unix)]
+mod wake {
+    use std::ffi::c_int;
+
+    unsafe extern "C" {
+        fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
+        fn siginterrupt(sig: c_int, flag: c_int) -> c_int;
+        fn pthread_self() -> usize;
+        fn pthread_kill(thread: usize, sig: c_int) -> c_int;
+    }
+
+    /// `SIGUSR1` (Linux).
+    const SIGUSR1: c_int = 10;
+
+    extern "C" fn nothing(_sig: c_int) {}
+
+    pub fn install() {
+        // SAFETY: `nothing` is an async-signal-safe handler that does nothing and lives
+        // for the whole program; siginterrupt only clears SA_RESTART for the signal, so
+        // that a blocking read it interrupts returns EINTR.
+        unsafe {
+            signal(SIGUSR1, nothing);
+            siginterrupt(SIGUSR1, 1);
+        }
+    }
+
+    pub fn this_thread() -> u64 {
+        // SAFETY: pthread_self takes nothing and always succeeds.
+        unsafe { pthread_self() as u64 }
+    }
+
+    pub fn wake(thread: u64) {
+        // SAFETY: callers pass an id from `this_thread` of a thread that is still running
+        // (they hold the lock under which that thread clears its id before it moves on),
+        // and the signal has the do-nothing handler installed by `install` first.
+        unsafe {
+            pthread_kill(thread as usize, SIGUSR1);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod wake {
+    pub fn install() {}
+    pub fn this_thread() -> u64 {
+        0
+    }
+    pub fn wake(_thread: u64) {}
+}
+
+/// Installs the do-nothing handler of the signal that [`wake_thread`] sends, so that it
+/// interrupts a blocking read instead of ending the process. Call before any wake.
+pub fn install_wake() {
+    wake::install()
+}
+
+/// The calling thread, for [`wake_thread`].
+pub fn this_thread() -> u64 {
+    wake::this_thread()
+}
+
+/// Interrupts a blocking read of `thread` (it returns `Interrupted`), which must still be
+/// running and must not exit meanwhile; [`install_wake`] must have run.
+pub fn wake_thread(thread: u64) {
+    wake::wake(thread)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

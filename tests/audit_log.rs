@@ -1,0 +1,157 @@
+//! The audit log of PROTOCOL.md §7 at `-vv`: for each connection the log is causal. A line
+//! the server sends appears where the server decided to send it, after the line that caused
+//! it and before anything that came later; transitions appear when they happen.
+
+use crate::harness::{BYE, GREETING, Server};
+
+// `Server::start` runs `xscpd -v`; one more `-v` here makes `-vv`: every PDU, and no
+// socket writes (those are `-vvv`).
+
+/// A connection's log lines, each without its timestamp, level and `conn=N peer=ADDR` tag.
+fn conn_lines(server: &Server, peer: &str) -> Vec<String> {
+    server
+        .peer_log(peer)
+        .iter()
+        .filter_map(|l| l.split_once(peer).map(|(_, rest)| rest.to_string()))
+        .collect()
+}
+
+/// Input pipelined in one write (`uname mallory` and a spoofed `chatm`): the greeting is
+/// logged as sent before the first line read, each reply after the line that caused it and
+/// before the next line read, the violation after the line that made it, the last lines
+/// after the violation, and the close last.
+#[test]
+fn a_pipelined_session_is_logged_in_causal_order() {
+    let server = Server::start(&["-v", "--hold", "0"]);
+    let mut c = server.connect();
+    let peer = c.peer();
+    c.send_raw(b"uname mallory\r\nchatm eve mallory hi\r\n");
+    c.expect_close(&[
+        GREETING,
+        "+OK you are mallory",
+        "-ERR [SPOOF] eve is not your nickname",
+        "cquit protocol violation",
+    ]);
+    server.wait_closed(&peer);
+    assert_eq!(
+        conn_lines(&server, &peer),
+        [
+            "LISTEN -> NEGOTIATING on tcp_connection_accepted",
+            "-> +OK xscp/1 ready",
+            "<- uname mallory",
+            "-> +OK you are mallory",
+            "NEGOTIATING -> ESTABLISHED on credentials_validated nick=mallory",
+            "<- chatm eve mallory hi",
+            "ESTABLISHED -> ABORTED on connection_error cause=spoofing",
+            "-> -ERR [SPOOF] eve is not your nickname",
+            "-> cquit protocol violation",
+            "ABORTED -> CLOSED on close",
+        ]
+    );
+}
+
+/// Pipelined replies of the reader itself (`ping`, `capa`-like responses) and of the hub
+/// (`users`) keep their places between the lines read, and `cquit`'s goodbye comes last.
+#[test]
+fn replies_are_logged_between_the_lines_that_caused_them() {
+    let server = Server::start(&["-v", "--hold", "0"]);
+    let mut c = server.connect();
+    let peer = c.peer();
+    c.send_raw(b"uname ann\r\nping a\r\nusers\r\nping b\r\ncquit\r\n");
+    c.expect_close(&[
+        GREETING,
+        "+OK you are ann",
+        "+OK pong a",
+        "+OK 1 users",
+        "ann",
+        ".",
+        "+OK pong b",
+        BYE,
+    ]);
+    server.wait_closed(&peer);
+    let lines = conn_lines(&server, &peer);
+    let io: Vec<&str> = lines
+        .iter()
+        .map(String::as_str)
+        .filter(|l| l.starts_with("<- ") || l.starts_with("-> "))
+        .collect();
+    assert_eq!(
+        io,
+        [
+            "-> +OK xscp/1 ready",
+            "<- uname ann",
+            "-> +OK you are ann",
+            "<- ping a",
+            "-> +OK pong a",
+            "<- users",
+            "-> +OK 1 users",
+            "-> ann",
+            "-> .",
+            "<- ping b",
+            "-> +OK pong b",
+            "<- cquit",
+            &format!("-> {BYE}"),
+        ]
+    );
+}
+
+/// A framing violation is logged at `-vv` with the bytes that were rejected (escaped), in
+/// its place: after the greeting, before the transition it causes.
+#[test]
+fn a_framing_violation_is_logged_with_its_bytes() {
+    let server = Server::start(&["-v", "--hold", "0"]);
+    let mut c = server.connect().greeted();
+    let peer = c.peer();
+    c.send_raw(b"uname ev\x07il\r\n");
+    let _ = c.until_eof();
+    server.wait_closed(&peer);
+    let lines = conn_lines(&server, &peer);
+    let at = |what: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} in {lines:#?}"))
+    };
+    let violation = at("<- (framing violation: control byte 0x07 in line)");
+    assert!(
+        lines[violation].ends_with(" uname ev\\x07"),
+        "the rejected bytes: {}",
+        lines[violation]
+    );
+    assert!(at("-> +OK xscp/1 ready") < violation);
+    assert!(violation < at("NEGOTIATING -> ABORTED"));
+}
+
+/// On shutdown (SIGTERM) a connection's transition is logged when the server tells it
+/// `cquit server shutting down`, not when its client closes: the client here keeps its
+/// end open, and the transition and the close still come before the server gives up
+/// waiting.
+#[test]
+fn a_shutdown_is_logged_when_the_server_makes_it() {
+    let mut server = Server::start(&["-v", "--hold", "0"]);
+    let mut c = server.connect().greeted();
+    let peer = c.peer();
+    c.send("uname bob");
+    c.expect("+OK you are bob");
+    server.signal("TERM");
+    c.expect("cquit server shutting down");
+    assert!(c.try_line().is_none(), "end of stream after the cquit");
+    assert!(server.wait_exit().success());
+    let lines = conn_lines(&server, &peer);
+    assert_eq!(
+        lines[lines.len() - 3..],
+        [
+            "-> cquit server shutting down",
+            "ESTABLISHED -> UPDATE on server_shutdown",
+            "UPDATE -> CLOSED on close",
+        ]
+    );
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|l| l.contains("did not close in time")),
+        "the server gave up waiting"
+    );
+    drop(c);
+}

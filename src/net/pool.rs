@@ -9,14 +9,15 @@
 //! to the system (at most a few times per spike), so that the memory use comes back down
 //! too.
 
+use std::collections::VecDeque;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError, bounded};
+use parking_lot::{Condvar, Mutex};
 
 /// How long an idle pooled thread waits for work before it exits.
 pub const IDLE_KEEP: Duration = Duration::from_secs(5);
@@ -127,45 +128,75 @@ const RESERVED_MAPS: usize = 2048;
 pub struct Pool {
     stack: usize,
     budget: Arc<Budget>,
-    /// Rendezvous channel: a send succeeds only if an idle thread is waiting.
-    tx: Sender<Job>,
-    rx: Receiver<Job>,
+    idle: Mutex<Idle>,
+    /// A job was handed to the idle threads.
+    handed: Condvar,
+}
+
+/// The pool's idle threads and the jobs handed to them.
+#[derive(Debug, Default)]
+struct Idle {
+    /// Idle threads no job is promised to.
+    free: usize,
+    /// Jobs handed over, each promised to one idle thread (so never more than there are).
+    jobs: VecDeque<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
 }
 
 impl Pool {
     /// An empty pool whose threads get `stack` bytes of stack, within `budget`.
     pub fn new(stack: usize, budget: Arc<Budget>) -> Arc<Pool> {
-        let (tx, rx) = bounded(0);
         Arc::new(Pool {
             stack,
             budget,
-            tx,
-            rx,
+            idle: Mutex::new(Idle::default()),
+            handed: Condvar::new(),
         })
     }
 
     /// Runs `job` on an idle thread, or on a new one. If no thread can be started, the job
     /// is handed back with the error, so the caller can still refuse the client properly.
+    ///
+    /// An idle thread sleeps on a condition variable and is woken once, without spinning
+    /// or yielding on either side (a rendezvous channel's back-off cost a churn of short
+    /// connections several `sched_yield`s each).
     pub fn run(self: &Arc<Self>, job: Job) -> Result<(), (io::Error, Job)> {
-        let job = match self.tx.try_send(job) {
-            Ok(()) => return Ok(()),
-            Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => job,
-        };
+        {
+            let mut idle = self.idle.lock();
+            if idle.free > 0 {
+                idle.free -= 1;
+                idle.jobs.push_back(job);
+                drop(idle);
+                self.handed.notify_one();
+                return Ok(());
+            }
+        }
         if !self.budget.take() {
             let e = io::Error::other(format!("thread budget of {} exhausted", self.budget.max()));
             return Err((e, job));
         }
-        // A one-slot channel carries the first job, so that it is not lost if spawn fails.
-        let (first_tx, first_rx) = bounded(1);
-        let keep = first_rx.clone();
-        let name = job.name.clone();
-        let _ = first_tx.send(job);
+        // The first job waits in a slot the caller keeps, so that it is not lost if spawn
+        // fails.
+        let first = Arc::new(Mutex::new(Some(job)));
+        let keep = Arc::clone(&first);
+        let name = first
+            .lock()
+            .as_ref()
+            .map(|j| j.name.clone())
+            .unwrap_or_default();
         let pool = Arc::clone(self);
         let spawned = thread::Builder::new()
             .name(name)
             .stack_size(self.stack)
             .spawn(move || {
-                if let Ok(job) = first_rx.recv() {
+                let job = first.lock().take();
+                drop(first);
+                if let Some(job) = job {
                     pool.work(job);
                 }
                 pool.budget.exit_idle();
@@ -174,9 +205,9 @@ impl Pool {
             Ok(_) => Ok(()),
             Err(e) => {
                 self.budget.give_back();
-                match keep.try_recv() {
-                    Ok(job) => Err((e, job)),
-                    Err(_) => Ok(()), // The thread did start and took it.
+                match keep.lock().take() {
+                    Some(job) => Err((e, job)),
+                    None => Ok(()), // The thread did start and took it.
                 }
             }
         }
@@ -189,9 +220,28 @@ impl Pool {
                 log::error!("BUG: thread {} panicked; it returns to the pool", job.name);
             }
             set_thread_name("xscp-idle");
-            match self.rx.recv_timeout(IDLE_KEEP) {
-                Ok(next) => job = next,
-                Err(_) => return,
+            match self.next_job() {
+                Some(next) => job = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Waits for a job as an idle thread; `None` after [`IDLE_KEEP`] without one.
+    fn next_job(&self) -> Option<Job> {
+        let deadline = Instant::now() + IDLE_KEEP;
+        let mut idle = self.idle.lock();
+        idle.free += 1;
+        loop {
+            // A job handed over while this thread waited is promised to some idle thread;
+            // whichever wakes first takes it.
+            if let Some(job) = idle.jobs.pop_front() {
+                return Some(job);
+            }
+            if self.handed.wait_until(&mut idle, deadline).timed_out() && idle.jobs.is_empty() {
+                // No job is promised to this thread: it leaves the idle count.
+                idle.free -= 1;
+                return None;
             }
         }
     }
@@ -221,7 +271,21 @@ fn set_thread_name(_name: &str) {}
 
 #[cfg(test)]
 mod tests {
+    use crossbeam_channel::bounded;
+
     use super::*;
+
+    /// Waits (at most 20 s) until `n` of the pool's threads are idle with no job promised.
+    fn wait_idle(pool: &Pool, n: usize) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while pool.idle.lock().free < n {
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::yield_now();
+        }
+        true
+    }
 
     #[test]
     fn a_finished_thread_takes_the_next_job() {
@@ -233,12 +297,14 @@ mod tests {
         });
         assert!(pool.run(job).is_ok());
         let first = rx.recv().unwrap();
-        // A send on the rendezvous channel completes only when an idle thread takes it.
+        // Once the thread is idle, the next job goes to it rather than to a new thread.
+        assert!(wait_idle(&pool, 1), "the thread never went idle");
         let job = Job::new("b".into(), move || {
             let _ = tx.send(thread::current().id());
         });
-        assert!(pool.tx.send_timeout(job, Duration::from_secs(20)).is_ok());
+        assert!(pool.run(job).is_ok());
         assert_eq!(rx.recv().unwrap(), first);
+        assert_eq!(pool.budget.live.load(Ordering::SeqCst), 1);
     }
 
     #[test]

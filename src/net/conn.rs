@@ -29,8 +29,9 @@ use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
 use crate::protocol::session::{Closing, Limits, Session, Step, Timer};
 
-/// The read buffer every connection starts with (on the reader's stack).
-const SMALL_READ: usize = 512;
+/// The read buffer every connection starts with (on the reader's stack): small enough that
+/// an idle reader's stack stays two pages (its frames sit close to that boundary).
+const SMALL_READ: usize = 256;
 
 /// The read buffer of a connection whose reads fill the small one.
 const LARGE_READ: usize = 16 * 1024;

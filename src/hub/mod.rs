@@ -1,11 +1,13 @@
-//! The hub thread: it owns the nickname map, the name holds (§5.7) and the pending receipts,
-//! and routes every message between clients (PROTOCOL.md §5, §7).
+//! The hub thread: it owns the nickname map, the name holds (§5.7), the pending receipts and
+//! the mailboxes (§5.8), and routes every message between clients (PROTOCOL.md §5, §7).
 //!
 //! Readers send it [`ToHub`] messages over one bounded channel; it answers the few
 //! synchronous requests (registration, rename) on each reader's own channel and writes to
 //! clients only through their [`Output`] sides, which never block. So the hub never waits
-//! for a client, and one slow client cannot stall it: a push past `--sendq` drops that
-//! client.
+//! for a client, and one slow client cannot stall it: a relayed line past the hard bound
+//! (4 × `--sendq`) drops that client at once; below it the output side decides (§7: over
+//! `--sendq` and its socket takes no more), and a response to the client's own command is
+//! never refused.
 //!
 //! Ordering: every response to a client passes through here, in the order its reader sent
 //! the commands, so responses leave in command order and `+OK message relayed` is queued to

@@ -49,8 +49,9 @@ const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "--sendq BYTES",
-        "most output queued for one client before it is dropped as a slow consumer; \
-         suffixes K, KiB, M, MiB (default 256KiB)",
+        "output queued for one client past which it is dropped as a slow consumer \
+         if its socket takes no more; 4 x is a hard bound; suffixes K, KiB, M, MiB \
+         (default 256KiB)",
     ),
     (
         "--mailbox BYTES",

@@ -106,6 +106,8 @@ struct Reader {
     budget: f64,
     budget_at: Instant,
     peer_ip: IpAddr,
+    /// The outbox is claimed ([`Outbox::claim`]): the reader writes what the hub queued.
+    claimed: bool,
 }
 
 /// Serves one connection on the calling thread until it is closed.
@@ -165,9 +167,11 @@ impl Reader {
             sync_next: false,
             budget_at: now,
             peer_ip: peer.ip(),
+            claimed: false,
         });
-        // After the session's LISTEN -> NEGOTIATING, which it follows from.
-        let _ = reader.outbox.push(reply::GREETING.as_bytes());
+        // After the session's LISTEN -> NEGOTIATING, which it follows from. Written by this
+        // thread: the hub does not know the client yet, so nothing can come before it.
+        let _ = reader.outbox.push_here(reply::GREETING.as_bytes());
         (ticket, reader)
     }
 
@@ -252,7 +256,14 @@ impl Reader {
                 log::trace!("{} <- {}", self.session.tag(), escape(line.as_bytes()));
                 self.throttle();
                 let step = self.session.on_line(line);
-                if let Some(end) = self.execute(step) {
+                let end = self.execute(step);
+                if self.claimed {
+                    // Here rather than deeper down, so that an idle client's reader
+                    // stack stays two pages.
+                    self.claimed = false;
+                    self.outbox.release();
+                }
+                if let Some(end) = end {
                     return end;
                 }
             }
@@ -305,7 +316,10 @@ impl Reader {
         self.shared.end().unwrap_or(seen)
     }
 
-    /// Fires due timers and sets the read timeout to the next deadline.
+    /// Fires due timers and sets the read timeout to the next deadline. Not inlined, as
+    /// `throttle`: their locals then stay out of the read loop's frame, which is on the
+    /// stack whenever the reader writes (see `release` there).
+    #[inline(never)]
     fn run_timers(&mut self) -> Option<Ending> {
         let now = Instant::now();
         let s = &self.settings;
@@ -363,6 +377,7 @@ impl Reader {
 
     /// Flood control (`--rate`): past the budget, stop reading until it refills. The client
     /// is slowed by TCP backpressure; nothing is dropped.
+    #[inline(never)]
     fn throttle(&mut self) {
         let rate = f64::from(self.settings.rate);
         if rate == 0.0 {
@@ -393,8 +408,11 @@ impl Reader {
         }
     }
 
-    /// Asks the hub and waits for its answer.
-    fn ask_hub(&self, msg: ToHub) -> Result<Answer, Ending> {
+    /// Asks the hub and waits for its answer. The hub's reply is the reader's to write
+    /// (`claimed`), once back in the read loop: no writer thread is started for it.
+    fn ask_hub(&mut self, msg: ToHub) -> Result<Answer, Ending> {
+        self.outbox.claim();
+        self.claimed = true;
         if let Some(end) = self.to_hub(msg) {
             return Err(end);
         }
@@ -486,11 +504,14 @@ impl Reader {
             conn: self.id,
             lines,
         };
+        // This thread writes the last lines and the FIN itself (in `wait_done`) unless a
+        // writer runs: no writer thread is started for them.
+        self.outbox.claim();
         if let Err(SendError(ToHub::Depart { lines, .. })) = self.hub.send(depart) {
             // No hub (the server is stopping): say goodbye directly.
             self.outbox.finish(&lines);
         }
-        // Every way a connection ends queues a close for its writer (here, in the hub's
+        // Every way a connection ends queues a close (here, in the hub's
         // Depart, shutdown or slow-consumer abort), so this wait ends.
         self.outbox.wait_done();
         // End of stream may be the echo of a reset the writer met first: by now it has said

@@ -25,7 +25,11 @@
 //! without any: an idle client then costs one thread (its reader), not two. The next push
 //! starts it again. A write that fails or times out (`--ping-timeout`: the client's window
 //! stays closed) ends the connection: the cause is recorded and the socket cut, which wakes
-//! the reader. The socket stays blocking (its reader shares it): the writer's sends are
+//! the reader. The reader writes on its own thread what comes while it would only wait
+//! anyway ([`Outbox::claim`]): the greeting, the hub's reply to `uname`/`cname`, and the
+//! last lines and FIN; a client that connects, registers and quits then never needs a
+//! writer thread. The same `write` serves both, so the slow-consumer rule is the same.
+//! The socket stays blocking (its reader shares it): the writer's sends are
 //! non-blocking one call at a time, and it waits for room with `poll`.
 
 use std::io::{ErrorKind, Write};
@@ -82,6 +86,8 @@ struct Queue {
     done: bool,
     /// A push left the writer to be woken later ([`Outbox::queue`]).
     wake_pending: bool,
+    /// The reader writes what is queued itself ([`Outbox::claim`]): no writer is started.
+    inline: bool,
     /// Commands of this client the hub has handled ([`Output::handled`]).
     handled: u64,
     /// Threads waiting on `room` (this client's reader, senders held back by it).
@@ -115,7 +121,7 @@ struct Inner {
     queue: Mutex<Queue>,
     /// Output arrived for an idle writer.
     ready: Condvar,
-    /// The close is done.
+    /// The close is done, or there is output for a reader that writes it itself.
     finished: Condvar,
     /// The queue went down or the hub handled a command (for a reader in `wait_room`).
     room: Condvar,
@@ -224,11 +230,49 @@ impl Outbox {
         Ok(())
     }
 
-    /// Waits until the writer has closed (FIN sent) or failed. Every way a connection
-    /// ends queues a close (`finish` or `abort`), so this returns.
+    /// Queues `line` and writes it on the calling thread (the reader's) unless a writer
+    /// runs: the greeting costs no writer thread.
+    pub fn push_here(&self, line: &[u8]) -> Result<(), Overflow> {
+        self.claim();
+        let pushed = self.push(line);
+        self.release();
+        pushed
+    }
+
+    /// The calling reader is about to wait for the hub and will write what the hub queues
+    /// meanwhile itself ([`Outbox::release`]): until then no writer thread is started for
+    /// this client.
+    pub fn claim(&self) {
+        self.0.queue.lock().inline = true;
+    }
+
+    /// Ends a [`Outbox::claim`]: writes one batch of what was queued meanwhile on the
+    /// calling thread, unless a writer runs; whatever comes later goes to a writer.
+    pub fn release(&self) {
+        let mut q = self.0.queue.lock();
+        q.inline = false;
+        if !q.running && !q.buf.is_empty() && !q.closing {
+            q.running = true;
+            if self.0.write_batch(&mut q, &mut Vec::new()).is_err() {
+                return;
+            }
+            q.running = false;
+        }
+        self.wake(q);
+    }
+
+    /// Waits until the close is done (FIN sent) or failed, writing the last lines and the
+    /// FIN on the calling thread (the reader's) unless a writer runs. Every way a
+    /// connection ends queues a close (`finish` or `abort`), so this returns.
     pub fn wait_done(&self) {
         let mut q = self.0.queue.lock();
+        q.inline = true;
         while !q.done {
+            if !q.running && (q.closing || !q.buf.is_empty()) {
+                q.running = true;
+                q = self.0.drain_from(q, None);
+                continue;
+            }
             self.0.finished.wait(&mut q);
         }
     }
@@ -250,13 +294,18 @@ impl Outbox {
         Wake::Later
     }
 
-    /// Gets the queue drained: signals the idle writer, or starts one.
+    /// Gets the queue drained: signals the idle writer, or the reader that writes itself,
+    /// or starts a writer.
     fn wake(&self, mut q: MutexGuard<'_, Queue>) {
         if q.idle {
             self.0.ready.notify_one();
             return;
         }
-        if q.running {
+        if q.running || (q.buf.is_empty() && !q.closing) {
+            return;
+        }
+        if q.inline {
+            self.0.finished.notify_all();
             return;
         }
         q.running = true;
@@ -390,49 +439,72 @@ impl Inner {
     /// The writer (`xscp-write-<id>`): drains the queue until the close, an error, or
     /// [`WRITER_IDLE`] without output.
     fn drain(&self) {
+        drop(self.drain_from(self.queue.lock(), Some(WRITER_IDLE)));
+    }
+
+    /// Drains the queue, which the calling thread owns (`running`), until the close, an
+    /// error, or `idle` without output (`None`: as soon as it is empty).
+    fn drain_from<'a>(
+        &'a self,
+        mut q: MutexGuard<'a, Queue>,
+        idle: Option<Duration>,
+    ) -> MutexGuard<'a, Queue> {
         let mut batch: Vec<u8> = Vec::new();
-        let mut q = self.queue.lock();
         loop {
             if !q.buf.is_empty() {
-                // Take everything queued; the hub goes on filling the (reused) other buffer.
-                std::mem::swap(&mut q.buf, &mut batch);
-                q.writing = batch.len();
-                let written = MutexGuard::unlocked(&mut q, || self.write(&batch));
-                q.writing = 0;
-                if q.waiters > 0 {
-                    self.room.notify_all();
-                }
-                if written.is_err() {
-                    q.buf = Vec::new();
-                    q.closing = true;
-                    q.behind = None;
-                    self.room.notify_all();
-                    return self.finish(q);
-                }
-                batch.clear();
-                if batch.capacity() > KEEP {
-                    batch = Vec::new();
+                if self.write_batch(&mut q, &mut batch).is_err() {
+                    return q;
                 }
                 continue;
             }
             if q.closing {
                 // FIN: the client reads our last line, then end of stream.
                 let _ = self.shared.socket().shutdown(Shutdown::Write);
-                return self.finish(q);
+                self.finish(&mut q);
+                return q;
             }
+            let Some(idle) = idle else {
+                q.running = false;
+                return q;
+            };
             q.idle = true;
-            let timed_out = self.ready.wait_for(&mut q, WRITER_IDLE).timed_out();
+            let timed_out = self.ready.wait_for(&mut q, idle).timed_out();
             q.idle = false;
             if timed_out && q.buf.is_empty() && !q.closing {
                 // Idle: give the thread back, and the memory of the buffer.
                 q.running = false;
                 q.buf = Vec::new();
-                return;
+                return q;
             }
         }
     }
 
-    fn finish(&self, mut q: MutexGuard<'_, Queue>) {
+    /// Takes everything queued and writes it with the lock released (the hub goes on
+    /// filling the reused other buffer). On failure the close is done and `Err` returned.
+    fn write_batch(&self, q: &mut MutexGuard<'_, Queue>, batch: &mut Vec<u8>) -> Result<(), ()> {
+        std::mem::swap(&mut q.buf, batch);
+        q.writing = batch.len();
+        let written = MutexGuard::unlocked(q, || self.write(batch));
+        q.writing = 0;
+        if q.waiters > 0 {
+            self.room.notify_all();
+        }
+        if written.is_err() {
+            q.buf = Vec::new();
+            q.closing = true;
+            q.behind = None;
+            self.room.notify_all();
+            self.finish(q);
+            return Err(());
+        }
+        batch.clear();
+        if batch.capacity() > KEEP {
+            *batch = Vec::new();
+        }
+        Ok(())
+    }
+
+    fn finish(&self, q: &mut Queue) {
         q.running = false;
         q.done = true;
         self.finished.notify_all();
@@ -520,5 +592,77 @@ impl Inner {
         }
         self.shared.set_end(cause);
         self.shared.cut();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A reader that writes its own output starts no writer thread: with a pool that may
+    //! start none, a writer start would cut the connection.
+
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+    use crate::net::pool::Budget;
+
+    /// An outbox whose pool can start no thread, and the client's end of its socket.
+    fn threadless() -> (Outbox, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let pool = Pool::new(64 * 1024, Budget::new(0));
+        let outbox = Outbox::new(
+            1,
+            "conn=1".into(),
+            ConnShared::new(server),
+            pool,
+            1024,
+            Duration::from_secs(20),
+        );
+        (outbox, client)
+    }
+
+    fn read_exactly(client: &mut TcpStream, n: usize) -> String {
+        let mut buf = vec![0; n];
+        client.read_exact(&mut buf).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// The check below can fail: without the reader, output needs a writer thread.
+    #[test]
+    fn a_push_needs_a_writer_thread() {
+        let (outbox, _client) = threadless();
+        outbox.push(b"+OK hello\r\n").unwrap();
+        assert!(matches!(outbox.0.shared.end(), Some(Cause::Io(_))));
+    }
+
+    /// Connect, `uname`, `cquit`: the greeting, the hub's reply and the last lines with
+    /// the FIN are all written by the reader.
+    #[test]
+    fn the_reader_writes_the_greeting_the_hubs_reply_and_the_close_itself() {
+        let (outbox, mut client) = threadless();
+        outbox.push_here(b"+OK hello\r\n").unwrap();
+        assert_eq!(read_exactly(&mut client, 11), "+OK hello\r\n");
+        // The hub queues its reply while the reader waits for the answer.
+        outbox.claim();
+        assert_eq!(outbox.respond(b"+OK you are a\r\n"), Wake::Later);
+        outbox.handled();
+        outbox.wake_now();
+        outbox.release();
+        assert_eq!(read_exactly(&mut client, 15), "+OK you are a\r\n");
+        // The hub queues the last lines while (or before) the reader waits for the close.
+        outbox.claim();
+        let hub = outbox.clone();
+        let departing = std::thread::spawn(move || hub.finish("cquit bye\r\n"));
+        outbox.wait_done();
+        departing.join().unwrap();
+        let mut rest = String::new();
+        client.read_to_string(&mut rest).unwrap();
+        assert_eq!(rest, "cquit bye\r\n");
+        assert_eq!(outbox.0.shared.end(), None);
     }
 }

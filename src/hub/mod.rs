@@ -666,14 +666,12 @@ impl<O: Output> Hub<O> {
             return self.send(conn, &err);
         };
         self.copies -= before - c.receipts.bytes();
-        // The original sender: connected, or back under a new connection.
-        let to = if self.clients.contains_key(&session) {
-            Some(session)
-        } else {
-            self.resumed.get(&session).copied()
+        // The original sender: connected, or back under a new connection (§5.8).
+        let to = match self.resumed.get(&session) {
+            Some(&back) => back,
+            None => session,
         };
-        if let Some(c) = to.and_then(|to| self.clients.get(&to).map(|c| (to, c))) {
-            let (to, c) = c;
+        if let Some(c) = self.clients.get(&to) {
             let author = self.clients.get(&conn).map(|a| &a.outbox);
             return queue(
                 to,

@@ -6,10 +6,12 @@
 //! well-formed XML document; every Mermaid choice is checked to be one diagram. Graphviz is
 //! required: without `dot` these tests fail, they do not skip.
 //!
-//! Self-contained: it needs nothing but the `xscpd` binary (and `dot`).
+//! It needs the `xscpd` binary and `dot`.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
+
+use crate::harness::run_xscpd;
 
 const XSCPD: &str = env!("CARGO_BIN_EXE_xscpd");
 
@@ -53,10 +55,7 @@ const COMMANDS: [&str; 11] = [
 ];
 
 fn print_fsm(choice: &str) -> String {
-    let out = Command::new(XSCPD)
-        .args(["--print-fsm", choice])
-        .output()
-        .expect("run xscpd");
+    let out = run_xscpd(&["--print-fsm", choice]);
     assert_eq!(out.status.code(), Some(0), "--print-fsm {choice}: {out:?}");
     assert!(out.stderr.is_empty(), "--print-fsm {choice}: {out:?}");
     String::from_utf8(out.stdout).expect("UTF-8")

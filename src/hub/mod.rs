@@ -2,7 +2,7 @@
 //! the mailboxes (§5.8), and routes every message between clients (PROTOCOL.md §5, §7).
 //!
 //! Readers send it [`ToHub`] messages over one bounded channel; it answers the few
-//! synchronous requests (registration, rename) on each reader's own channel and writes to
+//! synchronous requests (registration, rename) through a one-shot slot per request and writes to
 //! clients only through their [`Output`] sides, which never block. So the hub never waits
 //! for a client, and one slow client cannot stall it: a relayed line past the hard bound
 //! (4 × `--sendq`) drops that client at once; below it the output side decides (§7: over
@@ -33,19 +33,21 @@ use std::net::IpAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::conn_id::ConnId;
 use crate::protocol::cause::Cause;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply::{self, Code};
 
+mod answer;
 mod fastmap;
 mod holds;
 mod mailbox;
 mod output;
 mod receipts;
 
+pub use answer::{Pending, Promise, slot};
 use fastmap::FastMap;
 use holds::{HeldElsewhere, Holds, Resumed};
 pub use output::{Output, Overflow, Wake};
@@ -73,7 +75,7 @@ pub enum ToHub<O> {
         /// The nickname asked for.
         nick: Nick,
         /// Where to answer.
-        answers: Sender<Answer>,
+        answer: Promise,
     },
     /// `cname`: change the nickname. Answered; the hub also replies to the client.
     Rename {
@@ -82,7 +84,7 @@ pub enum ToHub<O> {
         /// The new nickname.
         nick: Nick,
         /// Where to answer.
-        answers: Sender<Answer>,
+        answer: Promise,
     },
     /// `chatm`: relay `line`, whose bytes at `recipient` are the recipient field.
     Chat {
@@ -315,23 +317,8 @@ impl<O: Output> Hub<O> {
                 ip,
                 outbox,
             } => self.accepted(conn, tag, ip, outbox),
-            ToHub::Register {
-                conn,
-                nick,
-                answers,
-            } => {
-                let answer = self.register(conn, nick);
-                // The reader waits for this answer; if it is gone there is no one to tell.
-                let _ = answers.send(answer);
-            }
-            ToHub::Rename {
-                conn,
-                nick,
-                answers,
-            } => {
-                let answer = self.rename(conn, nick);
-                let _ = answers.send(answer);
-            }
+            ToHub::Register { conn, nick, answer } => answer.answer(self.register(conn, nick)),
+            ToHub::Rename { conn, nick, answer } => answer.answer(self.rename(conn, nick)),
             ToHub::Chat {
                 conn,
                 line,
@@ -803,7 +790,7 @@ mod tests {
     use std::net::Ipv4Addr;
     use std::rc::Rc;
 
-    use crossbeam_channel::{Receiver, bounded};
+    use crossbeam_channel::bounded;
 
     use super::*;
 
@@ -931,10 +918,9 @@ mod tests {
         }
     }
 
-    /// A hub, and the channel its answers come back on.
+    /// A hub under test.
     struct Fixture {
         hub: Hub<Mem>,
-        answers: (Sender<Answer>, Receiver<Answer>),
     }
 
     fn hub_with(hold: Duration, max_holds: usize) -> Fixture {
@@ -949,7 +935,6 @@ mod tests {
     fn hub_config(config: HubConfig) -> Fixture {
         Fixture {
             hub: Hub::new(config),
-            answers: bounded(1),
         }
     }
 
@@ -975,31 +960,29 @@ mod tests {
             outbox
         }
 
-        fn ask(&mut self, msg: ToHub<Mem>) -> Answer {
-            self.hub.handle(msg);
-            match self.answers.1.try_recv() {
-                Ok(answer) => answer,
-                Err(e) => panic!("the hub did not answer: {e}"),
-            }
+        /// Hands the hub a request and takes its answer (the hub handles it before
+        /// returning, so the answer is there: `Gone` if it dropped the request).
+        fn ask(&mut self, msg: impl FnOnce(Promise) -> ToHub<Mem>) -> Answer {
+            let (answer, pending) = slot();
+            self.hub.handle(msg(answer));
+            pending.wait()
         }
 
         /// `uname name` on `conn`.
         fn register(&mut self, conn: ConnId, name: &str) -> Answer {
-            let answers = self.answers.0.clone();
-            self.ask(ToHub::Register {
+            self.ask(|answer| ToHub::Register {
                 conn,
                 nick: nick(name),
-                answers,
+                answer,
             })
         }
 
         /// `cname name` on `conn`.
         fn rename(&mut self, conn: ConnId, name: &str) -> Answer {
-            let answers = self.answers.0.clone();
-            self.ask(ToHub::Rename {
+            self.ask(|answer| ToHub::Rename {
                 conn,
                 nick: nick(name),
-                answers,
+                answer,
             })
         }
 
@@ -1303,9 +1286,10 @@ mod tests {
             let f = hub();
             let (tx, rx) = bounded(64);
             let (alice, bob) = (Mem::default(), Mem::default());
-            // Room for both answers: the hub must not wait for this thread.
-            let (answers, _answered) = bounded(2);
+            let mut pending = Vec::new();
             for (conn, name, out) in [(1, "alice", &alice), (2, "bob", &bob)] {
+                let (answer, answered) = slot();
+                pending.push(answered);
                 let msgs = [
                     ToHub::Accepted {
                         conn,
@@ -1316,7 +1300,7 @@ mod tests {
                     ToHub::Register {
                         conn,
                         nick: nick(name),
-                        answers: answers.clone(),
+                        answer,
                     },
                 ];
                 for msg in msgs {

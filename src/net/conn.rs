@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, SendError, Sender, bounded};
+use crossbeam_channel::{SendError, Sender};
 
 use super::LINGER;
 use super::ToHub;
@@ -23,7 +23,7 @@ use super::outbox::{MAX_IN_FLIGHT, Outbox, Room};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::ConnId;
-use crate::hub::{Answer, Output};
+use crate::hub::{Answer, Output, Promise, slot};
 use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
@@ -90,7 +90,6 @@ struct Reader {
     shared: Arc<ConnShared>,
     settings: Arc<ConnSettings>,
     hub: Sender<ToHub>,
-    answers: (Sender<Answer>, Receiver<Answer>),
     outbox: Outbox,
     session: Session,
     accepted_at: Instant,
@@ -157,7 +156,6 @@ impl Reader {
             budget: f64::from(settings.rate),
             settings,
             hub,
-            answers: bounded(1),
             outbox,
             accepted_at: now,
             last_rx: now,
@@ -410,17 +408,18 @@ impl Reader {
 
     /// Asks the hub and waits for its answer. The hub's reply is the reader's to write
     /// (`claimed`), once back in the read loop: no writer thread is started for it.
-    fn ask_hub(&mut self, msg: ToHub) -> Result<Answer, Ending> {
+    fn ask_hub(&mut self, msg: impl FnOnce(Promise) -> ToHub) -> Result<Answer, Ending> {
         self.outbox.claim();
         self.claimed = true;
-        if let Some(end) = self.to_hub(msg) {
+        let (answer, pending) = slot();
+        if let Some(end) = self.to_hub(msg(answer)) {
             return Err(end);
         }
-        match self.answers.1.recv() {
-            Ok(Answer::Gone) | Err(_) => Err(Ending::Fault(
+        match pending.wait() {
+            Answer::Gone => Err(Ending::Fault(
                 self.shared.end().unwrap_or(Cause::ServerShutdown),
             )),
-            Ok(answer) => Ok(answer),
+            answer => Ok(answer),
         }
     }
 
@@ -439,11 +438,10 @@ impl Reader {
                 self.ask_hub_async(ToHub::Respond { conn, line })
             }
             Step::Register(nick) => {
-                let answers = self.answers.0.clone();
-                let ask = ToHub::Register {
+                let ask = |answer| ToHub::Register {
                     conn,
                     nick: nick.clone(),
-                    answers,
+                    answer,
                 };
                 match self.ask_hub(ask) {
                     Ok(Answer::Registered { nick, welcome_back }) => {
@@ -462,12 +460,7 @@ impl Reader {
                 }
             }
             Step::Rename(nick) => {
-                let answers = self.answers.0.clone();
-                match self.ask_hub(ToHub::Rename {
-                    conn,
-                    nick,
-                    answers,
-                }) {
+                match self.ask_hub(|answer| ToHub::Rename { conn, nick, answer }) {
                     Ok(Answer::Renamed(nick)) => {
                         self.session.on_renamed(nick);
                         None

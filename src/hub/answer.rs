@@ -1,0 +1,98 @@
+//! The hub's answer to one synchronous request (`uname`, `cname`): a one-shot slot that
+//! the asking reader waits on.
+//!
+//! A slot is made per request, so an idle client keeps nothing for it (a channel kept per
+//! connection cost some 700 bytes each). Its wait is a plain futex wait, where a channel's
+//! receive first spins and yields the processor while the hub works. It is built on
+//! `std::sync`, not `parking_lot`: a thread that parks on a `parking_lot` primitive gets a
+//! place in that crate's global table, which grows with every thread that ever parked and
+//! never shrinks; most readers never need one.
+
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use super::Answer;
+
+#[derive(Debug, Default)]
+struct Slot {
+    answer: Mutex<Option<Answer>>,
+    ready: Condvar,
+}
+
+/// A new slot: the hub's half, sent with the request, and the asker's half.
+pub fn slot() -> (Promise, Pending) {
+    let slot = Arc::new(Slot::default());
+    (
+        Promise {
+            slot: Some(Arc::clone(&slot)),
+        },
+        Pending(slot),
+    )
+}
+
+/// The hub's half: answers once. Dropped unanswered (the hub stopped, or dropped the
+/// request), it answers [`Answer::Gone`], so the asker never waits for nothing.
+#[derive(Debug)]
+pub struct Promise {
+    slot: Option<Arc<Slot>>,
+}
+
+impl Promise {
+    /// Gives the asker `answer`.
+    pub fn answer(mut self, answer: Answer) {
+        self.put(answer);
+    }
+
+    fn put(&mut self, answer: Answer) {
+        if let Some(slot) = self.slot.take() {
+            *slot.answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
+            slot.ready.notify_one();
+        }
+    }
+}
+
+impl Drop for Promise {
+    fn drop(&mut self) {
+        self.put(Answer::Gone);
+    }
+}
+
+/// The asker's half.
+#[derive(Debug)]
+pub struct Pending(Arc<Slot>);
+
+impl Pending {
+    /// Waits for the answer.
+    pub fn wait(self) -> Answer {
+        let mut answer = self.0.answer.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if let Some(answer) = answer.take() {
+                return answer;
+            }
+            answer = self
+                .0
+                .ready
+                .wait(answer)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_asker_gets_the_answer_given_on_another_thread() {
+        let (promise, pending) = slot();
+        let hub = std::thread::spawn(move || promise.answer(Answer::InUse));
+        assert_eq!(pending.wait(), Answer::InUse);
+        hub.join().expect("the answering thread ran");
+    }
+
+    #[test]
+    fn a_request_dropped_unanswered_answers_gone() {
+        let (promise, pending) = slot();
+        drop(promise);
+        assert_eq!(pending.wait(), Answer::Gone);
+    }
+}

@@ -123,7 +123,8 @@ pub enum ToHub<O> {
         /// The response line(s).
         line: String,
     },
-    /// The connection ends: send `lines`, close, release everything it held.
+    /// The connection ends: send `lines` and close (unless its reader has already), release
+    /// everything it held.
     Depart {
         /// The connection.
         conn: ConnId,

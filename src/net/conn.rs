@@ -4,8 +4,9 @@
 //! nearest deadline (negotiation, next ping, pong), frames what arrives, hands each line to
 //! the session and carries out the step it returns: a response or a request goes to the
 //! hub, which keeps responses in command order. When the session ends the connection, the
-//! reader asks the hub to send the last lines and close, waits for its writer's FIN, drains
-//! the input for a short linger and closes (§7).
+//! reader queues the last lines and the close (through the hub if it still owes answers,
+//! so that they come first), tells the hub the client departs, writes them and the FIN,
+//! drains the input for a short linger and closes (§7).
 
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, SocketAddr};
@@ -493,13 +494,23 @@ impl Reader {
             Ending::Closing(c) => (c.lines, c.cause, false),
             Ending::Fault(cause) => (String::new(), cause, true),
         };
+        // This thread writes the last lines and the FIN itself (in `wait_done`) unless a
+        // writer runs: no writer thread is started for them.
+        self.outbox.claim();
+        // Once the hub has answered every command, nothing it owes this client can come
+        // before the last lines: they are queued here, and the reader need not wait for
+        // the hub to take the departure (one hand-off less per connection). Otherwise the
+        // hub queues them after its last answers.
+        let lines = if self.outbox.answered(self.sent) {
+            self.outbox.finish(&lines);
+            String::new()
+        } else {
+            lines
+        };
         let depart = ToHub::Depart {
             conn: self.id,
             lines,
         };
-        // This thread writes the last lines and the FIN itself (in `wait_done`) unless a
-        // writer runs: no writer thread is started for them.
-        self.outbox.claim();
         if let Err(SendError(ToHub::Depart { lines, .. })) = self.hub.send(depart) {
             // No hub (the server is stopping): say goodbye directly.
             self.outbox.finish(&lines);

@@ -195,6 +195,12 @@ impl Outbox {
         }
     }
 
+    /// Whether the hub has handled all `sent` commands the reader gave it (see
+    /// [`Output::handled`]): nothing it owes the client in answer is still to come.
+    pub fn answered(&self, sent: u64) -> bool {
+        self.0.queue.lock().handled >= sent
+    }
+
     /// The sender's side of [`Output::relay`]: if this client's last relay left a recipient
     /// over `--sendq`, waits (at most the write timeout) until that recipient's queue is
     /// back under it or closes. Called by this client's reader, never by the hub.

@@ -96,9 +96,9 @@ impl Acceptor {
             }
             let id = next_id;
             match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     next_id += 1;
-                    self.start(id, stream);
+                    self.start(id, stream, peer);
                 }
                 Err(e) if out_of_resources(&e) => {
                     log::error!("accept failed: {e}; refusing one client and backing off");
@@ -126,15 +126,9 @@ impl Acceptor {
         log::debug!("acceptor stopped");
     }
 
-    fn start(&self, id: u64, stream: TcpStream) {
-        let peer = match stream.peer_addr() {
-            Ok(peer) => peer,
-            Err(e) => {
-                // Reset before it could be served: nothing to serve, but say so.
-                log::info!("conn={id} peer=unknown gone before it was served: {e}");
-                return;
-            }
-        };
+    /// Serves the client `peer` on `stream` (accept gives its address: no system call to ask
+    /// for it), or refuses it.
+    fn start(&self, id: u64, stream: TcpStream, peer: SocketAddr) {
         let ticket = match self.admission.admit(id, peer.ip()) {
             Ok(t) => t,
             Err(why) => return self.refuse(stream, id, &peer.to_string(), why),

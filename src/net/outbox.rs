@@ -149,9 +149,6 @@ impl Outbox {
         sendq: usize,
         write_timeout: Duration,
     ) -> Outbox {
-        if let Err(e) = shared.socket().set_write_timeout(Some(write_timeout)) {
-            log::warn!("{tag} cannot set write timeout: {e}");
-        }
         Outbox(Arc::new(Inner {
             queue: Mutex::new(Queue::default()),
             ready: Condvar::new(),
@@ -547,8 +544,14 @@ impl Inner {
                         self.tag,
                         rest.len()
                     );
+                    // Where a send cannot be made non-blocking, the socket's own timeout
+                    // bounds the blocking write (on Linux no write blocks: no system call
+                    // per connection for it).
                     let mut socket = socket;
-                    return socket.write_all(rest).map_err(|e| self.failed(&e));
+                    return socket
+                        .set_write_timeout(Some(self.write_timeout))
+                        .and_then(|()| socket.write_all(rest))
+                        .map_err(|e| self.failed(&e));
                 }
                 Err(e) if e.kind() != ErrorKind::WouldBlock => {
                     self.failed(&e);

@@ -41,6 +41,7 @@ use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply::{self, Code};
 
 mod answer;
+mod chats;
 mod fastmap;
 mod holds;
 mod mailbox;
@@ -48,6 +49,7 @@ mod output;
 mod receipts;
 
 pub use answer::{Pending, Promise, slot};
+pub use chats::Chats;
 use fastmap::FastMap;
 use holds::{HeldElsewhere, Holds, Resumed};
 pub use output::{Output, Overflow, Wake};
@@ -86,14 +88,12 @@ pub enum ToHub<O> {
         /// Where to answer.
         answer: Promise,
     },
-    /// `chatm`: relay `line`, whose bytes at `recipient` are the recipient field.
+    /// `chatm`: relay each line of `chats`, in order (each is one command).
     Chat {
         /// The sender.
         conn: ConnId,
-        /// The complete line to relay.
-        line: String,
-        /// Where in `line` the recipient (a nickname or `*`) is.
-        recipient: Range<usize>,
+        /// The lines, with their recipient fields.
+        chats: Chats,
     },
     /// `chatr`: relay the receipt `line`, whose bytes at `sender` name the original sender.
     Receipt {
@@ -303,12 +303,12 @@ impl<O: Output> Hub<O> {
 
     /// Handles one message, then drops any client that overflowed meanwhile.
     pub fn handle(&mut self, msg: ToHub<O>) {
-        let answered = match msg {
-            ToHub::Chat { conn, .. }
-            | ToHub::Receipt { conn, .. }
+        let answered = match &msg {
+            ToHub::Chat { conn, chats } => Some((*conn, chats.len() as u64)),
+            ToHub::Receipt { conn, .. }
             | ToHub::Users { conn }
             | ToHub::Notif { conn, .. }
-            | ToHub::Respond { conn, .. } => Some(conn),
+            | ToHub::Respond { conn, .. } => Some((*conn, 1)),
             _ => None,
         };
         match msg {
@@ -320,11 +320,12 @@ impl<O: Output> Hub<O> {
             } => self.accepted(conn, tag, ip, outbox),
             ToHub::Register { conn, nick, answer } => answer.answer(self.register(conn, nick)),
             ToHub::Rename { conn, nick, answer } => answer.answer(self.rename(conn, nick)),
-            ToHub::Chat {
-                conn,
-                line,
-                recipient,
-            } => self.chat(conn, line, recipient),
+            ToHub::Chat { conn, chats } => {
+                for (line, recipient) in chats.iter() {
+                    self.chat(conn, line, recipient);
+                    self.drop_doomed();
+                }
+            }
             ToHub::Receipt { conn, line, sender } => self.receipt(conn, line, sender),
             ToHub::Users { conn } => self.users(conn),
             ToHub::Notif { conn, on } => self.notif(conn, on),
@@ -337,9 +338,17 @@ impl<O: Output> Hub<O> {
             }
             ToHub::Shutdown => self.shutdown(),
         }
-        if let Some(c) = answered.and_then(|conn| self.clients.get(&conn)) {
-            c.outbox.handled();
+        if let Some((c, commands)) =
+            answered.and_then(|(conn, n)| Some((self.clients.get(&conn)?, n)))
+        {
+            c.outbox.handled(commands);
         }
+        self.drop_doomed();
+    }
+
+    /// Drops every client whose queue overflowed (the hard bound) while the hub handled the
+    /// last line.
+    fn drop_doomed(&mut self) {
         while let Some(conn) = self.doomed.pop() {
             if let Some(c) = self.clients.get(&conn) {
                 log::warn!(
@@ -515,7 +524,7 @@ impl<O: Output> Hub<O> {
         Answer::Renamed(new)
     }
 
-    fn chat(&mut self, conn: ConnId, line: String, recipient: Range<usize>) {
+    fn chat(&mut self, conn: ConnId, line: &str, recipient: Range<usize>) {
         let Some(c) = self.clients.get(&conn) else {
             return;
         };
@@ -543,7 +552,7 @@ impl<O: Output> Hub<O> {
         }
         let key = NickKey::of(to);
         let Some(target) = key.and_then(|k| self.names.get(&k).copied()) else {
-            return self.chat_held(conn, key, &line, to, (from, session));
+            return self.chat_held(conn, key, line, to, (from, session));
         };
         self.send(conn, reply::RELAYED);
         let sender = self.clients.get(&conn).map(|c| &c.outbox);
@@ -849,7 +858,7 @@ mod tests {
             wake
         }
 
-        fn handled(&self) {}
+        fn handled(&self, _commands: u64) {}
 
         fn wake_now(&self) {
             let mut r = self.0.borrow_mut();
@@ -1005,11 +1014,9 @@ mod tests {
 
         /// `chatm ...` (the whole line, without CRLF) from `conn`.
         fn chat(&mut self, conn: ConnId, line: &str) {
-            self.hub.handle(ToHub::Chat {
-                conn,
-                recipient: field(line, 2),
-                line: format!("{line}\r\n"),
-            });
+            let mut chats = Chats::default();
+            chats.push(&format!("{line}\r\n"), field(line, 2));
+            self.hub.handle(ToHub::Chat { conn, chats });
         }
 
         /// `chatr ...` (the whole line, without CRLF) from `conn`.
@@ -1310,13 +1317,9 @@ mod tests {
             }
             for i in 0..10 {
                 let line = format!("chatm alice bob {i}\r\n");
-                let recipient = field(&line, 2);
-                tx.send(ToHub::Chat {
-                    conn: 1,
-                    line,
-                    recipient,
-                })
-                .expect("send");
+                let mut chats = Chats::default();
+                chats.push(&line, field(&line, 2));
+                tx.send(ToHub::Chat { conn: 1, chats }).expect("send");
             }
             drop(tx);
             f.hub.run(rx);

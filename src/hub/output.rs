@@ -38,8 +38,8 @@ pub trait Output {
     /// refuses it: a response never makes its asker a slow consumer by itself (§7).
     fn respond(&self, line: &[u8]) -> Wake;
 
-    /// The hub has handled one of the client's commands that it answers itself.
-    fn handled(&self);
+    /// The hub has handled `commands` more of the client's commands that it answers itself.
+    fn handled(&self, commands: u64);
 
     /// Wakes the writer for what [`Output::queue`] left.
     fn wake_now(&self);

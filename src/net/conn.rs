@@ -10,6 +10,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::thread;
@@ -24,7 +25,7 @@ use super::outbox::{MAX_IN_FLIGHT, Outbox, Room};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::ConnId;
-use crate::hub::{Answer, Output, Promise, slot};
+use crate::hub::{Answer, Chats, Output, Promise, slot};
 use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
@@ -36,6 +37,11 @@ const SMALL_READ: usize = 256;
 
 /// The read buffer of a connection whose reads fill the small one.
 const LARGE_READ: usize = 16 * 1024;
+
+/// The most `chatm` lines a reader holds back to give the hub in one message. Half of
+/// [`MAX_IN_FLIGHT`]: the reader takes a command only while at most the other half are with
+/// the hub, so at most [`MAX_IN_FLIGHT`] are ever unanswered, held back or not.
+const CHAT_BATCH: usize = (MAX_IN_FLIGHT / 2) as usize;
 
 /// How late a timer may fire (see `run_timers`).
 const TIMER_TOLERANCE: Duration = Duration::from_millis(5);
@@ -108,6 +114,8 @@ struct Reader {
     peer_ip: IpAddr,
     /// The outbox is claimed ([`Outbox::claim`]): the reader writes what the hub queued.
     claimed: bool,
+    /// `chatm` lines read and checked, not yet given to the hub (see [`CHAT_BATCH`]).
+    chats: Chats,
 }
 
 /// Serves one connection on the calling thread until it is closed.
@@ -167,6 +175,7 @@ impl Reader {
             budget_at: now,
             peer_ip: peer.ip(),
             claimed: false,
+            chats: Chats::default(),
         });
         // After the session's LISTEN -> NEGOTIATING, which it follows from. Written by this
         // thread: the hub does not know the client yet, so nothing can come before it.
@@ -266,6 +275,10 @@ impl Reader {
                     return end;
                 }
             }
+            // Before the next read, which may wait: the hub gets what this one brought.
+            if let Some(end) = self.give_chats() {
+                return end;
+            }
             if full && large.is_empty() {
                 large = vec![0; LARGE_READ];
             }
@@ -280,9 +293,13 @@ impl Reader {
     /// timeout with the queue still over `--sendq`, the client is a slow consumer.
     fn wait_room(&mut self) -> Option<Ending> {
         let in_flight = if self.sync_next || log::log_enabled!(log::Level::Trace) {
+            // Every earlier command answered: those held back go to the hub first.
+            if let Some(end) = self.give_chats() {
+                return Some(end);
+            }
             0
         } else {
-            MAX_IN_FLIGHT
+            MAX_IN_FLIGHT - CHAT_BATCH as u64
         };
         self.sync_next = false;
         self.outbox.wait_behind();
@@ -307,7 +324,7 @@ impl Reader {
     /// Gives the hub a command it answers (counted for [`Reader::wait_room`]).
     fn ask_hub_async(&mut self, msg: ToHub) -> Option<Ending> {
         self.sent += 1;
-        self.to_hub(msg)
+        self.give_hub(msg)
     }
 
     /// A fault seen by the reader, unless someone else recorded why the connection ends.
@@ -393,6 +410,8 @@ impl Reader {
                 self.session.tag(),
                 self.settings.rate
             );
+            // The lines held back do not wait with the reader.
+            let _ = self.give_chats();
             thread::sleep(wait);
             self.budget = 1.0;
             self.budget_at = Instant::now();
@@ -400,11 +419,42 @@ impl Reader {
         self.budget -= 1.0;
     }
 
-    fn to_hub(&self, msg: ToHub) -> Option<Ending> {
+    /// Gives the hub `msg`, after the `chatm` lines held back (they came first).
+    fn give_hub(&mut self, msg: ToHub) -> Option<Ending> {
+        if let Some(end) = self.give_chats() {
+            return Some(end);
+        }
+        self.send_to_hub(msg)
+    }
+
+    fn send_to_hub(&self, msg: ToHub) -> Option<Ending> {
         match self.hub.send(msg) {
             Ok(()) => None,
             Err(_) => Some(Ending::Fault(Cause::Io("hub stopped".into()))),
         }
+    }
+
+    /// Holds back a `chatm` line to give the hub with the next ones from the same read.
+    fn hold_chat(&mut self, line: &str, recipient: Range<usize>) -> Option<Ending> {
+        self.chats.push(line, recipient);
+        if self.chats.len() >= CHAT_BATCH {
+            return self.give_chats();
+        }
+        None
+    }
+
+    /// Gives the hub the `chatm` lines held back, as one message (each counts as a command
+    /// for [`Reader::wait_room`]).
+    fn give_chats(&mut self) -> Option<Ending> {
+        if self.chats.is_empty() {
+            return None;
+        }
+        let chats = std::mem::take(&mut self.chats);
+        self.sent += chats.len() as u64;
+        self.send_to_hub(ToHub::Chat {
+            conn: self.id,
+            chats,
+        })
     }
 
     /// Asks the hub and waits for its answer. The hub's reply is the reader's to write
@@ -413,7 +463,7 @@ impl Reader {
         self.outbox.claim();
         self.claimed = true;
         let (answer, pending) = slot();
-        if let Some(end) = self.to_hub(msg(answer)) {
+        if let Some(end) = self.give_hub(msg(answer)) {
             return Err(end);
         }
         match pending.wait() {
@@ -470,11 +520,7 @@ impl Reader {
                     Err(end) => Some(end),
                 }
             }
-            Step::Chat { line, recipient } => self.ask_hub_async(ToHub::Chat {
-                conn,
-                line,
-                recipient,
-            }),
+            Step::Chat { line, recipient } => self.hold_chat(&line, recipient),
             Step::Receipt { line, sender } => {
                 self.ask_hub_async(ToHub::Receipt { conn, line, sender })
             }
@@ -494,6 +540,9 @@ impl Reader {
             Ending::Closing(c) => (c.lines, c.cause, false),
             Ending::Fault(cause) => (String::new(), cause, true),
         };
+        // Lines read before the end are relayed before it (and answered before the last
+        // lines). If the hub is gone there is no one to relay them to.
+        let _ = self.give_chats();
         // This thread writes the last lines and the FIN itself (in `wait_done`) unless a
         // writer runs: no writer thread is started for them.
         self.outbox.claim();

@@ -358,10 +358,10 @@ impl Output for Outbox {
         self.append(q, line)
     }
 
-    /// One more of the client's commands is handled: lets a waiting reader go on.
-    fn handled(&self) {
+    /// More of the client's commands are handled: lets a waiting reader go on.
+    fn handled(&self, commands: u64) {
         let mut q = self.0.queue.lock();
-        q.handled += 1;
+        q.handled += commands;
         if q.waiters > 0 {
             self.0.room.notify_all();
         }
@@ -659,7 +659,7 @@ mod tests {
         // The hub queues its reply while the reader waits for the answer.
         outbox.claim();
         assert_eq!(outbox.respond(b"+OK you are a\r\n"), Wake::Later);
-        outbox.handled();
+        outbox.handled(1);
         outbox.wake_now();
         outbox.release();
         assert_eq!(read_exactly(&mut client, 15), "+OK you are a\r\n");

@@ -111,6 +111,27 @@ fn cquit_followed_by_more_bytes_still_delivers_its_reply() {
     assert!(bob.nothing_pending());
 }
 
+/// §7 orderly close: messages sent in the same write as `cquit`, before it, are relayed and
+/// answered before the last line (the reader hands them to the hub before it closes).
+#[test]
+fn messages_pipelined_before_cquit_are_relayed_and_answered_first() {
+    let server = Server::start(&[]);
+    let mut bob = server.register("bob");
+    let mut alice = server.register("alice");
+    let mut bytes = String::new();
+    for i in 0..5 {
+        bytes += &format!("chatm alice bob m{i}\r\n");
+    }
+    bytes += "cquit\r\n";
+    alice.send_raw(bytes.as_bytes());
+    let mut expected = vec!["+OK message relayed"; 5];
+    expected.push("+OK terminating tasks and disconnecting");
+    alice.expect_close(&expected);
+    for i in 0..5 {
+        bob.expect(&format!("chatm alice bob m{i}"));
+    }
+}
+
 /// §7 orderly close (seed 003): the last line must survive even when it is still in the
 /// server's send queue at the close and unread input follows `cquit`. The client sends a
 /// burst of pings, `cquit` and more input, then its FIN, and reads nothing until the server

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use crate::conn_id::ConnId;
+use crate::conn_id::{ConnId, Tag};
 use crate::protocol::cause::Cause;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply::{self, Code};
@@ -60,7 +60,7 @@ pub enum ToHub<O> {
         /// The connection.
         conn: ConnId,
         /// Its log tag (`conn=.. peer=..`).
-        tag: String,
+        tag: Tag,
         /// The peer's address, for holds.
         ip: IpAddr,
         /// Its output side.
@@ -168,7 +168,7 @@ pub struct HubConfig {
 
 #[derive(Debug)]
 struct Client<O> {
-    tag: String,
+    tag: Tag,
     ip: IpAddr,
     outbox: O,
     nick: Option<Nick>,
@@ -364,7 +364,7 @@ impl<O: Output> Hub<O> {
         }
     }
 
-    fn accepted(&mut self, conn: ConnId, tag: String, ip: IpAddr, outbox: O) {
+    fn accepted(&mut self, conn: ConnId, tag: Tag, ip: IpAddr, outbox: O) {
         if self.shutting_down {
             outbox.set_end(Cause::ServerShutdown);
             outbox.finish(&Cause::ServerShutdown.cquit_line().unwrap_or_default());
@@ -752,7 +752,7 @@ impl<O: Output> Hub<O> {
         if !self.shutting_down {
             let mailbox = c.receipts.into_mailbox();
             self.holds.hold(
-                &c.tag,
+                c.tag.as_str(),
                 nick.clone(),
                 c.ip,
                 c.session,
@@ -965,7 +965,7 @@ mod tests {
         }
 
         fn connect_with(&mut self, conn: ConnId, ip: IpAddr, outbox: Mem) -> Mem {
-            let tag = format!("conn={conn} peer=test");
+            let tag = Tag::from(format!("conn={conn} peer=test").as_str());
             self.hub.handle(ToHub::Accepted {
                 conn,
                 tag,
@@ -1309,7 +1309,7 @@ mod tests {
                 let msgs = [
                     ToHub::Accepted {
                         conn,
-                        tag: format!("conn={conn}"),
+                        tag: Tag::from(format!("conn={conn}").as_str()),
                         ip: HERE,
                         outbox: out.clone(),
                     },

@@ -22,7 +22,7 @@ use super::admission::Ticket;
 use super::outbox::{MAX_IN_FLIGHT, Outbox, Room};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
-use crate::conn_id::ConnId;
+use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Answer, Output};
 use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
@@ -140,7 +140,7 @@ impl Reader {
             shared,
             ticket,
         } = conn;
-        let tag = format!("conn={id} peer={peer}");
+        let tag = Tag::new(id, peer);
         let outbox = Outbox::new(
             id,
             tag.clone(),
@@ -180,7 +180,7 @@ impl Reader {
     fn run(&mut self) -> Ending {
         let accepted = ToHub::Accepted {
             conn: self.id,
-            tag: self.session.tag().to_string(),
+            tag: self.session.tag().clone(),
             ip: self.peer_ip,
             outbox: self.outbox.clone(),
         };

@@ -43,6 +43,7 @@ use super::pool::{Job, Pool};
 use super::shared::ConnShared;
 use super::sys;
 use crate::config::SOCKET_WRITES_TARGET;
+use crate::conn_id::Tag;
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
 use crate::protocol::reply::escape;
@@ -126,7 +127,7 @@ struct Inner {
     /// The queue went down or the hub handled a command (for a reader in `wait_room`).
     room: Condvar,
     shared: Arc<ConnShared>,
-    tag: String,
+    tag: Tag,
     name: String,
     pool: Arc<Pool>,
     sendq: usize,
@@ -143,7 +144,7 @@ impl Outbox {
     /// Nothing runs until the first push.
     pub fn new(
         id: u64,
-        tag: String,
+        tag: Tag,
         shared: Arc<ConnShared>,
         pool: Arc<Pool>,
         sendq: usize,

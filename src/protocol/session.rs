@@ -19,6 +19,7 @@ use super::framing::FrameError;
 use super::fsm::{self, Event, State};
 use super::nick::Nick;
 use super::reply::{self, Code};
+use crate::conn_id::Tag;
 
 /// The session's limits, from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +88,7 @@ pub enum Timer {
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Session {
-    tag: String,
+    tag: Tag,
     state: State,
     nick: Option<Nick>,
     failed_attempts: u32,
@@ -99,7 +100,7 @@ pub struct Session {
 impl Session {
     /// A session for a connection just accepted: LISTEN -> NEGOTIATING. `tag` names the
     /// connection in the log (`conn=<id> peer=<addr>`).
-    pub fn accept(tag: String, limits: Limits) -> Session {
+    pub fn accept(tag: Tag, limits: Limits) -> Session {
         let mut s = Session {
             tag,
             state: State::Listen,
@@ -123,7 +124,7 @@ impl Session {
     }
 
     /// The connection's log tag.
-    pub fn tag(&self) -> &str {
+    pub fn tag(&self) -> &Tag {
         &self.tag
     }
 

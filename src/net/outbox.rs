@@ -43,7 +43,7 @@ use super::pool::{Job, Pool};
 use super::shared::ConnShared;
 use super::sys;
 use crate::config::SOCKET_WRITES_TARGET;
-use crate::conn_id::Tag;
+use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
 use crate::protocol::reply::escape;
@@ -128,7 +128,8 @@ struct Inner {
     room: Condvar,
     shared: Arc<ConnShared>,
     tag: Tag,
-    name: String,
+    /// The connection's number, which names its writer (`xscp-write-<id>`).
+    id: ConnId,
     pool: Arc<Pool>,
     sendq: usize,
     write_timeout: Duration,
@@ -143,7 +144,7 @@ impl Outbox {
     /// The outbox of connection `id`, writing to `shared`'s socket on threads of `pool`.
     /// Nothing runs until the first push.
     pub fn new(
-        id: u64,
+        id: ConnId,
         tag: Tag,
         shared: Arc<ConnShared>,
         pool: Arc<Pool>,
@@ -160,7 +161,7 @@ impl Outbox {
             room: Condvar::new(),
             shared,
             tag,
-            name: format!("xscp-write-{id}"),
+            id,
             pool,
             sendq,
             write_timeout,
@@ -312,7 +313,7 @@ impl Outbox {
         q.running = true;
         drop(q);
         let inner = Arc::clone(&self.0);
-        let job = Job::new(self.0.name.clone(), move || inner.drain());
+        let job = Job::new(format!("xscp-write-{}", self.0.id), move || inner.drain());
         if let Err((e, _job)) = self.0.pool.run(job) {
             log::error!("{} cannot start its writer thread: {e}", self.0.tag);
             self.0

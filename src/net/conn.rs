@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, SendError, Sender, bounded};
 use super::LINGER;
 use super::ToHub;
 use super::admission::Ticket;
-use super::outbox::{MAX_IN_FLIGHT, Outbox, Room};
+use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::{ConnId, Tag};
@@ -58,8 +58,8 @@ pub struct ConnSettings {
     pub capa: String,
     /// Threads for readers.
     pub readers: Arc<Pool>,
-    /// Threads for writers.
-    pub writers: Arc<Pool>,
+    /// Threads and limits for writers.
+    pub writers: Arc<Writers>,
     /// Test hook (`XSCPD_TEST_PANIC_NICK`): the reader of a client that registers this
     /// nickname panics, to show that a panic is contained and the name still freed.
     pub panic_nick: Option<String>,
@@ -146,8 +146,6 @@ impl Reader {
             tag.clone(),
             Arc::clone(&shared),
             Arc::clone(&settings.writers),
-            settings.sendq,
-            settings.ping_timeout,
         );
         let now = Instant::now();
         let reader = Box::new(Reader {

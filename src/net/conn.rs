@@ -199,8 +199,8 @@ impl Reader {
     #[inline(never)]
     fn read_loop(&mut self) -> Ending {
         // A small buffer serves a client that types; one whose reads fill it gets a large
-        // one, so that a pipelining client is read in few system calls while an idle
-        // client costs little memory.
+        // one (until it goes quiet), so that a pipelining client is read in few system
+        // calls while an idle client costs little memory.
         let mut small = [0u8; SMALL_READ];
         let mut large: Vec<u8> = Vec::new();
         let mut framer = Framer::new();
@@ -217,6 +217,9 @@ impl Reader {
                 Ok(0) => return Ending::Fault(self.outside_cause(Cause::PeerClosed)),
                 Ok(n) => n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    // Quiet until a timer: an idle client keeps no read buffers.
+                    framer.release();
+                    large = Vec::new();
                     continue;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => match self.shared.end() {

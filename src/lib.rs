@@ -7,7 +7,8 @@
 //!   reaches a client through the [`hub::Output`] trait, which [`net`]'s outbox implements,
 //!   and knows no socket.
 //! - [`protocol`]: framing, commands, the state machine and legality tables; no I/O.
-//! - [`conn_id`]: the connection number that `net` assigns and `hub` keys clients by.
+//! - [`conn_id`]: the connection number that `net` assigns and `hub` keys clients by, and
+//!   the connection's log tag they share.
 //! - [`config`]: the command line.
 //!
 //! [`server`] wires them together.

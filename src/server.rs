@@ -16,6 +16,7 @@ use crate::hub::{Hub, HubConfig};
 use crate::net::acceptor::Acceptor;
 use crate::net::admission::Admission;
 use crate::net::conn::ConnSettings;
+use crate::net::outbox::Writers;
 use crate::net::pool::{Budget, Pool};
 use crate::net::{LINGER, READER_STACK, WRITER_STACK};
 use crate::protocol::framing::MAX_PDU;
@@ -101,7 +102,11 @@ impl Server {
                 ("NOTIF", String::new()),
             ]),
             readers: Pool::new(READER_STACK, Arc::clone(&budget)),
-            writers: Pool::new(WRITER_STACK, budget),
+            writers: Arc::new(Writers {
+                pool: Pool::new(WRITER_STACK, budget),
+                sendq: c.sendq,
+                write_timeout: c.ping_timeout,
+            }),
             panic_nick: std::env::var("XSCPD_TEST_PANIC_NICK").ok(),
         });
         let (hub_tx, hub_rx) = bounded(HUB_QUEUE);

@@ -47,9 +47,61 @@ struct Span {
 }
 
 /// The receipts one client owes, oldest first, bounded by [`MAX_PENDING_RECEIPTS`] runs,
-/// with the copies of their messages.
+/// with the copies of their messages. A client that was never sent a message owes none:
+/// for it this is one null pointer, and the state ([`Owed`]) is allocated with the first
+/// message, so that the hub's entry for an idle client stays small.
 #[derive(Debug, Default)]
-pub struct Receipts {
+pub struct Receipts(Option<Box<Owed>>);
+
+impl Receipts {
+    /// Records that `line`, a message from `from` sent in `session`, awaits its receipt,
+    /// and keeps its copy within `max` bytes. False if the oldest run had to be forgotten
+    /// to make room.
+    pub fn expect(&mut self, from: NickKey, session: ConnId, line: &[u8], max: usize) -> bool {
+        self.0
+            .get_or_insert_with(Box::default)
+            .expect(from, session, line, max)
+    }
+
+    /// Forgets the oldest copy (its receipt stays owed) and counts it lost. False if there
+    /// was none.
+    pub fn forget_oldest(&mut self) -> bool {
+        self.0.as_mut().is_some_and(|owed| owed.forget_oldest())
+    }
+
+    /// Settles the oldest message from `from` awaiting a receipt (and drops its copy): the
+    /// sender's session, where the receipt goes. `None` if no message from `from` awaits
+    /// one.
+    pub fn take(&mut self, from: NickKey) -> Option<ConnId> {
+        self.0.as_mut()?.take(from)
+    }
+
+    /// Bytes of the copies kept.
+    pub fn bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |owed| owed.bytes)
+    }
+
+    /// The copies kept and the count of those forgotten, as a mailbox (§5.8 departure):
+    /// in relay order, each `chatm` with the sender its receipt goes to.
+    pub fn into_mailbox(self) -> Mailbox {
+        match self.0 {
+            Some(owed) => owed.into_mailbox(),
+            None => Mailbox::with_lost(0),
+        }
+    }
+
+    /// How many copies are kept, and how many were forgotten.
+    #[cfg(test)]
+    pub fn counts(&self) -> (usize, u64) {
+        self.0
+            .as_ref()
+            .map_or((0, 0), |owed| (owed.spans.len(), owed.lost))
+    }
+}
+
+/// What [`Receipts`] holds once the client was sent a message.
+#[derive(Debug, Default)]
+struct Owed {
     runs: VecDeque<Run>,
     /// The sequence number of the next message.
     next: u64,
@@ -63,11 +115,8 @@ pub struct Receipts {
     lost: u64,
 }
 
-impl Receipts {
-    /// Records that `line`, a message from `from` sent in `session`, awaits its receipt,
-    /// and keeps its copy within `max` bytes. False if the oldest run had to be forgotten
-    /// to make room.
-    pub fn expect(&mut self, from: NickKey, session: ConnId, line: &[u8], max: usize) -> bool {
+impl Owed {
+    fn expect(&mut self, from: NickKey, session: ConnId, line: &[u8], max: usize) -> bool {
         let seq = self.next;
         self.next += 1;
         let mut room = true;
@@ -134,9 +183,7 @@ impl Receipts {
         self.buf.truncate(end);
     }
 
-    /// Forgets the oldest copy (its receipt stays owed) and counts it lost. False if there
-    /// was none.
-    pub fn forget_oldest(&mut self) -> bool {
+    fn forget_oldest(&mut self) -> bool {
         let Some(s) = self.spans.pop_front() else {
             return false;
         };
@@ -156,10 +203,7 @@ impl Receipts {
         }
     }
 
-    /// Settles the oldest message from `from` awaiting a receipt (and drops its copy): the
-    /// sender's session, where the receipt goes. `None` if no message from `from` awaits
-    /// one.
-    pub fn take(&mut self, from: NickKey) -> Option<ConnId> {
+    fn take(&mut self, from: NickKey) -> Option<ConnId> {
         let i = self.runs.iter().position(|r| r.from == from)?;
         let run = &mut self.runs[i];
         let (seq, session) = (run.first, run.session);
@@ -192,14 +236,7 @@ impl Receipts {
         }
     }
 
-    /// Bytes of the copies kept.
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-
-    /// The copies kept and the count of those forgotten, as a mailbox (§5.8 departure):
-    /// in relay order, each `chatm` with the sender its receipt goes to.
-    pub fn into_mailbox(self) -> Mailbox {
+    fn into_mailbox(self) -> Mailbox {
         let mut mailbox = Mailbox::with_lost(self.lost);
         let mut runs = self.runs.iter().peekable();
         for s in &self.spans {
@@ -215,12 +252,6 @@ impl Receipts {
         }
         mailbox
     }
-
-    /// How many copies are kept, and how many were forgotten.
-    #[cfg(test)]
-    pub fn counts(&self) -> (usize, u64) {
-        (self.spans.len(), self.lost)
-    }
 }
 
 #[cfg(test)]
@@ -232,6 +263,11 @@ mod tests {
     }
 
     const BIG: usize = 1 << 20;
+
+    /// The state of receipts owed (there is some once a message was expected).
+    fn owed(r: &Receipts) -> &Owed {
+        r.0.as_deref().expect("receipts owed")
+    }
 
     /// `expect` with a copy of a line naming `from`, unbounded copies.
     fn expect(r: &mut Receipts, from: &str, session: ConnId) -> bool {
@@ -279,12 +315,12 @@ mod tests {
         for _ in 0..10 * MAX_PENDING_RECEIPTS {
             assert!(expect(&mut r, "alice", 1));
         }
-        assert_eq!(r.runs.len(), 1);
+        assert_eq!(owed(&r).runs.len(), 1);
         for _ in 0..10 * MAX_PENDING_RECEIPTS {
             assert_eq!(r.take(key("alice")), Some(1));
         }
         assert_eq!(r.take(key("alice")), None);
-        assert!(r.runs.is_empty());
+        assert!(owed(&r).runs.is_empty());
         assert_eq!(r.bytes(), 0);
     }
 
@@ -297,7 +333,7 @@ mod tests {
         }
         // One run more: the oldest (alice on conn 0) goes, and its copy is lost.
         assert!(!expect(&mut r, "alice", 9999));
-        assert_eq!(r.runs.len(), MAX_PENDING_RECEIPTS);
+        assert_eq!(owed(&r).runs.len(), MAX_PENDING_RECEIPTS);
         assert_eq!(r.counts(), (MAX_PENDING_RECEIPTS, 1));
         assert_eq!(r.take(key("alice")), Some(2));
         assert_eq!(r.take(key("bob")), Some(1));
@@ -364,20 +400,30 @@ mod tests {
             r.expect(key("bob"), 2, line.as_bytes(), BIG);
             assert_eq!(r.take(key("bob")), Some(2));
         }
-        assert!(r.buf.len() <= 2 * SLACK, "{}", r.buf.len());
+        assert!(owed(&r).buf.len() <= 2 * SLACK, "{}", owed(&r).buf.len());
         assert_eq!(copies(r), [("chatm alice carol keep".to_string(), Some(1))]);
     }
 
     #[test]
     fn an_idle_client_holds_no_buffer() {
         let mut r = Receipts::default();
-        assert_eq!(r.buf.capacity(), 0);
+        // Never sent a message: nothing is allocated, and it is one pointer.
+        assert!(r.0.is_none());
+        assert_eq!(
+            std::mem::size_of::<Receipts>(),
+            std::mem::size_of::<usize>()
+        );
+        assert_eq!(
+            (r.take(key("alice")), r.forget_oldest(), r.bytes()),
+            (None, false, 0)
+        );
+        assert!(r.0.is_none());
         for _ in 0..1000 {
             expect(&mut r, "alice", 1);
         }
         for _ in 0..1000 {
             r.take(key("alice"));
         }
-        assert_eq!(r.buf.capacity(), 0);
+        assert_eq!(owed(&r).buf.capacity(), 0);
     }
 }

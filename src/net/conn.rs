@@ -21,10 +21,10 @@ use crossbeam_channel::{SendError, Sender};
 use super::LINGER;
 use super::ToHub;
 use super::admission::Ticket;
-use super::outbox::{MAX_IN_FLIGHT, Outbox, Room};
+use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
-use crate::conn_id::ConnId;
+use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Answer, Chats, Output, Promise, slot};
 use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
@@ -65,8 +65,8 @@ pub struct ConnSettings {
     pub capa: String,
     /// Threads for readers.
     pub readers: Arc<Pool>,
-    /// Threads for writers.
-    pub writers: Arc<Pool>,
+    /// Threads and limits for writers.
+    pub writers: Arc<Writers>,
     /// Test hook (`XSCPD_TEST_PANIC_NICK`): the reader of a client that registers this
     /// nickname panics, to show that a panic is contained and the name still freed.
     pub panic_nick: Option<String>,
@@ -148,14 +148,12 @@ impl Reader {
             shared,
             ticket,
         } = conn;
-        let tag = format!("conn={id} peer={peer}");
+        let tag = Tag::new(id, peer);
         let outbox = Outbox::new(
             id,
             tag.clone(),
             Arc::clone(&shared),
             Arc::clone(&settings.writers),
-            settings.sendq,
-            settings.ping_timeout,
         );
         let now = Instant::now();
         let reader = Box::new(Reader {
@@ -188,7 +186,7 @@ impl Reader {
     fn run(&mut self) -> Ending {
         let accepted = ToHub::Accepted {
             conn: self.id,
-            tag: self.session.tag().to_string(),
+            tag: self.session.tag().clone(),
             ip: self.peer_ip,
             outbox: self.outbox.clone(),
         };
@@ -209,8 +207,8 @@ impl Reader {
     #[inline(never)]
     fn read_loop(&mut self) -> Ending {
         // A small buffer serves a client that types; one whose reads fill it gets a large
-        // one, so that a pipelining client is read in few system calls while an idle
-        // client costs little memory.
+        // one (until it goes quiet), so that a pipelining client is read in few system
+        // calls while an idle client costs little memory.
         let mut small = [0u8; SMALL_READ];
         let mut large: Vec<u8> = Vec::new();
         let mut framer = Framer::new();
@@ -227,6 +225,9 @@ impl Reader {
                 Ok(0) => return Ending::Fault(self.outside_cause(Cause::PeerClosed)),
                 Ok(n) => n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    // Quiet until a timer: an idle client keeps no read buffers.
+                    framer.release();
+                    large = Vec::new();
                     continue;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => match self.shared.end() {

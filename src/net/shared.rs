@@ -4,6 +4,7 @@
 
 use std::io::{ErrorKind, Read};
 use std::net::{Shutdown, TcpStream};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,15 +12,17 @@ use parking_lot::Mutex;
 
 use crate::protocol::cause::Cause;
 
-/// State shared by a connection's reader, writer and outbox.
+/// State shared by a connection's reader, writer and outbox. Every connection keeps one
+/// for its whole life, so what is rarely there is boxed: the cause is set once, at the end.
 #[derive(Debug)]
 pub struct ConnShared {
     /// Why the connection is ending, when someone other than its reader decided it.
-    end: Mutex<Option<Cause>>,
+    end: Mutex<Option<Box<Cause>>>,
     /// The socket: read by the reader, written by the writer, cut by whoever ends it.
     socket: TcpStream,
-    /// The reader's thread while it serves the connection, for [`ConnShared::wake_reader`].
-    reader: Mutex<Option<u64>>,
+    /// The reader's thread while it serves the connection, for [`ConnShared::wake_reader`]:
+    /// a pthread id, never 0 (`None` where threads cannot be woken: there the id is 0).
+    reader: Mutex<Option<NonZeroU64>>,
 }
 
 impl ConnShared {
@@ -34,25 +37,27 @@ impl ConnShared {
 
     /// The calling thread serves the connection (`Some`) or no longer does (`None`).
     pub fn set_reader(&self, serving: bool) {
-        *self.reader.lock() = serving.then(super::sys::this_thread);
+        *self.reader.lock() = serving
+            .then(super::sys::this_thread)
+            .and_then(NonZeroU64::new);
     }
 
     /// Interrupts the reader's blocking read (it sees why the connection ends), without
     /// touching the socket: the close stays orderly.
     pub fn wake_reader(&self) {
         if let Some(thread) = *self.reader.lock() {
-            super::sys::wake_thread(thread);
+            super::sys::wake_thread(thread.get());
         }
     }
 
     /// Records why the connection ends; the first cause recorded wins.
     pub fn set_end(&self, cause: Cause) {
-        self.end.lock().get_or_insert(cause);
+        self.end.lock().get_or_insert_with(|| Box::new(cause));
     }
 
     /// The recorded cause, if any.
     pub fn end(&self) -> Option<Cause> {
-        self.end.lock().clone()
+        self.end.lock().as_deref().cloned()
     }
 
     /// The connection's socket (reader and writer use it through `&TcpStream`).
@@ -83,5 +88,25 @@ pub fn linger(mut stream: &TcpStream, limit: Duration) {
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+
+    #[test]
+    fn the_first_cause_wins_and_the_state_stays_small() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let shared = ConnShared::new(client);
+        assert_eq!(shared.end(), None);
+        shared.set_end(Cause::SlowConsumer);
+        shared.set_end(Cause::Reset);
+        assert_eq!(shared.end(), Some(Cause::SlowConsumer));
+        // Five words on a 64-bit machine (it was eleven with the cause inline).
+        assert!(std::mem::size_of::<ConnShared>() <= 5 * std::mem::size_of::<usize>());
     }
 }

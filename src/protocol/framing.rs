@@ -139,6 +139,15 @@ impl Framer {
         if self.complete { 0 } else { self.buf.len() }
     }
 
+    /// Gives the buffer's memory back unless it holds a partial line (or a rejected one),
+    /// for a connection gone quiet; the next line allocates it again.
+    pub fn release(&mut self) {
+        if self.buffered() == 0 && !self.failed {
+            self.buf = Vec::new();
+            self.complete = false;
+        }
+    }
+
     /// Takes bytes from the front of `input` up to and including the next complete PDU and
     /// returns it. Returns `None` once `input` is used up without completing a PDU (the
     /// partial line is kept for the next call). After an error the framer is useless: the
@@ -195,6 +204,24 @@ impl Framer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_frees_the_buffer_but_keeps_a_partial_line() {
+        let mut framer = Framer::new();
+        let mut input: &[u8] = b"uname alice\r\nchatm alice bob h";
+        assert_eq!(framer.next_line(&mut input), Some(Ok("uname alice")));
+        assert_eq!(framer.next_line(&mut input), None);
+        framer.release();
+        assert_eq!(framer.buffered(), 17);
+        let mut rest: &[u8] = b"i\r";
+        assert_eq!(framer.next_line(&mut rest), Some(Ok("chatm alice bob hi")));
+        assert!(framer.buf.capacity() > 0);
+        framer.release();
+        assert_eq!((framer.buffered(), framer.buf.capacity()), (0, 0));
+        // The LF of the CRLF split across reads is still recognised after a release.
+        let mut rest: &[u8] = b"\nping x\r\n";
+        assert_eq!(framer.next_line(&mut rest), Some(Ok("ping x")));
+    }
 
     /// Feeds `input` in one piece and collects every outcome.
     fn lines(input: &[u8]) -> Vec<Result<String, FrameError>> {

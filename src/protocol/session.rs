@@ -19,6 +19,7 @@ use super::framing::FrameError;
 use super::fsm::{self, Event, State};
 use super::nick::Nick;
 use super::reply::{self, Code};
+use crate::conn_id::Tag;
 
 /// The session's limits, from the command line.
 #[derive(Clone, Copy, Debug)]
@@ -87,19 +88,20 @@ pub enum Timer {
 /// One connection's protocol state.
 #[derive(Debug)]
 pub struct Session {
-    tag: String,
+    tag: Tag,
     state: State,
     nick: Option<Nick>,
     failed_attempts: u32,
     limits: Limits,
-    /// The token of the server's ping awaiting its pong, and when it was sent.
-    outstanding_ping: Option<(String, Instant)>,
+    /// The token of the server's ping awaiting its pong, and when it was sent: boxed, as
+    /// there is one only for a while each ping interval (an idle session stays small).
+    outstanding_ping: Option<Box<(String, Instant)>>,
 }
 
 impl Session {
     /// A session for a connection just accepted: LISTEN -> NEGOTIATING. `tag` names the
     /// connection in the log (`conn=<id> peer=<addr>`).
-    pub fn accept(tag: String, limits: Limits) -> Session {
+    pub fn accept(tag: Tag, limits: Limits) -> Session {
         let mut s = Session {
             tag,
             state: State::Listen,
@@ -123,7 +125,7 @@ impl Session {
     }
 
     /// The connection's log tag.
-    pub fn tag(&self) -> &str {
+    pub fn tag(&self) -> &Tag {
         &self.tag
     }
 
@@ -134,12 +136,12 @@ impl Session {
 
     /// When the server's ping that awaits its pong was sent, if one does.
     pub fn ping_outstanding(&self) -> Option<Instant> {
-        self.outstanding_ping.as_ref().map(|(_, sent)| *sent)
+        self.outstanding_ping.as_deref().map(|(_, sent)| *sent)
     }
 
     /// Records the token of the ping the server just sent.
     pub fn ping_sent(&mut self, token: String, at: Instant) {
-        self.outstanding_ping = Some((token, at));
+        self.outstanding_ping = Some(Box::new((token, at)));
     }
 
     /// The one place a state changes: looks the move up in the transition table and logs
@@ -313,14 +315,14 @@ impl Session {
     /// A pong: it must carry the outstanding ping's token (§5). Without a token it is a
     /// SYNTAX refusal; answering no ping, or another one, a violation.
     fn on_pong(&mut self, token: Option<&str>) -> Step {
-        if let (Some(t), Some((expected, sent))) = (token, &self.outstanding_ping) {
+        if let (Some(t), Some((expected, sent))) = (token, self.outstanding_ping.as_deref()) {
             if t == expected {
                 let sent = *sent;
                 self.outstanding_ping = None;
                 return Step::PongAccepted(sent);
             }
         }
-        let expected = self.outstanding_ping.as_ref().map(|(t, _)| t.clone());
+        let expected = self.outstanding_ping.as_deref().map(|(t, _)| t.clone());
         let why = reply::PongMismatch {
             token,
             expected: expected.as_deref(),
@@ -406,6 +408,13 @@ mod tests {
 
     fn limits() -> Limits {
         Limits { max_retries: 3 }
+    }
+
+    /// Every connection keeps its session for its whole life: seven words on a 64-bit
+    /// machine (eleven with the outstanding ping inline, or with a tag of its own).
+    #[test]
+    fn a_session_is_small() {
+        assert!(std::mem::size_of::<Session>() <= 7 * std::mem::size_of::<usize>());
     }
 
     /// A session just accepted.

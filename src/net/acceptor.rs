@@ -144,7 +144,7 @@ impl Acceptor {
             ticket,
         };
         let (settings, hub) = (Arc::clone(&self.settings), self.hub.clone());
-        let job = Job::new(format!("xscp-conn-{id}"), move || {
+        let job = Job::new("xscp-conn", id, move || {
             conn::serve(accepted, settings, hub)
         });
         if let Err((e, job)) = self.settings.readers.run(job) {
@@ -173,7 +173,7 @@ impl Acceptor {
         say_full(&stream, text);
         let stream = Arc::new(stream);
         let lingering = Arc::clone(&stream);
-        let job = Job::new(format!("xscp-refuse-{id}"), move || {
+        let job = Job::new("xscp-refuse", id, move || {
             linger(&lingering, LINGER);
             drop(slot);
         });

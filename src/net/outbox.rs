@@ -318,7 +318,7 @@ impl Outbox {
         q.running = true;
         drop(q);
         let inner = Arc::clone(&self.0);
-        let job = Job::new(format!("xscp-write-{}", self.0.id), move || inner.drain());
+        let job = Job::new("xscp-write", self.0.id, move || inner.drain());
         if let Err((e, _job)) = self.0.writers.pool.run(job) {
             log::error!("{} cannot start its writer thread: {e}", self.0.tag);
             self.0

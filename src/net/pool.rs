@@ -22,19 +22,40 @@ use parking_lot::{Condvar, Mutex};
 /// How long an idle pooled thread waits for work before it exits.
 pub const IDLE_KEEP: Duration = Duration::from_secs(5);
 
-/// A unit of work and the name its thread takes while running it.
+/// A unit of work, and what its thread is called while running it: `<kind>-<id>`.
 pub struct Job {
-    name: String,
-    work: Box<dyn FnOnce() + Send>,
+    kind: &'static str,
+    id: u64,
+    work: Box<dyn Work>,
 }
 
 impl Job {
-    /// A job named `name`.
-    pub fn new(name: String, work: impl FnOnce() + Send + 'static) -> Job {
+    /// A job named `<kind>-<id>` (`xscp-conn-7`).
+    pub fn new(kind: &'static str, id: u64, work: impl FnOnce() + Send + 'static) -> Job {
         Job {
-            name,
+            kind,
+            id,
             work: Box::new(work),
         }
+    }
+
+    fn name(&self) -> String {
+        format!("{}-{}", self.kind, self.id)
+    }
+}
+
+/// A job's work, run from its box.
+trait Work: Send {
+    fn run(self: Box<Self>);
+}
+
+impl<F: FnOnce() + Send> Work for F {
+    /// Moves the closure out of its box before running it: what it captured then lives
+    /// in the running frames, and the box is freed at once rather than held for the
+    /// whole job (for a reader, the life of its connection).
+    fn run(self: Box<Self>) {
+        let work = *self;
+        work()
     }
 }
 
@@ -144,7 +165,7 @@ struct Idle {
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name)
+        write!(f, "{}-{}", self.kind, self.id)
     }
 }
 
@@ -184,14 +205,10 @@ impl Pool {
         // fails.
         let first = Arc::new(Mutex::new(Some(job)));
         let keep = Arc::clone(&first);
-        let name = first
-            .lock()
-            .as_ref()
-            .map(|j| j.name.clone())
-            .unwrap_or_default();
         let pool = Arc::clone(self);
+        // Unnamed here: the job names its thread, and a name given to the builder would
+        // be kept for the thread's whole life.
         let spawned = thread::Builder::new()
-            .name(name)
             .stack_size(self.stack)
             .spawn(move || {
                 let job = first.lock().take();
@@ -215,9 +232,10 @@ impl Pool {
 
     fn work(&self, mut job: Job) {
         loop {
-            set_thread_name(&job.name);
-            if catch_unwind(AssertUnwindSafe(job.work)).is_err() {
-                log::error!("BUG: thread {} panicked; it returns to the pool", job.name);
+            set_thread_name(&job.name());
+            let (kind, id) = (job.kind, job.id);
+            if catch_unwind(AssertUnwindSafe(move || job.work.run())).is_err() {
+                log::error!("BUG: thread {kind}-{id} panicked; it returns to the pool");
             }
             set_thread_name("xscp-idle");
             match self.next_job() {
@@ -292,14 +310,14 @@ mod tests {
         let pool = Pool::new(64 * 1024, Budget::new(8));
         let (tx, rx) = bounded(2);
         let t1 = tx.clone();
-        let job = Job::new("a".into(), move || {
+        let job = Job::new("a", 0, move || {
             let _ = t1.send(thread::current().id());
         });
         assert!(pool.run(job).is_ok());
         let first = rx.recv().unwrap();
         // Once the thread is idle, the next job goes to it rather than to a new thread.
         assert!(wait_idle(&pool, 1), "the thread never went idle");
-        let job = Job::new("b".into(), move || {
+        let job = Job::new("b", 0, move || {
             let _ = tx.send(thread::current().id());
         });
         assert!(pool.run(job).is_ok());
@@ -311,13 +329,13 @@ mod tests {
     fn past_the_budget_the_job_is_handed_back() {
         let pool = Pool::new(64 * 1024, Budget::new(1));
         let (release_tx, release_rx) = bounded::<()>(0);
-        let busy = Job::new("busy".into(), move || {
+        let busy = Job::new("busy", 0, move || {
             let _ = release_rx.recv();
         });
         assert!(pool.run(busy).is_ok());
         // The one thread is busy: the next job cannot get a thread and comes back.
         let (e, _job) = pool
-            .run(Job::new("extra".into(), || {}))
+            .run(Job::new("extra", 0, || {}))
             .expect_err("over budget");
         assert!(e.to_string().contains("budget"));
         drop(release_tx);
@@ -327,12 +345,9 @@ mod tests {
     fn a_panicking_job_does_not_kill_the_pool() {
         let pool = Pool::new(64 * 1024, Budget::new(8));
         let (tx, rx) = bounded(1);
+        assert!(pool.run(Job::new("p", 0, || panic!("test panic"))).is_ok());
         assert!(
-            pool.run(Job::new("p".into(), || panic!("test panic")))
-                .is_ok()
-        );
-        assert!(
-            pool.run(Job::new("q".into(), move || {
+            pool.run(Job::new("q", 0, move || {
                 let _ = tx.send(42);
             }))
             .is_ok()

@@ -169,17 +169,20 @@ impl Framer {
                 self.after_cr = false;
             }
             let data = *input;
-            let end = data.iter().position(|&b| b == b'\r' || b == b'\n');
-            let content = &data[..end.unwrap_or(data.len())];
-            // The first offending byte decides, however the input was split: a control byte
-            // within the first MAX_PDU bytes, else the byte that makes the line too long.
-            // Enforced while buffering (§1): an overlong line is never held.
+            // One pass finds the first control byte: CR or LF ends the line, any other is a
+            // violation. The first offending byte decides, however the input was split: a
+            // control byte within the first MAX_PDU bytes, else the byte that makes the line
+            // too long. Enforced while buffering (§1): an overlong line is never held.
             let room = MAX_PDU - self.buf.len();
-            if let Some(i) = content.iter().position(|&b| is_control(b)) {
+            let stop = data.iter().position(|&b| is_control(b));
+            let end = stop.filter(|&i| data[i] == b'\r' || data[i] == b'\n');
+            if let (Some(i), None) = (stop, end) {
                 if i < room {
-                    return self.reject(&content[..=i], FrameError::ControlByte(content[i]));
+                    return self.reject(&data[..=i], FrameError::ControlByte(data[i]));
                 }
+                return self.reject(&data[..=room], FrameError::TooLong);
             }
+            let content = &data[..end.unwrap_or(data.len())];
             if content.len() > room {
                 return self.reject(&content[..=room], FrameError::TooLong);
             }

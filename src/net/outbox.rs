@@ -174,7 +174,8 @@ impl Outbox {
     pub fn wait_room(&self, sent: u64, in_flight: u64) -> Room {
         let inner = &self.0;
         let mut q = inner.queue.lock();
-        let mut deadline = std::time::Instant::now() + inner.writers.write_timeout;
+        // Read the clock only when there is something to wait for: this runs per command.
+        let mut until = None;
         loop {
             if q.closing {
                 return Room::Closing;
@@ -183,6 +184,8 @@ impl Outbox {
             if !over && sent.saturating_sub(q.handled) <= in_flight {
                 return Room::Free;
             }
+            let deadline =
+                *until.get_or_insert_with(|| Instant::now() + inner.writers.write_timeout);
             q.waiters += 1;
             let timed_out = inner.room.wait_until(&mut q, deadline).timed_out();
             q.waiters -= 1;
@@ -191,7 +194,7 @@ impl Outbox {
                     return Room::Full;
                 }
                 // Only the hub is behind: it answers in the end.
-                deadline = std::time::Instant::now() + inner.writers.write_timeout;
+                until = None;
             }
         }
     }

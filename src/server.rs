@@ -24,8 +24,10 @@ use crate::protocol::fsm::{Event, State, next_state};
 use crate::protocol::reply::{self, capa};
 use crate::protocol::session::Limits;
 
-/// Capacity of the hub's inbox: readers wait (and stop reading) when it is full.
-const HUB_QUEUE: usize = 16 * 1024;
+/// Capacity of the hub's inbox, in messages (one may carry up to 32 `chatm` lines): readers
+/// wait (and stop reading) when it is full. Its slots become resident memory once used, so
+/// it holds a burst, not a message per client.
+const HUB_QUEUE: usize = 4 * 1024;
 
 /// How often readers are woken while the server waits for connections to close.
 const WAKE_EVERY: Duration = Duration::from_millis(50);

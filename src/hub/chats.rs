@@ -24,8 +24,15 @@ struct Line {
 }
 
 impl Chats {
-    /// Adds `line`, whose recipient field is at `recipient` within it.
-    pub fn push(&mut self, line: &str, recipient: Range<usize>) {
+    /// Adds `line`, whose recipient field is at `recipient` within it. The first line
+    /// makes room for `expected` lines like it: a batch is allocated once, not grown line
+    /// by line (it is freed on the hub's thread, so the reader's allocator cache cannot
+    /// serve the next one).
+    pub fn push(&mut self, line: &str, recipient: Range<usize>, expected: usize) {
+        if self.lines.is_empty() {
+            self.text.reserve(line.len() * expected);
+            self.lines.reserve(expected);
+        }
         let start = self.text.len();
         self.text.push_str(line);
         self.lines.push(Line {
@@ -63,8 +70,8 @@ mod tests {
     #[test]
     fn lines_come_back_in_order_with_their_recipients() {
         let mut c = Chats::default();
-        c.push("chatm a bob hi\r\n", 8..11);
-        c.push("chatm a * all\r\n", 8..9);
+        c.push("chatm a bob hi\r\n", 8..11, 2);
+        c.push("chatm a * all\r\n", 8..9, 2);
         let got: Vec<(&str, &str)> = c.iter().map(|(l, r)| (l, &l[r])).collect();
         assert_eq!(
             got,

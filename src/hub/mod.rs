@@ -1017,7 +1017,7 @@ mod tests {
         /// `chatm ...` (the whole line, without CRLF) from `conn`.
         fn chat(&mut self, conn: ConnId, line: &str) {
             let mut chats = Chats::default();
-            chats.push(&format!("{line}\r\n"), field(line, 2));
+            chats.push(&format!("{line}\r\n"), field(line, 2), 1);
             self.hub.handle(ToHub::Chat { conn, chats });
         }
 
@@ -1320,7 +1320,7 @@ mod tests {
             for i in 0..10 {
                 let line = format!("chatm alice bob {i}\r\n");
                 let mut chats = Chats::default();
-                chats.push(&line, field(&line, 2));
+                chats.push(&line, field(&line, 2), 1);
                 tx.send(ToHub::Chat { conn: 1, chats }).expect("send");
             }
             drop(tx);

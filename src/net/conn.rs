@@ -437,7 +437,7 @@ impl Reader {
 
     /// Holds back a `chatm` line to give the hub with the next ones from the same read.
     fn hold_chat(&mut self, line: &str, recipient: Range<usize>) -> Option<Ending> {
-        self.chats.push(line, recipient);
+        self.chats.push(line, recipient, CHAT_BATCH);
         if self.chats.len() >= CHAT_BATCH {
             return self.give_chats();
         }

@@ -184,9 +184,9 @@ struct Client<O> {
     receipts: Receipts,
 }
 
-/// Writers given output are woken at the latest after this many messages (and whenever
-/// the hub's inbox runs empty, or a queue holds `WAKE_BYTES`), so that output never waits
-/// long for its writer.
+/// Writers given output are woken at the latest after this many commands (a batch of
+/// `chatm` lines counts each line; and whenever the hub's inbox runs empty, or a queue
+/// holds `WAKE_BYTES`), so that output never waits long for its writer.
 const WAKE_BATCH: usize = 4096;
 
 /// Queues `line` for client `id`, relayed from the client whose output side is `from` (if
@@ -284,9 +284,14 @@ impl<O: Output> Hub<O> {
                 }
                 Err(TryRecvError::Disconnected) => break,
             };
+            let commands = match &msg {
+                ToHub::Chat { chats, .. } => chats.len(),
+                _ => 1,
+            };
             self.handle(msg);
-            handled += 1;
-            if handled % WAKE_BATCH == 0 {
+            handled += commands;
+            if handled >= WAKE_BATCH {
+                handled = 0;
                 self.wake_writers();
             }
         }
@@ -1291,32 +1296,40 @@ mod tests {
             assert_eq!(alice.lines(), ["+OK message relayed", "chatr alice bob"]);
         }
 
+        /// Queues the accept and `uname name` of client `conn` for a hub that runs later;
+        /// keep the returned half of the answer until it has run.
+        fn join_queued(
+            tx: &crossbeam_channel::Sender<ToHub<Mem>>,
+            conn: ConnId,
+            name: &str,
+            out: &Mem,
+        ) -> Pending {
+            let (answer, pending) = slot();
+            let accepted = ToHub::Accepted {
+                conn,
+                tag: Tag::from(format!("conn={conn}").as_str()),
+                ip: HERE,
+                outbox: out.clone(),
+            };
+            tx.send(accepted).expect("send");
+            let register = ToHub::Register {
+                conn,
+                nick: nick(name),
+                answer,
+            };
+            tx.send(register).expect("send");
+            pending
+        }
+
         #[test]
         fn writers_are_woken_once_a_burst() {
             let f = hub();
             let (tx, rx) = bounded(64);
             let (alice, bob) = (Mem::default(), Mem::default());
-            let mut pending = Vec::new();
-            for (conn, name, out) in [(1, "alice", &alice), (2, "bob", &bob)] {
-                let (answer, answered) = slot();
-                pending.push(answered);
-                let msgs = [
-                    ToHub::Accepted {
-                        conn,
-                        tag: Tag::from(format!("conn={conn}").as_str()),
-                        ip: HERE,
-                        outbox: out.clone(),
-                    },
-                    ToHub::Register {
-                        conn,
-                        nick: nick(name),
-                        answer,
-                    },
-                ];
-                for msg in msgs {
-                    tx.send(msg).expect("send");
-                }
-            }
+            let _pending = [
+                join_queued(&tx, 1, "alice", &alice),
+                join_queued(&tx, 2, "bob", &bob),
+            ];
             for i in 0..10 {
                 let line = format!("chatm alice bob {i}\r\n");
                 let mut chats = Chats::default();
@@ -1328,6 +1341,38 @@ mod tests {
             assert_eq!(bob.lines().len(), 1 + 10); // `+OK you are bob`, the messages.
             assert_eq!(bob.wakes(), 1);
             assert_eq!(alice.wakes(), 1);
+        }
+
+        #[test]
+        fn a_long_burst_wakes_writers_every_wake_batch_lines() {
+            let f = hub();
+            let (tx, rx) = bounded(1024);
+            let (alice, bob) = (Mem::default(), Mem::default());
+            let _pending = [
+                join_queued(&tx, 1, "alice", &alice),
+                join_queued(&tx, 2, "bob", &bob),
+            ];
+            // WAKE_BATCH lines in batches of 32, then one more line: within one burst, the
+            // writers are woken once the hub has handled WAKE_BATCH lines, and at its end.
+            let line = "chatm alice bob x\r\n";
+            for _ in 0..WAKE_BATCH / 32 {
+                let mut chats = Chats::default();
+                for _ in 0..32 {
+                    chats.push(line, field(line, 2), 32);
+                }
+                tx.send(ToHub::Chat { conn: 1, chats }).expect("send");
+            }
+            let mut last = Chats::default();
+            last.push(line, field(line, 2), 1);
+            tx.send(ToHub::Chat {
+                conn: 1,
+                chats: last,
+            })
+            .expect("send");
+            drop(tx);
+            f.hub.run(rx);
+            assert_eq!(bob.lines().len(), 1 + WAKE_BATCH + 1);
+            assert_eq!(bob.wakes(), 2);
         }
     }
 

@@ -54,7 +54,11 @@ impl<F: FnOnce() + Send> Work for F {
     /// in the running frames, and the box is freed at once rather than held for the
     /// whole job (for a reader, the life of its connection).
     fn run(self: Box<Self>) {
-        let work = *self;
+        // The box is freed at the end of the block that moved its content out.
+        let work = {
+            let boxed = self;
+            *boxed
+        };
         work()
     }
 }

@@ -29,8 +29,8 @@ pub fn slot() -> (Promise, Pending) {
     )
 }
 
-/// The hub's half: answers once. Dropped unanswered (the hub stopped, or dropped the
-/// request), it answers [`Answer::Gone`], so the asker never waits for nothing.
+/// The hub's half: answers once. Dropped unanswered (the hub dropped the request), it
+/// answers [`Answer::Gone`], as the closed channel did before it.
 #[derive(Debug)]
 pub struct Promise {
     slot: Option<Arc<Slot>>,

@@ -123,13 +123,13 @@ pub enum ToHub<O> {
         /// The response line(s).
         line: String,
     },
-    /// The connection ends: send `lines` and close (unless its reader has already), release
-    /// everything it held.
+    /// The connection ends: release everything it held, and send `lines` and close.
     Depart {
         /// The connection.
         conn: ConnId,
-        /// The last lines to send.
-        lines: String,
+        /// The last lines to send; `None` when its reader sends them and closes itself
+        /// (the hub owed it nothing more).
+        lines: Option<String>,
     },
     /// The server is shutting down: every client gets `cquit server shutting down`.
     Shutdown,
@@ -338,7 +338,7 @@ impl<O: Output> Hub<O> {
             ToHub::Notif { conn, on } => self.notif(conn, on),
             ToHub::Respond { conn, line } => self.send(conn, &line),
             ToHub::Depart { conn, lines } => {
-                if let Some(c) = self.clients.get(&conn) {
+                if let (Some(c), Some(lines)) = (self.clients.get(&conn), lines) {
                     c.outbox.finish(&lines);
                 }
                 self.remove(conn);
@@ -1041,7 +1041,7 @@ mod tests {
 
         /// The connection ends with `cquit` (its reader's last line).
         fn quit(&mut self, conn: ConnId) {
-            let lines = reply::QUIT_OK.to_string();
+            let lines = Some(reply::QUIT_OK.to_string());
             self.hub.handle(ToHub::Depart { conn, lines });
         }
     }

@@ -116,6 +116,9 @@ struct Reader {
     claimed: bool,
     /// `chatm` lines read and checked, not yet given to the hub (see [`CHAT_BATCH`]).
     chats: Chats,
+    /// How many more lines like the current one the rest of this read may hold (at most
+    /// [`CHAT_BATCH`]): what a new batch makes room for.
+    lines_ahead: usize,
 }
 
 /// Serves one connection on the calling thread until it is closed.
@@ -174,6 +177,7 @@ impl Reader {
             peer_ip: peer.ip(),
             claimed: false,
             chats: Chats::default(),
+            lines_ahead: 1,
         });
         // After the session's LISTEN -> NEGOTIATING, which it follows from. Written by this
         // thread: the hub does not know the client yet, so nothing can come before it.
@@ -264,6 +268,7 @@ impl Reader {
                 }
                 log::trace!("{} <- {}", self.session.tag(), escape(line.as_bytes()));
                 self.throttle();
+                self.lines_ahead = (1 + input.len() / (line.len() + 2)).min(CHAT_BATCH);
                 let step = self.session.on_line(line);
                 let end = self.execute(step);
                 if self.claimed {
@@ -303,6 +308,12 @@ impl Reader {
             MAX_IN_FLIGHT - CHAT_BATCH as u64
         };
         self.sync_next = false;
+        // Lines held back do not wait with the reader: if it is about to, they go first.
+        if !self.chats.is_empty() && self.outbox.would_wait(self.sent, in_flight) {
+            if let Some(end) = self.give_chats() {
+                return Some(end);
+            }
+        }
         self.outbox.wait_behind();
         match self.outbox.wait_room(self.sent, in_flight) {
             Room::Free => None,
@@ -437,7 +448,7 @@ impl Reader {
 
     /// Holds back a `chatm` line to give the hub with the next ones from the same read.
     fn hold_chat(&mut self, line: &str, recipient: Range<usize>) -> Option<Ending> {
-        self.chats.push(line, recipient, CHAT_BATCH);
+        self.chats.push(line, recipient, self.lines_ahead);
         if self.chats.len() >= CHAT_BATCH {
             return self.give_chats();
         }
@@ -548,22 +559,28 @@ impl Reader {
         // writer runs: no writer thread is started for them.
         self.outbox.claim();
         // Once the hub has answered every command, nothing it owes this client can come
-        // before the last lines: they are queued here, and the reader need not wait for
-        // the hub to take the departure (one hand-off less per connection). Otherwise the
-        // hub queues them after its last answers.
-        let lines = if self.outbox.answered(self.sent) {
-            self.outbox.finish(&lines);
-            String::new()
+        // before the last lines: the reader queues them itself and need not wait for the
+        // hub to take the departure (one hand-off less per connection). The departure is
+        // in the hub's inbox before they are, so before the FIN can leave: a client that
+        // reconnects at once finds its name released. Otherwise the hub queues them after
+        // its last answers.
+        let answered = self.outbox.answered(self.sent);
+        let (for_hub, here) = if answered {
+            (None, lines)
         } else {
-            lines
+            (Some(lines), String::new())
         };
         let depart = ToHub::Depart {
             conn: self.id,
-            lines,
+            lines: for_hub,
         };
-        if let Err(SendError(ToHub::Depart { lines, .. })) = self.hub.send(depart) {
+        match self.hub.send(depart) {
             // No hub (the server is stopping): say goodbye directly.
-            self.outbox.finish(&lines);
+            Err(SendError(ToHub::Depart {
+                lines: Some(lines), ..
+            })) => self.outbox.finish(&lines),
+            _ if answered => self.outbox.finish(&here),
+            _ => {}
         }
         // Every way a connection ends queues a close (here, in the hub's
         // Depart, shutdown or slow-consumer abort), so this wait ends.

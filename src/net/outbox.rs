@@ -199,6 +199,15 @@ impl Outbox {
         }
     }
 
+    /// Whether [`Outbox::wait_behind`] or [`Outbox::wait_room`] would wait now.
+    pub fn would_wait(&self, sent: u64, in_flight: u64) -> bool {
+        let q = self.0.queue.lock();
+        !q.closing
+            && (q.behind.is_some()
+                || q.queued() > self.0.writers.sendq
+                || sent.saturating_sub(q.handled) > in_flight)
+    }
+
     /// Whether the hub has handled all `sent` commands the reader gave it (see
     /// [`Output::handled`]): nothing it owes the client in answer is still to come.
     pub fn answered(&self, sent: u64) -> bool {
@@ -684,5 +693,27 @@ mod tests {
         client.read_to_string(&mut rest).unwrap();
         assert_eq!(rest, "cquit bye\r\n");
         assert_eq!(outbox.0.shared.end(), None);
+    }
+
+    /// The reader hands over the lines it holds back exactly when its next wait would
+    /// block: too many commands with the hub, a queue over `--sendq`, a recipient behind.
+    #[test]
+    fn would_wait_says_when_the_reader_would_block() {
+        let (outbox, _client) = threadless();
+        assert!(!outbox.would_wait(32, 32));
+        assert!(outbox.would_wait(33, 32));
+        outbox.handled(1);
+        assert!(!outbox.would_wait(33, 32));
+        outbox.claim(); // No writer: the queue stays as queued.
+        outbox.respond(&[b'x'; 1025]);
+        assert!(outbox.would_wait(33, 32));
+        outbox.release();
+        assert!(!outbox.would_wait(33, 32));
+        let (recipient, _other) = threadless();
+        recipient.claim();
+        recipient.relay(&[b'y'; 1025], &outbox).unwrap();
+        assert!(outbox.would_wait(33, 32));
+        outbox.finish("");
+        assert!(!outbox.would_wait(40, 32), "closing: nothing to wait for");
     }
 }

@@ -308,14 +308,18 @@ impl Reader {
             MAX_IN_FLIGHT - CHAT_BATCH as u64
         };
         self.sync_next = false;
-        // Lines held back do not wait with the reader: if it is about to, they go first.
-        if !self.chats.is_empty() && self.outbox.would_wait(self.sent, in_flight) {
-            if let Some(end) = self.give_chats() {
-                return Some(end);
+        let room = match self.outbox.room_now(self.sent, in_flight) {
+            Some(room) => room,
+            None => {
+                // The reader is about to wait: the lines it holds back do not wait with it.
+                if let Some(end) = self.give_chats() {
+                    return Some(end);
+                }
+                self.outbox.wait_behind();
+                self.outbox.wait_room(self.sent, in_flight)
             }
-        }
-        self.outbox.wait_behind();
-        match self.outbox.wait_room(self.sent, in_flight) {
+        };
+        match room {
             Room::Free => None,
             Room::Closing => Some(Ending::Fault(
                 self.shared.end().unwrap_or(Cause::ServerShutdown),

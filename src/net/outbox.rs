@@ -199,13 +199,18 @@ impl Outbox {
         }
     }
 
-    /// Whether [`Outbox::wait_behind`] or [`Outbox::wait_room`] would wait now.
-    pub fn would_wait(&self, sent: u64, in_flight: u64) -> bool {
+    /// What [`Outbox::wait_behind`] and [`Outbox::wait_room`] would find now, without
+    /// waiting: `None` if either would wait. One lock for the common case, where the reader
+    /// goes on at once.
+    pub fn room_now(&self, sent: u64, in_flight: u64) -> Option<Room> {
         let q = self.0.queue.lock();
-        !q.closing
-            && (q.behind.is_some()
-                || q.queued() > self.0.writers.sendq
-                || sent.saturating_sub(q.handled) > in_flight)
+        if q.closing {
+            return Some(Room::Closing);
+        }
+        let free = q.behind.is_none()
+            && q.queued() <= self.0.writers.sendq
+            && sent.saturating_sub(q.handled) <= in_flight;
+        free.then_some(Room::Free)
     }
 
     /// Whether the hub has handled all `sent` commands the reader gave it (see
@@ -695,25 +700,25 @@ mod tests {
         assert_eq!(outbox.0.shared.end(), None);
     }
 
-    /// The reader hands over the lines it holds back exactly when its next wait would
-    /// block: too many commands with the hub, a queue over `--sendq`, a recipient behind.
+    /// The reader goes on at once, or hands over the lines it holds back before it waits:
+    /// too many commands with the hub, a queue over `--sendq`, a recipient behind.
     #[test]
-    fn would_wait_says_when_the_reader_would_block() {
+    fn room_now_says_when_the_reader_would_wait() {
         let (outbox, _client) = threadless();
-        assert!(!outbox.would_wait(32, 32));
-        assert!(outbox.would_wait(33, 32));
+        assert_eq!(outbox.room_now(32, 32), Some(Room::Free));
+        assert_eq!(outbox.room_now(33, 32), None);
         outbox.handled(1);
-        assert!(!outbox.would_wait(33, 32));
+        assert_eq!(outbox.room_now(33, 32), Some(Room::Free));
         outbox.claim(); // No writer: the queue stays as queued.
         outbox.respond(&[b'x'; 1025]);
-        assert!(outbox.would_wait(33, 32));
+        assert_eq!(outbox.room_now(33, 32), None);
         outbox.release();
-        assert!(!outbox.would_wait(33, 32));
+        assert_eq!(outbox.room_now(33, 32), Some(Room::Free));
         let (recipient, _other) = threadless();
         recipient.claim();
         recipient.relay(&[b'y'; 1025], &outbox).unwrap();
-        assert!(outbox.would_wait(33, 32));
+        assert_eq!(outbox.room_now(33, 32), None);
         outbox.finish("");
-        assert!(!outbox.would_wait(40, 32), "closing: nothing to wait for");
+        assert_eq!(outbox.room_now(40, 32), Some(Room::Closing));
     }
 }

@@ -296,7 +296,10 @@ impl Reader {
     /// client that pipelines commands without reading the replies is slowed by TCP and its
     /// replies stay bounded. A `users` list, or a log that must show each reply before the
     /// next command (`-vv`), waits for every earlier command to be answered. Past the write
-    /// timeout with the queue still over `--sendq`, the client is a slow consumer.
+    /// timeout with the queue still over `--sendq`, the client is a slow consumer. Not
+    /// inlined: its locals would stay in the read loop's frame, which is on the stack while
+    /// an idle client's reader waits in `read` (two pages, not three).
+    #[inline(never)]
     fn wait_room(&mut self) -> Option<Ending> {
         let in_flight = if self.sync_next || log::log_enabled!(log::Level::Trace) {
             // Every earlier command answered: those held back go to the hub first.

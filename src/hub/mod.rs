@@ -284,12 +284,7 @@ impl<O: Output> Hub<O> {
                 }
                 Err(TryRecvError::Disconnected) => break,
             };
-            let commands = match &msg {
-                ToHub::Chat { chats, .. } => chats.len(),
-                _ => 1,
-            };
-            self.handle(msg);
-            handled += commands;
+            handled += self.handle(msg);
             if handled >= WAKE_BATCH {
                 handled = 0;
                 self.wake_writers();
@@ -308,15 +303,16 @@ impl<O: Output> Hub<O> {
         }
     }
 
-    /// Handles one message, then drops any client that overflowed meanwhile.
-    pub fn handle(&mut self, msg: ToHub<O>) {
-        let answered = match &msg {
-            ToHub::Chat { conn, chats } => Some((*conn, chats.len() as u64)),
+    /// Handles one message, then drops any client that overflowed meanwhile. Returns how
+    /// many commands it carried (a batch of `chatm` lines counts each line).
+    pub fn handle(&mut self, msg: ToHub<O>) -> usize {
+        let (answered, commands) = match &msg {
+            ToHub::Chat { conn, chats } => (Some(*conn), chats.len()),
             ToHub::Receipt { conn, .. }
             | ToHub::Users { conn }
             | ToHub::Notif { conn, .. }
-            | ToHub::Respond { conn, .. } => Some((*conn, 1)),
-            _ => None,
+            | ToHub::Respond { conn, .. } => (Some(*conn), 1),
+            _ => (None, 1),
         };
         match msg {
             ToHub::Accepted {
@@ -345,12 +341,11 @@ impl<O: Output> Hub<O> {
             }
             ToHub::Shutdown => self.shutdown(),
         }
-        if let Some((c, commands)) =
-            answered.and_then(|(conn, n)| Some((self.clients.get(&conn)?, n)))
-        {
-            c.outbox.handled(commands);
+        if let Some(c) = answered.and_then(|conn| self.clients.get(&conn)) {
+            c.outbox.handled(commands as u64);
         }
         self.drop_doomed();
+        commands
     }
 
     /// Drops every client whose queue overflowed (the hard bound) while the hub handled the
@@ -532,7 +527,15 @@ impl<O: Output> Hub<O> {
     }
 
     fn chat(&mut self, conn: ConnId, line: &str, recipient: Range<usize>) {
-        let Some(c) = self.clients.get(&conn) else {
+        // The sender is looked up once: this runs for every relayed line.
+        let Hub {
+            clients,
+            names,
+            wakes,
+            doomed,
+            ..
+        } = self;
+        let Some(c) = clients.get(&conn) else {
             return;
         };
         let Some(from) = c.nick.as_ref() else {
@@ -541,31 +544,21 @@ impl<O: Output> Hub<O> {
         let (from, session) = (from.key(), c.session);
         let to = line.get(recipient).unwrap_or_default();
         if to == "*" {
-            self.send(conn, reply::RELAYED);
-            let sender = self.clients.get(&conn).map(|c| &c.outbox);
-            for (&id, c) in &self.clients {
-                if id != conn && c.nick.is_some() {
-                    queue(
-                        id,
-                        c,
-                        line.as_bytes(),
-                        sender,
-                        &mut self.wakes,
-                        &mut self.doomed,
-                    );
+            respond(conn, c, reply::RELAYED.as_bytes(), wakes);
+            for (&id, r) in clients.iter() {
+                if id != conn && r.nick.is_some() {
+                    queue(id, r, line.as_bytes(), Some(&c.outbox), wakes, doomed);
                 }
             }
             return;
         }
         let key = NickKey::of(to);
-        let Some(target) = key.and_then(|k| self.names.get(&k).copied()) else {
+        let Some(target) = key.and_then(|k| names.get(&k).copied()) else {
             return self.chat_held(conn, key, line, to, (from, session));
         };
-        self.send(conn, reply::RELAYED);
-        let sender = self.clients.get(&conn).map(|c| &c.outbox);
-        if let Some(c) = self.clients.get(&target) {
-            let wakes = &mut self.wakes;
-            queue(target, c, line.as_bytes(), sender, wakes, &mut self.doomed);
+        respond(conn, c, reply::RELAYED.as_bytes(), wakes);
+        if let Some(r) = clients.get(&target) {
+            queue(target, r, line.as_bytes(), Some(&c.outbox), wakes, doomed);
         }
         // Record the receipt the recipient owes and keep its copy.
         let Some(c) = self.clients.get_mut(&target) else {

@@ -38,10 +38,6 @@ impl Job {
             work: Box::new(work),
         }
     }
-
-    fn name(&self) -> String {
-        format!("{}-{}", self.kind, self.id)
-    }
 }
 
 /// A job's work, run from its box.
@@ -236,12 +232,12 @@ impl Pool {
 
     fn work(&self, mut job: Job) {
         loop {
-            set_thread_name(&job.name());
+            super::sys::set_thread_name(format_args!("{}-{}", job.kind, job.id));
             let (kind, id) = (job.kind, job.id);
             if catch_unwind(AssertUnwindSafe(move || job.work.run())).is_err() {
                 log::error!("BUG: thread {kind}-{id} panicked; it returns to the pool");
             }
-            set_thread_name("xscp-idle");
+            super::sys::set_thread_name(format_args!("xscp-idle"));
             match self.next_job() {
                 Some(next) => job = next,
                 None => return,
@@ -268,28 +264,6 @@ impl Pool {
         }
     }
 }
-
-/// Renames the calling thread as the OS sees it (at most 15 bytes on Linux).
-#[cfg(target_os = "linux")]
-fn set_thread_name(name: &str) {
-    use std::ffi::{CString, c_char, c_int};
-    unsafe extern "C" {
-        fn pthread_self() -> usize;
-        fn pthread_setname_np(thread: usize, name: *const c_char) -> c_int;
-    }
-    let short: String = name.chars().take(15).collect();
-    if let Ok(c) = CString::new(short) {
-        // SAFETY: pthread_self() is always valid for the calling thread, and `c` is a
-        // NUL-terminated string of at most 16 bytes, as pthread_setname_np requires; it
-        // outlives the call.
-        unsafe {
-            pthread_setname_np(pthread_self(), c.as_ptr());
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_thread_name(_name: &str) {}
 
 #[cfg(test)]
 mod tests {

@@ -221,6 +221,83 @@ mod wake {
     }
 }
 
+#[cfg(target_os = "linux")]
+mod name {
+    use std::ffi::{c_char, c_int};
+    use std::fmt::{self, Write};
+
+    unsafe extern "C" {
+        fn pthread_setname_np(thread: usize, name: *const c_char) -> c_int;
+    }
+
+    /// A thread name as Linux keeps it: at most 15 bytes (whole characters) and a NUL,
+    /// built on the stack.
+    struct Short {
+        bytes: [u8; 16],
+        len: usize,
+    }
+
+    impl Write for Short {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for c in s.chars() {
+                let mut utf8 = [0; 4];
+                let c = c.encode_utf8(&mut utf8).as_bytes();
+                let end = self.len + c.len();
+                if end > 15 {
+                    break;
+                }
+                self.bytes[self.len..end].copy_from_slice(c);
+                self.len = end;
+            }
+            Ok(())
+        }
+    }
+
+    /// `name`, cut to whole characters within 15 bytes, NUL-terminated.
+    pub(super) fn short(name: fmt::Arguments<'_>) -> [u8; 16] {
+        let mut short = Short {
+            bytes: [0; 16],
+            len: 0,
+        };
+        let _ = short.write_fmt(name);
+        short.bytes
+    }
+
+    pub fn set(name: fmt::Arguments<'_>) {
+        let bytes = short(name);
+        // SAFETY: the thread is the calling one, and `bytes` is a NUL-terminated string of
+        // at most 16 bytes (its last byte is never written), as pthread_setname_np
+        // requires; it outlives the call.
+        unsafe {
+            pthread_setname_np(super::wake::this_thread() as usize, bytes.as_ptr().cast());
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn a_name_is_cut_to_whole_characters_within_15_bytes() {
+            let got = super::short(format_args!("xscp-conn-{}", 1234567890));
+            assert_eq!(&got, b"xscp-conn-12345\0");
+            // 'é' is two bytes: at bytes 14-15 it would not fit and is left out.
+            let got = super::short(format_args!("xscp-conn-1234é"));
+            assert_eq!(&got[..15], b"xscp-conn-1234\0");
+            assert_eq!(&super::short(format_args!("a"))[..2], b"a\0");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod name {
+    pub fn set(_name: std::fmt::Arguments<'_>) {}
+}
+
+/// Renames the calling thread as the OS sees it (Linux: its first 15 bytes; elsewhere
+/// nothing), without allocating.
+pub fn set_thread_name(name: std::fmt::Arguments<'_>) {
+    name::set(name)
+}
+
 #[cfg(not(unix))]
 mod wake {
     pub fn install() {}

@@ -22,6 +22,9 @@
 //! - `receipts.rs`: `Receipts`, the receipts one client owes (§5 chatr) and the copies of
 //!   the messages that await them (§5.8);
 //! - `mailbox.rs`: `Mailbox`, what a held name keeps for its return (§5.8);
+//! - `chats.rs`: `Chats`, the `chatm` lines of one read, given to the hub as one message;
+//! - `answer.rs`: the one-shot slot through which a reader gets the answer to `uname` or
+//!   `cname`;
 //! - `fastmap.rs`: the hasher of the hub's maps.
 //!
 //! Sessions (§5.8): a client that comes back to a held name continues the departed one's

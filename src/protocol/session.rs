@@ -1,7 +1,7 @@
 //! One connection's protocol state (PROTOCOL.md §3–§6), without I/O.
 //!
 //! A [`Session`] takes a line (or a timer, or a fault) and returns a [`Step`]: what the
-//! connection must do next. Every change of state goes through [`Session::set_state`], which
+//! connection must do next. Every change of state goes through `Session::set_state`, which
 //! consults the transition table and writes the audit line. The order of checks for a line
 //! is the one of §4 and of ngIRCd's dispatcher: keyword, then legality in the current state,
 //! then arguments, then the handler — handlers never re-check state.

@@ -24,6 +24,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use xscp::config::parse_duration;
+
 use runner::{Config, Outcome, Target};
 use transcript::Transcript;
 
@@ -58,7 +60,7 @@ Options:
       --list                 list the selected transcripts and exit
   -h, --help                 print this help and exit
 
-DUR is 250ms, 2s or a bare number of seconds.
+DUR is 250ms, 2s, 5m, 1h or a bare number of seconds (not zero).
 Exit status: 0 if no transcript failed, 1 if one did, 2 for a bad command line or a
 transcript that cannot be read.";
 
@@ -110,8 +112,9 @@ fn parse_args(args: &[String]) -> Result<Options, Usage> {
             "--without" => o.without.push(value(opt)?),
             "--timeout" => {
                 let v = value(opt)?;
-                o.timeout =
-                    Some(duration(&v).ok_or_else(|| Usage(format!("invalid duration '{v}'")))?);
+                // The server's own duration syntax; a zero wait would fail every step.
+                let d = parse_duration(&v).filter(|d| !d.is_zero());
+                o.timeout = Some(d.ok_or_else(|| Usage(format!("invalid duration '{v}'")))?);
             }
             "--junit" => o.junit = Some(value(opt)?.into()),
             "--diagrams" => o.diagrams = Some(value(opt)?.into()),
@@ -146,16 +149,6 @@ fn parse_args(args: &[String]) -> Result<Options, Usage> {
         return Err(Usage("--builtin goes with --transcripts".into()));
     }
     Ok(o)
-}
-
-/// `250ms`, `2s` or a bare number of seconds.
-fn duration(s: &str) -> Option<Duration> {
-    let (n, unit) = match s.strip_suffix("ms") {
-        Some(n) => (n, 1),
-        None => (s.strip_suffix('s').unwrap_or(s), 1000),
-    };
-    let n: u64 = n.parse().ok()?;
-    (n > 0).then(|| Duration::from_millis(n.saturating_mul(unit)))
 }
 
 /// Does a transcript belong to the selection?
@@ -363,6 +356,7 @@ mod tests {
         assert!(args(&["a:1", "--builtin"]).is_err());
         assert!(args(&["--server", "xscpd -l 127.0.0.1:1030"]).is_err());
         assert!(args(&["a:1", "--timeout", "soon"]).is_err());
+        assert!(args(&["a:1", "--timeout", "0s"]).is_err());
         assert!(args(&["--list"]).is_ok());
     }
 

@@ -464,13 +464,7 @@ impl<O: Output> Hub<O> {
     fn resume(&mut self, conn: ConnId, nick: &Nick, r: Resumed) {
         let Resumed { session, mailbox } = r;
         let (held, lost) = (mailbox.held(), mailbox.lost());
-        let text = if held > 0 || lost > 0 {
-            reply::ok(format_args!(
-                "welcome back {nick} ({held} held, {lost} lost)"
-            ))
-        } else {
-            reply::ok(format_args!("welcome back {nick}"))
-        };
+        let text = reply::welcome_back(nick.as_str(), held, lost);
         self.resumed.insert(session, conn);
         let Some(c) = self.clients.get_mut(&conn) else {
             return;

@@ -111,6 +111,18 @@ pub fn no_receipt_awaited(sender: &str) -> String {
     )
 }
 
+/// `+OK welcome back <name>` (§5.8), with `(<held> held, <lost> lost)` when its mailbox
+/// kept or lost anything.
+pub fn welcome_back(name: &str, held: usize, lost: u64) -> String {
+    if held > 0 || lost > 0 {
+        ok(format_args!(
+            "welcome back {name} ({held} held, {lost} lost)"
+        ))
+    } else {
+        ok(format_args!("welcome back {name}"))
+    }
+}
+
 /// `+OK name changed from <old> to <new>`
 pub fn name_changed(old: &str, new: &str) -> String {
     ok(format_args!("name changed from {old} to {new}"))

@@ -116,9 +116,6 @@ struct Reader {
     claimed: bool,
     /// `chatm` lines read and checked, not yet given to the hub (see [`CHAT_BATCH`]).
     chats: Chats,
-    /// How many more lines like the current one the rest of this read may hold (at most
-    /// [`CHAT_BATCH`]): what a new batch makes room for.
-    lines_ahead: usize,
 }
 
 /// Serves one connection on the calling thread until it is closed.
@@ -177,7 +174,6 @@ impl Reader {
             peer_ip: peer.ip(),
             claimed: false,
             chats: Chats::default(),
-            lines_ahead: 1,
         });
         // After the session's LISTEN -> NEGOTIATING, which it follows from. Written by this
         // thread: the hub does not know the client yet, so nothing can come before it.
@@ -268,9 +264,11 @@ impl Reader {
                 }
                 log::trace!("{} <- {}", self.session.tag(), escape(line.as_bytes()));
                 self.throttle();
-                self.lines_ahead = (1 + input.len() / (line.len() + 2)).min(CHAT_BATCH);
+                // Lines like this one the rest of the read may hold: what a new batch of
+                // `chatm` lines makes room for.
+                let ahead = (1 + input.len() / (line.len() + 2)).min(CHAT_BATCH);
                 let step = self.session.on_line(line);
-                let end = self.execute(step);
+                let end = self.execute(step, ahead);
                 if self.claimed {
                     // Here rather than deeper down, so that an idle client's reader
                     // stack stays two pages.
@@ -453,9 +451,10 @@ impl Reader {
         }
     }
 
-    /// Holds back a `chatm` line to give the hub with the next ones from the same read.
-    fn hold_chat(&mut self, line: &str, recipient: Range<usize>) -> Option<Ending> {
-        self.chats.push(line, recipient, self.lines_ahead);
+    /// Holds back a `chatm` line to give the hub with the next ones from the same read,
+    /// which may hold `ahead` lines like it (this one included).
+    fn hold_chat(&mut self, line: &str, recipient: Range<usize>, ahead: usize) -> Option<Ending> {
+        self.chats.push(line, recipient, ahead);
         if self.chats.len() >= CHAT_BATCH {
             return self.give_chats();
         }
@@ -493,8 +492,9 @@ impl Reader {
         }
     }
 
-    /// Carries out a step; `Some` when the connection ends.
-    fn execute(&mut self, step: Step) -> Option<Ending> {
+    /// Carries out a step; `Some` when the connection ends. `ahead`: how many lines like
+    /// this one the rest of the read may hold (see [`Reader::hold_chat`]).
+    fn execute(&mut self, step: Step, ahead: usize) -> Option<Ending> {
         let conn = self.id;
         match step {
             Step::Nothing => None,
@@ -524,7 +524,7 @@ impl Reader {
                     }
                     Ok(_) => {
                         let step = self.session.on_register_refused(&nick);
-                        self.execute(step)
+                        self.execute(step, 1)
                     }
                     Err(end) => Some(end),
                 }
@@ -539,7 +539,7 @@ impl Reader {
                     Err(end) => Some(end),
                 }
             }
-            Step::Chat { line, recipient } => self.hold_chat(&line, recipient),
+            Step::Chat { line, recipient } => self.hold_chat(&line, recipient, ahead),
             Step::Receipt { line, sender } => {
                 self.ask_hub_async(ToHub::Receipt { conn, line, sender })
             }

@@ -19,3 +19,4 @@ pub mod hub;
 pub mod net;
 pub mod protocol;
 pub mod server;
+pub mod text;

@@ -190,22 +190,8 @@ pub fn seconds(d: std::time::Duration) -> String {
     }
 }
 
-/// Escapes a peer-controlled string for the log: control bytes, backslashes and anything
-/// outside printable ASCII become escapes, so that no peer can start a log line or send a
-/// terminal escape through the log.
-pub fn escape(s: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7E => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02X}")),
-        }
-    }
-    out
-}
+/// Escapes a peer-controlled string for the log (see [`crate::text`]).
+pub use crate::text::for_log as escape;
 
 #[cfg(test)]
 mod tests {
@@ -245,13 +231,5 @@ mod tests {
         assert_eq!(seconds(Duration::from_secs(30)), "30");
         assert_eq!(seconds(Duration::from_millis(250)), "0.25");
         assert_eq!(seconds(Duration::from_millis(1500)), "1.5");
-    }
-
-    #[test]
-    fn escape_defuses_line_breaks_and_terminal_escapes() {
-        assert_eq!(escape(b"a\r\nb"), "a\\r\\nb");
-        assert_eq!(escape(b"\x1b[31m"), "\\x1B[31m");
-        assert_eq!(escape("é".as_bytes()), "\\xC3\\xA9");
-        assert_eq!(escape(b"\\x"), "\\\\x");
     }
 }

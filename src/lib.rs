@@ -13,6 +13,7 @@
 //!
 //! [`server`] wires them together.
 
+pub mod clock;
 pub mod config;
 pub mod conn_id;
 pub mod hub;

@@ -5,9 +5,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
 use std::process::ExitCode;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
+use xscp::clock::Utc;
 use xscp::config::{self, Cli, Config};
 use xscp::protocol::diagram;
 use xscp::server::Server;
@@ -68,33 +67,6 @@ fn complain(message: std::fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr(), "xscpd: {message}");
 }
 
-/// `at` in UTC as RFC 3339 to the microsecond: always 27 characters,
-/// `2026-12-01T21:47:38.041200Z`. (The log's own clock: simplelog's RFC 3339 drops trailing
-/// zeros of the fraction, so its width varies.)
-fn utc_timestamp(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_micros()
-    )
-}
-
 /// Where the log goes: standard error and, with `--log-file`, a file. Each line is
 /// formatted once, stamped with the time, and written whole to both under the logger's one
 /// lock, so the two carry the same lines, in the same order, with the same times, and each
@@ -108,8 +80,7 @@ struct LogSinks {
 impl Write for LogSinks {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.line.is_empty() {
-            self.line
-                .extend_from_slice(utc_timestamp(SystemTime::now()).as_bytes());
+            self.line.extend_from_slice(Utc::now().rfc3339().as_bytes());
             self.line.push(b' ');
         }
         self.line.extend_from_slice(buf);
@@ -166,26 +137,4 @@ fn init_log(c: &Config) -> Result<(), String> {
     // Only fails if a logger is already set, which cannot happen here.
     let _ = WriteLogger::init(level, log_config.build(), sinks);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn at(secs: u64, micros: u32) -> String {
-        utc_timestamp(UNIX_EPOCH + Duration::new(secs, micros * 1000))
-    }
-
-    #[test]
-    fn timestamps_are_utc_rfc3339_of_fixed_width() {
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(at(951_782_400, 1), "2000-02-29T00:00:00.000001Z");
-        assert_eq!(at(1_709_251_199, 999_999), "2024-02-29T23:59:59.999999Z");
-        assert_eq!(at(1_796_161_658, 41_200), "2026-12-01T21:47:38.041200Z");
-        assert_eq!(at(4_102_444_799, 500_000), "2099-12-31T23:59:59.500000Z");
-        for secs in (0..4_102_444_800u64).step_by(86_399 * 97) {
-            assert_eq!(at(secs, 0).len(), 27, "{}", at(secs, 0));
-        }
-    }
 }

@@ -20,4 +20,5 @@ pub mod hub;
 pub mod net;
 pub mod protocol;
 pub mod server;
+pub mod sys;
 pub mod text;

@@ -1,6 +1,15 @@
-//! The few C library calls std does not offer, declared here once with their safety
-//! arguments: the listen backlog, waking a blocked `accept`, waiting for a client, one
-//! non-blocking write on a blocking socket, and giving freed heap memory back to the system.
+//! The few C library calls std does not offer, declared here once for the whole project
+//! (the server, the client's checker and the bench) with their safety arguments: the
+//! listen backlog, waking a blocked `accept` or read, waiting for a client, one
+//! non-blocking write on a blocking socket, giving freed heap memory back to the system,
+//! connecting from a chosen address, a reset instead of a close, SIGTERM, and the
+//! descriptor limit. std links the C library anyway; the runtime dependencies are fixed,
+//! so there is no `libc` crate.
+//!
+//! Declarations differ between systems (signal numbers, `nfds_t`, socket option numbers,
+//! struct layouts): each group is declared only for the systems whose values are written
+//! here, and has a fallback elsewhere that builds and reports that it cannot (or does
+//! nothing where nothing is the safe answer).
 
 use std::io;
 use std::net::TcpListener;
@@ -17,9 +26,17 @@ pub fn max_backlog() -> i32 {
         .unwrap_or(DEFAULT_BACKLOG)
 }
 
-#[cfg(unix)]
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
 mod imp {
-    use std::ffi::{c_int, c_short, c_ulong};
+    use std::ffi::{c_int, c_short};
     use std::io;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::{AsRawFd, RawFd};
@@ -35,10 +52,16 @@ mod imp {
     unsafe extern "C" {
         fn listen(fd: c_int, backlog: c_int) -> c_int;
         fn shutdown(fd: c_int, how: c_int) -> c_int;
-        fn poll(fds: *mut PollFd, nfds: c_ulong, timeout: c_int) -> c_int;
+        fn poll(fds: *mut PollFd, nfds: Nfds, timeout: c_int) -> c_int;
     }
 
-    /// `SHUT_RD` (the same on Linux and the BSDs).
+    /// `nfds_t`: `unsigned long` on Linux, `unsigned int` on macOS and the BSDs.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    type Nfds = std::ffi::c_ulong;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    type Nfds = std::ffi::c_uint;
+
+    /// `SHUT_RD`, `POLLIN` and `POLLOUT`: the same on Linux and the BSDs.
     const SHUT_RD: c_int = 0;
     const POLLIN: c_short = 1;
     const POLLOUT: c_short = 4;
@@ -90,7 +113,15 @@ mod imp {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
 mod imp {
     use std::io;
     use std::net::TcpListener;
@@ -180,7 +211,15 @@ pub fn send_now(stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
     nb::send_now(stream, buf)
 }
 
-#[cfg(unix)]
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
 mod wake {
     use std::ffi::c_int;
 
@@ -191,8 +230,23 @@ mod wake {
         fn pthread_kill(thread: usize, sig: c_int) -> c_int;
     }
 
-    /// `SIGUSR1` (Linux).
+    /// `SIGUSR1`: 10 on Linux, but 16 on its MIPS ports and 30 on SPARC, macOS and the
+    /// BSDs (where 10 is SIGBUS).
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))
+    ))]
     const SIGUSR1: c_int = 10;
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        any(target_arch = "mips", target_arch = "mips64")
+    ))]
+    const SIGUSR1: c_int = 16;
+    #[cfg(any(
+        target_arch = "sparc64",
+        not(any(target_os = "linux", target_os = "android"))
+    ))]
+    const SIGUSR1: c_int = 30;
 
     extern "C" fn nothing(_sig: c_int) {}
 
@@ -298,7 +352,15 @@ pub fn set_thread_name(name: std::fmt::Arguments<'_>) {
     name::set(name)
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
 mod wake {
     pub fn install() {}
     pub fn this_thread() -> u64 {
@@ -371,4 +433,280 @@ pub fn cap_arenas(n: i32) -> bool {
 /// nothing). Returns whether any was released.
 pub fn trim_heap() -> bool {
     heap::trim()
+}
+
+#[cfg(target_os = "linux")]
+mod from {
+    use std::ffi::c_int;
+    use std::io;
+    use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+    use std::os::fd::FromRawFd;
+
+    /// `struct sockaddr_in` on Linux (the BSDs start it with a length byte).
+    #[repr(C)]
+    struct SockaddrIn {
+        family: u16,
+        /// Network byte order.
+        port: u16,
+        /// Network byte order.
+        addr: u32,
+        zero: [u8; 8],
+    }
+
+    const AF_INET: c_int = 2;
+    const SOCK_STREAM: c_int = 1;
+    const SOCK_CLOEXEC: c_int = 0o2_000_000;
+
+    unsafe extern "C" {
+        fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
+        fn bind(fd: c_int, addr: *const SockaddrIn, len: u32) -> c_int;
+        fn connect(fd: c_int, addr: *const SockaddrIn, len: u32) -> c_int;
+        fn close(fd: c_int) -> c_int;
+    }
+
+    fn sockaddr(a: SocketAddrV4) -> SockaddrIn {
+        SockaddrIn {
+            family: AF_INET as u16,
+            port: a.port().to_be(),
+            addr: u32::from(*a.ip()).to_be(),
+            zero: [0; 8],
+        }
+    }
+
+    pub fn connect_from(from: Ipv4Addr, to: SocketAddrV4) -> io::Result<TcpStream> {
+        let len = size_of::<SockaddrIn>() as u32;
+        // SAFETY: plain system calls on a descriptor this function owns; the addresses are
+        // valid `sockaddr_in` values that outlive the calls. The descriptor is either closed
+        // here on error or handed to exactly one `TcpStream`, which closes it.
+        unsafe {
+            let fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let local = sockaddr(SocketAddrV4::new(from, 0));
+            let remote = sockaddr(to);
+            if bind(fd, &local, len) != 0 || connect(fd, &remote, len) != 0 {
+                let e = io::Error::last_os_error();
+                close(fd);
+                return Err(e);
+            }
+            Ok(TcpStream::from_raw_fd(fd))
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod from {
+    use std::io;
+    use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+
+    pub fn connect_from(_from: Ipv4Addr, _to: SocketAddrV4) -> io::Result<TcpStream> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "connecting from a chosen address is only implemented on Linux",
+        ))
+    }
+}
+
+/// Connects to `to` from the address `from` (any port): 127.0.0.2 is "another IP" on
+/// one machine. Linux only; elsewhere `Unsupported`.
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddrV4,
+) -> io::Result<std::net::TcpStream> {
+    from::connect_from(from, to)
+}
+
+#[cfg(unix)]
+mod term {
+    use std::ffi::c_int;
+    use std::io;
+
+    unsafe extern "C" {
+        fn kill(pid: c_int, sig: c_int) -> c_int;
+    }
+
+    /// `SIGTERM`: 15 on every Unix.
+    const SIGTERM: c_int = 15;
+
+    pub fn terminate(pid: u32) -> io::Result<()> {
+        let pid = c_int::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+        // SAFETY: kill(2) takes two integers and no pointers; the caller passes the pid of
+        // a child it started and has not reaped, so the pid names that child.
+        if unsafe { kill(pid, SIGTERM) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod term {
+    pub fn terminate(_pid: u32) -> std::io::Result<()> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "SIGTERM is only implemented on Unix",
+        ))
+    }
+}
+
+/// Sends SIGTERM to the process `pid`, a child of the caller that it has not waited for.
+pub fn terminate(pid: u32) -> io::Result<()> {
+    term::terminate(pid)
+}
+
+/// The descriptor limit: `getrlimit`/`setrlimit`.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+mod rlimit {
+    use std::ffi::c_int;
+
+    /// `struct rlimit` of 64-bit Linux: two `rlim_t`, which is `unsigned long`, 64 bits.
+    #[repr(C)]
+    struct RLimit {
+        cur: u64,
+        max: u64,
+    }
+
+    /// `RLIMIT_NOFILE` on Linux (generic and x86 numbering).
+    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
+    const RLIMIT_NOFILE: c_int = 7;
+    #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+    const RLIMIT_NOFILE: c_int = 5;
+    #[cfg(target_arch = "sparc64")]
+    const RLIMIT_NOFILE: c_int = 6;
+
+    unsafe extern "C" {
+        fn getrlimit(resource: c_int, rlim: *mut RLimit) -> c_int;
+        fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
+    }
+
+    fn get() -> Result<(u64, u64), String> {
+        let mut r = RLimit { cur: 0, max: 0 };
+        // SAFETY: `r` is a valid, writable `struct rlimit` (repr(C), two `unsigned long`)
+        // that lives for the whole call, and the function writes only into it.
+        let rc = unsafe { getrlimit(RLIMIT_NOFILE, &mut r) };
+        if rc != 0 {
+            return Err(format!(
+                "getrlimit(NOFILE): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok((r.cur, r.max))
+    }
+
+    pub fn ensure_nofile(need: u64) -> Result<u64, String> {
+        let (cur, max) = get()?;
+        if cur >= need {
+            return Ok(cur);
+        }
+        if max < need {
+            return Err(format!(
+                "need {need} file descriptors but the hard limit is {max}: \
+                 raise it (as root: ulimit -Hn {need}) or use fewer connections"
+            ));
+        }
+        let r = RLimit { cur: max, max };
+        // SAFETY: `r` is a valid `struct rlimit` that lives for the whole call and is
+        // only read.
+        let rc = unsafe { setrlimit(RLIMIT_NOFILE, &r) };
+        if rc != 0 {
+            return Err(format!(
+                "setrlimit(NOFILE, {max}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(max)
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+mod rlimit {
+    /// Not 64-bit Linux: leave the limit alone and hope it suffices.
+    pub fn ensure_nofile(_need: u64) -> Result<u64, String> {
+        Ok(u64::MAX)
+    }
+}
+
+/// Makes sure at least `need` descriptors can be open: raises the soft limit (up to the
+/// hard one) if it is lower. Returns the soft limit now in force (64-bit Linux; elsewhere
+/// the limit is left alone and `u64::MAX` returned).
+pub fn ensure_nofile(need: u64) -> Result<u64, String> {
+    rlimit::ensure_nofile(need)
+}
+
+/// Closing a socket with a reset (RST): `SO_LINGER` on with a zero timeout.
+#[cfg(target_os = "linux")]
+mod abort {
+    use std::ffi::{c_int, c_void};
+    use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
+
+    /// `struct linger` of Linux: two `int`.
+    #[repr(C)]
+    struct Linger {
+        onoff: c_int,
+        linger: c_int,
+    }
+
+    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
+    const SOL_SOCKET: c_int = 1;
+    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
+    const SO_LINGER: c_int = 13;
+    #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))]
+    const SOL_SOCKET: c_int = 0xffff;
+    #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))]
+    const SO_LINGER: c_int = 0x0080;
+
+    unsafe extern "C" {
+        fn setsockopt(
+            fd: c_int,
+            level: c_int,
+            name: c_int,
+            value: *const c_void,
+            len: u32,
+        ) -> c_int;
+    }
+
+    pub fn reset(stream: TcpStream) -> Result<(), String> {
+        let l = Linger {
+            onoff: 1,
+            linger: 0,
+        };
+        // SAFETY: the descriptor belongs to `stream`, which stays open for the whole call;
+        // `value` points to a valid `struct linger` (repr(C), two `int`) that lives across
+        // the call, and `len` is its exact size (`socklen_t` is 32 bits on Linux). The
+        // function only reads from `value`.
+        let rc = unsafe {
+            setsockopt(
+                stream.as_raw_fd(),
+                SOL_SOCKET,
+                SO_LINGER,
+                (&raw const l).cast::<c_void>(),
+                size_of::<Linger>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "setsockopt(SO_LINGER): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // Closing now sends the RST.
+        drop(stream);
+        Ok(())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod abort {
+    pub fn reset(_stream: std::net::TcpStream) -> Result<(), String> {
+        Err("resets are only implemented for Linux".into())
+    }
+}
+
+/// Closes `stream` abortively: the peer gets a RST and whatever is queued is dropped
+/// (Linux; elsewhere an error and the stream is closed in order).
+pub fn reset(stream: std::net::TcpStream) -> Result<(), String> {
+    abort::reset(stream)
 }

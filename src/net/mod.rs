@@ -23,7 +23,8 @@ pub mod conn;
 pub mod outbox;
 pub mod pool;
 pub mod shared;
-pub mod sys;
+/// The C library calls, declared once for the crate in [`crate::sys`].
+pub use crate::sys;
 
 use std::time::Duration;
 

@@ -2,8 +2,10 @@
 
 use std::time::Instant;
 
+use xscp::sys;
+
 use crate::options::Opts;
-use crate::system::{check_server, rlimit};
+use crate::system::check_server;
 use crate::traffic::{Job, RecvPlan, SendPlan, clean, report_traffic, run_traffic};
 use crate::wire::run_id;
 
@@ -14,7 +16,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         opts.messages.unwrap_or(2_000),
         opts.window,
     );
-    rlimit::ensure_nofile(k as u64 + 64)?;
+    sys::ensure_nofile(k as u64 + 64)?;
     let rid = run_id();
     println!(
         "xscp-bench broadcast: {k} clients, {s} senders x {m} messages to *, window {w}, \

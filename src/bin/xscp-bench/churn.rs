@@ -7,11 +7,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use xscp::sys;
+
 use crate::options::Opts;
 use crate::stats::{Errors, Merge, percentile};
-use crate::system::{
-    check_server, cpu_snap, cpu_use, join_merged, proc_status_field, rlimit, spawn_n,
-};
+use crate::system::{check_server, cpu_snap, cpu_use, join_merged, proc_status_field, spawn_n};
 use crate::wire::{
     LineBuf, base36, connect, expect_greeting, expect_registered, is_timeout, read_line, run_id,
     send_uname,
@@ -92,7 +92,7 @@ fn churn_worker(opts: &Opts, rid: &str, w: usize, stop: &AtomicBool) -> ChurnOut
 
 pub fn run(opts: &Opts) -> Result<bool, String> {
     let c = opts.workers;
-    rlimit::ensure_nofile(c as u64 + 64)?;
+    sys::ensure_nofile(c as u64 + 64)?;
     let rid = run_id();
     println!(
         "xscp-bench churn: {c} workers, {} s of connect/uname/cquit, server {}",

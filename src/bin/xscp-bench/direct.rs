@@ -2,14 +2,16 @@
 
 use std::time::Instant;
 
+use xscp::sys;
+
 use crate::options::Opts;
-use crate::system::{check_server, rlimit};
+use crate::system::check_server;
 use crate::traffic::{Job, RecvPlan, SendPlan, clean, report_traffic, run_traffic};
 use crate::wire::run_id;
 
 pub fn run(opts: &Opts) -> Result<bool, String> {
     let (p, m, w) = (opts.pairs, opts.messages.unwrap_or(20_000), opts.window);
-    rlimit::ensure_nofile(2 * p as u64 + 64)?;
+    sys::ensure_nofile(2 * p as u64 + 64)?;
     let rid = run_id();
     println!(
         "xscp-bench direct: {p} pairs x {m} messages, window {w}{}, server {}",

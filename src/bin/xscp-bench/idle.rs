@@ -8,11 +8,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use xscp::sys;
+
 use crate::options::Opts;
 use crate::stats::{Errors, Merge};
-use crate::system::{
-    check_server, cpu_snap, cpu_use, join_merged, proc_status_field, rlimit, spawn_n,
-};
+use crate::system::{check_server, cpu_snap, cpu_use, join_merged, proc_status_field, spawn_n};
 use crate::wire::{
     LineBuf, connect, expect_greeting, expect_registered, is_timeout, push_pong, run_id, send_uname,
 };
@@ -146,7 +146,7 @@ fn idle_sweep(c: &mut IdleConn, o: &mut IdleOutcome) -> bool {
 
 pub fn run(opts: &Opts) -> Result<bool, String> {
     let n = opts.connections;
-    rlimit::ensure_nofile(n as u64 + 64)?;
+    sys::ensure_nofile(n as u64 + 64)?;
     let rid = run_id();
     let threads = opts.connect_threads.min(n);
     println!(

@@ -25,10 +25,12 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use xscp::sys;
+
 use crate::options::Opts;
 use crate::rng::{Rng, seed_or_clock};
 use crate::stats::{Errors, Merge};
-use crate::system::{abort, check_server, cpu_snap, cpu_use, join_merged, rlimit, spawn};
+use crate::system::{check_server, cpu_snap, cpu_use, join_merged, spawn};
 use crate::traffic::ns_since;
 use crate::wire::{
     LineBuf, StrBuf, connect, connect_registered, expect_greeting, is_timeout, parse_chatm,
@@ -315,7 +317,7 @@ fn capa(opts: &Opts) -> Result<Vec<String>, String> {
 
 pub fn run(opts: &Opts) -> Result<bool, String> {
     let p = opts.pairs;
-    rlimit::ensure_nofile(2 * p as u64 + 64)?;
+    sys::ensure_nofile(2 * p as u64 + 64)?;
     let rid = run_id();
     let seed = seed_or_clock(opts.seed);
     let rate = if opts.chat_rate == 0 {
@@ -652,7 +654,7 @@ fn receiver(
             // What was not written yet dies with the connection, as it would in a crash:
             // receipts for messages delivered on it must not acknowledge later ones.
             out.clear();
-            abort::reset(s)?;
+            sys::reset(s)?;
             thread::sleep(Duration::from_millis(rng.below(AWAY_MS) as u64));
             (s, lb) = join(ctx, i, &mut events, &mut out, errors)?;
             s.set_read_timeout(Some(Duration::from_millis(20)))

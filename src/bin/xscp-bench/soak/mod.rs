@@ -20,7 +20,7 @@ use crate::rng::seed_or_clock;
 use crate::stats::{Errors, Merge, percentile};
 use crate::system::{
     check_server, cpu_snap, cpu_use, join_merged, proc_fds, proc_status_field, proc_thread_names,
-    process_alive, rlimit, spawn, spawn_n,
+    process_alive, spawn, spawn_n,
 };
 use crate::wire::{find_byte, run_id};
 use chatter::{ChatOutcome, soak_chatter};
@@ -144,7 +144,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     }
     let clients =
         2 * opts.pairs + opts.floods * 2 + opts.resetters * 2 + opts.garbage + opts.workers + 8;
-    rlimit::ensure_nofile(clients as u64 + 64)?;
+    xscp::sys::ensure_nofile(clients as u64 + 64)?;
     // The baseline, before the soak opens anything.
     let thr0 = proc_status_field(pid, "Threads");
     let fds0 = proc_fds(pid);

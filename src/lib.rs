@@ -15,6 +15,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod conn_id;
 pub mod hub;
 pub mod net;

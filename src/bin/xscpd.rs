@@ -2,12 +2,14 @@
 //! to SIGINT/SIGTERM and runs it in the foreground.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
 use xscp::clock::Utc;
 use xscp::config::{self, Cli, Config};
+use xscp::console;
 use xscp::protocol::diagram;
 use xscp::server::Server;
 
@@ -47,18 +49,11 @@ fn main() -> ExitCode {
 }
 
 /// Writes `text` to standard output. A reader that has gone (`xscpd --help | head -1`)
-/// ends the program quietly with status 0, as when everything was read; any other write
-/// error is reported and gives status 1.
+/// ends the program quietly with status 0, as when everything was read (see
+/// [`xscp::console`]).
 fn print(text: &str) -> ExitCode {
-    let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            complain(format_args!("cannot write to standard output: {e}"));
-            ExitCode::from(1)
-        }
-    }
+    console::out(format_args!("{text}"));
+    ExitCode::SUCCESS
 }
 
 /// One message on standard error, prefixed with the program's name; if standard error is
@@ -71,10 +66,45 @@ fn complain(message: std::fmt::Arguments<'_>) {
 /// formatted once, stamped with the time, and written whole to both under the logger's one
 /// lock, so the two carry the same lines, in the same order, with the same times, and each
 /// line is one write to each.
+///
+/// A sink that fails (a full disk, a pipe whose reader has gone: `xscpd -v 2>&1 | head`)
+/// is said once, on what is left: the other sink, else standard output. The server serves
+/// on; the line says that its audit log is incomplete from then on.
 struct LogSinks {
     /// The part of a line formatted so far.
     line: Vec<u8>,
-    file: Option<File>,
+    /// Standard error, until it fails.
+    stderr: bool,
+    /// `--log-file` and its path, until it fails.
+    file: Option<(File, PathBuf)>,
+}
+
+impl LogSinks {
+    /// Says on what is left that `sink` failed with `e`. Standard output is the last
+    /// resort; if it fails too, nobody is left to tell.
+    fn failed(&mut self, sink: &str, e: &io::Error) {
+        let line = format!(
+            "{} [ERROR] xscpd: the audit log is failing: cannot write to {sink}: {e}; \
+             the log goes on {}\n",
+            Utc::now().rfc3339(),
+            match (self.stderr, &self.file) {
+                (true, _) => "standard error only".to_string(),
+                (false, Some((_, path))) => format!("in {} only", path.display()),
+                (false, None) => "nowhere".to_string(),
+            }
+        );
+        let mut told = false;
+        if self.stderr {
+            told = io::stderr().write_all(line.as_bytes()).is_ok();
+        }
+        if let Some((file, _)) = &mut self.file {
+            told |= file.write_all(line.as_bytes()).is_ok();
+        }
+        if !told {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        }
+    }
 }
 
 impl Write for LogSinks {
@@ -85,13 +115,21 @@ impl Write for LogSinks {
         }
         self.line.extend_from_slice(buf);
         if let Some(end) = self.line.iter().rposition(|&b| b == b'\n') {
-            let lines = &self.line[..=end];
-            // A sink that fails must not silence the other; the log has nobody to tell.
-            let _ = io::stderr().write_all(lines);
-            if let Some(file) = &mut self.file {
-                let _ = file.write_all(lines);
+            let lines: Vec<u8> = self.line.drain(..=end).collect();
+            // A sink that fails must not silence the other.
+            if self.stderr {
+                if let Err(e) = io::stderr().write_all(&lines) {
+                    self.stderr = false;
+                    self.failed("standard error", &e);
+                }
             }
-            self.line.drain(..=end);
+            if let Some((file, path)) = &mut self.file {
+                if let Err(e) = file.write_all(&lines) {
+                    let sink = format!("the log file {}", path.display());
+                    self.file = None;
+                    self.failed(&sink, &e);
+                }
+            }
         }
         Ok(buf.len())
     }
@@ -121,17 +159,19 @@ fn init_log(c: &Config) -> Result<(), String> {
         log_config.add_filter_ignore_str(config::SOCKET_WRITES_TARGET);
     }
     let file = match &c.log_file {
-        Some(path) => Some(
+        Some(path) => Some((
             OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
-        ),
+            path.clone(),
+        )),
         None => None,
     };
     let sinks = LogSinks {
         line: Vec::new(),
+        stderr: true,
         file,
     };
     // Only fails if a logger is already set, which cannot happen here.

@@ -18,7 +18,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     );
     sys::ensure_nofile(k as u64 + 64)?;
     let rid = run_id();
-    println!(
+    xscp::outln!(
         "xscp-bench broadcast: {k} clients, {s} senders x {m} messages to *, window {w}, \
          server {}",
         opts.addr
@@ -40,7 +40,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         };
         jobs.push(Job::registered(opts, name, send, recv, opts.receipts, 0)?);
     }
-    println!(
+    xscp::outln!(
         "  setup:       {k} clients registered in {:.3} s",
         setup.elapsed().as_secs_f64()
     );
@@ -50,6 +50,6 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         format!("RESULT workload=broadcast clients={k} senders={s} messages={m} window={w}");
     r += &report_traffic("deliveries", &t, tr.wall, &tr.cpu);
     let alive = check_server(opts, &mut r);
-    println!("{r}");
+    xscp::outln!("{r}");
     Ok(clean(&t) && alive)
 }

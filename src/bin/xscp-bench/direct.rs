@@ -13,7 +13,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     let (p, m, w) = (opts.pairs, opts.messages.unwrap_or(20_000), opts.window);
     sys::ensure_nofile(2 * p as u64 + 64)?;
     let rid = run_id();
-    println!(
+    xscp::outln!(
         "xscp-bench direct: {p} pairs x {m} messages, window {w}{}, server {}",
         if opts.receipts { ", with receipts" } else { "" },
         opts.addr
@@ -49,7 +49,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         );
         jobs.push(job?);
     }
-    println!(
+    xscp::outln!(
         "  setup:       {} clients registered in {:.3} s",
         2 * p,
         setup.elapsed().as_secs_f64()
@@ -62,6 +62,6 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     );
     r += &report_traffic("relayed", &t, tr.wall, &tr.cpu);
     let alive = check_server(opts, &mut r);
-    println!("{r}");
+    xscp::outln!("{r}");
     Ok(clean(&t) && alive)
 }

@@ -325,15 +325,17 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     } else {
         format!("{}/s", opts.chat_rate)
     };
-    println!(
+    xscp::outln!(
         "xscp-bench resume: {p} pairs for {} s, window {}, {rate} each, server {}, run {rid}, \
          seed {seed}",
-        opts.secs, opts.window, opts.addr
+        opts.secs,
+        opts.window,
+        opts.addr
     );
     let capa = capa(opts)?;
-    println!("  server:      {}", capa.join(", "));
+    xscp::outln!("  server:      {}", capa.join(", "));
     if capa.iter().any(|l| l == "HOLD 0") {
-        println!(
+        xscp::outln!(
             "  note:        the server holds no names: messages to a receiver away are refused"
         );
     }
@@ -368,7 +370,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
             64 * 1024,
         )?);
     }
-    println!(
+    xscp::outln!(
         "  setup:       {} clients registered in {:.3} s",
         2 * p,
         setup.elapsed().as_secs_f64()
@@ -401,9 +403,12 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         if el >= next_report {
             next_report += 15;
             let t = total(&ctx);
-            println!(
+            xscp::outln!(
                 "  [{el:>4} s] accepted {}, received {}, resumes {}, refused {}",
-                t.accepted, t.received, t.resumes, t.refused
+                t.accepted,
+                t.received,
+                t.resumes,
+                t.refused
             );
         }
     }
@@ -413,21 +418,29 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     let cpu = cpu_use(&cpu0, &cpu_snap(opts.server_pid));
     let t = total(&ctx);
 
-    println!(
+    xscp::outln!(
         "  load ran {load_secs:.1} s (+{:.1} s for the last messages)",
         cpu.wall - load_secs
     );
-    println!(
+    xscp::outln!(
         "  senders:     accepted {} ({} of them held), refused {} (FULL {}, NO-SUCH {}), \
          receipts back {}",
-        t.accepted, t.held, t.refused, t.full, t.nosuch, t.receipts
+        t.accepted,
+        t.held,
+        t.refused,
+        t.full,
+        t.nosuch,
+        t.receipts
     );
-    println!(
+    xscp::outln!(
         "  receivers:   resumes {} ({} lines replayed, {} lost reported), names not held \
          on return {}",
-        t.resumes, t.replayed, t.lost_reported, t.fresh
+        t.resumes,
+        t.replayed,
+        t.lost_reported,
+        t.fresh
     );
-    println!(
+    xscp::outln!(
         "  integrity:   received {} of {}, duplicates {}, lost {}{}",
         t.received,
         t.accepted,
@@ -445,7 +458,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     errors.print();
     cpu.print();
     let clean = !t.unreported_loss() && t.broken_promises() == 0 && errors.count == 0;
-    println!(
+    xscp::outln!(
         "  verdict:     {}",
         if t.unreported_loss() {
             "LOST messages the server did not report"
@@ -478,7 +491,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     );
     cpu.result_fields(&mut r);
     let alive = check_server(opts, &mut r);
-    println!("{r}");
+    xscp::outln!("{r}");
     Ok(clean && alive)
 }
 

@@ -70,7 +70,7 @@ pub fn check_server(opts: &Opts, r: &mut String) -> bool {
     };
     let alive = process_alive(pid);
     if !alive {
-        println!("  SERVER GONE: process {pid} exited during the run (crashed?)");
+        xscp::outln!("  SERVER GONE: process {pid} exited during the run (crashed?)");
     }
     let _ = write!(r, " server_alive={}", u8::from(alive));
     alive
@@ -132,16 +132,16 @@ impl CpuUse {
     pub fn print(&self) {
         let c = self.cores;
         match (self.bench_secs, self.bench_pct) {
-            (Some(s), Some(p)) => println!(
+            (Some(s), Some(p)) => xscp::outln!(
                 "  bench CPU:   {s:.2} s user+sys over {:.2} s wall = {p:.0}% of one core \
                  ({:.0}% of {c} cores)",
                 self.wall,
                 p / c as f64
             ),
-            _ => println!("  bench CPU:   n/a"),
+            _ => xscp::outln!("  bench CPU:   n/a"),
         }
         if let Some(p) = self.server_pct {
-            println!(
+            xscp::outln!(
                 "  server CPU:  {p:.0}% of one core ({:.0}% of {c} cores)",
                 p / c as f64
             );
@@ -151,7 +151,7 @@ impl CpuUse {
                 (Some(b), Some(s)) => format!(", others ~{:.0}%", (p - b - s).max(0.0)),
                 _ => String::new(),
             };
-            println!("  machine:     {p:.0}% busy of {}00%{others}", c);
+            xscp::outln!("  machine:     {p:.0}% busy of {}00%{others}", c);
         }
     }
 

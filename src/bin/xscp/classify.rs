@@ -9,7 +9,7 @@ pub fn keyword(line: &str) -> (&str, &str) {
     (k, rest.trim_start_matches(' '))
 }
 
-/// Does the `+OK` text open a multi-line response (`capa`, `users`; PROTOCOL.md §2, §5)?
+/// Does the `+OK` text open a multi-line response (`capa`, `users`; xscp(7) §2, §5)?
 pub fn opens_block(text: &str) -> bool {
     text == "capability list follows"
         || text
@@ -45,7 +45,7 @@ pub fn classify(line: &str) -> Seen<'_> {
             .strip_prefix("you are ")
             .or_else(|| text.strip_prefix("welcome back "))
         {
-            // `welcome back <name> (<n> held, <m> lost)` (PROTOCOL.md §5.8): the name is
+            // `welcome back <name> (<n> held, <m> lost)` (xscp(7) §5.8): the name is
             // the first word; the replayed `chatm` lines that follow are ordinary ones.
             let name = name.split(' ').next().unwrap_or("");
             return Seen::Registered(name);
@@ -63,7 +63,7 @@ pub fn classify(line: &str) -> Seen<'_> {
     }
     let (k, rest) = keyword(line);
     if k.eq_ignore_ascii_case("ping") {
-        // Exactly one token: anything else is not a server ping (PROTOCOL.md §5).
+        // Exactly one token: anything else is not a server ping (xscp(7) §5).
         let token = rest.trim_end_matches(' ');
         if !token.is_empty() && !token.contains(' ') {
             return Seen::Ping(token);

@@ -31,8 +31,9 @@ Options:
 
 Input: '/msg NAME TEXT' sends 'chatm <me> NAME TEXT'; empty lines and lines starting
 with '#' are not sent. End of input sends cquit and waits for the server to close.
-Exit status: 0 after the server's +OK to cquit, 1 if the connection ended otherwise or
-failed, 2 for a bad command line, 130 on a second Ctrl-C.";
+Exit status: 0 after the server's +OK to cquit (or once standard output's reader has
+gone), 1 if the connection ended otherwise or failed, 2 for a bad command line, 130 on a
+second Ctrl-C.";
 
 /// What the command line asks for.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -228,7 +228,7 @@ impl<S: Write, W: Write> Client<S, W> {
         let text = String::from_utf8_lossy(line);
         let trimmed = text.trim_start_matches(' ');
         if trimmed.is_empty() || trimmed.starts_with('#') {
-            return Ok(()); // Not PDUs (PROTOCOL.md §1) / script comments.
+            return Ok(()); // Not PDUs (xscp(7) §1) / script comments.
         }
         if self.quit_sent {
             xscp::errln!("xscp: not sent, cquit already sent: {}", text.trim_end());

@@ -10,7 +10,7 @@ use crossbeam_channel::Sender;
 use xscp::config::with_port;
 
 /// The longest line accepted from the server. A conforming server never sends more than
-/// 512 bytes with CRLF (PROTOCOL.md §1); this bound only keeps a broken one from filling
+/// 512 bytes with CRLF (xscp(7) §1); this bound only keeps a broken one from filling
 /// memory.
 pub const MAX_SERVER_LINE: usize = 8 * 1024;
 
@@ -117,7 +117,7 @@ pub enum FromServer {
 }
 
 /// Reads standard input line by line. CR, LF and CRLF each end a line, as on the server's
-/// side (PROTOCOL.md §1), so one line here is one PDU there.
+/// side (xscp(7) §1), so one line here is one PDU there.
 pub fn stdin_thread(tx: Sender<FromStdin>) {
     let stdin = io::stdin();
     let mut r = stdin.lock();

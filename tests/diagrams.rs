@@ -497,36 +497,34 @@ fn check_mermaid(text: &str) -> Result<&str, String> {
     }
 }
 
-/// A table as a flowchart (a diagram type out of beta): one subgraph a column, titled
-/// with the column's header, each holding one node a row. Returns the headers and the
-/// number of rows.
-fn check_columns(text: &str) -> Result<(Vec<String>, usize), String> {
-    let mut headers = Vec::new();
-    let mut rows: Option<usize> = None;
-    let mut cells = 0;
-    let mut inside = false;
-    for line in text.lines().map(str::trim) {
-        if let Some(rest) = line.strip_prefix("subgraph ") {
-            let title = rest
-                .split_once('[')
-                .and_then(|(_, t)| t.strip_suffix(']'))
-                .ok_or(format!("a subgraph without a title: {line}"))?;
-            headers.push(title.to_string());
-            inside = true;
-            cells = 0;
-        } else if line == "end" {
-            match rows {
-                Some(n) if n != cells => {
-                    return Err(format!("{cells} cells under {:?}, not {n}", headers.last()));
-                }
-                _ => rows = Some(cells),
-            }
-            inside = false;
-        } else if inside && line.contains("[\"") {
-            cells += 1;
+/// A table as a flowchart (a diagram type out of beta): after the header line, one line a
+/// row, each holding as many nodes as the header, chained by invisible links (`~~~`) and
+/// by nothing else. Returns the header's labels and the number of rows.
+fn check_grid(text: &str) -> Result<(Vec<String>, usize), String> {
+    let label = |node: &str| -> Option<String> {
+        let (_, rest) = node.trim().split_once("[\"")?;
+        Some(rest.strip_suffix("\"]")?.to_string())
+    };
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .skip(1)
+        .filter(|l| !l.starts_with("class"));
+    let header: Vec<String> = lines
+        .next()
+        .ok_or("no header line")?
+        .split(" ~~~ ")
+        .map(|n| label(n).ok_or(format!("not a node: {n}")))
+        .collect::<Result<_, _>>()?;
+    let mut rows = 0;
+    for line in lines {
+        let nodes: Vec<&str> = line.split(" ~~~ ").collect();
+        if nodes.len() != header.len() || nodes.iter().any(|n| label(n).is_none()) {
+            return Err(format!("not a row of {} nodes: {line}", header.len()));
         }
+        rows += 1;
     }
-    Ok((headers, rows.ok_or("no column")?))
+    Ok((header, rows))
 }
 
 /// The Mermaid checks find what they are for: the old output of `--print-fsm mermaid`
@@ -540,17 +538,18 @@ fn the_mermaid_checks_refuse_two_diagrams_and_a_ragged_table() {
         check_mermaid("%% x\nflowchart LR\n  a[\"1\"]\n"),
         Ok("flowchart")
     );
-    let ragged = "flowchart LR\nsubgraph a [x]\nr0[\"1\"]\nr1[\"2\"]\nend\n\
-                  subgraph b [y]\nr2[\"3\"]\nend\n";
-    assert!(check_columns(ragged).is_err());
+    let ragged = "flowchart LR\na[\"x\"] ~~~ b[\"y\"]\nc[\"1\"] ~~~ d[\"2\"]\ne[\"3\"]\n";
+    assert!(check_grid(ragged).is_err());
+    assert!(check_grid("flowchart LR\na[\"x\"] ~~~ b[\"y\"]\nc[\"1\"] --> d[\"2\"]\n").is_err());
     assert_eq!(
-        check_columns("flowchart LR\nsubgraph a [x]\nr0[\"1\"]\nend\n"),
+        check_grid("flowchart LR\na[\"x\"]\nb[\"1\"]\nclass b v0\n"),
         Ok((vec!["x".to_string()], 1))
     );
 }
 
 /// Each Mermaid choice is exactly one diagram of the type it promises, none of them a
-/// type still in beta. The legality table is three columns of a node a command; the state
+/// type still in beta. The legality table is a header row and a row a command, three
+/// nodes wide; the state
 /// diagram draws the listener's life as a composite state with its own start and end,
 /// a connection's life with the diagram's, one transition line per pair of states, and
 /// ABORTED styled apart.
@@ -567,7 +566,7 @@ fn every_mermaid_choice_is_one_diagram() {
     }
     let table = print_fsm("mermaid-legality");
     assert_eq!(
-        check_columns(&table),
+        check_grid(&table),
         Ok((
             ["command", "NEGOTIATING", "ESTABLISHED"]
                 .map(String::from)

@@ -388,38 +388,34 @@ fn mermaid_text(text: &str) -> String {
 }
 
 /// The legality table as a grid in a Mermaid flowchart (block diagrams are still in beta):
-/// one column a subgraph, its title the column's header, its cells stacked top to bottom
-/// by invisible links, the columns side by side in the table's order, each verdict filled
-/// with its colour.
+/// one line a row, its cells chained left to right by invisible links. Chains that run in
+/// parallel share their ranks, so the cells of a column line up, and the rows stack in the
+/// order given; each verdict is filled with its colour, the header row is bold.
 fn render_mermaid_legality() -> String {
     let mut out = String::from("flowchart LR\n");
-    let rows: Vec<_> = legality_table().collect();
-    let mut classes: Vec<(&str, Vec<String>)> = Vec::new();
-    for (c, head) in legality_header().enumerate() {
-        out += &format!("    subgraph col{c} [{head}]\n        direction TB\n");
-        let mut ids = Vec::new();
-        for (r, (synopsis, cells)) in rows.iter().enumerate() {
-            let id = format!("r{r}c{c}");
-            let text = match c.checked_sub(1) {
-                None => *synopsis,
-                Some(i) => {
-                    let (text, fill) = legality_cells(*cells).nth(i).unwrap_or(("", ""));
-                    match classes.iter_mut().find(|(f, _)| *f == fill) {
-                        Some((_, ids)) => ids.push(id.clone()),
-                        None => classes.push((fill, vec![id.clone()])),
-                    }
-                    text
-                }
-            };
-            out += &format!("        {id}[\"{}\"]\n", mermaid_text(text));
-            ids.push(id);
-        }
-        out += &format!("        {}\n    end\n", ids.join(" ~~~ "));
-    }
-    let columns: Vec<String> = (0..=COMMAND_STATES.len())
-        .map(|c| format!("col{c}"))
+    let header: Vec<String> = legality_header()
+        .enumerate()
+        .map(|(c, head)| format!("h{c}[\"{head}\"]"))
         .collect();
-    out += &format!("    {}\n", columns.join(" ~~~ "));
+    out += &format!("    {}\n", header.join(" ~~~ "));
+    let mut classes: Vec<(&str, Vec<String>)> = Vec::new();
+    for (r, (synopsis, cells)) in legality_table().enumerate() {
+        let mut row = vec![format!("r{r}c0[\"{}\"]", mermaid_text(synopsis))];
+        for (c, (text, fill)) in legality_cells(cells).enumerate() {
+            let id = format!("r{r}c{}", c + 1);
+            row.push(format!("{id}[\"{}\"]", mermaid_text(text)));
+            match classes.iter_mut().find(|(f, _)| *f == fill) {
+                Some((_, ids)) => ids.push(id),
+                None => classes.push((fill, vec![id])),
+            }
+        }
+        out += &format!("    {}\n", row.join(" ~~~ "));
+    }
+    let heads: Vec<String> = (0..header.len()).map(|c| format!("h{c}")).collect();
+    out += &format!(
+        "    classDef head font-weight:bold\n    class {} head\n",
+        heads.join(",")
+    );
     for (i, (fill, ids)) in classes.iter().enumerate() {
         out += &format!(
             "    classDef v{i} fill:{fill}\n    class {} v{i}\n",

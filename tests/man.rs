@@ -533,10 +533,10 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// The files whose citations a reader follows: the sources (with the built-in transcripts
-/// of `xscp check`), the man pages, the README and ARCHITECTURE.md.
+/// of `xscp check`), the man pages, the README and src/ARCHITECTURE.md.
 fn citing_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("README.md"), root.join("ARCHITECTURE.md")];
+    let mut files = vec![root.join("README.md"), root.join("src/ARCHITECTURE.md")];
     files_under(&root.join("src"), &mut files);
     files_under(&root.join("man"), &mut files);
     files

@@ -22,7 +22,7 @@ use crate::net::{LINGER, READER_STACK, WRITER_STACK};
 use crate::protocol::framing::MAX_PDU;
 use crate::protocol::fsm::{Event, State, next_state};
 use crate::protocol::reply::{self, capa};
-use crate::protocol::session::Limits;
+use crate::protocol::session;
 
 /// Capacity of the hub's inbox, in messages (one may carry up to 32 `chatm` lines): readers
 /// wait (and stop reading) when it is full. Its slots become resident memory once used, so
@@ -74,12 +74,12 @@ impl Server {
         let budget = Budget::from_system();
         log::debug!("thread budget: {} threads", budget.max());
         let settings = Arc::new(ConnSettings {
-            limits: Limits {
+            session: Arc::new(session::Settings {
                 max_retries: c.max_retries,
-            },
-            negotiate_timeout: c.negotiate_timeout,
-            ping_interval: c.ping_interval,
-            ping_timeout: c.ping_timeout,
+                negotiate_timeout: c.negotiate_timeout,
+                ping_interval: c.ping_interval,
+                ping_timeout: c.ping_timeout,
+            }),
             sendq: c.sendq,
             rate: c.rate,
             capa: capa(&[

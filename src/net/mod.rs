@@ -2,8 +2,9 @@
 //!
 //! - [`acceptor`]: the `xscp-accept` thread; admits or refuses each connection (§7 limits)
 //!   and starts its reader.
-//! - [`conn`]: the `xscp-conn-<id>` reader thread; blocking reads with timeouts that drive
-//!   the negotiation deadline and the pings; feeds lines to the session and the hub.
+//! - [`conn`]: the `xscp-conn-<id>` reader thread; blocking reads, each until the session
+//!   next needs the time (its timers are the session's); feeds lines to the session and
+//!   the hub.
 //! - [`outbox`]: the byte-bounded queue between the hub (or reader) and the connection's
 //!   writer, and the writer itself (`xscp-write-<id>`), which drains it into as few writes
 //!   as possible, then closes in order. [`outbox::Outbox`] is a client's output side as the

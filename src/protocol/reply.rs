@@ -88,6 +88,11 @@ pub const RELAYED: &str = "+OK message relayed\r\n";
 /// The reason given when a violation ends the connection.
 pub const PROTOCOL_VIOLATION: &str = "protocol violation";
 
+/// `ping <token>`: the server's ping (§5), which the client answers `+OK pong <token>`.
+pub fn ping(token: &str) -> String {
+    format!("ping {token}\r\n")
+}
+
 /// `-ERR [IN-USE] <name> is already taken by another client`
 pub fn in_use(name: &str) -> String {
     err(Code::InUse, in_use_text(name))

@@ -1,17 +1,24 @@
 //! One connection's protocol state (PROTOCOL.md §3–§6), without I/O.
 //!
-//! A [`Session`] takes a line (or a timer, or a fault) and returns a [`Step`]: what the
-//! connection must do next. Every change of state goes through `Session::set_state`, which
+//! A [`Session`] takes a line (or the passing of time, or a fault) and returns a [`Step`]:
+//! what the connection must do next. Every change of state goes through `Session::set_state`, which
 //! consults the transition table and writes the audit line. The order of checks for a line
 //! is the one of §4 and of ngIRCd's dispatcher: keyword, then legality in the current state,
 //! then arguments, then the handler — handlers never re-check state.
+//!
+//! The session owns every timer of §5 and §7, in the manner of smoltcp's `poll_at`: it says
+//! when it next needs time to pass ([`Session::poll_at`]), and turns an expiry into a step
+//! like any other input ([`Session::on_time`]: a ping to send, or a close with its cause).
+//! Time is passed in, never read from the clock, so the timer rules are tested without
+//! waiting. The caller only sleeps until then and reads.
 //!
 //! What needs the shared nickname map (registration, renames, relaying) is handed to the hub
 //! as a step; the hub's answer comes back through [`Session::on_registered`] and friends.
 
 use std::fmt;
 use std::ops::Range;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::cause::Cause;
 use super::command::{self, Classified, Command, Legality, SyntaxError};
@@ -19,13 +26,19 @@ use super::framing::FrameError;
 use super::fsm::{self, Event, State};
 use super::nick::Nick;
 use super::reply::{self, Code};
-use crate::conn_id::Tag;
+use crate::conn_id::{ConnId, Tag};
 
-/// The session's limits, from the command line.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
+/// What every session needs from the command line, shared by all of them.
+#[derive(Clone, Debug)]
+pub struct Settings {
     /// Failed attempts allowed in NEGOTIATING (`--max-retries`).
     pub max_retries: u32,
+    /// Deadline for `uname` from accept (`--negotiate-timeout`).
+    pub negotiate_timeout: Duration,
+    /// Silence before the server pings (`--ping-interval`).
+    pub ping_interval: Duration,
+    /// Time to answer a ping (`--ping-timeout`).
+    pub ping_timeout: Duration,
 }
 
 /// The end of a connection: the last lines to send, then the orderly close.
@@ -46,6 +59,8 @@ pub enum Step {
     PongAccepted(Instant),
     /// Send this response.
     Reply(String),
+    /// Send this line of the server's own (a ping): it answers no command.
+    Send(String),
     /// Ask the hub to register the nickname (`uname`); answer with `on_registered` or
     /// `on_register_refused`.
     Register(Nick),
@@ -78,7 +93,7 @@ pub enum Step {
 
 /// A per-connection timer that fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
+enum Timer {
     /// `--negotiate-timeout` since accept.
     Negotiation,
     /// `--ping-timeout` since the server's ping.
@@ -92,23 +107,45 @@ pub struct Session {
     state: State,
     nick: Option<Nick>,
     failed_attempts: u32,
-    limits: Limits,
-    /// The token of the server's ping awaiting its pong, and when it was sent: boxed, as
-    /// there is one only for a while each ping interval (an idle session stays small).
-    outstanding_ping: Option<Box<(String, Instant)>>,
+    settings: Arc<Settings>,
+    /// Boxed: every session keeps one for its whole life, and a session stays small.
+    clock: Box<Clock>,
+}
+
+/// A session's timers (§5 uname, ping; §7).
+#[derive(Debug)]
+struct Clock {
+    /// The connection, whose number begins each ping token.
+    conn: ConnId,
+    /// `--negotiate-timeout` after accept: traffic does not move it.
+    negotiation_deadline: Instant,
+    /// When input last arrived: the ping interval counts from it.
+    last_input: Instant,
+    /// Pings sent so far (the token's second half).
+    pings: u64,
+    /// The token of the server's ping awaiting its pong, and when it was sent. Other
+    /// traffic does not replace the pong.
+    outstanding_ping: Option<(String, Instant)>,
 }
 
 impl Session {
-    /// A session for a connection just accepted: LISTEN -> NEGOTIATING. `tag` names the
-    /// connection in the log (`conn=<id> peer=<addr>`).
-    pub fn accept(tag: Tag, limits: Limits) -> Session {
+    /// A session for connection `conn`, accepted at `now`: LISTEN -> NEGOTIATING. `tag`
+    /// names the connection in the log (`conn=<id> peer=<addr>`).
+    pub fn accept(conn: ConnId, tag: Tag, settings: Arc<Settings>, now: Instant) -> Session {
+        let clock = Box::new(Clock {
+            conn,
+            negotiation_deadline: now + settings.negotiate_timeout,
+            last_input: now,
+            pings: 0,
+            outstanding_ping: None,
+        });
         let mut s = Session {
             tag,
             state: State::Listen,
             nick: None,
             failed_attempts: 0,
-            limits,
-            outstanding_ping: None,
+            settings,
+            clock,
         };
         s.set_state(Event::TcpConnectionAccepted, format_args!(""));
         s
@@ -136,12 +173,57 @@ impl Session {
 
     /// When the server's ping that awaits its pong was sent, if one does.
     pub fn ping_outstanding(&self) -> Option<Instant> {
-        self.outstanding_ping.as_deref().map(|(_, sent)| *sent)
+        self.clock.outstanding_ping.as_ref().map(|(_, sent)| *sent)
     }
 
-    /// Records the token of the ping the server just sent.
-    pub fn ping_sent(&mut self, token: String, at: Instant) {
-        self.outstanding_ping = Some(Box::new((token, at)));
+    /// Records the token of the ping the server sent at `at`.
+    fn ping_sent(&mut self, token: String, at: Instant) {
+        self.clock.outstanding_ping = Some((token, at));
+    }
+
+    /// Input arrived at `now` (any bytes): the ping interval counts from here. It moves
+    /// neither the negotiation deadline nor the pong's.
+    pub fn on_input(&mut self, now: Instant) {
+        self.clock.last_input = now;
+    }
+
+    /// When the session next needs [`Session::on_time`], if no input comes first: the
+    /// negotiation deadline, the pong's deadline, or when the next ping is due. `None` once
+    /// the session reads no more.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.is_open() {
+            return None;
+        }
+        let (s, c) = (&self.settings, &self.clock);
+        Some(if self.nick.is_none() {
+            c.negotiation_deadline
+        } else if let Some((_, sent)) = &c.outstanding_ping {
+            *sent + s.ping_timeout
+        } else {
+            c.last_input + s.ping_interval
+        })
+    }
+
+    /// Time has passed until `now`: the timer due by then, if any, fires. NEGOTIATING
+    /// past its deadline, or a ping unanswered past `--ping-timeout`, closes; silence past
+    /// `--ping-interval` sends a ping.
+    pub fn on_time(&mut self, now: Instant) -> Step {
+        match self.poll_at() {
+            Some(due) if now >= due => {}
+            _ => return Step::Nothing,
+        }
+        if self.nick.is_none() {
+            return Step::Close(self.on_timer(Timer::Negotiation));
+        }
+        if self.clock.outstanding_ping.is_some() {
+            return Step::Close(self.on_timer(Timer::Pong));
+        }
+        self.clock.pings += 1;
+        let token = format!("{:x}.{}", self.clock.conn, self.clock.pings);
+        log::debug!("{} sends ping {token}", self.tag);
+        let line = reply::ping(&token);
+        self.ping_sent(token, now);
+        Step::Send(line)
     }
 
     /// The one place a state changes: looks the move up in the transition table and logs
@@ -214,7 +296,7 @@ impl Session {
             return Step::Reply(reply::err(code, text));
         }
         self.failed_attempts += 1;
-        let (n, max) = (self.failed_attempts, self.limits.max_retries);
+        let (n, max) = (self.failed_attempts, self.settings.max_retries);
         let line = reply::err(code, format_args!("{text} (attempt {n} of {max})"));
         if n >= max {
             self.set_state(
@@ -315,14 +397,15 @@ impl Session {
     /// A pong: it must carry the outstanding ping's token (§5). Without a token it is a
     /// SYNTAX refusal; answering no ping, or another one, a violation.
     fn on_pong(&mut self, token: Option<&str>) -> Step {
-        if let (Some(t), Some((expected, sent))) = (token, self.outstanding_ping.as_deref()) {
+        let outstanding = &mut self.clock.outstanding_ping;
+        if let (Some(t), Some((expected, sent))) = (token, outstanding.as_ref()) {
             if t == expected {
                 let sent = *sent;
-                self.outstanding_ping = None;
+                *outstanding = None;
                 return Step::PongAccepted(sent);
             }
         }
-        let expected = self.outstanding_ping.as_deref().map(|(t, _)| t.clone());
+        let expected = outstanding.as_ref().map(|(t, _)| t.clone());
         let why = reply::PongMismatch {
             token,
             expected: expected.as_deref(),
@@ -367,7 +450,7 @@ impl Session {
     }
 
     /// A timer fired.
-    pub fn on_timer(&mut self, timer: Timer) -> Closing {
+    fn on_timer(&mut self, timer: Timer) -> Closing {
         let cause = match timer {
             Timer::Negotiation => Cause::NegotiationTimeout,
             Timer::Pong => Cause::PingTimeout,
@@ -406,8 +489,13 @@ impl Session {
 mod tests {
     use super::*;
 
-    fn limits() -> Limits {
-        Limits { max_retries: 3 }
+    fn settings() -> Arc<Settings> {
+        Arc::new(Settings {
+            max_retries: 3,
+            negotiate_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(60),
+            ping_timeout: Duration::from_secs(20),
+        })
     }
 
     /// Every connection keeps its session for its whole life: seven words on a 64-bit
@@ -419,7 +507,12 @@ mod tests {
 
     /// A session just accepted.
     fn session_negotiating() -> Session {
-        Session::accept("conn=0 peer=test".into(), limits())
+        session_accepted_at(Instant::now())
+    }
+
+    /// A session accepted at `now`.
+    fn session_accepted_at(now: Instant) -> Session {
+        Session::accept(0, "conn=0 peer=test".into(), settings(), now)
     }
 
     /// A session registered as `alice`.
@@ -779,6 +872,135 @@ mod tests {
                 c.lines,
                 "-ERR [PDU] line longer than 510 bytes\r\ncquit protocol violation\r\n"
             );
+        }
+    }
+
+    /// The timers of §5 (uname, ping) and §7, with time passed in.
+    mod timers {
+        use super::*;
+
+        const MS: Duration = Duration::from_millis(1);
+
+        /// A session registered as `alice`, accepted at `t0`, its last input at `t0`.
+        fn established_at(t0: Instant) -> Session {
+            let mut s = session_accepted_at(t0);
+            let Step::Register(nick) = s.on_line("uname alice") else {
+                panic!("uname must ask the hub")
+            };
+            s.on_registered(nick, false);
+            s
+        }
+
+        /// The ping a session sends at `now`, with its token.
+        fn ping(s: &mut Session, now: Instant) -> String {
+            let Step::Send(line) = s.on_time(now) else {
+                panic!("a ping was due at {now:?}")
+            };
+            let token = line
+                .strip_prefix("ping ")
+                .and_then(|t| t.strip_suffix("\r\n"));
+            token.expect("a ping line").to_string()
+        }
+
+        #[test]
+        fn the_negotiation_deadline_runs_from_accept() {
+            let t0 = Instant::now();
+            let mut s = session_accepted_at(t0);
+            let deadline = t0 + settings().negotiate_timeout;
+            assert_eq!(s.poll_at(), Some(deadline));
+            assert_eq!(s.on_time(deadline - MS), Step::Nothing);
+            let c = closing(s.on_time(deadline));
+            assert_eq!(c.cause, Cause::NegotiationTimeout);
+            assert_eq!(c.lines, "cquit negotiation timeout\r\n");
+            assert_eq!(s.state(), State::Aborted);
+            assert_eq!(s.poll_at(), None);
+        }
+
+        #[test]
+        fn traffic_does_not_extend_the_negotiation_deadline() {
+            let t0 = Instant::now();
+            let mut s = session_accepted_at(t0);
+            let deadline = t0 + settings().negotiate_timeout;
+            s.on_input(deadline - MS);
+            let Step::Reply(_) = s.on_line("uname 9lives") else {
+                panic!("a refusal")
+            };
+            assert_eq!(s.poll_at(), Some(deadline));
+            assert_eq!(
+                closing(s.on_time(deadline)).cause,
+                Cause::NegotiationTimeout
+            );
+        }
+
+        #[test]
+        fn a_ping_follows_ping_interval_of_silence() {
+            let t0 = Instant::now();
+            let mut s = established_at(t0);
+            let due = t0 + settings().ping_interval;
+            assert_eq!(s.poll_at(), Some(due));
+            assert_eq!(s.on_time(due - MS), Step::Nothing);
+            assert_eq!(ping(&mut s, due), "0.1");
+            assert_eq!(s.ping_outstanding(), Some(due));
+            assert_eq!(s.state(), State::Established);
+        }
+
+        #[test]
+        fn input_postpones_the_ping() {
+            let t0 = Instant::now();
+            let mut s = established_at(t0);
+            let later = t0 + 10 * MS;
+            s.on_input(later);
+            let due = later + settings().ping_interval;
+            assert_eq!(s.poll_at(), Some(due));
+            assert_eq!(s.on_time(due - MS), Step::Nothing);
+            assert_eq!(ping(&mut s, due), "0.1");
+        }
+
+        #[test]
+        fn a_pong_within_ping_timeout_keeps_the_connection() {
+            let t0 = Instant::now();
+            let mut s = established_at(t0);
+            let sent = t0 + settings().ping_interval;
+            let token = ping(&mut s, sent);
+            let deadline = sent + settings().ping_timeout;
+            assert_eq!(s.poll_at(), Some(deadline));
+            assert_eq!(s.on_time(deadline - MS), Step::Nothing);
+            s.on_input(deadline - MS);
+            let pong = format!("+OK pong {token}");
+            assert_eq!(s.on_line(&pong), Step::PongAccepted(sent));
+            assert_eq!(s.on_time(deadline), Step::Nothing);
+            // The next ping: an interval after the pong, with the next token.
+            let next = deadline - MS + settings().ping_interval;
+            assert_eq!(s.poll_at(), Some(next));
+            assert_eq!(ping(&mut s, next), "0.2");
+        }
+
+        #[test]
+        fn no_pong_within_ping_timeout_closes() {
+            let t0 = Instant::now();
+            let mut s = established_at(t0);
+            let sent = t0 + settings().ping_interval;
+            ping(&mut s, sent);
+            let c = closing(s.on_time(sent + settings().ping_timeout));
+            assert_eq!(c.cause, Cause::PingTimeout);
+            assert_eq!(c.lines, "cquit ping timeout\r\n");
+            assert_eq!(s.state(), State::Aborted);
+        }
+
+        #[test]
+        fn other_traffic_does_not_replace_the_pong() {
+            let t0 = Instant::now();
+            let mut s = established_at(t0);
+            let sent = t0 + settings().ping_interval;
+            ping(&mut s, sent);
+            s.on_input(sent + MS);
+            assert_eq!(
+                s.on_line("ping mine"),
+                Step::Reply("+OK pong mine\r\n".into())
+            );
+            let deadline = sent + settings().ping_timeout;
+            assert_eq!(s.poll_at(), Some(deadline));
+            assert_eq!(closing(s.on_time(deadline)).cause, Cause::PingTimeout);
         }
     }
 

@@ -12,17 +12,14 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::Config;
-use crate::hub::{Hub, HubConfig};
+use crate::hub::Hub;
 use crate::net::acceptor::Acceptor;
 use crate::net::admission::Admission;
 use crate::net::conn::ConnSettings;
 use crate::net::outbox::Writers;
 use crate::net::pool::{Budget, Pool};
 use crate::net::{LINGER, READER_STACK, WRITER_STACK};
-use crate::protocol::framing::MAX_PDU;
 use crate::protocol::fsm::{Event, State, next_state};
-use crate::protocol::reply::{self, capa};
-use crate::protocol::session;
 
 /// Capacity of the hub's inbox, in messages (one may carry up to 32 `chatm` lines): readers
 /// wait (and stop reading) when it is full. Its slots become resident memory once used, so
@@ -74,50 +71,19 @@ impl Server {
         let budget = Budget::from_system();
         log::debug!("thread budget: {} threads", budget.max());
         let settings = Arc::new(ConnSettings {
-            session: Arc::new(session::Settings {
-                max_retries: c.max_retries,
-                negotiate_timeout: c.negotiate_timeout,
-                ping_interval: c.ping_interval,
-                ping_timeout: c.ping_timeout,
-            }),
+            session: Arc::new(c.session()),
             sendq: c.sendq,
             rate: c.rate,
-            capa: capa(&[
-                ("XSCP", "1".into()),
-                ("PDU", (MAX_PDU + 2).to_string()),
-                ("RETRIES", c.max_retries.to_string()),
-                ("NEGOTIATE", reply::seconds(c.negotiate_timeout)),
-                (
-                    "PING",
-                    format!(
-                        "{} {}",
-                        reply::seconds(c.ping_interval),
-                        reply::seconds(c.ping_timeout)
-                    ),
-                ),
-                ("HOLD", reply::seconds(c.hold)),
-                ("MAILBOX", c.mailbox.to_string()),
-                ("RATE", c.rate.to_string()),
-                ("BROADCAST", String::new()),
-                ("RECEIPTS", String::new()),
-                ("USERS", String::new()),
-                ("NOTIF", String::new()),
-            ]),
             readers: Pool::new(READER_STACK, Arc::clone(&budget)),
             writers: Arc::new(Writers {
                 pool: Pool::new(WRITER_STACK, budget),
                 sendq: c.sendq,
-                write_timeout: c.ping_timeout,
+                write_timeout: c.write_timeout(),
             }),
             panic_nick: std::env::var("XSCPD_TEST_PANIC_NICK").ok(),
         });
         let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
-        let hub = Hub::new(HubConfig {
-            hold: c.hold,
-            max_holds: c.max_clients.saturating_mul(4).max(1024),
-            mailbox: c.mailbox,
-            mailbox_total: c.mailbox_total,
-        });
+        let hub = Hub::new(c.hub());
         let hub_thread = thread::Builder::new()
             .name("xscp-hub".into())
             .spawn(move || hub.run(hub_rx));

@@ -41,7 +41,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use crate::conn_id::{ConnId, Tag};
 use crate::protocol::cause::Cause;
 use crate::protocol::nick::{Nick, NickKey};
-use crate::protocol::reply::{self, Code};
+use crate::protocol::reply;
+pub use crate::protocol::request::Answer;
+use crate::protocol::request::Request;
 
 mod answer;
 mod chats;
@@ -73,23 +75,16 @@ pub enum ToHub<O> {
         /// Its output side.
         outbox: O,
     },
-    /// `uname`: register the nickname. Answered.
-    Register {
-        /// The connection.
+    /// A command the hub carries out ([`Request`]), answered through `answer` if the
+    /// session waits for it (else it counts as a command answered, see
+    /// [`Output::handled`]).
+    Request {
+        /// The asking connection.
         conn: ConnId,
-        /// The nickname asked for.
-        nick: Nick,
-        /// Where to answer.
-        answer: Promise,
-    },
-    /// `cname`: change the nickname. Answered; the hub also replies to the client.
-    Rename {
-        /// The connection.
-        conn: ConnId,
-        /// The new nickname.
-        nick: Nick,
-        /// Where to answer.
-        answer: Promise,
+        /// What it asks.
+        request: Request,
+        /// Where to answer, if the session waits.
+        answer: Option<Promise>,
     },
     /// `chatm`: relay each line of `chats`, in order (each is one command).
     Chat {
@@ -97,27 +92,6 @@ pub enum ToHub<O> {
         conn: ConnId,
         /// The lines, with their recipient fields.
         chats: Chats,
-    },
-    /// `chatr`: relay the receipt `line`, whose bytes at `sender` name the original sender.
-    Receipt {
-        /// The receipt's author (the recipient of the original message).
-        conn: ConnId,
-        /// The complete line to relay.
-        line: String,
-        /// Where in `line` the sender field is.
-        sender: Range<usize>,
-    },
-    /// `users`
-    Users {
-        /// The asking connection.
-        conn: ConnId,
-    },
-    /// `notif on|off`
-    Notif {
-        /// The connection.
-        conn: ConnId,
-        /// On or off.
-        on: bool,
     },
     /// A response the reader produced itself; it passes here to keep its place in line.
     Respond {
@@ -136,27 +110,6 @@ pub enum ToHub<O> {
     },
     /// The server is shutting down: every client gets `cquit server shutting down`.
     Shutdown,
-}
-
-/// The hub's answer to a synchronous request.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// Registered; the hub has sent the `+OK`.
-    Registered {
-        /// The nickname, as spelled.
-        nick: Nick,
-        /// It was held for this address.
-        welcome_back: bool,
-    },
-    /// The nickname is taken or held for another address; nothing was sent.
-    InUse,
-    /// Renamed; the hub has sent the `+OK`.
-    Renamed(Nick),
-    /// Not renamed; the hub has sent the `-ERR`.
-    NotRenamed,
-    /// The connection is no longer known to the hub (it was dropped or the server is
-    /// shutting down); the reason is recorded in its shared state.
-    Gone,
 }
 
 /// The hub's settings.
@@ -311,9 +264,9 @@ impl<O: Output> Hub<O> {
     pub fn handle(&mut self, msg: ToHub<O>) -> usize {
         let (answered, commands) = match &msg {
             ToHub::Chat { conn, chats } => (Some(*conn), chats.len()),
-            ToHub::Receipt { conn, .. }
-            | ToHub::Users { conn }
-            | ToHub::Notif { conn, .. }
+            ToHub::Request {
+                conn, answer: None, ..
+            }
             | ToHub::Respond { conn, .. } => (Some(*conn), 1),
             _ => (None, 1),
         };
@@ -324,17 +277,22 @@ impl<O: Output> Hub<O> {
                 ip,
                 outbox,
             } => self.accepted(conn, tag, ip, outbox),
-            ToHub::Register { conn, nick, answer } => answer.answer(self.register(conn, nick)),
-            ToHub::Rename { conn, nick, answer } => answer.answer(self.rename(conn, nick)),
+            ToHub::Request {
+                conn,
+                request,
+                answer,
+            } => {
+                let done = self.request(conn, request);
+                if let Some(answer) = answer {
+                    answer.answer(done);
+                }
+            }
             ToHub::Chat { conn, chats } => {
                 for (line, recipient) in chats.iter() {
                     self.chat(conn, line, recipient);
                     self.drop_doomed();
                 }
             }
-            ToHub::Receipt { conn, line, sender } => self.receipt(conn, line, sender),
-            ToHub::Users { conn } => self.users(conn),
-            ToHub::Notif { conn, on } => self.notif(conn, on),
             ToHub::Respond { conn, line } => self.send(conn, &line),
             ToHub::Depart { conn, lines } => {
                 if let (Some(c), Some(lines)) = (self.clients.get(&conn), lines) {
@@ -349,6 +307,18 @@ impl<O: Output> Hub<O> {
         }
         self.drop_doomed();
         commands
+    }
+
+    /// Carries out what a session asks: each [`Request`] has its handler.
+    fn request(&mut self, conn: ConnId, request: Request) -> Answer {
+        match request {
+            Request::Register(nick) => return self.register(conn, nick),
+            Request::Rename(nick) => return self.rename(conn, nick),
+            Request::Receipt { line, sender } => self.receipt(conn, line, sender),
+            Request::Users => self.users(conn),
+            Request::Notif(on) => self.notif(conn, on),
+        }
+        Answer::Done
     }
 
     /// Drops every client whose queue overflowed (the hard bound) while the hub handled the
@@ -391,9 +361,8 @@ impl<O: Output> Hub<O> {
         }
     }
 
-    /// Tells every subscriber except `except` about `event`.
-    fn notify(&mut self, except: ConnId, event: std::fmt::Arguments<'_>) {
-        let line = format!("notif {event}\r\n");
+    /// Tells every subscriber except `except` about an event: `line` is its `notif`.
+    fn notify(&mut self, except: ConnId, line: &str) {
         for (&id, c) in &self.clients {
             if c.notif && id != except {
                 queue(
@@ -452,9 +421,9 @@ impl<O: Output> Hub<O> {
         let welcome_back = resumed.is_some();
         match resumed {
             Some(r) => self.resume(conn, &nick, r),
-            None => self.send(conn, &reply::ok(format_args!("you are {nick}"))),
+            None => self.send(conn, &reply::you_are(nick.as_str())),
         }
-        self.notify(conn, format_args!("join {nick}"));
+        self.notify(conn, &reply::notif_join(nick.as_str()));
         Answer::Registered { nick, welcome_back }
     }
 
@@ -519,7 +488,7 @@ impl<O: Output> Hub<O> {
             c.nick = Some(new.clone());
         }
         self.send(conn, &reply::name_changed(old.as_str(), new.as_str()));
-        self.notify(conn, format_args!("cname {old} {new}"));
+        self.notify(conn, &reply::notif_cname(old.as_str(), new.as_str()));
         Answer::Renamed(new)
     }
 
@@ -641,11 +610,10 @@ impl<O: Output> Hub<O> {
             .unwrap_or("");
         if kept {
             log::debug!("{tag} chatm to {nick}: held in its mailbox");
-            self.send(conn, &reply::ok(format_args!("message held for {nick}")));
+            self.send(conn, &reply::held_for(nick.as_str()));
         } else {
             log::info!("{tag} chatm to {nick}: mailbox of {nick} is full, nothing kept");
-            let err = reply::err(Code::Full, format_args!("mailbox of {nick} is full"));
-            self.send(conn, &err);
+            self.send(conn, &reply::mailbox_full(nick.as_str()));
         }
     }
 
@@ -713,20 +681,14 @@ impl<O: Output> Hub<O> {
             .filter_map(|c| c.nick.as_ref().map(Nick::as_str))
             .collect();
         names.sort_unstable_by_key(|n| n.to_ascii_lowercase());
-        let text = reply::multiline(format_args!("{} users", names.len()), names);
-        self.send(conn, &text);
+        self.send(conn, &reply::users(&names));
     }
 
     fn notif(&mut self, conn: ConnId, on: bool) {
         if let Some(c) = self.clients.get_mut(&conn) {
             c.notif = on;
         }
-        let text = reply::ok(if on {
-            "notifications on"
-        } else {
-            "notifications off"
-        });
-        self.send(conn, &text);
+        self.send(conn, &reply::notifications(on));
     }
 
     /// Forgets a connection: releases its name (into a hold, with its copies as the
@@ -754,7 +716,7 @@ impl<O: Output> Hub<O> {
                 Instant::now(),
             );
         }
-        self.notify(conn, format_args!("quit {nick}"));
+        self.notify(conn, &reply::notif_quit(nick.as_str()));
     }
 
     fn shutdown(&mut self) {
@@ -977,19 +939,19 @@ mod tests {
 
         /// `uname name` on `conn`.
         fn register(&mut self, conn: ConnId, name: &str) -> Answer {
-            self.ask(|answer| ToHub::Register {
+            self.ask(|answer| ToHub::Request {
                 conn,
-                nick: nick(name),
-                answer,
+                request: Request::Register(nick(name)),
+                answer: Some(answer),
             })
         }
 
         /// `cname name` on `conn`.
         fn rename(&mut self, conn: ConnId, name: &str) -> Answer {
-            self.ask(|answer| ToHub::Rename {
+            self.ask(|answer| ToHub::Request {
                 conn,
-                nick: nick(name),
-                answer,
+                request: Request::Rename(nick(name)),
+                answer: Some(answer),
             })
         }
 
@@ -1018,15 +980,26 @@ mod tests {
 
         /// `chatr ...` (the whole line, without CRLF) from `conn`.
         fn receipt(&mut self, conn: ConnId, line: &str) {
-            self.hub.handle(ToHub::Receipt {
+            self.request(
                 conn,
-                sender: field(line, 1),
-                line: format!("{line}\r\n"),
-            });
+                Request::Receipt {
+                    sender: field(line, 1),
+                    line: format!("{line}\r\n"),
+                },
+            );
         }
 
         fn notif(&mut self, conn: ConnId, on: bool) {
-            self.hub.handle(ToHub::Notif { conn, on });
+            self.request(conn, Request::Notif(on));
+        }
+
+        /// `conn` asks what the hub answers only to the client.
+        fn request(&mut self, conn: ConnId, request: Request) {
+            self.hub.handle(ToHub::Request {
+                conn,
+                request,
+                answer: None,
+            });
         }
 
         /// The connection ends with `cquit` (its reader's last line).
@@ -1302,10 +1275,10 @@ mod tests {
                 outbox: out.clone(),
             };
             tx.send(accepted).expect("send");
-            let register = ToHub::Register {
+            let register = ToHub::Request {
                 conn,
-                nick: nick(name),
-                answer,
+                request: Request::Register(nick(name)),
+                answer: Some(answer),
             };
             tx.send(register).expect("send");
             pending
@@ -1582,7 +1555,7 @@ mod tests {
             f.join(2, "Bob");
             f.join(3, "aaron");
             f.connect(4, HERE);
-            f.hub.handle(ToHub::Users { conn: 1 });
+            f.request(1, Request::Users);
             assert_eq!(alice.lines(), ["+OK 3 users", "aaron", "alice", "Bob", "."]);
         }
 
@@ -1596,7 +1569,7 @@ mod tests {
                 alice.finished().as_deref(),
                 Some("+OK terminating tasks and disconnecting\r\n")
             );
-            f.hub.handle(ToHub::Users { conn: 2 });
+            f.request(2, Request::Users);
             assert_eq!(bob.lines(), ["+OK 1 users", "bob", "."]);
             f.connect(3, THERE);
             assert!(matches!(f.register(3, "alice"), Answer::Registered { .. }));

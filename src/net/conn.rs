@@ -25,10 +25,11 @@ use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::{ConnId, Tag};
-use crate::hub::{Answer, Chats, Output, Promise, slot};
+use crate::hub::{Chats, Output, Promise, slot};
 use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
+use crate::protocol::request::{Answer, Hand};
 use crate::protocol::session::{self, Closing, Session, Step};
 
 /// The read buffer every connection starts with (on the reader's stack): small enough that
@@ -55,8 +56,6 @@ pub struct ConnSettings {
     pub sendq: usize,
     /// PDUs per second (0: unlimited).
     pub rate: u32,
-    /// The `capa` response, built once.
-    pub capa: String,
     /// Threads for readers.
     pub readers: Arc<Pool>,
     /// Threads and limits for writers.
@@ -475,51 +474,41 @@ impl Reader {
                 }
                 None
             }
-            Step::Capa => {
-                let line = self.settings.capa.clone();
-                self.ask_hub_async(ToHub::Respond { conn, line })
-            }
-            Step::Register(nick) => {
-                let ask = |answer| ToHub::Register {
+            Step::Hub(request) => match request.hand() {
+                Hand::Async => self.ask_hub_async(ToHub::Request {
                     conn,
-                    nick: nick.clone(),
-                    answer,
-                };
-                match self.ask_hub(ask) {
-                    Ok(Answer::Registered { nick, welcome_back }) => {
-                        let hook = self.settings.panic_nick.as_deref() == Some(nick.as_str());
-                        self.session.on_registered(nick, welcome_back);
-                        if hook {
-                            panic!("XSCPD_TEST_PANIC_NICK hook");
+                    request,
+                    answer: None,
+                }),
+                Hand::Drain => {
+                    self.sync_next = true;
+                    self.ask_hub_async(ToHub::Request {
+                        conn,
+                        request,
+                        answer: None,
+                    })
+                }
+                Hand::Wait => {
+                    let asked = request.clone();
+                    let ask = |answer| ToHub::Request {
+                        conn,
+                        request,
+                        answer: Some(answer),
+                    };
+                    match self.ask_hub(ask) {
+                        Ok(answer) => {
+                            let step = self.session.on_answer(&asked, answer);
+                            let nick = self.session.nick().map(|n| n.as_str());
+                            if nick.is_some() && self.settings.panic_nick.as_deref() == nick {
+                                panic!("XSCPD_TEST_PANIC_NICK hook");
+                            }
+                            self.execute(step, 1)
                         }
-                        None
+                        Err(end) => Some(end),
                     }
-                    Ok(_) => {
-                        let step = self.session.on_register_refused(&nick);
-                        self.execute(step, 1)
-                    }
-                    Err(end) => Some(end),
                 }
-            }
-            Step::Rename(nick) => {
-                match self.ask_hub(|answer| ToHub::Rename { conn, nick, answer }) {
-                    Ok(Answer::Renamed(nick)) => {
-                        self.session.on_renamed(nick);
-                        None
-                    }
-                    Ok(_) => None,
-                    Err(end) => Some(end),
-                }
-            }
+            },
             Step::Chat { line, recipient } => self.hold_chat(&line, recipient, ahead),
-            Step::Receipt { line, sender } => {
-                self.ask_hub_async(ToHub::Receipt { conn, line, sender })
-            }
-            Step::Users => {
-                self.sync_next = true;
-                self.ask_hub_async(ToHub::Users { conn })
-            }
-            Step::Notif(on) => self.ask_hub_async(ToHub::Notif { conn, on }),
             Step::Close(closing) => Some(Ending::Closing(closing)),
         }
     }

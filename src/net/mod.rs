@@ -35,6 +35,10 @@ pub type ToHub = crate::hub::ToHub<outbox::Outbox>;
 /// unread input does not turn the close into a reset that destroys the last line (§7).
 pub const LINGER: Duration = Duration::from_secs(2);
 
+/// The log target for socket writes: log them at TRACE with this target
+/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
+pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
+
 /// Stack size of a reader thread: a 4 KiB read buffer, the session, and log formatting.
 pub const READER_STACK: usize = 128 * 1024;
 

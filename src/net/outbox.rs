@@ -39,10 +39,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::SOCKET_WRITES_TARGET;
 use super::pool::{Job, Pool};
 use super::shared::ConnShared;
 use super::sys;
-use crate::config::SOCKET_WRITES_TARGET;
 use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;

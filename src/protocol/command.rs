@@ -164,7 +164,8 @@ const fn first_word(synopsis: &str) -> &str {
 }
 
 /// Every command the server knows: PROTOCOL.md §4 and §5, row for row. Adding a command is
-/// a row here, a [`Command`] variant and its handler in the session.
+/// a row here, a [`Command`] variant and its rule in the session; if the hub answers it,
+/// the rule makes a [`super::request::Request`] variant, which the hub's handler takes.
 ///
 /// A row: the synopsis (its first word is the keyword), the arity, the legality in
 /// NEGOTIATING and in ESTABLISHED (the order of [`COMMAND_STATES`]), and the function that

@@ -12,8 +12,10 @@
 //! Time is passed in, never read from the clock, so the timer rules are tested without
 //! waiting. The caller only sleeps until then and reads.
 //!
-//! What needs the shared nickname map (registration, renames, relaying) is handed to the hub
-//! as a step; the hub's answer comes back through [`Session::on_registered`] and friends.
+//! What needs the state all clients share (registration, renames, receipts, the user list)
+//! is handed to the hub as a [`Request`] ([`Step::Hub`]); an answer the session waits for
+//! comes back through [`Session::on_answer`]. Relaying a `chatm` is the one exception, a
+//! step of its own ([`Step::Chat`]), as the reader batches those lines.
 
 use std::fmt;
 use std::ops::Range;
@@ -26,6 +28,7 @@ use super::framing::FrameError;
 use super::fsm::{self, Event, State};
 use super::nick::Nick;
 use super::reply::{self, Code};
+use super::request::{Answer, Request};
 use crate::conn_id::{ConnId, Tag};
 
 /// What every session needs from the command line, shared by all of them.
@@ -39,6 +42,8 @@ pub struct Settings {
     pub ping_interval: Duration,
     /// Time to answer a ping (`--ping-timeout`).
     pub ping_timeout: Duration,
+    /// The `capa` response ([`reply::capa`]), built once.
+    pub capa: String,
 }
 
 /// The end of a connection: the last lines to send, then the orderly close.
@@ -61,12 +66,9 @@ pub enum Step {
     Reply(String),
     /// Send this line of the server's own (a ping): it answers no command.
     Send(String),
-    /// Ask the hub to register the nickname (`uname`); answer with `on_registered` or
-    /// `on_register_refused`.
-    Register(Nick),
-    /// Ask the hub to rename the client (`cname`); the hub replies to the client itself and
-    /// the result comes back through `on_renamed`.
-    Rename(Nick),
+    /// Hand the hub this request, as [`Request::hand`] says; an answer awaited goes to
+    /// [`Session::on_answer`].
+    Hub(Request),
     /// Ask the hub to relay `line` (a complete `chatm`) and to reply to the sender.
     Chat {
         /// The relayed line, CRLF-terminated.
@@ -74,19 +76,6 @@ pub enum Step {
         /// Where the recipient field (a nickname or `*`) is in `line`.
         recipient: Range<usize>,
     },
-    /// Ask the hub to relay a receipt to the author of the message acknowledged.
-    Receipt {
-        /// The relayed line, CRLF-terminated.
-        line: String,
-        /// Where the sender field (whose message is acknowledged) is in `line`.
-        sender: Range<usize>,
-    },
-    /// Send the `capa` list (the caller knows the settings).
-    Capa,
-    /// Ask the hub for the `users` list.
-    Users,
-    /// Ask the hub to switch notifications.
-    Notif(bool),
     /// Send the final lines and close.
     Close(Closing),
 }
@@ -259,12 +248,12 @@ impl Session {
         match c.legality_in(self.state) {
             Some(Legality::Violation) => {
                 let name = c.name();
-                let text = format!("{name} is not allowed in {}", self.state);
+                let line = reply::not_allowed(&name, self.state);
                 let cause = Cause::StateViolation {
                     keyword: name,
                     state: self.state,
                 };
-                Step::Close(self.abort(reply::err(Code::State, text), cause))
+                Step::Close(self.abort(line, cause))
             }
             Some(Legality::Legal | Legality::AnsweringPing | Legality::Syntax) => {
                 match command::parse(&c) {
@@ -279,7 +268,7 @@ impl Session {
     fn syntax_error(&mut self, c: &Classified<'_>, e: SyntaxError) -> Step {
         let text = match e {
             SyntaxError::Unknown => e.to_string(),
-            _ => format!("{}: {e}", c.keyword),
+            _ => reply::about(c.keyword, e),
         };
         self.refuse(Code::Syntax, text)
     }
@@ -297,7 +286,7 @@ impl Session {
         }
         self.failed_attempts += 1;
         let (n, max) = (self.failed_attempts, self.settings.max_retries);
-        let line = reply::err(code, format_args!("{text} (attempt {n} of {max})"));
+        let line = reply::failed_attempt(code, text, n, max);
         if n >= max {
             self.set_state(
                 Event::MaxRetriesExceeded,
@@ -328,14 +317,11 @@ impl Session {
     fn handle(&mut self, cmd: Command<'_>) -> Step {
         match cmd {
             Command::Uname(name) => match Nick::parse(name) {
-                Ok(nick) => Step::Register(nick),
+                Ok(nick) => Step::Hub(Request::Register(nick)),
                 Err(e) => self.refuse(Code::Invalid, e),
             },
-            Command::Ping(token) => Step::Reply(match token {
-                Some(t) => reply::ok(format_args!("pong {t}")),
-                None => reply::ok("pong"),
-            }),
-            Command::Capa => Step::Capa,
+            Command::Ping(token) => Step::Reply(reply::pong(token)),
+            Command::Capa => Step::Reply(self.settings.capa.clone()),
             Command::Cquit => {
                 self.set_state(Event::QuitRequested, format_args!(""));
                 Step::Close(Closing {
@@ -344,7 +330,7 @@ impl Session {
                 })
             }
             Command::Cname(name) => match Nick::parse(name) {
-                Ok(nick) => Step::Rename(nick),
+                Ok(nick) => Step::Hub(Request::Rename(nick)),
                 Err(e) => self.refuse(Code::Invalid, e),
             },
             Command::Chatm {
@@ -353,27 +339,16 @@ impl Session {
                 text,
             } => {
                 let Some(me) = self.own(sender) else {
-                    let text = format!("{sender} is not your nickname");
-                    return Step::Close(self.abort(reply::err(Code::Spoof, text), Cause::Spoofing));
+                    let line = reply::not_your_nickname(sender);
+                    return Step::Close(self.abort(line, Cause::Spoofing));
                 };
-                // Built by hand: this runs once per relayed message.
-                let me = me.as_str();
-                let mut line = String::with_capacity(12 + me.len() + recipient.len() + text.len());
-                line.push_str("chatm ");
-                line.push_str(me);
-                line.push(' ');
-                let start = line.len();
-                line.push_str(recipient);
-                let recipient = start..line.len();
-                line.push(' ');
-                line.push_str(text);
-                line.push_str("\r\n");
+                let (line, recipient) = reply::chatm(me.as_str(), recipient, text);
                 Step::Chat { line, recipient }
             }
             Command::Chatr { sender, recipient } => {
                 if recipient != "*" && self.own(recipient).is_none() {
-                    let text = format!("{recipient} is not your nickname");
-                    return Step::Close(self.abort(reply::err(Code::Spoof, text), Cause::Spoofing));
+                    let line = reply::not_your_nickname(recipient);
+                    return Step::Close(self.abort(line, Cause::Spoofing));
                 }
                 if recipient == "*" {
                     // A broadcast has no single receipt: accepted, not relayed (§5).
@@ -384,12 +359,11 @@ impl Session {
                     );
                     return Step::Nothing;
                 }
-                let line = format!("chatr {sender} {recipient}\r\n");
-                let sender = "chatr ".len().."chatr ".len() + sender.len();
-                Step::Receipt { line, sender }
+                let (line, sender) = reply::chatr(sender, recipient);
+                Step::Hub(Request::Receipt { line, sender })
             }
-            Command::Users => Step::Users,
-            Command::Notif(on) => Step::Notif(on),
+            Command::Users => Step::Hub(Request::Users),
+            Command::Notif(on) => Step::Hub(Request::Notif(on)),
             Command::Pong(token) => self.on_pong(token),
         }
     }
@@ -437,6 +411,22 @@ impl Session {
             ),
         );
         self.nick = Some(nick);
+    }
+
+    /// The hub answered `asked`, a request the session waits on ([`Request::hand`]).
+    pub fn on_answer(&mut self, asked: &Request, answer: Answer) -> Step {
+        match (asked, answer) {
+            (Request::Register(_), Answer::Registered { nick, welcome_back }) => {
+                self.on_registered(nick, welcome_back);
+                Step::Nothing
+            }
+            (Request::Register(nick), _) => self.on_register_refused(nick),
+            (Request::Rename(_), Answer::Renamed(nick)) => {
+                self.on_renamed(nick);
+                Step::Nothing
+            }
+            _ => Step::Nothing,
+        }
     }
 
     /// The hub refused the nickname: it is in use or held for another address.
@@ -495,6 +485,7 @@ mod tests {
             negotiate_timeout: Duration::from_secs(30),
             ping_interval: Duration::from_secs(60),
             ping_timeout: Duration::from_secs(20),
+            capa: reply::multiline("capability list follows", ["XSCP 1"]),
         })
     }
 
@@ -518,7 +509,7 @@ mod tests {
     /// A session registered as `alice`.
     fn session_established() -> Session {
         let mut s = session_negotiating();
-        let Step::Register(nick) = s.on_line("uname alice") else {
+        let Step::Hub(Request::Register(nick)) = s.on_line("uname alice") else {
             panic!("uname must ask the hub")
         };
         s.on_registered(nick, false);
@@ -546,7 +537,7 @@ mod tests {
             let mut s = session_negotiating();
             assert_eq!(
                 s.on_line("uname Bob_1"),
-                Step::Register(Nick::parse("Bob_1").unwrap())
+                Step::Hub(Request::Register(Nick::parse("Bob_1").unwrap()))
             );
         }
 
@@ -638,7 +629,7 @@ mod tests {
             let mut s = session_negotiating();
             assert_eq!(s.on_line("ping"), Step::Reply("+OK pong\r\n".into()));
             assert_eq!(s.on_line("PING t"), Step::Reply("+OK pong t\r\n".into()));
-            assert_eq!(s.on_line("capa"), Step::Capa);
+            assert_eq!(s.on_line("capa"), Step::Reply(settings().capa.clone()));
             let c = closing(s.on_line("cquit"));
             assert_eq!(c.lines, "+OK terminating tasks and disconnecting\r\n");
             assert_eq!(s.state(), State::Update);
@@ -710,7 +701,7 @@ mod tests {
         #[test]
         fn chatr_must_name_self_or_star() {
             let mut s = session_established();
-            let Step::Receipt { line, sender } = s.on_line("chatr bob alice") else {
+            let Step::Hub(Request::Receipt { line, sender }) = s.on_line("chatr bob alice") else {
                 panic!()
             };
             assert_eq!(line, "chatr bob alice\r\n");
@@ -838,10 +829,10 @@ mod tests {
             let mut s = session_established();
             assert_eq!(
                 s.on_line("cname Alice2"),
-                Step::Rename(Nick::parse("Alice2").unwrap())
+                Step::Hub(Request::Rename(Nick::parse("Alice2").unwrap()))
             );
-            assert_eq!(s.on_line("users"), Step::Users);
-            assert_eq!(s.on_line("notif OFF"), Step::Notif(false));
+            assert_eq!(s.on_line("users"), Step::Hub(Request::Users));
+            assert_eq!(s.on_line("notif OFF"), Step::Hub(Request::Notif(false)));
             let Step::Reply(r) = s.on_line("cname 2x") else {
                 panic!()
             };
@@ -884,7 +875,7 @@ mod tests {
         /// A session registered as `alice`, accepted at `t0`, its last input at `t0`.
         fn established_at(t0: Instant) -> Session {
             let mut s = session_accepted_at(t0);
-            let Step::Register(nick) = s.on_line("uname alice") else {
+            let Step::Hub(Request::Register(nick)) = s.on_line("uname alice") else {
                 panic!("uname must ask the hub")
             };
             s.on_registered(nick, false);
@@ -1051,17 +1042,24 @@ mod tests {
         }
 
         /// Every line sent back is `+OK ...`, `-ERR [CODE] ...` with a code of §2, or
-        /// `cquit <reason>`.
+        /// `cquit <reason>`; after `+OK ... follows` (`capa`), items up to `.`.
         fn check_lines(text: &str) {
             const CODES: [&str; 8] = [
                 "SYNTAX", "INVALID", "IN-USE", "NO-SUCH", "STATE", "PDU", "SPOOF", "FULL",
             ];
+            let mut items = false;
             for l in text.split_terminator("\r\n") {
+                if items {
+                    items = l != ".";
+                    continue;
+                }
                 let ok = l.starts_with("+OK ")
                     || l.starts_with("cquit ")
                     || CODES.iter().any(|c| l.starts_with(&format!("-ERR [{c}] ")));
                 assert!(ok, "unexpected line {l:?}");
+                items = l.starts_with("+OK ") && l.ends_with(" follows");
             }
+            assert!(!items, "a list without its end: {text:?}");
         }
 
         proptest! {
@@ -1109,7 +1107,7 @@ mod tests {
                                 prop_assert!(r.contains(&attempt));
                             }
                         }
-                        (Step::Register(nick), Some(Legality::Legal)) => {
+                        (Step::Hub(Request::Register(nick)), Some(Legality::Legal)) => {
                             prop_assert_eq!(classified.spec.map(|c| c.keyword), Some("uname"));
                             if hub_says_yes {
                                 s.on_registered(nick.clone(), false);

@@ -20,8 +20,8 @@ use crossbeam_channel::Sender;
 
 use super::ToHub;
 use super::admission::{Admission, Refusal};
-use super::conn::{self, Accepted, ConnSettings};
 use super::pool::Job;
+use super::reader::{self, Accepted, ConnSettings};
 use super::shared::{ConnShared, linger};
 use super::{LINGER, sys};
 use crate::protocol::reply;
@@ -145,7 +145,7 @@ impl Acceptor {
         };
         let (settings, hub) = (Arc::clone(&self.settings), self.hub.clone());
         let job = Job::new("xscp-conn", id, move || {
-            conn::serve(accepted, settings, hub)
+            reader::serve(accepted, settings, hub)
         });
         if let Err((e, job)) = self.settings.readers.run(job) {
             // The system is short of threads or memory: refuse this one client, back off.

@@ -47,6 +47,12 @@ const CHAT_BATCH: usize = (MAX_IN_FLIGHT / 2) as usize;
 /// How late a timer may fire (see `run_timers`).
 const TIMER_TOLERANCE: Duration = Duration::from_millis(5);
 
+/// In the unit tests only, the reader of a client that registers this name panics once it
+/// is registered, to show that a panic is contained (see the tests in `server.rs`): no
+/// client can make a reader panic otherwise.
+#[cfg(test)]
+pub const PANIC_NICK: &str = "boom";
+
 /// What every connection needs to know from the configuration.
 #[derive(Clone, Debug)]
 pub struct ConnSettings {
@@ -60,9 +66,6 @@ pub struct ConnSettings {
     pub readers: Arc<Pool>,
     /// Threads and limits for writers.
     pub writers: Arc<Writers>,
-    /// Test hook (`XSCPD_TEST_PANIC_NICK`): the reader of a client that registers this
-    /// nickname panics, to show that a panic is contained and the name still freed.
-    pub panic_nick: Option<String>,
 }
 
 /// A freshly accepted connection, ready for its reader thread.
@@ -498,9 +501,13 @@ impl Reader {
                     match self.ask_hub(ask) {
                         Ok(answer) => {
                             let step = self.session.on_answer(&asked, answer);
-                            let nick = self.session.nick().map(|n| n.as_str());
-                            if nick.is_some() && self.settings.panic_nick.as_deref() == nick {
-                                panic!("XSCPD_TEST_PANIC_NICK hook");
+                            #[cfg(test)]
+                            if self
+                                .session
+                                .nick()
+                                .is_some_and(|n| n.as_str() == PANIC_NICK)
+                            {
+                                panic!("the unit tests' panic: {PANIC_NICK} registered");
                             }
                             self.execute(step, 1)
                         }

@@ -251,6 +251,16 @@ pub const COMMANDS: &[CommandSpec] = {
     ]
 };
 
+// Every row's arity fits the argument array `split_args` fills (`out[n]` with
+// `n < arity.max`): checked when the crate compiles, not when a client sends the command.
+const _: () = {
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        assert!(COMMANDS[i].arity.max <= MAX_ARGS, "a row's arity exceeds MAX_ARGS");
+        i += 1;
+    }
+};
+
 /// The last row of the legality table: a keyword that is not in [`COMMANDS`].
 pub const OTHER_KEYWORDS: &str = "any other keyword";
 

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use super::Answer;
+use crate::protocol::request::Answer;
 
 #[derive(Debug, Default)]
 struct Slot {

@@ -256,7 +256,10 @@ pub const COMMANDS: &[CommandSpec] = {
 const _: () = {
     let mut i = 0;
     while i < COMMANDS.len() {
-        assert!(COMMANDS[i].arity.max <= MAX_ARGS, "a row's arity exceeds MAX_ARGS");
+        assert!(
+            COMMANDS[i].arity.max <= MAX_ARGS,
+            "a row's arity exceeds MAX_ARGS"
+        );
         i += 1;
     }
 };

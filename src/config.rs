@@ -138,7 +138,7 @@ pub const MAX_VERBOSITY: i8 = 3;
 /// The verbosity at which each write to a client's socket is logged (`-vvv`).
 pub const VERBOSITY_SOCKET_WRITES: i8 = 3;
 
-pub use crate::net::SOCKET_WRITES_TARGET;
+pub use crate::net::outbox::SOCKET_WRITES_TARGET;
 
 /// Everything the server needs to know from its command line.
 #[derive(Clone, Debug, PartialEq, Eq)]

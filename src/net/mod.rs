@@ -6,8 +6,8 @@
 //!   next needs the time (its timers are the session's); feeds lines to the session and
 //!   the hub.
 //! - [`outbox`]: the byte-bounded queue between the hub (or reader) and the connection's
-//!   writer, and the writer itself (`xscp-write-<id>`), which drains it into as few writes
-//!   as possible, then closes in order. [`outbox::Outbox`] is a client's output side as the
+//!   writer, and (in `outbox/writer.rs`) the writer itself (`xscp-write-<id>`), which
+//!   drains it into as few writes as possible, then closes in order. [`outbox::Outbox`] is a client's output side as the
 //!   hub sees it ([`crate::hub::Output`]).
 //! - [`shared`]: what a connection's reader, writer and outbox and the admission table
 //!   share: the socket and why the connection ends.
@@ -34,10 +34,6 @@ pub type ToHub = crate::hub::ToHub<outbox::Outbox>;
 /// How long a closing connection keeps reading (and discarding) after its FIN, so that
 /// unread input does not turn the close into a reset that destroys the last line (§7).
 pub const LINGER: Duration = Duration::from_secs(2);
-
-/// The log target for socket writes: log them at TRACE with this target
-/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
-pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
 
 /// Stack size of a reader thread: a 4 KiB read buffer, the session, and log formatting.
 pub const READER_STACK: usize = 128 * 1024;

@@ -1,4 +1,4 @@
-//! The routing rules of PROTOCOL.md §5 and §5.7, against an in-memory output side, one
+//! The routing rules of xscp(7) §5 and §5.7, against an in-memory output side, one
 //! group a rule. Hold expiry and the receipt runs are tested in `holds` and `receipts`.
 
 use std::cell::RefCell;

@@ -1,7 +1,7 @@
 use super::*;
 
 /// An idle client's entry holds no receipts state: ten words on a 64-bit machine
-/// (it was 24 when every client carried its receipts' queues inline).
+/// (24 with its receipts' queues inline).
 #[test]
 fn an_idle_clients_entry_is_small() {
     assert!(std::mem::size_of::<Client<Mem>>() <= 10 * std::mem::size_of::<usize>());

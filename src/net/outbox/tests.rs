@@ -31,7 +31,7 @@ fn read_exactly(client: &mut TcpStream, n: usize) -> String {
 }
 
 /// Every connection keeps its outbox for its whole life: what all of them share is
-/// behind one pointer (seventeen words on a 64-bit machine; it was twenty).
+/// behind one pointer (seventeen words on a 64-bit machine).
 #[test]
 fn an_outbox_is_small() {
     assert!(std::mem::size_of::<Inner>() <= 17 * std::mem::size_of::<usize>());

@@ -1,11 +1,15 @@
-//! The command line of `xscpd`: options, their defaults, and the parsing of durations and
-//! sizes. No argument-parsing crate: the grammar is small and the errors are ours.
+//! The command line of `xscpd`: options, their defaults, the parsing of durations and
+//! sizes, and the settings derived from them for the session, the hub and the writers. No
+//! argument-parsing crate: the grammar is small and the errors are ours.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hub::HubConfig;
 use crate::protocol::diagram::FsmFormat;
+use crate::protocol::reply::{self, Capabilities};
+use crate::protocol::session;
 
 /// The usage synopsis, printed by `--help` and after a bad option.
 pub const USAGE: &str = "\
@@ -135,9 +139,7 @@ pub const MAX_VERBOSITY: i8 = 3;
 /// The verbosity at which each write to a client's socket is logged (`-vvv`).
 pub const VERBOSITY_SOCKET_WRITES: i8 = 3;
 
-/// The log target for socket writes: log them at TRACE with this target
-/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
-pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
+pub use crate::net::outbox::SOCKET_WRITES_TARGET;
 
 /// Everything the server needs to know from its command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -191,6 +193,43 @@ impl Default for Config {
             log_file: None,
             verbosity: 0,
         }
+    }
+}
+
+impl Config {
+    /// What every session needs: retries, timers and the `capa` list it announces.
+    pub fn session(&self) -> session::Settings {
+        session::Settings {
+            max_retries: self.max_retries,
+            negotiate_timeout: self.negotiate_timeout,
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
+            capa: reply::capa(&Capabilities {
+                max_retries: self.max_retries,
+                negotiate_timeout: self.negotiate_timeout,
+                ping_interval: self.ping_interval,
+                ping_timeout: self.ping_timeout,
+                hold: self.hold,
+                mailbox: self.mailbox,
+                rate: self.rate,
+            }),
+        }
+    }
+
+    /// The hub's settings: at most four holds a client, and never fewer than 1024.
+    pub fn hub(&self) -> HubConfig {
+        HubConfig {
+            hold: self.hold,
+            max_holds: self.max_clients.saturating_mul(4).max(1024),
+            mailbox: self.mailbox,
+            mailbox_total: self.mailbox_total,
+        }
+    }
+
+    /// How long a write may wait for the socket before its client is a slow consumer: as
+    /// long as a client has to answer a ping.
+    pub fn write_timeout(&self) -> Duration {
+        self.ping_timeout
     }
 }
 

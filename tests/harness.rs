@@ -144,11 +144,6 @@ impl Server {
         }
     }
 
-    /// Has the server exited (without waiting)?
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
-    }
-
     /// Waits for a log line matching `pred` and returns it.
     pub fn wait_log(&self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + WAIT;

@@ -3,13 +3,15 @@
 //!
 //! Layout: [`transcript`] parses the format; [`runner`] plays one transcript over TCP,
 //! with [`matching`] for patterns and placeholders, [`server`] for the server `--server`
-//! starts per transcript and [`sys`] for the two libc calls std lacks; [`report`] prints
-//! results and JUnit XML; [`diagram`] draws the exchange as Mermaid; [`builtin`] is the
-//! shipped suite.
+//! starts per transcript and [`sys`] for the two libc calls std lacks; [`lines`] is the
+//! bounded line reader both of them use (so that neither imports the other); [`report`]
+//! prints results and JUnit XML; [`diagram`] draws the exchange as Mermaid; [`builtin`]
+//! is the shipped suite.
 //! This file only reads the command line and wires them.
 
 mod builtin;
 mod diagram;
+mod lines;
 mod matching;
 mod report;
 mod runner;

@@ -8,7 +8,7 @@
 //! a deadline, every write a timeout.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
 
+use super::lines::{MAX_LINE, read_line};
 use super::matching::{
     describe_pat, matches, secs, shown, shown_raw, strip_terminator, suffix_names,
 };
@@ -24,8 +25,6 @@ use super::server::Server;
 use super::sys;
 use super::transcript::{Action, Pat, Piece, Step, Transcript};
 
-/// The longest line read from a server; a conforming one sends at most 512 bytes.
-const MAX_LINE: usize = 8 * 1024;
 /// Bytes from one connection read ahead of the transcript: the reader never stops
 /// reading before this (so that the checker does not become a slow consumer itself while
 /// it floods), and gives up past it.
@@ -609,36 +608,5 @@ impl Player<'_> {
             Some(s) if !self.names.is_empty() => suffix_names(bytes, &self.names, s),
             _ => bytes.to_vec(),
         }
-    }
-}
-
-/// Reads one line with its LF (the client's bounded reader), at most [`MAX_LINE`] bytes:
-/// `Some(None)` for a longer one (skipped to its end), `None` at end of stream. (A last
-/// line cut off by the end of the stream reads as if it had its LF.)
-pub fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
-    Ok(crate::read_line_bounded(r, MAX_LINE)?.map(|l| match l {
-        crate::Line::Complete(mut bytes) => {
-            bytes.push(b'\n');
-            Some(bytes)
-        }
-        crate::Line::TooLong => None,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_bounded() {
-        let mut r: &[u8] = b"ok\r\n";
-        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"ok\r\n".to_vec())));
-        let mut r: &[u8] = b"lf\n";
-        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"lf\n".to_vec())));
-        assert_eq!(read_line(&mut r).unwrap(), None);
-        let long = vec![b'a'; MAX_LINE + 10];
-        let mut r: &[u8] = &[&long[..], b"\nend"].concat();
-        assert_eq!(read_line(&mut r).unwrap(), Some(None));
-        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"end\n".to_vec())));
     }
 }

@@ -119,7 +119,6 @@ suite![
     "capa-reflects-options",
     "capa-features",
     "capa-mailbox",
-    "capa-exact-list",
     "cquit-reply-and-close",
     "cquit-with-argument-is-refused",
     "hold-welcome-back-same-ip",

@@ -1,7 +1,7 @@
 //! `xscp check`: grades an XSCP/1 server against the protocol by playing conformance
 //! transcripts (`xscp-transcript(5)`) at it, like irctest or h2spec do for IRC and HTTP/2.
 //!
-//! Layout: [`transcript`] parses the format; [`runner`] plays one transcript over TCP,
+//! Layout: [`transcript`] parses the format (with [`text`] for escapes and repeats); [`runner`] plays one transcript over TCP,
 //! with [`matching`] for patterns and placeholders, [`server`] for the server `--server`
 //! starts per transcript and [`sys`] for the two libc calls std lacks; [`lines`] is the
 //! bounded line reader both of them use (so that neither imports the other); [`report`]
@@ -17,6 +17,7 @@ mod report;
 mod runner;
 mod server;
 mod sys;
+mod text;
 mod transcript;
 
 use std::fmt;

@@ -19,11 +19,12 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use super::text::{MAX_SEND, Tok, lex, repeat};
 
 /// The longest transcript line accepted.
 const MAX_LINE: usize = 64 * 1024;
-/// The most bytes one step may expand to with `{COUNT*TEXT}` (a flood for `--sendq`).
-const MAX_SEND: usize = 4 * 1024 * 1024;
 
 /// MUST: the protocol's rule. SHOULD: a decision of the reference server that another
 /// server may take differently.
@@ -78,6 +79,16 @@ pub enum Action {
     /// Nothing more has arrived: `ping <token>` is answered `+OK pong <token>` with
     /// nothing before it.
     Quiet,
+    /// `maybe:` the next line is taken if it matches, else left for the next step (where
+    /// the protocol allows a line without requiring it).
+    Maybe(Vec<Pat>),
+    /// `collect:` lines are kept, in any order, until one matches (a list's end).
+    Collect(Vec<Pat>),
+    /// `listed:` one line of the last `collect:` matches (each line matches once).
+    Listed(Vec<Pat>),
+    /// `every DUR:` the line is sent every DUR, while the steps after it wait, until the
+    /// connection ends, it is closed, or `--timeout` has passed.
+    Every(Duration, Vec<Piece>),
     /// The server closes the connection now: end of stream, no line before it.
     Closed,
     /// The client closes its side.
@@ -212,8 +223,9 @@ struct Parser {
 const HEADERS: [&str; 7] = [
     "section", "level", "rule", "options", "requires", "server", "names",
 ];
-const VERBS: [&str; 11] = [
-    "connect", "c", "raw", "s", "sraw", "until", "quiet", "closed", "close", "pause", "resume",
+const VERBS: [&str; 15] = [
+    "connect", "c", "raw", "s", "sraw", "until", "maybe", "collect", "listed", "every", "quiet",
+    "closed", "close", "pause", "resume",
 ];
 
 impl Parser {
@@ -281,6 +293,16 @@ impl Parser {
             .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(after.len());
         let (verb, tail) = after.split_at(verb_len);
+        // `every DUR: LINE`: the period sits between the verb and the colon.
+        let (period, tail) = match (verb, tail.split_once(':')) {
+            ("every", Some((dur, _))) => {
+                let d = xscp::config::parse_duration(dur.trim()).filter(|d| !d.is_zero());
+                let d = d.ok_or_else(|| format!("'every' needs a period, not '{}'", dur.trim()))?;
+                (Some(d), &tail[dur.len()..])
+            }
+            ("every", None) => return Err("'every' needs 'every DUR: LINE'".into()),
+            _ => (None, tail),
+        };
         let (text, rest) = match tail.strip_prefix(':') {
             Some(t) => (Some(t.strip_prefix(' ').unwrap_or(t)), ""),
             None => (None, tail.trim()),
@@ -296,7 +318,10 @@ impl Parser {
                 VERBS.join(", ")
             ));
         }
-        let takes_text = matches!(verb, "c" | "raw" | "s" | "sraw" | "until");
+        let takes_text = matches!(
+            verb,
+            "c" | "raw" | "s" | "sraw" | "until" | "maybe" | "collect" | "listed" | "every"
+        );
         match (takes_text, text) {
             (true, None) => return Err(format!("'{verb}' needs ': TEXT'")),
             (false, Some(_)) => {
@@ -327,21 +352,27 @@ impl Parser {
         }
         let text = text.unwrap_or("");
         let action = match verb {
-            "c" | "raw" => {
+            "c" | "raw" | "every" => {
                 let mut pieces = self.send_pieces(text)?;
-                if verb == "c" {
+                if verb != "raw" {
                     match pieces.last_mut() {
                         Some(Piece::Bytes(b)) => b.extend_from_slice(b"\r\n"),
                         _ => pieces.push(Piece::Bytes(b"\r\n".to_vec())),
                     }
                 }
-                Action::Send(pieces)
+                match period {
+                    Some(d) => Action::Every(d, pieces),
+                    None => Action::Send(pieces),
+                }
             }
             "s" | "sraw" => Action::Expect {
                 pat: self.pattern(text)?,
                 raw: verb == "sraw",
             },
             "until" => Action::Until(self.pattern(text)?),
+            "maybe" => Action::Maybe(self.pattern(text)?),
+            "collect" => Action::Collect(self.pattern(text)?),
+            "listed" => Action::Listed(self.pattern(text)?),
             "quiet" => Action::Quiet,
             "closed" => Action::Closed,
             "pause" => Action::Pause,
@@ -474,29 +505,6 @@ impl Parser {
     }
 }
 
-/// `{COUNT*TEXT}`: TEXT (escapes resolved, repeats inside it expanded) COUNT times.
-fn repeat(inner: &str) -> Result<Vec<u8>, String> {
-    let (count, text) = inner.split_once('*').unwrap_or((inner, ""));
-    let count: usize = count
-        .parse()
-        .map_err(|_| format!("'{{{inner}}}': a repeat is {{COUNT*TEXT}}"))?;
-    let mut what = Vec::new();
-    for tok in lex(text)? {
-        match tok {
-            Tok::Bytes(b) => what.extend_from_slice(&b),
-            Tok::Brace(nested) if nested.contains('*') => what.extend(repeat(&nested)?),
-            Tok::Brace(nested) => {
-                return Err(format!("'{{{nested}}}': only repeats inside a repeat"));
-            }
-        }
-    }
-    if what.is_empty() || count.saturating_mul(what.len()) > MAX_SEND {
-        return Err(format!("'{{{inner}}}': empty or too long"));
-    }
-    Ok(what.repeat(count))
-}
-
-/// The arguments of `connect`: `[from ADDR] [raw]`.
 fn connect_args(args: &str) -> Result<Action, String> {
     let mut from = None;
     let mut raw = false;
@@ -524,82 +532,6 @@ fn valid_name(s: &str) -> bool {
     s.len() <= 32
         && s.starts_with(|c: char| c.is_ascii_alphabetic())
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-enum Tok {
-    Bytes(Vec<u8>),
-    /// The text between `{` and `}`.
-    Brace(String),
-}
-
-/// Splits a text into bytes (escapes resolved, `{{` and `}}` for braces) and `{...}`.
-fn lex(text: &str) -> Result<Vec<Tok>, String> {
-    let mut toks = Vec::new();
-    let mut rest = text;
-    let mut lit = String::new();
-    while let Some(i) = rest.find(['{', '}']) {
-        lit.push_str(&rest[..i]);
-        let (c, after) = (&rest[i..i + 1], &rest[i + 1..]);
-        if after.starts_with(c) {
-            lit.push_str(c);
-            rest = &after[1..];
-            continue;
-        }
-        if c == "}" {
-            return Err("a lone '}' (write '}}')".into());
-        }
-        // The matching brace: repeats may nest (`{2000*chatm a * {400*x}\r\n}`).
-        let mut depth = 1;
-        let end = after
-            .char_indices()
-            .find(|&(_, ch)| {
-                match ch {
-                    '{' => depth += 1,
-                    '}' => depth -= 1,
-                    _ => {}
-                }
-                depth == 0
-            })
-            .map(|(i, _)| i)
-            .ok_or("'{' without '}' (write '{{' for a brace)")?;
-        toks.push(Tok::Bytes(unescape(&std::mem::take(&mut lit))?));
-        toks.push(Tok::Brace(after[..end].to_string()));
-        rest = &after[end + 1..];
-    }
-    lit.push_str(rest);
-    toks.push(Tok::Bytes(unescape(&lit)?));
-    Ok(toks)
-}
-
-/// Resolves `\r`, `\n`, `\t`, `\s` (a space, for trailing ones), `\\` and `\xNN`.
-fn unescape(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut buf = [0; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        match chars.next() {
-            Some('r') => out.push(b'\r'),
-            Some('n') => out.push(b'\n'),
-            Some('t') => out.push(b'\t'),
-            Some('s') => out.push(b' '),
-            Some('\\') => out.push(b'\\'),
-            Some('x') => {
-                let hex: String = chars.by_ref().take(2).collect();
-                let b = u8::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|_| hex.len() == 2)
-                    .ok_or_else(|| format!("'\\x{hex}': two hex digits expected"))?;
-                out.push(b);
-            }
-            Some(o) => return Err(format!("unknown escape '\\{o}'")),
-            None => return Err("a lone '\\' at the end (write '\\\\')".into()),
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -671,6 +603,33 @@ mod tests {
             ]
         );
         assert!(t.needs_process());
+    }
+
+    #[test]
+    fn lists_optional_lines_and_repeats() {
+        let t = ok("a connect\na maybe: +OK {*}\na collect: .\na listed: bob\n\
+                    a every 250ms: ping x\n");
+        assert_eq!(
+            t.steps[1].action,
+            Action::Maybe(vec![Pat::Lit(b"+OK ".to_vec()), Pat::Any])
+        );
+        assert_eq!(
+            t.steps[2].action,
+            Action::Collect(vec![Pat::Lit(b".".to_vec())])
+        );
+        assert_eq!(
+            t.steps[3].action,
+            Action::Listed(vec![Pat::Lit(b"bob".to_vec())])
+        );
+        assert_eq!(
+            t.steps[4].action,
+            Action::Every(
+                Duration::from_millis(250),
+                vec![Piece::Bytes(b"ping x\r\n".to_vec())]
+            )
+        );
+        assert!(err("a connect\na every: x\n").contains("needs a period"));
+        assert!(err("a connect\na every soon: x\n").contains("needs a period"));
     }
 
     #[test]

@@ -106,6 +106,8 @@ pub enum Outcome {
     Pass,
     Fail(Failure),
     Skip(String),
+    /// A SHOULD transcript failed under `--level must`: reported, not graded.
+    Warn(Failure),
 }
 
 /// The result of one transcript.
@@ -230,7 +232,7 @@ pub fn run(t: &Transcript, cfg: &Config) -> Run {
 
 /// How long a started server may take to listen: returned from as soon as it does, so
 /// it is generous (a loaded machine may take seconds to start a process).
-fn start_bound(cfg: &Config) -> Duration {
+pub fn start_bound(cfg: &Config) -> Duration {
     cfg.timeout.max(Duration::from_secs(30))
 }
 
@@ -375,7 +377,15 @@ impl Player<'_> {
             }
             Action::Until(pat) => {
                 let pat = self.localize_pat(pat);
+                // While `every` sends, answers keep coming: the wait is bounded as a whole.
+                let repeating = self.conns.get(&name).is_some_and(|c| c.every.is_some());
+                let deadline = Instant::now() + self.timeout;
                 for _ in 0..UNTIL_LINES {
+                    if repeating && Instant::now() > deadline {
+                        let expected = describe_pat(&pat, &self.vars, false);
+                        let actual = format!("<not within {}>", secs(self.timeout));
+                        return Err(fail(expected, actual));
+                    }
                     let got = self.recv(&name);
                     let Got::Line(l) = &got else {
                         let expected = describe_pat(&pat, &self.vars, false);
@@ -625,7 +635,7 @@ impl Player<'_> {
     }
 
     /// `every`: a thread sends `bytes` every `period` until the step's connection is
-    /// closed or ends, or `--timeout` has passed (the exchange notes it once).
+    /// closed or ends, or twice `--timeout` has passed (the exchange notes it once).
     fn every(&mut self, name: &str, period: Duration, bytes: Vec<u8>) -> io::Result<()> {
         let c = self
             .conns
@@ -634,7 +644,8 @@ impl Player<'_> {
         let mut out = c.stream.try_clone()?;
         let text = format!("client sends {} every {}", shown(&bytes), secs(period));
         let (stop, stopped) = bounded::<()>(0);
-        let until = Instant::now() + self.timeout;
+        // Longer than an `until:` waits for the event it brings about.
+        let until = Instant::now() + 2 * self.timeout;
         thread::Builder::new()
             .name(format!("check-every-{name}"))
             .spawn(move || {

@@ -586,5 +586,6 @@ fn check_options_are_in_the_man_page() {
     assert!(seen >= 10, "{help}");
 }
 
+mod defects;
 mod fake;
 mod probe;

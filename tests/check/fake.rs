@@ -51,6 +51,8 @@ pub struct Broken {
     pub deadline_per_line: bool,
     /// Past its `--rate` budget it drops lines instead of reading slower (§7).
     pub rate_drops: bool,
+    /// Sends a subscriber the notifications of its own actions (§5 notif).
+    pub notifies_self: bool,
     /// Not a defect: takes the choices the protocol leaves open otherwise than xscpd
     /// (capa in another order with an extra item, an answer to a receipt for a
     /// broadcast, its own cquit reason for a framing violation). Nothing may fail.
@@ -75,6 +77,7 @@ impl Broken {
                 "deadline_per_line" => &mut b.deadline_per_line,
                 "rate_drops" => &mut b.rate_drops,
                 "other_choices" => &mut b.other_choices,
+                "notifies_self" => &mut b.notifies_self,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -151,6 +154,15 @@ fn process() {
         Broken::from_names(&names),
         Opts::parse(&args[1..]),
     );
+}
+
+/// The `--server` template that runs [`process`] (set `XSCP_FAKE` beside it).
+pub fn template() -> String {
+    let exe = std::env::current_exe().expect("the test binary");
+    format!(
+        "{} --ignored --exact --nocapture --test-threads 1 check::fake::process -- {{addr}} {{options}}",
+        exe.display()
+    )
 }
 
 struct Client {
@@ -527,15 +539,21 @@ fn command(
         ("cname", Some(old)) => match args.first() {
             None => one("-ERR [SYNTAX] cname: missing argument".into()),
             Some(n) if !valid_nick(n) => one("-ERR [INVALID] bad nickname".into()),
-            Some(n) if find(s, n).is_some_and(|other| other != id) => one(format!(
-                "-ERR [IN-USE] {n} is already taken by another client"
-            )),
+            Some(n)
+                if find(s, n).is_some_and(|other| other != id)
+                    || s.holds.contains_key(&n.to_lowercase()) =>
+            {
+                one(format!(
+                    "-ERR [IN-USE] {n} is already taken by another client"
+                ))
+            }
             Some(n) => {
                 let new = n.to_string();
                 if let Some(c) = s.clients.get_mut(&id) {
                     c.nick = Some(new.clone());
                 }
-                notify(s, id, &format!("notif cname {old} {new}"));
+                let except = if broken.notifies_self { u64::MAX } else { id };
+                notify(s, except, &format!("notif cname {old} {new}"));
                 one(format!("+OK name changed from {old} to {new}"))
             }
         },

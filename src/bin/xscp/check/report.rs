@@ -35,7 +35,7 @@ pub fn failure(t: &Transcript, run: &Run) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "      rule:     {} (§{}, {})",
+        "      rule:     {} (xscp(7) §{}, {})",
         t.rule, t.section, t.level
     );
     if f.line == 0 {

@@ -87,7 +87,8 @@ pub enum Action {
     /// `listed:` one line of the last `collect:` matches (each line matches once).
     Listed(Vec<Pat>),
     /// `every DUR:` the line is sent every DUR, while the steps after it wait, until the
-    /// connection ends, it is closed, or `--timeout` has passed.
+    /// connection ends or is closed (or for twice `--timeout`); an `until:` on it then
+    /// waits `--timeout` in all.
     Every(Duration, Vec<Piece>),
     /// The server closes the connection now: end of stream, no line before it.
     Closed,
@@ -123,7 +124,7 @@ pub struct Transcript {
     pub name: String,
     /// Where it came from (`builtin:NAME.xt` or a path), for messages.
     pub origin: String,
-    /// The PROTOCOL.md section: its number, then optionally a title (`5 uname`).
+    /// The section of xscp(7): its number, then optionally a title (`5 uname`).
     pub section: String,
     pub level: Level,
     /// The rule, in one line.

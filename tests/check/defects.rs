@@ -175,6 +175,16 @@ fn notifications_are_about_others() {
     );
 }
 
+#[test]
+fn rate_limits_a_flood() {
+    proves(
+        "limits-rate-limits",
+        "rate_ignored",
+        Via::Process,
+        "expected: no +OK pong last in the list",
+    );
+}
+
 /// A server that answers a receipt for a broadcast, lists capa in its own order with an
 /// item of its own, and gives its own cquit reason for a framing violation follows the
 /// protocol: nothing fails (issue 20 part 2).

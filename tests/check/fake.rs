@@ -51,6 +51,8 @@ pub struct Broken {
     pub deadline_per_line: bool,
     /// Past its `--rate` budget it drops lines instead of reading slower (§7).
     pub rate_drops: bool,
+    /// Takes `--rate` and does nothing with it (§7).
+    pub rate_ignored: bool,
     /// Sends a subscriber the notifications of its own actions (§5 notif).
     pub notifies_self: bool,
     /// Not a defect: takes the choices the protocol leaves open otherwise than xscpd
@@ -76,6 +78,7 @@ impl Broken {
                 "users_repeats_own_name" => &mut b.users_repeats_own_name,
                 "deadline_per_line" => &mut b.deadline_per_line,
                 "rate_drops" => &mut b.rate_drops,
+                "rate_ignored" => &mut b.rate_ignored,
                 "other_choices" => &mut b.other_choices,
                 "notifies_self" => &mut b.notifies_self,
                 other => panic!("no switch {other}"),
@@ -340,7 +343,7 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
         if text.trim().is_empty() {
             continue;
         }
-        if opts.rate > 0 {
+        if opts.rate > 0 && !broken.rate_ignored {
             // A token bucket: past it, read nothing until it refills (or drop the line).
             let rate = f64::from(opts.rate);
             budget = (budget + refilled.elapsed().as_secs_f64() * rate).min(rate);
@@ -354,6 +357,10 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
                 refilled = Instant::now();
             }
             budget -= 1.0;
+        }
+        // Lines that keep coming do not keep a negotiation alive.
+        if negotiating && !broken.deadline_per_line && Instant::now() >= deadline {
+            break vec!["cquit negotiation timeout".into()];
         }
         let mut s = state.lock().unwrap();
         match command(&mut s, id, peer.ip(), &text, &mut attempts, broken) {

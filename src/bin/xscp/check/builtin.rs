@@ -159,5 +159,6 @@ suite![
     "limits-sendq-slow-consumer",
     "limits-sendq-own-replies",
     "limits-rate-slows-and-drops-nothing",
+    "limits-rate-limits",
     "shutdown-notice-to-every-client",
 ];

@@ -444,6 +444,18 @@ impl Player<'_> {
                 list.remove(i);
                 self.vars.extend(caps);
             }
+            Action::Unlisted(pat) => {
+                let pat = self.localize_pat(pat);
+                let list = self.conns.get(&name).map_or(&[][..], |c| &c.list[..]);
+                let vars = &self.vars;
+                if let Some(l) = list
+                    .iter()
+                    .find(|l| matches(&pat, l, vars, &mut Vec::new()))
+                {
+                    let expected = format!("no {} in the list", describe_pat(&pat, vars, false));
+                    return Err(fail(expected, shown(l)));
+                }
+            }
             Action::Every(period, pieces) => {
                 let bytes = self.expand(pieces);
                 self.every(&name, *period, bytes)

@@ -86,6 +86,8 @@ pub enum Action {
     Collect(Vec<Pat>),
     /// `listed:` one line of the last `collect:` matches (each line matches once).
     Listed(Vec<Pat>),
+    /// `unlisted:` no line of the last `collect:` matches.
+    Unlisted(Vec<Pat>),
     /// `every DUR:` the line is sent every DUR, while the steps after it wait, until the
     /// connection ends or is closed (or for twice `--timeout`); an `until:` on it then
     /// waits `--timeout` in all.
@@ -224,9 +226,9 @@ struct Parser {
 const HEADERS: [&str; 7] = [
     "section", "level", "rule", "options", "requires", "server", "names",
 ];
-const VERBS: [&str; 15] = [
-    "connect", "c", "raw", "s", "sraw", "until", "maybe", "collect", "listed", "every", "quiet",
-    "closed", "close", "pause", "resume",
+const VERBS: [&str; 16] = [
+    "connect", "c", "raw", "s", "sraw", "until", "maybe", "collect", "listed", "unlisted", "every",
+    "quiet", "closed", "close", "pause", "resume",
 ];
 
 impl Parser {
@@ -319,9 +321,9 @@ impl Parser {
                 VERBS.join(", ")
             ));
         }
-        let takes_text = matches!(
+        let takes_text = !matches!(
             verb,
-            "c" | "raw" | "s" | "sraw" | "until" | "maybe" | "collect" | "listed" | "every"
+            "connect" | "quiet" | "closed" | "close" | "pause" | "resume"
         );
         match (takes_text, text) {
             (true, None) => return Err(format!("'{verb}' needs ': TEXT'")),
@@ -374,6 +376,7 @@ impl Parser {
             "maybe" => Action::Maybe(self.pattern(text)?),
             "collect" => Action::Collect(self.pattern(text)?),
             "listed" => Action::Listed(self.pattern(text)?),
+            "unlisted" => Action::Unlisted(self.pattern(text)?),
             "quiet" => Action::Quiet,
             "closed" => Action::Closed,
             "pause" => Action::Pause,
@@ -608,8 +611,10 @@ mod tests {
 
     #[test]
     fn lists_optional_lines_and_repeats() {
-        let t = ok("a connect\na maybe: +OK {*}\na collect: .\na listed: bob\n\
-                    a every 250ms: ping x\n");
+        let t = ok(
+            "a connect\na maybe: +OK {*}\na collect: .\na listed: bob\na unlisted: x\n\
+                    a every 250ms: ping x\n",
+        );
         assert_eq!(
             t.steps[1].action,
             Action::Maybe(vec![Pat::Lit(b"+OK ".to_vec()), Pat::Any])
@@ -624,6 +629,10 @@ mod tests {
         );
         assert_eq!(
             t.steps[4].action,
+            Action::Unlisted(vec![Pat::Lit(b"x".to_vec())])
+        );
+        assert_eq!(
+            t.steps[5].action,
             Action::Every(
                 Duration::from_millis(250),
                 vec![Piece::Bytes(b"ping x\r\n".to_vec())]

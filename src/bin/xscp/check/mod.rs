@@ -419,7 +419,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let extra = usize::from(broken_barrier.is_some());
     let _ = writeln!(out, "{}", report::summary(&results, extra));
     if let Some(path) = &o.junit {
-        if let Err(e) = std::fs::write(path, report::junit(&results)) {
+        if let Err(e) = std::fs::write(path, report::junit(&results, broken_barrier.as_deref())) {
             eprintln!("xscp check: cannot write {}: {e}", path.display());
             return ExitCode::from(2);
         }

@@ -112,20 +112,29 @@ fn counts(runs: &[(&Transcript, Run)]) -> (usize, usize, usize, usize) {
 
 /// JUnit XML: one testsuite, a testcase per transcript (classname: its section and
 /// level; the level also as a property), with `<failure>` or `<skipped>` (a SHOULD
-/// failure not graded under `--level must` is skipped, with what failed).
-pub fn junit(runs: &[(&Transcript, Run)]) -> String {
+/// failure not graded under `--level must` is skipped, with what failed). A broken ping
+/// barrier, which the probe found, is a testcase of its own: the root cause.
+pub fn junit(runs: &[(&Transcript, Run)], barrier: Option<&str>) -> String {
     let (_, f, s, _) = counts(runs);
+    let extra = usize::from(barrier.is_some());
+    let (f, n) = (f + extra, runs.len() + extra);
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"xscp check\" tests=\"{}\" failures=\"{f}\" skipped=\"{s}\">",
-        runs.len()
+        "<testsuites name=\"xscp check\" tests=\"{n}\" failures=\"{f}\" skipped=\"{s}\">"
     );
     let _ = writeln!(
         x,
-        "  <testsuite name=\"xscp check\" tests=\"{}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\">",
-        runs.len()
+        "  <testsuite name=\"xscp check\" tests=\"{n}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\">"
     );
+    if let Some(b) = barrier {
+        let _ = writeln!(
+            x,
+            "    <testcase classname=\"probe\" name=\"ping-barrier\">\n      \
+             <failure message=\"{}\"/>\n    </testcase>",
+            xml(b)
+        );
+    }
     for (t, run) in runs {
         let _ = write!(
             x,
@@ -230,11 +239,15 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("        | boom\n"), "{text}");
-        let xml = junit(&[(&t, run)]);
-        assert!(
-            xml.contains("failures=\"1\"")
-                && xml.contains("<failure message=\"expected x, got y\">")
-        );
+        let run_again = run.clone();
+        let xml = junit(&[(&t, run)], Some("barrier <broken>"));
+        assert!(xml.contains("failures=\"2\"") && xml.contains("tests=\"2\""));
+        assert!(xml.contains(
+            "name=\"ping-barrier\">\n      <failure message=\"barrier &lt;broken&gt;\"/>"
+        ));
+        assert!(xml.contains("<failure message=\"expected x, got y\">"));
+        let xml = junit(&[(&t, run_again)], None);
+        assert!(xml.contains("failures=\"1\"") && !xml.contains("ping-barrier"));
     }
 
     #[test]

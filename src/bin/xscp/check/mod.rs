@@ -1,12 +1,14 @@
 //! `xscp check`: grades an XSCP/1 server against the protocol by playing conformance
 //! transcripts (`xscp-transcript(5)`) at it, like irctest or h2spec do for IRC and HTTP/2.
 //!
-//! Layout: [`transcript`] parses the format (with [`text`] for escapes and repeats); [`runner`] plays one transcript over TCP,
-//! with [`matching`] for patterns and placeholders, [`server`] for the server `--server`
-//! starts per transcript and [`sys`] for the two libc calls std lacks; [`lines`] is the
-//! bounded line reader both of them use (so that neither imports the other); [`report`]
-//! prints results and JUnit XML; [`diagram`] draws the exchange as Mermaid; [`builtin`]
-//! is the shipped suite; [`probe`] asks whether an XSCP server is there at all first.
+//! Layout: [`transcript`] parses the format (with [`text`] for escapes and repeats);
+//! [`runner`] plays one transcript over TCP, with [`matching`] for patterns and
+//! placeholders, [`server`] for the server `--server` starts per transcript and [`sys`]
+//! for the two libc calls std lacks; [`lines`] is the bounded line reader both of them
+//! use (so that neither imports the other); [`results`] is what a run produced,
+//! [`report`] prints it and JUnit XML, [`diagram`] draws the exchange as Mermaid;
+//! [`probe`] asks first whether an XSCP server is there at all; [`builtin`] is the
+//! shipped suite.
 //! This file only reads the command line and wires them.
 
 mod builtin;
@@ -15,6 +17,7 @@ mod lines;
 mod matching;
 mod probe;
 mod report;
+mod results;
 mod runner;
 mod server;
 mod sys;

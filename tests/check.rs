@@ -464,13 +464,13 @@ fn own_transcripts_and_diagrams_of_a_failure() {
     let dir = scratch("own");
     std::fs::write(
         dir.join("pong-is-shouted.xt"),
-        "section: 5 ping\nlevel: SHOULD\nrule: a made-up rule that xscpd does not follow\n\
+        "section: 5.2 ping\nlevel: SHOULD\nrule: a made-up rule that xscpd does not follow\n\
          a connect\na c: ping x\na s: +OK PONG x\n",
     )
     .expect("write");
     std::fs::write(
         dir.join("pong.xt"),
-        "section: 5 ping\nlevel: MUST\nrule: ping gets pong\na connect\na c: ping x\n\
+        "section: 5.2 ping\nlevel: MUST\nrule: ping gets pong\na connect\na c: ping x\n\
          a s: +OK pong {t}\na c: ping {t}{t}\na s: +OK pong xx\na quiet\n",
     )
     .expect("write");

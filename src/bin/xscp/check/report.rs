@@ -12,7 +12,7 @@ use super::transcript::Transcript;
 const EXCHANGE_HEAD: usize = 20;
 const EXCHANGE_TAIL: usize = 40;
 
-/// One result line: `PASS  name  §5 uname  MUST` (SKIP with its reason).
+/// One result line: `PASS  name  §5.1 uname  MUST` (SKIP with its reason).
 pub fn line(t: &Transcript, run: &Run) -> String {
     let verdict = match run.outcome {
         Outcome::Pass => "PASS",

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! # One rule per file.
-//! section: 5 uname
+//! section: 5.1 uname
 //! level: MUST
 //! rule: a free name is taken: "+OK you are <name>", ESTABLISHED
 //! options: --hold 0
@@ -126,7 +126,7 @@ pub struct Transcript {
     pub name: String,
     /// Where it came from (`builtin:NAME.xt` or a path), for messages.
     pub origin: String,
-    /// The section of xscp(7): its number, then optionally a title (`5 uname`).
+    /// The section of xscp(7): its number, then optionally a title (`5.1 uname`).
     pub section: String,
     pub level: Level,
     /// The rule, in one line.

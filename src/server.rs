@@ -97,6 +97,7 @@ impl Server {
                 ),
                 ("HOLD", reply::seconds(c.hold)),
                 ("MAILBOX", c.mailbox.to_string()),
+                ("HOLDS", format!("{} {}", c.max_holds(), c.max_holds_per_ip)),
                 ("RATE", c.rate.to_string()),
                 ("BROADCAST", String::new()),
                 ("RECEIPTS", String::new()),
@@ -114,7 +115,8 @@ impl Server {
         let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
         let hub = Hub::new(HubConfig {
             hold: c.hold,
-            max_holds: c.max_clients.saturating_mul(4).max(1024),
+            max_holds: c.max_holds(),
+            max_holds_per_ip: c.max_holds_per_ip,
             mailbox: c.mailbox,
             mailbox_total: c.mailbox_total,
         });

@@ -28,6 +28,7 @@
 
 mod harness;
 
+mod attack;
 mod audit_log;
 mod check;
 mod cli;

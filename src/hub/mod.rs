@@ -50,14 +50,16 @@ mod holds;
 mod mailbox;
 mod output;
 mod receipts;
+mod unsaved;
 
 pub use answer::{Pending, Promise, slot};
 pub use chats::Chats;
 use fastmap::FastMap;
 use holds::{HeldElsewhere, Holds, Resumed};
+use mailbox::cost;
 pub use output::{Output, Overflow, Wake};
-pub use receipts::MAX_PENDING_RECEIPTS;
 use receipts::Receipts;
+pub use unsaved::Unsaved;
 
 /// What readers (and the server) tell the hub; `O` is a client's output side.
 #[derive(Debug)]
@@ -164,11 +166,16 @@ pub enum Answer {
 pub struct HubConfig {
     /// How long a departed client's name is held for its address (zero: not at all).
     pub hold: Duration,
-    /// The most names held at once; past it the oldest hold is dropped.
+    /// `--max-holds`: the most names held at once; past it the oldest hold of the address
+    /// holding the most is dropped.
     pub max_holds: usize,
+    /// `--max-holds-per-ip`: the most names held at once for one address; past it that
+    /// address's oldest hold is dropped.
+    pub max_holds_per_ip: usize,
     /// `--mailbox`: the most bytes of copies one client, or one held name, keeps.
     pub mailbox: usize,
-    /// `--mailbox-total`: the most bytes of copies and mailboxes in all.
+    /// `--mailbox-total`: the most memory of copies and mailboxes in all, each line counted
+    /// with its bookkeeping ([`mailbox::cost`]).
     pub mailbox_total: usize,
 }
 
@@ -232,7 +239,7 @@ pub struct Hub<O> {
     holds: Holds,
     /// The sessions that came back, to the connection that continues each.
     resumed: FastMap<ConnId, ConnId>,
-    /// Bytes of copies kept for all clients.
+    /// The memory of the copies kept for all clients, as counted against `--mailbox-total`.
     copies: usize,
     /// `--mailbox`
     mailbox: usize,
@@ -251,7 +258,7 @@ impl<O: Output> Hub<O> {
         Hub {
             clients: FastMap::default(),
             names: FastMap::default(),
-            holds: Holds::new(config.hold, config.max_holds),
+            holds: Holds::new(config.hold, config.max_holds, config.max_holds_per_ip),
             resumed: FastMap::default(),
             copies: 0,
             mailbox: config.mailbox,
@@ -480,42 +487,37 @@ impl<O: Output> Hub<O> {
             return;
         }
         respond(conn, c, mailbox.wire(), &mut self.wakes);
+        // A replayed `chatr` awaits no receipt: it is delivered at most once (§5.8).
         for (line, from) in mailbox.entries() {
             if let Some((from, sender)) = from {
                 c.receipts.expect(from, sender, line, self.mailbox);
             }
         }
-        self.copies += c.receipts.bytes();
+        self.copies += c.receipts.counted();
     }
 
     fn rename(&mut self, conn: ConnId, new: Nick) -> Answer {
-        let Some((ip, Some(old))) = self.clients.get(&conn).map(|c| (c.ip, c.nick.clone())) else {
+        let Some(Some(old)) = self.clients.get(&conn).map(|c| c.nick.clone()) else {
             return Answer::Gone;
         };
         let key = new.key();
-        let resumed = match self.claim(conn, key, ip) {
-            Ok(resumed) => resumed,
-            Err(taken) => {
-                if let Some(c) = self.clients.get(&conn) {
-                    log::debug!("{} cname {old} -> {new}: {}", c.tag, self.taken_text(taken));
-                }
-                self.send(conn, &reply::in_use(new.as_str()));
-                return Answer::NotRenamed;
-            }
+        // A held name is reserved for its returning `uname` (§5.7): IN-USE from every
+        // address, the holder's own included.
+        let taken = match self.names.get(&key) {
+            Some(&owner) if owner != conn => Some(Taken::Connected(owner)),
+            _ => self.holds.held(key, Instant::now()).map(Taken::Held),
         };
+        if let Some(taken) = taken {
+            if let Some(c) = self.clients.get(&conn) {
+                log::debug!("{} cname {old} -> {new}: {}", c.tag, self.taken_text(taken));
+            }
+            self.send(conn, &reply::in_use(new.as_str()));
+            return Answer::NotRenamed;
+        }
         self.names.remove(&old.key());
         self.names.insert(key, conn);
         if let Some(c) = self.clients.get_mut(&conn) {
             log::info!("{} renamed {old} -> {new}", c.tag);
-            if let Some(r) = resumed {
-                // Only a `uname` resumes (§5.8): a rename takes the name, not the session.
-                let (held, lost) = (r.mailbox.held(), r.mailbox.lost());
-                log::info!(
-                    "{} took held name {new} by a rename: mailbox of {new} discarded \
-                     ({held} held, {lost} lost)",
-                    c.tag
-                );
-            }
             c.nick = Some(new.clone());
         }
         self.send(conn, &reply::name_changed(old.as_str(), new.as_str()));
@@ -561,15 +563,11 @@ impl<O: Output> Hub<O> {
         let Some(c) = self.clients.get_mut(&target) else {
             return;
         };
-        let before = c.receipts.bytes();
-        if !c
-            .receipts
-            .expect(from, session, line.as_bytes(), self.mailbox)
-        {
-            log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
-        }
-        self.copies = self.copies + c.receipts.bytes() - before;
-        if self.copies + self.holds.bytes() > self.mailbox_total {
+        let before = c.receipts.counted();
+        c.receipts
+            .expect(from, session, line.as_bytes(), self.mailbox);
+        self.copies = self.copies + c.receipts.counted() - before;
+        if self.copies + self.holds.counted() > self.mailbox_total {
             self.over_total(target);
         }
     }
@@ -577,26 +575,33 @@ impl<O: Output> Hub<O> {
     /// Past `--mailbox-total` after a copy for `conn`: the oldest held mailbox goes first;
     /// with none left, `conn`'s own oldest copies.
     fn over_total(&mut self, conn: ConnId) {
-        while self.copies + self.holds.bytes() > self.mailbox_total {
+        while self.copies + self.holds.counted() > self.mailbox_total {
             if self.holds.discard_oldest(None) {
                 continue;
             }
             let Some(c) = self.clients.get_mut(&conn) else {
                 return;
             };
-            let before = c.receipts.bytes();
+            let before = c.receipts.counted();
             if !c.receipts.forget_oldest() {
                 return;
             }
             log::debug!("{} oldest copy forgotten: over --mailbox-total", c.tag);
-            self.copies -= before - c.receipts.bytes();
+            self.copies -= before - c.receipts.counted();
         }
     }
 
-    /// Makes room under `--mailbox-total` for `bytes` more in the mailbox of `key`,
-    /// discarding other mailboxes, oldest first. False if there is no room.
-    fn room_for(&mut self, key: NickKey, bytes: usize) -> bool {
-        while self.copies + self.holds.bytes() + bytes > self.mailbox_total {
+    /// Makes room under `--mailbox-total` for a line of `len` bytes that the mailbox of
+    /// `key` will keep (the caller checked `--mailbox`), discarding other mailboxes, oldest
+    /// first. False, with nothing discarded, if that cannot make room: a refused line
+    /// changes nothing (§5.8).
+    fn room_for(&mut self, key: NickKey, len: usize) -> bool {
+        let need =
+            (self.copies + self.holds.counted() + cost(len)).saturating_sub(self.mailbox_total);
+        if need > self.holds.counted_except(key) {
+            return false;
+        }
+        while self.copies + self.holds.counted() + cost(len) > self.mailbox_total {
             if !self.holds.discard_oldest(Some(key)) {
                 return false;
             }
@@ -629,7 +634,8 @@ impl<O: Output> Hub<O> {
             let err = reply::no_such_user(to);
             return self.send(conn, &err);
         };
-        let kept = self.room_for(key, line.len())
+        let kept = self.holds.fits(key, line.len(), self.mailbox)
+            && self.room_for(key, line.len())
             && self
                 .holds
                 .put(key, line.as_bytes(), from, self.mailbox)
@@ -654,12 +660,12 @@ impl<O: Output> Hub<O> {
             return;
         };
         let name = line.get(sender).unwrap_or_default();
-        let before = c.receipts.bytes();
+        let before = c.receipts.counted();
         let Some(session) = NickKey::of(name).and_then(|key| c.receipts.take(key)) else {
             let err = reply::no_receipt_awaited(name);
             return self.send(conn, &err);
         };
-        self.copies -= before - c.receipts.bytes();
+        self.copies -= before - c.receipts.counted();
         // The original sender: connected, or back under a new connection (§5.8).
         let to = match self.resumed.get(&session) {
             Some(&back) => back,
@@ -691,12 +697,14 @@ impl<O: Output> Hub<O> {
         let Some(key) = self.holds.session_name(session) else {
             return log::debug!("{tag} receipt for {name}: sender has left, dropped");
         };
-        // No room in all (`--mailbox-total`) is no room in the mailbox.
-        let max = if self.room_for(key, line.len()) {
-            self.mailbox
-        } else {
-            0
-        };
+        // No room in all (`--mailbox-total`) is no room in the mailbox; and room is made
+        // only for a receipt the mailbox will keep.
+        let max =
+            if self.holds.fits(key, line.len(), self.mailbox) && self.room_for(key, line.len()) {
+                self.mailbox
+            } else {
+                0
+            };
         match self.holds.put_receipt(session, line.as_bytes(), max) {
             Some((true, held)) => log::debug!("{tag} receipt for {name}: held for {held}"),
             Some((false, held)) => {
@@ -739,7 +747,7 @@ impl<O: Output> Hub<O> {
         if c.session != conn {
             self.resumed.remove(&c.session);
         }
-        self.copies -= c.receipts.bytes();
+        self.copies -= c.receipts.counted();
         let Some(nick) = c.nick else { return };
         self.names.remove(&nick.key());
         shrink(&mut self.names);
@@ -757,7 +765,18 @@ impl<O: Output> Hub<O> {
         self.notify(conn, format_args!("quit {nick}"));
     }
 
+    /// What a shutdown without `--state` discards (§5.8 Audit): the holds with their
+    /// mailboxes, and the connected clients' copies.
+    pub fn unsaved(&self) -> Unsaved {
+        Unsaved {
+            holds: self.holds.counts(),
+            copies: self.clients.values().map(|c| c.receipts.copies()).sum(),
+        }
+    }
+
     fn shutdown(&mut self) {
+        // Logged before anything is released (§5.8 Audit; with `--state` it is saved).
+        log::info!("hub: {}", self.unsaved());
         self.shutting_down = true;
         let line = Cause::ServerShutdown.cquit_line().unwrap_or_default();
         for c in self.clients.values() {
@@ -934,6 +953,7 @@ mod tests {
         hub_config(HubConfig {
             hold,
             max_holds,
+            max_holds_per_ip: max_holds,
             mailbox: 64 * 1024,
             mailbox_total: 64 * 1024 * 1024,
         })
@@ -1185,9 +1205,13 @@ mod tests {
                 out.lines(),
                 ["-ERR [IN-USE] alice is already taken by another client"]
             );
-            // The held name's own address may take it by a rename.
-            f.join_from(3, "carol", HERE);
-            assert!(matches!(f.rename(3, "alice"), Answer::Renamed(_)));
+            // Issue 18: not even from the held name's own address (§5.7).
+            let out = f.join_from(3, "carol", HERE);
+            assert_eq!(f.rename(3, "alice"), Answer::NotRenamed);
+            assert_eq!(
+                out.lines(),
+                ["-ERR [IN-USE] alice is already taken by another client"]
+            );
         }
     }
 
@@ -1630,6 +1654,7 @@ mod tests {
             hub_config(HubConfig {
                 hold: Duration::from_secs(300),
                 max_holds: 1024,
+                max_holds_per_ip: 1024,
                 mailbox,
                 mailbox_total,
             })
@@ -1898,7 +1923,7 @@ mod tests {
             bob.lines();
             f.chat(1, "chatm bob alice again");
             assert_eq!(bob.lines(), ["-ERR [NO-SUCH] no such user alice"]);
-            assert_eq!(f.hub.copies + f.hub.holds.bytes(), 0);
+            assert_eq!(f.hub.copies + f.hub.holds.counted(), 0);
         }
 
         #[test]
@@ -1919,9 +1944,9 @@ mod tests {
             f.join(2, "alice");
             f.chat(1, "chatm bob alice hi");
             f.quit(2);
-            assert!(f.hub.holds.bytes() > 0);
+            assert!(f.hub.holds.counted() > 0);
             f.hub.holds.purge(Instant::now() + Duration::from_secs(301));
-            assert_eq!(f.hub.holds.bytes(), 0);
+            assert_eq!(f.hub.holds.counted(), 0);
             bob.lines();
             f.chat(1, "chatm bob alice again");
             assert_eq!(bob.lines(), ["-ERR [NO-SUCH] no such user alice"]);
@@ -1929,8 +1954,8 @@ mod tests {
 
         #[test]
         fn past_the_total_the_oldest_held_mailbox_goes_first() {
-            // Each line is 20 bytes; room for three in all.
-            let mut f = hub_mailbox(1024, 60);
+            // Each line is 20 bytes (and its bookkeeping); room for three in all.
+            let mut f = hub_mailbox(1024, 3 * cost(20));
             f.join(1, "bob");
             for (conn, name) in [(2, "old"), (3, "mid")] {
                 f.join(conn, name);
@@ -1941,7 +1966,7 @@ mod tests {
             f.chat(1, "chatm bob mid 2 ab");
             f.join(4, "new");
             f.chat(1, "chatm bob new 1 ab"); // A copy: past the total.
-            assert_eq!(f.hub.copies + f.hub.holds.bytes(), 60);
+            assert_eq!(f.hub.copies + f.hub.holds.counted(), 3 * cost(20));
             let (_, lines) = come_back(&mut f, 5, "old");
             assert_eq!(lines, ["+OK welcome back old (0 held, 1 lost)"]);
             let (_, lines) = come_back(&mut f, 6, "mid");
@@ -1949,16 +1974,19 @@ mod tests {
         }
 
         #[test]
-        fn a_rename_takes_a_held_name_but_not_its_mailbox() {
+        fn a_rename_cannot_take_a_held_name_nor_its_mailbox() {
             let mut f = hub();
             f.join(1, "bob");
             f.join(2, "alice");
             f.chat(1, "chatm bob alice hi");
             f.quit(2);
             let carol = f.join(3, "carol");
-            assert!(matches!(f.rename(3, "alice"), Answer::Renamed(_)));
-            assert_eq!(carol.lines(), ["+OK name changed from carol to alice"]);
-            assert_eq!(f.hub.holds.bytes(), 0);
+            assert_eq!(f.rename(3, "alice"), Answer::NotRenamed);
+            assert_eq!(
+                carol.lines(),
+                ["-ERR [IN-USE] alice is already taken by another client"]
+            );
+            assert_eq!(f.hub.holds.counted(), cost(20));
         }
 
         /// §7: the welcome back and its replay answer the client's own `uname`, so they

@@ -56,7 +56,7 @@ pub use answer::{Pending, Promise, slot};
 pub use chats::Chats;
 use fastmap::FastMap;
 use holds::{HeldElsewhere, Holds, Resumed};
-use mailbox::cost;
+pub use mailbox::{LINE_OVERHEAD, cost};
 pub use output::{Output, Overflow, Wake};
 use receipts::Receipts;
 pub use unsaved::Unsaved;

@@ -21,7 +21,9 @@
 //! - `holds.rs`: `Holds`, names held for a departed client's address (§5.7);
 //! - `receipts.rs`: `Receipts`, the receipts one client owes (§5 chatr) and the copies of
 //!   the messages that await them (§5.8);
-//! - `mailbox.rs`: `Mailbox`, what a held name keeps for its return (§5.8);
+//! - `mailbox.rs`: `Mailbox`, what a held name keeps for its return (§5.8), and the
+//!   memory `--mailbox-total` counts for a line;
+//! - `unsaved.rs`: `Unsaved`, what a shutdown without `--state` discards (§5.8 Audit);
 //! - `chats.rs`: `Chats`, the `chatm` lines of one read, given to the hub as one message;
 //! - `answer.rs`: the one-shot slot through which a reader gets the answer to `uname` or
 //!   `cname`;

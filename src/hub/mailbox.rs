@@ -12,8 +12,9 @@ use crate::protocol::nick::NickKey;
 
 /// What the server spends to keep one line besides its bytes, as counted against
 /// `--mailbox-total`: the line's entry (16 bytes, here and in a client's copies) and the
-/// growth room of the vectors that hold lines and entries. The README's limits section
-/// gives the resident memory measured against it (`xscp-bench mailbox-memory`).
+/// growth room of the vectors that hold lines and entries. The limits section of
+/// `src/ARCHITECTURE.md` gives the resident memory measured against it
+/// (`xscp-bench mailbox-memory`).
 pub const LINE_OVERHEAD: usize = 32;
 
 /// The memory counted against `--mailbox-total` for keeping a line of `len` bytes.

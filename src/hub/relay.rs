@@ -119,8 +119,8 @@ impl<O: Output> Hub<O> {
     /// first. False, with nothing discarded, if that cannot make room: a refused line
     /// changes nothing (§5.8).
     fn room_for(&mut self, key: NickKey, len: usize) -> bool {
-        let need = (self.copies + self.holds.counted() + cost(len))
-            .saturating_sub(self.mailbox_total);
+        let need =
+            (self.copies + self.holds.counted() + cost(len)).saturating_sub(self.mailbox_total);
         if need > self.holds.counted_except(key) {
             return false;
         }
@@ -220,12 +220,12 @@ impl<O: Output> Hub<O> {
         };
         // No room in all (`--mailbox-total`) is no room in the mailbox; and room is made
         // only for a receipt the mailbox will keep.
-        let max = if self.holds.fits(key, line.len(), self.mailbox) && self.room_for(key, line.len())
-        {
-            self.mailbox
-        } else {
-            0
-        };
+        let max =
+            if self.holds.fits(key, line.len(), self.mailbox) && self.room_for(key, line.len()) {
+                self.mailbox
+            } else {
+                0
+            };
         match self.holds.put_receipt(session, line.as_bytes(), max) {
             Some((true, held)) => log::debug!("{tag} receipt for {name}: held for {held}"),
             Some((false, held)) => {

@@ -8,9 +8,10 @@
 //! waits, the client is not reading: it is dropped as a slow consumer. A queue over
 //! `--sendq` only because the writer has not run yet is not a reason to drop anyone, and a
 //! relay that leaves a recipient over it holds its sender's next command back
-//! ([`Outbox::wait_behind`]) so that a fast sender cannot outrun a reading recipient. Past [`HARD_SENDQ`] times
-//! `--sendq` (the hard bound) a relayed line is refused whatever the cause, so that the hub
-//! drops the client instead of waiting for it or holding unbounded memory.
+//! ([`Outbox::wait_behind`]) so that a fast sender cannot outrun a reading recipient. Past
+//! [`HARD_SENDQ`] times `--sendq` (the hard bound) a relayed line is refused whatever the
+//! cause, so that the hub drops the client instead of waiting for it or holding unbounded
+//! memory.
 //!
 //! Responses to the client's own commands ([`Output::respond`]) are never refused: the
 //! client's reader bounds them instead ([`Outbox::wait_room`]): before it takes the next
@@ -69,25 +70,77 @@ pub const STALL: Duration = Duration::from_millis(100);
 /// How long a writer waits for output before it gives its thread back.
 pub const WRITER_IDLE: Duration = Duration::from_millis(50);
 
-/// What is waiting to be written, and who is writing it.
-#[derive(Debug, Default)]
+/// Who drains a connection's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Drain {
+    /// No thread: the next push starts a writer, unless the reader has claimed the queue.
+    Nobody,
+    /// A thread owns the queue and writes, with the lock released: a writer, or the reader
+    /// itself. It finds whatever is pushed meanwhile.
+    Writing,
+    /// A writer owns the queue and waits for output (on `ready`).
+    Waiting,
+}
+
+/// How far a connection's close has come, and who drains its queue meanwhile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Lines are accepted.
+    Open(Drain),
+    /// A close follows `buf`: nothing more is accepted. Its drainer writes `buf`, then the
+    /// FIN.
+    Closing(Drain),
+    /// The close is done (FIN sent, or the connection failed): nothing drains the queue.
+    Done,
+}
+
+impl State {
+    /// Whether a close is queued or done: nothing more is accepted.
+    fn closing(self) -> bool {
+        !matches!(self, State::Open(_))
+    }
+
+    fn drain(self) -> Drain {
+        match self {
+            State::Open(drain) | State::Closing(drain) => drain,
+            State::Done => Drain::Nobody,
+        }
+    }
+
+    /// The same stage of the close, drained by `drain`. Nothing drains a done queue.
+    fn set_drain(&mut self, drain: Drain) {
+        match self {
+            State::Open(d) | State::Closing(d) => *d = drain,
+            State::Done => debug_assert_eq!(drain, Drain::Nobody, "a done queue is not drained"),
+        }
+    }
+
+    /// Queues the close; its drainer stays.
+    fn close(&mut self) {
+        if let State::Open(drain) = *self {
+            *self = State::Closing(drain);
+        }
+    }
+}
+
+/// What is waiting to be written, who is writing it, and how far its close has come.
+///
+/// Besides [`State`], two facts about other threads, each possible in every state: the
+/// reader's claim and the hub's pending wake.
+#[derive(Debug)]
 struct Queue {
     /// Bytes waiting for the writer.
     buf: Vec<u8>,
     /// Bytes the writer has taken and not yet written (they still count against `--sendq`).
     writing: usize,
-    /// A close follows `buf`: nothing more is accepted.
-    closing: bool,
-    /// A writer thread owns the queue.
-    running: bool,
-    /// That writer waits for output (on `ready`).
-    idle: bool,
-    /// The close is done: FIN sent, or the connection failed.
-    done: bool,
-    /// A push left the writer to be woken later ([`Outbox::queue`]).
+    /// Who drains the queue, and whether it is closing.
+    state: State,
+    /// The reader writes what is queued itself ([`Outbox::claim`]): when nobody drains the
+    /// queue, no writer is started. The claim outlasts a writer that runs meanwhile.
+    claimed: bool,
+    /// A push left the writer to be woken later ([`Output::queue`]): the hub will call
+    /// [`Output::wake_now`], whoever drains the queue meanwhile.
     wake_pending: bool,
-    /// The reader writes what is queued itself ([`Outbox::claim`]): no writer is started.
-    inline: bool,
     /// Commands of this client the hub has handled ([`Output::handled`]).
     handled: u64,
     /// Threads waiting on `room` (this client's reader, senders held back by it).
@@ -95,6 +148,21 @@ struct Queue {
     /// A recipient this client's last relay left over `--sendq` ([`Output::relay`]): the
     /// reader waits for it to drain before the next command.
     behind: Option<Outbox>,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue {
+            buf: Vec::new(),
+            writing: 0,
+            state: State::Open(Drain::Nobody),
+            claimed: false,
+            wake_pending: false,
+            handled: 0,
+            waiters: 0,
+            behind: None,
+        }
+    }
 }
 
 impl Queue {
@@ -176,7 +244,7 @@ impl Outbox {
         // Read the clock only when there is something to wait for: this runs per command.
         let mut until = None;
         loop {
-            if q.closing {
+            if q.state.closing() {
                 return Room::Closing;
             }
             let over = q.queued() > inner.writers.sendq;
@@ -203,7 +271,7 @@ impl Outbox {
     /// goes on at once.
     pub fn room_now(&self, sent: u64, in_flight: u64) -> Option<Room> {
         let q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return Some(Room::Closing);
         }
         let free = q.behind.is_none()
@@ -227,7 +295,7 @@ impl Outbox {
         };
         let deadline = std::time::Instant::now() + to.0.writers.write_timeout;
         let mut q = to.0.queue.lock();
-        while !q.closing && q.queued() > to.0.writers.sendq {
+        while !q.state.closing() && q.queued() > to.0.writers.sendq {
             q.waiters += 1;
             let timed_out = to.0.room.wait_until(&mut q, deadline).timed_out();
             q.waiters -= 1;
@@ -266,20 +334,21 @@ impl Outbox {
     /// meanwhile itself ([`Outbox::release`]): until then no writer thread is started for
     /// this client.
     pub fn claim(&self) {
-        self.0.queue.lock().inline = true;
+        self.0.queue.lock().claimed = true;
     }
 
     /// Ends a [`Outbox::claim`]: writes one batch of what was queued meanwhile on the
     /// calling thread, unless a writer runs; whatever comes later goes to a writer.
     pub fn release(&self) {
         let mut q = self.0.queue.lock();
-        q.inline = false;
-        if !q.running && !q.buf.is_empty() && !q.closing {
-            q.running = true;
+        q.claimed = false;
+        if q.state == State::Open(Drain::Nobody) && !q.buf.is_empty() {
+            q.state = State::Open(Drain::Writing);
             if self.0.write_batch(&mut q, &mut Vec::new()).is_err() {
                 return;
             }
-            q.running = false;
+            // A close may have come meanwhile: the wake below drains it.
+            q.state.set_drain(Drain::Nobody);
         }
         self.wake(q);
     }
@@ -289,10 +358,10 @@ impl Outbox {
     /// connection ends queues a close (`finish` or `abort`), so this returns.
     pub fn wait_done(&self) {
         let mut q = self.0.queue.lock();
-        q.inline = true;
-        while !q.done {
-            if !q.running && (q.closing || !q.buf.is_empty()) {
-                q.running = true;
+        q.claimed = true;
+        while q.state != State::Done {
+            if q.state.drain() == Drain::Nobody && (q.state.closing() || !q.buf.is_empty()) {
+                q.state.set_drain(Drain::Writing);
                 q = self.0.drain_from(q, None);
                 continue;
             }
@@ -304,7 +373,7 @@ impl Outbox {
     fn append(&self, mut q: MutexGuard<'_, Queue>, line: &[u8]) -> Wake {
         self.0.log_sent(line);
         q.buf.extend_from_slice(line);
-        if q.running && !q.idle {
+        if q.state.drain() == Drain::Writing {
             return Wake::No; // The writer is busy and will find it.
         }
         if q.buf.len() >= WAKE_BYTES || q.queued() > self.0.writers.sendq {
@@ -320,18 +389,22 @@ impl Outbox {
     /// Gets the queue drained: signals the idle writer, or the reader that writes itself,
     /// or starts a writer.
     fn wake(&self, mut q: MutexGuard<'_, Queue>) {
-        if q.idle {
-            self.0.ready.notify_one();
+        match q.state.drain() {
+            Drain::Waiting => {
+                self.0.ready.notify_one();
+                return;
+            }
+            Drain::Writing => return,
+            Drain::Nobody => {}
+        }
+        if q.state == State::Done || (q.buf.is_empty() && !q.state.closing()) {
             return;
         }
-        if q.running || (q.buf.is_empty() && !q.closing) {
-            return;
-        }
-        if q.inline {
+        if q.claimed {
             self.0.finished.notify_all();
             return;
         }
-        q.running = true;
+        q.state.set_drain(Drain::Writing);
         drop(q);
         let inner = Arc::clone(&self.0);
         let job = Job::new("xscp-write", self.0.id, move || inner.drain());
@@ -341,10 +414,7 @@ impl Outbox {
                 .shared
                 .set_end(Cause::Io("cannot start a writer thread".into()));
             self.0.shared.cut();
-            let mut q = self.0.queue.lock();
-            q.running = false;
-            q.closing = true;
-            q.done = true;
+            self.0.queue.lock().state = State::Done;
             self.0.finished.notify_all();
         }
     }
@@ -359,7 +429,7 @@ impl Output for Outbox {
     /// writer is woken at once, to find out whether the client still reads.
     fn queue(&self, line: &[u8]) -> Result<Wake, Overflow> {
         let q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return Ok(Wake::No);
         }
         if q.queued() + line.len() > self.0.writers.sendq.saturating_mul(HARD_SENDQ) {
@@ -372,7 +442,7 @@ impl Output for Outbox {
     /// these, see [`Outbox::wait_room`]).
     fn respond(&self, line: &[u8]) -> Wake {
         let q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return Wake::No;
         }
         self.append(q, line)
@@ -389,7 +459,7 @@ impl Output for Outbox {
 
     fn relay(&self, line: &[u8], from: &Self) -> Result<Wake, Overflow> {
         let q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return Ok(Wake::No);
         }
         if q.queued() + line.len() > self.0.writers.sendq.saturating_mul(HARD_SENDQ) {
@@ -399,7 +469,7 @@ impl Output for Outbox {
         let wake = self.append(q, line);
         if over && !Arc::ptr_eq(&self.0, &from.0) {
             let mut f = from.0.queue.lock();
-            if !f.closing && f.behind.is_none() {
+            if !f.state.closing() && f.behind.is_none() {
                 f.behind = Some(self.clone());
             }
         }
@@ -417,12 +487,12 @@ impl Output for Outbox {
     /// they are few and the connection ends anyway.
     fn finish(&self, lines: &str) {
         let mut q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return;
         }
         self.0.log_sent(lines.as_bytes());
         q.buf.extend_from_slice(lines.as_bytes());
-        q.closing = true;
+        q.state.close();
         q.behind = None;
         self.0.room.notify_all();
         self.wake(q);
@@ -435,7 +505,7 @@ impl Output for Outbox {
         self.0.shared.cut();
         let mut q = self.0.queue.lock();
         q.buf = Vec::new();
-        q.closing = true;
+        q.state.close();
         q.behind = None;
         self.0.room.notify_all();
         self.wake(q);

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::MutexGuard;
 
-use super::{Inner, Queue, SOCKET_WRITES_TARGET, STALL, WRITER_IDLE};
+use super::{Drain, Inner, Queue, SOCKET_WRITES_TARGET, STALL, State, WRITER_IDLE};
 use crate::net::sys;
 use crate::protocol::cause::Cause;
 
@@ -22,8 +22,8 @@ impl Inner {
         drop(self.drain_from(self.queue.lock(), Some(WRITER_IDLE)));
     }
 
-    /// Drains the queue, which the calling thread owns (`running`), until the close, an
-    /// error, or `idle` without output (`None`: as soon as it is empty).
+    /// Drains the queue, which the calling thread owns ([`Drain::Writing`]), until the
+    /// close, an error, or `idle` without output (`None`: as soon as it is empty).
     pub(super) fn drain_from<'a>(
         &'a self,
         mut q: MutexGuard<'a, Queue>,
@@ -37,22 +37,22 @@ impl Inner {
                 }
                 continue;
             }
-            if q.closing {
+            if q.state.closing() {
                 // FIN: the client reads our last line, then end of stream.
                 let _ = self.shared.socket().shutdown(Shutdown::Write);
                 self.finish(&mut q);
                 return q;
             }
             let Some(idle) = idle else {
-                q.running = false;
+                q.state.set_drain(Drain::Nobody);
                 return q;
             };
-            q.idle = true;
+            q.state.set_drain(Drain::Waiting);
             let timed_out = self.ready.wait_for(&mut q, idle).timed_out();
-            q.idle = false;
-            if timed_out && q.buf.is_empty() && !q.closing {
+            q.state.set_drain(Drain::Writing);
+            if timed_out && q.buf.is_empty() && !q.state.closing() {
                 // Idle: give the thread back, and the memory of the buffer.
-                q.running = false;
+                q.state.set_drain(Drain::Nobody);
                 q.buf = Vec::new();
                 return q;
             }
@@ -75,7 +75,6 @@ impl Inner {
         }
         if written.is_err() {
             q.buf = Vec::new();
-            q.closing = true;
             q.behind = None;
             self.room.notify_all();
             self.finish(q);
@@ -88,9 +87,9 @@ impl Inner {
         Ok(())
     }
 
+    /// The close is done: whoever waits for it goes on.
     fn finish(&self, q: &mut Queue) {
-        q.running = false;
-        q.done = true;
+        q.state = State::Done;
         self.finished.notify_all();
     }
 

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use parking_lot::MutexGuard;
 
 use super::{Drain, Inner, Queue, SOCKET_WRITES_TARGET, STALL, State, WRITER_IDLE};
-use crate::net::sys;
 use crate::protocol::cause::Cause;
+use crate::sys;
 
 /// A batch larger than this is not kept for reuse once written.
 const KEEP: usize = 64 * 1024;

@@ -34,22 +34,23 @@
 //! non-blocking one call at a time, and it waits for room with `poll`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::pool::{Job, Pool};
+use super::pool::Job;
 use super::shared::ConnShared;
 use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
 use crate::protocol::reply::escape;
 
+mod queue;
 mod writer;
 
-/// The log target for socket writes: log them at TRACE with this target
-/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
-pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
+pub use queue::Writers;
+use queue::{Drain, Inner, Queue, State};
+pub use writer::{SOCKET_WRITES_TARGET, STALL, WRITER_IDLE};
 
 /// Queued bytes past which a sleeping writer is woken at once rather than at the end of
 /// the hub's burst.
@@ -63,115 +64,6 @@ pub const HARD_SENDQ: usize = 4;
 /// waits (see [`Outbox::wait_room`]); this bounds the responses queued behind `--sendq`.
 pub const MAX_IN_FLIGHT: u64 = 64;
 
-/// How long the socket of a client with more than `--sendq` queued may take nothing before
-/// the client is a slow consumer: the client is not reading.
-pub const STALL: Duration = Duration::from_millis(100);
-
-/// How long a writer waits for output before it gives its thread back.
-pub const WRITER_IDLE: Duration = Duration::from_millis(50);
-
-/// Who drains a connection's queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Drain {
-    /// No thread: the next push starts a writer, unless the reader has claimed the queue.
-    Nobody,
-    /// A thread owns the queue and writes, with the lock released: a writer, or the reader
-    /// itself. It finds whatever is pushed meanwhile.
-    Writing,
-    /// A writer owns the queue and waits for output (on `ready`).
-    Waiting,
-}
-
-/// How far a connection's close has come, and who drains its queue meanwhile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
-    /// Lines are accepted.
-    Open(Drain),
-    /// A close follows `buf`: nothing more is accepted. Its drainer writes `buf`, then the
-    /// FIN.
-    Closing(Drain),
-    /// The close is done (FIN sent, or the connection failed): nothing drains the queue.
-    Done,
-}
-
-impl State {
-    /// Whether a close is queued or done: nothing more is accepted.
-    fn closing(self) -> bool {
-        !matches!(self, State::Open(_))
-    }
-
-    fn drain(self) -> Drain {
-        match self {
-            State::Open(drain) | State::Closing(drain) => drain,
-            State::Done => Drain::Nobody,
-        }
-    }
-
-    /// The same stage of the close, drained by `drain`. Nothing drains a done queue.
-    fn set_drain(&mut self, drain: Drain) {
-        match self {
-            State::Open(d) | State::Closing(d) => *d = drain,
-            State::Done => debug_assert_eq!(drain, Drain::Nobody, "a done queue is not drained"),
-        }
-    }
-
-    /// Queues the close; its drainer stays.
-    fn close(&mut self) {
-        if let State::Open(drain) = *self {
-            *self = State::Closing(drain);
-        }
-    }
-}
-
-/// What is waiting to be written, who is writing it, and how far its close has come.
-///
-/// Besides [`State`], two facts about other threads, each possible in every state: the
-/// reader's claim and the hub's pending wake.
-#[derive(Debug)]
-struct Queue {
-    /// Bytes waiting for the writer.
-    buf: Vec<u8>,
-    /// Bytes the writer has taken and not yet written (they still count against `--sendq`).
-    writing: usize,
-    /// Who drains the queue, and whether it is closing.
-    state: State,
-    /// The reader writes what is queued itself ([`Outbox::claim`]): when nobody drains the
-    /// queue, no writer is started. The claim outlasts a writer that runs meanwhile.
-    claimed: bool,
-    /// A push left the writer to be woken later ([`Output::queue`]): the hub will call
-    /// [`Output::wake_now`], whoever drains the queue meanwhile.
-    wake_pending: bool,
-    /// Commands of this client the hub has handled ([`Output::handled`]).
-    handled: u64,
-    /// Threads waiting on `room` (this client's reader, senders held back by it).
-    waiters: usize,
-    /// A recipient this client's last relay left over `--sendq` ([`Output::relay`]): the
-    /// reader waits for it to drain before the next command.
-    behind: Option<Outbox>,
-}
-
-impl Default for Queue {
-    fn default() -> Queue {
-        Queue {
-            buf: Vec::new(),
-            writing: 0,
-            state: State::Open(Drain::Nobody),
-            claimed: false,
-            wake_pending: false,
-            handled: 0,
-            waiters: 0,
-            behind: None,
-        }
-    }
-}
-
-impl Queue {
-    /// Bytes queued and not yet written.
-    fn queued(&self) -> usize {
-        self.buf.len() + self.writing
-    }
-}
-
 /// What [`Outbox::wait_room`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Room {
@@ -181,36 +73,6 @@ pub enum Room {
     Closing,
     /// More than `--sendq` stayed queued for the whole write timeout: a slow consumer.
     Full,
-}
-
-/// The state behind an [`Outbox`], shared with its writer.
-#[derive(Debug)]
-struct Inner {
-    queue: Mutex<Queue>,
-    /// Output arrived for an idle writer.
-    ready: Condvar,
-    /// The close is done, or there is output for a reader that writes it itself.
-    finished: Condvar,
-    /// The queue went down or the hub handled a command (for a reader in `wait_room`).
-    room: Condvar,
-    shared: Arc<ConnShared>,
-    tag: Tag,
-    /// The connection's number, which names its writer (`xscp-write-<id>`).
-    id: ConnId,
-    /// The writers' pool and limits, shared by every outbox.
-    writers: Arc<Writers>,
-}
-
-/// What the outboxes of all connections have in common: the pool their writers run on and
-/// their limits.
-#[derive(Debug)]
-pub struct Writers {
-    /// Threads for writers.
-    pub pool: Arc<Pool>,
-    /// Output budget in bytes (`--sendq`).
-    pub sendq: usize,
-    /// The write timeout (`--ping-timeout`).
-    pub write_timeout: Duration,
 }
 
 /// The sending end of one connection: a byte queue bounded by `--sendq`, drained by a
@@ -293,6 +155,7 @@ impl Outbox {
         let Some(to) = self.0.queue.lock().behind.take() else {
             return;
         };
+        let to = Outbox(to);
         let deadline = std::time::Instant::now() + to.0.writers.write_timeout;
         let mut q = to.0.queue.lock();
         while !q.state.closing() && q.queued() > to.0.writers.sendq {
@@ -470,7 +333,7 @@ impl Output for Outbox {
         if over && !Arc::ptr_eq(&self.0, &from.0) {
             let mut f = from.0.queue.lock();
             if !f.state.closing() && f.behind.is_none() {
-                f.behind = Some(self.clone());
+                f.behind = Some(Arc::clone(&self.0));
             }
         }
         Ok(wake)

@@ -8,9 +8,20 @@ use std::time::{Duration, Instant};
 
 use parking_lot::MutexGuard;
 
-use super::{Drain, Inner, Queue, SOCKET_WRITES_TARGET, STALL, State, WRITER_IDLE};
+use super::queue::{Drain, Inner, Queue, State};
 use crate::protocol::cause::Cause;
 use crate::sys;
+
+/// The log target for socket writes: log them at TRACE with this target
+/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
+pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
+
+/// How long the socket of a client with more than `--sendq` queued may take nothing before
+/// the client is a slow consumer: the client is not reading.
+pub const STALL: Duration = Duration::from_millis(100);
+
+/// How long a writer waits for output before it gives its thread back.
+pub const WRITER_IDLE: Duration = Duration::from_millis(50);
 
 /// A batch larger than this is not kept for reuse once written.
 const KEEP: usize = 64 * 1024;

@@ -180,6 +180,7 @@ impl Fixture {
             tag,
             ip,
             outbox: outbox.clone(),
+            first: None,
         });
         outbox
     }

@@ -160,11 +160,53 @@ pub fn wait_readable(listener: &TcpListener) {
 mod nb {
     use std::ffi::{c_int, c_void};
     use std::io;
-    use std::net::TcpStream;
+    use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
 
     unsafe extern "C" {
         fn send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> isize;
+        fn setsockopt(
+            fd: c_int,
+            level: c_int,
+            name: c_int,
+            value: *const c_void,
+            len: u32,
+        ) -> c_int;
+    }
+
+    /// Linux's `IPPROTO_TCP` and `TCP_NODELAY`.
+    const IPPROTO_TCP: c_int = 6;
+    const TCP_NODELAY: c_int = 1;
+
+    /// Sets socket option `name` of `level` on `fd`, which the caller keeps open across
+    /// the call, to `value`: a C type of the layout the option takes (`int`, `struct linger`).
+    pub(super) fn set_option<T>(fd: c_int, level: c_int, name: c_int, value: &T) -> io::Result<()> {
+        // SAFETY: the caller keeps `fd` open; `value` points to an initialised `T` that
+        // lives across the call, and `len` is its exact size (`socklen_t` is 32 bits on
+        // Linux). The function only reads from `value`.
+        let ret = unsafe {
+            setsockopt(
+                fd,
+                level,
+                name,
+                std::ptr::from_ref(value).cast(),
+                std::mem::size_of::<T>() as u32,
+            )
+        };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn nodelay_inherited(listener: &TcpListener) -> io::Result<()> {
+        set_option(
+            listener.as_raw_fd(),
+            IPPROTO_TCP,
+            TCP_NODELAY,
+            &(1 as c_int),
+        )
     }
 
     /// Linux's `MSG_DONTWAIT` and `MSG_NOSIGNAL`.
@@ -191,7 +233,11 @@ mod nb {
 #[cfg(not(target_os = "linux"))]
 mod nb {
     use std::io;
-    use std::net::TcpStream;
+    use std::net::{TcpListener, TcpStream};
+
+    pub fn nodelay_inherited(_listener: &TcpListener) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 
     pub fn send_now(_stream: &TcpStream, _buf: &[u8]) -> io::Result<usize> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
@@ -202,6 +248,13 @@ mod nb {
 /// declared here).
 pub fn wait_writable(stream: &std::net::TcpStream, timeout: std::time::Duration) {
     imp::wait_writable(stream, timeout)
+}
+
+/// Sets `TCP_NODELAY` on a listening socket, where the sockets it accepts inherit it
+/// (Linux): then no accepted socket needs a system call of its own for it. `Unsupported`
+/// elsewhere.
+pub fn nodelay_inherited(listener: &TcpListener) -> io::Result<()> {
+    nb::nodelay_inherited(listener)
 }
 
 /// Writes what `stream`'s send buffer takes of `buf` now, without blocking and without
@@ -638,7 +691,7 @@ pub fn ensure_nofile(need: u64) -> Result<u64, String> {
 /// Closing a socket with a reset (RST): `SO_LINGER` on with a zero timeout.
 #[cfg(target_os = "linux")]
 mod abort {
-    use std::ffi::{c_int, c_void};
+    use std::ffi::c_int;
     use std::net::TcpStream;
     use std::os::fd::AsRawFd;
 
@@ -658,40 +711,14 @@ mod abort {
     #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))]
     const SO_LINGER: c_int = 0x0080;
 
-    unsafe extern "C" {
-        fn setsockopt(
-            fd: c_int,
-            level: c_int,
-            name: c_int,
-            value: *const c_void,
-            len: u32,
-        ) -> c_int;
-    }
-
     pub fn reset(stream: TcpStream) -> Result<(), String> {
         let l = Linger {
             onoff: 1,
             linger: 0,
         };
-        // SAFETY: the descriptor belongs to `stream`, which stays open for the whole call;
-        // `value` points to a valid `struct linger` (repr(C), two `int`) that lives across
-        // the call, and `len` is its exact size (`socklen_t` is 32 bits on Linux). The
-        // function only reads from `value`.
-        let rc = unsafe {
-            setsockopt(
-                stream.as_raw_fd(),
-                SOL_SOCKET,
-                SO_LINGER,
-                (&raw const l).cast::<c_void>(),
-                size_of::<Linger>() as u32,
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "setsockopt(SO_LINGER): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        // `stream` stays open for the whole call; `struct linger` is repr(C), two `int`.
+        super::nb::set_option(stream.as_raw_fd(), SOL_SOCKET, SO_LINGER, &l)
+            .map_err(|e| format!("setsockopt(SO_LINGER): {e}"))?;
         // Closing now sends the RST.
         drop(stream);
         Ok(())
@@ -709,4 +736,18 @@ mod abort {
 /// (Linux; elsewhere an error and the stream is closed in order).
 pub fn reset(stream: std::net::TcpStream) -> Result<(), String> {
     abort::reset(stream)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn an_accepted_socket_inherits_nodelay_from_its_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        super::nodelay_inherited(&listener).expect("set on the listener");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        assert!(accepted.nodelay().expect("read the option"));
+    }
 }

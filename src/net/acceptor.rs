@@ -76,6 +76,9 @@ impl Acceptor {
             Ok(()) => log::info!("listen backlog {backlog} (net.core.somaxconn)"),
             Err(e) => log::warn!("cannot raise the listen backlog to {backlog}: {e}"),
         }
+        // Accepted sockets inherit TCP_NODELAY from the listener where the system allows:
+        // one system call less per connection.
+        let nodelay_inherited = sys::nodelay_inherited(&self.listener).is_ok();
         // Woken before it listened again, the socket listens anew: see the flag first.
         if self.stop.load(Ordering::SeqCst) {
             return log::debug!("acceptor stopped before it started");
@@ -98,6 +101,9 @@ impl Acceptor {
             match accepted {
                 Ok((stream, peer)) => {
                     next_id += 1;
+                    if !nodelay_inherited {
+                        let _ = stream.set_nodelay(true);
+                    }
                     self.start(id, stream, peer);
                 }
                 Err(e) if out_of_resources(&e) => {
@@ -133,7 +139,6 @@ impl Acceptor {
             Ok(t) => t,
             Err(why) => return self.refuse(stream, id, &peer.to_string(), why),
         };
-        let _ = stream.set_nodelay(true);
         let shared = ConnShared::new(stream);
         let kept = Arc::clone(&shared);
         ticket.attach(Arc::clone(&shared));

@@ -78,6 +78,8 @@ pub struct Accepted {
     pub shared: Arc<ConnShared>,
     /// Its place among the live connections.
     pub ticket: Ticket,
+    /// The read timeout the socket already has (from the listener).
+    pub read_timeout: Option<Duration>,
 }
 
 /// How the read loop ended.
@@ -143,6 +145,7 @@ impl Reader {
             peer,
             shared,
             ticket,
+            read_timeout,
         } = conn;
         let tag = Tag::new(id, peer);
         let outbox = Outbox::new(
@@ -160,7 +163,7 @@ impl Reader {
             settings,
             hub,
             outbox,
-            armed: None,
+            armed: read_timeout,
             sent: 0,
             sync_next: false,
             budget_at: now,

@@ -81,8 +81,9 @@ pub enum ToHub<O> {
         ip: IpAddr,
         /// Its output side.
         outbox: O,
-        /// The connection's first request, handled right after it is known.
-        first: Option<First>,
+        /// The connection's first request, handled right after it is known (boxed: every
+        /// message in the hub's inbox takes the room of the largest).
+        first: Option<Box<First>>,
     },
     /// A command the hub carries out ([`Request`]), answered through `answer` if the
     /// session waits for it (else it counts as a command answered, see
@@ -264,7 +265,8 @@ impl<O: Output> Hub<O> {
                 first,
             } => {
                 self.accepted(conn, tag, ip, outbox);
-                if let Some(First { request, answer }) = first {
+                if let Some(first) = first {
+                    let First { request, answer } = *first;
                     // Counted, answered and checked for overflows like any request.
                     return self.handle(ToHub::Request {
                         conn,

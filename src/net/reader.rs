@@ -419,7 +419,7 @@ impl Reader {
             match msg {
                 ToHub::Request {
                     request, answer, ..
-                } => self.accepted(Some(First { request, answer })),
+                } => self.accepted(Some(Box::new(First { request, answer }))),
                 other => {
                     if self.hub.send(self.accepted(None)).is_err() {
                         return Some(Ending::Fault(Cause::Io("hub stopped".into())));
@@ -448,7 +448,7 @@ impl Reader {
     }
 
     /// The message that tells the hub of this connection, with its first request.
-    fn accepted(&self, first: Option<First>) -> ToHub {
+    fn accepted(&self, first: Option<Box<First>>) -> ToHub {
         ToHub::Accepted {
             conn: self.id,
             tag: self.session.tag().clone(),

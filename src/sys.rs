@@ -160,11 +160,87 @@ pub fn wait_readable(listener: &TcpListener) {
 mod nb {
     use std::ffi::{c_int, c_void};
     use std::io;
-    use std::net::TcpStream;
+    use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
+    use std::time::Duration;
 
     unsafe extern "C" {
         fn send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> isize;
+        fn setsockopt(
+            fd: c_int,
+            level: c_int,
+            name: c_int,
+            value: *const c_void,
+            len: u32,
+        ) -> c_int;
+    }
+
+    /// Linux's `IPPROTO_TCP` and `TCP_NODELAY`.
+    const IPPROTO_TCP: c_int = 6;
+    const TCP_NODELAY: c_int = 1;
+
+    /// Sets socket option `name` of `level` on `fd`, which the caller keeps open across
+    /// the call, to `value`: a C type of the layout the option takes (`int`, `struct linger`).
+    pub(super) fn set_option<T>(fd: c_int, level: c_int, name: c_int, value: &T) -> io::Result<()> {
+        // SAFETY: the caller keeps `fd` open; `value` points to an initialised `T` that
+        // lives across the call, and `len` is its exact size (`socklen_t` is 32 bits on
+        // Linux). The function only reads from `value`.
+        let ret = unsafe {
+            setsockopt(
+                fd,
+                level,
+                name,
+                std::ptr::from_ref(value).cast(),
+                std::mem::size_of::<T>() as u32,
+            )
+        };
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn nodelay_inherited(listener: &TcpListener) -> io::Result<()> {
+        set_option(
+            listener.as_raw_fd(),
+            IPPROTO_TCP,
+            TCP_NODELAY,
+            &(1 as c_int),
+        )
+    }
+
+    /// `struct timeval` of 64-bit Linux: `time_t` and `suseconds_t` are both `long`.
+    #[repr(C)]
+    struct Timeval {
+        sec: i64,
+        usec: i64,
+    }
+
+    /// `SOL_SOCKET` and `SO_RCVTIMEO` where this module sets the latter (the generic
+    /// numbering, which these 64-bit architectures use).
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    ))]
+    const RCVTIMEO: Option<(c_int, c_int)> = Some((1, 20));
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )))]
+    const RCVTIMEO: Option<(c_int, c_int)> = None;
+
+    pub fn read_timeout_inherited(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
+        let (Some((level, name)), false) = (RCVTIMEO, timeout.is_zero()) else {
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        };
+        let value = Timeval {
+            sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            usec: i64::from(timeout.subsec_micros()),
+        };
+        set_option(listener.as_raw_fd(), level, name, &value)
     }
 
     /// Linux's `MSG_DONTWAIT` and `MSG_NOSIGNAL`.
@@ -191,7 +267,18 @@ mod nb {
 #[cfg(not(target_os = "linux"))]
 mod nb {
     use std::io;
-    use std::net::TcpStream;
+    use std::net::{TcpListener, TcpStream};
+
+    pub fn nodelay_inherited(_listener: &TcpListener) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    pub fn read_timeout_inherited(
+        _listener: &TcpListener,
+        _timeout: std::time::Duration,
+    ) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
 
     pub fn send_now(_stream: &TcpStream, _buf: &[u8]) -> io::Result<usize> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
@@ -202,6 +289,24 @@ mod nb {
 /// declared here).
 pub fn wait_writable(stream: &std::net::TcpStream, timeout: std::time::Duration) {
     imp::wait_writable(stream, timeout)
+}
+
+/// Sets `TCP_NODELAY` on a listening socket, where the sockets it accepts inherit it
+/// (Linux): then no accepted socket needs a system call of its own for it. `Unsupported`
+/// elsewhere.
+pub fn nodelay_inherited(listener: &TcpListener) -> io::Result<()> {
+    nb::nodelay_inherited(listener)
+}
+
+/// Sets the read timeout (`SO_RCVTIMEO`) of a listening socket, which the sockets it
+/// accepts inherit (64-bit Linux): a connection's first timer then costs no system call of
+/// its own. The listener's `accept` then returns `WouldBlock` after `timeout` without a
+/// client. `Unsupported` elsewhere, or for a zero timeout.
+pub fn read_timeout_inherited(
+    listener: &TcpListener,
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    nb::read_timeout_inherited(listener, timeout)
 }
 
 /// Writes what `stream`'s send buffer takes of `buf` now, without blocking and without
@@ -638,7 +743,7 @@ pub fn ensure_nofile(need: u64) -> Result<u64, String> {
 /// Closing a socket with a reset (RST): `SO_LINGER` on with a zero timeout.
 #[cfg(target_os = "linux")]
 mod abort {
-    use std::ffi::{c_int, c_void};
+    use std::ffi::c_int;
     use std::net::TcpStream;
     use std::os::fd::AsRawFd;
 
@@ -658,40 +763,14 @@ mod abort {
     #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))]
     const SO_LINGER: c_int = 0x0080;
 
-    unsafe extern "C" {
-        fn setsockopt(
-            fd: c_int,
-            level: c_int,
-            name: c_int,
-            value: *const c_void,
-            len: u32,
-        ) -> c_int;
-    }
-
     pub fn reset(stream: TcpStream) -> Result<(), String> {
         let l = Linger {
             onoff: 1,
             linger: 0,
         };
-        // SAFETY: the descriptor belongs to `stream`, which stays open for the whole call;
-        // `value` points to a valid `struct linger` (repr(C), two `int`) that lives across
-        // the call, and `len` is its exact size (`socklen_t` is 32 bits on Linux). The
-        // function only reads from `value`.
-        let rc = unsafe {
-            setsockopt(
-                stream.as_raw_fd(),
-                SOL_SOCKET,
-                SO_LINGER,
-                (&raw const l).cast::<c_void>(),
-                size_of::<Linger>() as u32,
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "setsockopt(SO_LINGER): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
+        // `stream` stays open for the whole call; `struct linger` is repr(C), two `int`.
+        super::nb::set_option(stream.as_raw_fd(), SOL_SOCKET, SO_LINGER, &l)
+            .map_err(|e| format!("setsockopt(SO_LINGER): {e}"))?;
         // Closing now sends the RST.
         drop(stream);
         Ok(())
@@ -709,4 +788,33 @@ mod abort {
 /// (Linux; elsewhere an error and the stream is closed in order).
 pub fn reset(stream: std::net::TcpStream) -> Result<(), String> {
     abort::reset(stream)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use std::net::{TcpListener, TcpStream};
+
+    #[test]
+    fn an_accepted_socket_inherits_nodelay_from_its_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        super::nodelay_inherited(&listener).expect("set on the listener");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        assert!(accepted.nodelay().expect("read the option"));
+    }
+
+    #[test]
+    fn an_accepted_socket_inherits_the_read_timeout_of_its_listener() {
+        let timeout = std::time::Duration::from_millis(30_250);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        super::read_timeout_inherited(&listener, timeout).expect("set on the listener");
+        let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
+        // The kernel keeps it in clock ticks: it may read back a tick longer.
+        let got = accepted
+            .read_timeout()
+            .expect("read the option")
+            .expect("a timeout");
+        assert!(got >= timeout && got < timeout + std::time::Duration::from_millis(20));
+    }
 }

@@ -40,6 +40,31 @@ static LINGERING: AtomicUsize = AtomicUsize::new(0);
 /// wait for each other, few enough that freed memory gathers where it can be given back.
 const ARENA_MAX: i32 = 4;
 
+/// What the sockets a listener accepts have from it, so that each does not cost a system
+/// call for it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Inherited {
+    /// `TCP_NODELAY`.
+    nodelay: bool,
+    /// The read timeout (the negotiation deadline's, which a reader sets first).
+    read_timeout: Option<Duration>,
+}
+
+impl Inherited {
+    /// Gives `listener` the options its sockets should start with, where the system
+    /// passes them on (Linux): `TCP_NODELAY`, and the read timeout `negotiate` (the
+    /// listener's own `accept` then returns every so often without a client). Sockets the
+    /// system made before, for clients already queued, do not have them.
+    fn set(listener: &TcpListener, negotiate: Duration) -> Inherited {
+        Inherited {
+            nodelay: sys::nodelay_inherited(listener).is_ok(),
+            read_timeout: sys::read_timeout_inherited(listener, negotiate)
+                .is_ok()
+                .then_some(negotiate),
+        }
+    }
+}
+
 /// Everything the acceptor needs.
 pub struct Acceptor {
     /// The listening socket.
@@ -76,6 +101,7 @@ impl Acceptor {
             Ok(()) => log::info!("listen backlog {backlog} (net.core.somaxconn)"),
             Err(e) => log::warn!("cannot raise the listen backlog to {backlog}: {e}"),
         }
+        let inherited = Inherited::set(&self.listener, self.settings.session.negotiate_timeout);
         // Woken before it listened again, the socket listens anew: see the flag first.
         if self.stop.load(Ordering::SeqCst) {
             return log::debug!("acceptor stopped before it started");
@@ -85,6 +111,7 @@ impl Acceptor {
             log::debug!("allocator arenas capped at {ARENA_MAX}");
         }
         let mut next_id = 1u64;
+        let inherited = self.accept_queued(&mut next_id, inherited);
         // A descriptor kept in reserve: when the process runs out, it is given up for a
         // moment so that the waiting client can be accepted, told, and closed (instead of
         // waiting in the backlog while the acceptor spins).
@@ -98,7 +125,7 @@ impl Acceptor {
             match accepted {
                 Ok((stream, peer)) => {
                     next_id += 1;
-                    self.start(id, stream, peer);
+                    self.start(id, stream, peer, inherited);
                 }
                 Err(e) if out_of_resources(&e) => {
                     log::error!("accept failed: {e}; refusing one client and backing off");
@@ -120,6 +147,10 @@ impl Acceptor {
                     sys::wait_readable(&self.listener);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                // The inherited read timeout passed without a client.
+                Err(e) if e.kind() == ErrorKind::WouldBlock && inherited.read_timeout.is_some() => {
+                    continue;
+                }
                 Err(e) => log::warn!("accept failed: {e}"),
             }
         }
@@ -127,13 +158,15 @@ impl Acceptor {
     }
 
     /// Serves the client `peer` on `stream` (accept gives its address: no system call to ask
-    /// for it), or refuses it.
-    fn start(&self, id: u64, stream: TcpStream, peer: SocketAddr) {
+    /// for it), or refuses it. `inherited`: what the socket has from the listener.
+    fn start(&self, id: u64, stream: TcpStream, peer: SocketAddr, inherited: Inherited) {
         let ticket = match self.admission.admit(id, peer.ip()) {
             Ok(t) => t,
             Err(why) => return self.refuse(stream, id, &peer.to_string(), why),
         };
-        let _ = stream.set_nodelay(true);
+        if !inherited.nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         let shared = ConnShared::new(stream);
         let kept = Arc::clone(&shared);
         ticket.attach(Arc::clone(&shared));
@@ -142,6 +175,7 @@ impl Acceptor {
             peer,
             shared,
             ticket,
+            read_timeout: inherited.read_timeout,
         };
         let (settings, hub) = (Arc::clone(&self.settings), self.hub.clone());
         let job = Job::new("xscp-conn", id, move || {
@@ -153,6 +187,29 @@ impl Acceptor {
             drop(job); // Frees the client's place.
             refuse_now(kept.socket(), id, &peer.to_string());
             thread::sleep(BACKOFF);
+        }
+    }
+
+    /// Starts the clients that were queued before the listener had its options (their
+    /// sockets were made without them, [`Inherited::set`]), setting those one by one, and
+    /// says what later sockets inherit (nothing, if the listener cannot go back to
+    /// blocking).
+    fn accept_queued(&self, next_id: &mut u64, inherited: Inherited) -> Inherited {
+        if self.listener.set_nonblocking(true).is_err() {
+            return Inherited::default();
+        }
+        while let Ok((stream, peer)) = self.listener.accept() {
+            let id = *next_id;
+            *next_id += 1;
+            let _ = stream.set_nonblocking(false);
+            self.start(id, stream, peer, Inherited::default());
+        }
+        match self.listener.set_nonblocking(false) {
+            Ok(()) => inherited,
+            Err(e) => {
+                log::warn!("cannot make the listener blocking again: {e}");
+                Inherited::default()
+            }
         }
     }
 

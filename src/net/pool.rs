@@ -17,10 +17,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// How long an idle pooled thread waits for work before it exits.
 pub const IDLE_KEEP: Duration = Duration::from_secs(5);
+
+/// How long a pooled thread keeps its last job's name before it is renamed `xscp-idle`:
+/// one that gets its next job sooner (a churn of short connections) is renamed once per
+/// job, not twice.
+const IDLE_NAME_AFTER: Duration = Duration::from_millis(20);
 
 /// A unit of work, and what its thread is called while running it: `<kind>-<id>`.
 pub struct Job {
@@ -237,7 +242,6 @@ impl Pool {
             if catch_unwind(AssertUnwindSafe(move || job.work.run())).is_err() {
                 log::error!("BUG: thread {kind}-{id} panicked; it returns to the pool");
             }
-            crate::sys::set_thread_name(format_args!("xscp-idle"));
             match self.next_job() {
                 Some(next) => job = next,
                 None => return,
@@ -245,9 +249,13 @@ impl Pool {
         }
     }
 
-    /// Waits for a job as an idle thread; `None` after [`IDLE_KEEP`] without one.
+    /// Waits for a job as an idle thread; `None` after [`IDLE_KEEP`] without one. The
+    /// thread is renamed `xscp-idle` once it has waited [`IDLE_NAME_AFTER`].
     fn next_job(&self) -> Option<Job> {
-        let deadline = Instant::now() + IDLE_KEEP;
+        let now = Instant::now();
+        let deadline = now + IDLE_KEEP;
+        // Until the rename, then until the thread exits.
+        let (mut until, mut named) = (now + IDLE_NAME_AFTER, false);
         let mut idle = self.idle.lock();
         idle.free += 1;
         loop {
@@ -256,7 +264,15 @@ impl Pool {
             if let Some(job) = idle.jobs.pop_front() {
                 return Some(job);
             }
-            if self.handed.wait_until(&mut idle, deadline).timed_out() && idle.jobs.is_empty() {
+            let timed_out = self.handed.wait_until(&mut idle, until).timed_out();
+            if timed_out && !named {
+                (until, named) = (deadline, true);
+                MutexGuard::unlocked(&mut idle, || {
+                    crate::sys::set_thread_name(format_args!("xscp-idle"));
+                });
+                continue;
+            }
+            if timed_out && idle.jobs.is_empty() {
                 // No job is promised to this thread: it leaves the idle count.
                 idle.free -= 1;
                 return None;

@@ -24,7 +24,7 @@ use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::{ConnId, Tag};
-use crate::hub::{Chats, Output, Promise, slot};
+use crate::hub::{Chats, First, Output, Promise, slot};
 use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
@@ -80,6 +80,8 @@ pub struct Accepted {
     pub shared: Arc<ConnShared>,
     /// Its place among the live connections.
     pub ticket: Ticket,
+    /// The read timeout the socket already has (from the listener).
+    pub read_timeout: Option<Duration>,
 }
 
 /// How the read loop ended.
@@ -111,6 +113,9 @@ struct Reader {
     claimed: bool,
     /// `chatm` lines read and checked, not yet given to the hub (see [`CHAT_BATCH`]).
     chats: Chats,
+    /// The hub knows the connection ([`ToHub::Accepted`], sent with the first message it
+    /// needs: one wake-up of the hub less per connection).
+    announced: bool,
 }
 
 /// Serves one connection on the calling thread until it is closed.
@@ -142,6 +147,7 @@ impl Reader {
             peer,
             shared,
             ticket,
+            read_timeout,
         } = conn;
         let tag = Tag::new(id, peer);
         let outbox = Outbox::new(
@@ -159,13 +165,14 @@ impl Reader {
             settings,
             hub,
             outbox,
-            armed: None,
+            armed: read_timeout,
             sent: 0,
             sync_next: false,
             budget_at: now,
             peer_ip: peer.ip(),
             claimed: false,
             chats: Chats::default(),
+            announced: false,
         });
         // After the session's LISTEN -> NEGOTIATING, which it follows from. Written by this
         // thread: the hub does not know the client yet, so nothing can come before it.
@@ -173,18 +180,10 @@ impl Reader {
         (ticket, reader)
     }
 
-    /// Registers with the hub and reads until the connection ends.
+    /// Reads until the connection ends. The hub learns of the connection with its first
+    /// message for it ([`Reader::send_to_hub`]).
     #[inline(never)]
     fn run(&mut self) -> Ending {
-        let accepted = ToHub::Accepted {
-            conn: self.id,
-            tag: self.session.tag().clone(),
-            ip: self.peer_ip,
-            outbox: self.outbox.clone(),
-        };
-        if self.hub.send(accepted).is_err() {
-            return Ending::Fault(Cause::Io("hub stopped".into()));
-        }
         // A panic here is a bug; it must still not take the server down nor keep the
         // client's name: contain it and close the connection like any fault.
         match catch_unwind(AssertUnwindSafe(|| self.read_loop())) {
@@ -225,7 +224,11 @@ impl Reader {
                 Err(e) if e.kind() == ErrorKind::Interrupted => match self.shared.end() {
                     // Woken by the server (shutdown): the transition is logged now.
                     Some(cause) => return Ending::Fault(cause),
-                    None => continue,
+                    // A shutdown reaches the clients through the hub: it must know this one.
+                    None => match self.announce() {
+                        Some(end) => return end,
+                        None => continue,
+                    },
                 },
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                     return Ending::Fault(self.outside_cause(Cause::Reset));
@@ -408,10 +411,52 @@ impl Reader {
         self.send_to_hub(msg)
     }
 
-    fn send_to_hub(&self, msg: ToHub) -> Option<Ending> {
+    /// Gives the hub `msg`; the first message also tells it of the connection (a request
+    /// travels inside that [`ToHub::Accepted`]).
+    fn send_to_hub(&mut self, msg: ToHub) -> Option<Ending> {
+        let msg = if self.announced {
+            msg
+        } else {
+            self.announced = true;
+            match msg {
+                ToHub::Request {
+                    request, answer, ..
+                } => self.accepted(Some(Box::new(First { request, answer }))),
+                other => {
+                    if self.hub.send(self.accepted(None)).is_err() {
+                        return Some(Ending::Fault(Cause::Io("hub stopped".into())));
+                    }
+                    other
+                }
+            }
+        };
         match self.hub.send(msg) {
             Ok(()) => None,
             Err(_) => Some(Ending::Fault(Cause::Io("hub stopped".into()))),
+        }
+    }
+
+    /// Tells the hub of the connection now, if it does not know it yet.
+    #[inline(never)]
+    fn announce(&mut self) -> Option<Ending> {
+        if self.announced {
+            return None;
+        }
+        self.announced = true;
+        match self.hub.send(self.accepted(None)) {
+            Ok(()) => None,
+            Err(_) => Some(Ending::Fault(Cause::Io("hub stopped".into()))),
+        }
+    }
+
+    /// The message that tells the hub of this connection, with its first request.
+    fn accepted(&self, first: Option<Box<First>>) -> ToHub {
+        ToHub::Accepted {
+            conn: self.id,
+            tag: self.session.tag().clone(),
+            ip: self.peer_ip,
+            outbox: self.outbox.clone(),
+            first,
         }
     }
 
@@ -551,7 +596,13 @@ impl Reader {
             conn: self.id,
             lines: for_hub,
         };
-        match self.hub.send(depart) {
+        // A connection the hub never knew holds nothing there: no departure to record.
+        let sent = if self.announced {
+            self.hub.send(depart)
+        } else {
+            Ok(())
+        };
+        match sent {
             // No hub (the server is stopping): say goodbye directly.
             Err(SendError(ToHub::Depart {
                 lines: Some(lines), ..

@@ -182,6 +182,7 @@ impl Fixture {
             tag,
             ip,
             outbox: outbox.clone(),
+            first: None,
         });
         outbox
     }

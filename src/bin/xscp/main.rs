@@ -16,6 +16,10 @@
 //! [`check`], which grades a server against the protocol.
 
 mod check;
+mod diagram;
+mod html;
+mod seqdiag;
+mod statechart;
 
 use std::convert::Infallible;
 use std::fmt;
@@ -54,7 +58,8 @@ const TYPED: &str = "> ";
 const USAGE: &str = "\
 usage: xscp [--name NAME] [--notif] [--manual] [--timestamps] [--echo] [ADDR]
             [-h|--help] [-V|--version]
-       xscp check [OPTIONS] (ADDR | --server COMMAND)   (see xscp check --help)";
+       xscp check [OPTIONS] (ADDR | --server COMMAND)   (see xscp check --help)
+       xscp diagram [--conn N]... [--html FILE] [LOG]    (see xscp diagram --help)";
 
 /// `--help`: what the client does and every option.
 const HELP: &str = "\
@@ -63,7 +68,8 @@ xscp - the XSCP/1 teaching client
 Connects to ADDR (default 127.0.0.1:1030; a host without a port, [::1] too, gets port
 1030), sends every line of standard input as one PDU and prints every line from the server
 verbatim. Lines it sends on its own are printed behind 'auto> ', /msg expansions behind
-'/msg> '. 'xscp check' grades a server instead (xscp check --help).
+'/msg> '. 'xscp check' grades a server instead (xscp check --help); 'xscp diagram' draws
+the sessions of a server's audit log (xscp diagram --help).
 
 Options:
       --name NAME            send 'uname NAME' as soon as the server has greeted
@@ -801,6 +807,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "check") {
         return check::main(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "diagram") {
+        return diagram::main(&args[1..]);
     }
     let opts = match parse_args(args) {
         Ok(Cli::Run(o)) => o,

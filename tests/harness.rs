@@ -295,6 +295,16 @@ pub fn parse_transition(line: &str) -> Option<(String, String, String)> {
 /// input empty, both outputs collected; fails the test if it runs longer than [`WAIT`].
 /// An error only if it cannot be started (e.g. it is not installed).
 pub fn try_run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::io::Result<Output> {
+    try_run_within(program, args, envs, WAIT)
+}
+
+/// [`try_run`] with another bound than [`WAIT`] (a browser's cold start takes longer).
+pub fn try_run_within(
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    bound: Duration,
+) -> std::io::Result<Output> {
     let mut child = Command::new(program)
         .args(args)
         .envs(envs.iter().copied())
@@ -315,7 +325,7 @@ pub fn try_run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::io::
         let _ = err.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + WAIT;
+    let deadline = Instant::now() + bound;
     let status = loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             break status;
@@ -323,7 +333,7 @@ pub fn try_run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::io::
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{program} {args:?} did not exit within {WAIT:?}");
+            panic!("{program} {args:?} did not exit within {bound:?}");
         }
         // Polling the child's status is the only portable way to wait with a bound.
         thread::sleep(Duration::from_millis(10));

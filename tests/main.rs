@@ -32,6 +32,7 @@ mod audit_diagram;
 mod audit_log;
 mod browser;
 mod check;
+mod check_report;
 mod cli;
 mod client;
 mod diagrams;

@@ -18,6 +18,7 @@
 mod check;
 mod diagram;
 mod html;
+mod report_page;
 mod seqdiag;
 mod statechart;
 

@@ -4,12 +4,14 @@
 //! Layout: [`transcript`] parses the format; [`runner`] plays one transcript over TCP,
 //! with [`matching`] for patterns and placeholders, [`server`] for the server `--server`
 //! starts per transcript and [`sys`] for the two libc calls std lacks; [`report`] prints
-//! results and JUnit XML; [`diagram`] draws the exchange as Mermaid; [`builtin`] is the
+//! results and JUnit XML; [`diagram`] draws the exchange as Mermaid and [`html`] the page of
+//! `--html`; [`builtin`] is the
 //! shipped suite.
 //! This file only reads the command line and wires them.
 
 mod builtin;
 mod diagram;
+mod html;
 mod matching;
 mod report;
 mod runner;
@@ -35,7 +37,7 @@ const MAX_FILE: u64 = 1024 * 1024;
 const USAGE: &str = "\
 usage: xscp check [--server COMMAND] [--transcripts DIR [--builtin]] [--section S]...
                   [--only PATTERN]... [--without FEATURE]... [--timeout DUR]
-                  [--junit FILE] [--diagrams DIR] [--list] [ADDR]";
+                  [--junit FILE] [--diagrams DIR] [--html FILE] [--list] [ADDR]";
 
 const HELP: &str = "\
 xscp check - grade an XSCP/1 server against the protocol
@@ -57,6 +59,9 @@ Options:
       --timeout DUR          longest wait for one expected event (default 5s)
       --junit FILE           also write the results as JUnit XML to FILE
       --diagrams DIR         write a Mermaid sequence diagram per transcript into DIR
+      --html FILE            also write the report as one self-contained HTML page to
+                             FILE: the grade, a summary by section and level, each
+                             transcript with its rule, result and sequence diagram
       --list                 list the selected transcripts and exit
   -h, --help                 print this help and exit
 
@@ -77,6 +82,7 @@ struct Options {
     timeout: Option<Duration>,
     junit: Option<PathBuf>,
     diagrams: Option<PathBuf>,
+    html: Option<PathBuf>,
     list: bool,
     help: bool,
 }
@@ -118,6 +124,7 @@ fn parse_args(args: &[String]) -> Result<Options, Usage> {
             }
             "--junit" => o.junit = Some(value(opt)?.into()),
             "--diagrams" => o.diagrams = Some(value(opt)?.into()),
+            "--html" => o.html = Some(value(opt)?.into()),
             "--builtin" | "--list" | "-h" | "--help" if inline.is_some() => {
                 return Err(Usage(format!("option {opt} takes no value")));
             }
@@ -317,6 +324,17 @@ pub fn main(args: &[String]) -> ExitCode {
     let _ = writeln!(out, "{}", report::summary(&results));
     if let Some(path) = &o.junit {
         if let Err(e) = std::fs::write(path, report::junit(&results)) {
+            eprintln!("xscp check: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(path) = &o.html {
+        let server = match (&o.addr, &o.server) {
+            (_, Some(cmd)) => cmd.clone(),
+            (Some(a), None) => a.clone(),
+            (None, None) => String::new(),
+        };
+        if let Err(e) = std::fs::write(path, html::page(&server, &results)) {
             eprintln!("xscp check: cannot write {}: {e}", path.display());
             return ExitCode::from(2);
         }

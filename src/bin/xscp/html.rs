@@ -81,8 +81,10 @@ nav ul { columns: 2; padding-left: 1.2rem; }
 @media print {
   body { max-width: none; padding: 0; font-size: 11pt; }
   nav, .screen-only { display: none; }
-  .case, figure, table { break-inside: avoid; }
-  h2 { break-after: avoid; }
+  figure, table, dl, .meta, .server-log { break-inside: avoid; }
+  h2, h3 { break-after: avoid; }
+  .case { padding: .4rem .6rem; margin: .6rem 0; }
+  .case.pass figure svg { max-width: 60%; }
   figure { overflow: visible; }
   figure svg { max-width: 100%; }
   a { color: inherit; text-decoration: none; }

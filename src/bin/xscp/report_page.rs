@@ -67,7 +67,8 @@ pub struct Case {
     pub failure: Option<Failure>,
     /// The exchange that took place; none for a case that never ran.
     pub diagram: Option<Diagram>,
-    /// The server's last log lines, when the checker started the server.
+    /// The server's last log lines, when the checker started the server (shown for a
+    /// failure).
     pub server_log: Vec<String>,
 }
 
@@ -380,10 +381,12 @@ fn case(c: &Case) -> String {
             caption,
         ));
     }
-    if !c.server_log.is_empty() {
+    // The server's log explains a failure; beside a pass it is noise.
+    if v == Verdict::Fail && !c.server_log.is_empty() {
         let _ = writeln!(
             s,
-            "<p class=\"meta\">The server's last log lines:</p>\n<pre class=\"log\">{}</pre>",
+            "<div class=\"server-log\"><p class=\"meta\">The server's last log lines:</p>\n\
+             <pre>{}</pre></div>",
             escape(&c.server_log.join("\n"))
         );
     }
@@ -454,7 +457,7 @@ mod tests {
                 actual: "-ERR [STATE] & more".into(),
             }),
             diagram: (verdict != Verdict::Skip).then(sample),
-            server_log: Vec::new(),
+            server_log: vec![format!("log of {name}")],
         }
     }
 
@@ -521,6 +524,11 @@ mod tests {
         assert!(page.contains("<dt>expected</dt><dd>+OK &lt;x&gt;</dd>"));
         assert!(page.contains("<dd class=\"actual\">-ERR [STATE] &amp; more</dd>"));
         assert!(page.contains("Skipped: needs --server"));
+        assert!(
+            page.contains("<pre>log of hold-ip</pre>"),
+            "a failure's server log"
+        );
+        assert!(!page.contains("log of uname-ok"), "not beside a pass");
         assert_eq!(
             page.matches("<svg class=\"seq\"").count(),
             5,

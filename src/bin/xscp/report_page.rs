@@ -82,8 +82,10 @@ impl Case {
 /// Everything the report shows.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
-    /// The server graded, as the command line named it.
+    /// The server graded: its address, or its program's name.
     pub server: String,
+    /// How it was reached, when that says more (the `--server` command).
+    pub how: Option<String>,
     /// When the check ran (UTC), if known.
     pub when: Option<String>,
     pub cases: Vec<Case>,
@@ -201,11 +203,16 @@ pub fn render(r: &Report) -> String {
         .as_deref()
         .map(|w| format!(" on {w}"))
         .unwrap_or_default();
+    let how = r
+        .how
+        .as_deref()
+        .map(|h| format!(", {h}"))
+        .unwrap_or_default();
     p.paragraph(
         "meta",
         &format!(
-            "Graded by xscp check {}{when}: {} passed, {} failed, {} skipped. Each case plays one \
-             rule of xscp(7) over TCP; its diagram shows the exchange that took place.",
+            "Graded by xscp check {}{when}{how}: {} passed, {} failed, {} skipped. Each case plays \
+             one rule of xscp(7) over TCP; its diagram shows the exchange that took place.",
             env!("CARGO_PKG_VERSION"),
             all.pass,
             all.fail,
@@ -464,6 +471,7 @@ mod tests {
     fn report() -> Report {
         Report {
             server: "127.0.0.1:1030".into(),
+            how: None,
             when: Some("2026-12-07 00:00 UTC".into()),
             cases: vec![
                 case("uname-ok", "5 uname", "MUST", Verdict::Pass),

@@ -140,10 +140,17 @@ fn case(t: &Transcript, run: &Run) -> Case {
     }
 }
 
-/// The page for the results of a check of `server`.
-pub fn page(server: &str, results: &[(&Transcript, Run)]) -> String {
+/// The page for the results of a check of the server at `addr`, or started per transcript
+/// by the `--server` command `command`.
+pub fn page(addr: Option<&str>, command: Option<&str>, results: &[(&Transcript, Run)]) -> String {
+    let program = command.and_then(|c| c.split_whitespace().next()).map(|p| {
+        std::path::Path::new(p)
+            .file_name()
+            .map_or(p.to_string(), |f| f.to_string_lossy().into_owned())
+    });
     report_page::render(&Report {
-        server: server.to_string(),
+        server: program.or(addr.map(String::from)).unwrap_or_default(),
+        how: command.map(|c| format!("a fresh server per transcript started as '{c}'")),
         when: None,
         cases: results.iter().map(|(t, run)| case(t, run)).collect(),
     })

@@ -329,12 +329,8 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     }
     if let Some(path) = &o.html {
-        let server = match (&o.addr, &o.server) {
-            (_, Some(cmd)) => cmd.clone(),
-            (Some(a), None) => a.clone(),
-            (None, None) => String::new(),
-        };
-        if let Err(e) = std::fs::write(path, html::page(&server, &results)) {
+        let page = html::page(o.addr.as_deref(), o.server.as_deref(), &results);
+        if let Err(e) = std::fs::write(path, page) {
             eprintln!("xscp check: cannot write {}: {e}", path.display());
             return ExitCode::from(2);
         }

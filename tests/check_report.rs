@@ -84,7 +84,10 @@ fn the_html_report_renders_in_chromium() {
     // What a reader sees first: the grade, then the summary; the failure with its rule
     // linked to its section, expected against actual.
     let dom = &r.dom;
-    assert!(dom.contains("<h1>xscp check: xscpd</h1>"), "the server graded, by name");
+    assert!(
+        dom.contains("<h1>xscp check: xscpd</h1>"),
+        "the server graded, by name"
+    );
     assert!(dom.contains("a fresh server per transcript started as"));
     let grade = dom
         .find("FAIL — the server breaks 1 rule of xscp(7) (0 MUST, 1 SHOULD)")

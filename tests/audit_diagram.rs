@@ -187,7 +187,16 @@ fn a_logged_session_becomes_its_diagrams() {
         receipt < gone && gone < welcome && welcome < replay,
         "{talk:#?}"
     );
-    assert!(held > receipt && resumed > gone);
+    assert!(
+        receipt < held && held < gone,
+        "held before the close: {talk:#?}"
+    );
+    assert!(
+        gone < resumed && resumed < welcome,
+        "the transition before its lines: {talk:#?}"
+    );
+    // bob read everything before he left: his close is his own.
+    assert!(talk[gone].starts_with(&format!("{b}-x")), "{}", talk[gone]);
     assert!(
         !talk.iter().any(|l| l.contains("FAIL")),
         "no violation in the conversation"

@@ -58,14 +58,17 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
   color: #fff; border-radius: 3px; padding: 0 .35em; font-size: .85em; }
 .verdict.pass { background: var(--pass); }
 .verdict.fail { background: var(--fail); }
+.verdict.warn { background: #9a6700; }
 .verdict.skip { background: var(--skip); }
 td.pass { background: #d4edda; } td.fail { background: #f8d7da; } td.skip { background: #e2e3e5; }
+td.warn { background: #fff3cd; }
 td.ping { background: #fff3cd; }
 .case { border: 1px solid var(--line); border-radius: 4px; padding: .8rem 1rem;
   margin: 1rem 0; }
 .case h2, .case h3 { margin-top: 0; }
 td.mono, .nowrap { white-space: nowrap; }
 .case.fail { border-left: 6px solid var(--fail); }
+.case.warn { border-left: 6px solid #9a6700; }
 .case.pass { border-left: 6px solid var(--pass); }
 .case.skip { border-left: 6px solid var(--skip); }
 .meta { color: #57606a; margin: 0 0 .5rem; }

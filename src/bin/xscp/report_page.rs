@@ -18,6 +18,8 @@ use crate::statechart;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Verdict {
     Fail,
+    /// A SHOULD rule that failed under `--level must`: reported, not graded.
+    Warn,
     Pass,
     Skip,
 }
@@ -27,6 +29,7 @@ impl Verdict {
         match self {
             Verdict::Pass => "PASS",
             Verdict::Fail => "FAIL",
+            Verdict::Warn => "WARN",
             Verdict::Skip => "SKIP",
         }
     }
@@ -35,6 +38,7 @@ impl Verdict {
         match self {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
+            Verdict::Warn => "warn",
             Verdict::Skip => "skip",
         }
     }
@@ -86,6 +90,9 @@ pub struct Report {
     pub server: String,
     /// How it was reached, when that says more (the `--server` command).
     pub how: Option<String>,
+    /// What the checker's first probe found broken (a failure of its own, before any
+    /// transcript).
+    pub probe: Option<String>,
     /// When the check ran (UTC), if known.
     pub when: Option<String>,
     pub cases: Vec<Case>,
@@ -138,6 +145,7 @@ fn number_key(number: &str) -> Vec<u32> {
 struct Counts {
     pass: usize,
     fail: usize,
+    warn: usize,
     skip: usize,
 }
 
@@ -146,6 +154,7 @@ impl Counts {
         match v {
             Verdict::Pass => self.pass += 1,
             Verdict::Fail => self.fail += 1,
+            Verdict::Warn => self.warn += 1,
             Verdict::Skip => self.skip += 1,
         }
     }
@@ -158,7 +167,13 @@ impl Counts {
                 format!("<td class=\"num {class}\">{n}</td>")
             }
         };
-        cell(self.pass, "pass") + &cell(self.fail, "fail") + &cell(self.skip, "skip")
+        // A warning is a failure reported, not graded: it shows in the failures' column.
+        let fails = match (self.fail, self.warn) {
+            (f, 0) => cell(f, "fail"),
+            (0, w) => format!("<td class=\"num warn\">{w} warn</td>"),
+            (f, w) => format!("<td class=\"num fail\">{f} + {w} warn</td>"),
+        };
+        cell(self.pass, "pass") + &fails + &cell(self.skip, "skip")
     }
 }
 
@@ -174,7 +189,15 @@ pub fn render(r: &Report) -> String {
         }
     }
     let graded = all.pass + all.fail;
-    let (class, grade) = if all.fail == 0 && graded > 0 {
+    let (class, grade) = if let Some(probe) = &r.probe {
+        (
+            "fail",
+            format!(
+                "FAIL — before any rule: {probe}; {} of {graded} graded rules kept",
+                all.pass
+            ),
+        )
+    } else if all.fail == 0 && graded > 0 {
         (
             "pass",
             format!(
@@ -212,12 +235,19 @@ pub fn render(r: &Report) -> String {
     p.paragraph(
         "meta",
         &format!(
-            "Graded by xscp check {}{when}{how}: {} passed, {} failed, {} skipped. Each case plays \
-             one rule of xscp(7) over TCP; its diagram shows the exchange that took place.",
+            "Graded by xscp check {}{when}{how}: {} passed, {} failed, {} skipped{}. Each case \
+             plays one rule of xscp(7) over TCP; its diagram shows the exchange that took place.",
             env!("CARGO_PKG_VERSION"),
             all.pass,
             all.fail,
-            all.skip
+            all.skip,
+            match all.warn {
+                0 => String::new(),
+                w => format!(
+                    ", {} of level SHOULD failed, reported only (WARN under --level must)",
+                    rules(w)
+                ),
+            }
         ),
     );
     p.push(&summary(r));
@@ -260,6 +290,7 @@ fn summary(r: &Report) -> String {
             let t = totals.entry(level).or_default();
             t.pass += c.pass;
             t.fail += c.fail;
+            t.warn += c.warn;
             t.skip += c.skip;
         }
         let _ = writeln!(
@@ -287,7 +318,7 @@ fn failures(r: &Report) -> String {
     let failed: Vec<&Case> = r
         .cases
         .iter()
-        .filter(|c| c.verdict == Verdict::Fail)
+        .filter(|c| matches!(c.verdict, Verdict::Fail | Verdict::Warn))
         .collect();
     if failed.is_empty() {
         return String::new();
@@ -378,7 +409,7 @@ fn case(c: &Case) -> String {
     }
     if let Some(d) = &c.diagram {
         let caption = match v {
-            Verdict::Fail => {
+            Verdict::Fail | Verdict::Warn => {
                 "The exchange that took place, the failure marked in red where it happened."
             }
             _ => "The exchange that took place.",
@@ -390,7 +421,7 @@ fn case(c: &Case) -> String {
         ));
     }
     // The server's log explains a failure; beside a pass it is noise.
-    if v == Verdict::Fail && !c.server_log.is_empty() {
+    if matches!(v, Verdict::Fail | Verdict::Warn) && !c.server_log.is_empty() {
         let _ = writeln!(
             s,
             "<div class=\"server-log\"><p class=\"meta\">The server's last log lines:</p>\n\
@@ -467,6 +498,7 @@ mod tests {
         Report {
             server: "127.0.0.1:1030".into(),
             how: None,
+            probe: None,
             when: Some("2026-12-07 00:00 UTC".into()),
             cases: vec![
                 case("uname-ok", "5 uname", "MUST", Verdict::Pass),
@@ -493,6 +525,30 @@ mod tests {
         assert!(render(&r).contains("class=\"grade pass\""));
         r.cases.retain(|c| c.verdict == Verdict::Skip);
         assert!(render(&r).contains("NOT GRADED"));
+        // What the probe found broken fails the grade before any rule.
+        let mut r = report();
+        r.cases.retain(|c| c.verdict != Verdict::Fail);
+        r.probe = Some("the ping barrier is broken".into());
+        let page = render(&r);
+        assert!(page.contains("class=\"grade fail\""));
+        assert!(page.contains("FAIL — before any rule: the ping barrier is broken"));
+    }
+
+    /// A SHOULD failure under `--level must` is a warning: listed, shown with its
+    /// expectation, counted apart and not graded.
+    #[test]
+    fn a_warning_is_reported_not_graded() {
+        let mut r = report();
+        r.cases.retain(|c| c.verdict != Verdict::Fail);
+        let mut warned = case("capa-order", "5 capa", "SHOULD", Verdict::Fail);
+        warned.verdict = Verdict::Warn;
+        r.cases.push(warned);
+        let page = render(&r);
+        assert!(page.contains("class=\"grade pass\""), "not graded");
+        assert!(page.contains("<span class=\"verdict warn\">WARN</span> capa-order"));
+        assert!(page.contains("<td class=\"num warn\">1 warn</td>"));
+        assert!(page.contains("1 rule of level SHOULD failed, reported only"));
+        assert!(page.contains("<dd class=\"actual\">-ERR [STATE] &amp; more</dd>"));
     }
 
     /// Sections in numeric order, a row each with MUST and SHOULD counts,

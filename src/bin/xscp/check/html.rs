@@ -111,7 +111,7 @@ fn case(t: &Transcript, run: &Run) -> Case {
     let (verdict, skip_reason, failure) = match &run.outcome {
         Outcome::Pass => (Verdict::Pass, None, None),
         Outcome::Skip(reason) => (Verdict::Skip, Some(reason.clone()), None),
-        Outcome::Fail(f) => {
+        Outcome::Fail(f) | Outcome::Warn(f) => {
             let step = if f.line == 0 {
                 format!("{}: ({})", t.origin, f.step)
             } else {
@@ -122,7 +122,11 @@ fn case(t: &Transcript, run: &Run) -> Case {
                 expected: f.expected.clone(),
                 actual: f.actual.clone(),
             };
-            (Verdict::Fail, None, Some(failure))
+            let verdict = match run.outcome {
+                Outcome::Warn(_) => Verdict::Warn,
+                _ => Verdict::Fail,
+            };
+            (verdict, None, Some(failure))
         }
     };
     Case {
@@ -141,8 +145,13 @@ fn case(t: &Transcript, run: &Run) -> Case {
 }
 
 /// The page for the results of a check of the server at `addr`, or started per transcript
-/// by the `--server` command `command`.
-pub fn page(addr: Option<&str>, command: Option<&str>, results: &[(&Transcript, Run)]) -> String {
+/// by the `--server` command `command`; `probe` is what the probe found broken, if it did.
+pub fn page(
+    addr: Option<&str>,
+    command: Option<&str>,
+    probe: Option<&str>,
+    results: &[(&Transcript, Run)],
+) -> String {
     let program = command.and_then(|c| c.split_whitespace().next()).map(|p| {
         std::path::Path::new(p)
             .file_name()
@@ -151,6 +160,7 @@ pub fn page(addr: Option<&str>, command: Option<&str>, results: &[(&Transcript, 
     report_page::render(&Report {
         server: program.or(addr.map(String::from)).unwrap_or_default(),
         how: command.map(|c| format!("a fresh server per transcript started as '{c}'")),
+        probe: probe.map(String::from),
         when: None,
         cases: results.iter().map(|(t, run)| case(t, run)).collect(),
     })

@@ -33,6 +33,15 @@ pub fn anchor(text: &str) -> String {
         .collect()
 }
 
+/// `n` things in words: `1 rule`, `2 rules` (English plurals in `s`).
+pub fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// The style sheet of every page.
 const CSS: &str = r#"
 :root { --pass: #1e7e34; --fail: #b00020; --skip: #6c757d; --line: #d0d7de; }
@@ -155,6 +164,13 @@ mod tests {
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
         );
         assert_eq!(escape("bell\x07"), "bell\\x07");
+    }
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "diagram"), "1 diagram");
+        assert_eq!(count(3, "connection"), "3 connections");
+        assert_eq!(count(0, "rule"), "0 rules");
     }
 
     #[test]

@@ -211,7 +211,7 @@ pub fn render(r: &Report) -> String {
             "fail",
             format!(
                 "FAIL — the server breaks {} of xscp(7) ({must_fail} MUST, {} SHOULD); {} of {graded} graded rules kept ({:.0}%)",
-                rules(all.fail),
+                html::count(all.fail, "rule"),
                 all.fail - must_fail,
                 all.pass,
                 100.0 * all.pass as f64 / graded as f64
@@ -245,7 +245,7 @@ pub fn render(r: &Report) -> String {
                 0 => String::new(),
                 w => format!(
                     ", {} of level SHOULD failed, reported only (WARN under --level must)",
-                    rules(w)
+                    html::count(w, "rule")
                 ),
             }
         ),
@@ -255,15 +255,6 @@ pub fn render(r: &Report) -> String {
     p.push(&cases(r));
     p.push(&sections(r));
     p.finish()
-}
-
-/// `1 rule`, `2 rules`.
-fn rules(n: usize) -> String {
-    if n == 1 {
-        "1 rule".into()
-    } else {
-        format!("{n} rules")
-    }
 }
 
 /// The summary: one row per section the cases cite, MUST and SHOULD counts apart.

@@ -206,10 +206,10 @@ fn page(
     p.paragraph(
         "meta",
         &format!(
-            "{} connections in {} diagrams{span}. Drawn by xscp diagram from the server's -vv log; \
+            "{} in the log, {} drawn{span}. Drawn by xscp diagram from the server's -vv log; \
              the states and transitions are those of xscp(7) §3.",
-            conns.len(),
-            diagrams.len()
+            html::count(conns.len(), "connection"),
+            html::count(diagrams.len(), "diagram")
         ),
     );
     let mut t = String::from(

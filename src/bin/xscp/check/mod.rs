@@ -6,8 +6,8 @@
 //! placeholders, [`server`] for the server `--server` starts per transcript and [`sys`]
 //! for the two libc calls std lacks; [`lines`] is the bounded line reader both of them
 //! use (so that neither imports the other); [`results`] is what a run produced,
-//! [`report`] prints it and JUnit XML, [`diagram`] draws the exchange as Mermaid and
-//! [`html`] makes the page of `--html`;
+//! [`report`] prints it and JUnit XML, [`diagram`] makes the exchange a sequence diagram
+//! (Mermaid for `--diagrams`) and [`html`] the page of `--html`;
 //! [`probe`] asks first whether an XSCP server is there at all; [`builtin`] is the
 //! shipped suite.
 //! This file only reads the command line and wires them.

@@ -18,8 +18,9 @@ fn conn_lines(server: &Server, peer: &str) -> Vec<String> {
 
 /// Input pipelined in one write (`uname mallory` and a spoofed `chatm`): the greeting is
 /// logged as sent before the first line read, each reply after the line that caused it and
-/// before the next line read, the violation after the line that made it, the last lines
-/// after the violation, and the close last.
+/// before the next line read, the registration's transition before the `+OK` it lets
+/// through, the violation after the line that made it, the last lines after the violation,
+/// and the close last, saying how it closed.
 #[test]
 fn a_pipelined_session_is_logged_in_causal_order() {
     let server = Server::start(&["-v", "--hold", "0"]);
@@ -39,13 +40,14 @@ fn a_pipelined_session_is_logged_in_causal_order() {
             "LISTEN -> NEGOTIATING on tcp_connection_accepted",
             "-> +OK xscp/1 ready",
             "<- uname mallory",
-            "-> +OK you are mallory",
             "NEGOTIATING -> ESTABLISHED on credentials_validated nick=mallory",
+            "-> +OK you are mallory",
             "<- chatm eve mallory hi",
             "ESTABLISHED -> ABORTED on connection_error cause=spoofing",
             "-> -ERR [SPOOF] eve is not your nickname",
             "-> cquit protocol violation",
-            "ABORTED -> CLOSED on close",
+            // The client keeps its end open until the test ends.
+            "ABORTED -> CLOSED on close (the linger ran out)",
         ]
     );
 }
@@ -143,7 +145,7 @@ fn a_shutdown_is_logged_when_the_server_makes_it() {
         [
             "-> cquit server shutting down",
             "ESTABLISHED -> UPDATE on server_shutdown",
-            "UPDATE -> CLOSED on close",
+            "UPDATE -> CLOSED on close (the linger ran out)",
         ]
     );
     assert!(
@@ -154,4 +156,70 @@ fn a_shutdown_is_logged_when_the_server_makes_it() {
         "the server gave up waiting"
     );
     drop(c);
+}
+
+/// §5.8 a resume, in order: the registration's transition (welcome back) before the
+/// `+OK welcome back` and the replayed mailbox, and before the other clients hear of it.
+/// §5.7 a departure: ABORTED, then the name held, then the close, which says the peer
+/// closed.
+#[test]
+fn a_departure_and_a_resume_are_logged_in_causal_order() {
+    let server = Server::start(&["-v", "--hold", "60"]);
+    let mut alice = server.register("alice");
+    alice.send("notif on");
+    alice.expect("+OK notifications on");
+    let mut bob = server.register("bob");
+    let bob_peer = bob.peer();
+    alice.expect("notif join bob");
+    alice.send("chatm alice bob hi");
+    alice.expect("+OK message relayed");
+    // bob reads it (nothing unread: his close is a FIN, not a reset) and leaves without a
+    // receipt: his copy becomes his mailbox.
+    bob.expect("chatm alice bob hi");
+    drop(bob);
+    alice.expect("notif quit bob");
+    server.wait_closed(&bob_peer);
+    let gone = conn_lines(&server, &bob_peer);
+    let at = |lines: &[String], what: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(what))
+            .unwrap_or_else(|| panic!("no {what:?} in {lines:#?}"))
+    };
+    let aborted = at(
+        &gone,
+        "ESTABLISHED -> ABORTED on connection_error cause=peer closed",
+    );
+    let held = at(&gone, "name bob held for 127.0.0.1");
+    let closed = at(&gone, "ABORTED -> CLOSED on close (the peer closed)");
+    assert!(aborted < held && held < closed, "{gone:#?}");
+    assert_eq!(closed, gone.len() - 1, "the close last: {gone:#?}");
+
+    let mut back = server.connect().greeted();
+    let back_peer = back.peer();
+    back.send("uname bob");
+    back.expect("+OK welcome back bob (1 held, 0 lost)");
+    back.expect("chatm alice bob hi");
+    alice.expect("notif join bob");
+    assert!(back.nothing_pending());
+    let lines = conn_lines(&server, &back_peer);
+    let established = at(
+        &lines,
+        "NEGOTIATING -> ESTABLISHED on credentials_validated nick=bob (welcome back)",
+    );
+    let welcome = at(&lines, "-> +OK welcome back bob");
+    let replay = at(&lines, "-> chatm alice bob hi");
+    assert!(established < welcome && welcome < replay, "{lines:#?}");
+    // Across connections the log is one sequence: alice hears of the return after it
+    // (her last `notif join bob`; the first was bob's first registration).
+    let log = server.log();
+    let returned = log
+        .iter()
+        .position(|l| l.contains(&back_peer) && l.contains("(welcome back)"))
+        .expect("the return");
+    let told = log
+        .iter()
+        .rposition(|l| l.contains(&alice.peer()) && l.contains("-> notif join bob"))
+        .expect("alice told");
+    assert!(returned < told, "{log:#?}");
 }

@@ -507,12 +507,18 @@ fn own_transcripts_and_diagrams_of_a_failure() {
     assert_eq!(all.lines().last(), Some("1 passed, 1 failed, 0 skipped"));
     let d = std::fs::read_to_string(diagrams.join("pong-is-shouted.mmd")).expect("diagram");
     assert!(d.starts_with("sequenceDiagram\n"), "{d}");
+    // Connection a is p0, the server p1 (ids, so that no name is a Mermaid keyword).
     assert!(
-        d.contains("c_a->>server: ping x") && d.contains("server-->>c_a: +OK pong x"),
+        d.contains("    participant p0 as a\n    participant p1 as server\n"),
         "{d}"
     );
     assert!(
-        d.contains("Note over c_a: FAIL expected +OK PONG x, got +OK pong x"),
+        d.contains("p0->>p1: ping x") && d.contains("p1-->>p0: +OK pong x"),
+        "{d}"
+    );
+    // The failure, shaded, where it happened (entity codes for Mermaid's `:`).
+    assert!(
+        d.contains("    rect rgb(248, 215, 218)\n        Note over p0: FAIL#58; expected +OK PONG x, got +OK pong x\n    end"),
         "{d}"
     );
 

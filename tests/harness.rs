@@ -291,6 +291,16 @@ pub fn parse_transition(line: &str) -> Option<(String, String, String)> {
 /// input empty, both outputs collected; fails the test if it runs longer than [`WAIT`].
 /// An error only if it cannot be started (e.g. it is not installed).
 pub fn try_run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::io::Result<Output> {
+    try_run_within(program, args, envs, WAIT)
+}
+
+/// [`try_run`] with another bound than [`WAIT`] (a browser's cold start takes longer).
+pub fn try_run_within(
+    program: &str,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    bound: Duration,
+) -> std::io::Result<Output> {
     let mut child = Command::new(program)
         .args(args)
         .envs(envs.iter().copied())
@@ -311,7 +321,7 @@ pub fn try_run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::io::
         let _ = err.read_to_end(&mut v);
         v
     });
-    let status = wait_child(&mut child, &format!("{program} {args:?}"));
+    let status = wait_child_within(&mut child, &format!("{program} {args:?}"), bound);
     Ok(Output {
         status,
         stdout: out.join().expect("stdout reader"),
@@ -322,7 +332,12 @@ pub fn try_run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::io::
 /// Waits for `child` (described as `what`) to exit, at most [`WAIT`]; kills it and fails
 /// the test if it does not.
 pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
-    let deadline = Instant::now() + WAIT;
+    wait_child_within(child, what, WAIT)
+}
+
+/// [`wait_child`] with another bound than [`WAIT`].
+pub fn wait_child_within(child: &mut Child, what: &str, bound: Duration) -> ExitStatus {
+    let deadline = Instant::now() + bound;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
             return status;
@@ -330,7 +345,7 @@ pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not exit within {WAIT:?}");
+            panic!("{what} did not exit within {bound:?}");
         }
         // Polling the child's status is the only portable way to wait with a bound.
         thread::sleep(Duration::from_millis(10));

@@ -19,7 +19,8 @@
 //!   `nothing_pending` (a `ping` round trip as a barrier), `nothing_pending_but_pings`,
 //!   `peer` (how the log names it), `writer`, `stream`, `reset`, `shutdown_write`.
 //! - Resume: `x40`, `wait_held`, `leave` (cquit, then the hold's log line), `come_back`.
-//! - `run`, `try_run`, `run_xscpd`: a program run to completion within the bound.
+//! - `run`, `try_run`, `try_run_within`, `run_xscpd`: a program run to completion within
+//!   the bound.
 //! - `flood_until_dropped`, `read_lines_lenient`, `any_conn_closed`, `parse_transition`.
 //! - `/proc` values, which have no event: `poll_until`, `proc_status`,
 //!   `thread_names`, `thread_wchan`, `open_fds`.
@@ -29,8 +30,11 @@
 mod harness;
 
 mod attack;
+mod audit_diagram;
 mod audit_log;
+mod browser;
 mod check;
+mod check_report;
 mod cli;
 mod client;
 mod diagrams;

@@ -121,6 +121,9 @@ pub enum ToHub<O> {
         /// The last lines to send; `None` when its reader sends them and closes itself
         /// (the hub owed it nothing more).
         lines: Option<String>,
+        /// Answered once the departure is taken (the name held, its mailbox kept): the
+        /// reader logs the close after that.
+        done: Promise,
     },
     /// The server is shutting down: every client gets `cquit server shutting down`.
     Shutdown,
@@ -301,11 +304,12 @@ impl<O: Output> Hub<O> {
                 }
             }
             ToHub::Respond { conn, line } => self.send(conn, &line),
-            ToHub::Depart { conn, lines } => {
+            ToHub::Depart { conn, lines, done } => {
                 if let (Some(c), Some(lines)) = (self.clients.get(&conn), lines) {
                     c.outbox.finish(&lines);
                 }
                 self.remove(conn);
+                done.answer(Answer::Done);
             }
             ToHub::Shutdown => self.shutdown(),
         }

@@ -10,6 +10,7 @@ use super::{Answer, Hub, Output};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
+use crate::protocol::session;
 
 impl<O: Output> Hub<O> {
     /// Is `key` free for `conn`, or held for its address (`Some`: welcome back, with the
@@ -50,10 +51,12 @@ impl<O: Output> Hub<O> {
             }
         };
         self.names.insert(key, conn);
+        let welcome_back = resumed.is_some();
         if let Some(c) = self.clients.get_mut(&conn) {
             c.nick = Some(nick.clone());
+            // The transition first, then the lines it lets through (§7: a causal log).
+            session::log_registration(&c.tag, &nick, welcome_back);
         }
-        let welcome_back = resumed.is_some();
         match resumed {
             Some(r) => self.resume(conn, &nick, r),
             None => self.send(conn, &reply::you_are(nick.as_str())),

@@ -231,7 +231,7 @@ impl Acceptor {
         let stream = Arc::new(stream);
         let lingering = Arc::clone(&stream);
         let job = Job::new("xscp-refuse", id, move || {
-            linger(&lingering, LINGER);
+            let _ = linger(&lingering, LINGER);
             drop(slot);
         });
         if let Err((e, job)) = self.settings.readers.run(job) {

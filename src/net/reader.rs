@@ -24,8 +24,8 @@ use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::{ConnId, Tag};
-use crate::hub::{Chats, First, Output, Promise, slot};
-use crate::protocol::cause::Cause;
+use crate::hub::{Chats, First, Output, Pending, Promise, slot};
+use crate::protocol::cause::{Cause, Closed};
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
 use crate::protocol::request::{Answer, Hand};
@@ -128,10 +128,13 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     let ticket_and_reader = Reader::start(conn, settings, hub);
     let (ticket, mut reader) = ticket_and_reader;
     let ending = reader.run();
-    reader.finish(ending);
+    let (how, departed) = reader.finish(ending);
     reader.shared.set_reader(false);
     drop(ticket);
-    reader.session.on_closed();
+    // The hub has taken the departure (and logged the name's hold) before the close is
+    // logged: the log reads in the order things happened (§7).
+    departed.wait();
+    reader.session.on_closed(how);
 }
 
 impl Reader {
@@ -567,13 +570,25 @@ impl Reader {
         }
     }
 
-    /// Sends the last lines, waits for the writer's FIN, lingers, closes.
+    /// Sends the last lines, waits for the writer's FIN, lingers, closes; says how the
+    /// socket closed, and gives the wait for the hub to have taken the departure.
     #[inline(never)]
-    fn finish(&mut self, ending: Ending) {
+    fn finish(&mut self, ending: Ending) -> (Closed, Pending) {
         let (lines, cause, fault) = match ending {
             Ending::Closing(c) => (c.lines, c.cause, false),
             Ending::Fault(cause) => (String::new(), cause, true),
         };
+        // A fault moves the session to ABORTED now, before the hub hears of the departure
+        // (and holds the name): the log reads in the order things happened. End of stream
+        // may be the echo of a reset the writer met first; the log names the real cause
+        // when the writer has said so by now.
+        if fault {
+            let seen = match &cause {
+                Cause::PeerClosed => self.shared.end().unwrap_or(Cause::PeerClosed),
+                other => other.clone(),
+            };
+            self.session.on_end(&seen);
+        }
         // Lines read before the end are relayed before it (and answered before the last
         // lines). If the hub is gone there is no one to relay them to.
         let _ = self.give_chats();
@@ -592,9 +607,11 @@ impl Reader {
         } else {
             (Some(lines), String::new())
         };
+        let (done, departed) = slot();
         let depart = ToHub::Depart {
             conn: self.id,
             lines: for_hub,
+            done,
         };
         // A connection the hub never knew holds nothing there: no departure to record.
         let sent = if self.announced {
@@ -613,21 +630,22 @@ impl Reader {
         // Every way a connection ends queues a close (here, in the hub's
         // Depart, shutdown or slow-consumer abort), so this wait ends.
         self.outbox.wait_done();
-        // End of stream may be the echo of a reset the writer met first: by now it has said
-        // so, and the log names the real cause.
+        // By now the writer has said whether the end of stream was the echo of a reset.
         let cause = match cause {
             Cause::PeerClosed if fault => self.shared.end().unwrap_or(Cause::PeerClosed),
             other => other,
         };
-        if fault {
-            self.session.on_end(&cause);
-        }
         let orderly = !matches!(
             cause,
             Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::SlowConsumer
         ) && !matches!(self.shared.end(), Some(Cause::SlowConsumer | Cause::Reset));
-        if orderly {
-            linger(self.shared.socket(), LINGER);
-        }
+        let how = if orderly {
+            linger(self.shared.socket(), LINGER)
+        } else if cause == Cause::PeerClosed {
+            Closed::PeerClosed
+        } else {
+            Closed::NoLinger
+        };
+        (how, departed)
     }
 }

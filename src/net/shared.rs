@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::protocol::cause::Cause;
+use crate::protocol::cause::{Cause, Closed};
 
 /// State shared by a connection's reader, writer and outbox. Every connection keeps one
 /// for its whole life, so what is rarely there is boxed: the cause is set once, at the end.
@@ -73,20 +73,26 @@ impl ConnShared {
 }
 
 /// Reads and discards input until end of stream or `limit` passes, so that data the client
-/// sent after our last line does not make the close a reset.
-pub fn linger(mut stream: &TcpStream, limit: Duration) {
+/// sent after our last line does not make the close a reset; says which ended it.
+pub fn linger(mut stream: &TcpStream, limit: Duration) -> Closed {
     let deadline = Instant::now() + limit;
     let mut sink = [0u8; 1024];
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
+        if left.is_zero() {
+            return Closed::LingerRanOut;
+        }
+        if stream.set_read_timeout(Some(left)).is_err() {
+            return Closed::LingerFailed;
         }
         match stream.read(&mut sink) {
-            Ok(0) => return,
+            Ok(0) => return Closed::PeerClosed,
             Ok(_) => continue,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-            Err(_) => return,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Closed::LingerRanOut;
+            }
+            Err(_) => return Closed::LingerFailed,
         }
     }
 }

@@ -49,6 +49,32 @@ pub enum Cause {
     ServerShutdown,
 }
 
+/// How a connection's socket came to be closed: the `-> CLOSED on close` line says it, so
+/// that an auditor tells an orderly close from one that timed out (§7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// The peer closed its side (during the linger, or before it, as the connection's end).
+    PeerClosed,
+    /// The linger ran out before the peer closed its side; the server closed anyway.
+    LingerRanOut,
+    /// Reading during the linger failed (a reset, most often).
+    LingerFailed,
+    /// Closed at once, without a linger: the connection had failed (a reset, an I/O error,
+    /// a slow consumer's queue dropped).
+    NoLinger,
+}
+
+impl fmt::Display for Closed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Closed::PeerClosed => "the peer closed",
+            Closed::LingerRanOut => "the linger ran out",
+            Closed::LingerFailed => "the linger failed",
+            Closed::NoLinger => "no linger after a failure",
+        })
+    }
+}
+
 impl Cause {
     /// The `cquit <reason>` line the client gets, if the server still can and should say
     /// anything.

@@ -22,7 +22,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::cause::Cause;
+use super::cause::{Cause, Closed};
 use super::command::{self, Classified, Command, Legality, SyntaxError};
 use super::framing::FrameError;
 use super::fsm::{self, Event, State};
@@ -222,20 +222,8 @@ impl Session {
     }
 
     fn set_state_at(&mut self, level: log::Level, event: Event, detail: fmt::Arguments<'_>) {
-        match fsm::next_state(self.state, event) {
-            Ok(to) => {
-                log::log!(
-                    level,
-                    "{} {} -> {} on {}{}",
-                    self.tag,
-                    self.state,
-                    to,
-                    event,
-                    detail
-                );
-                self.state = to;
-            }
-            Err(e) => log::error!("{} BUG: {e}", self.tag),
+        if let Some(to) = log_transition(level, &self.tag, self.state, event, detail) {
+            self.state = to;
         }
     }
 
@@ -402,22 +390,22 @@ impl Session {
 
     /// The hub registered the nickname (and sent the `+OK`, so that nothing relayed to the
     /// new name can overtake it): NEGOTIATING -> ESTABLISHED.
-    pub fn on_registered(&mut self, nick: Nick, welcome_back: bool) {
-        self.set_state(
-            Event::CredentialsValidated,
-            format_args!(
-                " nick={nick}{}",
-                if welcome_back { " (welcome back)" } else { "" }
-            ),
-        );
+    ///
+    /// The hub logged the transition already, where it happened ([`log_registration`]):
+    /// the state moves here without a second line.
+    pub fn on_registered(&mut self, nick: Nick) {
+        match fsm::next_state(self.state, Event::CredentialsValidated) {
+            Ok(to) => self.state = to,
+            Err(e) => log::error!("{} BUG: {e}", self.tag),
+        }
         self.nick = Some(nick);
     }
 
     /// The hub answered `asked`, a request the session waits on ([`Request::hand`]).
     pub fn on_answer(&mut self, asked: &Request, answer: Answer) -> Step {
         match (asked, answer) {
-            (Request::Register(_), Answer::Registered { nick, welcome_back }) => {
-                self.on_registered(nick, welcome_back);
+            (Request::Register(_), Answer::Registered { nick, .. }) => {
+                self.on_registered(nick);
                 Step::Nothing
             }
             (Request::Register(nick), _) => self.on_register_refused(nick),
@@ -469,10 +457,52 @@ impl Session {
         }
     }
 
-    /// The socket is closed: UPDATE or ABORTED -> CLOSED.
-    pub fn on_closed(&mut self) {
-        self.set_state(Event::Close, format_args!(""));
+    /// The socket is closed: UPDATE or ABORTED -> CLOSED, saying how (the peer closed, or
+    /// the linger ran out).
+    pub fn on_closed(&mut self, how: Closed) {
+        self.set_state(Event::Close, format_args!(" ({how})"));
     }
+}
+
+/// Looks the move from `from` on `event` up in the transition table and writes its audit
+/// line (`conn=.. peer=.. FROM -> TO on event detail`); the state it leads to, or `None`
+/// (and an error line) for a pair the table does not have.
+fn log_transition(
+    level: log::Level,
+    tag: &Tag,
+    from: State,
+    event: Event,
+    detail: fmt::Arguments<'_>,
+) -> Option<State> {
+    match fsm::next_state(from, event) {
+        Ok(to) => {
+            log::log!(level, "{tag} {from} -> {to} on {event}{detail}");
+            Some(to)
+        }
+        Err(e) => {
+            log::error!("{tag} BUG: {e}");
+            None
+        }
+    }
+}
+
+/// The audit line of a registration, `NEGOTIATING -> ESTABLISHED on credentials_validated
+/// nick=..` (with ` (welcome back)` for a return, §5.7). The hub writes it: a registration
+/// happens in the hub, which queues the `+OK` (and a resume's replay, §5.8) at once so that
+/// nothing relayed to the new name overtakes them, and the log is causal only if the
+/// transition comes before the lines it lets through. [`Session::on_registered`] then moves
+/// the session's state without a second line.
+pub fn log_registration(tag: &Tag, nick: &Nick, welcome_back: bool) {
+    log_transition(
+        log::Level::Info,
+        tag,
+        State::Negotiating,
+        Event::CredentialsValidated,
+        format_args!(
+            " nick={nick}{}",
+            if welcome_back { " (welcome back)" } else { "" }
+        ),
+    );
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use xscp::config::{DEFAULT_PORT, with_port};
 pub const USAGE: &str = "\
 usage: xscp [--name NAME] [--notif] [--manual] [--timestamps] [--echo] [ADDR]
             [-h|--help] [-V|--version]
-       xscp check [OPTIONS] (ADDR | --server COMMAND)   (see xscp check --help)";
+       xscp check [OPTIONS] (ADDR | --server COMMAND)   (see xscp check --help)
+       xscp diagram [--conn N]... [--html FILE] [LOG]    (see xscp diagram --help)";
 
 /// `--help`: what the client does and every option.
 pub const HELP: &str = "\
@@ -18,7 +19,8 @@ xscp - the XSCP/1 teaching client
 Connects to ADDR (default 127.0.0.1:1030; a host without a port, [::1] too, gets port
 1030), sends every line of standard input as one PDU and prints every line from the server
 verbatim. Lines it sends on its own are printed behind 'auto> ', /msg expansions behind
-'/msg> '. 'xscp check' grades a server instead (xscp check --help).
+'/msg> '. 'xscp check' grades a server instead (xscp check --help); 'xscp diagram' draws
+the sessions of a server's audit log (xscp diagram --help).
 
 Options:
       --name NAME            send 'uname NAME' as soon as the server has greeted

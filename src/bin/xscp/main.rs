@@ -15,14 +15,22 @@
 //! - [`session`]: the loop that feeds every event to the client.
 //!
 //! `xscp check ...` is another program in the same binary: the conformance checker of
-//! [`check`], which grades a server against the protocol.
+//! [`check`], which grades a server against the protocol; `xscp diagram ...` a third, which
+//! draws the sessions of a server's audit log ([`diagram`]). Both draw with [`seqdiag`]
+//! (sequence diagrams as Mermaid and SVG), [`statechart`] (xscp(7) §3 and §4 as pictures)
+//! and [`html`] (self-contained pages); [`report_page`] is the page of `check --html`.
 
 mod check;
 mod classify;
 mod cli;
 mod client;
+mod diagram;
+mod html;
 mod reader;
+mod report_page;
+mod seqdiag;
 mod session;
+mod statechart;
 
 use std::process::ExitCode;
 
@@ -33,6 +41,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "check") {
         return check::main(&args[1..]);
+    }
+    if args.first().is_some_and(|a| a == "diagram") {
+        return diagram::main(&args[1..]);
     }
     let opts = match parse_args(args) {
         Ok(Cli::Run(o)) => o,

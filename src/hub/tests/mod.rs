@@ -271,6 +271,7 @@ impl Fixture {
     /// The connection ends with `cquit` (its reader's last line).
     fn quit(&mut self, conn: ConnId) {
         let lines = Some(reply::QUIT_OK.to_string());
-        self.hub.handle(ToHub::Depart { conn, lines });
+        let (done, _) = crate::hub::slot();
+        self.hub.handle(ToHub::Depart { conn, lines, done });
     }
 }

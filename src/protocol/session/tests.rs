@@ -35,7 +35,7 @@ fn session_established() -> Session {
     let Step::Hub(Request::Register(nick)) = s.on_line("uname alice") else {
         panic!("uname must ask the hub")
     };
-    s.on_registered(nick, false);
+    s.on_registered(nick);
     assert_eq!(s.state(), State::Established);
     s
 }
@@ -367,13 +367,13 @@ mod established {
         let c = s.on_timer(Timer::Pong);
         assert_eq!(c.lines, "cquit ping timeout\r\n");
         assert_eq!(s.state(), State::Aborted);
-        s.on_closed();
+        s.on_closed(Closed::LingerRanOut);
         assert_eq!(s.state(), State::Closed);
 
         let mut s = session_established();
         s.on_end(&Cause::ServerShutdown);
         assert_eq!(s.state(), State::Update);
-        s.on_closed();
+        s.on_closed(Closed::PeerClosed);
         assert_eq!(s.state(), State::Closed);
     }
 
@@ -400,7 +400,7 @@ mod timers {
         let Step::Hub(Request::Register(nick)) = s.on_line("uname alice") else {
             panic!("uname must ask the hub")
         };
-        s.on_registered(nick, false);
+        s.on_registered(nick);
         s
     }
 
@@ -632,7 +632,7 @@ mod properties {
                     (Step::Hub(Request::Register(nick)), Some(Legality::Legal)) => {
                         prop_assert_eq!(classified.spec.map(|c| c.keyword), Some("uname"));
                         if hub_says_yes {
-                            s.on_registered(nick.clone(), false);
+                            s.on_registered(nick.clone());
                             prop_assert_eq!(s.state(), State::Established);
                         } else {
                             match s.on_register_refused(nick) {

@@ -6,13 +6,15 @@
 //! placeholders, [`server`] for the server `--server` starts per transcript and [`sys`]
 //! for the two libc calls std lacks; [`lines`] is the bounded line reader both of them
 //! use (so that neither imports the other); [`results`] is what a run produced,
-//! [`report`] prints it and JUnit XML, [`diagram`] draws the exchange as Mermaid;
+//! [`report`] prints it and JUnit XML, [`diagram`] makes the exchange a sequence diagram
+//! (Mermaid for `--diagrams`) and [`html`] the page of `--html`;
 //! [`probe`] asks first whether an XSCP server is there at all; [`builtin`] is the
 //! shipped suite.
 //! This file only reads the command line and wires them.
 
 mod builtin;
 mod diagram;
+mod html;
 mod lines;
 mod matching;
 mod probe;
@@ -42,7 +44,8 @@ const MAX_FILE: u64 = 1024 * 1024;
 const USAGE: &str = "\
 usage: xscp check [--server COMMAND] [--transcripts DIR [--builtin]] [--section S]...
                   [--only PATTERN]... [--without FEATURE]... [--level LEVEL]
-                  [--timeout DUR] [--junit FILE] [--diagrams DIR] [--list] [ADDR]";
+                  [--timeout DUR] [--junit FILE] [--diagrams DIR] [--html FILE] [--list]
+                  [ADDR]";
 
 const HELP: &str = "\
 xscp check - grade an XSCP/1 server against the protocol
@@ -67,6 +70,9 @@ Options:
       --timeout DUR          longest wait for one expected event (default 5s)
       --junit FILE           also write the results as JUnit XML to FILE
       --diagrams DIR         write a Mermaid sequence diagram per transcript into DIR
+      --html FILE            also write the report as one self-contained HTML page to
+                             FILE: the grade, a summary by section and level, each
+                             transcript with its rule, result and sequence diagram
       --list                 list the selected transcripts and exit
   -h, --help                 print this help and exit
 
@@ -90,6 +96,7 @@ struct Options {
     timeout: Option<Duration>,
     junit: Option<PathBuf>,
     diagrams: Option<PathBuf>,
+    html: Option<PathBuf>,
     list: bool,
     help: bool,
 }
@@ -139,6 +146,7 @@ fn parse_args(args: &[String]) -> Result<Options, Usage> {
             }
             "--junit" => o.junit = Some(value(opt)?.into()),
             "--diagrams" => o.diagrams = Some(value(opt)?.into()),
+            "--html" => o.html = Some(value(opt)?.into()),
             "--builtin" | "--list" | "-h" | "--help" if inline.is_some() => {
                 return Err(Usage(format!("option {opt} takes no value")));
             }
@@ -273,10 +281,10 @@ fn selection(o: &Options) -> String {
     words.join(" ")
 }
 
-/// `--junit FILE` and `--diagrams DIR` are tried before the run, so that an hour of
-/// results is not lost to a typo.
+/// `--junit FILE`, `--html FILE` and `--diagrams DIR` are tried before the run, so that an
+/// hour of results is not lost to a typo.
 fn writable(o: &Options) -> Result<(), String> {
-    if let Some(path) = &o.junit {
+    for path in o.junit.iter().chain(&o.html) {
         std::fs::write(path, "").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
     if let Some(dir) = &o.diagrams {
@@ -425,6 +433,18 @@ pub fn main(args: &[String]) -> ExitCode {
     }
     if let Some(path) = &o.junit {
         if let Err(e) = std::fs::write(path, report::junit(&results, broken_barrier.as_deref())) {
+            xscp::errln!("xscp check: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(path) = &o.html {
+        let page = html::page(
+            o.addr.as_deref(),
+            o.server.as_deref(),
+            broken_barrier.as_deref(),
+            &results,
+        );
+        if let Err(e) = std::fs::write(path, page) {
             xscp::errln!("xscp check: cannot write {}: {e}", path.display());
             return ExitCode::from(2);
         }

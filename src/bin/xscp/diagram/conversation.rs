@@ -1,0 +1,459 @@
+//! From log entries to sequence diagrams: which connections talked to each other, and the
+//! diagram of a set of them.
+//!
+//! Two connections talk when a `chatm` or `chatr` that the server read from one is the line
+//! it sent to the other (a relay, or later a mailbox replay after a resume, xscp(7) §5.8).
+//! Such a pair is a [`Link`]. The connections linked to each other, directly or through
+//! others, are one conversation, drawn as one diagram. A diagram can also be drawn for the
+//! connections an auditor names: then their correspondents appear with only the lines they
+//! exchanged with them.
+
+use std::collections::{BTreeSet, HashMap};
+
+use xscp::protocol::fsm::State;
+
+use super::logparse::{Entry, Kind, Level};
+use crate::seqdiag::{Arrow, Diagram, Participant, Tone};
+
+/// A relay: the entry where the server read a line, and the entry where it sent that line
+/// to another connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Link {
+    /// Index of the `<-` entry.
+    pub read: usize,
+    /// Index of the `->` entry.
+    pub sent: usize,
+}
+
+/// What the log says about one connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conn {
+    pub id: u64,
+    pub peer: String,
+    /// The nicknames it went by, in order.
+    pub nicks: Vec<String>,
+    /// The time of its first and its last line.
+    pub first: Option<String>,
+    pub last: Option<String>,
+    /// Lines read from it and sent to it.
+    pub read: usize,
+    pub sent: usize,
+    /// Warnings (violations and faults).
+    pub warnings: usize,
+    /// The last state the log shows it in.
+    pub state: Option<State>,
+    /// The transition that took it out of ESTABLISHED or NEGOTIATING, if any: how it ended.
+    pub ending: Option<String>,
+}
+
+impl Conn {
+    /// The nicknames as `bob → bobby`.
+    pub fn nick_trail(&self) -> String {
+        self.nicks.join(" → ")
+    }
+}
+
+/// The relay key of a line: the keyword in lower case, sender and recipient as
+/// nicknames compare (case-insensitive), the text as it is. `None` for a line that is no
+/// relay.
+fn relay_key(line: &str) -> Option<String> {
+    let line = line.trim_start();
+    let (keyword, rest) = line.split_once(' ')?;
+    let keyword = keyword.to_ascii_lowercase();
+    if keyword != "chatm" && keyword != "chatr" {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let (sender, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    let rest = rest.trim_start();
+    let (recipient, text) = rest.split_once(' ').unwrap_or((rest, ""));
+    Some(format!(
+        "{keyword} {} {} {}",
+        sender.to_ascii_lowercase(),
+        recipient.to_ascii_lowercase(),
+        text.trim_start()
+    ))
+}
+
+/// Every relay in the log: each `->` of a `chatm` or `chatr` is matched with the latest
+/// `<-` of the same line from another connection before it.
+pub fn links(entries: &[Entry]) -> Vec<Link> {
+    let mut read: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut links = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match &e.kind {
+            Kind::Received(l) => {
+                if let Some(key) = relay_key(l) {
+                    read.entry(key).or_default().push(i);
+                }
+            }
+            Kind::Sent(l) => {
+                let Some(key) = relay_key(l) else { continue };
+                let from = read
+                    .get(&key)
+                    .and_then(|v| v.iter().rev().find(|&&r| entries[r].conn != e.conn));
+                if let Some(&r) = from {
+                    links.push(Link { read: r, sent: i });
+                }
+            }
+            _ => {}
+        }
+    }
+    links
+}
+
+/// The connections of the log in the order they first appear.
+pub fn connections(entries: &[Entry]) -> Vec<Conn> {
+    let mut conns: Vec<Conn> = Vec::new();
+    let mut at: HashMap<u64, usize> = HashMap::new();
+    for e in entries {
+        let i = *at.entry(e.conn).or_insert_with(|| {
+            conns.push(Conn {
+                id: e.conn,
+                peer: e.peer.clone(),
+                nicks: Vec::new(),
+                first: e.time.clone(),
+                last: None,
+                read: 0,
+                sent: 0,
+                warnings: 0,
+                state: None,
+                ending: None,
+            });
+            conns.len() - 1
+        });
+        let c = &mut conns[i];
+        c.last = e.time.clone();
+        if e.level == Level::Warning {
+            c.warnings += 1;
+        }
+        match &e.kind {
+            Kind::Sent(_) => c.sent += 1,
+            Kind::Received(_) => c.read += 1,
+            Kind::Transition { from, to, on } => {
+                c.state = Some(*to);
+                if let Some(nick) = on.split(' ').find_map(|w| w.strip_prefix("nick=")) {
+                    c.nicks.push(nick.to_string());
+                }
+                if matches!(from, State::Negotiating | State::Established)
+                    && matches!(to, State::Aborted | State::Update)
+                {
+                    c.ending = Some(format!("{from} -> {to} on {on}"));
+                }
+            }
+            Kind::Other(text) => {
+                if let Some((_, new)) = text
+                    .strip_prefix("renamed ")
+                    .and_then(|r| r.split_once(" -> "))
+                {
+                    c.nicks.push(new.to_string());
+                }
+            }
+        }
+    }
+    conns
+}
+
+/// The conversations: sets of connections linked by relays, each listed by connection
+/// number, in the order of their first connection.
+pub fn conversations(entries: &[Entry], conns: &[Conn], links: &[Link]) -> Vec<Vec<u64>> {
+    // Union-find over the connections' indices.
+    let index: HashMap<u64, usize> = conns.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+    let mut parent: Vec<usize> = (0..conns.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for l in links {
+        let a = root(&mut parent, index[&entries[l.read].conn]);
+        let b = root(&mut parent, index[&entries[l.sent].conn]);
+        parent[a.max(b)] = a.min(b);
+    }
+    let mut groups: Vec<Vec<u64>> = Vec::new();
+    let mut group_of: HashMap<usize, usize> = HashMap::new();
+    for (i, c) in conns.iter().enumerate() {
+        let r = root(&mut parent, i);
+        let g = *group_of.entry(r).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(c.id);
+    }
+    groups
+}
+
+/// The diagram of the connections `focus`: all of their lines, and of every other
+/// connection the lines it exchanged with them (so that a relay shows both ends).
+pub fn diagram(entries: &[Entry], conns: &[Conn], links: &[Link], focus: &[u64]) -> Diagram {
+    let focus: BTreeSet<u64> = focus.iter().copied().collect();
+    // The entries shown: the focus's own, and the other end of each of their relays.
+    let mut shown: BTreeSet<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| focus.contains(&e.conn))
+        .map(|(i, _)| i)
+        .collect();
+    for l in links {
+        let (r, s) = (entries[l.read].conn, entries[l.sent].conn);
+        if focus.contains(&r) || focus.contains(&s) {
+            shown.insert(l.read);
+            shown.insert(l.sent);
+        }
+    }
+    let mut present: Vec<u64> = shown.iter().map(|&i| entries[i].conn).collect();
+    present.sort_unstable();
+    present.dedup();
+
+    let names: Vec<String> = present
+        .iter()
+        .map(|id| {
+            let c = conns.iter().find(|c| c.id == *id);
+            match c.map(Conn::nick_trail).filter(|n| !n.is_empty()) {
+                Some(nicks) => format!("conn {id} ({nicks})"),
+                None => format!("conn {id}"),
+            }
+        })
+        .collect();
+    let mut d = Diagram::new(names.join(", "));
+    // Clients on both sides of the server: a relay reads left to right.
+    let left = present.len().div_ceil(2);
+    let mut column: HashMap<u64, usize> = HashMap::new();
+    let mut server = 0;
+    for (k, id) in present.iter().enumerate() {
+        if k == left {
+            server = d.participant(Participant::server("xscpd"));
+        }
+        let c = conns.iter().find(|c| c.id == *id);
+        let mut name = format!("conn {id}");
+        if let Some(nicks) = c.map(Conn::nick_trail).filter(|n| !n.is_empty()) {
+            name = format!("{name} {nicks}");
+        }
+        let detail = c.map(|c| c.peer.clone());
+        let mut p = Participant::client(name, detail);
+        if !focus.contains(id) {
+            // A correspondent: only the lines it exchanged with the focus are shown.
+            p.detail = Some(format!("{} (relays only)", p.detail.unwrap_or_default()));
+        }
+        column.insert(*id, d.participant(p));
+    }
+    if present.len() == left {
+        server = d.participant(Participant::server("xscpd"));
+    }
+
+    for &i in &shown {
+        let e = &entries[i];
+        let c = column[&e.conn];
+        let at = e.clock();
+        match &e.kind {
+            Kind::Sent(l) => d.message(at, server, c, l.clone(), Arrow::Line),
+            Kind::Received(l) => d.message(at, c, server, l.clone(), Arrow::Line),
+            Kind::Transition { from, to, on } => {
+                let tone = match e.level {
+                    Level::Warning => Tone::Fail,
+                    Level::Normal => Tone::State,
+                };
+                if *from == State::Listen && *to == State::Negotiating {
+                    d.message(
+                        at.clone(),
+                        c,
+                        server,
+                        format!("(connect from {})", e.peer),
+                        Arrow::Connect,
+                    );
+                }
+                d.note(
+                    at.clone(),
+                    c,
+                    Some(server),
+                    format!("{from} → {to} on {on}"),
+                    tone,
+                );
+                if *to == State::Closed {
+                    // Who ended the TCP connection, when the log says so.
+                    if on.contains("peer closed") || on.contains("by the peer") {
+                        d.message(at, c, server, "(closed by the client)".into(), Arrow::Close);
+                    } else {
+                        d.message(at, server, c, "(connection closed)".into(), Arrow::Close);
+                    }
+                }
+            }
+            Kind::Other(text) => {
+                let tone = match e.level {
+                    Level::Warning => Tone::Fail,
+                    Level::Normal => Tone::Info,
+                };
+                d.note(at, c, None, text.clone(), tone);
+            }
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagram::logparse::parse;
+    use crate::seqdiag::What;
+
+    /// Two clients: alice (conn 1) writes to bob (conn 2), who renames himself and sends the
+    /// receipt; mallory (conn 3) alone spoofs and is aborted.
+    const LOG: &str = "\
+2026-12-07T00:04:11.719609Z [INFO] conn=1 peer=127.0.0.1:1 LISTEN -> NEGOTIATING on tcp_connection_accepted
+2026-12-07T00:04:11.719626Z [TRACE] conn=1 peer=127.0.0.1:1 -> +OK xscp/1 ready
+2026-12-07T00:04:11.926010Z [TRACE] conn=1 peer=127.0.0.1:1 <- uname alice
+2026-12-07T00:04:11.926092Z [INFO] conn=1 peer=127.0.0.1:1 NEGOTIATING -> ESTABLISHED on credentials_validated nick=alice
+2026-12-07T00:04:11.926130Z [TRACE] conn=1 peer=127.0.0.1:1 -> +OK you are alice
+2026-12-07T00:04:12.133887Z [INFO] conn=2 peer=127.0.0.1:2 LISTEN -> NEGOTIATING on tcp_connection_accepted
+2026-12-07T00:04:12.333960Z [INFO] conn=2 peer=127.0.0.1:2 NEGOTIATING -> ESTABLISHED on credentials_validated nick=bob
+2026-12-07T00:04:12.740506Z [TRACE] conn=2 peer=127.0.0.1:2 <- cname bobby
+2026-12-07T00:04:12.740542Z [INFO] conn=2 peer=127.0.0.1:2 renamed bob -> bobby
+2026-12-07T00:04:13.140922Z [TRACE] conn=1 peer=127.0.0.1:1 <- chatm alice bobby hello bob
+2026-12-07T00:04:13.140965Z [TRACE] conn=1 peer=127.0.0.1:1 -> +OK message relayed
+2026-12-07T00:04:13.140970Z [TRACE] conn=2 peer=127.0.0.1:2 -> chatm alice bobby hello bob
+2026-12-07T00:04:13.541374Z [TRACE] conn=2 peer=127.0.0.1:2 <- chatr alice bobby
+2026-12-07T00:04:13.541417Z [TRACE] conn=1 peer=127.0.0.1:1 -> chatr alice bobby
+2026-12-07T00:04:17.650584Z [INFO] conn=3 peer=127.0.0.1:3 LISTEN -> NEGOTIATING on tcp_connection_accepted
+2026-12-07T00:04:17.850779Z [INFO] conn=3 peer=127.0.0.1:3 NEGOTIATING -> ESTABLISHED on credentials_validated nick=mallory
+2026-12-07T00:04:17.850802Z [TRACE] conn=3 peer=127.0.0.1:3 <- chatm eve bob hi
+2026-12-07T00:04:17.850808Z [WARN] conn=3 peer=127.0.0.1:3 ESTABLISHED -> ABORTED on connection_error cause=spoofing
+2026-12-07T00:04:17.850813Z [TRACE] conn=3 peer=127.0.0.1:3 -> -ERR [SPOOF] eve is not your nickname
+2026-12-07T00:04:18.482255Z [INFO] conn=3 peer=127.0.0.1:3 ABORTED -> CLOSED on close
+2026-12-07T00:04:18.482256Z [TRACE] conn=2 peer=127.0.0.1:2 -> notif join mallory
+";
+
+    #[test]
+    fn relays_link_the_two_ends() {
+        let entries = parse(LOG);
+        let links = links(&entries);
+        let pairs: Vec<(u64, u64)> = links
+            .iter()
+            .map(|l| (entries[l.read].conn, entries[l.sent].conn))
+            .collect();
+        assert_eq!(pairs, [(1, 2), (2, 1)], "the chatm and its receipt");
+        assert_eq!(
+            relay_key("CHATM Alice  Bob hi  there"),
+            Some("chatm alice bob hi  there".into())
+        );
+        assert_eq!(relay_key("notif join x"), None);
+    }
+
+    #[test]
+    fn connections_with_their_names_and_endings() {
+        let entries = parse(LOG);
+        let conns = connections(&entries);
+        let ids: Vec<u64> = conns.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [1, 2, 3]);
+        assert_eq!(conns[1].nick_trail(), "bob → bobby");
+        assert_eq!(conns[2].warnings, 1);
+        assert_eq!(conns[2].state, Some(State::Closed));
+        assert_eq!(
+            conns[2].ending.as_deref(),
+            Some("ESTABLISHED -> ABORTED on connection_error cause=spoofing")
+        );
+        assert_eq!((conns[0].read, conns[0].sent), (2, 4));
+    }
+
+    /// A conversation between two clients is one group; a client that talked to nobody is
+    /// its own.
+    #[test]
+    fn a_conversation_is_one_group() {
+        let entries = parse(LOG);
+        let conns = connections(&entries);
+        assert_eq!(
+            conversations(&entries, &conns, &links(&entries)),
+            [vec![1, 2], vec![3]]
+        );
+    }
+
+    /// The diagram of the conversation: both clients around the server, every line in log
+    /// order, transitions as notes, the rename as a note.
+    #[test]
+    fn the_conversation_diagram_has_both_clients() {
+        let entries = parse(LOG);
+        let conns = connections(&entries);
+        let d = diagram(&entries, &conns, &links(&entries), &[1, 2]);
+        let names: Vec<&str> = d.participants.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["conn 1 alice", "xscpd", "conn 2 bob → bobby"]);
+        assert_eq!(d.title, "conn 1 (alice), conn 2 (bob → bobby)");
+        // Every line of conns 1 and 2 is a step; the two accepts add their connect arrows.
+        let own = entries.iter().filter(|e| e.conn != 3).count();
+        assert_eq!(d.steps.len(), own + 2);
+        let relay = d
+            .steps
+            .iter()
+            .position(|s| matches!(&s.what, What::Message { from: 1, to: 2, text, .. } if text == "chatm alice bobby hello bob"))
+            .expect("the relay to conn 2");
+        let sent = d
+            .steps
+            .iter()
+            .position(|s| matches!(&s.what, What::Message { from: 0, to: 1, text, .. } if text == "chatm alice bobby hello bob"))
+            .expect("alice's chatm");
+        assert!(sent < relay);
+        assert!(d.steps.iter().any(|s| matches!(&s.what, What::Note { over: 2, text, tone: Tone::Info, .. } if text == "renamed bob -> bobby")));
+        assert!(!d.failed());
+        assert_eq!(d.steps[0].at.as_deref(), Some("00:04:11.719"));
+    }
+
+    /// A violation is marked as a failure where it happened, and the close ends the lifeline.
+    #[test]
+    fn a_violation_is_marked_and_the_close_drawn() {
+        let entries = parse(LOG);
+        let conns = connections(&entries);
+        let d = diagram(&entries, &conns, &links(&entries), &[3]);
+        assert_eq!(d.participants.len(), 2);
+        let fail = d
+            .steps
+            .iter()
+            .position(|s| {
+                matches!(
+                    &s.what,
+                    What::Note {
+                        tone: Tone::Fail,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        assert!(
+            matches!(&d.steps[fail - 1].what, What::Message { text, .. } if text == "chatm eve bob hi")
+        );
+        assert!(matches!(
+            d.steps.last().map(|s| &s.what),
+            Some(What::Message {
+                arrow: Arrow::Close,
+                ..
+            })
+        ));
+    }
+
+    /// Naming one connection shows its correspondent with only the relays between them.
+    #[test]
+    fn a_named_connection_shows_its_correspondents_relays_only() {
+        let entries = parse(LOG);
+        let conns = connections(&entries);
+        let d = diagram(&entries, &conns, &links(&entries), &[1]);
+        assert_eq!(d.participants.len(), 3);
+        assert!(
+            d.participants[2]
+                .detail
+                .as_deref()
+                .unwrap()
+                .ends_with("(relays only)")
+        );
+        let of_2: Vec<&str> = d
+            .steps
+            .iter()
+            .filter_map(|s| match &s.what {
+                What::Message { from: 2, text, .. } | What::Message { to: 2, text, .. } => {
+                    Some(text.as_str())
+                }
+                What::Note { over: 2, text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(of_2, ["chatm alice bobby hello bob", "chatr alice bobby"]);
+    }
+}

@@ -1,0 +1,348 @@
+//! `xscp diagram`: what happened on a connection, drawn from an `xscpd -vv` audit log.
+//!
+//! [`logparse`] reads the log's lines about connections; [`conversation`] links the
+//! connections that talked to each other and builds a sequence diagram per conversation (or
+//! of the connections named); [`crate::seqdiag`] draws it as Mermaid text or SVG, and
+//! [`crate::html`] makes the page. This file reads the command line and wires them.
+
+mod conversation;
+mod logparse;
+
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::html::{self, Page, escape};
+use crate::seqdiag::{self, Diagram};
+use crate::statechart;
+
+/// The largest log read: an auditor's question is about a morning, not a year.
+const MAX_LOG: u64 = 256 * 1024 * 1024;
+
+const USAGE: &str = "usage: xscp diagram [--conn N]... [--html FILE] [LOG]";
+
+const HELP: &str = "\
+xscp diagram - sequence diagrams of real sessions, from an xscpd -vv audit log
+
+Reads the audit log LOG (standard input without LOG, or with -) of a server run with -vv,
+and draws each conversation as a sequence diagram: the connections that exchanged
+messages (a chatm relayed from one to another, its receipt, a mailbox replayed after a
+resume) share one diagram, the server's transitions are notes where they happened, and
+a violation is marked. Prints one Mermaid sequenceDiagram per conversation, separated by
+a blank line.
+
+Options:
+      --conn N      only connection N (as the log numbers it, conn=N): its whole
+                    exchange, and the lines its correspondents exchanged with it;
+                    repeatable, the connections named share one diagram
+      --html FILE   write one self-contained HTML page with the diagrams drawn as SVG
+                    to FILE instead of printing Mermaid
+  -h, --help        print this help and exit
+
+Exit status: 0 if there was something to draw, 1 if the log holds no connection (or
+none named), 2 for a bad command line or a log that cannot be read.";
+
+/// The command line of `xscp diagram`.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Options {
+    conns: Vec<u64>,
+    html: Option<PathBuf>,
+    log: Option<PathBuf>,
+    help: bool,
+}
+
+fn parse_args(args: &[String]) -> Result<Options, String> {
+    let mut o = Options::default();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (a.as_str(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag {
+            "-h" | "--help" => o.help = true,
+            "--conn" => {
+                let v = value("--conn")?;
+                let n = v
+                    .strip_prefix("conn=")
+                    .unwrap_or(&v)
+                    .parse()
+                    .map_err(|_| format!("--conn: '{v}' is not a connection number"))?;
+                o.conns.push(n);
+            }
+            "--html" => o.html = Some(PathBuf::from(value("--html")?)),
+            "-" => o.log = None,
+            f if f.starts_with('-') => return Err(format!("unknown option '{f}'")),
+            _ if o.log.is_some() => return Err(format!("more than one log: '{a}'")),
+            _ => o.log = Some(PathBuf::from(a)),
+        }
+    }
+    Ok(o)
+}
+
+/// Runs `xscp diagram ARGS`.
+pub fn main(args: &[String]) -> ExitCode {
+    let o = match parse_args(args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("xscp diagram: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if o.help {
+        println!("{USAGE}\n\n{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    let (text, source) = match read_log(o.log.as_ref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("xscp diagram: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let entries = logparse::parse(&text);
+    let conns = conversation::connections(&entries);
+    let links = conversation::links(&entries);
+    let groups = if o.conns.is_empty() {
+        conversation::conversations(&entries, &conns, &links)
+    } else {
+        if let Some(missing) = o.conns.iter().find(|n| !conns.iter().any(|c| c.id == **n)) {
+            eprintln!("xscp diagram: {source} has no connection {missing}");
+            return ExitCode::from(1);
+        }
+        vec![o.conns.clone()]
+    };
+    if groups.is_empty() {
+        eprintln!(
+            "xscp diagram: {source} has no line about a connection (was it written with -vv?)"
+        );
+        return ExitCode::from(1);
+    }
+    let diagrams: Vec<Diagram> = groups
+        .iter()
+        .map(|g| conversation::diagram(&entries, &conns, &links, g))
+        .collect();
+    let written = match &o.html {
+        Some(path) => {
+            let page = page(&source, &conns, &groups, &diagrams);
+            std::fs::write(path, page).map_err(|e| format!("cannot write {}: {e}", path.display()))
+        }
+        None => {
+            let mut out = String::new();
+            for (i, d) in diagrams.iter().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str(&seqdiag::mermaid::render(d));
+            }
+            match io::stdout().lock().write_all(out.as_bytes()) {
+                // A closed standard output (`| head`) ends the program quietly.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                r => r.map_err(|e| format!("cannot write: {e}")),
+            }
+        }
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xscp diagram: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The log's text (invalid UTF-8 replaced) and how to name it in messages.
+fn read_log(path: Option<&PathBuf>) -> Result<(String, String), String> {
+    let mut bytes = Vec::new();
+    let source = match path {
+        Some(p) => {
+            let f =
+                std::fs::File::open(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            f.take(MAX_LOG + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            p.display().to_string()
+        }
+        None => {
+            io::stdin()
+                .lock()
+                .take(MAX_LOG + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            "standard input".to_string()
+        }
+    };
+    if bytes.len() as u64 > MAX_LOG {
+        return Err(format!(
+            "{source} is larger than {} MiB: cut out the time of interest first",
+            MAX_LOG >> 20
+        ));
+    }
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), source))
+}
+
+/// The HTML page: the connections in a table, then each diagram.
+fn page(
+    source: &str,
+    conns: &[conversation::Conn],
+    groups: &[Vec<u64>],
+    diagrams: &[Diagram],
+) -> String {
+    let mut p = Page::new(&format!("xscpd audit log: {source}"));
+    let span = match (
+        conns.first().and_then(|c| c.first.clone()),
+        conns.iter().filter_map(|c| c.last.clone()).max(),
+    ) {
+        (Some(a), Some(b)) => format!(", from {a} to {b}"),
+        _ => String::new(),
+    };
+    p.paragraph(
+        "meta",
+        &format!(
+            "{} in the log, {} drawn{span}. Drawn by xscp diagram from the server's -vv log; \
+             the states and transitions are those of xscp(7) §3.",
+            html::count(conns.len(), "connection"),
+            html::count(diagrams.len(), "diagram")
+        ),
+    );
+    let mut t = String::from(
+        "<h2 id=\"connections\">Connections</h2>\n<table class=\"conns\">\n<tr><th>conn</th><th>peer</th>\
+         <th>nicknames</th><th>first line</th><th>last line</th><th>read</th><th>sent</th>\
+         <th>warnings</th><th>how it ended</th></tr>\n",
+    );
+    for c in conns {
+        let ending = match (&c.ending, c.state) {
+            (Some(e), _) => e.clone(),
+            (None, Some(s)) => format!("last seen {s}"),
+            (None, None) => String::new(),
+        };
+        let class = if c.warnings > 0 {
+            " class=\"fail\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            t,
+            "<tr><td><a href=\"#conn-{}\">{}</a></td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td>\
+             <td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+             <td class=\"num\"{class}>{}</td><td>{}</td></tr>",
+            c.id,
+            c.id,
+            escape(&c.peer),
+            escape(&c.nick_trail()),
+            escape(&clock(c.first.as_deref())),
+            escape(&clock(c.last.as_deref())),
+            c.read,
+            c.sent,
+            c.warnings,
+            escape(&ending)
+        );
+    }
+    t.push_str("</table>\n");
+    p.push(&t);
+    p.push(LEGEND);
+    for (i, (d, group)) in diagrams.iter().zip(groups).enumerate() {
+        // Each connection drawn in full can be linked to by its number.
+        let mut anchors = String::new();
+        for id in group {
+            let _ = write!(anchors, "<span id=\"conn-{id}\"></span>");
+        }
+        let class = if d.failed() { "case fail" } else { "case" };
+        p.push(&format!(
+            "<section class=\"{class}\">{anchors}\n<h2>{}. {}</h2>\n{}</section>\n",
+            i + 1,
+            escape(&d.title),
+            html::figure(
+                &format!("diagram-{}", i + 1),
+                &seqdiag::svg::render(d),
+                &d.title
+            )
+        ));
+    }
+    p.push(&format!(
+        "<h2 id=\"states\">xscp(7) §3: states and transitions</h2>\n{}\
+         <h2 id=\"legality\">xscp(7) §4: which command is legal when</h2>\n{}",
+        html::figure(
+            "fsm",
+            &statechart::states_svg(),
+            "The state machine the server runs, drawn from its own table."
+        ),
+        statechart::legality_html()
+    ));
+    p.finish()
+}
+
+/// A logged time (`2026-12-07T00:04:11.719609Z`) shown to the millisecond with its date.
+fn clock(time: Option<&str>) -> String {
+    let t = time.unwrap_or("");
+    match t.split_once('T') {
+        Some((date, time)) => format!(
+            "{date} {}",
+            time.trim_end_matches('Z')
+                .chars()
+                .take(12)
+                .collect::<String>()
+        ),
+        None => t.to_string(),
+    }
+}
+
+/// How to read the pictures.
+const LEGEND: &str = "<p class=\"legend\"><span>solid arrow: a line the client sent</span>\
+<span>dashed arrow: a line the server sent</span><span>blue note: a transition (xscp(7) §3)</span>\
+<span>yellow note: what the server decided</span><span>red: a violation or a fault</span>\
+<span>cross: the connection closed</span></p>\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_command_line() {
+        assert_eq!(parse_args(&[]).unwrap(), Options::default());
+        let o = parse_args(&args(&[
+            "--conn",
+            "7",
+            "--conn=conn=9",
+            "--html",
+            "x.html",
+            "log",
+        ]))
+        .unwrap();
+        assert_eq!(o.conns, [7, 9]);
+        assert_eq!(o.html, Some(PathBuf::from("x.html")));
+        assert_eq!(o.log, Some(PathBuf::from("log")));
+        assert_eq!(parse_args(&args(&["-"])).unwrap().log, None);
+        assert!(
+            parse_args(&args(&["--conn", "x"]))
+                .unwrap_err()
+                .contains("not a connection number")
+        );
+        assert!(
+            parse_args(&args(&["--conn"]))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            parse_args(&args(&["--bogus"]))
+                .unwrap_err()
+                .contains("unknown option")
+        );
+        assert!(
+            parse_args(&args(&["a", "b"]))
+                .unwrap_err()
+                .contains("more than one log")
+        );
+    }
+}

@@ -1,0 +1,275 @@
+//! The pictures of xscp(7) §3 and §4 for the HTML pages: the state machine as SVG and the
+//! legality table as an HTML table, both drawn from the library's tables
+//! ([`xscp::protocol::fsm::TRANSITIONS`], [`xscp::protocol::command::legality_table`]), so
+//! that the report shows the machine the server runs, not a copy of it.
+//!
+//! The layout is by hand: each state has a place, and an edge is a straight line between
+//! two boxes (or a loop, for a state to itself). The events of the rows that join the same
+//! two states share one label.
+
+use std::fmt::Write as _;
+
+use xscp::protocol::command::{Legality, legality_table};
+use xscp::protocol::fsm::{COMMAND_STATES, State, TRANSITIONS};
+
+use crate::html::escape;
+
+/// A state's box: centre and size.
+const BOX_W: f64 = 150.0;
+const BOX_H: f64 = 36.0;
+/// The picture's size.
+const WIDTH: f64 = 880.0;
+const HEIGHT: f64 = 440.0;
+
+/// Where each state sits: the way in along the top (LISTEN, NEGOTIATING, ESTABLISHED),
+/// the ways out below (UPDATE, ABORTED), CLOSED where both end and the listener began.
+fn place(s: State) -> (f64, f64) {
+    match s {
+        State::Listen => (100.0, 90.0),
+        State::Negotiating => (420.0, 90.0),
+        State::Established => (740.0, 90.0),
+        State::Closed => (100.0, 370.0),
+        State::Update => (420.0, 250.0),
+        State::Aborted => (740.0, 370.0),
+    }
+}
+
+/// Where an edge's label goes, as the fraction of the way along it and an offset; the
+/// default is the middle, a little above.
+fn label_at(from: State, to: State) -> (f64, f64, f64, &'static str) {
+    use State::*;
+    match (from, to) {
+        (Closed, Listen) => (0.5, 14.0, 0.0, "start"),
+        (Listen, Closed) => (0.5, -14.0, 0.0, "end"),
+        (Negotiating, Update) => (0.5, -8.0, 0.0, "end"),
+        (Established, Update) => (0.45, 14.0, 12.0, "start"),
+        (Negotiating, Aborted) => (0.72, 14.0, -4.0, "start"),
+        (Established, Aborted) => (0.5, 8.0, 0.0, "start"),
+        (Update, Closed) => (0.55, -6.0, -8.0, "end"),
+        (Aborted, Closed) => (0.5, 0.0, 18.0, "middle"),
+        _ => (0.5, 0.0, -8.0, "middle"),
+    }
+}
+
+/// The point where the line from the centre `c` towards `d` leaves the box around `c`.
+fn border(c: (f64, f64), d: (f64, f64)) -> (f64, f64) {
+    let (dx, dy) = (d.0 - c.0, d.1 - c.1);
+    let sx = if dx.abs() > 0.0 {
+        (BOX_W / 2.0) / dx.abs()
+    } else {
+        f64::INFINITY
+    };
+    let sy = if dy.abs() > 0.0 {
+        (BOX_H / 2.0) / dy.abs()
+    } else {
+        f64::INFINITY
+    };
+    let s = sx.min(sy);
+    (c.0 + dx * s, c.1 + dy * s)
+}
+
+/// The state machine of xscp(7) §3 as an `<svg>` element.
+pub fn states_svg() -> String {
+    // One edge per (from, to), with the events of every row that joins them.
+    let mut edges: Vec<(State, State, Vec<&str>)> = Vec::new();
+    for t in TRANSITIONS {
+        match edges
+            .iter_mut()
+            .find(|(f, to, _)| *f == t.from && *to == t.to)
+        {
+            Some((_, _, events)) => events.push(t.event.name()),
+            None => edges.push((t.from, t.to, vec![t.event.name()])),
+        }
+    }
+    let mut out = format!(
+        "<svg class=\"fsm\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
+         width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"the connection states and \
+         transitions of xscp(7) section 3\" font-family=\"sans-serif\" font-size=\"12\" \
+         data-states=\"{}\" data-transitions=\"{}\">\n<title>xscp(7) §3: states and transitions</title>\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n",
+        State::ALL.len(),
+        TRANSITIONS.len()
+    );
+    for (from, to, events) in &edges {
+        let _ = write!(
+            out,
+            "<g class=\"edge\" data-from=\"{from}\" data-to=\"{to}\">"
+        );
+        let (a, b) = (place(*from), place(*to));
+        let label_lines = events.len() as f64;
+        let (lx, ly, anchor) = if from == to {
+            // A loop over the top of the box.
+            let (x, y) = (a.0, a.1 - BOX_H / 2.0);
+            let _ = write!(
+                out,
+                "<path d=\"M{:.1},{y:.1} C{:.1},{:.1} {:.1},{:.1} {:.1},{y:.1}\" fill=\"none\" \
+                 stroke=\"#444\" stroke-width=\"1.3\"/>",
+                x - 30.0,
+                x - 40.0,
+                y - 50.0,
+                x + 40.0,
+                y - 50.0,
+                x + 30.0
+            );
+            arrowhead(&mut out, (x + 36.0, y - 12.0), (x + 30.0, y));
+            (x, y - 46.0, "middle")
+        } else {
+            // Two states joined both ways: the two lines side by side.
+            let both = edges.iter().any(|(f, t, _)| f == to && t == from);
+            let (nx, ny) = {
+                let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+                let len = (dx * dx + dy * dy).sqrt().max(1.0);
+                (-dy / len, dx / len)
+            };
+            let off = if both { 7.0 } else { 0.0 };
+            let a = (a.0 + nx * off, a.1 + ny * off);
+            let b = (b.0 + nx * off, b.1 + ny * off);
+            let p = border(a, b);
+            let q = border(b, a);
+            let _ = write!(
+                out,
+                "<line x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#444\" \
+                 stroke-width=\"1.3\"/>",
+                p.0, p.1, q.0, q.1
+            );
+            arrowhead(&mut out, p, q);
+            let (t, dx, dy, anchor) = label_at(*from, *to);
+            (
+                p.0 + (q.0 - p.0) * t + dx,
+                p.1 + (q.1 - p.1) * t + dy - (label_lines - 1.0) * 7.0,
+                anchor,
+            )
+        };
+        for (i, e) in events.iter().enumerate() {
+            let _ = write!(
+                out,
+                "<text x=\"{lx:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\" font-family=\"monospace\" \
+                 font-size=\"11\" fill=\"#0b3d91\">{e}</text>",
+                ly + i as f64 * 14.0
+            );
+        }
+        out.push_str("</g>\n");
+    }
+    for s in State::ALL {
+        let (x, y) = place(s);
+        let fill = match s {
+            State::Established => "#d4edda",
+            State::Aborted => "#f8d7da",
+            State::Negotiating => "#fff3cd",
+            _ => "#f6f8fa",
+        };
+        let _ = writeln!(
+            out,
+            "<g class=\"state\" data-state=\"{s}\"><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{BOX_W}\" \
+             height=\"{BOX_H}\" rx=\"18\" fill=\"{fill}\" stroke=\"#333\"/><text x=\"{x:.1}\" \
+             y=\"{:.1}\" text-anchor=\"middle\" font-weight=\"bold\">{s}</text></g>",
+            x - BOX_W / 2.0,
+            y - BOX_H / 2.0,
+            y + 4.5
+        );
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// A filled arrowhead at `to`, pointing along `from` → `to`.
+fn arrowhead(out: &mut String, from: (f64, f64), to: (f64, f64)) {
+    let (dx, dy) = (to.0 - from.0, to.1 - from.1);
+    let len = (dx * dx + dy * dy).sqrt().max(1.0);
+    let (ux, uy) = (dx / len, dy / len);
+    let back = (to.0 - ux * 10.0, to.1 - uy * 10.0);
+    let _ = write!(
+        out,
+        "<polygon points=\"{:.1},{:.1} {:.1},{:.1} {:.1},{:.1}\" fill=\"#444\"/>",
+        to.0,
+        to.1,
+        back.0 - uy * 4.5,
+        back.1 + ux * 4.5,
+        back.0 + uy * 4.5,
+        back.1 - ux * 4.5
+    );
+}
+
+/// The CSS class of a legality cell.
+fn cell_class(cell: Legality) -> &'static str {
+    match cell {
+        Legality::Legal => "pass",
+        Legality::AnsweringPing => "ping",
+        Legality::Violation => "fail",
+        Legality::Syntax => "skip",
+    }
+}
+
+/// The legality table of xscp(7) §4 as an HTML table, coloured by verdict.
+pub fn legality_html() -> String {
+    let mut out = String::from("<table class=\"legality\">\n<tr><th>command</th>");
+    for s in COMMAND_STATES {
+        let _ = write!(out, "<th>{s}</th>");
+    }
+    out.push_str("</tr>\n");
+    for (synopsis, cells) in legality_table() {
+        let _ = write!(out, "<tr><td><code>{}</code></td>", escape(synopsis));
+        for (state, cell) in COMMAND_STATES.iter().zip(cells) {
+            let _ = write!(
+                out,
+                "<td class=\"{}\">{}</td>",
+                cell_class(cell),
+                escape(cell.describe(*state))
+            );
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every state is drawn once; every transition's event is on an edge from its state to
+    /// its state.
+    #[test]
+    fn every_state_and_transition_is_drawn() {
+        let svg = states_svg();
+        for s in State::ALL {
+            assert_eq!(
+                svg.matches(&format!("data-state=\"{s}\"")).count(),
+                1,
+                "{s}"
+            );
+        }
+        for t in TRANSITIONS {
+            let edge = format!("data-from=\"{}\" data-to=\"{}\">", t.from, t.to);
+            let at = svg.find(&edge).unwrap_or_else(|| panic!("{t:?}"));
+            let group = &svg[at..at + svg[at..].find("</g>").unwrap()];
+            assert!(group.contains(&format!(">{}</text>", t.event)), "{t:?}");
+        }
+    }
+
+    /// Every state's box lies inside the picture.
+    #[test]
+    fn the_layout_fits_the_picture() {
+        for s in State::ALL {
+            let (x, y) = place(s);
+            assert!(x - BOX_W / 2.0 >= 0.0 && x + BOX_W / 2.0 <= WIDTH, "{s}");
+            assert!(y - BOX_H / 2.0 >= 0.0 && y + BOX_H / 2.0 <= HEIGHT, "{s}");
+        }
+    }
+
+    /// Every row of §4 with both states' verdicts.
+    #[test]
+    fn the_legality_table_has_every_row() {
+        let t = legality_html();
+        for (synopsis, cells) in legality_table() {
+            assert!(
+                t.contains(&format!("<code>{}</code>", escape(synopsis))),
+                "{synopsis}"
+            );
+            for (state, cell) in COMMAND_STATES.iter().zip(cells) {
+                assert!(t.contains(cell.describe(*state)));
+            }
+        }
+        assert_eq!(t.matches("<tr>").count(), legality_table().count() + 1);
+    }
+}

@@ -57,6 +57,19 @@ impl Utc {
         )
     }
 
+    /// The date and the minute, for people: `2026-12-01 21:47 UTC`.
+    pub fn minute(self) -> String {
+        let s = self.of_day;
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+            self.year,
+            self.month,
+            self.day,
+            s / 3600,
+            s / 60 % 60
+        )
+    }
+
     /// The time of day to the millisecond: `21:47:38.041`.
     pub fn time_millis(self) -> String {
         format!("{}.{:03}", self.time(), self.micros / 1000)
@@ -95,6 +108,7 @@ mod tests {
         let t = Utc::at(UNIX_EPOCH + Duration::new(1_796_161_658, 41_200_000));
         assert_eq!(t.time_millis(), "21:47:38.041");
         assert_eq!(t.time(), "21:47:38");
+        assert_eq!(t.minute(), "2026-12-01 21:47 UTC");
         assert_eq!(Utc::now().time_millis().len(), 12);
     }
 }

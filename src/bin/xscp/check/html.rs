@@ -62,7 +62,7 @@ pub fn page(
         server: program.or(addr.map(String::from)).unwrap_or_default(),
         how: command.map(|c| format!("a fresh server per transcript started as '{c}'")),
         probe: probe.map(String::from),
-        when: None,
+        when: Some(xscp::clock::Utc::now().minute()),
         cases: results.iter().map(|(t, run)| case(t, run)).collect(),
     })
 }

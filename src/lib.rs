@@ -6,6 +6,8 @@
 //! - [`hub`]: the hub thread; owns the nickname map, holds and pending receipts; routes. It
 //!   reaches a client through the [`hub::Output`] trait, which [`net`]'s outbox implements,
 //!   and knows no socket.
+//! - [`state`]: the state file of `--state` (holds and mailboxes across restarts): its
+//!   format, the restore at start, and the saver thread; knows the protocol, not the hub.
 //! - [`protocol`]: framing, commands, the state machine and legality tables; no I/O.
 //! - [`conn_id`]: the connection number that `net` assigns and `hub` keys clients by, and
 //!   the connection's log tag they share.
@@ -19,3 +21,4 @@ pub mod hub;
 pub mod net;
 pub mod protocol;
 pub mod server;
+pub mod state;

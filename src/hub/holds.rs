@@ -13,6 +13,7 @@ use super::mailbox::{Full, Mailbox};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
+use crate::state::SavedHold;
 
 #[derive(Debug)]
 struct Hold {
@@ -134,10 +135,6 @@ impl Holds {
             "{tag} name {nick} held for {ip} {}: mailbox of {nick} ({held} held, {lost} lost)",
             Until(until)
         );
-        let key = nick.key();
-        self.order.push_back((key, until));
-        self.sessions.insert(session, key);
-        self.bytes += mailbox.bytes();
         let hold = Hold {
             nick,
             ip,
@@ -146,6 +143,16 @@ impl Holds {
             tag: tag.to_string(),
             mailbox,
         };
+        self.insert(hold, now);
+    }
+
+    /// Adds `hold`, which ends no earlier than every hold already kept, then drops the
+    /// oldest past the bound.
+    fn insert(&mut self, hold: Hold, now: Instant) {
+        let key = hold.nick.key();
+        self.order.push_back((key, hold.until));
+        self.sessions.insert(hold.session, key);
+        self.bytes += hold.mailbox.bytes();
         if let Some(old) = self.map.insert(key, hold) {
             // Cannot happen (a held name has no client), but keep the books right.
             self.forget(&old);
@@ -306,6 +313,42 @@ impl Holds {
     /// Bytes in all mailboxes.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// `--state` (xscp(7) §5.9): every hold as the state file keeps it, its expiry as
+    /// wall-clock time (`now` and `wall` being the same moment).
+    pub fn saved(&self, now: Instant, wall: SystemTime) -> impl Iterator<Item = SavedHold> {
+        self.map.values().map(move |h| SavedHold {
+            nick: h.nick.clone(),
+            ip: h.ip,
+            until: wall + h.until.saturating_duration_since(now),
+            lost: h.mailbox.lost(),
+            wire: h.mailbox.shared_wire(),
+        })
+    }
+
+    /// `--state`: takes back a hold saved by an earlier run, under `session`, until
+    /// `until`. Restored oldest first, they keep the expiry queue in order (none lasts past
+    /// `--hold` from now, as a new hold would); past the bound the oldest is dropped
+    /// (logged).
+    pub fn restore(
+        &mut self,
+        nick: Nick,
+        ip: IpAddr,
+        until: Instant,
+        session: ConnId,
+        mailbox: Mailbox,
+        now: Instant,
+    ) {
+        let hold = Hold {
+            nick,
+            ip,
+            until,
+            session,
+            tag: "state:".to_string(),
+            mailbox,
+        };
+        self.insert(hold, now);
     }
 }
 

@@ -6,6 +6,7 @@
 
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
+use crate::state::Wire;
 
 /// The mailbox cannot take the line within `--mailbox`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +97,11 @@ impl Mailbox {
     /// Every line held, one after the other, as they go on the wire.
     pub fn wire(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The lines held, as [`wire`](Self::wire), for the state file (`--state`).
+    pub fn shared_wire(&self) -> Wire {
+        Wire::new(self.buf.clone())
     }
 
     /// Each line with the sender its receipt goes to (`None` for a `chatr`).

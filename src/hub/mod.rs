@@ -49,6 +49,7 @@ mod fastmap;
 mod holds;
 mod mailbox;
 mod output;
+mod persist;
 mod receipts;
 
 pub use answer::{Pending, Promise, slot};
@@ -56,6 +57,7 @@ pub use chats::Chats;
 use fastmap::FastMap;
 use holds::{HeldElsewhere, Holds, Resumed};
 pub use output::{Output, Overflow, Wake};
+pub use persist::Persist;
 pub use receipts::MAX_PENDING_RECEIPTS;
 use receipts::Receipts;
 
@@ -243,6 +245,8 @@ pub struct Hub<O> {
     /// Clients whose writer is to be woken at the end of the burst.
     wakes: Vec<ConnId>,
     shutting_down: bool,
+    /// `--state` (§5.9): saves and their timer; see `persist.rs`.
+    persist: Option<Persist>,
 }
 
 impl<O: Output> Hub<O> {
@@ -259,6 +263,7 @@ impl<O: Output> Hub<O> {
             doomed: Vec::new(),
             wakes: Vec::new(),
             shutting_down: false,
+            persist: None,
         }
     }
 
@@ -272,14 +277,21 @@ impl<O: Output> Hub<O> {
                     // The burst is over: wake the writers it gave work to, then wait (until
                     // the next hold expires, if any: its mailbox ends with it).
                     self.wake_writers();
-                    let got = match self.holds.next_expiry() {
+                    // The next timer: a hold's expiry, or a periodic save (§5.9).
+                    let next = match (self.holds.next_expiry(), self.next_save()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let got = match next {
                         Some(t) => rx.recv_deadline(t),
                         None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                     };
                     match got {
                         Ok(msg) => msg,
                         Err(RecvTimeoutError::Timeout) => {
-                            self.holds.purge(Instant::now());
+                            let now = Instant::now();
+                            self.holds.purge(now);
+                            self.save_if_due(now);
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -291,6 +303,8 @@ impl<O: Output> Hub<O> {
             if handled >= WAKE_BATCH {
                 handled = 0;
                 self.wake_writers();
+                // A hub that never runs empty still saves on time (§5.9).
+                self.save_if_due(Instant::now());
             }
         }
         self.wake_writers();
@@ -764,6 +778,8 @@ impl<O: Output> Hub<O> {
             c.outbox.set_end(Cause::ServerShutdown);
             c.outbox.finish(&line);
         }
+        // With --state, each client departs as by cquit and everything is saved (§5.9).
+        self.save_at_shutdown();
         self.clients.clear();
         self.names.clear();
         self.resumed.clear();

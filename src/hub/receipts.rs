@@ -90,6 +90,19 @@ impl Receipts {
         }
     }
 
+    /// `--state`: the copies kept, each with its CRLF, in relay order, and the count of
+    /// those forgotten: the mailbox the client would leave if it departed now.
+    pub fn copies(&self) -> (Vec<u8>, u64) {
+        let Some(owed) = &self.0 else {
+            return (Vec::new(), 0);
+        };
+        let mut wire = Vec::with_capacity(owed.bytes);
+        for s in &owed.spans {
+            wire.extend_from_slice(&owed.buf[s.start..s.start + s.len]);
+        }
+        (wire, owed.lost)
+    }
+
     /// How many copies are kept, and how many were forgotten.
     #[cfg(test)]
     pub fn counts(&self) -> (usize, u64) {

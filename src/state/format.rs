@@ -70,12 +70,12 @@ impl SavedHold {
 
 /// Everything the file keeps: the holds with their mailboxes, in expiry order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct State {
+pub struct Saved {
     /// The holds.
     pub holds: Vec<SavedHold>,
 }
 
-impl State {
+impl Saved {
     /// Holds, mailbox lines and lost lines in all.
     pub fn counts(&self) -> (usize, usize, u64) {
         self.holds.iter().fold((0, 0, 0), |(h, n, l), hold| {
@@ -85,7 +85,7 @@ impl State {
 }
 
 /// Writes `state`, saved at `saved_at`, as the file's text.
-pub fn encode(state: &State, saved_at: SystemTime, out: &mut impl Write) -> io::Result<()> {
+pub fn encode(state: &Saved, saved_at: SystemTime, out: &mut impl Write) -> io::Result<()> {
     let (holds, lines, lost) = state.counts();
     writeln!(out, "{MAGIC} {VERSION}")?;
     writeln!(
@@ -180,9 +180,9 @@ impl Reading {
 }
 
 /// Parses the file's text.
-pub fn decode(bytes: &[u8]) -> Result<State, FormatError> {
+pub fn decode(bytes: &[u8]) -> Result<Saved, FormatError> {
     let err = |line: usize, what: String| FormatError { line, what };
-    let mut state = State::default();
+    let mut state = Saved::default();
     let mut reading: Option<Reading> = None;
     let mut names = std::collections::HashMap::<NickKey, usize>::new();
     let mut ended = false;
@@ -436,15 +436,15 @@ mod tests {
         }
     }
 
-    fn text(state: &State) -> String {
+    fn text(state: &Saved) -> String {
         let mut out = Vec::new();
         let at = UNIX_EPOCH + Duration::from_secs(1_796_604_012);
         encode(state, at, &mut out).expect("write to a Vec");
         String::from_utf8(out).expect("UTF-8")
     }
 
-    fn example() -> State {
-        State {
+    fn example() -> Saved {
+        Saved {
             holds: vec![
                 hold(
                     "alice",
@@ -481,10 +481,10 @@ mod tests {
 
     #[test]
     fn an_empty_state_is_the_version_and_the_end() {
-        let t = text(&State::default());
+        let t = text(&Saved::default());
         assert!(t.starts_with("xscpd-state 1\n#"));
         assert!(t.ends_with("\nend holds 0 lines 0\n"));
-        assert_eq!(decode(t.as_bytes()), Ok(State::default()));
+        assert_eq!(decode(t.as_bytes()), Ok(Saved::default()));
     }
 
     #[test]
@@ -697,12 +697,12 @@ mod tests {
             })
     }
 
-    fn any_state() -> impl Strategy<Value = State> {
+    fn any_state() -> impl Strategy<Value = Saved> {
         proptest::collection::vec(any_hold(), 0..12).prop_map(|mut holds| {
             // One hold a name (the hub's map has one).
             let mut seen = std::collections::HashSet::new();
             holds.retain(|h| seen.insert(h.nick.key()));
-            State { holds }
+            Saved { holds }
         })
     }
 

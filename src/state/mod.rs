@@ -5,7 +5,7 @@
 //! - `restore.rs`: what of a loaded state the bounds in force now let back in (pure);
 //! - `save.rs`: the atomic, durable write, on a thread of its own ([`Saver`]).
 //!
-//! The hub hands a [`State`] to the saver and takes one back at start; it never waits for
+//! The hub hands a [`Saved`] to the saver and takes one back at start; it never waits for
 //! the disk. This module knows the protocol's types (nicknames, lines) and nothing of the
 //! hub or the network.
 
@@ -18,9 +18,9 @@ mod restore;
 mod save;
 mod utc;
 
-pub use format::{FormatError, MAGIC, SavedHold, State, VERSION, Wire, chatm_sender};
+pub use format::{FormatError, MAGIC, Saved, SavedHold, VERSION, Wire, chatm_sender};
 pub use restore::{Bounds, prepare};
-pub use save::{SaveHandle, Saver, write_atomic};
+pub use save::{SaveHandle, Saver, check_writable, temp_path, write_atomic};
 
 /// The state file could not be loaded: the server must not start (exit 2), and the file
 /// stays as it is.
@@ -57,7 +57,7 @@ impl fmt::Display for LoadError {
 
 /// Reads the state file at `path`: `Ok(None)` if there is none (an empty state), the
 /// state if it parses, else why not. Reads only; the file is never changed here.
-pub fn load(path: &Path) -> Result<Option<State>, LoadError> {
+pub fn load(path: &Path) -> Result<Option<Saved>, LoadError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),

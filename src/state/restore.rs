@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::format::{SavedHold, State};
+use super::format::{Saved, SavedHold};
 use super::utc;
 
 /// The bounds in force now that a hold is judged by alone.
@@ -23,7 +23,7 @@ pub struct Bounds {
 /// The holds of `state` that come back at `now` within `bounds`, in expiry order: expired
 /// ones discarded, each expiry at most `--hold` from now, each mailbox within `--mailbox`
 /// (its oldest lines counted lost).
-pub fn prepare(state: State, now: SystemTime, bounds: Bounds) -> Vec<SavedHold> {
+pub fn prepare(state: Saved, now: SystemTime, bounds: Bounds) -> Vec<SavedHold> {
     let mut holds = Vec::with_capacity(state.holds.len());
     for mut h in state.holds {
         let (held, lost) = (h.held(), h.lost);
@@ -116,7 +116,7 @@ mod tests {
 
     #[test]
     fn expired_holds_are_discarded_and_the_rest_come_back_in_expiry_order() {
-        let state = State {
+        let state = Saved {
             holds: vec![
                 hold("late", 200, &[]),
                 hold("gone", 100, &["chatm a gone x"]),
@@ -129,13 +129,13 @@ mod tests {
 
     #[test]
     fn no_hold_lasts_longer_than_hold_from_now() {
-        let state = State {
+        let state = Saved {
             holds: vec![hold("far", 10_000, &[])],
         };
         let back = prepare(state, at(0), BOUNDS);
         assert_eq!(back[0].until, at(300));
         let none = prepare(
-            State {
+            Saved {
                 holds: vec![hold("any", 10, &[])],
             },
             at(0),
@@ -150,7 +150,7 @@ mod tests {
     #[test]
     fn a_smaller_mailbox_counts_the_oldest_lines_lost() {
         // Each line is 16 bytes with its CRLF.
-        let state = State {
+        let state = Saved {
             holds: vec![hold(
                 "a",
                 10,
@@ -170,7 +170,7 @@ mod tests {
             b"chatm b a two-2\r\nchatm b a thr-3\r\n"
         );
         assert_eq!((back[0].held(), back[0].lost), (2, 2));
-        let state = State {
+        let state = Saved {
             holds: vec![hold("a", 10, &["chatm b a one-1"])],
         };
         let back = prepare(

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::format::{self, State};
+use super::format::{self, Saved};
 
 /// The temporary file a save writes before renaming it over `path`.
 pub fn temp_path(path: &Path) -> PathBuf {
@@ -47,7 +47,7 @@ fn create_private(path: &Path) -> io::Result<File> {
 /// Writes `state`, taken at `at`, to `path` atomically and durably: `<path>.tmp`, fsync,
 /// rename over `path`, fsync of the directory. On an error `path` is as it was and the
 /// temporary file is removed.
-pub fn write_atomic(path: &Path, state: &State, at: SystemTime) -> io::Result<()> {
+pub fn write_atomic(path: &Path, state: &Saved, at: SystemTime) -> io::Result<()> {
     let tmp = temp_path(path);
     let written = (|| {
         let mut out = BufWriter::with_capacity(1 << 16, create_private(&tmp)?);
@@ -75,7 +75,7 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
 
 /// A save for the saver thread.
 struct Job {
-    state: State,
+    state: Saved,
     /// When the hub took the state.
     at: SystemTime,
     /// The save at shutdown: the thread ends after it.
@@ -104,7 +104,7 @@ impl SaveHandle {
     }
 
     /// Hands a periodic save to the saver; false (and nothing saved) if it is busy.
-    pub fn save(&self, state: State, at: SystemTime) -> bool {
+    pub fn save(&self, state: Saved, at: SystemTime) -> bool {
         if self.busy.swap(true, Ordering::AcqRel) {
             return false;
         }
@@ -121,7 +121,7 @@ impl SaveHandle {
 
     /// Hands the save at shutdown to the saver, waiting for room if a periodic save is
     /// still queued; the saver ends after writing it.
-    pub fn save_last(&self, state: State, at: SystemTime) {
+    pub fn save_last(&self, state: Saved, at: SystemTime) {
         let job = Job {
             state,
             at,
@@ -151,7 +151,9 @@ impl Saver {
         let thread = thread::Builder::new()
             .name("xscp-saver".into())
             .spawn(move || {
-                for job in rx {
+                for mut job in rx {
+                    // In expiry order, as a person reads it and the restore takes it back.
+                    job.state.holds.sort_by_key(|h| h.until);
                     write(&path, &job);
                     flag.store(false, Ordering::Release);
                     if job.last {
@@ -229,8 +231,8 @@ mod tests {
         dir
     }
 
-    fn one_hold() -> State {
-        State {
+    fn one_hold() -> Saved {
+        Saved {
             holds: vec![SavedHold {
                 nick: Nick::parse("alice").expect("nickname"),
                 ip: IpAddr::from([127, 0, 0, 1]),

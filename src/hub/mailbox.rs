@@ -2,7 +2,10 @@
 //! departed client's copies become its first lines; while the name is held, direct
 //! `chatm`s to it and receipts for what it sent are added; the `uname` that gets
 //! `welcome back` delivers it all in one go. Bounded by `--mailbox` bytes (each line with
-//! its CRLF), it is one byte buffer with each line's length beside it.
+//! its CRLF), it is one byte buffer with each line's length beside it. The buffer is
+//! shared with a save in progress (`--state`, xscp(7) §5.9) rather than copied: the hub
+//! hands it over in constant time, and a mailbox that changes while the save runs copies
+//! its own bytes then (at most `--mailbox`).
 
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
@@ -25,7 +28,7 @@ struct Entry {
 /// were lost.
 #[derive(Debug, Default)]
 pub struct Mailbox {
-    buf: Vec<u8>,
+    buf: Wire,
     entries: Vec<Entry>,
     lost: u64,
 }
@@ -41,7 +44,7 @@ impl Mailbox {
 
     /// Adds `line` without a bound (the departed client's copies, bounded already).
     pub fn keep(&mut self, line: &[u8], from: Option<(NickKey, ConnId)>) {
-        self.buf.extend_from_slice(line);
+        Wire::make_mut(&mut self.buf).extend_from_slice(line);
         self.entries.push(Entry {
             len: line.len(),
             from,
@@ -75,7 +78,7 @@ impl Mailbox {
     /// Empties the mailbox, counting its lines lost (`--mailbox-total`).
     pub fn discard(&mut self) {
         self.lost += self.entries.len() as u64;
-        self.buf = Vec::new();
+        self.buf = Wire::default();
         self.entries = Vec::new();
     }
 
@@ -99,9 +102,10 @@ impl Mailbox {
         &self.buf
     }
 
-    /// The lines held, as [`wire`](Self::wire), for the state file (`--state`).
+    /// The lines held, as [`wire`](Self::wire), shared with the state file's saver
+    /// (`--state`): no bytes are copied.
     pub fn shared_wire(&self) -> Wire {
-        Wire::new(self.buf.clone())
+        Wire::clone(&self.buf)
     }
 
     /// Each line with the sender its receipt goes to (`None` for a `chatr`).
@@ -149,6 +153,18 @@ mod tests {
         assert!(m.put_receipt(b"chatr alice bob\r\n", 20));
         assert!(!m.put_receipt(b"chatr alice bob\r\n", 20));
         assert_eq!((m.held(), m.lost()), (1, 1));
+    }
+
+    /// `--state`: a save shares the bytes; a line added meanwhile is the mailbox's own.
+    #[test]
+    fn a_save_shares_the_lines_and_later_ones_are_not_in_it() {
+        let mut m = Mailbox::default();
+        m.keep(b"a\r\n", None);
+        let saved = m.shared_wire();
+        assert!(std::ptr::eq(saved.as_slice(), m.wire()));
+        m.keep(b"b\r\n", None);
+        assert_eq!(saved.as_slice(), b"a\r\n");
+        assert_eq!(m.wire(), b"a\r\nb\r\n");
     }
 
     #[test]

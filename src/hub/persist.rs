@@ -4,18 +4,18 @@
 //! the whole state handed over once more.
 //!
 //! The hub only copies: encoding and the disk are the saver's ([`crate::state::Saver`]).
-//! A held mailbox is handed over as [`Mailbox::shared_wire`]; a connected client's copies
-//! are gathered into one buffer each.
+//! A held mailbox is handed over as [`Mailbox::shared_wire`], a connected client's copies
+//! as [`super::receipts::Receipts::shared`]: shared, not copied, so that the hub's part of
+//! a save costs a few pointers a hold, whatever the mailboxes hold.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::mailbox::Mailbox;
 use super::{Hub, Output};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
-use crate::state::{SaveHandle, Saved, SavedHold, chatm_sender};
+use crate::state::{Deferred, SaveHandle, Saved, SavedHold, chatm_sender};
 
 /// Restored holds continue sessions numbered from here: connection numbers (from 1, one
 /// a connection) never reach it, so a restored session is never taken for a connection.
@@ -105,23 +105,25 @@ impl<O: Output> Hub<O> {
 
     /// The whole state as the file keeps it: every hold, and every connected client's
     /// copies as the mailbox it would leave if it departed now, held for its address from
-    /// now (§5.9, What is saved).
-    fn snapshot(&self, now: Instant, wall: SystemTime, hold: Duration) -> Saved {
-        let mut holds: Vec<SavedHold> = self.holds.saved(now, wall).collect();
+    /// now (§5.9, What is saved); the saver gathers the latter.
+    fn snapshot(&self, now: Instant, wall: SystemTime, hold: Duration) -> (Saved, Vec<Deferred>) {
+        let holds = self.holds.saved(now, wall).collect();
+        let mut deferred = Vec::new();
         if !hold.is_zero() {
             for c in self.clients.values() {
                 let Some(nick) = &c.nick else { continue };
-                let (wire, lost) = c.receipts.copies();
-                holds.push(SavedHold {
+                let hold = SavedHold {
                     nick: nick.clone(),
                     ip: c.ip,
                     until: wall + hold,
-                    lost,
-                    wire: Arc::new(wire),
-                });
+                    lost: 0,
+                    wire: Default::default(),
+                };
+                let copies = Box::new(c.receipts.shared());
+                deferred.push(Deferred { hold, copies });
             }
         }
-        Saved { holds }
+        (Saved { holds }, deferred)
     }
 
     /// When the next periodic save is due, if one is.
@@ -138,13 +140,13 @@ impl<O: Output> Hub<O> {
         }
         let next = if p.saver.idle() {
             let started = Instant::now();
-            let state = self.snapshot(now, SystemTime::now(), p.hold);
+            let (state, clients) = self.snapshot(now, SystemTime::now(), p.hold);
             let copied = started.elapsed();
-            let (holds, lines, lost) = state.counts();
-            if p.saver.save(state, SystemTime::now()) {
+            let (holds, connected) = (state.holds.len(), clients.len());
+            if p.saver.save(state, clients, SystemTime::now()) {
                 log::debug!(
-                    "hub: state copied for the saver in {:.3} ms: {holds} holds, {lines} lines, \
-                     {lost} lost",
+                    "hub: state copied for the saver in {:.3} ms: {holds} holds, {connected} \
+                     connected clients",
                     copied.as_secs_f64() * 1000.0
                 );
             }
@@ -173,7 +175,7 @@ impl<O: Output> Hub<O> {
             self.holds
                 .hold(c.tag.as_str(), nick, c.ip, c.session, mailbox, now);
         }
-        let state = self.snapshot(now, SystemTime::now(), p.hold);
+        let (state, _) = self.snapshot(now, SystemTime::now(), p.hold);
         p.saver.save_last(state, SystemTime::now());
     }
 }

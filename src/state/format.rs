@@ -68,6 +68,33 @@ impl SavedHold {
     }
 }
 
+/// The mailbox lines of a hold whose bytes are gathered on the saver thread, not by the
+/// hub: a connected client's copies, shared with a save as they were when it was taken.
+pub trait Copies: Send + Sync {
+    /// The lines, each with its CRLF, in order, and the count of those lost.
+    fn gather(&self) -> (Vec<u8>, u64);
+}
+
+/// A hold in a save whose mailbox is still to be gathered from its [`Copies`].
+pub struct Deferred {
+    /// The hold; its `wire` and `lost` are replaced by what `copies` gathers.
+    pub hold: SavedHold,
+    /// Where its mailbox lines are.
+    pub copies: Box<dyn Copies>,
+}
+
+impl Deferred {
+    /// The hold with its mailbox.
+    pub fn gather(self) -> SavedHold {
+        let (wire, lost) = self.copies.gather();
+        SavedHold {
+            wire: Arc::new(wire),
+            lost,
+            ..self.hold
+        }
+    }
+}
+
 /// Everything the file keeps: the holds with their mailboxes, in expiry order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Saved {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::format::{self, Saved};
+use super::format::{self, Deferred, Saved};
 
 /// The temporary file a save writes before renaming it over `path`.
 pub fn temp_path(path: &Path) -> PathBuf {
@@ -76,6 +76,8 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
 /// A save for the saver thread.
 struct Job {
     state: Saved,
+    /// Holds whose mailboxes the saver gathers (connected clients' copies).
+    deferred: Vec<Deferred>,
     /// When the hub took the state.
     at: SystemTime,
     /// The save at shutdown: the thread ends after it.
@@ -103,13 +105,15 @@ impl SaveHandle {
         !self.busy.load(Ordering::Acquire)
     }
 
-    /// Hands a periodic save to the saver; false (and nothing saved) if it is busy.
-    pub fn save(&self, state: Saved, at: SystemTime) -> bool {
+    /// Hands a periodic save to the saver, `deferred` holds to be gathered there; false
+    /// (and nothing saved) if it is busy.
+    pub fn save(&self, state: Saved, deferred: Vec<Deferred>, at: SystemTime) -> bool {
         if self.busy.swap(true, Ordering::AcqRel) {
             return false;
         }
         let sent = self.jobs.try_send(Job {
             state,
+            deferred,
             at,
             last: false,
         });
@@ -124,6 +128,7 @@ impl SaveHandle {
     pub fn save_last(&self, state: Saved, at: SystemTime) {
         let job = Job {
             state,
+            deferred: Vec::new(),
             at,
             last: true,
         };
@@ -152,6 +157,10 @@ impl Saver {
             .name("xscp-saver".into())
             .spawn(move || {
                 for mut job in rx {
+                    let deferred = std::mem::take(&mut job.deferred);
+                    job.state
+                        .holds
+                        .extend(deferred.into_iter().map(Deferred::gather));
                     // In expiry order, as a person reads it and the restore takes it back.
                     job.state.holds.sort_by_key(|h| h.until);
                     write(&path, &job);

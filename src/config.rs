@@ -1,11 +1,15 @@
-//! The command line of `xscpd`: options, their defaults, and the parsing of durations and
-//! sizes. No argument-parsing crate: the grammar is small and the errors are ours.
+//! The command line of `xscpd`: options, their defaults, the parsing of durations and
+//! sizes, and the settings derived from them for the session, the hub and the writers. No
+//! argument-parsing crate: the grammar is small and the errors are ours.
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hub::HubConfig;
 use crate::protocol::diagram::FsmFormat;
+use crate::protocol::reply::{self, Capabilities};
+use crate::protocol::session;
 
 /// The usage synopsis, printed by `--help` and after a bad option.
 pub const USAGE: &str = "\
@@ -20,7 +24,8 @@ usage: xscpd [-l|--listen ADDR] [--max-clients N] [--max-per-ip N] [--max-retrie
 const OPTIONS: &[(&str, &str)] = &[
     (
         "-l, --listen ADDR",
-        "address to listen on (default 127.0.0.1:1030)",
+        "address to listen on; a host without a port ([::1] too) gets port 1030 \
+         (default 127.0.0.1:1030)",
     ),
     ("--max-clients N", "most connections at once (default 1024)"),
     (
@@ -144,9 +149,7 @@ pub const MAX_VERBOSITY: i8 = 3;
 /// The verbosity at which each write to a client's socket is logged (`-vvv`).
 pub const VERBOSITY_SOCKET_WRITES: i8 = 3;
 
-/// The log target for socket writes: log them at TRACE with this target
-/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
-pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
+pub use crate::net::outbox::SOCKET_WRITES_TARGET;
 
 /// Everything the server needs to know from its command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,6 +212,43 @@ impl Default for Config {
     }
 }
 
+impl Config {
+    /// What every session needs: retries, timers and the `capa` list it announces.
+    pub fn session(&self) -> session::Settings {
+        session::Settings {
+            max_retries: self.max_retries,
+            negotiate_timeout: self.negotiate_timeout,
+            ping_interval: self.ping_interval,
+            ping_timeout: self.ping_timeout,
+            capa: reply::capa(&Capabilities {
+                max_retries: self.max_retries,
+                negotiate_timeout: self.negotiate_timeout,
+                ping_interval: self.ping_interval,
+                ping_timeout: self.ping_timeout,
+                hold: self.hold,
+                mailbox: self.mailbox,
+                rate: self.rate,
+            }),
+        }
+    }
+
+    /// The hub's settings: at most four holds a client, and never fewer than 1024.
+    pub fn hub(&self) -> HubConfig {
+        HubConfig {
+            hold: self.hold,
+            max_holds: self.max_clients.saturating_mul(4).max(1024),
+            mailbox: self.mailbox,
+            mailbox_total: self.mailbox_total,
+        }
+    }
+
+    /// How long a write may wait for the socket before its client is a slow consumer: as
+    /// long as a client has to answer a ping.
+    pub fn write_timeout(&self) -> Duration {
+        self.ping_timeout
+    }
+}
+
 /// What the command line asks for.
 // Made once per process: a `Config` unboxed costs nothing worth an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -262,6 +302,39 @@ pub fn parse_size(s: &str) -> Option<usize> {
     n.checked_mul(factor)
 }
 
+/// The XSCP port, used when an address names no port.
+pub const DEFAULT_PORT: u16 = 1030;
+
+/// An address in `host:port` form, as `xscpd -l` and `xscp` take it: a host without a
+/// port (`localhost`, `[::1]`, a bare IPv6 address) gets [`DEFAULT_PORT`]. A port that is
+/// not a number from 0 to 65535 is a bad command line, said before anything is resolved.
+pub fn with_port(addr: &str) -> Result<String, String> {
+    let port_ok = |port: &str| {
+        port.parse::<u16>()
+            .map(|_| addr.to_string())
+            .map_err(|_| format!("invalid port '{port}' in '{addr}'"))
+    };
+    if addr.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(format!("[{addr}]:{DEFAULT_PORT}"));
+    }
+    if let Some(rest) = addr.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, "")) => Ok(format!("[{host}]:{DEFAULT_PORT}")),
+            Some((_, after)) => match after.strip_prefix(':') {
+                Some(port) => port_ok(port),
+                None => Err(format!(
+                    "invalid address '{addr}': ':PORT' expected after ']'"
+                )),
+            },
+            None => Err(format!("invalid address '{addr}': no closing ']'")),
+        };
+    }
+    match addr.rsplit_once(':') {
+        Some((_, port)) => port_ok(port),
+        None => Ok(format!("{addr}:{DEFAULT_PORT}")),
+    }
+}
+
 fn value<T>(
     opt: &str,
     v: Option<String>,
@@ -305,7 +378,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
         let mut next = || inline.take().or_else(|| args.next());
         let secs = |v: &str| parse_duration(v);
         match opt.as_str() {
-            "-l" | "--listen" => c.listen = value(&opt, next(), |v| Some(v.to_string()))?,
+            "-l" | "--listen" => {
+                let v = next().ok_or_else(|| CliError(format!("option {opt} needs a value")))?;
+                c.listen = with_port(&v).map_err(CliError)?;
+            }
             "--max-clients" => {
                 c.max_clients = at_least(&opt, value(&opt, next(), |v| v.parse().ok())?, 1)?
             }
@@ -345,6 +421,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
                     Some(f) => FsmFormat::parse(&f)
                         .ok_or_else(|| CliError(format!("invalid value '{f}' for --print-fsm")))?,
                 };
+                // Nothing may follow: `--print-fsm markdown dot` prints one document.
+                if let Some(extra) = args.next() {
+                    return Err(CliError(format!("unexpected argument '{extra}'")));
+                }
                 return Ok(Cli::PrintFsm(format));
             }
             "-h" | "--help" => return Ok(Cli::Help),
@@ -544,6 +624,36 @@ mod tests {
         );
         assert!(run(&["--max-retries", "0"]).is_err());
         assert!(run(&["-q=1"]).is_err());
+    }
+
+    #[test]
+    fn a_listen_address_without_a_port_gets_1030() {
+        let listen = |a: &str| match run(&["-l", a]) {
+            Ok(Cli::Run(c)) => Ok(c.listen),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.0),
+        };
+        assert_eq!(listen("127.0.0.1"), Ok("127.0.0.1:1030".into()));
+        assert_eq!(listen("localhost"), Ok("localhost:1030".into()));
+        assert_eq!(listen("::1"), Ok("[::1]:1030".into()));
+        assert_eq!(listen("[::1]"), Ok("[::1]:1030".into()));
+        assert_eq!(listen("[::1]:7"), Ok("[::1]:7".into()));
+        assert_eq!(
+            listen("127.0.0.1:65536"),
+            Err("invalid port '65536' in '127.0.0.1:65536'".into())
+        );
+        assert!(listen("[::1]:x").is_err());
+        assert!(listen("[::1").is_err());
+        assert!(listen("[::1]7").is_err());
+    }
+
+    #[test]
+    fn print_fsm_takes_one_optional_format_and_nothing_after_it() {
+        assert_eq!(
+            run(&["--print-fsm", "markdown", "dot"]),
+            Err(CliError("unexpected argument 'dot'".into()))
+        );
+        assert!(run(&["--print-fsm=dot", "-v"]).is_err());
     }
 
     #[test]

@@ -13,12 +13,21 @@
 //!   the connection's log tag they share.
 //! - [`config`]: the command line.
 //!
-//! [`server`] wires them together.
+//! [`server`] wires them together. Leaves any layer (and the binaries) may use, which
+//! import nothing of the crate:
+//! - [`sys`]: every C library call of the project, declared once per OS.
+//! - [`text`]: the one escaping of peer bytes, for the log and for a terminal.
+//! - [`clock`]: the wall clock in UTC, broken down once.
+//! - [`console`]: printing for the programs; a closed output is no panic.
 
+pub mod clock;
 pub mod config;
 pub mod conn_id;
+pub mod console;
 pub mod hub;
 pub mod net;
 pub mod protocol;
 pub mod server;
 pub mod state;
+pub mod sys;
+pub mod text;

@@ -12,17 +12,14 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::Config;
-use crate::hub::{Hub, HubConfig, Persist};
+use crate::hub::{Hub, Persist};
 use crate::net::acceptor::Acceptor;
 use crate::net::admission::Admission;
-use crate::net::conn::ConnSettings;
 use crate::net::outbox::Writers;
 use crate::net::pool::{Budget, Pool};
+use crate::net::reader::ConnSettings;
 use crate::net::{LINGER, READER_STACK, WRITER_STACK};
-use crate::protocol::framing::MAX_PDU;
 use crate::protocol::fsm::{Event, State, next_state};
-use crate::protocol::reply::{self, capa};
-use crate::protocol::session::Limits;
 use crate::state::{self, Saved, Saver};
 
 /// Capacity of the hub's inbox, in messages (one may carry up to 32 `chatm` lines): readers
@@ -87,50 +84,18 @@ impl Server {
         let budget = Budget::from_system();
         log::debug!("thread budget: {} threads", budget.max());
         let settings = Arc::new(ConnSettings {
-            limits: Limits {
-                max_retries: c.max_retries,
-            },
-            negotiate_timeout: c.negotiate_timeout,
-            ping_interval: c.ping_interval,
-            ping_timeout: c.ping_timeout,
+            session: Arc::new(c.session()),
             sendq: c.sendq,
             rate: c.rate,
-            capa: capa(&[
-                ("XSCP", "1".into()),
-                ("PDU", (MAX_PDU + 2).to_string()),
-                ("RETRIES", c.max_retries.to_string()),
-                ("NEGOTIATE", reply::seconds(c.negotiate_timeout)),
-                (
-                    "PING",
-                    format!(
-                        "{} {}",
-                        reply::seconds(c.ping_interval),
-                        reply::seconds(c.ping_timeout)
-                    ),
-                ),
-                ("HOLD", reply::seconds(c.hold)),
-                ("MAILBOX", c.mailbox.to_string()),
-                ("RATE", c.rate.to_string()),
-                ("BROADCAST", String::new()),
-                ("RECEIPTS", String::new()),
-                ("USERS", String::new()),
-                ("NOTIF", String::new()),
-            ]),
             readers: Pool::new(READER_STACK, Arc::clone(&budget)),
             writers: Arc::new(Writers {
                 pool: Pool::new(WRITER_STACK, budget),
                 sendq: c.sendq,
-                write_timeout: c.ping_timeout,
+                write_timeout: c.write_timeout(),
             }),
-            panic_nick: std::env::var("XSCPD_TEST_PANIC_NICK").ok(),
         });
         let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
-        let mut hub = Hub::new(HubConfig {
-            hold: c.hold,
-            max_holds: c.max_clients.saturating_mul(4).max(1024),
-            mailbox: c.mailbox,
-            mailbox_total: c.mailbox_total,
-        });
+        let mut hub = Hub::new(c.hub());
         // --state (§5.9): the holds of the last run come back, and a saver writes the file.
         let mut saver = None;
         if let Some(path) = &c.state {
@@ -218,5 +183,171 @@ impl Server {
             }
         }
         log::info!("server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A server in this process, over loopback sockets: what needs a fault no client can
+    //! cause, a reader that panics ([`crate::net::reader::PANIC_NICK`]).
+
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::{IpAddr, TcpStream};
+
+    use crossbeam_channel::bounded;
+    use parking_lot::{Condvar, Mutex};
+    use socket2::{Domain, Socket, Type};
+
+    use super::*;
+    use crate::net::reader::PANIC_NICK;
+    use crate::protocol::reply;
+
+    /// How long a test waits for a line or a log line before it fails.
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// The log of this test process, for the test that reads it.
+    struct Capture {
+        lines: Mutex<Vec<String>>,
+        added: Condvar,
+    }
+
+    static LOG: Capture = Capture {
+        lines: Mutex::new(Vec::new()),
+        added: Condvar::new(),
+    };
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+
+        fn log(&self, record: &log::Record<'_>) {
+            self.lines.lock().push(record.args().to_string());
+            self.added.notify_all();
+        }
+
+        fn flush(&self) {}
+    }
+
+    /// Waits until a log line satisfies `pred`.
+    fn wait_log(pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        let mut lines = LOG.lines.lock();
+        while !lines.iter().any(|l| pred(l)) {
+            assert!(
+                !LOG.added.wait_until(&mut lines, deadline).timed_out(),
+                "no such log line"
+            );
+        }
+    }
+
+    /// A client over loopback.
+    struct Client {
+        reader: BufReader<TcpStream>,
+        peer: String,
+    }
+
+    impl Client {
+        /// Connects from `ip` and reads the greeting.
+        fn connect(addr: SocketAddr, ip: IpAddr) -> Client {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+            socket
+                .bind(&SocketAddr::new(ip, 0).into())
+                .expect("bind the client");
+            socket.connect(&addr.into()).expect("connect");
+            let stream = TcpStream::from(socket);
+            stream.set_read_timeout(Some(WAIT)).expect("timeout");
+            let peer = format!("peer={} ", stream.local_addr().expect("address"));
+            let mut c = Client {
+                reader: BufReader::new(stream),
+                peer,
+            };
+            assert_eq!(c.line().as_deref(), Some(reply::GREETING.trim_end()));
+            c
+        }
+
+        /// Connects from `ip` and registers `name`.
+        fn register(addr: SocketAddr, ip: IpAddr, name: &str) -> Client {
+            let mut c = Client::connect(addr, ip);
+            c.send(&format!("uname {name}"));
+            c.expect(&format!("+OK you are {name}"));
+            c
+        }
+
+        fn send(&mut self, line: &str) {
+            let stream = self.reader.get_mut();
+            stream
+                .write_all(format!("{line}\r\n").as_bytes())
+                .expect("send");
+        }
+
+        /// The next line, without its CRLF; `None` at end of stream.
+        fn line(&mut self) -> Option<String> {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line).expect("read") {
+                0 => None,
+                _ => Some(line.trim_end_matches("\r\n").to_string()),
+            }
+        }
+
+        fn expect(&mut self, want: &str) {
+            assert_eq!(self.line().as_deref(), Some(want));
+        }
+
+        fn until_eof(&mut self) -> Vec<String> {
+            std::iter::from_fn(|| self.line()).collect()
+        }
+    }
+
+    fn still_chatting(ann: &mut Client, ben: &mut Client, text: &str) {
+        ann.send(&format!("chatm ann ben {text}"));
+        ann.expect(reply::RELAYED.trim_end());
+        ben.expect(&format!("chatm ann ben {text}"));
+        ben.send("chatr ann ben");
+        ann.expect("chatr ann ben");
+    }
+
+    /// §7 a panic inside one client's thread does not take the server down: the log shows
+    /// `BUG: reader panicked`, that connection closes (after its `+OK you are boom`), the
+    /// name is freed (`--hold 0`: `boom` registers again, and panics again; `Boom` from
+    /// another address stays), and other clients keep chatting.
+    #[test]
+    fn a_panic_in_a_connection_thread_is_contained_and_frees_the_name() {
+        log::set_logger(&LOG).expect("the only logger of the unit tests");
+        log::set_max_level(log::LevelFilter::Info);
+        let config = Config {
+            listen: "127.0.0.1:0".into(),
+            hold: Duration::ZERO,
+            ..Config::default()
+        };
+        let server = Server::bind(config).expect("bind");
+        let addr = server.local_addr();
+        let (stop, shutdown) = bounded(1);
+        let running = thread::spawn(move || server.run(shutdown));
+        let here: IpAddr = [127, 0, 0, 1].into();
+        let mut ann = Client::register(addr, here, "ann");
+        let mut ben = Client::register(addr, here, "ben");
+
+        for _ in 0..2 {
+            let mut boom = Client::connect(addr, here);
+            let t = boom.peer.clone();
+            boom.send(&format!("uname {PANIC_NICK}"));
+            assert_eq!(boom.until_eof(), [format!("+OK you are {PANIC_NICK}")]);
+            wait_log(|l| l.contains(&t) && l.contains("BUG: reader panicked"));
+            wait_log(|l| l.contains(&t) && l.contains("ESTABLISHED -> ABORTED"));
+            wait_log(|l| l.contains(&t) && l.contains(" -> CLOSED on close"));
+            still_chatting(&mut ann, &mut ben, "after a panic");
+        }
+
+        let mut again = Client::connect(addr, [127, 0, 0, 2].into());
+        again.send("uname Boom");
+        again.expect("+OK you are Boom");
+        again.send("users");
+        for line in ["+OK 3 users", "ann", "ben", "Boom", "."] {
+            again.expect(line);
+        }
+        assert!(!running.is_finished(), "the server stopped");
+        stop.send(()).expect("the server waits for the shutdown");
+        running.join().expect("the server ran to its end");
     }
 }

@@ -1,10 +1,20 @@
 //! The command line of `xscpd`: bad options and values (exit 2 with the usage), a listen
 //! address that cannot be bound (one clear line, non-zero exit), and `--print-fsm`, which
-//! prints the tables of PROTOCOL.md §3 and §4 in Markdown, Graphviz and Mermaid.
+//! prints the tables of PROTOCOL.md §3 and §4 in Markdown, Graphviz and Mermaid. And what
+//! no program of the project does on any command line: panic when an output is closed or
+//! full, or serve on while its audit log silently fails.
 
-use crate::harness::{SPEC_TRANSITIONS, run_xscpd};
+use crate::harness::{
+    Client, GREETING, SPEC_TRANSITIONS, Server, WAIT, lines_of, run, run_xscpd, wait_child,
+};
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+
+use crossbeam_channel::{RecvTimeoutError, unbounded};
 
 /// PROTOCOL.md §4, row for row: the command and what each state's cell says, reduced to
 /// its verdict (`yes`, `violation` or `SYNTAX`).
@@ -278,9 +288,38 @@ fn print_fsm_dot_prints_every_row() {
     let dot = text(&out.stdout);
     assert!(dot.trim_start().starts_with("digraph"), "{dot}");
     assert_eq!(dot.matches('{').count(), dot.matches('}').count(), "{dot}");
+    // Edges as (from state, to state, label). A node is named for its life and its state
+    // (`connection_NEGOTIATING`, `listener_CLOSED_end`); a connection's start marker stands
+    // for the state whose dotted arrow leads to it (LISTEN accepts the connection).
+    let state = |node: &str| -> String {
+        let node = node.trim().trim_end_matches("_end");
+        let state = node.split_once('_').map_or(node, |(_, s)| s);
+        match state {
+            "start" => dot
+                .lines()
+                .filter_map(|l| l.split_once(" -> "))
+                .find(|(_, to)| to.trim_start().starts_with(node.trim()))
+                .map_or(String::new(), |(from, _)| from.trim().to_string()),
+            s => s.to_string(),
+        }
+    };
+    let edges: Vec<(String, String, String)> = dot
+        .lines()
+        .filter_map(|l| l.split_once(" -> "))
+        .filter_map(|(from, rest)| {
+            let (to, attrs) = rest.split_once(" [label=\"")?;
+            let label = attrs.split_once('"')?.0.replace("\\n", " ");
+            Some((state(from), state(to), label))
+        })
+        .map(|(f, t, l)| (state(&f), t, l))
+        .collect();
     for (from, to, event) in SPEC_TRANSITIONS {
-        let edge = format!("{from} -> {to} [label=\"{event}\"]");
-        assert!(dot.contains(&edge), "{edge} missing:\n{dot}");
+        assert!(
+            edges
+                .iter()
+                .any(|(f, t, label)| f == from && t == to && label.split(' ').any(|e| e == event)),
+            "{from} -> {to} on {event} missing: {edges:?}\n{dot}"
+        );
     }
     let out = run_xscpd(&["--print-fsm", "dot-legality"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -312,7 +351,7 @@ fn print_fsm_dot_prints_every_row() {
 
 /// §3, §4: `--print-fsm mermaid` exits 0 and prints every transition;
 /// `--print-fsm mermaid-legality` prints every command with both states' verdicts, one
-/// line of blocks a row.
+/// line of nodes a row.
 #[test]
 fn print_fsm_mermaid_prints_every_row() {
     for args in [&["--print-fsm", "mermaid"][..], &["--print-fsm=mermaid"]] {
@@ -320,18 +359,37 @@ fn print_fsm_mermaid_prints_every_row() {
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         let mm = text(&out.stdout);
         assert!(mm.contains("stateDiagram"), "{mm}");
+        // `life_STATE --> life_STATE: event, event`; a connection's start `[*]` names the
+        // state that accepts it: `[*] --> connection_NEGOTIATING: event (by LISTEN)`.
+        let state = |node: &str| -> String {
+            let node = node.trim().trim_end_matches("_end");
+            node.split_once('_').map_or(node, |(_, s)| s).to_string()
+        };
+        let edges: Vec<(String, String, String)> = mm
+            .lines()
+            .filter_map(|l| l.trim().split_once(" --> "))
+            .filter_map(|(from, rest)| {
+                let (to, label) = rest.split_once(": ")?;
+                let from = match label.split_once(" (by ") {
+                    Some((_, by)) if from == "[*]" => by.trim_end_matches(')').to_string(),
+                    _ => state(from),
+                };
+                Some((from, state(to), label.to_string()))
+            })
+            .collect();
         for (from, to, event) in SPEC_TRANSITIONS {
-            let edge = format!("{from} --> {to}: {event}");
             assert!(
-                mm.lines().any(|l| l.trim() == edge),
-                "{edge} missing:\n{mm}"
+                edges.iter().any(|(f, t, label)| f == from
+                    && t == to
+                    && label.split([',', ' ']).any(|e| e == event)),
+                "{from} --> {to}: {event} missing: {edges:?}\n{mm}"
             );
         }
     }
     let out = run_xscpd(&["--print-fsm", "mermaid-legality"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let mm = text(&out.stdout);
-    // The labels of the blocks on a line, Mermaid's entity codes undone.
+    // The labels of the nodes on a line, Mermaid's entity codes undone.
     let cells = |line: &str| -> Vec<String> {
         line.split("[\"")
             .skip(1)
@@ -345,4 +403,276 @@ fn print_fsm_mermaid_prints_every_row() {
             .collect()
     };
     assert_legality_rows(&mm, cells);
+}
+
+// ---- addresses: the same forms in the server and the client ----
+
+const XSCPD: &str = env!("CARGO_BIN_EXE_xscpd");
+const XSCP: &str = env!("CARGO_BIN_EXE_xscp");
+const BENCH: &str = env!("CARGO_BIN_EXE_xscp-bench");
+
+/// Command line: `xscpd -l HOST` listens on port 1030, as `xscp HOST` connects to it. The
+/// first line names 127.0.0.1:1030 either way: the listen line, or (when another program
+/// has the port) why it cannot listen there.
+#[test]
+fn a_listen_address_without_a_port_gets_1030() {
+    let mut child = Command::new(XSCPD)
+        .args(["-l", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start xscpd");
+    let lines = lines_of(child.stderr.take().expect("stderr"));
+    let first = lines.recv_timeout(WAIT).expect("a first line from xscpd");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        first.contains("127.0.0.1:1030")
+            && (first.contains("CLOSED -> LISTEN") || first.contains("cannot listen")),
+        "{first}"
+    );
+}
+
+/// Command line: a port past 65535 is a usage error (exit 2) in the server and the client.
+#[test]
+fn an_out_of_range_port_is_a_usage_error_in_both() {
+    assert_refused(&["-l", "127.0.0.1:65536"], "65536");
+    assert_refused(&["--listen=[::1]:99999"], "99999");
+    let out = run(XSCP, &["127.0.0.1:65536"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(err.lines().next().unwrap_or("").contains("65536"), "{err}");
+    assert!(
+        err.lines().nth(1).unwrap_or("").starts_with("usage: xscp"),
+        "{err}"
+    );
+}
+
+/// Command line: `--print-fsm` prints one document; a second word is a usage error.
+#[test]
+fn print_fsm_takes_no_second_format() {
+    assert_refused(&["--print-fsm", "markdown", "dot"], "dot");
+    assert_refused(&["--print-fsm=dot", "mermaid"], "mermaid");
+}
+
+// ---- closed and full outputs ----
+
+/// Reads `r` up to the first line that `pred` accepts (within the bound) and returns that
+/// line and the reader, so that the caller can close the pipe by dropping it.
+fn first_line<R: Read + Send + 'static>(
+    r: R,
+    pred: impl Fn(&str) -> bool + Send + 'static,
+) -> (String, BufReader<R>) {
+    let (tx, rx) = unbounded();
+    thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) if pred(line.trim_end()) => {
+                    let _ = tx.send((line.trim_end().to_string(), r));
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+    });
+    rx.recv_timeout(WAIT).expect("the line looked for")
+}
+
+/// Everything `child` still writes on standard error, until it closes (within the bound),
+/// then its exit status.
+fn finish(mut child: Child, what: &str) -> (ExitStatus, String) {
+    let mut err = String::new();
+    if let Some(stderr) = child.stderr.take() {
+        let lines = lines_of(stderr);
+        loop {
+            match lines.recv_timeout(WAIT) {
+                Ok(l) => err += &(l + "\n"),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = child.kill();
+                    panic!("{what}: standard error did not close; so far: {err}");
+                }
+            }
+        }
+    }
+    (wait_child(&mut child, what), err)
+}
+
+/// Runs `program args` with standard output a pipe whose reader has gone before the
+/// program writes (`... | head -0`).
+fn into_closed_pipe(program: &str, args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start");
+    drop(child.stdout.take());
+    finish(child, &format!("{program} {args:?}"))
+}
+
+/// Runs `program args` with `stdout` and `stderr` as given.
+fn with_outputs(program: &str, args: &[&str], stdout: Stdio, stderr: Stdio) -> ExitStatus {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("start");
+    wait_child(&mut child, &format!("{program} {args:?}"))
+}
+
+fn dev_full() -> Stdio {
+    Stdio::from(
+        File::options()
+            .write(true)
+            .open("/dev/full")
+            .expect("/dev/full"),
+    )
+}
+
+/// Every program: a standard output whose reader has gone ends it quietly, with status
+/// 0, as if everything had been read (`xscp check --list | head -1`).
+#[test]
+fn a_closed_standard_output_ends_every_program_quietly() {
+    for (program, args) in [
+        (XSCPD, &["--help"][..]),
+        (XSCPD, &["--print-fsm", "dot"]),
+        (XSCP, &["--help"]),
+        (XSCP, &["check", "--list"]),
+        (XSCP, &["check", "--help"]),
+        (BENCH, &["--help"]),
+    ] {
+        let (status, err) = into_closed_pipe(program, args);
+        assert_eq!(status.code(), Some(0), "{program} {args:?}: {err}");
+        assert_eq!(err, "", "{program} {args:?}");
+    }
+}
+
+/// Every program: a full standard error does not turn a usage error into a panic (101).
+#[test]
+fn a_full_standard_error_is_no_panic() {
+    for (program, args) in [
+        (XSCPD, &["--bogus"][..]),
+        (XSCP, &["--bogus"]),
+        (XSCP, &["check", "--bogus"]),
+        (BENCH, &["--bogus"]),
+    ] {
+        let status = with_outputs(program, args, Stdio::null(), dev_full());
+        assert_eq!(status.code(), Some(2), "{program} {args:?}");
+    }
+}
+
+/// Every program: a full standard output is said on standard error, status 1 (2 for the
+/// checker, whose 1 means a failed transcript).
+#[test]
+fn a_full_standard_output_is_said_not_a_panic() {
+    for (program, args, code) in [
+        (XSCPD, &["--help"][..], 1),
+        (XSCP, &["--version"], 1),
+        (XSCP, &["check", "--list"], 1),
+        (BENCH, &["--help"], 1),
+    ] {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(dev_full())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start");
+        let what = format!("{program} {args:?}");
+        let lines = lines_of(child.stderr.take().expect("stderr"));
+        let status = wait_child(&mut child, &what);
+        let err: Vec<String> = lines.iter().collect();
+        assert_eq!(status.code(), Some(code), "{what}: {err:?}");
+        assert_eq!(err.len(), 1, "{what}: {err:?}");
+        assert!(
+            err[0].contains("cannot write to standard output"),
+            "{what}: {err:?}"
+        );
+    }
+}
+
+/// The client: when its output's reader goes (`xscp ADDR | head -1`), the next line it
+/// would print ends it quietly, with status 0.
+#[test]
+fn the_client_ends_quietly_when_its_output_closes() {
+    let server = Server::start(&[]);
+    let mut child = Command::new(XSCP)
+        .arg(server.addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start xscp");
+    let (greeting, out) = first_line(child.stdout.take().expect("stdout"), |_| true);
+    assert_eq!(greeting, GREETING);
+    drop(out);
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(b"uname alice\n").expect("type");
+    // `+OK you are alice` cannot be printed: the client ends, saying nothing.
+    let (status, err) = finish(child, "xscp");
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(err, "");
+    drop(stdin);
+}
+
+// ---- a failing audit log ----
+
+fn failing(l: &str) -> bool {
+    l.contains("the audit log is failing")
+}
+
+/// The log: a log file that cannot be written (`--log-file /dev/full`) is said once, on
+/// standard error, and the server serves on.
+#[test]
+fn a_failing_log_file_is_said_once_on_standard_error() {
+    let server = Server::start(&["--log-file", "/dev/full"]);
+    let line = server.wait_log(failing);
+    assert!(line.contains("/dev/full"), "{line}");
+    let alice = server.register("alice");
+    server.quit(alice);
+    let bob = server.register("bob");
+    server.quit(bob);
+    assert_eq!(server.log().iter().filter(|l| failing(l)).count(), 1);
+}
+
+/// The log: a log pipe whose reader goes (`xscpd -v 2>&1 | head -2`) is said once on what
+/// is left, standard output; the server serves on.
+#[test]
+fn a_log_pipe_that_closes_is_said_once_on_standard_output() {
+    let mut child = Command::new(XSCPD)
+        .args(["-l", "127.0.0.1:0", "-v"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start xscpd");
+    let out = lines_of(child.stdout.take().expect("stdout"));
+    let (listen, log) = first_line(child.stderr.take().expect("stderr"), |l| {
+        l.contains("CLOSED -> LISTEN")
+    });
+    let addr = listen
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("addr="))
+        .expect("addr=")
+        .parse()
+        .expect("listen address");
+    drop(log);
+    let first = Client::connect(addr).greeted();
+    let said = out.recv_timeout(WAIT).expect("a line on standard output");
+    assert!(failing(&said) && said.contains("standard error"), "{said}");
+    let second = Client::connect(addr).greeted();
+    drop((first, second));
+    let _ = child.kill();
+    let _ = child.wait();
+    let rest: Vec<String> = out.iter().collect();
+    assert!(!rest.iter().any(|l| failing(l)), "said twice: {rest:?}");
 }

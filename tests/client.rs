@@ -3,16 +3,15 @@
 //! file. Every wait is for an event (a line on its standard output, the end of it, the
 //! process's exit) with the harness's generous bound; nothing waits for time to pass.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread;
 use std::time::Instant;
 
-use crate::harness::{Server, WAIT, run};
-use crossbeam_channel::{Receiver, RecvTimeoutError, unbounded};
+use crate::harness::{Server, WAIT, lines_of, run};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 /// A running `xscp` with its standard output read line by line.
 struct Xscp {
@@ -30,20 +29,6 @@ enum Input {
     Piped,
     /// A script file.
     File(PathBuf),
-}
-
-/// Reads `r` line by line into a channel; the channel closes at end of stream.
-fn lines_of(r: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = unbounded();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 impl Xscp {

@@ -24,22 +24,39 @@ const DOT_CHOICES: [(&str, Picture); 2] = [
 /// The Mermaid choices of `--print-fsm` and the diagram type each one must declare.
 const MERMAID_CHOICES: [(&str, &str); 2] = [
     ("mermaid", "stateDiagram-v2"),
-    ("mermaid-legality", "block-beta"),
+    ("mermaid-legality", "flowchart"),
 ];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Picture {
-    /// A state diagram: one node a state, one edge a transition.
+    /// A state diagram: the listener's life and a connection's, each in a cluster.
     Transitions,
     /// A table: one node, no edges.
     Legality,
 }
 
-/// PROTOCOL.md §3: six states, fourteen transitions.
-const STATES: usize = 6;
-const TRANSITIONS: usize = 14;
+/// xscp(7) §3: the states, and the events of the fourteen transitions.
+const STATES: [&str; 6] = [
+    "CLOSED",
+    "LISTEN",
+    "NEGOTIATING",
+    "ESTABLISHED",
+    "UPDATE",
+    "ABORTED",
+];
+const EVENTS: [&str; 9] = [
+    "bind_and_listen",
+    "tcp_connection_accepted",
+    "close",
+    "credentials_validated",
+    "invalid_credentials",
+    "max_retries_exceeded",
+    "connection_error",
+    "quit_requested",
+    "server_shutdown",
+];
 
-/// PROTOCOL.md §4, first column, as the server spells it.
+/// xscp(7) §4, first column, as the server spells it.
 const COMMANDS: [&str; 11] = [
     "uname <name>",
     "ping [token]",
@@ -263,10 +280,41 @@ fn the_xml_check_refuses_broken_documents() {
     }
 }
 
+/// The SVG groups of one class (`node`, `edge`, `cluster`): each group's title and its
+/// text up to the group's end.
+fn svg_groups<'a>(svg: &'a str, class: &str) -> Vec<(String, &'a str)> {
+    let mut out = Vec::new();
+    for (i, _) in svg.match_indices("<g id=\"") {
+        let rest = &svg[i..];
+        let head = &rest[..rest.find('>').unwrap_or(rest.len())];
+        if !head.contains(&format!("class=\"{class}\"")) {
+            continue;
+        }
+        let body = &rest[..rest.find("</g>").unwrap_or(rest.len())];
+        let title = body
+            .split_once("<title>")
+            .and_then(|(_, t)| t.split_once("</title>"))
+            .map(|(t, _)| t.replace("&#45;", "-").replace("&gt;", ">"))
+            .unwrap_or_default();
+        out.push((title, body));
+    }
+    out
+}
+
+/// The texts drawn in an SVG group.
+fn svg_texts(body: &str) -> Vec<&str> {
+    body.split("<text")
+        .skip(1)
+        .filter_map(|t| t.split_once('>').and_then(|(_, t)| t.split_once("</text>")))
+        .map(|(t, _)| t)
+        .collect()
+}
+
 /// `--print-fsm dot | dot -Tsvg` (the man page's example) and every other Graphviz
 /// choice give one well-formed SVG document, without a warning from Graphviz. The
-/// transitions are a graph of six states and fourteen edges; the legality table is one
-/// node and no edges (a table, not edges between commands and states).
+/// legality table is one node and no edges (a table, not edges between commands and
+/// states). The transitions are drawn to teach (xscp(7) §3): see
+/// `the_state_picture_separates_the_two_lives`.
 #[test]
 fn every_graphviz_choice_renders_to_one_svg_document() {
     for (choice, picture) in DOT_CHOICES {
@@ -290,7 +338,7 @@ fn every_graphviz_choice_renders_to_one_svg_document() {
         let nodes = svg.matches("class=\"node\"").count();
         let edges = svg.matches("class=\"edge\"").count();
         match picture {
-            Picture::Transitions => assert_eq!((nodes, edges), (STATES, TRANSITIONS), "{choice}"),
+            Picture::Transitions => assert!(nodes >= STATES.len() && edges > 0, "{choice}"),
             Picture::Legality => {
                 assert_eq!((nodes, edges), (1, 0), "{choice}");
                 for command in COMMANDS {
@@ -303,6 +351,100 @@ fn every_graphviz_choice_renders_to_one_svg_document() {
             }
         }
     }
+}
+
+/// The state picture a teacher puts on a slide (`--print-fsm dot`, rendered): two
+/// clusters, the listener's life and a connection's, each with a start and an end marker
+/// and a CLOSED of its own; every state and every event drawn; one edge per pair of
+/// states, parallel transitions merged into one label; ABORTED filled and outlined apart
+/// from the other states, and every edge into or out of it dashed in its colour; the
+/// `invalid_credentials` loop drawn above NEGOTIATING, away from the edges that leave it.
+#[test]
+fn the_state_picture_separates_the_two_lives() {
+    let source = print_fsm("dot");
+    let out = dot_svg(&source);
+    let svg = String::from_utf8(out.stdout).expect("UTF-8 SVG");
+
+    let clusters = svg_groups(&svg, "cluster");
+    let titles: Vec<&str> = clusters.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(titles, ["cluster_connection", "cluster_listener"], "{svg}");
+    for (title, body) in &clusters {
+        let life = title.trim_start_matches("cluster_");
+        let texts = svg_texts(body).concat();
+        assert!(!texts.is_empty(), "{title} has a caption");
+        let nodes: Vec<String> = svg_groups(&svg, "node")
+            .into_iter()
+            .map(|(t, _)| t)
+            .filter(|t| t.starts_with(&format!("{life}_")))
+            .collect();
+        for marker in ["start", "end", "CLOSED_end"] {
+            assert!(
+                nodes.contains(&format!("{life}_{marker}")),
+                "{life} has no {marker}: {nodes:?}"
+            );
+        }
+    }
+
+    let nodes = svg_groups(&svg, "node");
+    let drawn: Vec<&str> = nodes.iter().flat_map(|(_, b)| svg_texts(b)).collect();
+    for state in STATES {
+        assert!(drawn.contains(&state), "{state} is not drawn: {drawn:?}");
+    }
+    // Three CLOSED: where the listener starts and ends, and where a connection ends.
+    assert_eq!(drawn.iter().filter(|t| **t == "CLOSED").count(), 3);
+
+    let edges = svg_groups(&svg, "edge");
+    let mut pairs: Vec<&str> = edges.iter().map(|(t, _)| t.as_str()).collect();
+    pairs.sort_unstable();
+    let before = pairs.len();
+    pairs.dedup();
+    assert_eq!(
+        pairs.len(),
+        before,
+        "parallel edges are not merged: {pairs:?}"
+    );
+    let labels: Vec<&str> = edges.iter().flat_map(|(_, b)| svg_texts(b)).collect();
+    for event in EVENTS {
+        assert!(labels.contains(&event), "{event} is on no edge: {labels:?}");
+    }
+    assert!(
+        edges.iter().any(|(_, b)| {
+            let t = svg_texts(b);
+            t.contains(&"quit_requested") && t.contains(&"server_shutdown")
+        }),
+        "quit_requested and server_shutdown share one edge"
+    );
+
+    let (_, aborted) = nodes
+        .iter()
+        .find(|(t, _)| t == "connection_ABORTED")
+        .expect("an ABORTED node");
+    let (_, update) = nodes
+        .iter()
+        .find(|(t, _)| t == "connection_UPDATE")
+        .expect("an UPDATE node");
+    let fill = |b: &str| b.split("fill=\"").nth(1).map(|f| f[..7].to_string());
+    assert_ne!(fill(aborted), fill(update), "ABORTED looks like UPDATE");
+    // ABORTED's outline colour (#c0392b) is the error path's. Graphviz draws
+    // `style=dashed` as the dash array 5,2 (`dotted`, the arrow from LISTEN to a
+    // connection's start, is 1,5).
+    for (title, body) in &edges {
+        let error = title.contains("ABORTED");
+        assert_eq!(
+            body.contains("stroke-dasharray=\"5,2\""),
+            error,
+            "{title}: dashed exactly when it is an error transition"
+        );
+        assert_eq!(
+            body.contains("stroke=\"#c0392b\""),
+            error,
+            "{title}: in the error colour exactly when it is an error transition"
+        );
+    }
+    assert!(
+        source.contains("connection_NEGOTIATING -> connection_NEGOTIATING [label=\"invalid_credentials\", tailport=n, headport=n"),
+        "the loop is drawn above NEGOTIATING:\n{source}"
+    );
 }
 
 // ---- Mermaid ----
@@ -355,45 +497,62 @@ fn check_mermaid(text: &str) -> Result<&str, String> {
     }
 }
 
-/// A grid of blocks: after `columns N`, every line of blocks holds exactly N of them.
-fn check_grid(text: &str) -> Result<usize, String> {
-    let mut lines = text.lines().map(str::trim).skip(1);
-    let columns: usize = lines
+/// A table as a flowchart (a diagram type out of beta): after the header line, one line a
+/// row, each holding as many nodes as the header, chained by invisible links (`~~~`) and
+/// by nothing else. Returns the header's labels and the number of rows.
+fn check_grid(text: &str) -> Result<(Vec<String>, usize), String> {
+    let label = |node: &str| -> Option<String> {
+        let (_, rest) = node.trim().split_once("[\"")?;
+        Some(rest.strip_suffix("\"]")?.to_string())
+    };
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .skip(1)
+        .filter(|l| !l.starts_with("class"));
+    let header: Vec<String> = lines
         .next()
-        .and_then(|l| l.strip_prefix("columns "))
-        .and_then(|n| n.parse().ok())
-        .ok_or("no 'columns N' line")?;
+        .ok_or("no header line")?
+        .split(" ~~~ ")
+        .map(|n| label(n).ok_or(format!("not a node: {n}")))
+        .collect::<Result<_, _>>()?;
     let mut rows = 0;
-    for line in lines.filter(|l| !l.starts_with("class")) {
-        let blocks = line.matches("[\"").count();
-        if blocks != columns {
-            return Err(format!("{blocks} blocks, not {columns}: {line}"));
+    for line in lines {
+        let nodes: Vec<&str> = line.split(" ~~~ ").collect();
+        if nodes.len() != header.len() || nodes.iter().any(|n| label(n).is_none()) {
+            return Err(format!("not a row of {} nodes: {line}", header.len()));
         }
         rows += 1;
     }
-    Ok(rows)
+    Ok((header, rows))
 }
 
 /// The Mermaid checks find what they are for: the old output of `--print-fsm mermaid`
-/// (a state diagram and a flowchart in one) and a ragged grid.
+/// (a state diagram and a flowchart in one) and a ragged table.
 #[test]
-fn the_mermaid_checks_refuse_two_diagrams_and_a_ragged_grid() {
+fn the_mermaid_checks_refuse_two_diagrams_and_a_ragged_table() {
     let two = "stateDiagram-v2\n    [*] --> CLOSED\n\nflowchart LR\n    c0[\"capa\"]\n";
     assert!(check_mermaid(two).is_err());
     assert!(check_mermaid("    A --> B\n").is_err());
     assert_eq!(
-        check_mermaid("%% x\nblock-beta\n  a[\"1\"]\n"),
-        Ok("block-beta")
+        check_mermaid("%% x\nflowchart LR\n  a[\"1\"]\n"),
+        Ok("flowchart")
     );
-    assert!(check_grid("block-beta\ncolumns 2\na[\"1\"] b[\"2\"]\nc[\"3\"]\n").is_err());
+    let ragged = "flowchart LR\na[\"x\"] ~~~ b[\"y\"]\nc[\"1\"] ~~~ d[\"2\"]\ne[\"3\"]\n";
+    assert!(check_grid(ragged).is_err());
+    assert!(check_grid("flowchart LR\na[\"x\"] ~~~ b[\"y\"]\nc[\"1\"] --> d[\"2\"]\n").is_err());
     assert_eq!(
-        check_grid("block-beta\ncolumns 1\na[\"1\"]\nclass a x\n"),
-        Ok(1)
+        check_grid("flowchart LR\na[\"x\"]\nb[\"1\"]\nclass b v0\n"),
+        Ok((vec!["x".to_string()], 1))
     );
 }
 
-/// Each Mermaid choice is exactly one diagram of the type it promises; the legality table
-/// is a grid of a header row and one row a command, three columns wide.
+/// Each Mermaid choice is exactly one diagram of the type it promises, none of them a
+/// type still in beta. The legality table is a header row and a row a command, three
+/// nodes wide; the state
+/// diagram draws the listener's life as a composite state with its own start and end,
+/// a connection's life with the diagram's, one transition line per pair of states, and
+/// ABORTED styled apart.
 #[test]
 fn every_mermaid_choice_is_one_diagram() {
     for (choice, kind) in MERMAID_CHOICES {
@@ -403,11 +562,37 @@ fn every_mermaid_choice_is_one_diagram() {
             Ok(kind),
             "--print-fsm {choice}:\n{text}"
         );
+        assert!(!kind.ends_with("-beta"), "{choice}: {kind}");
     }
-    let grid = print_fsm("mermaid-legality");
-    assert_eq!(check_grid(&grid), Ok(1 + COMMANDS.len()), "{grid}");
+    let table = print_fsm("mermaid-legality");
+    assert_eq!(
+        check_grid(&table),
+        Ok((
+            ["command", "NEGOTIATING", "ESTABLISHED"]
+                .map(String::from)
+                .to_vec(),
+            COMMANDS.len()
+        )),
+        "{table}"
+    );
     let transitions = print_fsm("mermaid");
-    assert_eq!(transitions.matches(" --> ").count(), 1 + TRANSITIONS);
+    assert!(transitions.contains("state \"the listener, one per server\" as listener {"));
+    assert_eq!(transitions.matches("[*] -->").count(), 2, "two starts");
+    assert_eq!(transitions.matches("--> [*]").count(), 2, "two ends");
+    let mut pairs: Vec<(&str, &str)> = transitions
+        .lines()
+        .filter_map(|l| l.trim().split_once(" --> "))
+        .filter(|(from, _)| *from != "[*]")
+        .map(|(from, to)| (from, to.split(':').next().unwrap_or(to)))
+        .collect();
+    let before = pairs.len();
+    pairs.sort_unstable();
+    pairs.dedup();
+    assert_eq!(pairs.len(), before, "parallel transitions are not merged");
+    for event in EVENTS {
+        assert!(transitions.contains(event), "{event}");
+    }
+    assert!(transitions.contains("class connection_ABORTED errorSink"));
 }
 
 // ---- a closed standard output ----

@@ -41,15 +41,6 @@ fn try_register_from(server: &Server, ip: &str, nick: &str) -> (Client, String) 
     (c, answer)
 }
 
-/// Ann and Ben still chat: a message and its receipt go through.
-fn still_chatting(ann: &mut Client, ben: &mut Client, text: &str) {
-    ann.send(&format!("chatm ann ben {text}"));
-    ann.expect(RELAYED);
-    ben.expect(&format!("chatm ann ben {text}"));
-    ben.send("chatr ann ben");
-    ann.expect("chatr ann ben");
-}
-
 /// §3/§6 half-close: a client that sends `uname` and shuts down its sending side at once
 /// is registered, then treated as a `connection_error` (peer closed); it can still read
 /// everything the server sent before (greeting and `+OK you are`), then end of stream. Its
@@ -256,40 +247,6 @@ fn shutdown_by_signal_mid_flood_tells_every_client_and_exits_zero() {
             .any(|l| l.contains("hub: every client told to quit"))
     );
     assert!(log.iter().any(|l| l.contains("server stopped")));
-}
-
-/// §7 a panic inside one client's thread (test hook `XSCPD_TEST_PANIC_NICK=boom`: the
-/// reader of a client that registers `boom` panics) does not take the server down: the log
-/// shows `BUG: reader panicked`, that connection closes (after its `+OK you are boom`), the
-/// name is freed (`--hold 0`: `boom` registers again, and panics again; `Boom` from another
-/// address stays), and other clients keep chatting.
-#[test]
-fn a_panic_in_a_connection_thread_is_contained_and_frees_the_name() {
-    let mut server = Server::spawn(&[], &["--hold", "0"], &[("XSCPD_TEST_PANIC_NICK", "boom")]);
-    let mut ann = server.register("ann");
-    let mut ben = server.register("ben");
-
-    for _ in 0..2 {
-        let mut boom = server.connect();
-        let t = boom.peer();
-        boom.expect(GREETING);
-        boom.send("uname boom");
-        assert_eq!(boom.until_eof(), ["+OK you are boom"]);
-        server.wait_log(|l| l.contains(&t) && l.contains("BUG: reader panicked"));
-        server.wait_log(|l| l.contains(&t) && l.contains("ESTABLISHED -> ABORTED"));
-        server.wait_log(|l| l.contains(&t) && l.contains(" -> CLOSED on close"));
-        still_chatting(&mut ann, &mut ben, "after a panic");
-    }
-
-    let mut again = server.connect_from("127.0.0.2");
-    again.expect(GREETING);
-    again.send("uname Boom");
-    again.expect("+OK you are Boom");
-    again.send("users");
-    let (first, users) = again.multiline();
-    assert_eq!(first, "+OK 3 users");
-    assert_eq!(users, ["ann", "ben", "Boom"]);
-    assert!(server.exited().is_none(), "the server died");
 }
 
 /// §7 audit log: with `-vv` (every PDU in and out), names and texts from clients can

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, unbounded};
 use parking_lot::{Condvar, Mutex};
 
 /// The most bytes a PDU carries before its terminator (PROTOCOL.md §1).
@@ -141,11 +142,6 @@ impl Server {
                 );
             }
         }
-    }
-
-    /// Has the server exited (without waiting)?
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().expect("try_wait")
     }
 
     /// Waits for a log line matching `pred` and returns it.
@@ -316,24 +312,44 @@ pub fn try_run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> std::io::
         let _ = err.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{program} {args:?} did not exit within {WAIT:?}");
-        }
-        // Polling the child's status is the only portable way to wait with a bound.
-        thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_child(&mut child, &format!("{program} {args:?}"));
     Ok(Output {
         status,
         stdout: out.join().expect("stdout reader"),
         stderr: err.join().expect("stderr reader"),
     })
+}
+
+/// Waits for `child` (described as `what`) to exit, at most [`WAIT`]; kills it and fails
+/// the test if it does not.
+pub fn wait_child(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not exit within {WAIT:?}");
+        }
+        // Polling the child's status is the only portable way to wait with a bound.
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Reads `r` line by line into a channel; the channel closes at end of stream.
+pub fn lines_of(r: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = unbounded();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }
 
 /// Runs `program` with `args` to completion (see [`try_run`]); it must start.

@@ -465,41 +465,176 @@ fn legality_table_matches_print_fsm() {
     );
 }
 
-/// The state diagram of xscp(7) shows every state and every event of the table, and
-/// every command of the legality table has its subsection under COMMANDS.
+/// The state diagrams of xscp(7) (the listener's life and a connection's) show every
+/// state and every event of the table, and every command of the legality table opens with
+/// its synopsis in a subsection of 5 COMMANDS.
 #[test]
 fn diagram_and_command_sections_cover_the_tables() {
     let md = stdout_of(env!("CARGO_BIN_EXE_xscpd"), &["--print-fsm"]);
     let src = source("xscp.7");
-    let states = section(&src, "STATES");
-    let diagram: String = states
-        .iter()
-        .skip_while(|l| **l != ".EX")
-        .take_while(|l| **l != ".EE")
-        .map(|l| plain(l) + "\n")
-        .collect();
+    let states = section(&src, "3 STATES AND TRANSITIONS");
+    let mut diagram = String::new();
+    let mut inside = false;
+    for l in &states {
+        match *l {
+            ".EX" => inside = true,
+            ".EE" => inside = false,
+            _ if inside => diagram += &(plain(l) + "\n"),
+            _ => {}
+        }
+    }
     let (_, transitions) = markdown_table(&md, "Transitions");
     for row in &transitions {
         for word in &row[..3] {
             assert!(
                 diagram.contains(word.as_str()),
-                "{word} is not in the diagram"
+                "{word} is not in the diagrams"
             );
         }
     }
-    let subsections: Vec<String> = section(&src, "COMMANDS")
-        .iter()
-        .filter_map(|l| l.strip_prefix(".SS "))
-        .map(plain)
+    let commands = section(&src, "5 COMMANDS");
+    // A command's synopsis is a line of its own, a paragraph's first: `.PP`, `.B uname \fIname\fP`.
+    let synopses: Vec<String> = commands
+        .windows(2)
+        .filter(|w| w[0] == ".PP" || w[0].starts_with(".SS "))
+        .map(|w| line_text(w[1]))
         .collect();
     let (_, legality) = markdown_table(&md, "Legality");
     for row in legality.iter().filter(|r| r[0] != "any other keyword") {
         let synopsis = row[0].replace(['<', '>'], "");
         assert!(
-            subsections.contains(&synopsis),
-            "no .SS {synopsis} under COMMANDS; there are {subsections:?}"
+            synopses.contains(&synopsis),
+            "no paragraph opens with {synopsis:?} under 5 COMMANDS; there are {synopses:?}"
         );
     }
+}
+
+// --- section numbers --------------------------------------------------------------------
+
+/// The numbers of xscp(7)'s numbered headings: `.SH "5 COMMANDS"` gives 5, `.SS "5.8
+/// Resume"` gives 5.8.
+fn numbered_headings() -> BTreeSet<String> {
+    source("xscp.7")
+        .lines()
+        .filter_map(|l| l.strip_prefix(".SH ").or_else(|| l.strip_prefix(".SS ")))
+        .filter_map(|h| {
+            let number = h.trim_matches('"').split_whitespace().next()?;
+            number
+                .starts_with(|c: char| c.is_ascii_digit())
+                .then(|| number.to_string())
+        })
+        .collect()
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{dir:?}: {e}")) {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            files_under(&path, out);
+        } else {
+            out.push(path);
+        }
+    }
+}
+
+/// The files whose citations a reader follows: the sources (with the built-in transcripts
+/// of `xscp check`), the man pages, the README and src/ARCHITECTURE.md.
+fn citing_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = vec![root.join("README.md"), root.join("src/ARCHITECTURE.md")];
+    files_under(&root.join("src"), &mut files);
+    files_under(&root.join("man"), &mut files);
+    files
+}
+
+/// The section numbers `text` cites: `§5.8` (in troff `\(sc5.8`), and the `section: 5.8
+/// resume` header of a transcript, which `xscp check` prints as `§5.8`.
+fn cited_sections(text: &str) -> Vec<String> {
+    let number = |rest: &str| -> Option<String> {
+        let n: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        let n = n.trim_end_matches('.');
+        (!n.is_empty()).then(|| n.to_string())
+    };
+    let mut out = Vec::new();
+    for mark in ["§", "\\(sc"] {
+        out.extend(
+            text.match_indices(mark)
+                .filter_map(|(i, _)| number(&text[i + mark.len()..])),
+        );
+    }
+    out.extend(
+        text.lines()
+            .filter_map(|l| l.strip_prefix("section: "))
+            .filter_map(number),
+    );
+    out
+}
+
+/// Every section number the project cites or prints exists in xscp(7) as a numbered
+/// heading: a reader who meets `§5.8` in a report, a comment or a page finds 5.8 there.
+#[test]
+fn every_cited_section_exists_in_xscp_7() {
+    let headings = numbered_headings();
+    for n in ["1", "2", "3", "4", "5", "6", "7", "5.7", "5.8", "5.9"] {
+        assert!(
+            headings.contains(n),
+            "xscp(7) has no section {n}: {headings:?}"
+        );
+    }
+    let mut missing = Vec::new();
+    let mut cited = 0;
+    for path in citing_files() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for n in cited_sections(&text) {
+            cited += 1;
+            if !headings.contains(&n) {
+                missing.push(format!("{}: §{n}", path.display()));
+            }
+        }
+    }
+    assert!(
+        cited > 100,
+        "only {cited} citations found: is the scan right?"
+    );
+    assert!(
+        missing.is_empty(),
+        "cited but not a section of xscp(7) ({headings:?}):\n{}",
+        missing.join("\n")
+    );
+}
+
+/// Nothing the project ships sends its reader to a file it does not ship: citations name
+/// xscp(7), not the protocol's source text. Ignored until the citations in source comments
+/// are rewritten in one pass; run it with `cargo test --release -- --ignored`.
+#[test]
+#[ignore = "source comments still cite PROTOCOL.md; they are rewritten in one pass"]
+fn nothing_cites_a_file_the_project_does_not_ship() {
+    let mut found = Vec::new();
+    for path in citing_files() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (i, line) in text.lines().enumerate() {
+            if line.contains("PROTOCOL.md") {
+                found.push(format!("{}:{}: {}", path.display(), i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "PROTOCOL.md cited:\n{}", found.join("\n"));
+}
+
+#[test]
+fn citation_parser_reads_marks_and_transcript_headers() {
+    assert_eq!(
+        cited_sections("see §5.8. And \\(sc3, §7\nsection: 5 uname\n(§5.7)"),
+        ["5.8", "7", "5.7", "3", "5"]
+    );
 }
 
 // --- the parsers themselves ---------------------------------------------------------------

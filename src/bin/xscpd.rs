@@ -2,13 +2,14 @@
 //! to SIGINT/SIGTERM and runs it in the foreground.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, ErrorKind, Write};
+use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use simplelog::{ConfigBuilder, LevelFilter, WriteLogger};
+use xscp::clock::Utc;
 use xscp::config::{self, Cli, Config};
+use xscp::console;
 use xscp::protocol::diagram;
 use xscp::server::Server;
 use xscp::state::{self, Saved};
@@ -86,18 +87,11 @@ fn load_state(config: &Config) -> Result<Saved, ExitCode> {
 }
 
 /// Writes `text` to standard output. A reader that has gone (`xscpd --help | head -1`)
-/// ends the program quietly with status 0, as when everything was read; any other write
-/// error is reported and gives status 1.
+/// ends the program quietly with status 0, as when everything was read (see
+/// [`xscp::console`]).
 fn print(text: &str) -> ExitCode {
-    let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.kind() == ErrorKind::BrokenPipe => ExitCode::SUCCESS,
-        Err(e) => {
-            complain(format_args!("cannot write to standard output: {e}"));
-            ExitCode::from(1)
-        }
-    }
+    console::out(format_args!("{text}"));
+    ExitCode::SUCCESS
 }
 
 /// One message on standard error, prefixed with the program's name; if standard error is
@@ -106,59 +100,74 @@ fn complain(message: std::fmt::Arguments<'_>) {
     let _ = writeln!(io::stderr(), "xscpd: {message}");
 }
 
-/// `at` in UTC as RFC 3339 to the microsecond: always 27 characters,
-/// `2026-12-01T21:47:38.041200Z`. (The log's own clock: simplelog's RFC 3339 drops trailing
-/// zeros of the fraction, so its width varies.)
-fn utc_timestamp(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's days_from_civil, inverted).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_micros()
-    )
-}
-
 /// Where the log goes: standard error and, with `--log-file`, a file. Each line is
 /// formatted once, stamped with the time, and written whole to both under the logger's one
 /// lock, so the two carry the same lines, in the same order, with the same times, and each
 /// line is one write to each.
+///
+/// A sink that fails (a full disk, a pipe whose reader has gone: `xscpd -v 2>&1 | head`)
+/// is said once, on what is left: the other sink, else standard output. The server serves
+/// on; the line says that its audit log is incomplete from then on.
 struct LogSinks {
     /// The part of a line formatted so far.
     line: Vec<u8>,
-    file: Option<File>,
+    /// Standard error, until it fails.
+    stderr: bool,
+    /// `--log-file` and its path, until it fails.
+    file: Option<(File, PathBuf)>,
+}
+
+impl LogSinks {
+    /// Says on what is left that `sink` failed with `e`. Standard output is the last
+    /// resort; if it fails too, nobody is left to tell.
+    fn failed(&mut self, sink: &str, e: &io::Error) {
+        let line = format!(
+            "{} [ERROR] xscpd: the audit log is failing: cannot write to {sink}: {e}; \
+             the log goes on {}\n",
+            Utc::now().rfc3339(),
+            match (self.stderr, &self.file) {
+                (true, _) => "standard error only".to_string(),
+                (false, Some((_, path))) => format!("in {} only", path.display()),
+                (false, None) => "nowhere".to_string(),
+            }
+        );
+        let mut told = false;
+        if self.stderr {
+            told = io::stderr().write_all(line.as_bytes()).is_ok();
+        }
+        if let Some((file, _)) = &mut self.file {
+            told |= file.write_all(line.as_bytes()).is_ok();
+        }
+        if !told {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+        }
+    }
 }
 
 impl Write for LogSinks {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.line.is_empty() {
-            self.line
-                .extend_from_slice(utc_timestamp(SystemTime::now()).as_bytes());
+            self.line.extend_from_slice(Utc::now().rfc3339().as_bytes());
             self.line.push(b' ');
         }
         self.line.extend_from_slice(buf);
         if let Some(end) = self.line.iter().rposition(|&b| b == b'\n') {
-            let lines = &self.line[..=end];
-            // A sink that fails must not silence the other; the log has nobody to tell.
-            let _ = io::stderr().write_all(lines);
-            if let Some(file) = &mut self.file {
-                let _ = file.write_all(lines);
+            let lines: Vec<u8> = self.line.drain(..=end).collect();
+            // A sink that fails must not silence the other.
+            if self.stderr {
+                if let Err(e) = io::stderr().write_all(&lines) {
+                    self.stderr = false;
+                    self.failed("standard error", &e);
+                }
             }
-            self.line.drain(..=end);
+            if let Some((file, path)) = &mut self.file {
+                if let Err(e) = file.write_all(&lines) {
+                    let sink = format!("the log file {}", path.display());
+                    self.file = None;
+                    self.failed(&sink, &e);
+                }
+            }
         }
         Ok(buf.len())
     }
@@ -188,42 +197,22 @@ fn init_log(c: &Config) -> Result<(), String> {
         log_config.add_filter_ignore_str(config::SOCKET_WRITES_TARGET);
     }
     let file = match &c.log_file {
-        Some(path) => Some(
+        Some(path) => Some((
             OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?,
-        ),
+            path.clone(),
+        )),
         None => None,
     };
     let sinks = LogSinks {
         line: Vec::new(),
+        stderr: true,
         file,
     };
     // Only fails if a logger is already set, which cannot happen here.
     let _ = WriteLogger::init(level, log_config.build(), sinks);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    fn at(secs: u64, micros: u32) -> String {
-        utc_timestamp(UNIX_EPOCH + Duration::new(secs, micros * 1000))
-    }
-
-    #[test]
-    fn timestamps_are_utc_rfc3339_of_fixed_width() {
-        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(at(951_782_400, 1), "2000-02-29T00:00:00.000001Z");
-        assert_eq!(at(1_709_251_199, 999_999), "2024-02-29T23:59:59.999999Z");
-        assert_eq!(at(1_796_161_658, 41_200), "2026-12-01T21:47:38.041200Z");
-        assert_eq!(at(4_102_444_799, 500_000), "2099-12-31T23:59:59.500000Z");
-        for secs in (0..4_102_444_800u64).step_by(86_399 * 97) {
-            assert_eq!(at(secs, 0).len(), 27, "{}", at(secs, 0));
-        }
-    }
 }

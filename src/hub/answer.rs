@@ -2,7 +2,7 @@
 //! the asking reader waits on.
 //!
 //! A slot is made per request, so an idle client keeps nothing for it (a channel kept per
-//! connection cost some 700 bytes each). Its wait is a plain futex wait, where a channel's
+//! connection would cost some 700 bytes each). Its wait is a plain futex wait, where a channel's
 //! receive first spins and yields the processor while the hub works. It is built on
 //! `std::sync`, not `parking_lot`: a thread that parks on a `parking_lot` primitive gets a
 //! place in that crate's global table, which grows with every thread that ever parked and
@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
-use super::Answer;
+use crate::protocol::request::Answer;
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -30,7 +30,7 @@ pub fn slot() -> (Promise, Pending) {
 }
 
 /// The hub's half: answers once. Dropped unanswered (the hub dropped the request), it
-/// answers [`Answer::Gone`], as the closed channel did before it.
+/// answers [`Answer::Gone`].
 #[derive(Debug)]
 pub struct Promise {
     slot: Option<Arc<Slot>>,

@@ -6,10 +6,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::fastmap::FastMap;
 use super::mailbox::{Full, Mailbox};
+use crate::clock::Utc;
 use crate::conn_id::ConnId;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
@@ -49,19 +50,8 @@ impl fmt::Display for Until {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let left = self.0.saturating_duration_since(Instant::now());
         let left = Duration::from_millis(left.as_millis() as u64);
-        let wall = (SystemTime::now() + left)
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs()
-            % 86_400;
-        write!(
-            f,
-            "for {}s more (until {:02}:{:02}:{:02} UTC)",
-            reply::seconds(left),
-            wall / 3600,
-            wall / 60 % 60,
-            wall % 60
-        )
+        let wall = Utc::at(SystemTime::now() + left).time();
+        write!(f, "for {}s more (until {wall} UTC)", reply::seconds(left))
     }
 }
 

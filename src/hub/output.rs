@@ -1,7 +1,7 @@
 //! A client's output side as the hub sees it: the one interface between routing and the
 //! connection that carries its lines. The network layer implements it
 //! (`crate::net::outbox::Outbox`); the hub's tests implement it in memory. The hub is
-//! generic over it, so calls on the relay path are static and inline as before.
+//! generic over it, so calls on the relay path are static and can be inlined.
 
 use crate::protocol::cause::Cause;
 

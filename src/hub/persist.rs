@@ -106,7 +106,12 @@ impl<O: Output> Hub<O> {
     /// The whole state as the file keeps it: every hold, and every connected client's
     /// copies as the mailbox it would leave if it departed now, held for its address from
     /// now (§5.9, What is saved); the saver gathers the latter.
-    fn snapshot(&self, now: Instant, wall: SystemTime, hold: Duration) -> (Saved, Vec<Deferred>) {
+    pub(super) fn snapshot(
+        &self,
+        now: Instant,
+        wall: SystemTime,
+        hold: Duration,
+    ) -> (Saved, Vec<Deferred>) {
         let holds = self.holds.saved(now, wall).collect();
         let mut deferred = Vec::new();
         if !hold.is_zero() {

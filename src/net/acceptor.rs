@@ -20,11 +20,11 @@ use crossbeam_channel::Sender;
 
 use super::ToHub;
 use super::admission::{Admission, Refusal};
-use super::conn::{self, Accepted, ConnSettings};
 use super::pool::Job;
+use super::reader::{self, Accepted, ConnSettings};
 use super::shared::{ConnShared, linger};
 use super::{LINGER, sys};
-use crate::protocol::reply::{self, Code};
+use crate::protocol::reply;
 
 /// How long the acceptor pauses after running out of a resource.
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -145,7 +145,7 @@ impl Acceptor {
         };
         let (settings, hub) = (Arc::clone(&self.settings), self.hub.clone());
         let job = Job::new("xscp-conn", id, move || {
-            conn::serve(accepted, settings, hub)
+            reader::serve(accepted, settings, hub)
         });
         if let Err((e, job)) = self.settings.readers.run(job) {
             // The system is short of threads or memory: refuse this one client, back off.
@@ -243,15 +243,15 @@ impl Drop for LingerSlot {
 /// What a refusal says.
 fn refusal_text(why: Refusal) -> &'static str {
     match why {
-        Refusal::ServerFull => "server full",
-        Refusal::TooManyFromAddress => "server full (too many connections from your address)",
-        Refusal::OutOfResources => "server full (out of resources)",
+        Refusal::ServerFull => reply::SERVER_FULL,
+        Refusal::TooManyFromAddress => reply::FULL_FROM_ADDRESS,
+        Refusal::OutOfResources => reply::FULL_OUT_OF_RESOURCES,
     }
 }
 
 /// Writes `-ERR [FULL] <text>` and `cquit server full`, then the FIN.
 fn say_full(mut stream: &TcpStream, text: &str) {
-    let lines = reply::err(Code::Full, text) + &reply::cquit("server full");
+    let lines = reply::refused_full(text);
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = stream.write_all(lines.as_bytes());
     let _ = stream.shutdown(Shutdown::Write);

@@ -2,28 +2,30 @@
 //!
 //! - [`acceptor`]: the `xscp-accept` thread; admits or refuses each connection (§7 limits)
 //!   and starts its reader.
-//! - [`conn`]: the `xscp-conn-<id>` reader thread; blocking reads with timeouts that drive
-//!   the negotiation deadline and the pings; feeds lines to the session and the hub.
+//! - [`reader`]: the `xscp-conn-<id>` reader thread; blocking reads, each until the session
+//!   next needs the time (its timers are the session's); feeds lines to the session and
+//!   the hub.
 //! - [`outbox`]: the byte-bounded queue between the hub (or reader) and the connection's
-//!   writer, and the writer itself (`xscp-write-<id>`), which drains it into as few writes
-//!   as possible, then closes in order. [`outbox::Outbox`] is a client's output side as the
+//!   writer, and (in `outbox/writer.rs`) the writer itself (`xscp-write-<id>`), which
+//!   drains it into as few writes as possible, then closes in order. [`outbox::Outbox`] is a client's output side as the
 //!   hub sees it ([`crate::hub::Output`]).
 //! - [`shared`]: what a connection's reader, writer and outbox and the admission table
 //!   share: the socket and why the connection ends.
 //! - [`pool`]: reusable, renamed threads for readers and writers.
 //! - [`admission`]: the connection counts behind `--max-clients` and `--max-per-ip`.
 //!
-//! Imports run one way: `acceptor` -> `conn` -> `admission`, `outbox` -> `pool`, `shared`.
+//! Imports run one way: `acceptor` -> `reader` -> `admission`, `outbox` -> `pool`, `shared`.
 //! Protocol rules live in [`crate::protocol`]; routing lives in [`crate::hub`], which this
 //! layer feeds through [`ToHub`] and which sees no socket.
 
 pub mod acceptor;
 pub mod admission;
-pub mod conn;
 pub mod outbox;
 pub mod pool;
+pub mod reader;
 pub mod shared;
-pub mod sys;
+/// The C library calls, declared once for the crate in [`crate::sys`].
+pub use crate::sys;
 
 use std::time::Duration;
 

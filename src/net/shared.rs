@@ -106,7 +106,7 @@ mod tests {
         shared.set_end(Cause::SlowConsumer);
         shared.set_end(Cause::Reset);
         assert_eq!(shared.end(), Some(Cause::SlowConsumer));
-        // Five words on a 64-bit machine (it was eleven with the cause inline).
+        // Five words on a 64-bit machine (eleven with the cause inline).
         assert!(std::mem::size_of::<ConnShared>() <= 5 * std::mem::size_of::<usize>());
     }
 }

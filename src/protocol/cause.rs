@@ -55,15 +55,15 @@ impl Cause {
     pub fn cquit_line(&self) -> Option<String> {
         let reason = match self {
             Cause::PeerClosed | Cause::Reset | Cause::Io(_) | Cause::Quit => return None,
-            Cause::NegotiationTimeout => "negotiation timeout",
-            Cause::PingTimeout => "ping timeout",
+            Cause::NegotiationTimeout => reply::NEGOTIATION_TIMEOUT,
+            Cause::PingTimeout => reply::PING_TIMEOUT,
             Cause::Framing(_)
             | Cause::StateViolation { .. }
             | Cause::StrayPong { .. }
             | Cause::Spoofing => reply::PROTOCOL_VIOLATION,
-            Cause::SlowConsumer => "slow consumer",
-            Cause::TooManyAttempts => "too many failed attempts",
-            Cause::ServerShutdown => "server shutting down",
+            Cause::SlowConsumer => reply::SLOW_CONSUMER,
+            Cause::TooManyAttempts => reply::TOO_MANY_ATTEMPTS,
+            Cause::ServerShutdown => reply::SERVER_SHUTTING_DOWN,
         };
         Some(reply::cquit(reason))
     }

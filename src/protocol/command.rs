@@ -164,7 +164,8 @@ const fn first_word(synopsis: &str) -> &str {
 }
 
 /// Every command the server knows: PROTOCOL.md §4 and §5, row for row. Adding a command is
-/// a row here, a [`Command`] variant and its handler in the session.
+/// a row here, a [`Command`] variant and its rule in the session; if the hub answers it,
+/// the rule makes a [`super::request::Request`] variant, which the hub's handler takes.
 ///
 /// A row: the synopsis (its first word is the keyword), the arity, the legality in
 /// NEGOTIATING and in ESTABLISHED (the order of [`COMMAND_STATES`]), and the function that
@@ -248,6 +249,19 @@ pub const COMMANDS: &[CommandSpec] = {
             },
         ),
     ]
+};
+
+// Every row's arity fits the argument array `split_args` fills (`out[n]` with
+// `n < arity.max`): checked when the crate compiles, not when a client sends the command.
+const _: () = {
+    let mut i = 0;
+    while i < COMMANDS.len() {
+        assert!(
+            COMMANDS[i].arity.max <= MAX_ARGS,
+            "a row's arity exceeds MAX_ARGS"
+        );
+        i += 1;
+    }
 };
 
 /// The last row of the legality table: a keyword that is not in [`COMMANDS`].

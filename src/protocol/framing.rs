@@ -9,8 +9,7 @@ use std::fmt;
 
 use super::reply;
 
-/// The most bytes a PDU carries before its terminator (512 with CRLF, as in IRC).
-pub const MAX_PDU: usize = 510;
+pub use super::MAX_PDU;
 
 /// The most bytes of a rejected line kept for the log (see [`Framer::rejected`]).
 pub const MAX_REJECTED: usize = 48;

@@ -121,9 +121,26 @@ pub struct Transition {
     pub to: State,
     /// The event that takes it.
     pub event: Event,
-    /// Where the row comes from (seed number or "Decision").
+    /// Where the row comes from: words of [`SOURCES`], with a reason in parentheses.
     pub source: &'static str,
 }
+
+/// What the words of the `source` column stand for, as `--print-fsm` explains them under
+/// the table and xscp(7) section 3 does in prose.
+pub const SOURCES: [(&str, &str); 3] = [
+    (
+        "000",
+        "the XSCP connection life cycle this protocol starts from",
+    ),
+    (
+        "004",
+        "WS_2017, the course protocol whose command set it keeps",
+    ),
+    (
+        "Decision",
+        "a choice this protocol made where those two are silent or disagree",
+    ),
+];
 
 const fn row(from: State, to: State, event: Event, source: &'static str) -> Transition {
     Transition {
@@ -201,6 +218,18 @@ mod tests {
             assert_eq!(next_state(t.from, t.event), Ok(t.to), "{t:?}");
         }
         assert_eq!(TRANSITIONS.len(), 14);
+    }
+
+    /// Every word of every `source` cell is explained in [`SOURCES`]: the printed table
+    /// never leaves a reader guessing what "000" is.
+    #[test]
+    fn every_source_is_explained() {
+        for t in TRANSITIONS {
+            let words = t.source.split(" (").next().unwrap_or(t.source);
+            for word in words.split(", ") {
+                assert!(SOURCES.iter().any(|(w, _)| *w == word), "{t:?}: {word}");
+            }
+        }
     }
 
     /// §3: "Any other (state, event) pair is impossible."

@@ -11,4 +11,10 @@ pub mod framing;
 pub mod fsm;
 pub mod nick;
 pub mod reply;
+pub mod request;
 pub mod session;
+
+/// The most bytes a PDU carries before its terminator (512 with CRLF, as in IRC; xscp(7)
+/// §1): the framer enforces it on input ([`framing`]), and every line the server sends is
+/// cut to it ([`reply`]).
+pub const MAX_PDU: usize = 510;

@@ -4,8 +4,10 @@
 //! peer-visible error codes map to `[CODE]` here and nowhere else.
 
 use std::fmt;
+use std::ops::Range;
+use std::time::Duration;
 
-use super::framing::MAX_PDU;
+use super::MAX_PDU;
 
 /// The machine-readable code of an `-ERR` (RFC 2449 style).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +89,132 @@ pub const QUIT_OK: &str = "+OK terminating tasks and disconnecting\r\n";
 pub const RELAYED: &str = "+OK message relayed\r\n";
 /// The reason given when a violation ends the connection.
 pub const PROTOCOL_VIOLATION: &str = "protocol violation";
+/// The reason given when no `uname` succeeded within `--negotiate-timeout`.
+pub const NEGOTIATION_TIMEOUT: &str = "negotiation timeout";
+/// The reason given when a ping went unanswered for `--ping-timeout`.
+pub const PING_TIMEOUT: &str = "ping timeout";
+/// The reason given to a client that does not read what it is sent.
+pub const SLOW_CONSUMER: &str = "slow consumer";
+/// The reason given after the last failed attempt in NEGOTIATING.
+pub const TOO_MANY_ATTEMPTS: &str = "too many failed attempts";
+/// The reason given to every client when the server stops.
+pub const SERVER_SHUTTING_DOWN: &str = "server shutting down";
+
+/// `+OK pong [<token>]`: the answer to the client's `ping`.
+pub fn pong(token: Option<&str>) -> String {
+    match token {
+        Some(t) => ok(format_args!("pong {t}")),
+        None => ok("pong"),
+    }
+}
+
+/// `-ERR [STATE] <keyword> is not allowed in <state>`
+pub fn not_allowed(keyword: &str, state: impl fmt::Display) -> String {
+    err(
+        Code::State,
+        format_args!("{keyword} is not allowed in {state}"),
+    )
+}
+
+/// `<keyword>: <what is wrong>`: the text of a SYNTAX refusal that names the keyword as
+/// the client wrote it.
+pub fn about(keyword: &str, what: impl fmt::Display) -> String {
+    format!("{keyword}: {what}")
+}
+
+/// `-ERR [CODE] <text> (attempt <n> of <max>)`: a failed attempt in NEGOTIATING (§6).
+pub fn failed_attempt(code: Code, text: impl fmt::Display, n: u32, max: u32) -> String {
+    err(code, format_args!("{text} (attempt {n} of {max})"))
+}
+
+/// `-ERR [SPOOF] <name> is not your nickname`
+pub fn not_your_nickname(name: &str) -> String {
+    err(Code::Spoof, format_args!("{name} is not your nickname"))
+}
+
+/// `chatm <sender> <recipient> <text>`, as relayed, with where the recipient field is.
+/// Built by hand: this runs once per relayed message.
+pub fn chatm(sender: &str, recipient: &str, text: &str) -> (String, Range<usize>) {
+    let mut line = String::with_capacity(12 + sender.len() + recipient.len() + text.len());
+    line.push_str("chatm ");
+    line.push_str(sender);
+    line.push(' ');
+    let start = line.len();
+    line.push_str(recipient);
+    let field = start..line.len();
+    line.push(' ');
+    line.push_str(text);
+    line.push_str("\r\n");
+    (line, field)
+}
+
+/// `chatr <sender> <recipient>`, as relayed, with where the sender field is.
+pub fn chatr(sender: &str, recipient: &str) -> (String, Range<usize>) {
+    let line = format!("chatr {sender} {recipient}\r\n");
+    let field = "chatr ".len().."chatr ".len() + sender.len();
+    (line, field)
+}
+
+/// `+OK you are <name>`: a new registration.
+pub fn you_are(name: &str) -> String {
+    ok(format_args!("you are {name}"))
+}
+
+/// `+OK message held for <name>` (§5.8)
+pub fn held_for(name: &str) -> String {
+    ok(format_args!("message held for {name}"))
+}
+
+/// `-ERR [FULL] mailbox of <name> is full` (§5.8)
+pub fn mailbox_full(name: &str) -> String {
+    err(Code::Full, format_args!("mailbox of {name} is full"))
+}
+
+/// `+OK <n> users`, then the names, then `.`.
+pub fn users(names: &[&str]) -> String {
+    multiline(format_args!("{} users", names.len()), names)
+}
+
+/// `+OK notifications on|off`
+pub fn notifications(on: bool) -> String {
+    ok(if on {
+        "notifications on"
+    } else {
+        "notifications off"
+    })
+}
+
+/// `notif join <name>`
+pub fn notif_join(name: &str) -> String {
+    format!("notif join {name}\r\n")
+}
+
+/// `notif cname <old> <new>`
+pub fn notif_cname(old: &str, new: &str) -> String {
+    format!("notif cname {old} {new}\r\n")
+}
+
+/// `notif quit <name>`
+pub fn notif_quit(name: &str) -> String {
+    format!("notif quit {name}\r\n")
+}
+
+/// `server full`, the reason a connection limit gives.
+pub const SERVER_FULL: &str = "server full";
+/// The refusal of a connection over `--max-per-ip`.
+pub const FULL_FROM_ADDRESS: &str = "server full (too many connections from your address)";
+/// The refusal of a connection the server has no descriptor or thread for.
+pub const FULL_OUT_OF_RESOURCES: &str = "server full (out of resources)";
+
+/// `-ERR [FULL] <text>` and `cquit server full`: a connection refused at accept (§7).
+pub fn refused_full(text: &str) -> String {
+    err(Code::Full, text) + &cquit(SERVER_FULL)
+}
+
+/// `ping <token>`: the server's ping (§5), which the client answers `+OK pong <token>`.
+pub fn ping(token: &str) -> String {
+    format!("ping {token}\r\n")
+}
 
 /// `-ERR [IN-USE] <name> is already taken by another client`
 pub fn in_use(name: &str) -> String {
@@ -165,11 +293,47 @@ where
     out + ".\r\n"
 }
 
+/// The settings the `capa` response announces (§5).
+#[derive(Clone, Copy, Debug)]
+pub struct Capabilities {
+    /// `--max-retries`
+    pub max_retries: u32,
+    /// `--negotiate-timeout`
+    pub negotiate_timeout: Duration,
+    /// `--ping-interval`
+    pub ping_interval: Duration,
+    /// `--ping-timeout`
+    pub ping_timeout: Duration,
+    /// `--hold`
+    pub hold: Duration,
+    /// `--mailbox`
+    pub mailbox: usize,
+    /// `--rate`
+    pub rate: u32,
+}
+
 /// The `capa` response for the given settings (§5).
-pub fn capa(settings: &[(&str, String)]) -> String {
+pub fn capa(c: &Capabilities) -> String {
+    let list: [(&str, String); 12] = [
+        ("XSCP", "1".into()),
+        ("PDU", (MAX_PDU + 2).to_string()),
+        ("RETRIES", c.max_retries.to_string()),
+        ("NEGOTIATE", seconds(c.negotiate_timeout)),
+        (
+            "PING",
+            format!("{} {}", seconds(c.ping_interval), seconds(c.ping_timeout)),
+        ),
+        ("HOLD", seconds(c.hold)),
+        ("MAILBOX", c.mailbox.to_string()),
+        ("RATE", c.rate.to_string()),
+        ("BROADCAST", String::new()),
+        ("RECEIPTS", String::new()),
+        ("USERS", String::new()),
+        ("NOTIF", String::new()),
+    ];
     multiline(
         "capability list follows",
-        settings.iter().map(|(k, v)| {
+        list.iter().map(|(k, v)| {
             if v.is_empty() {
                 k.to_string()
             } else {
@@ -181,7 +345,7 @@ pub fn capa(settings: &[(&str, String)]) -> String {
 
 /// Formats a duration in whole seconds when it is whole, else in seconds with decimals
 /// (for `capa` and logs).
-pub fn seconds(d: std::time::Duration) -> String {
+pub fn seconds(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         d.as_secs().to_string()
     } else {
@@ -190,22 +354,8 @@ pub fn seconds(d: std::time::Duration) -> String {
     }
 }
 
-/// Escapes a peer-controlled string for the log: control bytes, backslashes and anything
-/// outside printable ASCII become escapes, so that no peer can start a log line or send a
-/// terminal escape through the log.
-pub fn escape(s: &[u8]) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7E => out.push(b as char),
-            _ => out.push_str(&format!("\\x{b:02X}")),
-        }
-    }
-    out
-}
+/// Escapes a peer-controlled string for the log (see [`crate::text`]).
+pub use crate::text::for_log as escape;
 
 #[cfg(test)]
 mod tests {
@@ -245,13 +395,5 @@ mod tests {
         assert_eq!(seconds(Duration::from_secs(30)), "30");
         assert_eq!(seconds(Duration::from_millis(250)), "0.25");
         assert_eq!(seconds(Duration::from_millis(1500)), "1.5");
-    }
-
-    #[test]
-    fn escape_defuses_line_breaks_and_terminal_escapes() {
-        assert_eq!(escape(b"a\r\nb"), "a\\r\\nb");
-        assert_eq!(escape(b"\x1b[31m"), "\\x1B[31m");
-        assert_eq!(escape("é".as_bytes()), "\\xC3\\xA9");
-        assert_eq!(escape(b"\\x"), "\\\\x");
     }
 }

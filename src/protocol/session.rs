@@ -1,17 +1,26 @@
 //! One connection's protocol state (PROTOCOL.md §3–§6), without I/O.
 //!
-//! A [`Session`] takes a line (or a timer, or a fault) and returns a [`Step`]: what the
-//! connection must do next. Every change of state goes through `Session::set_state`, which
+//! A [`Session`] takes a line (or the passing of time, or a fault) and returns a [`Step`]:
+//! what the connection must do next. Every change of state goes through `Session::set_state`, which
 //! consults the transition table and writes the audit line. The order of checks for a line
 //! is the one of §4 and of ngIRCd's dispatcher: keyword, then legality in the current state,
 //! then arguments, then the handler — handlers never re-check state.
 //!
-//! What needs the shared nickname map (registration, renames, relaying) is handed to the hub
-//! as a step; the hub's answer comes back through [`Session::on_registered`] and friends.
+//! The session owns every timer of §5 and §7, in the manner of smoltcp's `poll_at`: it says
+//! when it next needs time to pass ([`Session::poll_at`]), and turns an expiry into a step
+//! like any other input ([`Session::on_time`]: a ping to send, or a close with its cause).
+//! Time is passed in, never read from the clock, so the timer rules are tested without
+//! waiting. The caller only sleeps until then and reads.
+//!
+//! What needs the state all clients share (registration, renames, receipts, the user list)
+//! is handed to the hub as a [`Request`] ([`Step::Hub`]); an answer the session waits for
+//! comes back through [`Session::on_answer`]. Relaying a `chatm` is the one exception, a
+//! step of its own ([`Step::Chat`]), as the reader batches those lines.
 
 use std::fmt;
 use std::ops::Range;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::cause::Cause;
 use super::command::{self, Classified, Command, Legality, SyntaxError};
@@ -19,13 +28,22 @@ use super::framing::FrameError;
 use super::fsm::{self, Event, State};
 use super::nick::Nick;
 use super::reply::{self, Code};
-use crate::conn_id::Tag;
+use super::request::{Answer, Request};
+use crate::conn_id::{ConnId, Tag};
 
-/// The session's limits, from the command line.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
+/// What every session needs from the command line, shared by all of them.
+#[derive(Clone, Debug)]
+pub struct Settings {
     /// Failed attempts allowed in NEGOTIATING (`--max-retries`).
     pub max_retries: u32,
+    /// Deadline for `uname` from accept (`--negotiate-timeout`).
+    pub negotiate_timeout: Duration,
+    /// Silence before the server pings (`--ping-interval`).
+    pub ping_interval: Duration,
+    /// Time to answer a ping (`--ping-timeout`).
+    pub ping_timeout: Duration,
+    /// The `capa` response ([`reply::capa`]), built once.
+    pub capa: String,
 }
 
 /// The end of a connection: the last lines to send, then the orderly close.
@@ -46,12 +64,11 @@ pub enum Step {
     PongAccepted(Instant),
     /// Send this response.
     Reply(String),
-    /// Ask the hub to register the nickname (`uname`); answer with `on_registered` or
-    /// `on_register_refused`.
-    Register(Nick),
-    /// Ask the hub to rename the client (`cname`); the hub replies to the client itself and
-    /// the result comes back through `on_renamed`.
-    Rename(Nick),
+    /// Send this line of the server's own (a ping): it answers no command.
+    Send(String),
+    /// Hand the hub this request, as [`Request::hand`] says; an answer awaited goes to
+    /// [`Session::on_answer`].
+    Hub(Request),
     /// Ask the hub to relay `line` (a complete `chatm`) and to reply to the sender.
     Chat {
         /// The relayed line, CRLF-terminated.
@@ -59,26 +76,13 @@ pub enum Step {
         /// Where the recipient field (a nickname or `*`) is in `line`.
         recipient: Range<usize>,
     },
-    /// Ask the hub to relay a receipt to the author of the message acknowledged.
-    Receipt {
-        /// The relayed line, CRLF-terminated.
-        line: String,
-        /// Where the sender field (whose message is acknowledged) is in `line`.
-        sender: Range<usize>,
-    },
-    /// Send the `capa` list (the caller knows the settings).
-    Capa,
-    /// Ask the hub for the `users` list.
-    Users,
-    /// Ask the hub to switch notifications.
-    Notif(bool),
     /// Send the final lines and close.
     Close(Closing),
 }
 
 /// A per-connection timer that fired.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Timer {
+enum Timer {
     /// `--negotiate-timeout` since accept.
     Negotiation,
     /// `--ping-timeout` since the server's ping.
@@ -92,23 +96,45 @@ pub struct Session {
     state: State,
     nick: Option<Nick>,
     failed_attempts: u32,
-    limits: Limits,
-    /// The token of the server's ping awaiting its pong, and when it was sent: boxed, as
-    /// there is one only for a while each ping interval (an idle session stays small).
-    outstanding_ping: Option<Box<(String, Instant)>>,
+    settings: Arc<Settings>,
+    /// Boxed: every session keeps one for its whole life, and a session stays small.
+    clock: Box<Clock>,
+}
+
+/// A session's timers (§5 uname, ping; §7).
+#[derive(Debug)]
+struct Clock {
+    /// The connection, whose number begins each ping token.
+    conn: ConnId,
+    /// `--negotiate-timeout` after accept: traffic does not move it.
+    negotiation_deadline: Instant,
+    /// When input last arrived: the ping interval counts from it.
+    last_input: Instant,
+    /// Pings sent so far (the token's second half).
+    pings: u64,
+    /// The token of the server's ping awaiting its pong, and when it was sent. Other
+    /// traffic does not replace the pong.
+    outstanding_ping: Option<(String, Instant)>,
 }
 
 impl Session {
-    /// A session for a connection just accepted: LISTEN -> NEGOTIATING. `tag` names the
-    /// connection in the log (`conn=<id> peer=<addr>`).
-    pub fn accept(tag: Tag, limits: Limits) -> Session {
+    /// A session for connection `conn`, accepted at `now`: LISTEN -> NEGOTIATING. `tag`
+    /// names the connection in the log (`conn=<id> peer=<addr>`).
+    pub fn accept(conn: ConnId, tag: Tag, settings: Arc<Settings>, now: Instant) -> Session {
+        let clock = Box::new(Clock {
+            conn,
+            negotiation_deadline: now + settings.negotiate_timeout,
+            last_input: now,
+            pings: 0,
+            outstanding_ping: None,
+        });
         let mut s = Session {
             tag,
             state: State::Listen,
             nick: None,
             failed_attempts: 0,
-            limits,
-            outstanding_ping: None,
+            settings,
+            clock,
         };
         s.set_state(Event::TcpConnectionAccepted, format_args!(""));
         s
@@ -136,12 +162,57 @@ impl Session {
 
     /// When the server's ping that awaits its pong was sent, if one does.
     pub fn ping_outstanding(&self) -> Option<Instant> {
-        self.outstanding_ping.as_deref().map(|(_, sent)| *sent)
+        self.clock.outstanding_ping.as_ref().map(|(_, sent)| *sent)
     }
 
-    /// Records the token of the ping the server just sent.
-    pub fn ping_sent(&mut self, token: String, at: Instant) {
-        self.outstanding_ping = Some(Box::new((token, at)));
+    /// Records the token of the ping the server sent at `at`.
+    fn ping_sent(&mut self, token: String, at: Instant) {
+        self.clock.outstanding_ping = Some((token, at));
+    }
+
+    /// Input arrived at `now` (any bytes): the ping interval counts from here. It moves
+    /// neither the negotiation deadline nor the pong's.
+    pub fn on_input(&mut self, now: Instant) {
+        self.clock.last_input = now;
+    }
+
+    /// When the session next needs [`Session::on_time`], if no input comes first: the
+    /// negotiation deadline, the pong's deadline, or when the next ping is due. `None` once
+    /// the session reads no more.
+    pub fn poll_at(&self) -> Option<Instant> {
+        if !self.is_open() {
+            return None;
+        }
+        let (s, c) = (&self.settings, &self.clock);
+        Some(if self.nick.is_none() {
+            c.negotiation_deadline
+        } else if let Some((_, sent)) = &c.outstanding_ping {
+            *sent + s.ping_timeout
+        } else {
+            c.last_input + s.ping_interval
+        })
+    }
+
+    /// Time has passed until `now`: the timer due by then, if any, fires. NEGOTIATING
+    /// past its deadline, or a ping unanswered past `--ping-timeout`, closes; silence past
+    /// `--ping-interval` sends a ping.
+    pub fn on_time(&mut self, now: Instant) -> Step {
+        match self.poll_at() {
+            Some(due) if now >= due => {}
+            _ => return Step::Nothing,
+        }
+        if self.nick.is_none() {
+            return Step::Close(self.on_timer(Timer::Negotiation));
+        }
+        if self.clock.outstanding_ping.is_some() {
+            return Step::Close(self.on_timer(Timer::Pong));
+        }
+        self.clock.pings += 1;
+        let token = format!("{:x}.{}", self.clock.conn, self.clock.pings);
+        log::debug!("{} sends ping {token}", self.tag);
+        let line = reply::ping(&token);
+        self.ping_sent(token, now);
+        Step::Send(line)
     }
 
     /// The one place a state changes: looks the move up in the transition table and logs
@@ -177,12 +248,12 @@ impl Session {
         match c.legality_in(self.state) {
             Some(Legality::Violation) => {
                 let name = c.name();
-                let text = format!("{name} is not allowed in {}", self.state);
+                let line = reply::not_allowed(&name, self.state);
                 let cause = Cause::StateViolation {
                     keyword: name,
                     state: self.state,
                 };
-                Step::Close(self.abort(reply::err(Code::State, text), cause))
+                Step::Close(self.abort(line, cause))
             }
             Some(Legality::Legal | Legality::AnsweringPing | Legality::Syntax) => {
                 match command::parse(&c) {
@@ -197,7 +268,7 @@ impl Session {
     fn syntax_error(&mut self, c: &Classified<'_>, e: SyntaxError) -> Step {
         let text = match e {
             SyntaxError::Unknown => e.to_string(),
-            _ => format!("{}: {e}", c.keyword),
+            _ => reply::about(c.keyword, e),
         };
         self.refuse(Code::Syntax, text)
     }
@@ -214,8 +285,8 @@ impl Session {
             return Step::Reply(reply::err(code, text));
         }
         self.failed_attempts += 1;
-        let (n, max) = (self.failed_attempts, self.limits.max_retries);
-        let line = reply::err(code, format_args!("{text} (attempt {n} of {max})"));
+        let (n, max) = (self.failed_attempts, self.settings.max_retries);
+        let line = reply::failed_attempt(code, text, n, max);
         if n >= max {
             self.set_state(
                 Event::MaxRetriesExceeded,
@@ -246,14 +317,11 @@ impl Session {
     fn handle(&mut self, cmd: Command<'_>) -> Step {
         match cmd {
             Command::Uname(name) => match Nick::parse(name) {
-                Ok(nick) => Step::Register(nick),
+                Ok(nick) => Step::Hub(Request::Register(nick)),
                 Err(e) => self.refuse(Code::Invalid, e),
             },
-            Command::Ping(token) => Step::Reply(match token {
-                Some(t) => reply::ok(format_args!("pong {t}")),
-                None => reply::ok("pong"),
-            }),
-            Command::Capa => Step::Capa,
+            Command::Ping(token) => Step::Reply(reply::pong(token)),
+            Command::Capa => Step::Reply(self.settings.capa.clone()),
             Command::Cquit => {
                 self.set_state(Event::QuitRequested, format_args!(""));
                 Step::Close(Closing {
@@ -262,7 +330,7 @@ impl Session {
                 })
             }
             Command::Cname(name) => match Nick::parse(name) {
-                Ok(nick) => Step::Rename(nick),
+                Ok(nick) => Step::Hub(Request::Rename(nick)),
                 Err(e) => self.refuse(Code::Invalid, e),
             },
             Command::Chatm {
@@ -271,27 +339,16 @@ impl Session {
                 text,
             } => {
                 let Some(me) = self.own(sender) else {
-                    let text = format!("{sender} is not your nickname");
-                    return Step::Close(self.abort(reply::err(Code::Spoof, text), Cause::Spoofing));
+                    let line = reply::not_your_nickname(sender);
+                    return Step::Close(self.abort(line, Cause::Spoofing));
                 };
-                // Built by hand: this runs once per relayed message.
-                let me = me.as_str();
-                let mut line = String::with_capacity(12 + me.len() + recipient.len() + text.len());
-                line.push_str("chatm ");
-                line.push_str(me);
-                line.push(' ');
-                let start = line.len();
-                line.push_str(recipient);
-                let recipient = start..line.len();
-                line.push(' ');
-                line.push_str(text);
-                line.push_str("\r\n");
+                let (line, recipient) = reply::chatm(me.as_str(), recipient, text);
                 Step::Chat { line, recipient }
             }
             Command::Chatr { sender, recipient } => {
                 if recipient != "*" && self.own(recipient).is_none() {
-                    let text = format!("{recipient} is not your nickname");
-                    return Step::Close(self.abort(reply::err(Code::Spoof, text), Cause::Spoofing));
+                    let line = reply::not_your_nickname(recipient);
+                    return Step::Close(self.abort(line, Cause::Spoofing));
                 }
                 if recipient == "*" {
                     // A broadcast has no single receipt: accepted, not relayed (§5).
@@ -302,12 +359,11 @@ impl Session {
                     );
                     return Step::Nothing;
                 }
-                let line = format!("chatr {sender} {recipient}\r\n");
-                let sender = "chatr ".len().."chatr ".len() + sender.len();
-                Step::Receipt { line, sender }
+                let (line, sender) = reply::chatr(sender, recipient);
+                Step::Hub(Request::Receipt { line, sender })
             }
-            Command::Users => Step::Users,
-            Command::Notif(on) => Step::Notif(on),
+            Command::Users => Step::Hub(Request::Users),
+            Command::Notif(on) => Step::Hub(Request::Notif(on)),
             Command::Pong(token) => self.on_pong(token),
         }
     }
@@ -315,14 +371,15 @@ impl Session {
     /// A pong: it must carry the outstanding ping's token (§5). Without a token it is a
     /// SYNTAX refusal; answering no ping, or another one, a violation.
     fn on_pong(&mut self, token: Option<&str>) -> Step {
-        if let (Some(t), Some((expected, sent))) = (token, self.outstanding_ping.as_deref()) {
+        let outstanding = &mut self.clock.outstanding_ping;
+        if let (Some(t), Some((expected, sent))) = (token, outstanding.as_ref()) {
             if t == expected {
                 let sent = *sent;
-                self.outstanding_ping = None;
+                *outstanding = None;
                 return Step::PongAccepted(sent);
             }
         }
-        let expected = self.outstanding_ping.as_deref().map(|(t, _)| t.clone());
+        let expected = outstanding.as_ref().map(|(t, _)| t.clone());
         let why = reply::PongMismatch {
             token,
             expected: expected.as_deref(),
@@ -356,6 +413,22 @@ impl Session {
         self.nick = Some(nick);
     }
 
+    /// The hub answered `asked`, a request the session waits on ([`Request::hand`]).
+    pub fn on_answer(&mut self, asked: &Request, answer: Answer) -> Step {
+        match (asked, answer) {
+            (Request::Register(_), Answer::Registered { nick, welcome_back }) => {
+                self.on_registered(nick, welcome_back);
+                Step::Nothing
+            }
+            (Request::Register(nick), _) => self.on_register_refused(nick),
+            (Request::Rename(_), Answer::Renamed(nick)) => {
+                self.on_renamed(nick);
+                Step::Nothing
+            }
+            _ => Step::Nothing,
+        }
+    }
+
     /// The hub refused the nickname: it is in use or held for another address.
     pub fn on_register_refused(&mut self, nick: &Nick) -> Step {
         self.refuse(Code::InUse, reply::in_use_text(nick.as_str()))
@@ -367,7 +440,7 @@ impl Session {
     }
 
     /// A timer fired.
-    pub fn on_timer(&mut self, timer: Timer) -> Closing {
+    fn on_timer(&mut self, timer: Timer) -> Closing {
         let cause = match timer {
             Timer::Negotiation => Cause::NegotiationTimeout,
             Timer::Pong => Cause::PingTimeout,
@@ -403,512 +476,4 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits() -> Limits {
-        Limits { max_retries: 3 }
-    }
-
-    /// Every connection keeps its session for its whole life: seven words on a 64-bit
-    /// machine (eleven with the outstanding ping inline, or with a tag of its own).
-    #[test]
-    fn a_session_is_small() {
-        assert!(std::mem::size_of::<Session>() <= 7 * std::mem::size_of::<usize>());
-    }
-
-    /// A session just accepted.
-    fn session_negotiating() -> Session {
-        Session::accept("conn=0 peer=test".into(), limits())
-    }
-
-    /// A session registered as `alice`.
-    fn session_established() -> Session {
-        let mut s = session_negotiating();
-        let Step::Register(nick) = s.on_line("uname alice") else {
-            panic!("uname must ask the hub")
-        };
-        s.on_registered(nick, false);
-        assert_eq!(s.state(), State::Established);
-        s
-    }
-
-    fn closing(step: Step) -> Closing {
-        match step {
-            Step::Close(c) => c,
-            other => panic!("expected a close, got {other:?}"),
-        }
-    }
-
-    mod negotiating {
-        use super::*;
-
-        #[test]
-        fn accept_enters_negotiating() {
-            assert_eq!(session_negotiating().state(), State::Negotiating);
-        }
-
-        #[test]
-        fn valid_uname_asks_the_hub() {
-            let mut s = session_negotiating();
-            assert_eq!(
-                s.on_line("uname Bob_1"),
-                Step::Register(Nick::parse("Bob_1").unwrap())
-            );
-        }
-
-        #[test]
-        fn invalid_name_is_a_counted_attempt() {
-            let mut s = session_negotiating();
-            let Step::Reply(r) = s.on_line("uname 9lives") else {
-                panic!()
-            };
-            assert!(r.starts_with("-ERR [INVALID] "), "{r}");
-            assert!(r.ends_with("(attempt 1 of 3)\r\n"), "{r}");
-            assert_eq!(s.state(), State::Negotiating);
-        }
-
-        #[test]
-        fn in_use_from_the_hub_is_a_counted_attempt() {
-            let mut s = session_negotiating();
-            let nick = Nick::parse("bob").unwrap();
-            assert_eq!(
-                s.on_register_refused(&nick),
-                Step::Reply(
-                    "-ERR [IN-USE] bob is already taken by another client (attempt 1 of 3)\r\n"
-                        .into()
-                )
-            );
-        }
-
-        #[test]
-        fn unknown_keyword_and_missing_argument_are_counted() {
-            let mut s = session_negotiating();
-            let Step::Reply(a) = s.on_line("hello") else {
-                panic!()
-            };
-            assert!(a.starts_with("-ERR [SYNTAX] ") && a.contains("attempt 1 of 3"));
-            let Step::Reply(b) = s.on_line("uname") else {
-                panic!()
-            };
-            assert!(b.starts_with("-ERR [SYNTAX] ") && b.contains("attempt 2 of 3"));
-        }
-
-        #[test]
-        fn the_last_failed_attempt_aborts() {
-            let mut s = session_negotiating();
-            s.on_line("x");
-            s.on_line("y");
-            let c = closing(s.on_line("z"));
-            assert_eq!(
-                c.lines,
-                "-ERR [SYNTAX] unknown command (attempt 3 of 3)\r\ncquit too many failed attempts\r\n"
-            );
-            assert_eq!(c.cause, Cause::TooManyAttempts);
-            assert_eq!(s.state(), State::Aborted);
-        }
-
-        #[test]
-        fn session_commands_are_violations() {
-            for (line, name) in [
-                ("cname bob", "cname"),
-                ("chatm a b c", "chatm"),
-                ("chatr a b", "chatr"),
-                ("users", "users"),
-                ("Notif on", "Notif"),
-                // Named as in the legality table, the keyword as the client wrote it.
-                ("+OK pong x", "+OK pong"),
-                ("+ok PONG x", "+ok pong"),
-                ("+OK", "+OK pong"),
-            ] {
-                let mut s = session_negotiating();
-                let c = closing(s.on_line(line));
-                assert_eq!(
-                    c.lines,
-                    format!(
-                        "-ERR [STATE] {name} is not allowed in NEGOTIATING\r\ncquit protocol violation\r\n"
-                    )
-                );
-                assert_eq!(
-                    c.cause,
-                    Cause::StateViolation {
-                        keyword: name.into(),
-                        state: State::Negotiating
-                    }
-                );
-                assert_eq!(s.state(), State::Aborted);
-            }
-        }
-
-        #[test]
-        fn ping_capa_and_cquit_are_legal() {
-            let mut s = session_negotiating();
-            assert_eq!(s.on_line("ping"), Step::Reply("+OK pong\r\n".into()));
-            assert_eq!(s.on_line("PING t"), Step::Reply("+OK pong t\r\n".into()));
-            assert_eq!(s.on_line("capa"), Step::Capa);
-            let c = closing(s.on_line("cquit"));
-            assert_eq!(c.lines, "+OK terminating tasks and disconnecting\r\n");
-            assert_eq!(s.state(), State::Update);
-        }
-
-        #[test]
-        fn negotiation_timeout_aborts() {
-            let mut s = session_negotiating();
-            let c = s.on_timer(Timer::Negotiation);
-            assert_eq!(c.lines, "cquit negotiation timeout\r\n");
-            assert_eq!(s.state(), State::Aborted);
-        }
-    }
-
-    mod established {
-        use super::*;
-
-        #[test]
-        fn uname_again_is_a_violation() {
-            let mut s = session_established();
-            let c = closing(s.on_line("uname bob"));
-            assert!(
-                c.lines
-                    .starts_with("-ERR [STATE] uname is not allowed in ESTABLISHED\r\n")
-            );
-            assert_eq!(s.state(), State::Aborted);
-        }
-
-        #[test]
-        fn syntax_errors_are_refusals_not_attempts() {
-            let mut s = session_established();
-            for _ in 0..5 {
-                let Step::Reply(r) = s.on_line("bogus") else {
-                    panic!()
-                };
-                assert_eq!(r, "-ERR [SYNTAX] unknown command\r\n");
-            }
-            assert_eq!(s.state(), State::Established);
-        }
-
-        #[test]
-        fn chatm_with_own_name_is_relayed_with_the_registered_spelling() {
-            let mut s = session_established();
-            let Step::Chat { line, recipient } = s.on_line("chatm ALICE bob hi  there") else {
-                panic!()
-            };
-            assert_eq!(line, "chatm alice bob hi  there\r\n");
-            assert_eq!(&line[recipient], "bob");
-        }
-
-        #[test]
-        fn chatm_with_another_sender_is_spoofing() {
-            let mut s = session_established();
-            let c = closing(s.on_line("chatm mallory bob hi"));
-            assert!(c.lines.starts_with("-ERR [SPOOF] "));
-            assert!(c.lines.ends_with("cquit protocol violation\r\n"));
-            assert_eq!(c.cause, Cause::Spoofing);
-        }
-
-        #[test]
-        fn chatm_without_text_is_syntax() {
-            let mut s = session_established();
-            let Step::Reply(r) = s.on_line("chatm alice bob") else {
-                panic!()
-            };
-            assert!(r.starts_with("-ERR [SYNTAX] "));
-        }
-
-        #[test]
-        fn chatr_must_name_self_or_star() {
-            let mut s = session_established();
-            let Step::Receipt { line, sender } = s.on_line("chatr bob alice") else {
-                panic!()
-            };
-            assert_eq!(line, "chatr bob alice\r\n");
-            assert_eq!(&line[sender], "bob");
-            assert_eq!(s.on_line("chatr bob *"), Step::Nothing);
-            let c = closing(s.on_line("chatr bob carol"));
-            assert!(c.lines.starts_with("-ERR [SPOOF] "));
-        }
-
-        #[test]
-        fn pong_must_answer_the_outstanding_ping() {
-            let mut s = session_established();
-            let sent = Instant::now();
-            s.ping_sent("t1".into(), sent);
-            assert_eq!(s.on_line("+OK pong t1"), Step::PongAccepted(sent));
-            assert_eq!(s.ping_outstanding(), None);
-            // A second pong answers nothing.
-            let c = closing(s.on_line("+OK pong t1"));
-            assert_eq!(
-                c.cause,
-                Cause::StrayPong {
-                    token: "t1".into(),
-                    expected: None
-                }
-            );
-        }
-
-        #[test]
-        fn pong_with_another_token_is_a_violation_naming_the_expected_one() {
-            let mut s = session_established();
-            s.ping_sent("t1".into(), Instant::now());
-            let c = closing(s.on_line("+OK pong t2"));
-            assert_eq!(
-                c.lines,
-                "-ERR [STATE] pong t2 does not match the outstanding ping: expected +OK pong t1\r\n\
-                 cquit protocol violation\r\n"
-            );
-            assert_eq!(
-                c.cause,
-                Cause::StrayPong {
-                    token: "t2".into(),
-                    expected: Some("t1".into())
-                }
-            );
-            assert_eq!(
-                c.cause.to_string(),
-                "state violation: pong t2 does not match the outstanding ping: expected +OK pong t1"
-            );
-            assert_eq!(s.state(), State::Aborted);
-        }
-
-        #[test]
-        fn pong_without_an_outstanding_ping_is_a_violation_saying_so() {
-            let mut s = session_established();
-            let c = closing(s.on_line("+OK pong 1.1"));
-            assert_eq!(
-                c.lines,
-                "-ERR [STATE] pong 1.1 answers no ping: none is outstanding\r\n\
-                 cquit protocol violation\r\n"
-            );
-            assert_eq!(
-                c.cause.to_string(),
-                "state violation: pong 1.1 answers no ping: none is outstanding"
-            );
-            assert_eq!(s.state(), State::Aborted);
-        }
-
-        /// A pong without a token stays a SYNTAX refusal (the connection stays); the text
-        /// says what was expected, and the outstanding ping still awaits its pong.
-        #[test]
-        fn pong_without_a_token_is_a_syntax_refusal_saying_what_was_expected() {
-            let mut s = session_established();
-            assert_eq!(
-                s.on_line("+OK pong"),
-                Step::Reply(
-                    "-ERR [SYNTAX] pong without a token, and no ping is outstanding\r\n".into()
-                )
-            );
-            let sent = Instant::now();
-            s.ping_sent("t1".into(), sent);
-            assert_eq!(
-                s.on_line("+ok PONG"),
-                Step::Reply("-ERR [SYNTAX] pong without a token: expected +OK pong t1\r\n".into())
-            );
-            assert_eq!(s.state(), State::Established);
-            assert_eq!(s.on_line("+OK pong t1"), Step::PongAccepted(sent));
-        }
-
-        /// `+OK` other than a pong is SYNTAX, with the keyword as the client wrote it.
-        #[test]
-        fn ok_that_is_not_a_pong_is_a_syntax_refusal() {
-            let mut s = session_established();
-            for (line, keyword) in [("+OK foo", "+OK"), ("+ok", "+ok"), ("+Ok ping t", "+Ok")] {
-                assert_eq!(
-                    s.on_line(line),
-                    Step::Reply(format!(
-                        "-ERR [SYNTAX] {keyword}: a client sends +OK only as +OK pong <token>\r\n"
-                    ))
-                );
-            }
-            assert_eq!(s.state(), State::Established);
-        }
-
-        /// SYNTAX refusals echo the keyword as written and name what is wrong.
-        #[test]
-        fn syntax_refusals_echo_the_keyword_and_name_the_missing_argument() {
-            let mut s = session_established();
-            for (line, text) in [
-                ("CNAME", "CNAME: missing <new>"),
-                ("ChatR alice", "ChatR: missing <recipient>"),
-                ("chatm alice bob", "chatm: empty message"),
-                ("Users now", "Users: too many arguments"),
-                ("NOTIF maybe", "NOTIF: expected on or off"),
-            ] {
-                assert_eq!(
-                    s.on_line(line),
-                    Step::Reply(format!("-ERR [SYNTAX] {text}\r\n")),
-                    "{line}"
-                );
-            }
-        }
-
-        #[test]
-        fn cname_users_notif_go_to_the_hub() {
-            let mut s = session_established();
-            assert_eq!(
-                s.on_line("cname Alice2"),
-                Step::Rename(Nick::parse("Alice2").unwrap())
-            );
-            assert_eq!(s.on_line("users"), Step::Users);
-            assert_eq!(s.on_line("notif OFF"), Step::Notif(false));
-            let Step::Reply(r) = s.on_line("cname 2x") else {
-                panic!()
-            };
-            assert!(r.starts_with("-ERR [INVALID] ") && !r.contains("attempt"));
-        }
-
-        #[test]
-        fn ping_timeout_aborts_and_shutdown_updates() {
-            let mut s = session_established();
-            let c = s.on_timer(Timer::Pong);
-            assert_eq!(c.lines, "cquit ping timeout\r\n");
-            assert_eq!(s.state(), State::Aborted);
-            s.on_closed();
-            assert_eq!(s.state(), State::Closed);
-
-            let mut s = session_established();
-            s.on_end(&Cause::ServerShutdown);
-            assert_eq!(s.state(), State::Update);
-            s.on_closed();
-            assert_eq!(s.state(), State::Closed);
-        }
-
-        #[test]
-        fn framing_violation_aborts() {
-            let mut s = session_established();
-            let c = s.on_frame_error(FrameError::TooLong);
-            assert_eq!(
-                c.lines,
-                "-ERR [PDU] line longer than 510 bytes\r\ncquit protocol violation\r\n"
-            );
-        }
-    }
-
-    mod closed {
-        use super::*;
-
-        #[test]
-        fn no_input_is_read_after_the_close_began() {
-            let mut s = session_established();
-            closing(s.on_line("cquit"));
-            assert_eq!(s.on_line("users"), Step::Nothing);
-            assert_eq!(s.state(), State::Update);
-        }
-    }
-
-    /// Property tests: random command sequences against the tables of §3 and §4.
-    mod properties {
-        use super::*;
-        use crate::protocol::fsm::TRANSITIONS;
-        use proptest::prelude::*;
-
-        fn any_line() -> impl Strategy<Value = String> {
-            let keyword = prop_oneof![
-                Just("uname".to_string()),
-                Just("ping".to_string()),
-                Just("capa".to_string()),
-                Just("cquit".to_string()),
-                Just("cname".to_string()),
-                Just("chatm".to_string()),
-                Just("chatr".to_string()),
-                Just("users".to_string()),
-                Just("notif".to_string()),
-                Just("+OK".to_string()),
-                "[a-zA-Z+*-]{1,7}",
-            ];
-            let arg = prop_oneof![
-                Just("alice".to_string()),
-                Just("ALICE".to_string()),
-                Just("bob".to_string()),
-                Just("*".to_string()),
-                Just("on".to_string()),
-                Just("pong".to_string()),
-                Just("p1".to_string()),
-                "[ -~]{0,40}",
-            ];
-            (keyword, proptest::collection::vec(arg, 0..4))
-                .prop_map(|(k, args)| std::iter::once(k).chain(args).collect::<Vec<_>>().join(" "))
-        }
-
-        /// Every line sent back is `+OK ...`, `-ERR [CODE] ...` with a code of §2, or
-        /// `cquit <reason>`.
-        fn check_lines(text: &str) {
-            const CODES: [&str; 8] = [
-                "SYNTAX", "INVALID", "IN-USE", "NO-SUCH", "STATE", "PDU", "SPOOF", "FULL",
-            ];
-            for l in text.split_terminator("\r\n") {
-                let ok = l.starts_with("+OK ")
-                    || l.starts_with("cquit ")
-                    || CODES.iter().any(|c| l.starts_with(&format!("-ERR [{c}] ")));
-                assert!(ok, "unexpected line {l:?}");
-            }
-        }
-
-        proptest! {
-            #[test]
-            fn sessions_follow_the_tables(
-                lines in proptest::collection::vec(any_line(), 1..40),
-                hub_says_yes in any::<bool>(),
-            ) {
-                let mut s = session_negotiating();
-                let mut failed = 0;
-                for line in &lines {
-                    let before = s.state();
-                    let classified = command::classify(line);
-                    let cell = classified.legality_in(before);
-                    let step = s.on_line(line);
-                    let after = s.state();
-                    // Every state change is a row of §3.
-                    if before != after {
-                        prop_assert!(TRANSITIONS.iter().any(|t| t.from == before && t.to == after));
-                    }
-                    match (&step, cell) {
-                        // Closed states read nothing.
-                        (_, None) => prop_assert_eq!(&step, &Step::Nothing),
-                        // §4: a violation is a STATE error, then cquit, then ABORTED.
-                        (Step::Close(c), Some(Legality::Violation)) => {
-                            prop_assert!(c.lines.starts_with("-ERR [STATE] "));
-                            prop_assert!(c.lines.ends_with("cquit protocol violation\r\n"));
-                            prop_assert_eq!(after, State::Aborted);
-                        }
-                        (other, Some(Legality::Violation)) => {
-                            prop_assert!(false, "violation not enforced: {:?}", other);
-                        }
-                        (Step::Close(c), Some(_)) => {
-                            // A legal command may close: quit, a spoof, a stray pong or the
-                            // last failed attempt — never with a STATE error for the keyword.
-                            check_lines(&c.lines);
-                            prop_assert!(matches!(after, State::Update | State::Aborted));
-                        }
-                        (Step::Reply(r), Some(_)) => {
-                            check_lines(r);
-                            prop_assert!(!r.starts_with("-ERR [STATE]"));
-                            if r.starts_with("-ERR") && before == State::Negotiating {
-                                failed += 1;
-                                let attempt = format!("(attempt {failed} of 3)");
-                                prop_assert!(r.contains(&attempt));
-                            }
-                        }
-                        (Step::Register(nick), Some(Legality::Legal)) => {
-                            prop_assert_eq!(classified.spec.map(|c| c.keyword), Some("uname"));
-                            if hub_says_yes {
-                                s.on_registered(nick.clone(), false);
-                                prop_assert_eq!(s.state(), State::Established);
-                            } else {
-                                match s.on_register_refused(nick) {
-                                    Step::Reply(r) => { failed += 1; check_lines(&r) }
-                                    Step::Close(c) => {
-                                        check_lines(&c.lines);
-                                        prop_assert_eq!(s.state(), State::Aborted);
-                                    }
-                                    other => prop_assert!(false, "{:?}", other),
-                                }
-                            }
-                        }
-                        (_, Some(_)) => {}
-                    }
-                    prop_assert!(failed < 3 || s.state() != State::Negotiating);
-                }
-            }
-
-        }
-    }
-}
+mod tests;

@@ -1,23 +1,19 @@
 //! Wall-clock times in the state file (xscp(7) §5.9: a hold's expiry as UTC time), written
-//! and read as RFC 3339 to the second: `2026-12-07T00:45:12Z`. Civil dates from days since
-//! 1970-01-01 and back (Howard Hinnant's `days_from_civil` and its inverse), for years 1970
-//! to 9999.
+//! and read as RFC 3339 to the second: `2026-12-07T00:45:12Z`. Written with the crate's
+//! clock ([`crate::clock`]); read back here (Howard Hinnant's `days_from_civil`), for years
+//! 1970 to 9999.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::clock::Utc;
 
 /// `at` as `YYYY-MM-DDTHH:MM:SSZ`, the fraction of a second rounded up (a hold written
 /// down never ends earlier than it would have).
 pub fn format(at: SystemTime) -> String {
     let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs() + u64::from(since.subsec_nanos() > 0);
-    let (days, of_day) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    let t = Utc::at(UNIX_EPOCH + Duration::from_secs(secs));
+    format!("{:04}-{:02}-{:02}T{}Z", t.year, t.month, t.day, t.time())
 }
 
 /// Parses what [`format`] writes (exactly that shape: no fraction, no other offset than
@@ -53,20 +49,6 @@ pub fn parse(s: &str) -> Option<SystemTime> {
     let days = days_from_civil(year, month, day);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second;
     UNIX_EPOCH.checked_add(Duration::from_secs(secs))
-}
-
-/// The date `days` after 1970-01-01: (year, month, day).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (year_of_era + era * 400 + u64::from(month <= 2), month, day)
 }
 
 /// Days from 1970-01-01 to a valid date of a year from 1970.

@@ -2,8 +2,10 @@
 
 use std::time::Instant;
 
+use xscp::sys;
+
 use crate::options::Opts;
-use crate::system::{check_server, rlimit};
+use crate::system::check_server;
 use crate::traffic::{Job, RecvPlan, SendPlan, clean, report_traffic, run_traffic};
 use crate::wire::run_id;
 
@@ -14,9 +16,9 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         opts.messages.unwrap_or(2_000),
         opts.window,
     );
-    rlimit::ensure_nofile(k as u64 + 64)?;
+    sys::ensure_nofile(k as u64 + 64)?;
     let rid = run_id();
-    println!(
+    xscp::outln!(
         "xscp-bench broadcast: {k} clients, {s} senders x {m} messages to *, window {w}, \
          server {}",
         opts.addr
@@ -38,7 +40,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         };
         jobs.push(Job::registered(opts, name, send, recv, opts.receipts, 0)?);
     }
-    println!(
+    xscp::outln!(
         "  setup:       {k} clients registered in {:.3} s",
         setup.elapsed().as_secs_f64()
     );
@@ -48,6 +50,6 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         format!("RESULT workload=broadcast clients={k} senders={s} messages={m} window={w}");
     r += &report_traffic("deliveries", &t, tr.wall, &tr.cpu);
     let alive = check_server(opts, &mut r);
-    println!("{r}");
+    xscp::outln!("{r}");
     Ok(clean(&t) && alive)
 }

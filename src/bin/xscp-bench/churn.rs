@@ -7,11 +7,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use xscp::sys;
+
 use crate::options::Opts;
 use crate::stats::{Errors, Merge, percentile};
-use crate::system::{
-    check_server, cpu_snap, cpu_use, join_merged, proc_status_field, rlimit, spawn_n,
-};
+use crate::system::{check_server, cpu_snap, cpu_use, join_merged, proc_status_field, spawn_n};
 use crate::wire::{
     LineBuf, base36, connect, expect_greeting, expect_registered, is_timeout, read_line, run_id,
     send_uname,
@@ -92,11 +92,12 @@ fn churn_worker(opts: &Opts, rid: &str, w: usize, stop: &AtomicBool) -> ChurnOut
 
 pub fn run(opts: &Opts) -> Result<bool, String> {
     let c = opts.workers;
-    rlimit::ensure_nofile(c as u64 + 64)?;
+    sys::ensure_nofile(c as u64 + 64)?;
     let rid = run_id();
-    println!(
+    xscp::outln!(
         "xscp-bench churn: {c} workers, {} s of connect/uname/cquit, server {}",
-        opts.secs, opts.addr
+        opts.secs,
+        opts.addr
     );
     let pid = opts.server_pid;
     let thr0 = pid.and_then(|p| proc_status_field(p, "Threads"));
@@ -119,11 +120,12 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     let rate = o.cycles as f64 / cpu.wall;
     o.lat_us.sort_unstable();
     let p = |q: f64| percentile(&o.lat_us, q);
-    println!(
+    xscp::outln!(
         "  cycles:      {} in {:.2} s = {rate:.0}/s",
-        o.cycles, cpu.wall
+        o.cycles,
+        cpu.wall
     );
-    println!(
+    xscp::outln!(
         "  cycle time:  p50 {} us, p99 {} us, max {} us",
         p(50.0),
         p(99.0),
@@ -143,7 +145,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
             thread::sleep(Duration::from_millis(100));
         }
         if let Some(t1) = thr_after {
-            println!("  server threads: {t0} before, {t1} after (5 s at most for closes)");
+            xscp::outln!("  server threads: {t0} before, {t1} after (5 s at most for closes)");
         }
     }
     let mut r = format!(
@@ -160,6 +162,6 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     }
     cpu.result_fields(&mut r);
     let alive = check_server(opts, &mut r);
-    println!("{r}");
+    xscp::outln!("{r}");
     Ok(o.errors.count == 0 && alive)
 }

@@ -2,16 +2,18 @@
 
 use std::time::Instant;
 
+use xscp::sys;
+
 use crate::options::Opts;
-use crate::system::{check_server, rlimit};
+use crate::system::check_server;
 use crate::traffic::{Job, RecvPlan, SendPlan, clean, report_traffic, run_traffic};
 use crate::wire::run_id;
 
 pub fn run(opts: &Opts) -> Result<bool, String> {
     let (p, m, w) = (opts.pairs, opts.messages.unwrap_or(20_000), opts.window);
-    rlimit::ensure_nofile(2 * p as u64 + 64)?;
+    sys::ensure_nofile(2 * p as u64 + 64)?;
     let rid = run_id();
-    println!(
+    xscp::outln!(
         "xscp-bench direct: {p} pairs x {m} messages, window {w}{}, server {}",
         if opts.receipts { ", with receipts" } else { "" },
         opts.addr
@@ -47,7 +49,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         );
         jobs.push(job?);
     }
-    println!(
+    xscp::outln!(
         "  setup:       {} clients registered in {:.3} s",
         2 * p,
         setup.elapsed().as_secs_f64()
@@ -60,6 +62,6 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     );
     r += &report_traffic("relayed", &t, tr.wall, &tr.cpu);
     let alive = check_server(opts, &mut r);
-    println!("{r}");
+    xscp::outln!("{r}");
     Ok(clean(&t) && alive)
 }

@@ -8,11 +8,11 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use xscp::sys;
+
 use crate::options::Opts;
 use crate::stats::{Errors, Merge};
-use crate::system::{
-    check_server, cpu_snap, cpu_use, join_merged, proc_status_field, rlimit, spawn_n,
-};
+use crate::system::{check_server, cpu_snap, cpu_use, join_merged, proc_status_field, spawn_n};
 use crate::wire::{
     LineBuf, connect, expect_greeting, expect_registered, is_timeout, push_pong, run_id, send_uname,
 };
@@ -146,18 +146,20 @@ fn idle_sweep(c: &mut IdleConn, o: &mut IdleOutcome) -> bool {
 
 pub fn run(opts: &Opts) -> Result<bool, String> {
     let n = opts.connections;
-    rlimit::ensure_nofile(n as u64 + 64)?;
+    sys::ensure_nofile(n as u64 + 64)?;
     let rid = run_id();
     let threads = opts.connect_threads.min(n);
-    println!(
+    xscp::outln!(
         "xscp-bench idle: {n} clients ({threads} threads, batches of {}), hold {} s, server {}",
-        opts.connect_batch, opts.hold_secs, opts.addr
+        opts.connect_batch,
+        opts.hold_secs,
+        opts.addr
     );
     let pid = opts.server_pid;
     let rss0 = pid.and_then(|p| proc_status_field(p, "VmRSS"));
     let thr0 = pid.and_then(|p| proc_status_field(p, "Threads"));
     if pid.is_some() && rss0.is_none() {
-        eprintln!("xscp-bench: warning: cannot read /proc/{:?}/status", pid);
+        xscp::errln!("xscp-bench: warning: cannot read /proc/{:?}/status", pid);
     }
     let registered = Arc::new(Barrier::new(threads + 1));
     let held = Arc::new(Barrier::new(threads + 1));
@@ -192,7 +194,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     held.wait();
     let o: IdleOutcome = join_merged(handles)?;
     let cpu = cpu_use(&cpu0, &cpu1);
-    println!(
+    xscp::outln!(
         "  registered:  {} of {n} in {reg_secs:.3} s = {:.0} connections/s (slowest batch \
          {:.0} ms)",
         o.registered,
@@ -205,7 +207,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     let per_reg = per_conn(rss0, rss1);
     let per_hold = per_conn(rss0, rss2);
     if let (Some(r0), Some(r1), Some(r2)) = (rss0, rss1, rss2) {
-        println!(
+        xscp::outln!(
             "  server RSS:  {r0} kB before, {r1} kB registered, {r2} kB after the hold \
              = {:.1} / {:.1} KiB per connection",
             per_reg.unwrap_or(0.0),
@@ -213,11 +215,13 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         );
     }
     if let (Some(t0), Some(t1), Some(t2)) = (thr0, thr1, thr2) {
-        println!("  server threads: {t0} before, {t1} registered, {t2} after the hold");
+        xscp::outln!("  server threads: {t0} before, {t1} registered, {t2} after the hold");
     }
-    println!(
+    xscp::outln!(
         "  hold:        {} s, pongs sent {}, connections dropped {}",
-        opts.hold_secs, o.pongs, o.dropped
+        opts.hold_secs,
+        o.pongs,
+        o.dropped
     );
     o.errors.print();
     cpu.print();
@@ -236,6 +240,6 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     );
     cpu.result_fields(&mut r);
     let alive = check_server(opts, &mut r);
-    println!("{r}");
+    xscp::outln!("{r}");
     Ok(o.errors.count == 0 && o.registered == n && alive)
 }

@@ -59,11 +59,11 @@ fn main() -> ExitCode {
     let opts = match parse_args(std::env::args().skip(1).collect()) {
         Ok(Some(o)) => o,
         Ok(None) => {
-            println!("{USAGE}");
+            xscp::outln!("{USAGE}");
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("xscp-bench: {e}\n\n{USAGE}");
+            xscp::errln!("xscp-bench: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -78,12 +78,12 @@ fn main() -> ExitCode {
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("xscp-bench: {}: run was not clean", opts.workload.name());
+            xscp::errln!("xscp-bench: {}: run was not clean", opts.workload.name());
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("xscp-bench: {}: {e}", opts.workload.name());
-            println!(
+            xscp::errln!("xscp-bench: {}: {e}", opts.workload.name());
+            xscp::outln!(
                 "RESULT workload={} error=\"{}\"",
                 opts.workload.name(),
                 e.replace('"', "'")

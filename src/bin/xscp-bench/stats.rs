@@ -46,9 +46,9 @@ impl Errors {
 
     pub fn print(&self) {
         if self.count > 0 {
-            println!("  errors:      {}", self.count);
+            xscp::outln!("  errors:      {}", self.count);
             for (_, n, example) in &self.kinds {
-                println!("    {n:>8} x {example}");
+                xscp::outln!("    {n:>8} x {example}");
             }
         }
     }

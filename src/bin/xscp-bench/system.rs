@@ -1,5 +1,6 @@
-//! What the bench asks of the operating system: the descriptor limit, resets (RST), the
-//! CPU, memory, thread and descriptor figures of /proc, and the worker threads.
+//! What the bench asks of the operating system: the CPU, memory, thread and descriptor
+//! figures of /proc, and the worker threads. (The descriptor limit and resets are C calls,
+//! declared with the others in [`xscp::sys`].)
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -8,81 +9,6 @@ use std::time::Instant;
 
 use crate::options::Opts;
 use crate::stats::Merge;
-
-/// The descriptor limit: `getrlimit`/`setrlimit`, declared here (no libc dependency).
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-pub mod rlimit {
-    use std::ffi::c_int;
-
-    /// `struct rlimit` of 64-bit Linux: two `rlim_t`, which is `unsigned long`, 64 bits.
-    #[repr(C)]
-    struct RLimit {
-        cur: u64,
-        max: u64,
-    }
-
-    /// `RLIMIT_NOFILE` on Linux (generic and x86 numbering).
-    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
-    const RLIMIT_NOFILE: c_int = 7;
-    #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
-    const RLIMIT_NOFILE: c_int = 5;
-    #[cfg(target_arch = "sparc64")]
-    const RLIMIT_NOFILE: c_int = 6;
-
-    unsafe extern "C" {
-        fn getrlimit(resource: c_int, rlim: *mut RLimit) -> c_int;
-        fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
-    }
-
-    pub fn get() -> Result<(u64, u64), String> {
-        let mut r = RLimit { cur: 0, max: 0 };
-        // SAFETY: `getrlimit` is the libc function of that name (libc is linked by std);
-        // `r` is a valid, writable `struct rlimit` (repr(C), two `unsigned long`) that lives
-        // for the whole call, and the function writes only into it.
-        let rc = unsafe { getrlimit(RLIMIT_NOFILE, &mut r) };
-        if rc != 0 {
-            return Err(format!(
-                "getrlimit(NOFILE): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok((r.cur, r.max))
-    }
-
-    /// Makes sure at least `need` descriptors can be open: raises the soft limit (up to the
-    /// hard one) if it is lower. Returns the soft limit now in force.
-    pub fn ensure_nofile(need: u64) -> Result<u64, String> {
-        let (cur, max) = get()?;
-        if cur >= need {
-            return Ok(cur);
-        }
-        if max < need {
-            return Err(format!(
-                "need {need} file descriptors but the hard limit is {max}: \
-                 raise it (as root: ulimit -Hn {need}) or use fewer connections"
-            ));
-        }
-        let r = RLimit { cur: max, max };
-        // SAFETY: `setrlimit` is the libc function of that name; `r` is a valid
-        // `struct rlimit` that lives for the whole call and is only read.
-        let rc = unsafe { setrlimit(RLIMIT_NOFILE, &r) };
-        if rc != 0 {
-            return Err(format!(
-                "setrlimit(NOFILE, {max}): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(max)
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
-pub mod rlimit {
-    /// Not 64-bit Linux: leave the limit alone and hope it suffices.
-    pub fn ensure_nofile(_need: u64) -> Result<u64, String> {
-        Ok(u64::MAX)
-    }
-}
 
 // --- CPU, memory and thread figures from /proc -------------------------------------------
 
@@ -144,7 +70,7 @@ pub fn check_server(opts: &Opts, r: &mut String) -> bool {
     };
     let alive = process_alive(pid);
     if !alive {
-        println!("  SERVER GONE: process {pid} exited during the run (crashed?)");
+        xscp::outln!("  SERVER GONE: process {pid} exited during the run (crashed?)");
     }
     let _ = write!(r, " server_alive={}", u8::from(alive));
     alive
@@ -206,16 +132,16 @@ impl CpuUse {
     pub fn print(&self) {
         let c = self.cores;
         match (self.bench_secs, self.bench_pct) {
-            (Some(s), Some(p)) => println!(
+            (Some(s), Some(p)) => xscp::outln!(
                 "  bench CPU:   {s:.2} s user+sys over {:.2} s wall = {p:.0}% of one core \
                  ({:.0}% of {c} cores)",
                 self.wall,
                 p / c as f64
             ),
-            _ => println!("  bench CPU:   n/a"),
+            _ => xscp::outln!("  bench CPU:   n/a"),
         }
         if let Some(p) = self.server_pct {
-            println!(
+            xscp::outln!(
                 "  server CPU:  {p:.0}% of one core ({:.0}% of {c} cores)",
                 p / c as f64
             );
@@ -225,7 +151,7 @@ impl CpuUse {
                 (Some(b), Some(s)) => format!(", others ~{:.0}%", (p - b - s).max(0.0)),
                 _ => String::new(),
             };
-            println!("  machine:     {p:.0}% busy of {}00%{others}", c);
+            xscp::outln!("  machine:     {p:.0}% busy of {}00%{others}", c);
         }
     }
 
@@ -238,80 +164,6 @@ impl CpuUse {
             pct(self.machine_pct),
             self.cores
         );
-    }
-}
-
-/// Closing a socket with a reset (RST) instead of an orderly FIN: `SO_LINGER` on with a
-/// zero timeout, set with `setsockopt`, declared here (no libc dependency).
-#[cfg(target_os = "linux")]
-pub mod abort {
-    use std::ffi::{c_int, c_void};
-    use std::net::TcpStream;
-    use std::os::fd::AsRawFd;
-
-    /// `struct linger` of Linux: two `int`.
-    #[repr(C)]
-    struct Linger {
-        onoff: c_int,
-        linger: c_int,
-    }
-
-    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
-    const SOL_SOCKET: c_int = 1;
-    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
-    const SO_LINGER: c_int = 13;
-    #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))]
-    const SOL_SOCKET: c_int = 0xffff;
-    #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))]
-    const SO_LINGER: c_int = 0x0080;
-
-    unsafe extern "C" {
-        fn setsockopt(
-            fd: c_int,
-            level: c_int,
-            name: c_int,
-            value: *const c_void,
-            len: u32,
-        ) -> c_int;
-    }
-
-    /// Closes `stream` abortively: the peer gets a RST and whatever is queued is dropped.
-    pub fn reset(stream: TcpStream) -> Result<(), String> {
-        let l = Linger {
-            onoff: 1,
-            linger: 0,
-        };
-        // SAFETY: `setsockopt` is the libc function of that name (libc is linked by std).
-        // The descriptor belongs to `stream`, which stays open for the whole call; `value`
-        // points to a valid `struct linger` (repr(C), two `int`) that lives across the
-        // call, and `len` is its exact size (`socklen_t` is 32 bits on Linux). The
-        // function only reads from `value`.
-        let rc = unsafe {
-            setsockopt(
-                stream.as_raw_fd(),
-                SOL_SOCKET,
-                SO_LINGER,
-                (&raw const l).cast::<c_void>(),
-                size_of::<Linger>() as u32,
-            )
-        };
-        if rc != 0 {
-            return Err(format!(
-                "setsockopt(SO_LINGER): {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        // Closing now sends the RST.
-        drop(stream);
-        Ok(())
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-pub mod abort {
-    /// Not Linux: the option numbering is not known here.
-    pub fn reset(_stream: std::net::TcpStream) -> Result<(), String> {
-        Err("resets are only implemented for Linux".into())
     }
 }
 

@@ -342,24 +342,25 @@ pub fn report_traffic(what: &str, t: &Outcome, wall: f64, cpu: &CpuUse) -> Strin
     };
     let us = |p: f64| percentile(&t.lat, p) / 1000;
     let max = t.lat.last().copied().unwrap_or(0) / 1000;
-    println!(
+    xscp::outln!(
         "  {what}: {} of {} in {wall:.3} s = {rate:.0}/s",
-        t.received, t.expected
+        t.received,
+        t.expected
     );
-    println!(
+    xscp::outln!(
         "  latency:     p50 {} us, p90 {} us, p99 {} us, max {max} us",
         us(50.0),
         us(90.0),
         us(99.0)
     );
-    println!(
+    xscp::outln!(
         "  integrity:   lost {}, reordered {}, duplicated {}",
         t.lost(),
         t.reordered,
         t.dup
     );
     if t.receipts > 0 || t.pongs > 0 {
-        println!("  receipts:    {}, pongs: {}", t.receipts, t.pongs);
+        xscp::outln!("  receipts:    {}, pongs: {}", t.receipts, t.pongs);
     }
     t.errors.print();
     cpu.print();

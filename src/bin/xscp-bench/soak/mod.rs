@@ -20,7 +20,7 @@ use crate::rng::seed_or_clock;
 use crate::stats::{Errors, Merge, percentile};
 use crate::system::{
     check_server, cpu_snap, cpu_use, join_merged, proc_fds, proc_status_field, proc_thread_names,
-    process_alive, rlimit, spawn, spawn_n,
+    process_alive, spawn, spawn_n,
 };
 use crate::wire::{find_byte, run_id};
 use chatter::{ChatOutcome, soak_chatter};
@@ -144,7 +144,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     }
     let clients =
         2 * opts.pairs + opts.floods * 2 + opts.resetters * 2 + opts.garbage + opts.workers + 8;
-    rlimit::ensure_nofile(clients as u64 + 64)?;
+    xscp::sys::ensure_nofile(clients as u64 + 64)?;
     // The baseline, before the soak opens anything.
     let thr0 = proc_status_field(pid, "Threads");
     let fds0 = proc_fds(pid);
@@ -181,11 +181,12 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         None => return Err("capa lists no RETRIES".into()),
     }
     let hold = capa.iter().find(|l| l.starts_with("HOLD ")).cloned();
-    println!(
+    xscp::outln!(
         "xscp-bench soak: {} s against {} (pid {pid}), run {rid}, seed {seed}",
-        opts.secs, opts.addr
+        opts.secs,
+        opts.addr
     );
-    println!(
+    xscp::outln!(
         "  load:        {} chatter pairs ({}/s each, window {}), {} flood pair(s), {} reset \
          workers, {} garbage workers, {} churn workers, pause {} ms",
         opts.pairs,
@@ -201,7 +202,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         opts.workers,
         opts.pause_ms
     );
-    println!(
+    xscp::outln!(
         "  baseline:    threads {}, fds {}, VmRSS {} kB; capa RETRIES {}{}",
         thr0.unwrap_or(0),
         fds0.unwrap_or(0),
@@ -245,7 +246,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     while began.elapsed().as_secs_f64() < opts.secs {
         thread::sleep(Duration::from_millis(250));
         if !process_alive(pid) {
-            println!("  SERVER GONE after {:.1} s", began.elapsed().as_secs_f64());
+            xscp::outln!("  SERVER GONE after {:.1} s", began.elapsed().as_secs_f64());
             died = true;
             break;
         }
@@ -253,7 +254,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         if el >= next_report {
             next_report += 15;
             let l = &ctx.live;
-            println!(
+            xscp::outln!(
                 "  [{el:>4} s] chat {} received, slow consumers {}, resets {}, garbage {}, \
                  churn {}, errors {}, server threads {}, VmRSS {} kB",
                 l.chat.load(Ordering::Relaxed),
@@ -344,16 +345,21 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     let resets_est = resets.resets - resets_neg;
     let garbage_n: u64 = garbage.by_case.iter().sum();
     let chat_msgs = chat.direct_rx + chat.bcast_rx;
-    println!(
+    xscp::outln!(
         "  load ran {load_secs:.1} s (+{:.1} s to wind down)",
         all_secs - load_secs
     );
-    println!(
+    xscp::outln!(
         "  chatters:    direct sent {}, received {}, receipts back {}; broadcasts sent {}, \
          deliveries {}; pongs {}",
-        chat.direct_sent, chat.direct_rx, chat.receipts, chat.bcast_sent, chat.bcast_rx, chat.pongs
+        chat.direct_sent,
+        chat.direct_rx,
+        chat.receipts,
+        chat.bcast_sent,
+        chat.bcast_rx,
+        chat.pongs
     );
-    println!(
+    xscp::outln!(
         "               lost {}, reordered {}; latency p50 {} us, p99 {} us, max {} us",
         chat.lost,
         chat.reordered,
@@ -363,7 +369,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     );
     let mut drop_ms = flood.drop_ms.clone();
     drop_ms.sort_unstable();
-    println!(
+    xscp::outln!(
         "  floods:      {} victims, {} dropped as slow consumers (after p50 {} ms, max {} \
          ms); chatm relayed to victims {}, received by them in order {}, discarded {}; \
          NO-SUCH answers {}; flooder checks passed {}",
@@ -377,19 +383,22 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         flood.nosuch,
         flood.alive_checks
     );
-    println!(
+    xscp::outln!(
         "  resets:      {} ({} in NEGOTIATING, {} in ESTABLISHED); receipts after the \
          sender's reset {}",
-        resets.resets, resets_neg, resets_est, resets.late_receipts
+        resets.resets,
+        resets_neg,
+        resets_est,
+        resets.late_receipts
     );
     for (k, n) in RESET_KINDS.iter().zip(resets.by_kind) {
-        println!("    {n:>8} x {k}");
+        xscp::outln!("    {n:>8} x {k}");
     }
-    println!("  garbage:     {garbage_n} connections, each answered and closed as required");
+    xscp::outln!("  garbage:     {garbage_n} connections, each answered and closed as required");
     for (k, n) in GARBAGE_CASES.iter().zip(garbage.by_case) {
-        println!("    {n:>8} x {k}");
+        xscp::outln!("    {n:>8} x {k}");
     }
-    println!(
+    xscp::outln!(
         "  churn:       {} cycles ({:.0}/s)",
         churn.cycles,
         churn.cycles as f64 / load_secs.max(1e-9)
@@ -397,8 +406,8 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     errors.print();
     cpu.print();
     let opt = |v: Option<u64>| v.map_or("n/a".into(), |v| v.to_string());
-    println!("  health (all load stopped, every bench socket closed):");
-    println!(
+    xscp::outln!("  health (all load stopped, every bench socket closed):");
+    xscp::outln!(
         "    users:     {} after {:.1} s (a fresh client, itself the only one){}",
         h.users.map_or("n/a".into(), |v| v.to_string()),
         h.users_secs,
@@ -408,7 +417,7 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
             format!("; others listed: {}", h.strays.join(" "))
         }
     );
-    println!(
+    xscp::outln!(
         "    threads:   {} before, {} after; fds: {} before, {} after ({:.1} s to get back)",
         opt(h.threads.0),
         opt(h.threads.1),
@@ -417,15 +426,15 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         h.back_secs
     );
     if !h.leftover.is_empty() {
-        println!("    server threads now: {}", h.leftover);
+        xscp::outln!("    server threads now: {}", h.leftover);
     }
-    println!(
+    xscp::outln!(
         "    VmRSS:     {} kB before, {} kB after (peak VmHWM {} kB)",
         opt(h.rss.0),
         opt(h.rss.1),
         opt(h.hwm)
     );
-    println!("    server:    {}", if h.alive { "alive" } else { "GONE" });
+    xscp::outln!("    server:    {}", if h.alive { "alive" } else { "GONE" });
     // Every activity that ran must have done something.
     let mut idle_parts = Vec::new();
     if chat_msgs == 0 {
@@ -444,14 +453,14 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
         idle_parts.push("churn");
     }
     if !idle_parts.is_empty() {
-        println!("  NO PROGRESS: {}", idle_parts.join(", "));
+        xscp::outln!("  NO PROGRESS: {}", idle_parts.join(", "));
     }
     let ok = errors.count == 0
         && h.ok()
         && idle_parts.is_empty()
         && chat.lost == 0
         && chat.reordered == 0;
-    println!("  verdict:     {}", if ok { "clean" } else { "NOT CLEAN" });
+    xscp::outln!("  verdict:     {}", if ok { "clean" } else { "NOT CLEAN" });
     let mut r = format!(
         "RESULT workload=soak secs={load_secs:.0} chat_msgs={chat_msgs} chat_direct={} \
          chat_bcast_deliveries={} receipts={} lost={} reordered={} chat_p50_us={} \
@@ -486,6 +495,6 @@ pub fn run(opts: &Opts) -> Result<bool, String> {
     );
     cpu.result_fields(&mut r);
     let alive = check_server(opts, &mut r);
-    println!("{r}");
+    xscp::outln!("{r}");
     Ok(ok && alive)
 }

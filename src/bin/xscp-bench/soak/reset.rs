@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use super::Soak;
 use super::conn::SConn;
 use crate::stats::{Errors, Merge};
-use crate::system::abort;
 use crate::wire::{base36, connect};
+use xscp::sys;
 
 pub const RESET_KINDS: [&str; 6] = [
     "NEGOTIATING, at once",
@@ -64,26 +64,26 @@ fn reset_cycle(
     match kind {
         0 => {
             let s = connect(ctx.opts.addr, ctx.opts.timeout)?;
-            abort::reset(s)?;
+            sys::reset(s)?;
         }
         1 => {
             let mut c = SConn::open(ctx, "resetter")?;
             c.send(b"uname zpart")?;
-            abort::reset(c.s)?;
+            sys::reset(c.s)?;
         }
         2 => {
             let mut c = SConn::open(ctx, "resetter")?;
             c.send(b"capa\r\nping x\r\n")?;
-            abort::reset(c.s)?;
+            sys::reset(c.s)?;
         }
         3 => {
             let c = SConn::registered(ctx, "resetter", &name)?;
-            abort::reset(c.s)?;
+            sys::reset(c.s)?;
         }
         4 => {
             let mut c = SConn::registered(ctx, "resetter", &name)?;
             c.send(format!("chatm {name} {name} bye\r\nusers\r\ncapa\r\n").as_bytes())?;
-            abort::reset(c.s)?;
+            sys::reset(c.s)?;
         }
         _ => {
             // A receipt whose sender has reset: accepted and dropped, nothing answered.
@@ -92,13 +92,13 @@ fn reset_cycle(
             let mut b = SConn::registered(ctx, "resetter (receiver)", &other)?;
             a.send(format!("chatm {name} {other} hello {n}\r\n").as_bytes())?;
             a.expect(ctx, "+OK message relayed")?;
-            abort::reset(a.s)?;
+            sys::reset(a.s)?;
             count(o);
             b.expect(ctx, &format!("chatm {name} {other} hello {n}"))?;
             b.send(format!("chatr {name} {other}\r\nping r{n}\r\n").as_bytes())?;
             b.expect(ctx, &format!("+OK pong r{n}"))?;
             o.late_receipts += 1;
-            abort::reset(b.s)?;
+            sys::reset(b.s)?;
         }
     }
     count(o);

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use xscp::text::{self, Keep};
+
 use super::transcript::Pat;
 
 /// Appends `suffix` to every whole-word occurrence of one of `names` (ASCII case ignored).
@@ -95,35 +97,14 @@ pub fn describe_pat(pat: &[Pat], vars: &HashMap<String, Vec<u8>>, raw: bool) -> 
 
 /// Bytes with every control byte, CR and LF included, as an escape (for `sraw:`).
 pub fn shown_raw(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    for &b in bytes {
-        match b {
-            b'\r' => out.push_str("\\r"),
-            b'\n' => out.push_str("\\n"),
-            0x20..=0x7e => out.push(char::from(b)),
-            _ => out.push_str(&format!("\\x{b:02X}")),
-        }
-    }
-    out
+    text::escape(bytes, Keep::Ascii)
 }
 
 /// A line as printed: CR and LF at the end dropped, control bytes as `\xNN` (so a server
 /// cannot drive the terminal), at most 200 characters.
 pub fn shown(line: &[u8]) -> String {
-    let mut out = String::new();
     let body = strip_terminator(line);
-    for chunk in body.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            if c.is_control() {
-                out.push_str(&format!("\\x{:02X}", c as u32));
-            } else {
-                out.push(c);
-            }
-        }
-        for b in chunk.invalid() {
-            out.push_str(&format!("\\x{b:02X}"));
-        }
-    }
+    let mut out = text::escape(body, Keep::Text);
     let tail = &line[body.len()..];
     if tail != b"\r\n" && !tail.is_empty() {
         out.push_str(if tail == b"\n" { "\\n" } else { "\\r" });

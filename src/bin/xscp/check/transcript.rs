@@ -212,9 +212,52 @@ struct Parser {
 const HEADERS: [&str; 7] = [
     "section", "level", "rule", "options", "requires", "server", "names",
 ];
-const VERBS: [&str; 11] = [
-    "connect", "c", "raw", "s", "sraw", "until", "quiet", "closed", "close", "pause", "resume",
+
+/// What a step's verb does; the action it becomes is built from it in [`Parser::line`].
+#[derive(Clone, Copy)]
+enum Verb {
+    Connect,
+    /// `c:` (with CRLF added) and `raw:`.
+    Send {
+        crlf: bool,
+    },
+    /// `s:` and `sraw:`.
+    Expect {
+        raw: bool,
+    },
+    Until,
+    Quiet,
+    Closed,
+    Close,
+    Pause,
+    Resume,
+}
+
+impl Verb {
+    /// Is it written `VERB: TEXT`?
+    fn takes_text(self) -> bool {
+        matches!(self, Verb::Send { .. } | Verb::Expect { .. } | Verb::Until)
+    }
+}
+
+/// The step verbs of `xscp-transcript(5)`, each once.
+const VERBS: [(&str, Verb); 11] = [
+    ("connect", Verb::Connect),
+    ("c", Verb::Send { crlf: true }),
+    ("raw", Verb::Send { crlf: false }),
+    ("s", Verb::Expect { raw: false }),
+    ("sraw", Verb::Expect { raw: true }),
+    ("until", Verb::Until),
+    ("quiet", Verb::Quiet),
+    ("closed", Verb::Closed),
+    ("close", Verb::Close),
+    ("pause", Verb::Pause),
+    ("resume", Verb::Resume),
 ];
+
+fn verb_named(name: &str) -> Option<Verb> {
+    VERBS.iter().find(|(n, _)| *n == name).map(|&(_, v)| v)
+}
 
 impl Parser {
     fn error(&self, line: usize, message: String) -> ParseError {
@@ -268,15 +311,16 @@ impl Parser {
         }
         // Steps: `[CONN] VERB[: TEXT]` or `[CONN] connect [ARGS]`.
         let first = trimmed.split([' ', ':']).next().unwrap_or("");
-        let (conn, after) = if trimmed[first.len()..].starts_with(':') && VERBS.contains(&first) {
-            let conn = self
-                .current
-                .clone()
-                .ok_or_else(|| format!("'{first}:' before any connection is named"))?;
-            (conn, trimmed)
-        } else {
-            (first.to_string(), trimmed[first.len()..].trim_start())
-        };
+        let (conn, after) =
+            if trimmed[first.len()..].starts_with(':') && verb_named(first).is_some() {
+                let conn = self
+                    .current
+                    .clone()
+                    .ok_or_else(|| format!("'{first}:' before any connection is named"))?;
+                (conn, trimmed)
+            } else {
+                (first.to_string(), trimmed[first.len()..].trim_start())
+            };
         let verb_len = after
             .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(after.len());
@@ -290,14 +334,14 @@ impl Parser {
                 "cannot read '{trimmed}': expected 'NAME VERB', 'VERB: TEXT' or a header"
             ));
         }
-        if !VERBS.contains(&verb) {
+        let Some(kind) = verb_named(verb) else {
+            let names: Vec<&str> = VERBS.iter().map(|(n, _)| *n).collect();
             return Err(format!(
                 "unknown step '{verb}' (one of: {})",
-                VERBS.join(", ")
+                names.join(", ")
             ));
-        }
-        let takes_text = matches!(verb, "c" | "raw" | "s" | "sraw" | "until");
-        match (takes_text, text) {
+        };
+        match (kind.takes_text(), text) {
             (true, None) => return Err(format!("'{verb}' needs ': TEXT'")),
             (false, Some(_)) => {
                 return Err(format!("'{verb}' takes no text"));
@@ -309,27 +353,27 @@ impl Parser {
                 "connection name '{conn}': letters, digits and '_' only, first a letter"
             ));
         }
-        if verb == "connect" {
-            if self.opened.contains(&conn) {
-                return Err(format!("connection '{conn}' is already open"));
-            }
-            let action = connect_args(rest)?;
-            self.opened.insert(conn.clone());
-            return self.push(n, Some(conn), action, trimmed);
-        }
-        if !self.opened.contains(&conn) {
-            return Err(format!(
-                "connection '{conn}' is not open ('{conn} connect' first)"
-            ));
-        }
-        if !rest.is_empty() {
-            return Err(format!("unexpected '{rest}' after '{verb}'"));
-        }
         let text = text.unwrap_or("");
-        let action = match verb {
-            "c" | "raw" => {
+        let action = match kind {
+            Verb::Connect => {
+                if self.opened.contains(&conn) {
+                    return Err(format!("connection '{conn}' is already open"));
+                }
+                let action = connect_args(rest)?;
+                self.opened.insert(conn.clone());
+                action
+            }
+            _ if !self.opened.contains(&conn) => {
+                return Err(format!(
+                    "connection '{conn}' is not open ('{conn} connect' first)"
+                ));
+            }
+            _ if !rest.is_empty() => {
+                return Err(format!("unexpected '{rest}' after '{verb}'"));
+            }
+            Verb::Send { crlf } => {
                 let mut pieces = self.send_pieces(text)?;
-                if verb == "c" {
+                if crlf {
                     match pieces.last_mut() {
                         Some(Piece::Bytes(b)) => b.extend_from_slice(b"\r\n"),
                         _ => pieces.push(Piece::Bytes(b"\r\n".to_vec())),
@@ -337,16 +381,16 @@ impl Parser {
                 }
                 Action::Send(pieces)
             }
-            "s" | "sraw" => Action::Expect {
+            Verb::Expect { raw } => Action::Expect {
                 pat: self.pattern(text)?,
-                raw: verb == "sraw",
+                raw,
             },
-            "until" => Action::Until(self.pattern(text)?),
-            "quiet" => Action::Quiet,
-            "closed" => Action::Closed,
-            "pause" => Action::Pause,
-            "resume" => Action::Resume,
-            _ => Action::Close,
+            Verb::Until => Action::Until(self.pattern(text)?),
+            Verb::Quiet => Action::Quiet,
+            Verb::Closed => Action::Closed,
+            Verb::Pause => Action::Pause,
+            Verb::Resume => Action::Resume,
+            Verb::Close => Action::Close,
         };
         self.push(n, Some(conn), action, trimmed)
     }

@@ -1,8 +1,8 @@
 //! The reader thread of one connection (`xscp-conn-<id>`).
 //!
-//! It owns the connection's [`Session`] and its timers. It reads with a timeout set to the
-//! nearest deadline (negotiation, next ping, pong), frames what arrives, hands each line to
-//! the session and carries out the step it returns: a response or a request goes to the
+//! It owns the connection's [`Session`]. It reads with a timeout set to when the session
+//! next needs time to pass ([`Session::poll_at`]), frames what arrives, hands each line (and
+//! each expiry) to the session and carries out the step it returns: a response or a request goes to the
 //! hub, which keeps responses in command order. When the session ends the connection, the
 //! reader queues the last lines and the close (through the hub if it still owes answers,
 //! so that they come first), tells the hub the client departs, writes them and the FIN,
@@ -25,11 +25,12 @@ use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::{ConnId, Tag};
-use crate::hub::{Answer, Chats, Output, Promise, slot};
+use crate::hub::{Chats, Output, Promise, slot};
 use crate::protocol::cause::Cause;
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
-use crate::protocol::session::{Closing, Limits, Session, Step, Timer};
+use crate::protocol::request::{Answer, Hand};
+use crate::protocol::session::{self, Closing, Session, Step};
 
 /// The read buffer every connection starts with (on the reader's stack): small enough that
 /// an idle reader's stack stays two pages (its frames sit close to that boundary).
@@ -46,30 +47,25 @@ const CHAT_BATCH: usize = (MAX_IN_FLIGHT / 2) as usize;
 /// How late a timer may fire (see `run_timers`).
 const TIMER_TOLERANCE: Duration = Duration::from_millis(5);
 
+/// In the unit tests only, the reader of a client that registers this name panics once it
+/// is registered, to show that a panic is contained (see the tests in `server.rs`): no
+/// client can make a reader panic otherwise.
+#[cfg(test)]
+pub const PANIC_NICK: &str = "boom";
+
 /// What every connection needs to know from the configuration.
 #[derive(Clone, Debug)]
 pub struct ConnSettings {
-    /// Session limits (retries).
-    pub limits: Limits,
-    /// Deadline for `uname` from accept.
-    pub negotiate_timeout: Duration,
-    /// Silence before the server pings.
-    pub ping_interval: Duration,
-    /// Time to answer a ping; also the write timeout.
-    pub ping_timeout: Duration,
+    /// What every session needs (retries, timers).
+    pub session: Arc<session::Settings>,
     /// Output budget in bytes.
     pub sendq: usize,
     /// PDUs per second (0: unlimited).
     pub rate: u32,
-    /// The `capa` response, built once.
-    pub capa: String,
     /// Threads for readers.
     pub readers: Arc<Pool>,
     /// Threads and limits for writers.
     pub writers: Arc<Writers>,
-    /// Test hook (`XSCPD_TEST_PANIC_NICK`): the reader of a client that registers this
-    /// nickname panics, to show that a panic is contained and the name still freed.
-    pub panic_nick: Option<String>,
 }
 
 /// A freshly accepted connection, ready for its reader thread.
@@ -99,11 +95,8 @@ struct Reader {
     hub: Sender<ToHub>,
     outbox: Outbox,
     session: Session,
-    accepted_at: Instant,
-    last_rx: Instant,
     /// The read timeout currently set on the socket.
     armed: Option<Duration>,
-    pings: u64,
     /// Commands given to the hub for it to answer (see [`Outbox::wait_room`]).
     sent: u64,
     /// The next command waits until the hub has answered every earlier one.
@@ -159,15 +152,12 @@ impl Reader {
         let reader = Box::new(Reader {
             id,
             shared,
-            session: Session::accept(tag, settings.limits),
+            session: Session::accept(id, tag, Arc::clone(&settings.session), now),
             budget: f64::from(settings.rate),
             settings,
             hub,
             outbox,
-            accepted_at: now,
-            last_rx: now,
             armed: None,
-            pings: 0,
             sent: 0,
             sync_next: false,
             budget_at: now,
@@ -244,7 +234,7 @@ impl Reader {
                 // The hub or the writer ended the connection meanwhile.
                 return Ending::Fault(cause);
             }
-            self.last_rx = Instant::now();
+            self.session.on_input(Instant::now());
             let full = n == buf.len();
             let mut input = &buf[..n];
             while let Some(line) = framer.next_line(&mut input) {
@@ -330,7 +320,7 @@ impl Reader {
                     "{} replies over --sendq {} unread for {:?}: dropping slow consumer",
                     self.session.tag(),
                     self.settings.sendq,
-                    self.settings.ping_timeout
+                    self.settings.writers.write_timeout
                 );
                 self.outbox.abort(Cause::SlowConsumer);
                 Some(Ending::Fault(Cause::SlowConsumer))
@@ -349,46 +339,18 @@ impl Reader {
         self.shared.end().unwrap_or(seen)
     }
 
-    /// Fires due timers and sets the read timeout to the next deadline. Not inlined, as
-    /// `throttle`: their locals then stay out of the read loop's frame, which is on the
-    /// stack whenever the reader writes (see `release` there).
+    /// Tells the session the time, carries out what a timer that fired asks, and sets the
+    /// read timeout to when the session next needs the time. Not inlined, as `throttle`:
+    /// their locals then stay out of the read loop's frame, which is on the stack whenever
+    /// the reader writes (see `release` there).
     #[inline(never)]
     fn run_timers(&mut self) -> Option<Ending> {
         let now = Instant::now();
-        let s = &self.settings;
-        let deadline = if self.session.nick().is_none() {
-            let deadline = self.accepted_at + s.negotiate_timeout;
-            if now >= deadline {
-                return Some(Ending::Closing(self.session.on_timer(Timer::Negotiation)));
-            }
-            deadline
-        } else if let Some(sent) = self.session.ping_outstanding() {
-            let deadline = sent + s.ping_timeout;
-            if now >= deadline {
-                return Some(Ending::Closing(self.session.on_timer(Timer::Pong)));
-            }
-            deadline
-        } else {
-            let due = self.last_rx + s.ping_interval;
-            if now >= due {
-                self.pings += 1;
-                let token = format!("{:x}.{}", self.id, self.pings);
-                let line = format!("ping {token}\r\n");
-                log::debug!("{} sends ping {token}", self.session.tag());
-                if self.outbox.push(line.as_bytes()).is_err() {
-                    log::warn!(
-                        "{} output queue full, no room for a ping: dropping slow consumer",
-                        self.session.tag()
-                    );
-                    self.outbox.abort(Cause::SlowConsumer);
-                    return Some(Ending::Fault(Cause::SlowConsumer));
-                }
-                self.session.ping_sent(token, now);
-                now + s.ping_timeout
-            } else {
-                due
-            }
-        };
+        let step = self.session.on_time(now);
+        if let Some(end) = self.execute(step, 1) {
+            return Some(end);
+        }
+        let deadline = self.session.poll_at()?;
         // The socket's timeout applies to each read from its start. Keep the one set if a
         // read starting now would not overshoot the deadline by more than the tolerance:
         // this saves a system call per read while data flows (the deadline moves on with
@@ -503,51 +465,57 @@ impl Reader {
                 None
             }
             Step::Reply(line) => self.ask_hub_async(ToHub::Respond { conn, line }),
-            Step::Capa => {
-                let line = self.settings.capa.clone();
-                self.ask_hub_async(ToHub::Respond { conn, line })
+            Step::Send(line) => {
+                if self.outbox.push(line.as_bytes()).is_err() {
+                    log::warn!(
+                        "{} output queue full, no room for {}: dropping slow consumer",
+                        self.session.tag(),
+                        escape(line.trim_end().as_bytes())
+                    );
+                    self.outbox.abort(Cause::SlowConsumer);
+                    return Some(Ending::Fault(Cause::SlowConsumer));
+                }
+                None
             }
-            Step::Register(nick) => {
-                let ask = |answer| ToHub::Register {
+            Step::Hub(request) => match request.hand() {
+                Hand::Async => self.ask_hub_async(ToHub::Request {
                     conn,
-                    nick: nick.clone(),
-                    answer,
-                };
-                match self.ask_hub(ask) {
-                    Ok(Answer::Registered { nick, welcome_back }) => {
-                        let hook = self.settings.panic_nick.as_deref() == Some(nick.as_str());
-                        self.session.on_registered(nick, welcome_back);
-                        if hook {
-                            panic!("XSCPD_TEST_PANIC_NICK hook");
+                    request,
+                    answer: None,
+                }),
+                Hand::Drain => {
+                    self.sync_next = true;
+                    self.ask_hub_async(ToHub::Request {
+                        conn,
+                        request,
+                        answer: None,
+                    })
+                }
+                Hand::Wait => {
+                    let asked = request.clone();
+                    let ask = |answer| ToHub::Request {
+                        conn,
+                        request,
+                        answer: Some(answer),
+                    };
+                    match self.ask_hub(ask) {
+                        Ok(answer) => {
+                            let step = self.session.on_answer(&asked, answer);
+                            #[cfg(test)]
+                            if self
+                                .session
+                                .nick()
+                                .is_some_and(|n| n.as_str() == PANIC_NICK)
+                            {
+                                panic!("the unit tests' panic: {PANIC_NICK} registered");
+                            }
+                            self.execute(step, 1)
                         }
-                        None
+                        Err(end) => Some(end),
                     }
-                    Ok(_) => {
-                        let step = self.session.on_register_refused(&nick);
-                        self.execute(step, 1)
-                    }
-                    Err(end) => Some(end),
                 }
-            }
-            Step::Rename(nick) => {
-                match self.ask_hub(|answer| ToHub::Rename { conn, nick, answer }) {
-                    Ok(Answer::Renamed(nick)) => {
-                        self.session.on_renamed(nick);
-                        None
-                    }
-                    Ok(_) => None,
-                    Err(end) => Some(end),
-                }
-            }
+            },
             Step::Chat { line, recipient } => self.hold_chat(&line, recipient, ahead),
-            Step::Receipt { line, sender } => {
-                self.ask_hub_async(ToHub::Receipt { conn, line, sender })
-            }
-            Step::Users => {
-                self.sync_next = true;
-                self.ask_hub_async(ToHub::Users { conn })
-            }
-            Step::Notif(on) => self.ask_hub_async(ToHub::Notif { conn, on }),
             Step::Close(closing) => Some(Ending::Closing(closing)),
         }
     }

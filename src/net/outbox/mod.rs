@@ -32,8 +32,6 @@
 //! The socket stays blocking (its reader shares it): the writer's sends are
 //! non-blocking one call at a time, and it waits for room with `poll`.
 
-use std::io::{ErrorKind, Write};
-use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,12 +39,16 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::pool::{Job, Pool};
 use super::shared::ConnShared;
-use super::sys;
-use crate::config::SOCKET_WRITES_TARGET;
 use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
 use crate::protocol::reply::escape;
+
+mod writer;
+
+/// The log target for socket writes: log them at TRACE with this target
+/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
+pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
 
 /// Queued bytes past which a sleeping writer is woken at once rather than at the end of
 /// the hub's burst.
@@ -66,9 +68,6 @@ pub const STALL: Duration = Duration::from_millis(100);
 
 /// How long a writer waits for output before it gives its thread back.
 pub const WRITER_IDLE: Duration = Duration::from_millis(50);
-
-/// A batch larger than this is not kept for reuse once written.
-const KEEP: usize = 64 * 1024;
 
 /// What is waiting to be written, and who is writing it.
 #[derive(Debug, Default)]
@@ -459,266 +458,7 @@ impl Inner {
             }
         }
     }
-
-    /// The writer (`xscp-write-<id>`): drains the queue until the close, an error, or
-    /// [`WRITER_IDLE`] without output.
-    fn drain(&self) {
-        drop(self.drain_from(self.queue.lock(), Some(WRITER_IDLE)));
-    }
-
-    /// Drains the queue, which the calling thread owns (`running`), until the close, an
-    /// error, or `idle` without output (`None`: as soon as it is empty).
-    fn drain_from<'a>(
-        &'a self,
-        mut q: MutexGuard<'a, Queue>,
-        idle: Option<Duration>,
-    ) -> MutexGuard<'a, Queue> {
-        let mut batch: Vec<u8> = Vec::new();
-        loop {
-            if !q.buf.is_empty() {
-                if self.write_batch(&mut q, &mut batch).is_err() {
-                    return q;
-                }
-                continue;
-            }
-            if q.closing {
-                // FIN: the client reads our last line, then end of stream.
-                let _ = self.shared.socket().shutdown(Shutdown::Write);
-                self.finish(&mut q);
-                return q;
-            }
-            let Some(idle) = idle else {
-                q.running = false;
-                return q;
-            };
-            q.idle = true;
-            let timed_out = self.ready.wait_for(&mut q, idle).timed_out();
-            q.idle = false;
-            if timed_out && q.buf.is_empty() && !q.closing {
-                // Idle: give the thread back, and the memory of the buffer.
-                q.running = false;
-                q.buf = Vec::new();
-                return q;
-            }
-        }
-    }
-
-    /// Takes everything queued and writes it with the lock released (the hub goes on
-    /// filling the reused other buffer). On failure the close is done and `Err` returned.
-    fn write_batch(&self, q: &mut MutexGuard<'_, Queue>, batch: &mut Vec<u8>) -> Result<(), ()> {
-        std::mem::swap(&mut q.buf, batch);
-        q.writing = batch.len();
-        let written = MutexGuard::unlocked(q, || self.write(batch));
-        q.writing = 0;
-        if q.waiters > 0 {
-            self.room.notify_all();
-        }
-        if written.is_err() {
-            q.buf = Vec::new();
-            q.closing = true;
-            q.behind = None;
-            self.room.notify_all();
-            self.finish(q);
-            return Err(());
-        }
-        batch.clear();
-        if batch.capacity() > KEEP {
-            *batch = Vec::new();
-        }
-        Ok(())
-    }
-
-    fn finish(&self, q: &mut Queue) {
-        q.running = false;
-        q.done = true;
-        self.finished.notify_all();
-    }
-
-    /// Writes one batch; on failure records why and cuts the connection. The socket is
-    /// offered the bytes without blocking; while it takes nothing the writer waits for
-    /// room, and the client is a slow consumer (§7) once more than `--sendq` is queued
-    /// and the socket has taken nothing for [`STALL`], or once the write has taken the
-    /// write timeout.
-    fn write(&self, batch: &[u8]) -> Result<(), ()> {
-        let socket = self.shared.socket();
-        let started = Instant::now();
-        let mut progress = started;
-        let mut rest = batch;
-        while !rest.is_empty() {
-            match sys::send_now(socket, rest) {
-                Ok(n) => {
-                    log::trace!(
-                        target: SOCKET_WRITES_TARGET,
-                        "{} socket write: {n} of {} bytes",
-                        self.tag,
-                        rest.len()
-                    );
-                    rest = &rest[n..];
-                    progress = Instant::now();
-                    continue;
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::Unsupported => {
-                    log::trace!(
-                        target: SOCKET_WRITES_TARGET,
-                        "{} socket write: {} bytes",
-                        self.tag,
-                        rest.len()
-                    );
-                    // Where a send cannot be made non-blocking, the socket's own timeout
-                    // bounds the blocking write (on Linux no write blocks: no system call
-                    // per connection for it).
-                    let mut socket = socket;
-                    return socket
-                        .set_write_timeout(Some(self.writers.write_timeout))
-                        .and_then(|()| socket.write_all(rest))
-                        .map_err(|e| self.failed(&e));
-                }
-                Err(e) if e.kind() != ErrorKind::WouldBlock => {
-                    self.failed(&e);
-                    return Err(());
-                }
-                Err(_) => {}
-            }
-            let now = Instant::now();
-            let queued = self.queue.lock().queued();
-            if queued > self.writers.sendq && now.duration_since(progress) >= STALL {
-                log::warn!(
-                    "{} {queued} bytes queued (over --sendq {}) and the socket takes no \
-                     more: dropping slow consumer",
-                    self.tag,
-                    self.writers.sendq
-                );
-                self.shared.set_end(Cause::SlowConsumer);
-                self.shared.cut();
-                return Err(());
-            }
-            let left = (started + self.writers.write_timeout).saturating_duration_since(now);
-            if left.is_zero() {
-                self.failed(&std::io::Error::from(ErrorKind::TimedOut));
-                return Err(());
-            }
-            sys::wait_writable(socket, left.min(STALL));
-        }
-        Ok(())
-    }
-
-    /// Records why a write failed and cuts the connection.
-    fn failed(&self, e: &std::io::Error) {
-        let cause = match e.kind() {
-            ErrorKind::WouldBlock | ErrorKind::TimedOut => Cause::SlowConsumer,
-            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Cause::Reset,
-            _ => Cause::Io(e.to_string()),
-        };
-        if cause == Cause::SlowConsumer {
-            log::warn!(
-                "{} write failed: {e} (blocked for the write timeout, {:?}): dropping slow \
-                 consumer",
-                self.tag,
-                self.writers.write_timeout
-            );
-        } else {
-            log::debug!("{} write failed: {e}", self.tag);
-        }
-        self.shared.set_end(cause);
-        self.shared.cut();
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    //! A reader that writes its own output starts no writer thread: with a pool that may
-    //! start none, a writer start would cut the connection.
-
-    use std::io::Read;
-    use std::net::{TcpListener, TcpStream};
-
-    use super::*;
-    use crate::net::pool::Budget;
-
-    /// An outbox whose pool can start no thread, and the client's end of its socket.
-    fn threadless() -> (Outbox, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let (server, _) = listener.accept().unwrap();
-        client
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let writers = Arc::new(Writers {
-            pool: Pool::new(64 * 1024, Budget::new(0)),
-            sendq: 1024,
-            write_timeout: Duration::from_secs(20),
-        });
-        let outbox = Outbox::new(1, "conn=1".into(), ConnShared::new(server), writers);
-        (outbox, client)
-    }
-
-    fn read_exactly(client: &mut TcpStream, n: usize) -> String {
-        let mut buf = vec![0; n];
-        client.read_exact(&mut buf).unwrap();
-        String::from_utf8(buf).unwrap()
-    }
-
-    /// Every connection keeps its outbox for its whole life: what all of them share is
-    /// behind one pointer (seventeen words on a 64-bit machine; it was twenty).
-    #[test]
-    fn an_outbox_is_small() {
-        assert!(std::mem::size_of::<Inner>() <= 17 * std::mem::size_of::<usize>());
-    }
-
-    /// The check below can fail: without the reader, output needs a writer thread.
-    #[test]
-    fn a_push_needs_a_writer_thread() {
-        let (outbox, _client) = threadless();
-        outbox.push(b"+OK hello\r\n").unwrap();
-        assert!(matches!(outbox.0.shared.end(), Some(Cause::Io(_))));
-    }
-
-    /// Connect, `uname`, `cquit`: the greeting, the hub's reply and the last lines with
-    /// the FIN are all written by the reader.
-    #[test]
-    fn the_reader_writes_the_greeting_the_hubs_reply_and_the_close_itself() {
-        let (outbox, mut client) = threadless();
-        outbox.push_here(b"+OK hello\r\n").unwrap();
-        assert_eq!(read_exactly(&mut client, 11), "+OK hello\r\n");
-        // The hub queues its reply while the reader waits for the answer.
-        outbox.claim();
-        assert_eq!(outbox.respond(b"+OK you are a\r\n"), Wake::Later);
-        outbox.handled(1);
-        outbox.wake_now();
-        outbox.release();
-        assert_eq!(read_exactly(&mut client, 15), "+OK you are a\r\n");
-        // The hub queues the last lines while (or before) the reader waits for the close.
-        outbox.claim();
-        let hub = outbox.clone();
-        let departing = std::thread::spawn(move || hub.finish("cquit bye\r\n"));
-        outbox.wait_done();
-        departing.join().unwrap();
-        let mut rest = String::new();
-        client.read_to_string(&mut rest).unwrap();
-        assert_eq!(rest, "cquit bye\r\n");
-        assert_eq!(outbox.0.shared.end(), None);
-    }
-
-    /// The reader goes on at once, or hands over the lines it holds back before it waits:
-    /// too many commands with the hub, a queue over `--sendq`, a recipient behind.
-    #[test]
-    fn room_now_says_when_the_reader_would_wait() {
-        let (outbox, _client) = threadless();
-        assert_eq!(outbox.room_now(32, 32), Some(Room::Free));
-        assert_eq!(outbox.room_now(33, 32), None);
-        outbox.handled(1);
-        assert_eq!(outbox.room_now(33, 32), Some(Room::Free));
-        outbox.claim(); // No writer: the queue stays as queued.
-        outbox.respond(&[b'x'; 1025]);
-        assert_eq!(outbox.room_now(33, 32), None);
-        outbox.release();
-        assert_eq!(outbox.room_now(33, 32), Some(Room::Free));
-        let (recipient, _other) = threadless();
-        recipient.claim();
-        recipient.relay(&[b'y'; 1025], &outbox).unwrap();
-        assert_eq!(outbox.room_now(33, 32), None);
-        outbox.finish("");
-        assert_eq!(outbox.room_now(40, 32), Some(Room::Closing));
-    }
-}
+mod tests;

@@ -1,0 +1,94 @@
+//! A reader that writes its own output starts no writer thread: with a pool that may
+//! start none, a writer start would cut the connection.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+
+use super::*;
+use crate::net::pool::Budget;
+
+/// An outbox whose pool can start no thread, and the client's end of its socket.
+fn threadless() -> (Outbox, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (server, _) = listener.accept().unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let writers = Arc::new(Writers {
+        pool: Pool::new(64 * 1024, Budget::new(0)),
+        sendq: 1024,
+        write_timeout: Duration::from_secs(20),
+    });
+    let outbox = Outbox::new(1, "conn=1".into(), ConnShared::new(server), writers);
+    (outbox, client)
+}
+
+fn read_exactly(client: &mut TcpStream, n: usize) -> String {
+    let mut buf = vec![0; n];
+    client.read_exact(&mut buf).unwrap();
+    String::from_utf8(buf).unwrap()
+}
+
+/// Every connection keeps its outbox for its whole life: what all of them share is
+/// behind one pointer (seventeen words on a 64-bit machine).
+#[test]
+fn an_outbox_is_small() {
+    assert!(std::mem::size_of::<Inner>() <= 17 * std::mem::size_of::<usize>());
+}
+
+/// The check below can fail: without the reader, output needs a writer thread.
+#[test]
+fn a_push_needs_a_writer_thread() {
+    let (outbox, _client) = threadless();
+    outbox.push(b"+OK hello\r\n").unwrap();
+    assert!(matches!(outbox.0.shared.end(), Some(Cause::Io(_))));
+}
+
+/// Connect, `uname`, `cquit`: the greeting, the hub's reply and the last lines with
+/// the FIN are all written by the reader.
+#[test]
+fn the_reader_writes_the_greeting_the_hubs_reply_and_the_close_itself() {
+    let (outbox, mut client) = threadless();
+    outbox.push_here(b"+OK hello\r\n").unwrap();
+    assert_eq!(read_exactly(&mut client, 11), "+OK hello\r\n");
+    // The hub queues its reply while the reader waits for the answer.
+    outbox.claim();
+    assert_eq!(outbox.respond(b"+OK you are a\r\n"), Wake::Later);
+    outbox.handled(1);
+    outbox.wake_now();
+    outbox.release();
+    assert_eq!(read_exactly(&mut client, 15), "+OK you are a\r\n");
+    // The hub queues the last lines while (or before) the reader waits for the close.
+    outbox.claim();
+    let hub = outbox.clone();
+    let departing = std::thread::spawn(move || hub.finish("cquit bye\r\n"));
+    outbox.wait_done();
+    departing.join().unwrap();
+    let mut rest = String::new();
+    client.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "cquit bye\r\n");
+    assert_eq!(outbox.0.shared.end(), None);
+}
+
+/// The reader goes on at once, or hands over the lines it holds back before it waits:
+/// too many commands with the hub, a queue over `--sendq`, a recipient behind.
+#[test]
+fn room_now_says_when_the_reader_would_wait() {
+    let (outbox, _client) = threadless();
+    assert_eq!(outbox.room_now(32, 32), Some(Room::Free));
+    assert_eq!(outbox.room_now(33, 32), None);
+    outbox.handled(1);
+    assert_eq!(outbox.room_now(33, 32), Some(Room::Free));
+    outbox.claim(); // No writer: the queue stays as queued.
+    outbox.respond(&[b'x'; 1025]);
+    assert_eq!(outbox.room_now(33, 32), None);
+    outbox.release();
+    assert_eq!(outbox.room_now(33, 32), Some(Room::Free));
+    let (recipient, _other) = threadless();
+    recipient.claim();
+    recipient.relay(&[b'y'; 1025], &outbox).unwrap();
+    assert_eq!(outbox.room_now(33, 32), None);
+    outbox.finish("");
+    assert_eq!(outbox.room_now(40, 32), Some(Room::Closing));
+}

@@ -1,0 +1,186 @@
+//! The writer of a connection (`xscp-write-<id>`), and the writing the reader does itself
+//! ([`super::Outbox::claim`]): it takes everything queued at once, writes it in as few
+//! system calls as the socket allows, and after the close sends the FIN (§7).
+
+use std::io::{ErrorKind, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use parking_lot::MutexGuard;
+
+use super::{Inner, Queue, SOCKET_WRITES_TARGET, STALL, WRITER_IDLE};
+use crate::net::sys;
+use crate::protocol::cause::Cause;
+
+/// A batch larger than this is not kept for reuse once written.
+const KEEP: usize = 64 * 1024;
+
+impl Inner {
+    /// The writer (`xscp-write-<id>`): drains the queue until the close, an error, or
+    /// [`WRITER_IDLE`] without output.
+    pub(super) fn drain(&self) {
+        drop(self.drain_from(self.queue.lock(), Some(WRITER_IDLE)));
+    }
+
+    /// Drains the queue, which the calling thread owns (`running`), until the close, an
+    /// error, or `idle` without output (`None`: as soon as it is empty).
+    pub(super) fn drain_from<'a>(
+        &'a self,
+        mut q: MutexGuard<'a, Queue>,
+        idle: Option<Duration>,
+    ) -> MutexGuard<'a, Queue> {
+        let mut batch: Vec<u8> = Vec::new();
+        loop {
+            if !q.buf.is_empty() {
+                if self.write_batch(&mut q, &mut batch).is_err() {
+                    return q;
+                }
+                continue;
+            }
+            if q.closing {
+                // FIN: the client reads our last line, then end of stream.
+                let _ = self.shared.socket().shutdown(Shutdown::Write);
+                self.finish(&mut q);
+                return q;
+            }
+            let Some(idle) = idle else {
+                q.running = false;
+                return q;
+            };
+            q.idle = true;
+            let timed_out = self.ready.wait_for(&mut q, idle).timed_out();
+            q.idle = false;
+            if timed_out && q.buf.is_empty() && !q.closing {
+                // Idle: give the thread back, and the memory of the buffer.
+                q.running = false;
+                q.buf = Vec::new();
+                return q;
+            }
+        }
+    }
+
+    /// Takes everything queued and writes it with the lock released (the hub goes on
+    /// filling the reused other buffer). On failure the close is done and `Err` returned.
+    pub(super) fn write_batch(
+        &self,
+        q: &mut MutexGuard<'_, Queue>,
+        batch: &mut Vec<u8>,
+    ) -> Result<(), ()> {
+        std::mem::swap(&mut q.buf, batch);
+        q.writing = batch.len();
+        let written = MutexGuard::unlocked(q, || self.write(batch));
+        q.writing = 0;
+        if q.waiters > 0 {
+            self.room.notify_all();
+        }
+        if written.is_err() {
+            q.buf = Vec::new();
+            q.closing = true;
+            q.behind = None;
+            self.room.notify_all();
+            self.finish(q);
+            return Err(());
+        }
+        batch.clear();
+        if batch.capacity() > KEEP {
+            *batch = Vec::new();
+        }
+        Ok(())
+    }
+
+    fn finish(&self, q: &mut Queue) {
+        q.running = false;
+        q.done = true;
+        self.finished.notify_all();
+    }
+
+    /// Writes one batch; on failure records why and cuts the connection. The socket is
+    /// offered the bytes without blocking; while it takes nothing the writer waits for
+    /// room, and the client is a slow consumer (§7) once more than `--sendq` is queued
+    /// and the socket has taken nothing for [`STALL`], or once the write has taken the
+    /// write timeout.
+    fn write(&self, batch: &[u8]) -> Result<(), ()> {
+        let socket = self.shared.socket();
+        let started = Instant::now();
+        let mut progress = started;
+        let mut rest = batch;
+        while !rest.is_empty() {
+            match sys::send_now(socket, rest) {
+                Ok(n) => {
+                    log::trace!(
+                        target: SOCKET_WRITES_TARGET,
+                        "{} socket write: {n} of {} bytes",
+                        self.tag,
+                        rest.len()
+                    );
+                    rest = &rest[n..];
+                    progress = Instant::now();
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    log::trace!(
+                        target: SOCKET_WRITES_TARGET,
+                        "{} socket write: {} bytes",
+                        self.tag,
+                        rest.len()
+                    );
+                    // Where a send cannot be made non-blocking, the socket's own timeout
+                    // bounds the blocking write (on Linux no write blocks: no system call
+                    // per connection for it).
+                    let mut socket = socket;
+                    return socket
+                        .set_write_timeout(Some(self.writers.write_timeout))
+                        .and_then(|()| socket.write_all(rest))
+                        .map_err(|e| self.failed(&e));
+                }
+                Err(e) if e.kind() != ErrorKind::WouldBlock => {
+                    self.failed(&e);
+                    return Err(());
+                }
+                Err(_) => {}
+            }
+            let now = Instant::now();
+            let queued = self.queue.lock().queued();
+            if queued > self.writers.sendq && now.duration_since(progress) >= STALL {
+                log::warn!(
+                    "{} {queued} bytes queued (over --sendq {}) and the socket takes no \
+                     more: dropping slow consumer",
+                    self.tag,
+                    self.writers.sendq
+                );
+                self.shared.set_end(Cause::SlowConsumer);
+                self.shared.cut();
+                return Err(());
+            }
+            let left = (started + self.writers.write_timeout).saturating_duration_since(now);
+            if left.is_zero() {
+                self.failed(&std::io::Error::from(ErrorKind::TimedOut));
+                return Err(());
+            }
+            sys::wait_writable(socket, left.min(STALL));
+        }
+        Ok(())
+    }
+
+    /// Records why a write failed and cuts the connection.
+    fn failed(&self, e: &std::io::Error) {
+        let cause = match e.kind() {
+            ErrorKind::WouldBlock | ErrorKind::TimedOut => Cause::SlowConsumer,
+            ErrorKind::ConnectionReset | ErrorKind::BrokenPipe => Cause::Reset,
+            _ => Cause::Io(e.to_string()),
+        };
+        if cause == Cause::SlowConsumer {
+            log::warn!(
+                "{} write failed: {e} (blocked for the write timeout, {:?}): dropping slow \
+                 consumer",
+                self.tag,
+                self.writers.write_timeout
+            );
+        } else {
+            log::debug!("{} write failed: {e}", self.tag);
+        }
+        self.shared.set_end(cause);
+        self.shared.cut();
+    }
+}

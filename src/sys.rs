@@ -1,0 +1,712 @@
+//! The few C library calls std does not offer, declared here once for the whole project
+//! (the server, the client's checker and the bench) with their safety arguments: the
+//! listen backlog, waking a blocked `accept` or read, waiting for a client, one
+//! non-blocking write on a blocking socket, giving freed heap memory back to the system,
+//! connecting from a chosen address, a reset instead of a close, SIGTERM, and the
+//! descriptor limit. std links the C library anyway; the runtime dependencies are fixed,
+//! so there is no `libc` crate.
+//!
+//! Declarations differ between systems (signal numbers, `nfds_t`, socket option numbers,
+//! struct layouts): each group is declared only for the systems whose values are written
+//! here, and has a fallback elsewhere that builds and reports that it cannot (or does
+//! nothing where nothing is the safe answer).
+
+use std::io;
+use std::net::TcpListener;
+
+/// The backlog used when the system's maximum cannot be read.
+const DEFAULT_BACKLOG: i32 = 4096;
+
+/// The largest listen backlog the system allows (`net.core.somaxconn`), or 4096.
+pub fn max_backlog() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&n: &i32| n > 0)
+        .unwrap_or(DEFAULT_BACKLOG)
+}
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+mod imp {
+    use std::ffi::{c_int, c_short};
+    use std::io;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::{AsRawFd, RawFd};
+    use std::time::Duration;
+
+    #[repr(C)]
+    struct PollFd {
+        fd: c_int,
+        events: c_short,
+        revents: c_short,
+    }
+
+    unsafe extern "C" {
+        fn listen(fd: c_int, backlog: c_int) -> c_int;
+        fn shutdown(fd: c_int, how: c_int) -> c_int;
+        fn poll(fds: *mut PollFd, nfds: Nfds, timeout: c_int) -> c_int;
+    }
+
+    /// `nfds_t`: `unsigned long` on Linux, `unsigned int` on macOS and the BSDs.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    type Nfds = std::ffi::c_ulong;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    type Nfds = std::ffi::c_uint;
+
+    /// `SHUT_RD`, `POLLIN` and `POLLOUT`: the same on Linux and the BSDs.
+    const SHUT_RD: c_int = 0;
+    const POLLIN: c_short = 1;
+    const POLLOUT: c_short = 4;
+
+    fn check(ret: c_int) -> io::Result<()> {
+        if ret < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn set_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
+        // SAFETY: the descriptor belongs to `listener`, which is borrowed for the call, so
+        // it is open and is the listening socket; listen() takes no pointers.
+        check(unsafe { listen(listener.as_raw_fd(), backlog) })
+    }
+
+    pub fn shutdown_read(listener: &TcpListener) -> io::Result<()> {
+        // SAFETY: as above, a descriptor `listener` owns and keeps open across the call;
+        // shutdown() takes no pointers.
+        check(unsafe { shutdown(listener.as_raw_fd(), SHUT_RD) })
+    }
+
+    /// Waits for `events` on `fd`, which the caller keeps open across the call, for at
+    /// most `timeout` milliseconds (-1: no limit).
+    fn poll_one(fd: RawFd, events: c_short, timeout: c_int) {
+        let mut pfd = PollFd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is one valid, initialised pollfd that lives across the call,
+        // matching nfds = 1; the caller keeps the descriptor open across the call.
+        unsafe {
+            poll(&mut pfd, 1, timeout);
+        }
+    }
+
+    pub fn wait_readable(listener: &TcpListener) {
+        poll_one(listener.as_raw_fd(), POLLIN, -1);
+    }
+
+    pub fn wait_writable(stream: &TcpStream, timeout: Duration) {
+        let ms = c_int::try_from(timeout.as_millis())
+            .unwrap_or(c_int::MAX)
+            .max(1);
+        poll_one(stream.as_raw_fd(), POLLOUT, ms);
+    }
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+mod imp {
+    use std::io;
+    use std::net::TcpListener;
+
+    pub fn set_backlog(_listener: &TcpListener, _backlog: i32) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    pub fn shutdown_read(_listener: &TcpListener) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+
+    pub fn wait_readable(_listener: &TcpListener) {}
+
+    pub fn wait_writable(_stream: &std::net::TcpStream, _timeout: std::time::Duration) {}
+}
+
+/// Sets the backlog of an already listening socket (calling `listen` again does that on
+/// Linux): std always listens with 128.
+pub fn set_backlog(listener: &TcpListener, backlog: i32) -> io::Result<()> {
+    imp::set_backlog(listener, backlog)
+}
+
+/// Shuts the receiving side of a listening socket: on Linux this stops it listening and
+/// wakes a thread blocked in `accept` or `poll` on it, without needing a descriptor.
+pub fn shutdown_read(listener: &TcpListener) -> io::Result<()> {
+    imp::shutdown_read(listener)
+}
+
+/// Blocks until a connection is waiting on `listener`, or the listener is shut down.
+pub fn wait_readable(listener: &TcpListener) {
+    imp::wait_readable(listener)
+}
+
+#[cfg(target_os = "linux")]
+mod nb {
+    use std::ffi::{c_int, c_void};
+    use std::io;
+    use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
+
+    unsafe extern "C" {
+        fn send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> isize;
+    }
+
+    /// Linux's `MSG_DONTWAIT` and `MSG_NOSIGNAL`.
+    const MSG_DONTWAIT: c_int = 0x40;
+    const MSG_NOSIGNAL: c_int = 0x4000;
+
+    pub fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+        // SAFETY: the descriptor belongs to `stream`, borrowed for the call, so it stays
+        // open; `buf` is a valid, initialised slice of `buf.len()` bytes that outlives the
+        // call, and send() only reads from it. The flags make this one call non-blocking
+        // without changing the socket's mode, which its reader shares.
+        let n = unsafe {
+            send(
+                stream.as_raw_fd(),
+                buf.as_ptr().cast(),
+                buf.len(),
+                MSG_DONTWAIT | MSG_NOSIGNAL,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod nb {
+    use std::io;
+    use std::net::TcpStream;
+
+    pub fn send_now(_stream: &TcpStream, _buf: &[u8]) -> io::Result<usize> {
+        Err(io::Error::from(io::ErrorKind::Unsupported))
+    }
+}
+
+/// Blocks until `stream` takes more bytes, or `timeout` passes (at once where `poll` is not
+/// declared here).
+pub fn wait_writable(stream: &std::net::TcpStream, timeout: std::time::Duration) {
+    imp::wait_writable(stream, timeout)
+}
+
+/// Writes what `stream`'s send buffer takes of `buf` now, without blocking and without
+/// changing the socket's blocking mode (its reader blocks on it): `WouldBlock` when it takes
+/// nothing. `Unsupported` where the call is not available.
+pub fn send_now(stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
+    nb::send_now(stream, buf)
+}
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+))]
+mod wake {
+    use std::ffi::c_int;
+
+    unsafe extern "C" {
+        fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
+        fn siginterrupt(sig: c_int, flag: c_int) -> c_int;
+        fn pthread_self() -> usize;
+        fn pthread_kill(thread: usize, sig: c_int) -> c_int;
+    }
+
+    /// `SIGUSR1`: 10 on Linux, but 16 on its MIPS ports and 30 on SPARC, macOS and the
+    /// BSDs (where 10 is SIGBUS).
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))
+    ))]
+    const SIGUSR1: c_int = 10;
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        any(target_arch = "mips", target_arch = "mips64")
+    ))]
+    const SIGUSR1: c_int = 16;
+    #[cfg(any(
+        target_arch = "sparc64",
+        not(any(target_os = "linux", target_os = "android"))
+    ))]
+    const SIGUSR1: c_int = 30;
+
+    extern "C" fn nothing(_sig: c_int) {}
+
+    pub fn install() {
+        // SAFETY: `nothing` is an async-signal-safe handler that does nothing and lives
+        // for the whole program; siginterrupt only clears SA_RESTART for the signal, so
+        // that a blocking read it interrupts returns EINTR.
+        unsafe {
+            signal(SIGUSR1, nothing);
+            siginterrupt(SIGUSR1, 1);
+        }
+    }
+
+    pub fn this_thread() -> u64 {
+        // SAFETY: pthread_self takes nothing and always succeeds.
+        unsafe { pthread_self() as u64 }
+    }
+
+    pub fn wake(thread: u64) {
+        // SAFETY: callers pass an id from `this_thread` of a thread that is still running
+        // (they hold the lock under which that thread clears its id before it moves on),
+        // and the signal has the do-nothing handler installed by `install` first.
+        unsafe {
+            pthread_kill(thread as usize, SIGUSR1);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod name {
+    use std::ffi::{c_char, c_int};
+    use std::fmt::{self, Write};
+
+    unsafe extern "C" {
+        fn pthread_setname_np(thread: usize, name: *const c_char) -> c_int;
+    }
+
+    /// A thread name as Linux keeps it: at most 15 bytes (whole characters) and a NUL,
+    /// built on the stack.
+    struct Short {
+        bytes: [u8; 16],
+        len: usize,
+    }
+
+    impl Write for Short {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            for c in s.chars() {
+                let mut utf8 = [0; 4];
+                let c = c.encode_utf8(&mut utf8).as_bytes();
+                let end = self.len + c.len();
+                if end > 15 {
+                    break;
+                }
+                self.bytes[self.len..end].copy_from_slice(c);
+                self.len = end;
+            }
+            Ok(())
+        }
+    }
+
+    /// `name`, cut to whole characters within 15 bytes, NUL-terminated.
+    pub(super) fn short(name: fmt::Arguments<'_>) -> [u8; 16] {
+        let mut short = Short {
+            bytes: [0; 16],
+            len: 0,
+        };
+        let _ = short.write_fmt(name);
+        short.bytes
+    }
+
+    pub fn set(name: fmt::Arguments<'_>) {
+        let bytes = short(name);
+        // SAFETY: the thread is the calling one, and `bytes` is a NUL-terminated string of
+        // at most 16 bytes (its last byte is never written), as pthread_setname_np
+        // requires; it outlives the call.
+        unsafe {
+            pthread_setname_np(super::wake::this_thread() as usize, bytes.as_ptr().cast());
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn a_name_is_cut_to_whole_characters_within_15_bytes() {
+            let got = super::short(format_args!("xscp-conn-{}", 1234567890));
+            assert_eq!(&got, b"xscp-conn-12345\0");
+            // 'é' is two bytes: at bytes 14-15 it would not fit and is left out.
+            let got = super::short(format_args!("xscp-conn-1234é"));
+            assert_eq!(&got[..15], b"xscp-conn-1234\0");
+            assert_eq!(&super::short(format_args!("a"))[..2], b"a\0");
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod name {
+    pub fn set(_name: std::fmt::Arguments<'_>) {}
+}
+
+/// Renames the calling thread as the OS sees it (Linux: its first 15 bytes; elsewhere
+/// nothing), without allocating.
+pub fn set_thread_name(name: std::fmt::Arguments<'_>) {
+    name::set(name)
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_vendor = "apple",
+    target_os = "freebsd",
+    target_os = "netbsd",
+    target_os = "openbsd",
+    target_os = "dragonfly"
+)))]
+mod wake {
+    pub fn install() {}
+    pub fn this_thread() -> u64 {
+        0
+    }
+    pub fn wake(_thread: u64) {}
+}
+
+/// Installs the do-nothing handler of the signal that [`wake_thread`] sends, so that it
+/// interrupts a blocking read instead of ending the process. Call before any wake.
+pub fn install_wake() {
+    wake::install()
+}
+
+/// The calling thread, for [`wake_thread`].
+pub fn this_thread() -> u64 {
+    wake::this_thread()
+}
+
+/// Interrupts a blocking read of `thread` (it returns `Interrupted`), which must still be
+/// running and must not exit meanwhile; [`install_wake`] must have run.
+pub fn wake_thread(thread: u64) {
+    wake::wake(thread)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+mod heap {
+    use std::ffi::c_int;
+
+    unsafe extern "C" {
+        fn mallopt(param: c_int, value: c_int) -> c_int;
+        fn malloc_trim(pad: usize) -> c_int;
+    }
+
+    /// glibc's `M_ARENA_MAX`.
+    const M_ARENA_MAX: c_int = -8;
+
+    pub fn cap_arenas(n: i32) -> bool {
+        // SAFETY: mallopt takes two integers and only changes allocator settings; glibc
+        // serialises it with the allocator's own locks.
+        unsafe { mallopt(M_ARENA_MAX, n) == 1 }
+    }
+
+    pub fn trim() -> bool {
+        // SAFETY: malloc_trim takes an integer and returns free heap pages to the system
+        // under the allocator's locks; it frees no memory that is in use.
+        unsafe { malloc_trim(0) == 1 }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+mod heap {
+    pub fn cap_arenas(_n: i32) -> bool {
+        false
+    }
+
+    pub fn trim() -> bool {
+        false
+    }
+}
+
+/// Caps the allocator's per-thread arenas at `n` (glibc; elsewhere nothing). Thousands of
+/// threads that allocate otherwise spread over up to 8 arenas per core, each of which
+/// keeps its own free memory. Returns whether the cap was set.
+pub fn cap_arenas(n: i32) -> bool {
+    heap::cap_arenas(n)
+}
+
+/// Gives the allocator's free memory back to the system (glibc `malloc_trim(0)`; elsewhere
+/// nothing). Returns whether any was released.
+pub fn trim_heap() -> bool {
+    heap::trim()
+}
+
+#[cfg(target_os = "linux")]
+mod from {
+    use std::ffi::c_int;
+    use std::io;
+    use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+    use std::os::fd::FromRawFd;
+
+    /// `struct sockaddr_in` on Linux (the BSDs start it with a length byte).
+    #[repr(C)]
+    struct SockaddrIn {
+        family: u16,
+        /// Network byte order.
+        port: u16,
+        /// Network byte order.
+        addr: u32,
+        zero: [u8; 8],
+    }
+
+    const AF_INET: c_int = 2;
+    const SOCK_STREAM: c_int = 1;
+    const SOCK_CLOEXEC: c_int = 0o2_000_000;
+
+    unsafe extern "C" {
+        fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
+        fn bind(fd: c_int, addr: *const SockaddrIn, len: u32) -> c_int;
+        fn connect(fd: c_int, addr: *const SockaddrIn, len: u32) -> c_int;
+        fn close(fd: c_int) -> c_int;
+    }
+
+    fn sockaddr(a: SocketAddrV4) -> SockaddrIn {
+        SockaddrIn {
+            family: AF_INET as u16,
+            port: a.port().to_be(),
+            addr: u32::from(*a.ip()).to_be(),
+            zero: [0; 8],
+        }
+    }
+
+    pub fn connect_from(from: Ipv4Addr, to: SocketAddrV4) -> io::Result<TcpStream> {
+        let len = size_of::<SockaddrIn>() as u32;
+        // SAFETY: plain system calls on a descriptor this function owns; the addresses are
+        // valid `sockaddr_in` values that outlive the calls. The descriptor is either closed
+        // here on error or handed to exactly one `TcpStream`, which closes it.
+        unsafe {
+            let fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            let local = sockaddr(SocketAddrV4::new(from, 0));
+            let remote = sockaddr(to);
+            if bind(fd, &local, len) != 0 || connect(fd, &remote, len) != 0 {
+                let e = io::Error::last_os_error();
+                close(fd);
+                return Err(e);
+            }
+            Ok(TcpStream::from_raw_fd(fd))
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod from {
+    use std::io;
+    use std::net::{Ipv4Addr, SocketAddrV4, TcpStream};
+
+    pub fn connect_from(_from: Ipv4Addr, _to: SocketAddrV4) -> io::Result<TcpStream> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "connecting from a chosen address is only implemented on Linux",
+        ))
+    }
+}
+
+/// Connects to `to` from the address `from` (any port): 127.0.0.2 is "another IP" on
+/// one machine. Linux only; elsewhere `Unsupported`.
+pub fn connect_from(
+    from: std::net::Ipv4Addr,
+    to: std::net::SocketAddrV4,
+) -> io::Result<std::net::TcpStream> {
+    from::connect_from(from, to)
+}
+
+#[cfg(unix)]
+mod term {
+    use std::ffi::c_int;
+    use std::io;
+
+    unsafe extern "C" {
+        fn kill(pid: c_int, sig: c_int) -> c_int;
+    }
+
+    /// `SIGTERM`: 15 on every Unix.
+    const SIGTERM: c_int = 15;
+
+    pub fn terminate(pid: u32) -> io::Result<()> {
+        let pid = c_int::try_from(pid).map_err(|_| io::Error::other("pid out of range"))?;
+        // SAFETY: kill(2) takes two integers and no pointers; the caller passes the pid of
+        // a child it started and has not reaped, so the pid names that child.
+        if unsafe { kill(pid, SIGTERM) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod term {
+    pub fn terminate(_pid: u32) -> std::io::Result<()> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "SIGTERM is only implemented on Unix",
+        ))
+    }
+}
+
+/// Sends SIGTERM to the process `pid`, a child of the caller that it has not waited for.
+pub fn terminate(pid: u32) -> io::Result<()> {
+    term::terminate(pid)
+}
+
+/// The descriptor limit: `getrlimit`/`setrlimit`.
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+mod rlimit {
+    use std::ffi::c_int;
+
+    /// `struct rlimit` of 64-bit Linux: two `rlim_t`, which is `unsigned long`, 64 bits.
+    #[repr(C)]
+    struct RLimit {
+        cur: u64,
+        max: u64,
+    }
+
+    /// `RLIMIT_NOFILE` on Linux (generic and x86 numbering).
+    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
+    const RLIMIT_NOFILE: c_int = 7;
+    #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+    const RLIMIT_NOFILE: c_int = 5;
+    #[cfg(target_arch = "sparc64")]
+    const RLIMIT_NOFILE: c_int = 6;
+
+    unsafe extern "C" {
+        fn getrlimit(resource: c_int, rlim: *mut RLimit) -> c_int;
+        fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
+    }
+
+    fn get() -> Result<(u64, u64), String> {
+        let mut r = RLimit { cur: 0, max: 0 };
+        // SAFETY: `r` is a valid, writable `struct rlimit` (repr(C), two `unsigned long`)
+        // that lives for the whole call, and the function writes only into it.
+        let rc = unsafe { getrlimit(RLIMIT_NOFILE, &mut r) };
+        if rc != 0 {
+            return Err(format!(
+                "getrlimit(NOFILE): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok((r.cur, r.max))
+    }
+
+    pub fn ensure_nofile(need: u64) -> Result<u64, String> {
+        let (cur, max) = get()?;
+        if cur >= need {
+            return Ok(cur);
+        }
+        if max < need {
+            return Err(format!(
+                "need {need} file descriptors but the hard limit is {max}: \
+                 raise it (as root: ulimit -Hn {need}) or use fewer connections"
+            ));
+        }
+        let r = RLimit { cur: max, max };
+        // SAFETY: `r` is a valid `struct rlimit` that lives for the whole call and is
+        // only read.
+        let rc = unsafe { setrlimit(RLIMIT_NOFILE, &r) };
+        if rc != 0 {
+            return Err(format!(
+                "setrlimit(NOFILE, {max}): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(max)
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+mod rlimit {
+    /// Not 64-bit Linux: leave the limit alone and hope it suffices.
+    pub fn ensure_nofile(_need: u64) -> Result<u64, String> {
+        Ok(u64::MAX)
+    }
+}
+
+/// Makes sure at least `need` descriptors can be open: raises the soft limit (up to the
+/// hard one) if it is lower. Returns the soft limit now in force (64-bit Linux; elsewhere
+/// the limit is left alone and `u64::MAX` returned).
+pub fn ensure_nofile(need: u64) -> Result<u64, String> {
+    rlimit::ensure_nofile(need)
+}
+
+/// Closing a socket with a reset (RST): `SO_LINGER` on with a zero timeout.
+#[cfg(target_os = "linux")]
+mod abort {
+    use std::ffi::{c_int, c_void};
+    use std::net::TcpStream;
+    use std::os::fd::AsRawFd;
+
+    /// `struct linger` of Linux: two `int`.
+    #[repr(C)]
+    struct Linger {
+        onoff: c_int,
+        linger: c_int,
+    }
+
+    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
+    const SOL_SOCKET: c_int = 1;
+    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
+    const SO_LINGER: c_int = 13;
+    #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))]
+    const SOL_SOCKET: c_int = 0xffff;
+    #[cfg(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))]
+    const SO_LINGER: c_int = 0x0080;
+
+    unsafe extern "C" {
+        fn setsockopt(
+            fd: c_int,
+            level: c_int,
+            name: c_int,
+            value: *const c_void,
+            len: u32,
+        ) -> c_int;
+    }
+
+    pub fn reset(stream: TcpStream) -> Result<(), String> {
+        let l = Linger {
+            onoff: 1,
+            linger: 0,
+        };
+        // SAFETY: the descriptor belongs to `stream`, which stays open for the whole call;
+        // `value` points to a valid `struct linger` (repr(C), two `int`) that lives across
+        // the call, and `len` is its exact size (`socklen_t` is 32 bits on Linux). The
+        // function only reads from `value`.
+        let rc = unsafe {
+            setsockopt(
+                stream.as_raw_fd(),
+                SOL_SOCKET,
+                SO_LINGER,
+                (&raw const l).cast::<c_void>(),
+                size_of::<Linger>() as u32,
+            )
+        };
+        if rc != 0 {
+            return Err(format!(
+                "setsockopt(SO_LINGER): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // Closing now sends the RST.
+        drop(stream);
+        Ok(())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod abort {
+    pub fn reset(_stream: std::net::TcpStream) -> Result<(), String> {
+        Err("resets are only implemented for Linux".into())
+    }
+}
+
+/// Closes `stream` abortively: the peer gets a RST and whatever is queued is dropped
+/// (Linux; elsewhere an error and the stream is closed in order).
+pub fn reset(stream: std::net::TcpStream) -> Result<(), String> {
+    abort::reset(stream)
+}

@@ -1,5 +1,5 @@
 //! The built-in suite: every transcript in `src/bin/xscp/transcripts/`, compiled into the
-//! binary, in the order of PROTOCOL.md's sections. A unit test checks that this list and
+//! binary, in the order of the sections of xscp(7). A unit test checks that this list and
 //! the directory agree.
 
 macro_rules! suite {
@@ -18,12 +18,18 @@ suite![
     "framing-server-sends-crlf",
     "framing-510-bytes-are-a-pdu",
     "framing-511-bytes-are-a-violation",
+    "framing-overlong-line-refused-without-its-end",
     "framing-long-blank-line-is-a-violation",
     "framing-invalid-utf8-is-a-violation",
     "framing-control-byte-is-a-violation",
+    "framing-control-byte-nul-is-a-violation",
+    "framing-control-byte-1f-is-a-violation",
+    "framing-control-byte-del-is-a-violation",
+    "framing-tab-is-not-a-separator",
     "framing-blank-lines-are-skipped",
     "framing-keyword-is-case-insensitive",
     "framing-spaces-separate-tokens",
+    "framing-runs-of-spaces-between-every-token",
     "framing-chatm-text-kept-byte-for-byte",
     "greeting-on-accept",
     "replies-in-command-order",
@@ -77,6 +83,7 @@ suite![
     "uname-in-use-ignores-case",
     "uname-max-retries-option",
     "uname-failed-attempt-allocates-no-name",
+    "uname-negotiation-deadline-ignores-traffic",
     "ping-without-token",
     "ping-with-token",
     "ping-token-of-32-characters",
@@ -91,6 +98,7 @@ suite![
     "cname-in-use",
     "cname-invalid",
     "cname-notifies-subscribers",
+    "notif-not-about-oneself",
     "cname-missing-argument-is-syntax",
     "chatm-relayed",
     "chatm-broadcast",
@@ -108,6 +116,7 @@ suite![
     "chatr-after-rename",
     "chatr-sender-gone-is-dropped",
     "users-lists-everyone",
+    "users-lists-the-names",
     "users-only-established",
     "notif-on-and-off",
     "notif-off-by-default",
@@ -119,7 +128,6 @@ suite![
     "capa-reflects-options",
     "capa-features",
     "capa-mailbox",
-    "capa-exact-list",
     "cquit-reply-and-close",
     "cquit-with-argument-is-refused",
     "hold-welcome-back-same-ip",
@@ -132,6 +140,7 @@ suite![
     "resume-replayed-awaits-receipt",
     "resume-unacknowledged-delivered-again",
     "resume-acknowledged-not-replayed",
+    "resume-receipt-frees-the-oldest",
     "resume-full-mailbox",
     "resume-lost-count",
     "resume-broadcast-not-held",
@@ -149,5 +158,7 @@ suite![
     "limits-max-per-ip",
     "limits-sendq-slow-consumer",
     "limits-sendq-own-replies",
+    "limits-rate-slows-and-drops-nothing",
+    "limits-rate-limits",
     "shutdown-notice-to-every-client",
 ];

@@ -74,7 +74,7 @@ pub fn mermaid(t: &Transcript, run: &Run) -> String {
     let _ = match &run.outcome {
         Outcome::Pass => writeln!(d, "    Note over {SERVER}: PASS"),
         Outcome::Skip(reason) => writeln!(d, "    Note over {SERVER}: SKIP {}", text(reason)),
-        Outcome::Fail(_) => Ok(()),
+        Outcome::Fail(_) | Outcome::Warn(_) => Ok(()),
     };
     d
 }

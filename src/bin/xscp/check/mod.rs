@@ -1,20 +1,27 @@
 //! `xscp check`: grades an XSCP/1 server against the protocol by playing conformance
 //! transcripts (`xscp-transcript(5)`) at it, like irctest or h2spec do for IRC and HTTP/2.
 //!
-//! Layout: [`transcript`] parses the format; [`runner`] plays one transcript over TCP,
-//! with [`matching`] for patterns and placeholders, [`server`] for the server `--server`
-//! starts per transcript and [`sys`] for the two libc calls std lacks; [`report`] prints
-//! results and JUnit XML; [`diagram`] draws the exchange as Mermaid; [`builtin`] is the
+//! Layout: [`transcript`] parses the format (with [`text`] for escapes and repeats);
+//! [`runner`] plays one transcript over TCP, with [`matching`] for patterns and
+//! placeholders, [`server`] for the server `--server` starts per transcript and [`sys`]
+//! for the two libc calls std lacks; [`lines`] is the bounded line reader both of them
+//! use (so that neither imports the other); [`results`] is what a run produced,
+//! [`report`] prints it and JUnit XML, [`diagram`] draws the exchange as Mermaid;
+//! [`probe`] asks first whether an XSCP server is there at all; [`builtin`] is the
 //! shipped suite.
 //! This file only reads the command line and wires them.
 
 mod builtin;
 mod diagram;
+mod lines;
 mod matching;
+mod probe;
 mod report;
+mod results;
 mod runner;
 mod server;
 mod sys;
+mod text;
 mod transcript;
 
 use std::fmt;
@@ -34,15 +41,16 @@ const MAX_FILE: u64 = 1024 * 1024;
 
 const USAGE: &str = "\
 usage: xscp check [--server COMMAND] [--transcripts DIR [--builtin]] [--section S]...
-                  [--only PATTERN]... [--without FEATURE]... [--timeout DUR]
-                  [--junit FILE] [--diagrams DIR] [--list] [ADDR]";
+                  [--only PATTERN]... [--without FEATURE]... [--level LEVEL]
+                  [--timeout DUR] [--junit FILE] [--diagrams DIR] [--list] [ADDR]";
 
 const HELP: &str = "\
 xscp check - grade an XSCP/1 server against the protocol
 
-Plays conformance transcripts (one rule of PROTOCOL.md each) against the server at ADDR,
+Plays conformance transcripts (one rule of xscp(7) each) against the server at ADDR,
 or against a fresh server per transcript started from --server COMMAND, and prints
-PASS, FAIL or SKIP per transcript, then 'N passed, M failed, K skipped'.
+PASS, FAIL or SKIP per transcript, then 'N passed, M failed, K skipped'. It probes
+first (connect, greeting, capa, ping): what is no XSCP server is reported in one line.
 
 Options:
       --server COMMAND       start a server per transcript: COMMAND is split at spaces,
@@ -54,6 +62,8 @@ Options:
                              section titles); repeatable
       --only PATTERN         only names containing PATTERN (* matches anything); repeatable
       --without FEATURE      skip transcripts that require FEATURE (e.g. resume)
+      --level LEVEL          must: grade MUST rules only (a failed SHOULD transcript is
+                             shown as WARN and fails nothing); should (default): all
       --timeout DUR          longest wait for one expected event (default 5s)
       --junit FILE           also write the results as JUnit XML to FILE
       --diagrams DIR         write a Mermaid sequence diagram per transcript into DIR
@@ -61,8 +71,9 @@ Options:
   -h, --help                 print this help and exit
 
 DUR is 250ms, 2s, 5m, 1h or a bare number of seconds (not zero).
-Exit status: 0 if no transcript failed, 1 if one did, 2 for a bad command line or a
-transcript that cannot be read.";
+Exit status: 0 if no transcript failed, 1 if one did or no XSCP server answered the
+probe, 2 for a bad command line, a selection that matches nothing, an output path that
+cannot be written or a transcript that cannot be read.";
 
 /// The command line of `xscp check`.
 #[derive(Debug, Default)]
@@ -74,6 +85,8 @@ struct Options {
     sections: Vec<String>,
     only: Vec<String>,
     without: Vec<String>,
+    /// `--level must`: SHOULD transcripts are reported, not graded.
+    must_only: bool,
     timeout: Option<Duration>,
     junit: Option<PathBuf>,
     diagrams: Option<PathBuf>,
@@ -110,6 +123,14 @@ fn parse_args(args: &[String]) -> Result<Options, Usage> {
             "--section" => o.sections.push(value(opt)?),
             "--only" => o.only.push(value(opt)?),
             "--without" => o.without.push(value(opt)?),
+            "--level" => {
+                let v = value(opt)?;
+                o.must_only = match v.to_ascii_lowercase().as_str() {
+                    "must" => true,
+                    "should" => false,
+                    _ => return Err(Usage(format!("--level '{v}': must or should"))),
+                };
+            }
             "--timeout" => {
                 let v = value(opt)?;
                 // The server's own duration syntax; a zero wait would fail every step.
@@ -240,6 +261,56 @@ fn resolve(addr: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("cannot resolve {addr}"))
 }
 
+/// The selection as given on the command line, for messages.
+fn selection(o: &Options) -> String {
+    let mut words = Vec::new();
+    for s in &o.sections {
+        words.push(format!("--section {s}"));
+    }
+    for p in &o.only {
+        words.push(format!("--only {p}"));
+    }
+    words.join(" ")
+}
+
+/// `--junit FILE` and `--diagrams DIR` are tried before the run, so that an hour of
+/// results is not lost to a typo.
+fn writable(o: &Options) -> Result<(), String> {
+    if let Some(path) = &o.junit {
+        std::fs::write(path, "").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    if let Some(dir) = &o.diagrams {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let probe = dir.join(".xscp-check-probe");
+        std::fs::write(&probe, "")
+            .map_err(|e| format!("cannot write into {}: {e}", dir.display()))?;
+        let _ = std::fs::remove_file(probe);
+    }
+    Ok(())
+}
+
+/// Probes the target (a server of its own with `--server`): `Err` is the one line that
+/// says what is there instead of an XSCP server; `Ok` the broken barrier, if it is.
+fn probe_target(cfg: &Config) -> Result<Option<String>, String> {
+    match &cfg.target {
+        Target::Addr(a) => probe::probe(*a, cfg.timeout).map(|f| f.broken_barrier),
+        Target::Server(template) => {
+            let server = server::Server::start(template, &[], runner::start_bound(cfg))
+                .map_err(|e| format!("the server did not start: {e}"))?;
+            let found = probe::probe(server.addr, cfg.timeout);
+            let log = server.stop();
+            found.map(|f| f.broken_barrier).map_err(|e| {
+                if log.is_empty() {
+                    e
+                } else {
+                    format!("{e} (its log: {})", log.join(" | "))
+                }
+            })
+        }
+    }
+}
+
 /// `xscp check ARGS...` (the arguments after `check`).
 pub fn main(args: &[String]) -> ExitCode {
     let o = match parse_args(args) {
@@ -249,6 +320,7 @@ pub fn main(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let mut out = io::stdout().lock();
     if o.help {
         xscp::outln!("{USAGE}\n\n{HELP}");
         return ExitCode::SUCCESS;
@@ -261,6 +333,10 @@ pub fn main(args: &[String]) -> ExitCode {
         }
     };
     let chosen: Vec<&Transcript> = suite.iter().filter(|t| selected(t, &o)).collect();
+    if chosen.is_empty() {
+        xscp::errln!("xscp check: no transcript matches {}", selection(&o));
+        return ExitCode::from(2);
+    }
     if o.list {
         for t in &chosen {
             let req = if t.requires.is_empty() {
@@ -278,6 +354,10 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    if let Err(e) = writable(&o) {
+        xscp::errln!("xscp check: {e}");
+        return ExitCode::from(2);
+    }
     let target = match (&o.addr, &o.server) {
         (_, Some(cmd)) => Target::Server(cmd.split_whitespace().map(String::from).collect()),
         (Some(a), None) => match resolve(a) {
@@ -294,21 +374,39 @@ pub fn main(args: &[String]) -> ExitCode {
         timeout: o.timeout.unwrap_or(Duration::from_secs(5)),
         without: o.without.clone(),
     };
-    if let Some(dir) = &o.diagrams {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            xscp::errln!("xscp check: cannot create {}: {e}", dir.display());
-            return ExitCode::from(2);
+    let broken_barrier = match probe_target(&cfg) {
+        Ok(b) => b,
+        Err(e) => {
+            xscp::errln!("xscp check: {e}");
+            return ExitCode::from(1);
         }
+    };
+    if let Some(b) = &broken_barrier {
+        // The root cause, once: the transcripts that rely on the barrier are not run.
+        let _ = writeln!(out, "FAIL  (probe) {b}");
     }
     let mut results = Vec::with_capacity(chosen.len());
-    let mut out = io::stdout().lock();
     for t in chosen {
-        let run = runner::run(t, &cfg);
-        let mut shown = writeln!(out, "{}", report::line(t, &run));
-        if let Outcome::Fail(_) = run.outcome {
-            shown = shown.and_then(|()| write!(out, "{}", report::failure(t, &run)));
+        let uses_barrier = t
+            .steps
+            .iter()
+            .any(|s| s.action == transcript::Action::Quiet);
+        let mut run = match &broken_barrier {
+            Some(_) if uses_barrier => runner::Run {
+                outcome: Outcome::Skip("not run: it needs the ping barrier (see the probe)".into()),
+                exchange: Vec::new(),
+                server_log: Vec::new(),
+            },
+            _ => runner::run(t, &cfg),
+        };
+        if o.must_only && t.level == transcript::Level::Should {
+            if let Outcome::Fail(f) = run.outcome {
+                run.outcome = Outcome::Warn(f);
+            }
         }
-        if let Err(e) = shown.and_then(|()| out.flush()) {
+        let mut text = report::line(t, &run) + "\n";
+        text += &report::failure(t, &run);
+        if let Err(e) = write!(out, "{text}").and_then(|()| out.flush()) {
             // A reader that has gone (`| head`) ends the run quietly (console).
             return output_failed(&e);
         }
@@ -320,11 +418,13 @@ pub fn main(args: &[String]) -> ExitCode {
         }
         results.push((t, run));
     }
-    if let Err(e) = writeln!(out, "{}", report::summary(&results)).and_then(|()| out.flush()) {
+    let extra = usize::from(broken_barrier.is_some());
+    if let Err(e) = writeln!(out, "{}", report::summary(&results, extra)).and_then(|()| out.flush())
+    {
         return output_failed(&e);
     }
     if let Some(path) = &o.junit {
-        if let Err(e) = std::fs::write(path, report::junit(&results)) {
+        if let Err(e) = std::fs::write(path, report::junit(&results, broken_barrier.as_deref())) {
             xscp::errln!("xscp check: cannot write {}: {e}", path.display());
             return ExitCode::from(2);
         }
@@ -332,7 +432,7 @@ pub fn main(args: &[String]) -> ExitCode {
     let failed = results
         .iter()
         .any(|(_, r)| matches!(r.outcome, Outcome::Fail(_)));
-    if failed {
+    if failed || broken_barrier.is_some() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

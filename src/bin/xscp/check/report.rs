@@ -12,12 +12,13 @@ use super::transcript::Transcript;
 const EXCHANGE_HEAD: usize = 20;
 const EXCHANGE_TAIL: usize = 40;
 
-/// One result line: `PASS  name  §5 uname  MUST` (SKIP with its reason).
+/// One result line: `PASS  name  §5.1 uname  MUST` (SKIP with its reason).
 pub fn line(t: &Transcript, run: &Run) -> String {
     let verdict = match run.outcome {
         Outcome::Pass => "PASS",
         Outcome::Fail(_) => "FAIL",
         Outcome::Skip(_) => "SKIP",
+        Outcome::Warn(_) => "WARN",
     };
     let mut s = format!("{verdict}  {:<44} §{:<16} {}", t.name, t.section, t.level);
     if let Outcome::Skip(reason) = &run.outcome {
@@ -28,13 +29,13 @@ pub fn line(t: &Transcript, run: &Run) -> String {
 
 /// The details of a failure: the rule, the step, expected and actual, the exchange.
 pub fn failure(t: &Transcript, run: &Run) -> String {
-    let Outcome::Fail(f) = &run.outcome else {
+    let (Outcome::Fail(f) | Outcome::Warn(f)) = &run.outcome else {
         return String::new();
     };
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "      rule:     {} (§{}, {})",
+        "      rule:     {} (xscp(7) §{}, {})",
         t.rule, t.section, t.level
     );
     if f.line == 0 {
@@ -86,36 +87,54 @@ fn exchange_line(e: &Event) -> Option<String> {
     })
 }
 
-/// The closing line, exactly `N passed, M failed, K skipped`.
-pub fn summary(runs: &[(&Transcript, Run)]) -> String {
-    let (p, f, s) = counts(runs);
-    format!("{p} passed, {f} failed, {s} skipped")
+/// The closing line, exactly `N passed, M failed, K skipped`, then `, W not graded
+/// (SHOULD)` if `--level must` left failures ungraded. `extra` failures are the probe's
+/// (a broken ping barrier), which no transcript carries.
+pub fn summary(runs: &[(&Transcript, Run)], extra: usize) -> String {
+    let (p, f, s, w) = counts(runs);
+    let f = f + extra;
+    let mut line = format!("{p} passed, {f} failed, {s} skipped");
+    if w > 0 {
+        let _ = write!(line, ", {w} not graded (SHOULD)");
+    }
+    line
 }
 
-fn counts(runs: &[(&Transcript, Run)]) -> (usize, usize, usize) {
+fn counts(runs: &[(&Transcript, Run)]) -> (usize, usize, usize, usize) {
     let count = |want: fn(&Outcome) -> bool| runs.iter().filter(|(_, r)| want(&r.outcome)).count();
     (
         count(|o| matches!(o, Outcome::Pass)),
         count(|o| matches!(o, Outcome::Fail(_))),
-        count(|o| matches!(o, Outcome::Skip(_))),
+        count(|o| matches!(o, Outcome::Skip(_) | Outcome::Warn(_))),
+        count(|o| matches!(o, Outcome::Warn(_))),
     )
 }
 
-/// JUnit XML: one testsuite, a testcase per transcript (classname: its section), with
-/// `<failure>` or `<skipped>`.
-pub fn junit(runs: &[(&Transcript, Run)]) -> String {
-    let (_, f, s) = counts(runs);
+/// JUnit XML: one testsuite, a testcase per transcript (classname: its section and
+/// level; the level also as a property), with `<failure>` or `<skipped>` (a SHOULD
+/// failure not graded under `--level must` is skipped, with what failed). A broken ping
+/// barrier, which the probe found, is a testcase of its own: the root cause.
+pub fn junit(runs: &[(&Transcript, Run)], barrier: Option<&str>) -> String {
+    let (_, f, s, _) = counts(runs);
+    let extra = usize::from(barrier.is_some());
+    let (f, n) = (f + extra, runs.len() + extra);
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         x,
-        "<testsuites name=\"xscp check\" tests=\"{}\" failures=\"{f}\" skipped=\"{s}\">",
-        runs.len()
+        "<testsuites name=\"xscp check\" tests=\"{n}\" failures=\"{f}\" skipped=\"{s}\">"
     );
     let _ = writeln!(
         x,
-        "  <testsuite name=\"xscp check\" tests=\"{}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\">",
-        runs.len()
+        "  <testsuite name=\"xscp check\" tests=\"{n}\" failures=\"{f}\" errors=\"0\" skipped=\"{s}\">"
     );
+    if let Some(b) = barrier {
+        let _ = writeln!(
+            x,
+            "    <testcase classname=\"probe\" name=\"ping-barrier\">\n      \
+             <failure message=\"{}\"/>\n    </testcase>",
+            xml(b)
+        );
+    }
     for (t, run) in runs {
         let _ = write!(
             x,
@@ -123,24 +142,36 @@ pub fn junit(runs: &[(&Transcript, Run)]) -> String {
             xml(&format!("§{} {}", t.section, t.level)),
             xml(&t.name)
         );
+        let _ = writeln!(
+            x,
+            ">\n      <properties><property name=\"level\" value=\"{}\"/></properties>",
+            t.level
+        );
         match &run.outcome {
-            Outcome::Pass => x.push_str("/>\n"),
+            Outcome::Pass => {}
             Outcome::Skip(reason) => {
+                let _ = writeln!(x, "      <skipped message=\"{}\"/>", xml(reason));
+            }
+            Outcome::Warn(fl) => {
                 let _ = writeln!(
                     x,
-                    ">\n      <skipped message=\"{}\"/>\n    </testcase>",
-                    xml(reason)
+                    "      <skipped message=\"{}\"/>",
+                    xml(&format!(
+                        "SHOULD, not graded (--level must): expected {}, got {}",
+                        fl.expected, fl.actual
+                    ))
                 );
             }
             Outcome::Fail(fl) => {
                 let _ = writeln!(
                     x,
-                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>",
+                    "      <failure message=\"{}\">{}</failure>",
                     xml(&format!("expected {}, got {}", fl.expected, fl.actual)),
                     xml(&failure(t, run))
                 );
             }
         }
+        x.push_str("    </testcase>\n");
     }
     x.push_str("  </testsuite>\n</testsuites>\n");
     x
@@ -208,11 +239,15 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("        | boom\n"), "{text}");
-        let xml = junit(&[(&t, run)]);
-        assert!(
-            xml.contains("failures=\"1\"")
-                && xml.contains("<failure message=\"expected x, got y\">")
-        );
+        let run_again = run.clone();
+        let xml = junit(&[(&t, run)], Some("barrier <broken>"));
+        assert!(xml.contains("failures=\"2\"") && xml.contains("tests=\"2\""));
+        assert!(xml.contains(
+            "name=\"ping-barrier\">\n      <failure message=\"barrier &lt;broken&gt;\"/>"
+        ));
+        assert!(xml.contains("<failure message=\"expected x, got y\">"));
+        let xml = junit(&[(&t, run_again)], None);
+        assert!(xml.contains("failures=\"1\"") && !xml.contains("ping-barrier"));
     }
 
     #[test]

@@ -8,24 +8,24 @@
 //! a deadline, every write a timeout.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, ErrorKind, Write};
+use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, unbounded};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
+use super::lines::{MAX_LINE, read_line};
 use super::matching::{
     describe_pat, matches, secs, shown, shown_raw, strip_terminator, suffix_names,
 };
+pub use super::results::{Event, Failure, Outcome, Run};
 use super::server::Server;
 use super::sys;
 use super::transcript::{Action, Pat, Piece, Step, Transcript};
 
-/// The longest line read from a server; a conforming one sends at most 512 bytes.
-const MAX_LINE: usize = 8 * 1024;
 /// Bytes from one connection read ahead of the transcript: the reader never stops
 /// reading before this (so that the checker does not become a slow consumer itself while
 /// it floods), and gives up past it.
@@ -50,72 +50,6 @@ pub struct Config {
     pub timeout: Duration,
     /// Features the server lacks (`--without resume`): transcripts requiring them skip.
     pub without: Vec<String>,
-}
-
-/// What happened on the wire (and to the server), in order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event {
-    Connected {
-        conn: String,
-        from: Option<String>,
-    },
-    Sent {
-        conn: String,
-        bytes: Vec<u8>,
-    },
-    Received {
-        conn: String,
-        bytes: Vec<u8>,
-    },
-    /// The server closed the connection (end of stream).
-    Eof {
-        conn: String,
-    },
-    /// The connection failed (reset, I/O error).
-    Broken {
-        conn: String,
-        error: String,
-    },
-    /// The client closed its side.
-    ClientClosed {
-        conn: String,
-    },
-    Note {
-        conn: Option<String>,
-        text: String,
-    },
-    Shutdown,
-    Exited(String),
-    /// Where the transcript failed.
-    Failed {
-        conn: Option<String>,
-        text: String,
-    },
-}
-
-/// A failed step: what the transcript expected and what arrived instead.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    pub line: usize,
-    pub step: String,
-    pub expected: String,
-    pub actual: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    Pass,
-    Fail(Failure),
-    Skip(String),
-}
-
-/// The result of one transcript.
-#[derive(Clone, Debug)]
-pub struct Run {
-    pub outcome: Outcome,
-    pub exchange: Vec<Event>,
-    /// The last lines the server wrote on standard error (`--server` only).
-    pub server_log: Vec<String>,
 }
 
 /// Why a transcript cannot run where it is asked to, if it cannot.
@@ -231,7 +165,7 @@ pub fn run(t: &Transcript, cfg: &Config) -> Run {
 
 /// How long a started server may take to listen: returned from as soon as it does, so
 /// it is generous (a loaded machine may take seconds to start a process).
-fn start_bound(cfg: &Config) -> Duration {
+pub fn start_bound(cfg: &Config) -> Duration {
     cfg.timeout.max(Duration::from_secs(30))
 }
 
@@ -275,6 +209,12 @@ struct Conn {
     queued: Arc<AtomicUsize>,
     /// The reader has reported the end.
     ended: bool,
+    /// A `maybe:` line: the next `s:` or `quiet` lets one line that matches it by.
+    optional: Option<Vec<Pat>>,
+    /// The lines of the last `collect:` not yet matched by a `listed:`.
+    list: Vec<Vec<u8>>,
+    /// Dropped to stop an `every` step's sender.
+    every: Option<Sender<()>>,
 }
 
 struct Player<'a> {
@@ -344,7 +284,9 @@ impl Player<'_> {
             }
             Action::Expect { pat, raw } => {
                 let pat = self.localize_pat(pat);
-                let got = self.recv(&name);
+                let vars = self.vars.clone();
+                let got =
+                    self.recv_past_optional(&name, |l| matches(&pat, l, &vars, &mut Vec::new()));
                 let ok = match &got {
                     Got::Line(l) => {
                         let line = if *raw { &l[..] } else { strip_terminator(l) };
@@ -368,7 +310,15 @@ impl Player<'_> {
             }
             Action::Until(pat) => {
                 let pat = self.localize_pat(pat);
+                // While `every` sends, answers keep coming: the wait is bounded as a whole.
+                let repeating = self.conns.get(&name).is_some_and(|c| c.every.is_some());
+                let deadline = Instant::now() + self.timeout;
                 for _ in 0..UNTIL_LINES {
+                    if repeating && Instant::now() > deadline {
+                        let expected = describe_pat(&pat, &self.vars, false);
+                        let actual = format!("<not within {}>", secs(self.timeout));
+                        return Err(fail(expected, actual));
+                    }
                     let got = self.recv(&name);
                     let Got::Line(l) = &got else {
                         let expected = describe_pat(&pat, &self.vars, false);
@@ -383,27 +333,106 @@ impl Player<'_> {
                 let expected = describe_pat(&pat, &self.vars, false);
                 return Err(fail(expected, format!("<not in {UNTIL_LINES} lines>")));
             }
+            Action::Maybe(pat) => {
+                let pat = self.localize_pat(pat);
+                if let Some(c) = self.conns.get_mut(&name) {
+                    c.optional = Some(pat);
+                }
+            }
+            Action::Collect(end) => {
+                let end = self.localize_pat(end);
+                let mut list = Vec::new();
+                loop {
+                    let got = self.recv(&name);
+                    let Got::Line(l) = &got else {
+                        let expected = describe_pat(&end, &self.vars, false);
+                        return Err(fail(expected, got.describe(self.timeout)));
+                    };
+                    if matches(&end, strip_terminator(l), &self.vars, &mut Vec::new()) {
+                        break;
+                    }
+                    if list.len() == UNTIL_LINES {
+                        let expected = describe_pat(&end, &self.vars, false);
+                        return Err(fail(expected, format!("<not in {UNTIL_LINES} lines>")));
+                    }
+                    list.push(strip_terminator(l).to_vec());
+                }
+                if let Some(c) = self.conns.get_mut(&name) {
+                    c.list = list;
+                }
+            }
+            Action::Listed(pat) => {
+                let pat = self.localize_pat(pat);
+                let list = self.conns.get_mut(&name).map(|c| &mut c.list);
+                let list = list.ok_or_else(|| fail("a list".into(), "<none>".into()))?;
+                let mut caps = Vec::new();
+                let Some(i) = list.iter().position(|l| {
+                    caps.clear();
+                    matches(&pat, l, &self.vars, &mut caps)
+                }) else {
+                    let items: Vec<String> = list.iter().map(|l| shown(l)).collect();
+                    let expected = format!("{} in the list", describe_pat(&pat, &self.vars, false));
+                    return Err(fail(expected, format!("<the list: {}>", items.join(" | "))));
+                };
+                list.remove(i);
+                self.vars.extend(caps);
+            }
+            Action::Unlisted(pat) => {
+                let pat = self.localize_pat(pat);
+                let list = self.conns.get(&name).map_or(&[][..], |c| &c.list[..]);
+                let vars = &self.vars;
+                if let Some(l) = list
+                    .iter()
+                    .find(|l| matches(&pat, l, vars, &mut Vec::new()))
+                {
+                    let expected = format!("no {} in the list", describe_pat(&pat, vars, false));
+                    return Err(fail(expected, shown(l)));
+                }
+            }
+            Action::Every(period, pieces) => {
+                let bytes = self.expand(pieces);
+                self.every(&name, *period, bytes)
+                    .map_err(|e| fail("to send a line repeatedly".into(), format!("<{e}>")))?;
+            }
             Action::Quiet => {
                 self.pings += 1;
                 let token = format!("xscp-check-{}", self.pings);
                 self.send(&name, format!("ping {token}\r\n").as_bytes())
                     .map_err(|e| fail("to send a ping barrier".into(), format!("<{e}>")))?;
                 let want = format!("+OK pong {token}");
-                let got = self.recv(&name);
+                let got = self.recv_past_optional(&name, |l| l == want.as_bytes());
                 if !matches!(&got, Got::Line(l) if strip_terminator(l) == want.as_bytes()) {
                     let expected = format!("nothing more, then {want} (the ping barrier)");
                     return Err(fail(expected, got.describe(self.timeout)));
                 }
             }
             Action::Closed => {
+                if let Some(c) = self.conns.get_mut(&name) {
+                    c.every = None;
+                }
                 let got = self.recv(&name);
+                let expected = "<end of stream: the server closes the connection>";
                 if !matches!(got, Got::Eof) {
-                    let expected = "<end of stream: the server closes the connection>";
                     return Err(fail(expected.into(), got.describe(self.timeout)));
+                }
+                // An orderly close followed at once by a reset reads like one; the socket's
+                // pending error tells them apart (std reports SO_ERROR on every platform it
+                // supports; a reset that has not arrived yet cannot be seen).
+                if let Some(Ok(Some(e))) = self.conns.get(&name).map(|c| c.stream.take_error()) {
+                    let actual = format!(
+                        "<end of stream, then a reset ({e}): the server closed without \
+                         lingering for unread input>"
+                    );
+                    self.exchange.push(Event::Broken {
+                        conn: name,
+                        error: format!("reset after the close: {e}"),
+                    });
+                    return Err(fail(format!("{expected} (orderly, §7)"), actual));
                 }
             }
             Action::Close => {
-                if let Some(c) = self.conns.get(&name) {
+                if let Some(c) = self.conns.get_mut(&name) {
+                    c.every = None;
                     let _ = c.stream.shutdown(Shutdown::Both);
                 }
                 self.exchange.push(Event::ClientClosed { conn: name });
@@ -523,8 +552,60 @@ impl Player<'_> {
                 gate,
                 queued,
                 ended: false,
+                optional: None,
+                list: Vec::new(),
+                every: None,
             },
         );
+        Ok(())
+    }
+
+    /// The next line, but first a line that the pending `maybe:` pattern matches and
+    /// `wanted` does not is let by (once: the pattern is used up either way).
+    fn recv_past_optional(&mut self, name: &str, wanted: impl Fn(&[u8]) -> bool) -> Got {
+        let optional = self.conns.get_mut(name).and_then(|c| c.optional.take());
+        let got = self.recv(name);
+        match (&got, optional) {
+            (Got::Line(l), Some(opt)) => {
+                let line = strip_terminator(l);
+                let mut caps = Vec::new();
+                if !wanted(line) && matches(&opt, line, &self.vars, &mut caps) {
+                    self.vars.extend(caps);
+                    return self.recv(name);
+                }
+                got
+            }
+            _ => got,
+        }
+    }
+
+    /// `every`: a thread sends `bytes` every `period` until the step's connection is
+    /// closed or ends, or twice `--timeout` has passed (the exchange notes it once).
+    fn every(&mut self, name: &str, period: Duration, bytes: Vec<u8>) -> io::Result<()> {
+        let c = self
+            .conns
+            .get_mut(name)
+            .ok_or_else(|| io::Error::other("no such connection"))?;
+        let mut out = c.stream.try_clone()?;
+        let text = format!("client sends {} every {}", shown(&bytes), secs(period));
+        let (stop, stopped) = bounded::<()>(0);
+        // Longer than an `until:` waits for the event it brings about.
+        let until = Instant::now() + 2 * self.timeout;
+        thread::Builder::new()
+            .name(format!("check-every-{name}"))
+            .spawn(move || {
+                // The stop channel's timeout paces the sends; dropping its sender ends them.
+                while out.write_all(&bytes).is_ok() && Instant::now() < until {
+                    if !matches!(stopped.recv_timeout(period), Err(RecvTimeoutError::Timeout)) {
+                        return;
+                    }
+                }
+            })?;
+        c.every = Some(stop);
+        self.exchange.push(Event::Note {
+            conn: Some(name.to_string()),
+            text,
+        });
         Ok(())
     }
 
@@ -576,6 +657,7 @@ impl Player<'_> {
             // As any client does at the end of the stream: close our side too (a server
             // that lingers for unread input is not kept waiting).
             c.ended = true;
+            c.every = None;
             let _ = c.stream.shutdown(Shutdown::Both);
         }
         self.exchange.extend(event);
@@ -609,36 +691,5 @@ impl Player<'_> {
             Some(s) if !self.names.is_empty() => suffix_names(bytes, &self.names, s),
             _ => bytes.to_vec(),
         }
-    }
-}
-
-/// Reads one line with its LF (the client's bounded reader), at most [`MAX_LINE`] bytes:
-/// `Some(None)` for a longer one (skipped to its end), `None` at end of stream. (A last
-/// line cut off by the end of the stream reads as if it had its LF.)
-pub fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
-    Ok(crate::read_line_bounded(r, MAX_LINE)?.map(|l| match l {
-        crate::Line::Complete(mut bytes) => {
-            bytes.push(b'\n');
-            Some(bytes)
-        }
-        crate::Line::TooLong => None,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lines_are_bounded() {
-        let mut r: &[u8] = b"ok\r\n";
-        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"ok\r\n".to_vec())));
-        let mut r: &[u8] = b"lf\n";
-        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"lf\n".to_vec())));
-        assert_eq!(read_line(&mut r).unwrap(), None);
-        let long = vec![b'a'; MAX_LINE + 10];
-        let mut r: &[u8] = &[&long[..], b"\nend"].concat();
-        assert_eq!(read_line(&mut r).unwrap(), Some(None));
-        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"end\n".to_vec())));
     }
 }

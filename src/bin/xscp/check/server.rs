@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::lines::read_line;
 use super::matching::{secs, shown, strip_terminator};
-use super::runner::read_line;
 use super::sys;
 
 /// Lines of the server's standard error kept for a failure report.

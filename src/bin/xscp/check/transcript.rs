@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! # One rule per file.
-//! section: 5 uname
+//! section: 5.1 uname
 //! level: MUST
 //! rule: a free name is taken: "+OK you are <name>", ESTABLISHED
 //! options: --hold 0
@@ -19,11 +19,12 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use super::text::{MAX_SEND, Tok, lex, repeat};
 
 /// The longest transcript line accepted.
 const MAX_LINE: usize = 64 * 1024;
-/// The most bytes one step may expand to with `{COUNT*TEXT}` (a flood for `--sendq`).
-const MAX_SEND: usize = 4 * 1024 * 1024;
 
 /// MUST: the protocol's rule. SHOULD: a decision of the reference server that another
 /// server may take differently.
@@ -78,6 +79,19 @@ pub enum Action {
     /// Nothing more has arrived: `ping <token>` is answered `+OK pong <token>` with
     /// nothing before it.
     Quiet,
+    /// `maybe:` the next line is taken if it matches, else left for the next step (where
+    /// the protocol allows a line without requiring it).
+    Maybe(Vec<Pat>),
+    /// `collect:` lines are kept, in any order, until one matches (a list's end).
+    Collect(Vec<Pat>),
+    /// `listed:` one line of the last `collect:` matches (each line matches once).
+    Listed(Vec<Pat>),
+    /// `unlisted:` no line of the last `collect:` matches.
+    Unlisted(Vec<Pat>),
+    /// `every DUR:` the line is sent every DUR, while the steps after it wait, until the
+    /// connection ends or is closed (or for twice `--timeout`); an `until:` on it then
+    /// waits `--timeout` in all.
+    Every(Duration, Vec<Piece>),
     /// The server closes the connection now: end of stream, no line before it.
     Closed,
     /// The client closes its side.
@@ -112,7 +126,7 @@ pub struct Transcript {
     pub name: String,
     /// Where it came from (`builtin:NAME.xt` or a path), for messages.
     pub origin: String,
-    /// The PROTOCOL.md section: its number, then optionally a title (`5 uname`).
+    /// The section of xscp(7): its number, then optionally a title (`5.1 uname`).
     pub section: String,
     pub level: Level,
     /// The rule, in one line.
@@ -214,18 +228,23 @@ const HEADERS: [&str; 7] = [
 ];
 
 /// What a step's verb does; the action it becomes is built from it in [`Parser::line`].
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Verb {
     Connect,
-    /// `c:` (with CRLF added) and `raw:`.
+    /// `c:` (with CRLF added), `raw:`, and `every DUR:` (with CRLF, repeated).
     Send {
         crlf: bool,
+        every: bool,
     },
     /// `s:` and `sraw:`.
     Expect {
         raw: bool,
     },
     Until,
+    Maybe,
+    Collect,
+    Listed,
+    Unlisted,
     Quiet,
     Closed,
     Close,
@@ -236,18 +255,44 @@ enum Verb {
 impl Verb {
     /// Is it written `VERB: TEXT`?
     fn takes_text(self) -> bool {
-        matches!(self, Verb::Send { .. } | Verb::Expect { .. } | Verb::Until)
+        !matches!(
+            self,
+            Verb::Connect | Verb::Quiet | Verb::Closed | Verb::Close | Verb::Pause | Verb::Resume
+        )
     }
 }
 
 /// The step verbs of `xscp-transcript(5)`, each once.
-const VERBS: [(&str, Verb); 11] = [
+const VERBS: [(&str, Verb); 16] = [
     ("connect", Verb::Connect),
-    ("c", Verb::Send { crlf: true }),
-    ("raw", Verb::Send { crlf: false }),
+    (
+        "c",
+        Verb::Send {
+            crlf: true,
+            every: false,
+        },
+    ),
+    (
+        "raw",
+        Verb::Send {
+            crlf: false,
+            every: false,
+        },
+    ),
+    (
+        "every",
+        Verb::Send {
+            crlf: true,
+            every: true,
+        },
+    ),
     ("s", Verb::Expect { raw: false }),
     ("sraw", Verb::Expect { raw: true }),
     ("until", Verb::Until),
+    ("maybe", Verb::Maybe),
+    ("collect", Verb::Collect),
+    ("listed", Verb::Listed),
+    ("unlisted", Verb::Unlisted),
     ("quiet", Verb::Quiet),
     ("closed", Verb::Closed),
     ("close", Verb::Close),
@@ -325,6 +370,22 @@ impl Parser {
             .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(after.len());
         let (verb, tail) = after.split_at(verb_len);
+        // `every DUR: LINE`: the period sits between the verb and the colon.
+        let kind = verb_named(verb);
+        let every = kind
+            == Some(Verb::Send {
+                crlf: true,
+                every: true,
+            });
+        let (period, tail) = match (every, tail.split_once(':')) {
+            (true, Some((dur, _))) => {
+                let d = xscp::config::parse_duration(dur.trim()).filter(|d| !d.is_zero());
+                let d = d.ok_or_else(|| format!("'every' needs a period, not '{}'", dur.trim()))?;
+                (Some(d), &tail[dur.len()..])
+            }
+            (true, None) => return Err("'every' needs 'every DUR: LINE'".into()),
+            _ => (None, tail),
+        };
         let (text, rest) = match tail.strip_prefix(':') {
             Some(t) => (Some(t.strip_prefix(' ').unwrap_or(t)), ""),
             None => (None, tail.trim()),
@@ -334,7 +395,7 @@ impl Parser {
                 "cannot read '{trimmed}': expected 'NAME VERB', 'VERB: TEXT' or a header"
             ));
         }
-        let Some(kind) = verb_named(verb) else {
+        let Some(kind) = kind else {
             let names: Vec<&str> = VERBS.iter().map(|(n, _)| *n).collect();
             return Err(format!(
                 "unknown step '{verb}' (one of: {})",
@@ -353,25 +414,25 @@ impl Parser {
                 "connection name '{conn}': letters, digits and '_' only, first a letter"
             ));
         }
+        if kind == Verb::Connect {
+            if self.opened.contains(&conn) {
+                return Err(format!("connection '{conn}' is already open"));
+            }
+            let action = connect_args(rest)?;
+            self.opened.insert(conn.clone());
+            return self.push(n, Some(conn), action, trimmed);
+        }
+        if !self.opened.contains(&conn) {
+            return Err(format!(
+                "connection '{conn}' is not open ('{conn} connect' first)"
+            ));
+        }
+        if !rest.is_empty() {
+            return Err(format!("unexpected '{rest}' after '{verb}'"));
+        }
         let text = text.unwrap_or("");
         let action = match kind {
-            Verb::Connect => {
-                if self.opened.contains(&conn) {
-                    return Err(format!("connection '{conn}' is already open"));
-                }
-                let action = connect_args(rest)?;
-                self.opened.insert(conn.clone());
-                action
-            }
-            _ if !self.opened.contains(&conn) => {
-                return Err(format!(
-                    "connection '{conn}' is not open ('{conn} connect' first)"
-                ));
-            }
-            _ if !rest.is_empty() => {
-                return Err(format!("unexpected '{rest}' after '{verb}'"));
-            }
-            Verb::Send { crlf } => {
+            Verb::Send { crlf, .. } => {
                 let mut pieces = self.send_pieces(text)?;
                 if crlf {
                     match pieces.last_mut() {
@@ -379,18 +440,26 @@ impl Parser {
                         _ => pieces.push(Piece::Bytes(b"\r\n".to_vec())),
                     }
                 }
-                Action::Send(pieces)
+                match period {
+                    Some(d) => Action::Every(d, pieces),
+                    None => Action::Send(pieces),
+                }
             }
             Verb::Expect { raw } => Action::Expect {
                 pat: self.pattern(text)?,
                 raw,
             },
             Verb::Until => Action::Until(self.pattern(text)?),
+            Verb::Maybe => Action::Maybe(self.pattern(text)?),
+            Verb::Collect => Action::Collect(self.pattern(text)?),
+            Verb::Listed => Action::Listed(self.pattern(text)?),
+            Verb::Unlisted => Action::Unlisted(self.pattern(text)?),
             Verb::Quiet => Action::Quiet,
             Verb::Closed => Action::Closed,
             Verb::Pause => Action::Pause,
             Verb::Resume => Action::Resume,
-            Verb::Close => Action::Close,
+            // `connect` returned its action above, before the connection had to be open.
+            Verb::Close | Verb::Connect => Action::Close,
         };
         self.push(n, Some(conn), action, trimmed)
     }
@@ -518,29 +587,6 @@ impl Parser {
     }
 }
 
-/// `{COUNT*TEXT}`: TEXT (escapes resolved, repeats inside it expanded) COUNT times.
-fn repeat(inner: &str) -> Result<Vec<u8>, String> {
-    let (count, text) = inner.split_once('*').unwrap_or((inner, ""));
-    let count: usize = count
-        .parse()
-        .map_err(|_| format!("'{{{inner}}}': a repeat is {{COUNT*TEXT}}"))?;
-    let mut what = Vec::new();
-    for tok in lex(text)? {
-        match tok {
-            Tok::Bytes(b) => what.extend_from_slice(&b),
-            Tok::Brace(nested) if nested.contains('*') => what.extend(repeat(&nested)?),
-            Tok::Brace(nested) => {
-                return Err(format!("'{{{nested}}}': only repeats inside a repeat"));
-            }
-        }
-    }
-    if what.is_empty() || count.saturating_mul(what.len()) > MAX_SEND {
-        return Err(format!("'{{{inner}}}': empty or too long"));
-    }
-    Ok(what.repeat(count))
-}
-
-/// The arguments of `connect`: `[from ADDR] [raw]`.
 fn connect_args(args: &str) -> Result<Action, String> {
     let mut from = None;
     let mut raw = false;
@@ -568,82 +614,6 @@ fn valid_name(s: &str) -> bool {
     s.len() <= 32
         && s.starts_with(|c: char| c.is_ascii_alphabetic())
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-enum Tok {
-    Bytes(Vec<u8>),
-    /// The text between `{` and `}`.
-    Brace(String),
-}
-
-/// Splits a text into bytes (escapes resolved, `{{` and `}}` for braces) and `{...}`.
-fn lex(text: &str) -> Result<Vec<Tok>, String> {
-    let mut toks = Vec::new();
-    let mut rest = text;
-    let mut lit = String::new();
-    while let Some(i) = rest.find(['{', '}']) {
-        lit.push_str(&rest[..i]);
-        let (c, after) = (&rest[i..i + 1], &rest[i + 1..]);
-        if after.starts_with(c) {
-            lit.push_str(c);
-            rest = &after[1..];
-            continue;
-        }
-        if c == "}" {
-            return Err("a lone '}' (write '}}')".into());
-        }
-        // The matching brace: repeats may nest (`{2000*chatm a * {400*x}\r\n}`).
-        let mut depth = 1;
-        let end = after
-            .char_indices()
-            .find(|&(_, ch)| {
-                match ch {
-                    '{' => depth += 1,
-                    '}' => depth -= 1,
-                    _ => {}
-                }
-                depth == 0
-            })
-            .map(|(i, _)| i)
-            .ok_or("'{' without '}' (write '{{' for a brace)")?;
-        toks.push(Tok::Bytes(unescape(&std::mem::take(&mut lit))?));
-        toks.push(Tok::Brace(after[..end].to_string()));
-        rest = &after[end + 1..];
-    }
-    lit.push_str(rest);
-    toks.push(Tok::Bytes(unescape(&lit)?));
-    Ok(toks)
-}
-
-/// Resolves `\r`, `\n`, `\t`, `\s` (a space, for trailing ones), `\\` and `\xNN`.
-fn unescape(s: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut buf = [0; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        match chars.next() {
-            Some('r') => out.push(b'\r'),
-            Some('n') => out.push(b'\n'),
-            Some('t') => out.push(b'\t'),
-            Some('s') => out.push(b' '),
-            Some('\\') => out.push(b'\\'),
-            Some('x') => {
-                let hex: String = chars.by_ref().take(2).collect();
-                let b = u8::from_str_radix(&hex, 16)
-                    .ok()
-                    .filter(|_| hex.len() == 2)
-                    .ok_or_else(|| format!("'\\x{hex}': two hex digits expected"))?;
-                out.push(b);
-            }
-            Some(o) => return Err(format!("unknown escape '\\{o}'")),
-            None => return Err("a lone '\\' at the end (write '\\\\')".into()),
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -715,6 +685,39 @@ mod tests {
             ]
         );
         assert!(t.needs_process());
+    }
+
+    #[test]
+    fn lists_optional_lines_and_repeats() {
+        let t = ok(
+            "a connect\na maybe: +OK {*}\na collect: .\na listed: bob\na unlisted: x\n\
+                    a every 250ms: ping x\n",
+        );
+        assert_eq!(
+            t.steps[1].action,
+            Action::Maybe(vec![Pat::Lit(b"+OK ".to_vec()), Pat::Any])
+        );
+        assert_eq!(
+            t.steps[2].action,
+            Action::Collect(vec![Pat::Lit(b".".to_vec())])
+        );
+        assert_eq!(
+            t.steps[3].action,
+            Action::Listed(vec![Pat::Lit(b"bob".to_vec())])
+        );
+        assert_eq!(
+            t.steps[4].action,
+            Action::Unlisted(vec![Pat::Lit(b"x".to_vec())])
+        );
+        assert_eq!(
+            t.steps[5].action,
+            Action::Every(
+                Duration::from_millis(250),
+                vec![Piece::Bytes(b"ping x\r\n".to_vec())]
+            )
+        );
+        assert!(err("a connect\na every: x\n").contains("needs a period"));
+        assert!(err("a connect\na every soon: x\n").contains("needs a period"));
     }
 
     #[test]

@@ -1,0 +1,211 @@
+//! Issue 20: each transcript written to catch a realistic defect fails against the fake
+//! server with that one defect and passes against the same fake without it (and against
+//! xscpd: `the_builtin_suite_passes_against_xscpd` runs them all). The fake runs in this
+//! process behind an ADDR, or as a process of its own for `--server` when the transcript
+//! needs server options or a server of its own. A fake that takes the protocol's open
+//! choices otherwise than xscpd fails nothing.
+
+use std::process::{Command, Output, Stdio};
+
+use super::{TIMEOUT, fake, names_with, text, verdicts};
+
+/// The wait of a run that is expected to fail: a defect often shows as a line that never
+/// comes, so this bounds how long the proof takes (the passing runs use [`TIMEOUT`]).
+const DEFECT_TIMEOUT: &str = "3s";
+
+/// How the fake is reached.
+#[derive(Clone, Copy, PartialEq)]
+enum Via {
+    Addr,
+    Process,
+}
+
+/// `xscp check --only NAME` against the fake with the switches `broken` (comma-separated
+/// names of `fake::Broken` fields) on.
+fn check_fake(name: &str, broken: &str, via: Via, timeout: &str) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xscp"));
+    cmd.arg("check");
+    match via {
+        Via::Addr => {
+            let addr = fake::start(fake::Broken::from_names(broken));
+            cmd.arg(addr.to_string());
+        }
+        Via::Process => {
+            cmd.args(["--server", &fake::template()]);
+            cmd.env("XSCP_FAKE", broken);
+        }
+    }
+    cmd.args(["--only", name, "--timeout", timeout])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xscp")
+}
+
+/// The verdict of transcript `name` in a run's output.
+fn verdict_of(all: &str, name: &str) -> Option<String> {
+    verdicts(all)
+        .into_iter()
+        .find(|(_, n)| n == name)
+        .map(|(v, _)| v)
+}
+
+/// `name` passes against the unbroken fake and fails against one with `defect`, and
+/// the failure report shows `shows`.
+fn proves(name: &str, defect: &str, via: Via, shows: &str) {
+    let out = check_fake(name, "", via, TIMEOUT);
+    let all = text(&out);
+    assert_eq!(
+        verdict_of(&all, name).as_deref(),
+        Some("PASS"),
+        "{name} passes without {defect}:\n{all}"
+    );
+    let out = check_fake(name, defect, via, DEFECT_TIMEOUT);
+    let all = text(&out);
+    assert_eq!(
+        verdict_of(&all, name).as_deref(),
+        Some("FAIL"),
+        "{name} fails with {defect}:\n{all}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(shows),
+        "{name} with {defect} shows {shows:?}:\n{all}"
+    );
+}
+
+#[test]
+fn an_overlong_line_is_refused_before_its_terminator() {
+    proves(
+        "framing-overlong-line-refused-without-its-end",
+        "waits_for_terminator",
+        Via::Addr,
+        "expected: -ERR [PDU] {*}\n      actual:   <nothing within 3s>",
+    );
+}
+
+#[test]
+fn every_kind_of_control_byte_mistake_is_seen() {
+    for (name, defect) in [
+        ("framing-control-byte-nul-is-a-violation", "nul_allowed"),
+        (
+            "framing-control-byte-1f-is-a-violation",
+            "unit_separator_allowed",
+        ),
+        ("framing-control-byte-del-is-a-violation", "del_allowed"),
+        ("framing-tab-is-not-a-separator", "tab_is_space"),
+    ] {
+        proves(
+            name,
+            defect,
+            Via::Addr,
+            "expected: -ERR [PDU] {*}\n      actual:   ",
+        );
+    }
+}
+
+#[test]
+fn runs_of_spaces_between_any_tokens() {
+    proves(
+        "framing-runs-of-spaces-between-every-token",
+        "single_spaces",
+        Via::Addr,
+        "expected: +OK you are alice",
+    );
+}
+
+#[test]
+fn a_receipt_frees_the_oldest_message() {
+    proves(
+        "resume-receipt-frees-the-oldest",
+        "receipt_frees_newest",
+        Via::Addr,
+        "expected: chatm bob",
+    );
+}
+
+#[test]
+fn a_reset_right_after_the_close_is_seen() {
+    for name in [
+        "close-cquit-then-more-input",
+        "close-violation-then-more-input",
+    ] {
+        proves(
+            name,
+            "fin_then_reset",
+            Via::Addr,
+            "the server closes the connection>",
+        );
+    }
+}
+
+#[test]
+fn users_names_are_compared_not_only_counted() {
+    for name in ["users-lists-everyone", "users-lists-the-names"] {
+        proves(name, "users_repeats_own_name", Via::Process, "in the list");
+    }
+}
+
+#[test]
+fn traffic_does_not_extend_the_negotiation_deadline() {
+    proves(
+        "uname-negotiation-deadline-ignores-traffic",
+        "deadline_per_line",
+        Via::Process,
+        "expected: cquit negotiation timeout\n      actual:   <not within 3s>",
+    );
+}
+
+#[test]
+fn rate_slows_a_flood_and_drops_nothing() {
+    proves(
+        "limits-rate-slows-and-drops-nothing",
+        "rate_drops",
+        Via::Process,
+        "expected: +OK pong 6",
+    );
+}
+
+#[test]
+fn notifications_are_about_others() {
+    proves(
+        "notif-not-about-oneself",
+        "notifies_self",
+        Via::Addr,
+        "actual:   notif cname alice",
+    );
+}
+
+#[test]
+fn rate_limits_a_flood() {
+    proves(
+        "limits-rate-limits",
+        "rate_ignored",
+        Via::Process,
+        "expected: no +OK pong last in the list",
+    );
+}
+
+/// A server that answers a receipt for a broadcast, lists capa in its own order with an
+/// item of its own, and gives its own cquit reason for a framing violation follows the
+/// protocol: nothing fails (issue 20 part 2).
+#[test]
+fn the_protocols_open_choices_fail_nothing() {
+    let addr = fake::start(fake::Broken::from_names("other_choices"));
+    let out = super::check_addr(addr, &[]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(names_with(&all, "FAIL").is_empty(), "{all}");
+    for name in [
+        "capa-required-items",
+        "capa-features",
+        "chatr-broadcast-is-not-relayed",
+        "framing-511-bytes-are-a-violation",
+        "close-violation-then-more-input",
+    ] {
+        assert_eq!(
+            verdict_of(&all, name).as_deref(),
+            Some("PASS"),
+            "{name}: {all}"
+        );
+    }
+}

@@ -1,0 +1,670 @@
+//! A small threaded XSCP server for these tests: right about everything the checker can
+//! see through a shared ADDR, except for the rules its switches break on purpose. (No
+//! timers, no limits: the transcripts that need those need `--server` and are skipped
+//! against an ADDR; [`process`] runs it as a server process for `--server`, with the
+//! two options it knows, `--negotiate-timeout` and `--rate`.)
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The rules to break.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Broken {
+    /// Greets with `+OK hello` instead of `+OK xscp/1 ready` (§2).
+    pub wrong_greeting: bool,
+    /// Gives a name that a connected client already has (§5 uname).
+    pub no_in_use_check: bool,
+    /// Takes `chatm` before `uname` (§4).
+    pub chatm_before_uname: bool,
+    /// Answers `ping <token>` with a bare `+OK pong` (§5 ping).
+    pub no_pong_token: bool,
+    /// Closes at once after its last line, unread input or not: a reset (§7).
+    pub no_orderly_close: bool,
+    /// Relays a `chatm` whatever sender it names (§5 chatm).
+    pub no_spoof_check: bool,
+    /// Checks a line's length only once its terminator arrives (§1: buffers an overlong
+    /// line without bound).
+    pub waits_for_terminator: bool,
+    /// Its control-byte range starts at 0x01: NUL passes (§1).
+    pub nul_allowed: bool,
+    /// Its control-byte range ends below 0x1F: 0x1F passes (§1).
+    pub unit_separator_allowed: bool,
+    /// Forgets DEL, 0x7F (§1).
+    pub del_allowed: bool,
+    /// Takes a tab for a space between tokens (§1).
+    pub tab_is_space: bool,
+    /// Separates arguments by exactly one space (§1: one or more).
+    pub single_spaces: bool,
+    /// A receipt frees the newest message from its sender, not the oldest (§5.8).
+    pub receipt_frees_newest: bool,
+    /// Shuts down its side after the last line, then closes without lingering: a reset
+    /// right after the end of the stream (§7).
+    pub fin_then_reset: bool,
+    /// `users` gives the right count and the asking client's own name on every line.
+    pub users_repeats_own_name: bool,
+    /// Every line starts the negotiation deadline anew (§5 uname: traffic does not
+    /// extend it).
+    pub deadline_per_line: bool,
+    /// Past its `--rate` budget it drops lines instead of reading slower (§7).
+    pub rate_drops: bool,
+    /// Takes `--rate` and does nothing with it (§7).
+    pub rate_ignored: bool,
+    /// Sends a subscriber the notifications of its own actions (§5 notif).
+    pub notifies_self: bool,
+    /// Not a defect: takes the choices the protocol leaves open otherwise than xscpd
+    /// (capa in another order with an extra item, an answer to a receipt for a
+    /// broadcast, its own cquit reason for a framing violation). Nothing may fail.
+    pub other_choices: bool,
+}
+
+impl Broken {
+    /// The switches named in `names` (comma-separated field names), for [`process`].
+    pub fn from_names(names: &str) -> Broken {
+        let mut b = Broken::default();
+        for n in names.split(',').filter(|n| !n.is_empty()) {
+            let flag = match n {
+                "waits_for_terminator" => &mut b.waits_for_terminator,
+                "nul_allowed" => &mut b.nul_allowed,
+                "unit_separator_allowed" => &mut b.unit_separator_allowed,
+                "del_allowed" => &mut b.del_allowed,
+                "tab_is_space" => &mut b.tab_is_space,
+                "single_spaces" => &mut b.single_spaces,
+                "receipt_frees_newest" => &mut b.receipt_frees_newest,
+                "fin_then_reset" => &mut b.fin_then_reset,
+                "users_repeats_own_name" => &mut b.users_repeats_own_name,
+                "deadline_per_line" => &mut b.deadline_per_line,
+                "rate_drops" => &mut b.rate_drops,
+                "rate_ignored" => &mut b.rate_ignored,
+                "other_choices" => &mut b.other_choices,
+                "notifies_self" => &mut b.notifies_self,
+                other => panic!("no switch {other}"),
+            };
+            *flag = true;
+        }
+        b
+    }
+
+    /// Is `b` a byte §1 forbids, as this server sees it?
+    fn forbidden(self, b: u8) -> bool {
+        match b {
+            0 => !self.nul_allowed,
+            b'\t' => !self.tab_is_space,
+            0x1F => !self.unit_separator_allowed,
+            0x7F => !self.del_allowed,
+            b => b < 0x20,
+        }
+    }
+}
+
+/// The server options the fake knows.
+#[derive(Clone, Copy, Debug)]
+pub struct Opts {
+    pub negotiate: Duration,
+    /// PDUs per second, 0 = unlimited.
+    pub rate: u32,
+}
+
+impl Default for Opts {
+    fn default() -> Opts {
+        Opts {
+            negotiate: Duration::from_secs(30),
+            rate: 0,
+        }
+    }
+}
+
+impl Opts {
+    /// `--negotiate-timeout 1s` (ms or s) and `--rate N`; other options are ignored.
+    fn parse(args: &[String]) -> Opts {
+        let mut o = Opts::default();
+        for w in args.windows(2) {
+            match w[0].as_str() {
+                "--negotiate-timeout" => {
+                    o.negotiate = match w[1].strip_suffix("ms") {
+                        Some(ms) => Duration::from_millis(ms.parse().expect("ms")),
+                        None => {
+                            Duration::from_secs(w[1].trim_end_matches('s').parse().expect("secs"))
+                        }
+                    }
+                }
+                "--rate" => o.rate = w[1].parse().expect("rate"),
+                _ => {}
+            }
+        }
+        o
+    }
+}
+
+/// The fake as a server process, for `xscp check --server`: this test binary run as
+/// `--ignored --exact check::fake::process -- ADDR OPTIONS...`, with the switches to
+/// break in the environment variable `XSCP_FAKE` (see [`Broken::from_names`]).
+/// Without that variable it returns at once.
+#[test]
+#[ignore = "the fake server's process, started by xscp check --server"]
+fn process() {
+    let Ok(names) = std::env::var("XSCP_FAKE") else {
+        return;
+    };
+    let args: Vec<String> = std::env::args().skip_while(|a| a != "--").skip(1).collect();
+    let addr: SocketAddr = args.first().expect("ADDR").parse().expect("an address");
+    let listener = TcpListener::bind(addr).expect("bind");
+    accept(
+        listener,
+        Broken::from_names(&names),
+        Opts::parse(&args[1..]),
+    );
+}
+
+/// The `--server` template that runs [`process`] (set `XSCP_FAKE` beside it).
+pub fn template() -> String {
+    let exe = std::env::current_exe().expect("the test binary");
+    format!(
+        "{} --ignored --exact --nocapture --test-threads 1 check::fake::process -- {{addr}} {{options}}",
+        exe.display()
+    )
+}
+
+struct Client {
+    nick: Option<String>,
+    out: TcpStream,
+    notif: bool,
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    clients: HashMap<u64, Client>,
+    /// Held names (lower case): the address they are held for, the mailbox.
+    holds: HashMap<String, (IpAddr, Vec<Pending>)>,
+    /// Direct messages awaiting a receipt, oldest first.
+    pending: Vec<Pending>,
+}
+
+/// A relayed direct message awaiting its receipt.
+#[derive(Clone)]
+struct Pending {
+    /// The sender's connection.
+    sid: u64,
+    /// The sender as relayed.
+    from: String,
+    /// The recipient's connection.
+    rid: u64,
+    /// The `chatm` line as relayed.
+    line: String,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+/// Starts the server on 127.0.0.1, port 0; it runs until the test process ends.
+pub fn start(broken: Broken) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    thread::spawn(move || accept(listener, broken, Opts::default()));
+    addr
+}
+
+fn accept(listener: TcpListener, broken: Broken, opts: Opts) {
+    let state: Shared = Arc::default();
+    for stream in listener.incoming().flatten() {
+        let state = Arc::clone(&state);
+        thread::spawn(move || serve(stream, &state, broken, opts));
+    }
+}
+
+fn send(mut out: &TcpStream, lines: &[String]) {
+    let mut bytes = String::new();
+    for l in lines {
+        bytes.push_str(l);
+        bytes.push_str("\r\n");
+    }
+    let _ = out.write_all(bytes.as_bytes());
+}
+
+enum Read1 {
+    Line(Vec<u8>),
+    TooLong,
+    TimedOut,
+    End,
+}
+
+/// One line ended by CR or LF, at most 510 bytes.
+fn next_line(r: &mut impl BufRead, broken: Broken) -> Read1 {
+    let mut buf = Vec::new();
+    loop {
+        let avail = match r.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Read1::TimedOut,
+            Err(_) => return Read1::End,
+        };
+        if avail.is_empty() {
+            return Read1::End;
+        }
+        let end = avail.iter().position(|&b| b == b'\r' || b == b'\n');
+        let take = end.unwrap_or(avail.len());
+        buf.extend_from_slice(&avail[..take]);
+        r.consume(end.map_or(take, |i| i + 1));
+        if buf.len() > 510 && (end.is_some() || !broken.waits_for_terminator) {
+            return Read1::TooLong;
+        }
+        if end.is_some() {
+            return Read1::Line(buf);
+        }
+    }
+}
+
+fn valid_nick(n: &str) -> bool {
+    (1..=16).contains(&n.len())
+        && n.starts_with(|c: char| c.is_ascii_alphabetic())
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// What a line leads to.
+enum Next {
+    Stay(Vec<String>),
+    Close(Vec<String>),
+}
+
+fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
+    let Ok(peer) = stream.peer_addr() else {
+        return;
+    };
+    let Ok(out) = stream.try_clone() else {
+        return;
+    };
+    let greeting = if broken.wrong_greeting {
+        "+OK hello"
+    } else {
+        "+OK xscp/1 ready"
+    };
+    send(&out, &[greeting.into()]);
+    let id = {
+        let mut s = state.lock().unwrap();
+        s.next_id += 1;
+        let id = s.next_id;
+        let out = out.try_clone().expect("clone");
+        s.clients.insert(
+            id,
+            Client {
+                nick: None,
+                out,
+                notif: false,
+            },
+        );
+        id
+    };
+    let mut reader = BufReader::new(stream);
+    let mut attempts = 0;
+    let deadline = Instant::now() + opts.negotiate;
+    let mut budget = f64::from(opts.rate);
+    let mut refilled = Instant::now();
+    let last = loop {
+        let negotiating = state.lock().unwrap().clients[&id].nick.is_none();
+        let wait = match (negotiating, broken.deadline_per_line) {
+            (false, _) => None,
+            (true, true) => Some(opts.negotiate),
+            (true, false) => Some(deadline.saturating_duration_since(Instant::now())),
+        };
+        let _ = reader
+            .get_ref()
+            .set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))));
+        let line = match next_line(&mut reader, broken) {
+            Read1::End => break Vec::new(),
+            Read1::TimedOut => break vec!["cquit negotiation timeout".into()],
+            Read1::TooLong => {
+                break vec![
+                    "-ERR [PDU] line too long".into(),
+                    if broken.other_choices {
+                        "cquit line too long".into()
+                    } else {
+                        "cquit protocol violation".into()
+                    },
+                ];
+            }
+            Read1::Line(l) => l,
+        };
+        let Ok(text) = String::from_utf8(line) else {
+            break vec![
+                "-ERR [PDU] not UTF-8".into(),
+                "cquit protocol violation".into(),
+            ];
+        };
+        if text.bytes().any(|b| broken.forbidden(b)) {
+            break vec![
+                "-ERR [PDU] control character".into(),
+                "cquit protocol violation".into(),
+            ];
+        }
+        let text = text.replace('\t', " ");
+        if text.trim().is_empty() {
+            continue;
+        }
+        if opts.rate > 0 && !broken.rate_ignored {
+            // A token bucket: past it, read nothing until it refills (or drop the line).
+            let rate = f64::from(opts.rate);
+            budget = (budget + refilled.elapsed().as_secs_f64() * rate).min(rate);
+            refilled = Instant::now();
+            if budget < 1.0 {
+                if broken.rate_drops {
+                    continue;
+                }
+                thread::sleep(Duration::from_secs_f64((1.0 - budget) / rate));
+                budget = 1.0;
+                refilled = Instant::now();
+            }
+            budget -= 1.0;
+        }
+        // Lines that keep coming do not keep a negotiation alive.
+        if negotiating && !broken.deadline_per_line && Instant::now() >= deadline {
+            break vec!["cquit negotiation timeout".into()];
+        }
+        let mut s = state.lock().unwrap();
+        match command(&mut s, id, peer.ip(), &text, &mut attempts, broken) {
+            Next::Stay(lines) => send(&out, &lines),
+            Next::Close(lines) => break lines,
+        }
+    };
+    {
+        let mut s = state.lock().unwrap();
+        release(&mut s, id, peer.ip());
+    }
+    send(&out, &last);
+    if broken.no_orderly_close {
+        return; // Both handles drop here: unread input turns this into a reset.
+    }
+    let _ = out.shutdown(Shutdown::Write);
+    if broken.fin_then_reset {
+        return; // The same, one FIN later.
+    }
+    let mut inner = reader.into_inner();
+    let _ = inner.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut sink = [0; 4096];
+    while matches!(inner.read(&mut sink), Ok(n) if n > 0) {}
+}
+
+/// The client leaves: its name is held for its address, subscribers are told.
+fn release(s: &mut State, id: u64, ip: IpAddr) {
+    let Some(c) = s.clients.remove(&id) else {
+        return;
+    };
+    if let Some(nick) = c.nick {
+        // Its unreceipted messages, in the order relayed, become the name's mailbox.
+        let (mailbox, rest) = std::mem::take(&mut s.pending)
+            .into_iter()
+            .partition(|p| p.rid == id);
+        s.pending = rest;
+        s.holds.insert(nick.to_lowercase(), (ip, mailbox));
+        notify(s, id, &format!("notif quit {nick}"));
+    }
+}
+
+fn notify(s: &State, except: u64, line: &str) {
+    for (cid, c) in &s.clients {
+        if *cid != except && c.notif && c.nick.is_some() {
+            send(&c.out, &[line.to_string()]);
+        }
+    }
+}
+
+fn find(s: &State, nick: &str) -> Option<u64> {
+    s.clients.iter().find_map(|(id, c)| {
+        c.nick
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(nick))
+            .then_some(*id)
+    })
+}
+
+/// A refusal; while negotiating a failed attempt, counted, the third one fatal.
+fn refusal(negotiating: bool, attempts: &mut u32, err: String) -> Next {
+    if !negotiating {
+        return Next::Stay(vec![err]);
+    }
+    *attempts += 1;
+    let err = format!("{err} (attempt {attempts} of 3)");
+    if *attempts >= 3 {
+        Next::Close(vec![err, "cquit too many failed attempts".into()])
+    } else {
+        Next::Stay(vec![err])
+    }
+}
+
+fn violation(code: &str, text: &str) -> Next {
+    Next::Close(vec![
+        format!("-ERR [{code}] {text}"),
+        "cquit protocol violation".into(),
+    ])
+}
+
+fn command(
+    s: &mut State,
+    id: u64,
+    ip: IpAddr,
+    line: &str,
+    attempts: &mut u32,
+    broken: Broken,
+) -> Next {
+    let single = broken.single_spaces;
+    let (kw, rest) = token(line.trim_start_matches(' '), single);
+    let args: Vec<&str> = if single {
+        rest.split(' ').collect()
+    } else {
+        rest.split(' ').filter(|a| !a.is_empty()).collect()
+    };
+    let kw = kw.to_ascii_lowercase();
+    let me = s.clients.get(&id).and_then(|c| c.nick.clone());
+    let state = if me.is_some() {
+        "ESTABLISHED"
+    } else {
+        "NEGOTIATING"
+    };
+    let one = |l: String| Next::Stay(vec![l]);
+    match (kw.as_str(), &me) {
+        ("ping", _) => match args.first() {
+            Some(t) if t.len() > 32 => refusal(
+                me.is_none(),
+                attempts,
+                "-ERR [SYNTAX] token too long".into(),
+            ),
+            Some(t) if !broken.no_pong_token => one(format!("+OK pong {t}")),
+            _ => one("+OK pong".into()),
+        },
+        ("capa", _) => {
+            let mut items = [
+                "XSCP 1",
+                "PDU 512",
+                "RETRIES 3",
+                "NEGOTIATE 30",
+                "PING 60 20",
+                "HOLD 300",
+                "BROADCAST",
+                "RECEIPTS",
+                "USERS",
+                "NOTIF",
+            ]
+            .map(String::from)
+            .to_vec();
+            if broken.other_choices {
+                items.reverse();
+                items.insert(3, "X-FAKE 1".into());
+            }
+            items.insert(0, "+OK capability list follows".into());
+            items.push(".".into());
+            Next::Stay(items)
+        }
+        ("cquit", Some(_)) if !args.is_empty() => one("-ERR [SYNTAX] cquit takes nothing".into()),
+        ("cquit", _) => Next::Close(vec!["+OK terminating tasks and disconnecting".into()]),
+        ("uname", None) => {
+            let refused = match args.first() {
+                None => Some("SYNTAX] uname: missing argument".to_string()),
+                Some(n) if !valid_nick(n) => Some("INVALID] bad nickname".to_string()),
+                Some(n)
+                    if (!broken.no_in_use_check && find(s, n).is_some())
+                        || s.holds.get(&n.to_lowercase()).is_some_and(|h| h.0 != ip) =>
+                {
+                    Some(format!("IN-USE] {n} is already taken by another client"))
+                }
+                Some(_) => None,
+            };
+            if let Some(r) = refused {
+                return refusal(true, attempts, format!("-ERR [{r}"));
+            }
+            let name = args[0].to_string();
+            let back = s.holds.remove(&name.to_lowercase());
+            if let Some(c) = s.clients.get_mut(&id) {
+                c.nick = Some(name.clone());
+            }
+            notify(s, id, &format!("notif join {name}"));
+            if let Some((_, mailbox)) = back {
+                if mailbox.is_empty() {
+                    return one(format!("+OK welcome back {name}"));
+                }
+                // The replay, each message awaiting its receipt again.
+                let mut lines = vec![format!(
+                    "+OK welcome back {name} ({} held, 0 lost)",
+                    mailbox.len()
+                )];
+                for p in mailbox {
+                    lines.push(p.line.clone());
+                    s.pending.push(Pending { rid: id, ..p });
+                }
+                Next::Stay(lines)
+            } else {
+                one(format!("+OK you are {name}"))
+            }
+        }
+        ("chatm", None) if broken.chatm_before_uname => one("+OK message relayed".into()),
+        ("uname" | "cname" | "chatm" | "chatr" | "users" | "notif" | "+ok", _)
+            if me.is_none() || kw == "uname" || kw == "+ok" =>
+        {
+            violation("STATE", &format!("{kw} is not allowed in {state}"))
+        }
+        ("cname", Some(old)) => match args.first() {
+            None => one("-ERR [SYNTAX] cname: missing argument".into()),
+            Some(n) if !valid_nick(n) => one("-ERR [INVALID] bad nickname".into()),
+            Some(n)
+                if find(s, n).is_some_and(|other| other != id)
+                    || s.holds.contains_key(&n.to_lowercase()) =>
+            {
+                one(format!(
+                    "-ERR [IN-USE] {n} is already taken by another client"
+                ))
+            }
+            Some(n) => {
+                let new = n.to_string();
+                if let Some(c) = s.clients.get_mut(&id) {
+                    c.nick = Some(new.clone());
+                }
+                let except = if broken.notifies_self { u64::MAX } else { id };
+                notify(s, except, &format!("notif cname {old} {new}"));
+                one(format!("+OK name changed from {old} to {new}"))
+            }
+        },
+        ("chatm", Some(me)) => {
+            let (from, after) = token(rest, single);
+            let (to, text) = token(after, single);
+            if to.is_empty() {
+                return one("-ERR [SYNTAX] chatm: sender, recipient and text".into());
+            }
+            if text.is_empty() {
+                return one("-ERR [SYNTAX] chatm: empty text".into());
+            }
+            if !from.eq_ignore_ascii_case(me) && !broken.no_spoof_check {
+                return violation("SPOOF", &format!("{from} is not your nickname"));
+            }
+            let relayed = format!("chatm {from} {to} {text}");
+            if to == "*" {
+                let me_out = &s.clients[&id].out;
+                send(me_out, &["+OK message relayed".into()]);
+                for (cid, c) in &s.clients {
+                    if *cid != id && c.nick.is_some() {
+                        send(&c.out, std::slice::from_ref(&relayed));
+                    }
+                }
+                return Next::Stay(Vec::new());
+            }
+            let Some(rid) = find(s, to) else {
+                return one(format!("-ERR [NO-SUCH] no such user {to}"));
+            };
+            send(&s.clients[&id].out, &["+OK message relayed".into()]);
+            send(&s.clients[&rid].out, std::slice::from_ref(&relayed));
+            s.pending.push(Pending {
+                sid: id,
+                from: from.to_string(),
+                rid,
+                line: relayed,
+            });
+            Next::Stay(Vec::new())
+        }
+        ("chatr", Some(me)) => {
+            let (Some(from), Some(to)) = (args.first(), args.get(1)) else {
+                return one("-ERR [SYNTAX] chatr: sender and recipient".into());
+            };
+            if *to != "*" && !to.eq_ignore_ascii_case(me) {
+                return violation("SPOOF", &format!("{to} is not your nickname"));
+            }
+            if *to == "*" && broken.other_choices {
+                return one("+OK receipt for a broadcast accepted".into());
+            }
+            if *to == "*" {
+                return Next::Stay(Vec::new());
+            }
+            let awaits = |p: &Pending| p.rid == id && p.from.eq_ignore_ascii_case(from);
+            let found = if broken.receipt_frees_newest {
+                s.pending.iter().rposition(awaits)
+            } else {
+                s.pending.iter().position(awaits)
+            };
+            let Some(i) = found else {
+                return one(format!(
+                    "-ERR [NO-SUCH] no message from {from} awaits a receipt"
+                ));
+            };
+            let sid = s.pending.remove(i).sid;
+            if let Some(c) = s.clients.get(&sid) {
+                send(&c.out, &[format!("chatr {from} {to}")]);
+            }
+            Next::Stay(Vec::new())
+        }
+        ("users", Some(_)) => {
+            let mut names: Vec<String> =
+                s.clients.values().filter_map(|c| c.nick.clone()).collect();
+            names.sort();
+            if broken.users_repeats_own_name {
+                names.fill(me.clone().unwrap_or_default());
+            }
+            let mut lines = vec![format!("+OK {} users", names.len())];
+            lines.extend(names);
+            lines.push(".".into());
+            Next::Stay(lines)
+        }
+        ("notif", Some(_)) => match args.first().copied() {
+            Some(v @ ("on" | "off")) => {
+                if let Some(c) = s.clients.get_mut(&id) {
+                    c.notif = v == "on";
+                }
+                one(format!("+OK notifications {v}"))
+            }
+            _ => one("-ERR [SYNTAX] notif on|off".into()),
+        },
+        _ => refusal(
+            me.is_none(),
+            attempts,
+            "-ERR [SYNTAX] unknown command".into(),
+        ),
+    }
+}
+
+/// The first token of `s` and the rest after the spaces that follow it (exactly one
+/// with `single`).
+fn token(s: &str, single: bool) -> (&str, &str) {
+    match s.split_once(' ') {
+        Some((t, rest)) if single => (t, rest),
+        Some((t, rest)) => (t, rest.trim_start_matches(' ')),
+        None => (s, ""),
+    }
+}

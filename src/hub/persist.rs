@@ -83,7 +83,8 @@ impl<O: Output> Hub<O> {
                 });
                 mailbox.keep(line, from);
             }
-            let until = now + h.until.duration_since(wall).unwrap_or_default();
+            let left = h.until.duration_since(wall).unwrap_or_default();
+            let until = now.checked_add(left).unwrap_or(now);
             self.holds
                 .restore(h.nick, h.ip, until, session, mailbox, now);
         }
@@ -98,7 +99,7 @@ impl<O: Output> Hub<O> {
         let (holds, lines, lost) = back.counts();
         log::info!(
             "state restored from {}: {holds} holds, {lines} lines, {lost} lost \
-             ({in_file} holds came back from the file unexpired)",
+             (of {in_file} unexpired holds in the file)",
             path.display()
         );
     }
@@ -120,7 +121,7 @@ impl<O: Output> Hub<O> {
                 let hold = SavedHold {
                     nick: nick.clone(),
                     ip: c.ip,
-                    until: wall + hold,
+                    until: wall.checked_add(hold).unwrap_or(wall),
                     lost: 0,
                     wire: Default::default(),
                 };

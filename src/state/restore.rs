@@ -47,7 +47,9 @@ pub fn prepare(state: Saved, now: SystemTime, bounds: Bounds) -> Vec<SavedHold> 
             );
             continue;
         }
-        h.until = h.until.min(now + bounds.hold);
+        if let Some(latest) = now.checked_add(bounds.hold) {
+            h.until = h.until.min(latest);
+        }
         trim(&mut h, bounds.mailbox);
         holds.push(h);
     }

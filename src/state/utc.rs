@@ -7,10 +7,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::clock::Utc;
 
+/// 9999-12-31T23:59:59Z, the latest time written: later ones are written as it.
+const LATEST: Duration = Duration::from_secs(253_402_300_799);
+
 /// `at` as `YYYY-MM-DDTHH:MM:SSZ`, the fraction of a second rounded up (a hold written
 /// down never ends earlier than it would have).
 pub fn format(at: SystemTime) -> String {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    // Past the year 9999 (a `--hold` of millennia) the file would not read back.
+    let since = at
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .min(LATEST);
     let secs = since.as_secs() + u64::from(since.subsec_nanos() > 0);
     let t = Utc::at(UNIX_EPOCH + Duration::from_secs(secs));
     format!("{:04}-{:02}-{:02}T{}Z", t.year, t.month, t.day, t.time())
@@ -76,6 +83,7 @@ mod tests {
         assert_eq!(format(at(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(format(at(1_796_161_658)), "2026-12-01T21:47:38Z");
         assert_eq!(format(at(253_402_300_799)), "9999-12-31T23:59:59Z");
+        assert_eq!(format(at(u64::MAX / 4)), "9999-12-31T23:59:59Z");
         // A fraction rounds up.
         let later = at(59) + Duration::from_millis(1);
         assert_eq!(format(later), "1970-01-01T00:01:00Z");

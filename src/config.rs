@@ -15,8 +15,9 @@ use crate::protocol::session;
 pub const USAGE: &str = "\
 usage: xscpd [-l|--listen ADDR] [--max-clients N] [--max-per-ip N] [--max-retries N]
              [--negotiate-timeout DUR] [--ping-interval DUR] [--ping-timeout DUR] [--hold DUR]
-             [--sendq BYTES] [--mailbox BYTES] [--mailbox-total BYTES] [--rate N]
-             [--state FILE] [--state-interval DUR] [--log-file PATH] [-v...] [-q]
+             [--max-holds N] [--max-holds-per-ip N] [--sendq BYTES] [--mailbox BYTES]
+             [--mailbox-total BYTES] [--rate N] [--state FILE] [--state-interval DUR]
+             [--log-file PATH] [-v...] [-q]
              [--print-fsm [FORMAT]] [-h|--help] [-V|--version]";
 
 /// The options `--help` lists: the option with its placeholder, and what it does with its
@@ -53,6 +54,16 @@ const OPTIONS: &[(&str, &str)] = &[
         "how long a departed client's name is held for its IP, 0 = off (default 300s)",
     ),
     (
+        "--max-holds N",
+        "most names held at once; past it the oldest hold of the address holding the \
+         most is dropped (default 4 x --max-clients, at least 1024)",
+    ),
+    (
+        "--max-holds-per-ip N",
+        "most names held at once for one IP address; past it that address's own oldest \
+         hold is dropped (default 64)",
+    ),
+    (
         "--sendq BYTES",
         "output queued for one client past which it is dropped as a slow consumer \
          if its socket takes no more; 4 x is a hard bound; suffixes K, KiB, M, MiB \
@@ -65,8 +76,9 @@ const OPTIONS: &[(&str, &str)] = &[
     ),
     (
         "--mailbox-total BYTES",
-        "most bytes kept in all copies and mailboxes; past it the oldest held mailbox is \
-         discarded first (default 64MiB)",
+        "most memory kept in all copies and mailboxes, each line counted with its \
+         bookkeeping (its bytes + 32); past it the oldest held mailbox is discarded first \
+         (default 64MiB)",
     ),
     (
         "--rate N",
@@ -170,6 +182,10 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// `--hold` (zero: names are released at once)
     pub hold: Duration,
+    /// `--max-holds`; `None`: 4 × `max_clients`, at least 1024 ([`Config::max_holds`])
+    pub max_holds: Option<usize>,
+    /// `--max-holds-per-ip`
+    pub max_holds_per_ip: usize,
     /// `--sendq`, in bytes
     pub sendq: usize,
     /// `--mailbox`, in bytes (at most `sendq`)
@@ -200,6 +216,8 @@ impl Default for Config {
             ping_interval: Duration::from_secs(60),
             ping_timeout: Duration::from_secs(20),
             hold: Duration::from_secs(300),
+            max_holds: None,
+            max_holds_per_ip: 64,
             sendq: 256 * 1024,
             mailbox: 64 * 1024,
             mailbox_total: 64 * 1024 * 1024,
@@ -213,6 +231,13 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The most names held at once: `--max-holds`, by default 4 × `--max-clients`, at
+    /// least 1024.
+    pub fn max_holds(&self) -> usize {
+        self.max_holds
+            .unwrap_or_else(|| self.max_clients.saturating_mul(4).max(1024))
+    }
+
     /// What every session needs: retries, timers and the `capa` list it announces.
     pub fn session(&self) -> session::Settings {
         session::Settings {
@@ -227,16 +252,19 @@ impl Config {
                 ping_timeout: self.ping_timeout,
                 hold: self.hold,
                 mailbox: self.mailbox,
+                max_holds: self.max_holds(),
+                max_holds_per_ip: self.max_holds_per_ip,
                 rate: self.rate,
             }),
         }
     }
 
-    /// The hub's settings: at most four holds a client, and never fewer than 1024.
+    /// The hub's settings.
     pub fn hub(&self) -> HubConfig {
         HubConfig {
             hold: self.hold,
-            max_holds: self.max_clients.saturating_mul(4).max(1024),
+            max_holds: self.max_holds(),
+            max_holds_per_ip: self.max_holds_per_ip,
             mailbox: self.mailbox,
             mailbox_total: self.mailbox_total,
         }
@@ -402,6 +430,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
                     at_least(&opt, value(&opt, next(), secs)?, Duration::from_millis(1))?
             }
             "--hold" => c.hold = value(&opt, next(), secs)?,
+            "--max-holds" => {
+                c.max_holds = Some(at_least(&opt, value(&opt, next(), |v| v.parse().ok())?, 1)?)
+            }
+            "--max-holds-per-ip" => {
+                c.max_holds_per_ip = at_least(&opt, value(&opt, next(), |v| v.parse().ok())?, 1)?
+            }
             "--sendq" => c.sendq = at_least(&opt, value(&opt, next(), parse_size)?, 512)?,
             "--mailbox" => mailbox = Some(value(&opt, next(), parse_size)?),
             "--mailbox-total" => c.mailbox_total = value(&opt, next(), parse_size)?,

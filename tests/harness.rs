@@ -674,6 +674,34 @@ pub fn poll_until<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
+// --- Resume (§5.7, §5.8): holds and mailboxes -------------------------------------------
+
+/// 40 bytes of `c`: `chatm bob <to> ` + this + CRLF is 58 bytes for a five-letter name.
+pub fn x40(c: char) -> String {
+    c.to_string().repeat(40)
+}
+
+/// Waits until the departure of the client `peer` has left its name held (§5.7), and
+/// returns the hold's log line (with its mailbox counts).
+pub fn wait_held(server: &Server, peer: &str, name: &str) -> String {
+    server.wait_peer_log(peer, &format!("name {name} held for "))
+}
+
+/// `c`, named `name`, leaves by `cquit`; returns once its name is held, with the hold's
+/// log line.
+pub fn leave(server: &Server, c: Client, name: &str) -> String {
+    let peer = c.peer();
+    server.quit(c);
+    wait_held(server, &peer, name)
+}
+
+/// Connects from 127.0.0.1 and sends `uname name`; the greeting is read.
+pub fn come_back(server: &Server, name: &str) -> Client {
+    let mut c = server.connect().greeted();
+    c.send(&format!("uname {name}"));
+    c
+}
+
 /// A numeric field of `/proc/<pid>/status` (`Threads`, `VmRSS` in kB, ...).
 pub fn proc_status(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");

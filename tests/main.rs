@@ -18,6 +18,7 @@
 //!   `expect_prefix`, `expect_close`, `until_eof`, `multiline`, `greeted`, `drain`,
 //!   `nothing_pending` (a `ping` round trip as a barrier), `nothing_pending_but_pings`,
 //!   `peer` (how the log names it), `writer`, `stream`, `reset`, `shutdown_write`.
+//! - Resume: `x40`, `wait_held`, `leave` (cquit, then the hold's log line), `come_back`.
 //! - `run`, `try_run`, `run_xscpd`: a program run to completion within the bound.
 //! - `flood_until_dropped`, `read_lines_lenient`, `any_conn_closed`, `parse_transition`.
 //! - `/proc` values, which have no event: `poll_until`, `proc_status`,
@@ -27,6 +28,7 @@
 
 mod harness;
 
+mod attack;
 mod audit_log;
 mod check;
 mod cli;

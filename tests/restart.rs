@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use xscp::protocol::nick::Nick;
 use xscp::state::{Saved, SavedHold, write_atomic};
 
-use crate::harness::{Client, Server, run_xscpd};
+use crate::harness::{Client, Server, leave, run_xscpd, x40};
 
 /// A fresh directory for one test's state file.
 fn state_dir(test: &str) -> PathBuf {
@@ -41,23 +41,16 @@ fn stop(mut server: Server, sig: &str) {
     assert!(status.success(), "{status:?}");
 }
 
-/// `name` leaves by `cquit`; returns once its name is held.
-fn leave(server: &Server, c: Client, name: &str) {
-    let peer = c.peer();
-    server.quit(c);
-    server.wait_peer_log(&peer, &format!("name {name} held for "));
-}
-
 /// Connects from `ip` and sends `uname name`; the greeting is read.
-fn come_back(server: &Server, ip: &str, name: &str) -> Client {
+fn come_back_from(server: &Server, ip: &str, name: &str) -> Client {
     let mut c = server.connect_from(ip).greeted();
     c.send(&format!("uname {name}"));
     c
 }
 
 /// A line of 58 bytes with its CRLF: `chatm bob alice ` and 40 times `c`.
-fn x40(c: char) -> String {
-    format!("chatm bob alice {}", c.to_string().repeat(40))
+fn line58(c: char) -> String {
+    format!("chatm bob alice {}", x40(c))
 }
 
 /// The acceptance test of §5.9: a held name's three messages survive an orderly restart;
@@ -78,11 +71,11 @@ fn an_orderly_restart_keeps_a_held_name_and_its_mailbox() {
     bob.expect_close(&["cquit server shutting down"]);
 
     let server = start(&path, &[]);
-    let mut other = come_back(&server, "127.0.0.2", "alice");
+    let mut other = come_back_from(&server, "127.0.0.2", "alice");
     other.expect_prefix("-ERR [IN-USE] alice is already taken by another client");
-    let mut bob = come_back(&server, "127.0.0.1", "bob");
+    let mut bob = come_back_from(&server, "127.0.0.1", "bob");
     bob.expect("+OK welcome back bob");
-    let mut alice = come_back(&server, "127.0.0.1", "alice");
+    let mut alice = come_back_from(&server, "127.0.0.1", "alice");
     alice.expect("+OK welcome back alice (3 held, 0 lost)");
     for i in 1..=3 {
         alice.expect(&format!("chatm bob alice message {i}"));
@@ -111,7 +104,7 @@ fn a_client_connected_at_shutdown_gets_its_unreceipted_messages_back() {
     carol.expect_close(&["cquit server shutting down"]);
 
     let server = start(&path, &[]);
-    let mut carol = come_back(&server, "127.0.0.1", "carol");
+    let mut carol = come_back_from(&server, "127.0.0.1", "carol");
     carol.expect("+OK welcome back carol (2 held, 0 lost)");
     carol.expect("chatm bob carol one");
     carol.expect("chatm bob carol two");
@@ -127,7 +120,7 @@ fn sigint_and_sighup_save_as_sigterm_does() {
         let _dave = server.register("dave");
         stop(server, sig);
         let server = start(&path, &[]);
-        come_back(&server, "127.0.0.1", "dave").expect("+OK welcome back dave");
+        come_back_from(&server, "127.0.0.1", "dave").expect("+OK welcome back dave");
     }
 }
 
@@ -149,7 +142,7 @@ fn messages_held_before_the_last_save_survive_a_crash() {
     server.signal("KILL");
 
     let server = start(&path, &[]);
-    let mut alice = come_back(&server, "127.0.0.1", "alice");
+    let mut alice = come_back_from(&server, "127.0.0.1", "alice");
     alice.expect("+OK welcome back alice (2 held, 0 lost)");
     alice.expect("chatm bob alice before the save");
     alice.expect("chatm bob alice also before");
@@ -188,15 +181,16 @@ fn a_kill_during_a_save_never_leaves_a_partial_file() {
     let (holds, lines) = (500, 40);
     write_atomic(&path, &big_state(holds, lines), SystemTime::now()).expect("write the state");
     let restored = format!("{holds} holds, {} lines,", holds * lines);
+    let bounds = ["--max-holds-per-ip", "1000"];
     for round in 0..6 {
-        let server = start(&path, &["--state-interval", "1ms"]);
+        let server = start(&path, &["--state-interval", "1ms", bounds[0], bounds[1]]);
         let line = server.wait_log(|l| l.contains("state restored from"));
         assert!(line.contains(&restored), "round {round}: {line}");
         // Killed while the next save is being written, or between two.
         server.wait_log_count(round % 3 + 1, |l| l.contains("state saved to"));
         server.signal("KILL");
     }
-    let server = start(&path, &[]);
+    let server = start(&path, &bounds);
     let line = server.wait_log(|l| l.contains("state restored from"));
     assert!(line.contains(&restored), "{line}");
 }
@@ -274,7 +268,7 @@ fn a_missing_state_file_is_an_empty_state() {
     let path = state_dir("missing").join("state");
     let server = start(&path, &[]);
     server.wait_log(|l| l.contains(&format!("state file {} does not exist", path.display())));
-    let mut alice = come_back(&server, "127.0.0.1", "alice");
+    let mut alice = come_back_from(&server, "127.0.0.1", "alice");
     alice.expect("+OK you are alice");
 }
 
@@ -288,7 +282,7 @@ fn a_smaller_mailbox_at_restore_counts_the_overflow_lost() {
     let alice = server.register("alice");
     leave(&server, alice, "alice");
     for c in ['x', 'y', 'z'] {
-        bob.send(&x40(c));
+        bob.send(&line58(c));
         bob.expect("+OK message held for alice");
     }
     stop(server, "TERM");
@@ -296,10 +290,10 @@ fn a_smaller_mailbox_at_restore_counts_the_overflow_lost() {
     // Two 58-byte lines fit in 128 bytes, three do not.
     let server = start(&path, &["--mailbox", "128"]);
     server.wait_log(|l| l.contains("mailbox of alice over --mailbox (128 bytes)"));
-    let mut alice = come_back(&server, "127.0.0.1", "alice");
+    let mut alice = come_back_from(&server, "127.0.0.1", "alice");
     alice.expect("+OK welcome back alice (2 held, 1 lost)");
-    alice.expect(&x40('y'));
-    alice.expect(&x40('z'));
+    alice.expect(&line58('y'));
+    alice.expect(&line58('z'));
 }
 
 /// §5.9 Start: a hold whose expiry passed while the server was stopped is discarded, and
@@ -316,8 +310,8 @@ fn expired_holds_are_discarded_at_start() {
     });
     let line = server.wait_log(|l| l.contains("state restored from"));
     assert!(line.contains("1 holds, 1 lines, 1 lost"), "{line}");
-    come_back(&server, "127.0.0.1", "user0").expect("+OK you are user0");
+    come_back_from(&server, "127.0.0.1", "user0").expect("+OK you are user0");
     // Held for ::1: this address is another one.
-    come_back(&server, "127.0.0.1", "user1")
+    come_back_from(&server, "127.0.0.1", "user1")
         .expect_prefix("-ERR [IN-USE] user1 is already taken by another client");
 }

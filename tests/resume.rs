@@ -4,32 +4,7 @@
 //! the audit lines. Every departure is waited for in the log (the hold line) before the
 //! client comes back; hold expiry is waited for by its log line.
 
-use crate::harness::{Client, Server, run_xscpd};
-
-/// A line of `chatm bob <to> ` + 40 bytes + CRLF: 58 bytes for a five-letter name.
-fn x40(c: char) -> String {
-    c.to_string().repeat(40)
-}
-
-/// Waits until the departure of the client `peer` has left its name held (§5.7), and
-/// returns the hold's log line (with its mailbox counts).
-fn wait_held(server: &Server, peer: &str, name: &str) -> String {
-    server.wait_peer_log(peer, &format!("name {name} held for "))
-}
-
-/// `name` leaves by `cquit`; returns once its name is held.
-fn leave(server: &Server, c: Client, name: &str) -> String {
-    let peer = c.peer();
-    server.quit(c);
-    wait_held(server, &peer, name)
-}
-
-/// Connects from 127.0.0.1 and sends `uname name`; the greeting is read.
-fn come_back(server: &Server, name: &str) -> Client {
-    let mut c = server.connect().greeted();
-    c.send(&format!("uname {name}"));
-    c
-}
+use crate::harness::{Server, come_back, leave, run_xscpd, wait_held, x40};
 
 /// The acceptance test: a recipient that resets its connection with 100 unreceipted
 /// messages returns from the same address and gets all 100, in order, right after the

@@ -1,7 +1,9 @@
-//! Name holds (PROTOCOL.md §5.7): a departed client's name is kept for its address for
+//! Name holds (xscp(7) §5.7): a departed client's name is kept for its address for
 //! `--hold`; meanwhile that address gets it back (`welcome back`) and any other is refused.
-//! Holds are bounded in number: past the bound the oldest is dropped. Each hold keeps the
-//! name's mailbox (§5.8), which lives exactly as long as the hold.
+//! Holds are bounded per address first (`--max-holds-per-ip`: an address at its bound loses
+//! its own oldest hold, so that no address can push out another's), then in total
+//! (`--max-holds`: the oldest hold of the address holding the most goes). Each hold keeps
+//! the name's mailbox (§5.8), which lives exactly as long as the hold.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -9,7 +11,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::fastmap::FastMap;
-use super::mailbox::{Full, Mailbox};
+use super::mailbox::{Full, Mailbox, cost};
 use crate::clock::Utc;
 use crate::conn_id::ConnId;
 use crate::protocol::nick::{Nick, NickKey};
@@ -64,6 +66,17 @@ pub struct Resumed {
     pub mailbox: Mailbox,
 }
 
+/// What the holds keep, for the audit of a shutdown that discards them (§5.8).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HoldCounts {
+    /// Names held.
+    pub holds: usize,
+    /// Lines in their mailboxes.
+    pub lines: usize,
+    /// Lines their mailboxes lost.
+    pub lost: u64,
+}
+
 /// Names held for the address of a client that left, bounded in number.
 #[derive(Debug)]
 pub struct Holds {
@@ -71,36 +84,45 @@ pub struct Holds {
     ttl: Duration,
     /// The most holds at once.
     max: usize,
+    /// The most holds at once for one address.
+    max_per_ip: usize,
     map: HashMap<NickKey, Hold>,
+    /// The holds of each address, oldest first (at most `max_per_ip` each).
+    by_ip: HashMap<IpAddr, VecDeque<NickKey>>,
     /// Insertion order, which is expiry order (every hold lasts as long). Entries of holds
     /// taken back stay until they reach the front or the queue is compacted, which keeps
     /// it within twice the live holds (plus a little).
     order: VecDeque<(NickKey, Instant)>,
     /// The held names by the session of their departed client (for receipts).
     sessions: FastMap<ConnId, NickKey>,
-    /// Bytes in all mailboxes.
-    bytes: usize,
+    /// The memory of all mailboxes as counted against `--mailbox-total`.
+    counted: usize,
 }
 
 /// Stale entries the expiry queue may hold beyond as many as there are holds.
 const ORDER_SLACK: usize = 64;
 
 impl Holds {
-    /// No holds; each will last `ttl`, and at most `max` are kept.
-    pub fn new(ttl: Duration, max: usize) -> Holds {
+    /// No holds; each will last `ttl`, and at most `max` are kept, `max_per_ip` for one
+    /// address.
+    pub fn new(ttl: Duration, max: usize, max_per_ip: usize) -> Holds {
         Holds {
             ttl,
-            max,
+            max: max.max(1),
+            max_per_ip: max_per_ip.max(1),
             map: HashMap::new(),
+            by_ip: HashMap::new(),
             order: VecDeque::new(),
             sessions: FastMap::default(),
-            bytes: 0,
+            counted: 0,
         }
     }
 
     /// Holds `nick`, the name of the client `tag` (of `session`) that left, for `ip` from
-    /// `now`, with `mailbox`, dropping the oldest hold past the bound. With `--hold 0`
-    /// nothing is held and the mailbox is discarded. Logs the decision and the counts.
+    /// `now`, with `mailbox`, dropping a hold past the bounds (the oldest of `ip` at its
+    /// own bound, else past the total the oldest of the address holding the most). With
+    /// `--hold 0` nothing is held and the mailbox is discarded. Logs the decision and the
+    /// counts.
     pub fn hold(
         &mut self,
         tag: &str,
@@ -136,18 +158,76 @@ impl Holds {
         self.insert(hold, now);
     }
 
-    /// Adds `hold`, which ends no earlier than every hold already kept, then drops the
-    /// oldest past the bound.
+    /// Adds `hold`, which ends no earlier than every hold already kept, dropping a hold
+    /// past the bounds first (the oldest of its address at its own bound, else past the
+    /// total the oldest of the address holding the most).
     fn insert(&mut self, hold: Hold, now: Instant) {
-        let key = hold.nick.key();
+        let (key, ip) = (hold.nick.key(), hold.ip);
+        self.purge(now);
+        // §5.7: the address's own oldest first, so that no address pushes out another's.
+        if self
+            .by_ip
+            .get(&ip)
+            .is_some_and(|q| q.len() >= self.max_per_ip)
+        {
+            let oldest = self.by_ip.get(&ip).and_then(|q| q.front().copied());
+            if let Some(oldest) = oldest {
+                self.drop_early(
+                    oldest,
+                    "too many holds for its address (--max-holds-per-ip)",
+                );
+            }
+        }
+        if self.map.len() >= self.max {
+            // Past the total: the oldest hold of the address holding the most (of two
+            // holding as many, the one whose oldest hold is older).
+            let map = &self.map;
+            let most = self
+                .by_ip
+                .values()
+                .filter_map(|q| {
+                    let front = *q.front()?;
+                    Some((q.len(), std::cmp::Reverse(map.get(&front)?.until), front))
+                })
+                .max();
+            if let Some((_, _, oldest)) = most {
+                self.drop_early(
+                    oldest,
+                    "too many holds (--max-holds), its address holds the most",
+                );
+            }
+        }
         self.order.push_back((key, hold.until));
         self.sessions.insert(hold.session, key);
-        self.bytes += hold.mailbox.bytes();
+        self.counted += hold.mailbox.counted();
+        self.by_ip.entry(ip).or_default().push_back(key);
         if let Some(old) = self.map.insert(key, hold) {
             // Cannot happen (a held name has no client), but keep the books right.
             self.forget(&old);
         }
-        self.purge(now);
+    }
+
+    /// Ends the hold on `key` before its term, discarding its mailbox (logged with `why`
+    /// and the counts).
+    fn drop_early(&mut self, key: NickKey, why: &str) {
+        self.end(key, format_args!("dropped: {why}"));
+    }
+
+    /// Ends the hold on `key`, discarding its mailbox: logged with `how` and the counts.
+    fn end(&mut self, key: NickKey, how: fmt::Arguments<'_>) {
+        let Some(h) = self.map.remove(&key) else {
+            return;
+        };
+        self.forget(&h);
+        log::info!(
+            "{} hold on {} for {} {how}: mailbox of {} discarded ({} held, {} lost)",
+            h.tag,
+            h.nick,
+            h.ip,
+            h.nick,
+            h.mailbox.held(),
+            h.mailbox.lost()
+        );
     }
 
     /// Claims `key` for a client from `ip` at `now`: `Ok(Some(..))` if it was held for
@@ -170,11 +250,6 @@ impl Holds {
                     return Ok(None);
                 };
                 self.forget(&h);
-                if self.order.len() > 2 * self.map.len() + ORDER_SLACK {
-                    let map = &self.map;
-                    self.order
-                        .retain(|(k, until)| map.get(k).is_some_and(|h| h.until == *until));
-                }
                 Ok(Some(Resumed {
                     session: h.session,
                     mailbox: h.mailbox,
@@ -187,38 +262,34 @@ impl Holds {
     /// Takes the books of a hold that ends.
     fn forget(&mut self, h: &Hold) {
         self.sessions.remove(&h.session);
-        self.bytes -= h.mailbox.bytes();
+        self.counted -= h.mailbox.counted();
+        let key = h.nick.key();
+        if let Some(q) = self.by_ip.get_mut(&h.ip) {
+            if let Some(i) = q.iter().position(|&k| k == key) {
+                q.remove(i);
+            }
+            if q.is_empty() {
+                self.by_ip.remove(&h.ip);
+            }
+        }
+        if self.order.len() > 2 * self.map.len() + ORDER_SLACK {
+            let map = &self.map;
+            self.order
+                .retain(|(k, until)| map.get(k).is_some_and(|h| h.until == *until));
+        }
     }
 
-    /// Ends the holds expired at `now`, and the oldest past the bound, discarding their
-    /// mailboxes (logged).
+    /// Ends the holds expired at `now`, discarding their mailboxes (logged).
     pub fn purge(&mut self, now: Instant) {
         while let Some(&(key, until)) = self.order.front() {
-            if until > now && self.map.len() <= self.max {
+            if until > now {
                 break;
             }
             self.order.pop_front();
             if self.map.get(&key).is_none_or(|h| h.until != until) {
                 continue; // Taken back before.
             }
-            let Some(h) = self.map.remove(&key) else {
-                continue;
-            };
-            self.forget(&h);
-            let why = if h.until > now {
-                "dropped: too many holds"
-            } else {
-                "expired"
-            };
-            log::info!(
-                "{} hold on {} for {} {why}: mailbox of {} discarded ({} held, {} lost)",
-                h.tag,
-                h.nick,
-                h.ip,
-                h.nick,
-                h.mailbox.held(),
-                h.mailbox.lost()
-            );
+            self.end(key, format_args!("expired"));
         }
     }
 
@@ -233,6 +304,33 @@ impl Holds {
         self.map.get(&key).map(|h| &h.nick)
     }
 
+    /// The address and term of the hold on `key`, if held at `now`.
+    pub fn held(&mut self, key: NickKey, now: Instant) -> Option<HeldElsewhere> {
+        self.purge(now);
+        self.map.get(&key).map(|h| HeldElsewhere {
+            ip: h.ip,
+            until: h.until,
+        })
+    }
+
+    /// Would the mailbox of the held name `key` take `line_len` more bytes within `max`?
+    pub fn fits(&self, key: NickKey, line_len: usize, max: usize) -> bool {
+        self.map
+            .get(&key)
+            .is_some_and(|h| h.mailbox.fits(line_len, max))
+    }
+
+    /// What every hold keeps: names, lines and lost lines.
+    pub fn counts(&self) -> HoldCounts {
+        self.map
+            .values()
+            .fold(HoldCounts::default(), |c, h| HoldCounts {
+                holds: c.holds + 1,
+                lines: c.lines + h.mailbox.held(),
+                lost: c.lost + h.mailbox.lost(),
+            })
+    }
+
     /// Puts the `chatm` `line` from `from` (of `session`) into the mailbox of the held
     /// name `key`, within `max` bytes.
     pub fn put(
@@ -244,7 +342,7 @@ impl Holds {
     ) -> Result<(), Full> {
         let h = self.map.get_mut(&key).ok_or(Full)?;
         h.mailbox.put(line, Some(from), max)?;
-        self.bytes += line.len();
+        self.counted += cost(line.len());
         Ok(())
     }
 
@@ -261,7 +359,7 @@ impl Holds {
         let h = self.map.get_mut(key)?;
         let kept = h.mailbox.put_receipt(line, max);
         if kept {
-            self.bytes += line.len();
+            self.counted += cost(line.len());
         }
         Some((kept, &h.nick))
     }
@@ -295,14 +393,20 @@ impl Holds {
             h.mailbox.held(),
             h.mailbox.lost()
         );
-        self.bytes -= h.mailbox.bytes();
+        self.counted -= h.mailbox.counted();
         h.mailbox.discard();
         true
     }
 
-    /// Bytes in all mailboxes.
-    pub fn bytes(&self) -> usize {
-        self.bytes
+    /// The memory of all mailboxes as counted against `--mailbox-total`.
+    pub fn counted(&self) -> usize {
+        self.counted
+    }
+
+    /// The memory of the mailboxes other than `key`'s as counted against
+    /// `--mailbox-total`: what discarding them could free.
+    pub fn counted_except(&self, key: NickKey) -> usize {
+        self.counted - self.map.get(&key).map_or(0, |h| h.mailbox.counted())
     }
 
     /// `--state` (xscp(7) §5.9): every hold as the state file keeps it, its expiry as
@@ -319,7 +423,7 @@ impl Holds {
 
     /// `--state`: takes back a hold saved by an earlier run, under `session`, until
     /// `until`. Restored oldest first, they keep the expiry queue in order (none lasts past
-    /// `--hold` from now, as a new hold would); past the bound the oldest is dropped
+    /// `--hold` from now, as a new hold would); the bounds apply as to any new hold
     /// (logged).
     pub fn restore(
         &mut self,
@@ -375,7 +479,7 @@ mod tests {
     #[test]
     fn a_hold_is_for_its_address_until_it_expires() {
         let t0 = Instant::now();
-        let mut holds = Holds::new(TTL, 8);
+        let mut holds = Holds::new(TTL, 8, 8);
         hold(&mut holds, "alice", HERE, t0);
         assert_eq!(take(&mut holds, "ALICE", THERE, t0), Err(HERE));
         let before = t0 + TTL - Duration::from_millis(1);
@@ -388,7 +492,7 @@ mod tests {
     #[test]
     fn taking_a_hold_from_its_address_ends_it() {
         let t0 = Instant::now();
-        let mut holds = Holds::new(TTL, 8);
+        let mut holds = Holds::new(TTL, 8, 8);
         hold(&mut holds, "alice", HERE, t0);
         assert_eq!(take(&mut holds, "Alice", HERE, t0 + TTL / 2), Ok(true));
         assert_eq!(take(&mut holds, "alice", HERE, t0 + TTL / 2), Ok(false));
@@ -398,7 +502,7 @@ mod tests {
     #[test]
     fn hold_zero_holds_nothing() {
         let t0 = Instant::now();
-        let mut holds = Holds::new(Duration::ZERO, 8);
+        let mut holds = Holds::new(Duration::ZERO, 8, 8);
         hold(&mut holds, "alice", HERE, t0);
         assert_eq!(take(&mut holds, "alice", THERE, t0), Ok(false));
     }
@@ -406,7 +510,7 @@ mod tests {
     #[test]
     fn past_the_bound_the_oldest_hold_is_dropped() {
         let t0 = Instant::now();
-        let mut holds = Holds::new(TTL, 2);
+        let mut holds = Holds::new(TTL, 2, 2);
         for (i, name) in ["a1", "b2", "c3"].into_iter().enumerate() {
             hold(&mut holds, name, HERE, t0 + Duration::from_secs(i as u64));
         }
@@ -420,7 +524,7 @@ mod tests {
     fn a_name_held_again_lasts_its_new_term() {
         // The first hold's expiry must not end the second (its order entry is stale).
         let t0 = Instant::now();
-        let mut holds = Holds::new(TTL, 8);
+        let mut holds = Holds::new(TTL, 8, 8);
         hold(&mut holds, "alice", HERE, t0);
         assert_eq!(take(&mut holds, "alice", HERE, t0 + TTL / 2), Ok(true));
         hold(&mut holds, "alice", HERE, t0 + TTL / 2);
@@ -436,7 +540,7 @@ mod tests {
     #[test]
     fn taking_holds_back_keeps_the_expiry_queue_bounded() {
         let t0 = Instant::now();
-        let mut holds = Holds::new(TTL, 8);
+        let mut holds = Holds::new(TTL, 8, 8);
         hold(&mut holds, "other", HERE, t0);
         for i in 0..10_000u32 {
             let now = t0 + Duration::from_micros(u64::from(i));
@@ -451,17 +555,17 @@ mod tests {
     #[test]
     fn the_mailbox_comes_back_with_the_hold_and_ends_with_it() {
         let t0 = Instant::now();
-        let mut holds = Holds::new(TTL, 8);
+        let mut holds = Holds::new(TTL, 8, 8);
         let mut m = Mailbox::with_lost(1);
         m.keep(b"chatm bob alice hi\r\n", None);
         holds.hold("test", nick("alice"), HERE, 7, m, t0);
-        assert_eq!(holds.bytes(), 20);
+        assert_eq!(holds.counted(), cost(20));
         assert!(holds.holds_session(7));
         let back = holds.take(key("alice"), HERE, t0).expect("held here");
         let back = back.expect("welcome back");
         assert_eq!(back.session, 7);
         assert_eq!((back.mailbox.held(), back.mailbox.lost()), (1, 1));
-        assert_eq!((holds.bytes(), holds.holds_session(7)), (0, false));
+        assert_eq!((holds.counted(), holds.holds_session(7)), (0, false));
         // Expiry ends another one's mailbox with its hold.
         holds.hold("test", nick("bob"), HERE, 8, Mailbox::default(), t0);
         assert!(
@@ -469,16 +573,16 @@ mod tests {
                 .put(key("bob"), b"x\r\n", (key("carol"), 3), 64)
                 .is_ok()
         );
-        assert_eq!(holds.bytes(), 3);
+        assert_eq!(holds.counted(), cost(3));
         holds.purge(t0 + TTL);
-        assert_eq!((holds.bytes(), holds.holds_session(8)), (0, false));
+        assert_eq!((holds.counted(), holds.holds_session(8)), (0, false));
         assert!(holds.nick(key("bob"), t0 + TTL).is_none());
     }
 
     #[test]
     fn mailboxes_take_lines_within_the_bound() {
         let t0 = Instant::now();
-        let mut holds = Holds::new(TTL, 8);
+        let mut holds = Holds::new(TTL, 8, 8);
         hold(&mut holds, "alice", HERE, t0);
         let from = (key("bob"), 2);
         assert_eq!(holds.put(key("alice"), &[b'x'; 40], from, 64), Ok(()));
@@ -491,7 +595,7 @@ mod tests {
         ));
         assert!(matches!(holds.put_receipt(1, b"r", 64), Some((false, _))));
         assert!(holds.put_receipt(99, b"r", 64).is_none());
-        assert_eq!(holds.bytes(), 64);
+        assert_eq!(holds.counted(), cost(40) + cost(24));
         let m = holds
             .take(key("alice"), HERE, t0)
             .ok()
@@ -503,7 +607,7 @@ mod tests {
     #[test]
     fn the_oldest_mailbox_is_discarded_first_and_the_hold_kept() {
         let t0 = Instant::now();
-        let mut holds = Holds::new(TTL, 8);
+        let mut holds = Holds::new(TTL, 8, 8);
         for (i, name) in ["a1", "b2", "c3"].into_iter().enumerate() {
             hold(&mut holds, name, HERE, t0 + Duration::from_secs(i as u64));
         }
@@ -515,7 +619,7 @@ mod tests {
         assert!(holds.discard_oldest(Some(key("b2"))));
         assert!(holds.discard_oldest(None));
         assert!(!holds.discard_oldest(None));
-        assert_eq!(holds.bytes(), 0);
+        assert_eq!(holds.counted(), 0);
         let now = t0 + Duration::from_secs(3);
         for name in ["b2", "c3"] {
             let back = holds
@@ -525,5 +629,43 @@ mod tests {
                 .expect("held");
             assert_eq!((back.mailbox.held(), back.mailbox.lost()), (0, 1), "{name}");
         }
+    }
+
+    /// Issue 18: an address at its bound loses its own oldest hold, never another's.
+    #[test]
+    fn an_address_at_its_bound_loses_its_own_oldest() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 100, 2);
+        hold(&mut holds, "vic", HERE, t0);
+        for (i, name) in ["m1", "m2", "m3"].into_iter().enumerate() {
+            hold(
+                &mut holds,
+                name,
+                THERE,
+                t0 + Duration::from_secs(i as u64 + 1),
+            );
+        }
+        let now = t0 + Duration::from_secs(5);
+        assert_eq!(take(&mut holds, "m1", HERE, now), Ok(false));
+        assert_eq!(take(&mut holds, "m2", HERE, now), Err(THERE));
+        assert_eq!(take(&mut holds, "vic", THERE, now), Err(HERE));
+        assert_eq!(holds.counts().holds, 3);
+    }
+
+    /// Issue 18: past the total the oldest hold of the address holding the most goes.
+    #[test]
+    fn past_the_total_the_address_holding_the_most_loses_first() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 3, 3);
+        let third = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+        hold(&mut holds, "vic", HERE, t0);
+        hold(&mut holds, "m1", THERE, t0 + Duration::from_secs(1));
+        hold(&mut holds, "m2", THERE, t0 + Duration::from_secs(2));
+        hold(&mut holds, "nu", third, t0 + Duration::from_secs(3));
+        let now = t0 + Duration::from_secs(4);
+        assert_eq!(take(&mut holds, "m1", HERE, now), Ok(false));
+        assert_eq!(take(&mut holds, "vic", THERE, now), Err(HERE));
+        assert_eq!(take(&mut holds, "m2", HERE, now), Err(THERE));
+        assert_eq!(take(&mut holds, "nu", HERE, now), Err(third));
     }
 }

@@ -1,27 +1,52 @@
-//! A held name's mailbox (PROTOCOL.md §5.8): what the returning client gets back. The
+//! A held name's mailbox (xscp(7) §5.8): what the returning client gets back. The
 //! departed client's copies become its first lines; while the name is held, direct
 //! `chatm`s to it and receipts for what it sent are added; the `uname` that gets
 //! `welcome back` delivers it all in one go. Bounded by `--mailbox` bytes (each line with
-//! its CRLF), it is one byte buffer with each line's length beside it. The buffer is
-//! shared with a save in progress (`--state`, xscp(7) §5.9) rather than copied: the hub
-//! hands it over in constant time, and a mailbox that changes while the save runs copies
-//! its own bytes then (at most `--mailbox`).
+//! its CRLF), it is one byte buffer with a compact entry (16 bytes) beside each line. The
+//! buffer is shared with a save in progress (`--state`, xscp(7) §5.9) rather than copied:
+//! the hub hands it over in constant time, and a mailbox that changes while the save runs
+//! copies its own bytes then (at most `--mailbox`).
+//!
+//! `--mailbox-total` bounds memory, not bytes (§5.8): every line kept, here or as a
+//! connected client's copy, counts [`cost`], its bytes plus [`LINE_OVERHEAD`].
 
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
 use crate::state::Wire;
 
+/// What the server spends to keep one line besides its bytes, as counted against
+/// `--mailbox-total`: the line's entry (16 bytes, here and in a client's copies) and the
+/// growth room of the vectors that hold lines and entries. The limits section of
+/// `src/ARCHITECTURE.md` gives the resident memory measured against it
+/// (`xscp-bench mailbox-memory`).
+pub const LINE_OVERHEAD: usize = 32;
+
+/// The memory counted against `--mailbox-total` for keeping a line of `len` bytes.
+pub const fn cost(len: usize) -> usize {
+    len + LINE_OVERHEAD
+}
+
+/// The sender named by a `chatm` line (its second field), as a key.
+pub fn sender_of(line: &[u8]) -> Option<NickKey> {
+    let rest = line.strip_prefix(b"chatm ")?;
+    let end = rest.iter().position(|&b| b == b' ')?;
+    NickKey::of(std::str::from_utf8(&rest[..end]).ok()?)
+}
+
 /// The mailbox cannot take the line within `--mailbox`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Full;
 
-/// One line of a mailbox.
+/// The session of an entry that awaits no receipt (a `chatr`; conn ids are counted up
+/// from 1 and never reach it).
+const NO_RECEIPT: ConnId = ConnId::MAX;
+
+/// One line of a mailbox: its length, and for a `chatm` the session of its sender, where
+/// the receipt goes once the line is replayed (the sender's name is in the line).
 #[derive(Clone, Copy, Debug)]
 struct Entry {
-    len: usize,
-    /// For a `chatm`: its sender as the line names it, and the sender's session, where
-    /// the receipt goes once the line is replayed. `None` for a `chatr`.
-    from: Option<(NickKey, ConnId)>,
+    session: ConnId,
+    len: u32,
 }
 
 /// The lines kept for a held name, in the order the server accepted them, and how many
@@ -34,6 +59,16 @@ pub struct Mailbox {
 }
 
 impl Mailbox {
+    /// An empty mailbox that lost `lost` lines already, with room for `lines` lines of
+    /// `bytes` bytes in all (a departing client's copies: allocated once, exactly).
+    pub fn with_capacity(lost: u64, lines: usize, bytes: usize) -> Mailbox {
+        Mailbox {
+            buf: Wire::new(Vec::with_capacity(bytes)),
+            entries: Vec::with_capacity(lines),
+            lost,
+        }
+    }
+
     /// An empty mailbox that lost `lost` lines already.
     pub fn with_lost(lost: u64) -> Mailbox {
         Mailbox {
@@ -46,9 +81,15 @@ impl Mailbox {
     pub fn keep(&mut self, line: &[u8], from: Option<(NickKey, ConnId)>) {
         Wire::make_mut(&mut self.buf).extend_from_slice(line);
         self.entries.push(Entry {
-            len: line.len(),
-            from,
+            session: from.map_or(NO_RECEIPT, |(_, session)| session),
+            // A line is at most a PDU (512 bytes).
+            len: u32::try_from(line.len()).unwrap_or(u32::MAX),
         });
+    }
+
+    /// Would `line_len` more bytes stay within `max`?
+    pub fn fits(&self, line_len: usize, max: usize) -> bool {
+        self.buf.len() + line_len <= max
     }
 
     /// Adds `line` if the mailbox stays within `max` bytes.
@@ -58,7 +99,7 @@ impl Mailbox {
         from: Option<(NickKey, ConnId)>,
         max: usize,
     ) -> Result<(), Full> {
-        if self.buf.len() + line.len() > max {
+        if !self.fits(line.len(), max) {
             return Err(Full);
         }
         self.keep(line, from);
@@ -92,9 +133,15 @@ impl Mailbox {
         self.lost
     }
 
-    /// Bytes held.
+    /// Bytes held (the lines with their CRLF: what `--mailbox` bounds).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.buf.len()
+    }
+
+    /// The memory counted against `--mailbox-total`: every line's [`cost`].
+    pub fn counted(&self) -> usize {
+        self.buf.len() + self.entries.len() * LINE_OVERHEAD
     }
 
     /// Every line held, one after the other, as they go on the wire.
@@ -112,9 +159,14 @@ impl Mailbox {
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], Option<(NickKey, ConnId)>)> {
         let mut start = 0;
         self.entries.iter().map(move |e| {
-            let line = &self.buf[start..start + e.len];
-            start += e.len;
-            (line, e.from)
+            let end = start + e.len as usize;
+            let line = self.buf.get(start..end).unwrap_or_default();
+            start = end;
+            let from = match e.session {
+                NO_RECEIPT => None,
+                session => sender_of(line).map(|key| (key, session)),
+            };
+            (line, from)
         })
     }
 }

@@ -25,7 +25,9 @@
 //! - `holds.rs`: `Holds`, names held for a departed client's address (§5.7);
 //! - `receipts.rs`: `Receipts`, the receipts one client owes (§5 chatr) and the copies of
 //!   the messages that await them (§5.8);
-//! - `mailbox.rs`: `Mailbox`, what a held name keeps for its return (§5.8);
+//! - `mailbox.rs`: `Mailbox`, what a held name keeps for its return (§5.8), and the
+//!   memory `--mailbox-total` counts for a line;
+//! - `unsaved.rs`: `Unsaved`, what a shutdown without `--state` discards (§5.8 Audit);
 //! - `chats.rs`: `Chats`, the `chatm` lines of one read, given to the hub as one message;
 //! - `answer.rs`: the one-shot slot through which a reader gets the answer to `uname` or
 //!   `cname`;
@@ -60,15 +62,17 @@ mod output;
 mod persist;
 mod receipts;
 mod relay;
+mod unsaved;
 
 pub use answer::{Pending, Promise, slot};
 pub use chats::Chats;
 use fastmap::FastMap;
 use holds::Holds;
+pub use mailbox::{LINE_OVERHEAD, cost};
 pub use output::{Output, Overflow, Wake};
 pub use persist::Persist;
-pub use receipts::MAX_PENDING_RECEIPTS;
 use receipts::Receipts;
+pub use unsaved::Unsaved;
 
 /// What readers (and the server) tell the hub; `O` is a client's output side.
 #[derive(Debug)]
@@ -126,11 +130,16 @@ pub enum ToHub<O> {
 pub struct HubConfig {
     /// How long a departed client's name is held for its address (zero: not at all).
     pub hold: Duration,
-    /// The most names held at once; past it the oldest hold is dropped.
+    /// `--max-holds`: the most names held at once; past it the oldest hold of the address
+    /// holding the most is dropped.
     pub max_holds: usize,
+    /// `--max-holds-per-ip`: the most names held at once for one address; past it that
+    /// address's oldest hold is dropped.
+    pub max_holds_per_ip: usize,
     /// `--mailbox`: the most bytes of copies one client, or one held name, keeps.
     pub mailbox: usize,
-    /// `--mailbox-total`: the most bytes of copies and mailboxes in all.
+    /// `--mailbox-total`: the most memory of copies and mailboxes in all, each line counted
+    /// with its bookkeeping ([`mailbox::cost`]).
     pub mailbox_total: usize,
 }
 
@@ -161,7 +170,7 @@ pub struct Hub<O> {
     holds: Holds,
     /// The sessions that came back, to the connection that continues each.
     resumed: FastMap<ConnId, ConnId>,
-    /// Bytes of copies kept for all clients.
+    /// The memory of the copies kept for all clients, as counted against `--mailbox-total`.
     copies: usize,
     /// `--mailbox`
     mailbox: usize,
@@ -182,7 +191,7 @@ impl<O: Output> Hub<O> {
         Hub {
             clients: FastMap::default(),
             names: FastMap::default(),
-            holds: Holds::new(config.hold, config.max_holds),
+            holds: Holds::new(config.hold, config.max_holds, config.max_holds_per_ip),
             resumed: FastMap::default(),
             copies: 0,
             mailbox: config.mailbox,
@@ -385,7 +394,7 @@ impl<O: Output> Hub<O> {
         if c.session != conn {
             self.resumed.remove(&c.session);
         }
-        self.copies -= c.receipts.bytes();
+        self.copies -= c.receipts.counted();
         let Some(nick) = c.nick else { return };
         self.names.remove(&nick.key());
         shrink(&mut self.names);
@@ -403,7 +412,20 @@ impl<O: Output> Hub<O> {
         self.notify(conn, &reply::notif_quit(nick.as_str()));
     }
 
+    /// What a shutdown without `--state` discards (§5.8 Audit): the holds with their
+    /// mailboxes, and the connected clients' copies.
+    pub fn unsaved(&self) -> Unsaved {
+        Unsaved {
+            holds: self.holds.counts(),
+            copies: self.clients.values().map(|c| c.receipts.copies()).sum(),
+        }
+    }
+
     fn shutdown(&mut self) {
+        // Logged before anything is released (§5.8 Audit); with `--state` it is saved.
+        if self.persist.is_none() {
+            log::info!("hub: {}", self.unsaved());
+        }
         self.shutting_down = true;
         let line = Cause::ServerShutdown.cquit_line().unwrap_or_default();
         for c in self.clients.values() {

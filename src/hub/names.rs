@@ -84,42 +84,37 @@ impl<O: Output> Hub<O> {
             return;
         }
         c.respond(conn, mailbox.wire(), &mut self.wakes);
+        // A replayed `chatr` awaits no receipt: it is delivered at most once (§5.8).
         for (line, from) in mailbox.entries() {
             if let Some((from, sender)) = from {
                 c.receipts.expect(from, sender, line, self.mailbox);
             }
         }
-        self.copies += c.receipts.bytes();
+        self.copies += c.receipts.counted();
     }
 
     pub(super) fn rename(&mut self, conn: ConnId, new: Nick) -> Answer {
-        let Some((ip, Some(old))) = self.clients.get(&conn).map(|c| (c.ip, c.nick.clone())) else {
+        let Some(Some(old)) = self.clients.get(&conn).map(|c| c.nick.clone()) else {
             return Answer::Gone;
         };
         let key = new.key();
-        let resumed = match self.claim(conn, key, ip) {
-            Ok(resumed) => resumed,
-            Err(taken) => {
-                if let Some(c) = self.clients.get(&conn) {
-                    log::debug!("{} cname {old} -> {new}: {}", c.tag, self.taken_text(taken));
-                }
-                self.send(conn, &reply::in_use(new.as_str()));
-                return Answer::NotRenamed;
-            }
+        // A held name is reserved for its returning `uname` (§5.7): IN-USE from every
+        // address, the holder's own included.
+        let taken = match self.names.get(&key) {
+            Some(&owner) if owner != conn => Some(Taken::Connected(owner)),
+            _ => self.holds.held(key, Instant::now()).map(Taken::Held),
         };
+        if let Some(taken) = taken {
+            if let Some(c) = self.clients.get(&conn) {
+                log::debug!("{} cname {old} -> {new}: {}", c.tag, self.taken_text(taken));
+            }
+            self.send(conn, &reply::in_use(new.as_str()));
+            return Answer::NotRenamed;
+        }
         self.names.remove(&old.key());
         self.names.insert(key, conn);
         if let Some(c) = self.clients.get_mut(&conn) {
             log::info!("{} renamed {old} -> {new}", c.tag);
-            if let Some(r) = resumed {
-                // Only a `uname` resumes (§5.8): a rename takes the name, not the session.
-                let (held, lost) = (r.mailbox.held(), r.mailbox.lost());
-                log::info!(
-                    "{} took held name {new} by a rename: mailbox of {new} discarded \
-                     ({held} held, {lost} lost)",
-                    c.tag
-                );
-            }
             c.nick = Some(new.clone());
         }
         self.send(conn, &reply::name_changed(old.as_str(), new.as_str()));
@@ -133,6 +128,6 @@ impl<O: Output> Hub<O> {
 enum Taken {
     /// A connected client has it.
     Connected(ConnId),
-    /// It is held for another address.
+    /// It is held (for another address, or for a `cname` for any).
     Held(HeldElsewhere),
 }

@@ -11,11 +11,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::mailbox::Mailbox;
+use super::mailbox::{Mailbox, sender_of};
 use super::{Hub, Output};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
-use crate::state::{Deferred, SaveHandle, Saved, SavedHold, chatm_sender};
+use crate::state::{Deferred, SaveHandle, Saved, SavedHold};
 
 /// Restored holds continue sessions numbered from here: connection numbers (from 1, one
 /// a connection) never reach it, so a restored session is never taken for a connection.
@@ -77,7 +77,7 @@ impl<O: Output> Hub<O> {
         for (h, session) in holds.into_iter().zip(RESTORED_SESSIONS..) {
             let mut mailbox = Mailbox::with_lost(h.lost);
             for line in h.lines() {
-                let from = chatm_sender(line).map(|key| {
+                let from = sender_of(line).map(|key| {
                     let sender = sessions.get(&key).copied().unwrap_or(nobody);
                     (key, sender)
                 });
@@ -88,7 +88,7 @@ impl<O: Output> Hub<O> {
             self.holds
                 .restore(h.nick, h.ip, until, session, mailbox, now);
         }
-        while self.copies + self.holds.bytes() > self.mailbox_total {
+        while self.copies + self.holds.counted() > self.mailbox_total {
             if !self.holds.discard_oldest(None) {
                 break;
             }

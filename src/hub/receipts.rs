@@ -1,13 +1,20 @@
-//! The receipts a client owes (PROTOCOL.md §5 chatr), and the copies of the messages that
+//! The receipts a client owes (xscp(7) §5 chatr), and the copies of the messages that
 //! await them (§5.8). Each direct `chatm` relayed to a client awaits one `chatr`, which
 //! goes back to the sender. A receipt names only the sender, as the relayed `chatm` did, so
 //! it matches the oldest message from that name; the same message's copy goes with it.
 //!
+//! What is owed is a count per sender name (with the sessions the messages came from, one
+//! run per session in a row): every receipt for a message relayed and not yet receipted is
+//! legal, however the senders interleave (§5.8), and a client costs one entry per name
+//! that awaits its receipts, not one per message. The copies are bounded by `--mailbox`.
+//!
 //! Copies live in one byte buffer per client (allocated with the first copy), each a span
-//! of it, oldest first; they are bounded by `--mailbox` bytes, past which the oldest is
-//! forgotten and counted as lost. A settled copy in the middle leaves its bytes behind
-//! until the buffer is compacted, which happens once the dead bytes outweigh the live
-//! ones: amortised, a copy costs its bytes once and no allocation of its own.
+//! of it, oldest first, numbered within its sender; past `--mailbox` bytes the oldest is
+//! forgotten and counted as lost, and a receipt that comes for a forgotten copy takes it
+//! off that count (it proves the message delivered). A settled copy in the middle leaves
+//! its bytes behind until the buffer is compacted, which happens once the dead bytes pass
+//! a quarter of the live ones (and [`SLACK`]): amortised, a copy costs its bytes and a
+//! 16-byte span, and no allocation of its own.
 //!
 //! A save (`--state`, xscp(7) §5.9) shares a client's receipts and copies with the saver
 //! rather than copying them ([`Receipts::shared`]): the hub hands them over in constant
@@ -16,55 +23,62 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::mailbox::Mailbox;
+use super::fastmap::FastMap;
+use super::mailbox::{LINE_OVERHEAD, Mailbox, sender_of};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
 use crate::state::Copies;
 
-/// The most runs of receipts one client can owe (a run: consecutive messages from one
-/// sender's session); past it the oldest run is forgotten.
-pub const MAX_PENDING_RECEIPTS: usize = 1024;
-
-/// Dead bytes the copy buffer may hold beyond as many as it holds live ones.
+/// Dead bytes the copy buffer may hold beyond a quarter of its live ones.
 const SLACK: usize = 4096;
 
-/// A run of receipts a client owes: `count` messages in a row from one sender. Receipts
-/// name only the sender, so a run is as good as `count` separate entries, and a recipient
-/// far behind one busy sender costs one entry, not thousands.
-#[derive(Clone, Debug)]
-struct Run {
-    /// The sender as the relayed `chatm` named it.
-    from: NickKey,
-    /// The sender's session (the connection that began it), where the receipt goes.
-    session: ConnId,
-    /// The sequence number of the oldest message of the run awaiting its receipt; the
-    /// others follow it without a gap.
-    first: u64,
-    /// How many messages of the run await their receipt.
-    count: u32,
+/// What one client owes one sender name: `next - settled` receipts, for messages sent in
+/// the sessions of `runs` (oldest first, each with how many in a row).
+#[derive(Clone, Debug, Default)]
+struct Owing {
+    runs: VecDeque<(ConnId, u64)>,
+    /// The number (within this sender) of the next message relayed.
+    next: u64,
+    /// The number of the oldest message awaiting its receipt.
+    settled: u64,
 }
 
-/// The copy of one message, in the buffer.
+impl Owing {
+    /// The session of message `n` (one awaiting its receipt).
+    fn session_of(&self, n: u64) -> Option<ConnId> {
+        let mut first = self.settled;
+        for &(session, count) in &self.runs {
+            if n < first + count {
+                return Some(session);
+            }
+            first += count;
+        }
+        None
+    }
+}
+
+/// The copy of one message, in the buffer: where, and its number within its sender
+/// (the low 32 bits: a sender would need 2^32 messages awaiting receipts from one client
+/// for two copies of it to share a number).
 #[derive(Clone, Copy, Debug)]
 struct Span {
-    seq: u64,
     start: usize,
-    len: usize,
+    len: u32,
+    n: u32,
 }
 
-/// The receipts one client owes, oldest first, bounded by [`MAX_PENDING_RECEIPTS`] runs,
-/// with the copies of their messages. A client that was never sent a message owes none:
-/// for it this is one null pointer, and the state ([`Owed`]) is allocated with the first
-/// message, so that the hub's entry for an idle client stays small.
+/// The receipts one client owes, with the copies of their messages. A client that was
+/// never sent a message owes none: for it this is one null pointer, and the state
+/// ([`Owed`]) is allocated with the first message, so that the hub's entry for an idle
+/// client stays small.
 #[derive(Debug, Default)]
 pub struct Receipts(Option<Arc<Owed>>);
 
 impl Receipts {
     /// Records that `line`, a message from `from` sent in `session`, awaits its receipt,
-    /// and keeps its copy within `max` bytes. False if the oldest run had to be forgotten
-    /// to make room.
-    pub fn expect(&mut self, from: NickKey, session: ConnId, line: &[u8], max: usize) -> bool {
-        Arc::make_mut(self.0.get_or_insert_with(Arc::default)).expect(from, session, line, max)
+    /// and keeps its copy within `max` bytes (forgetting the oldest past it).
+    pub fn expect(&mut self, from: NickKey, session: ConnId, line: &[u8], max: usize) {
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default)).expect(from, session, line, max);
     }
 
     /// Forgets the oldest copy (its receipt stays owed) and counts it lost. False if there
@@ -75,16 +89,24 @@ impl Receipts {
             .is_some_and(|owed| Arc::make_mut(owed).forget_oldest())
     }
 
-    /// Settles the oldest message from `from` awaiting a receipt (and drops its copy): the
-    /// sender's session, where the receipt goes. `None` if no message from `from` awaits
-    /// one.
+    /// Settles the oldest message from `from` awaiting a receipt (and drops its copy, or
+    /// takes it off the lost count if it was forgotten): the sender's session, where the
+    /// receipt goes. `None` if no message from `from` awaits one.
     pub fn take(&mut self, from: NickKey) -> Option<ConnId> {
         Arc::make_mut(self.0.as_mut()?).take(from)
     }
 
-    /// Bytes of the copies kept.
-    pub fn bytes(&self) -> usize {
-        self.0.as_ref().map_or(0, |owed| owed.bytes)
+    /// The memory of the copies kept as counted against `--mailbox-total` (each copy's
+    /// [`super::mailbox::cost`]).
+    pub fn counted(&self) -> usize {
+        self.0
+            .as_ref()
+            .map_or(0, |owed| owed.bytes + owed.spans.len() * LINE_OVERHEAD)
+    }
+
+    /// How many copies are kept.
+    pub fn copies(&self) -> usize {
+        self.0.as_ref().map_or(0, |owed| owed.spans.len())
     }
 
     /// The copies kept and the count of those forgotten, as a mailbox (§5.8 departure):
@@ -124,7 +146,7 @@ impl Copies for SharedCopies {
         };
         let mut wire = Vec::with_capacity(owed.bytes);
         for s in &owed.spans {
-            wire.extend_from_slice(&owed.buf[s.start..s.start + s.len]);
+            wire.extend_from_slice(owed.line(s));
         }
         (wire, owed.lost)
     }
@@ -133,57 +155,36 @@ impl Copies for SharedCopies {
 /// What [`Receipts`] holds once the client was sent a message.
 #[derive(Clone, Debug, Default)]
 struct Owed {
-    runs: VecDeque<Run>,
-    /// The sequence number of the next message.
-    next: u64,
+    /// What is owed, by sender name; a name is removed once nothing from it is owed.
+    senders: FastMap<NickKey, Owing>,
     /// The copies' bytes (live and dead), in relay order.
     buf: Vec<u8>,
-    /// The live copies, by sequence number.
+    /// The live copies, in relay order.
     spans: VecDeque<Span>,
     /// Bytes of live copies.
     bytes: usize,
-    /// Copies forgotten past the bound.
+    /// Copies forgotten past the bound (and not receipted since).
     lost: u64,
 }
 
 impl Owed {
-    fn expect(&mut self, from: NickKey, session: ConnId, line: &[u8], max: usize) -> bool {
-        let seq = self.next;
-        self.next += 1;
-        let mut room = true;
-        match self.runs.back_mut() {
-            Some(run)
-                if run.from == from
-                    && run.session == session
-                    && run.first + u64::from(run.count) == seq
-                    && run.count < u32::MAX =>
-            {
-                run.count += 1;
-            }
-            _ => {
-                if self.runs.len() >= MAX_PENDING_RECEIPTS {
-                    room = false;
-                    if let Some(old) = self.runs.pop_front() {
-                        let end = old.first + u64::from(old.count);
-                        while self.spans.front().is_some_and(|s| s.seq < end) {
-                            self.forget_oldest();
-                        }
-                    }
-                }
-                self.runs.push_back(Run {
-                    from,
-                    session,
-                    first: seq,
-                    count: 1,
-                });
-            }
+    fn expect(&mut self, from: NickKey, session: ConnId, line: &[u8], max: usize) {
+        let owing = self.senders.entry(from).or_default();
+        let n = owing.next;
+        owing.next += 1;
+        match owing.runs.back_mut() {
+            Some((s, count)) if *s == session => *count += 1,
+            _ => owing.runs.push_back((session, 1)),
         }
-        self.copy(seq, line, max);
-        room
+        self.copy(n, line, max);
     }
 
-    /// Keeps a copy of message `seq`, forgetting the oldest past `max` bytes.
-    fn copy(&mut self, seq: u64, line: &[u8], max: usize) {
+    /// Keeps a copy of message `n` of its sender, forgetting the oldest past `max` bytes.
+    fn copy(&mut self, n: u64, line: &[u8], max: usize) {
+        let Ok(len) = u32::try_from(line.len()) else {
+            self.lost += 1;
+            return;
+        };
         if line.len() > max {
             self.lost += 1;
             return;
@@ -191,25 +192,33 @@ impl Owed {
         while self.bytes + line.len() > max {
             self.forget_oldest();
         }
-        if self.buf.len() - self.bytes > self.bytes.max(SLACK) {
+        if self.buf.len() - self.bytes > self.bytes / 4 + SLACK {
             self.compact();
         }
         self.spans.push_back(Span {
-            seq,
             start: self.buf.len(),
-            len: line.len(),
+            len,
+            n: n as u32,
         });
         self.buf.extend_from_slice(line);
         self.bytes += line.len();
+    }
+
+    /// The bytes of copy `s`.
+    fn line(&self, s: &Span) -> &[u8] {
+        self.buf
+            .get(s.start..s.start + s.len as usize)
+            .unwrap_or_default()
     }
 
     /// Moves the live copies to the front of the buffer.
     fn compact(&mut self) {
         let mut end = 0;
         for s in &mut self.spans {
-            self.buf.copy_within(s.start..s.start + s.len, end);
+            let len = s.len as usize;
+            self.buf.copy_within(s.start..s.start + len, end);
             s.start = end;
-            end += s.len;
+            end += len;
         }
         self.buf.truncate(end);
     }
@@ -218,7 +227,7 @@ impl Owed {
         let Some(s) = self.spans.pop_front() else {
             return false;
         };
-        self.bytes -= s.len;
+        self.bytes -= s.len as usize;
         self.lost += 1;
         self.release_if_empty();
         true
@@ -230,56 +239,60 @@ impl Owed {
             self.buf.clear();
             if self.buf.capacity() > SLACK {
                 self.buf = Vec::new();
+                self.spans = VecDeque::new();
             }
         }
     }
 
     fn take(&mut self, from: NickKey) -> Option<ConnId> {
-        let i = self.runs.iter().position(|r| r.from == from)?;
-        let run = &mut self.runs[i];
-        let (seq, session) = (run.first, run.session);
-        run.first += 1;
-        run.count -= 1;
-        if run.count == 0 {
-            self.runs.remove(i);
+        let owing = self.senders.get_mut(&from)?;
+        let n = owing.settled;
+        let (session, count) = owing.runs.front_mut()?;
+        let session = *session;
+        *count -= 1;
+        if *count == 0 {
+            owing.runs.pop_front();
         }
-        self.uncopy(seq);
+        owing.settled += 1;
+        if owing.settled == owing.next {
+            self.senders.remove(&from);
+            if self.senders.capacity() > 64 && self.senders.len() < self.senders.capacity() / 4 {
+                self.senders.shrink_to(self.senders.len() * 2);
+            }
+        }
+        self.uncopy(from, n);
         Some(session)
     }
 
-    /// Drops the copy of message `seq`, if it is still kept.
-    fn uncopy(&mut self, seq: u64) {
-        let front = match self.spans.front() {
-            Some(s) if s.seq <= seq => s.seq,
-            _ => return, // Forgotten already.
-        };
-        let s = if front == seq {
-            self.spans.pop_front()
-        } else {
-            match self.spans.binary_search_by_key(&seq, |s| s.seq) {
-                Ok(i) => self.spans.remove(i),
-                Err(_) => None,
+    /// Drops the copy of message `n` from `from`; if it was forgotten (the oldest copy
+    /// from `from` is a later one, or there is none), takes it off the lost count.
+    fn uncopy(&mut self, from: NickKey, n: u64) {
+        let i = self
+            .spans
+            .iter()
+            .position(|s| sender_of(self.line(s)) == Some(from));
+        match i {
+            Some(i) if self.spans[i].n == n as u32 => {
+                if let Some(s) = self.spans.remove(i) {
+                    self.bytes -= s.len as usize;
+                    self.release_if_empty();
+                }
             }
-        };
-        if let Some(s) = s {
-            self.bytes -= s.len;
-            self.release_if_empty();
+            _ => self.lost = self.lost.saturating_sub(1),
         }
     }
 
     fn into_mailbox(self) -> Mailbox {
-        let mut mailbox = Mailbox::with_lost(self.lost);
-        let mut runs = self.runs.iter().peekable();
+        let mut mailbox = Mailbox::with_capacity(self.lost, self.spans.len(), self.bytes);
         for s in &self.spans {
-            // Runs and copies are both in relay order, and every copy is in a run.
-            while runs
-                .peek()
-                .is_some_and(|r| r.first + u64::from(r.count) <= s.seq)
-            {
-                runs.next();
-            }
-            let from = runs.peek().map(|r| (r.from, r.session));
-            mailbox.keep(&self.buf[s.start..s.start + s.len], from);
+            let line = self.line(s);
+            let from = sender_of(line).and_then(|key| {
+                let owing = self.senders.get(&key)?;
+                // The copy's full number: the first awaiting one whose low bits match.
+                let n = owing.settled + u64::from(s.n.wrapping_sub(owing.settled as u32));
+                Some((key, owing.session_of(n)?))
+            });
+            mailbox.keep(line, from);
         }
         mailbox
     }
@@ -301,9 +314,9 @@ mod tests {
     }
 
     /// `expect` with a copy of a line naming `from`, unbounded copies.
-    fn expect(r: &mut Receipts, from: &str, session: ConnId) -> bool {
+    fn expect(r: &mut Receipts, from: &str, session: ConnId) {
         let line = format!("chatm {from} bob m\r\n");
-        r.expect(key(from), session, line.as_bytes(), BIG)
+        r.expect(key(from), session, line.as_bytes(), BIG);
     }
 
     /// The copies in relay order, as text, with their senders' sessions.
@@ -333,8 +346,8 @@ mod tests {
     #[test]
     fn each_message_awaits_one_receipt_back_to_its_connection() {
         let mut r = Receipts::default();
-        assert!(expect(&mut r, "alice", 1));
-        assert!(expect(&mut r, "alice", 1));
+        expect(&mut r, "alice", 1);
+        expect(&mut r, "alice", 1);
         assert_eq!(r.take(key("ALICE")), Some(1));
         assert_eq!(r.take(key("alice")), Some(1));
         assert_eq!(r.take(key("alice")), None);
@@ -354,33 +367,69 @@ mod tests {
     }
 
     #[test]
-    fn a_run_from_one_sender_costs_one_entry() {
+    fn a_sender_costs_one_entry_however_many_it_sent() {
         let mut r = Receipts::default();
-        for _ in 0..10 * MAX_PENDING_RECEIPTS {
-            assert!(expect(&mut r, "alice", 1));
+        for _ in 0..10_000 {
+            expect(&mut r, "alice", 1);
         }
-        assert_eq!(owed(&r).runs.len(), 1);
-        for _ in 0..10 * MAX_PENDING_RECEIPTS {
+        assert_eq!(owed(&r).senders.len(), 1);
+        assert_eq!(owed(&r).senders[&key("alice")].runs.len(), 1);
+        for _ in 0..10_000 {
             assert_eq!(r.take(key("alice")), Some(1));
         }
         assert_eq!(r.take(key("alice")), None);
-        assert!(owed(&r).runs.is_empty());
-        assert_eq!(r.bytes(), 0);
+        assert!(owed(&r).senders.is_empty());
+        assert_eq!(r.counted(), 0);
+    }
+
+    /// Issue 18: however senders interleave, every receipt owed stays legal (before,
+    /// 1,024 runs were kept and the oldest forgotten).
+    #[test]
+    fn interleaved_senders_never_lose_a_receipt() {
+        let mut r = Receipts::default();
+        let senders = ["alice", "bob", "carol"];
+        for i in 0..30_000 {
+            expect(&mut r, senders[i % 3], (i % 3) as ConnId);
+        }
+        assert_eq!(owed(&r).senders.len(), 3);
+        for i in (0..30_000).rev() {
+            assert_eq!(r.take(key(senders[i % 3])), Some((i % 3) as ConnId));
+        }
+        assert_eq!(r.counts(), (0, 0));
     }
 
     #[test]
-    fn past_the_bound_the_oldest_run_is_forgotten_with_its_copies() {
+    fn sessions_of_one_name_are_kept_in_order() {
         let mut r = Receipts::default();
-        let senders = ["alice", "bob"];
-        for i in 0..MAX_PENDING_RECEIPTS {
-            assert!(expect(&mut r, senders[i % 2], i as ConnId));
+        expect(&mut r, "alice", 1);
+        expect(&mut r, "alice", 1);
+        expect(&mut r, "alice", 7);
+        let line = b"chatm alice bob m\r\n";
+        let m = std::mem::take(&mut r).into_mailbox();
+        let sessions: Vec<_> = m
+            .entries()
+            .map(|(l, f)| (l == line, f.map(|f| f.1)))
+            .collect();
+        assert_eq!(
+            sessions,
+            [(true, Some(1)), (true, Some(1)), (true, Some(7))]
+        );
+    }
+
+    /// Issue 18: a receipt for a forgotten copy proves it delivered: off the lost count.
+    #[test]
+    fn a_receipt_for_a_forgotten_copy_is_no_longer_lost() {
+        let mut r = Receipts::default();
+        for i in 0..3 {
+            let line = format!("chatm alice bob {i}\r\n");
+            r.expect(key("alice"), 1, line.as_bytes(), 40);
         }
-        // One run more: the oldest (alice on conn 0) goes, and its copy is lost.
-        assert!(!expect(&mut r, "alice", 9999));
-        assert_eq!(owed(&r).runs.len(), MAX_PENDING_RECEIPTS);
-        assert_eq!(r.counts(), (MAX_PENDING_RECEIPTS, 1));
-        assert_eq!(r.take(key("alice")), Some(2));
-        assert_eq!(r.take(key("bob")), Some(1));
+        // 19 bytes a line: two fit in 40; the first was forgotten.
+        assert_eq!(r.counts(), (2, 1));
+        assert_eq!(r.take(key("alice")), Some(1));
+        assert_eq!(r.counts(), (2, 0));
+        assert_eq!(r.take(key("alice")), Some(1));
+        assert_eq!(r.counts(), (1, 0));
     }
 
     #[test]
@@ -416,14 +465,15 @@ mod tests {
             r.expect(key("alice"), 1, line.as_bytes(), 60);
         }
         assert_eq!(r.counts(), (3, 1));
-        assert_eq!(r.bytes(), 57);
-        // Forgetting changes no receipt: four are owed; the first settles no copy.
+        assert_eq!(r.counted(), 57 + 3 * LINE_OVERHEAD);
+        // Forgetting changes no receipt: four are owed; the first settles no copy, and
+        // proves it delivered.
         for _ in 0..4 {
             assert_eq!(r.take(key("alice")), Some(1));
         }
         assert_eq!(r.take(key("alice")), None);
-        assert_eq!(r.counts(), (0, 1));
-        assert_eq!(r.bytes(), 0);
+        assert_eq!(r.counts(), (0, 0));
+        assert_eq!(r.counted(), 0);
     }
 
     #[test]
@@ -458,7 +508,7 @@ mod tests {
             std::mem::size_of::<usize>()
         );
         assert_eq!(
-            (r.take(key("alice")), r.forget_oldest(), r.bytes()),
+            (r.take(key("alice")), r.forget_oldest(), r.counted()),
             (None, false, 0)
         );
         assert!(r.0.is_none());

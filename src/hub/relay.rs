@@ -6,6 +6,7 @@
 use std::ops::Range;
 use std::time::Instant;
 
+use super::mailbox::cost;
 use super::{Client, Hub, Output, Wake};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
@@ -85,15 +86,11 @@ impl<O: Output> Hub<O> {
         let Some(c) = self.clients.get_mut(&target) else {
             return;
         };
-        let before = c.receipts.bytes();
-        if !c
-            .receipts
-            .expect(from, session, line.as_bytes(), self.mailbox)
-        {
-            log::debug!("{} owes too many receipts: oldest run forgotten", c.tag);
-        }
-        self.copies = self.copies + c.receipts.bytes() - before;
-        if self.copies + self.holds.bytes() > self.mailbox_total {
+        let before = c.receipts.counted();
+        c.receipts
+            .expect(from, session, line.as_bytes(), self.mailbox);
+        self.copies = self.copies + c.receipts.counted() - before;
+        if self.copies + self.holds.counted() > self.mailbox_total {
             self.over_total(target);
         }
     }
@@ -101,26 +98,33 @@ impl<O: Output> Hub<O> {
     /// Past `--mailbox-total` after a copy for `conn`: the oldest held mailbox goes first;
     /// with none left, `conn`'s own oldest copies.
     fn over_total(&mut self, conn: ConnId) {
-        while self.copies + self.holds.bytes() > self.mailbox_total {
+        while self.copies + self.holds.counted() > self.mailbox_total {
             if self.holds.discard_oldest(None) {
                 continue;
             }
             let Some(c) = self.clients.get_mut(&conn) else {
                 return;
             };
-            let before = c.receipts.bytes();
+            let before = c.receipts.counted();
             if !c.receipts.forget_oldest() {
                 return;
             }
             log::debug!("{} oldest copy forgotten: over --mailbox-total", c.tag);
-            self.copies -= before - c.receipts.bytes();
+            self.copies -= before - c.receipts.counted();
         }
     }
 
-    /// Makes room under `--mailbox-total` for `bytes` more in the mailbox of `key`,
-    /// discarding other mailboxes, oldest first. False if there is no room.
-    fn room_for(&mut self, key: NickKey, bytes: usize) -> bool {
-        while self.copies + self.holds.bytes() + bytes > self.mailbox_total {
+    /// Makes room under `--mailbox-total` for a line of `len` bytes that the mailbox of
+    /// `key` will keep (the caller checked `--mailbox`), discarding other mailboxes, oldest
+    /// first. False, with nothing discarded, if that cannot make room: a refused line
+    /// changes nothing (§5.8).
+    fn room_for(&mut self, key: NickKey, len: usize) -> bool {
+        let need =
+            (self.copies + self.holds.counted() + cost(len)).saturating_sub(self.mailbox_total);
+        if need > self.holds.counted_except(key) {
+            return false;
+        }
+        while self.copies + self.holds.counted() + cost(len) > self.mailbox_total {
             if !self.holds.discard_oldest(Some(key)) {
                 return false;
             }
@@ -153,7 +157,8 @@ impl<O: Output> Hub<O> {
             let err = reply::no_such_user(to);
             return self.send(conn, &err);
         };
-        let kept = self.room_for(key, line.len())
+        let kept = self.holds.fits(key, line.len(), self.mailbox)
+            && self.room_for(key, line.len())
             && self
                 .holds
                 .put(key, line.as_bytes(), from, self.mailbox)
@@ -177,12 +182,12 @@ impl<O: Output> Hub<O> {
             return;
         };
         let name = line.get(sender).unwrap_or_default();
-        let before = c.receipts.bytes();
+        let before = c.receipts.counted();
         let Some(session) = NickKey::of(name).and_then(|key| c.receipts.take(key)) else {
             let err = reply::no_receipt_awaited(name);
             return self.send(conn, &err);
         };
-        self.copies -= before - c.receipts.bytes();
+        self.copies -= before - c.receipts.counted();
         // The original sender: connected, or back under a new connection (§5.8).
         let to = match self.resumed.get(&session) {
             Some(&back) => back,
@@ -213,12 +218,14 @@ impl<O: Output> Hub<O> {
         let Some(key) = self.holds.session_name(session) else {
             return log::debug!("{tag} receipt for {name}: sender has left, dropped");
         };
-        // No room in all (`--mailbox-total`) is no room in the mailbox.
-        let max = if self.room_for(key, line.len()) {
-            self.mailbox
-        } else {
-            0
-        };
+        // No room in all (`--mailbox-total`) is no room in the mailbox; and room is made
+        // only for a receipt the mailbox will keep.
+        let max =
+            if self.holds.fits(key, line.len(), self.mailbox) && self.room_for(key, line.len()) {
+                self.mailbox
+            } else {
+                0
+            };
         match self.holds.put_receipt(session, line.as_bytes(), max) {
             Some((true, held)) => log::debug!("{tag} receipt for {name}: held for {held}"),
             Some((false, held)) => {

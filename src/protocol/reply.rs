@@ -308,13 +308,17 @@ pub struct Capabilities {
     pub hold: Duration,
     /// `--mailbox`
     pub mailbox: usize,
+    /// `--max-holds`
+    pub max_holds: usize,
+    /// `--max-holds-per-ip`
+    pub max_holds_per_ip: usize,
     /// `--rate`
     pub rate: u32,
 }
 
 /// The `capa` response for the given settings (§5).
 pub fn capa(c: &Capabilities) -> String {
-    let list: [(&str, String); 12] = [
+    let list: [(&str, String); 13] = [
         ("XSCP", "1".into()),
         ("PDU", (MAX_PDU + 2).to_string()),
         ("RETRIES", c.max_retries.to_string()),
@@ -325,6 +329,9 @@ pub fn capa(c: &Capabilities) -> String {
         ),
         ("HOLD", seconds(c.hold)),
         ("MAILBOX", c.mailbox.to_string()),
+        // The hold bounds (§5.7), in all and per address: an item of its own, so that
+        // clients reading `HOLD <secs>` see it unchanged.
+        ("HOLDS", format!("{} {}", c.max_holds, c.max_holds_per_ip)),
         ("RATE", c.rate.to_string()),
         ("BROADCAST", String::new()),
         ("RECEIPTS", String::new()),

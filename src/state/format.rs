@@ -6,7 +6,7 @@
 //! # saved by xscpd 0.1.0 at 2026-12-07T00:40:12Z: 2 holds, 3 lines, 1 lost
 //! hold alice for 127.0.0.1 until 2026-12-07T00:45:12Z held 3 lost 0
 //! chatm bob alice one
-//! CHATM bob alice two
+//! chatm bob alice two
 //! chatr alice bob
 //! hold Bob_2 for 2001:db8::7 until 2026-12-07T00:45:12Z held 0 lost 1
 //! end holds 2 lines 3
@@ -413,7 +413,13 @@ fn check_mailbox_line(line: &str) -> Result<(), String> {
     if let Some(&b) = line.as_bytes().iter().find(|&&b| is_control(b)) {
         return Err(format!("control byte 0x{b:02X} in a mailbox line"));
     }
-    match command::parse(&command::classify(line)) {
+    // As the server writes them (reply.rs): the keyword in lower case, one space after it.
+    let parsed = if line.starts_with("chatm ") || line.starts_with("chatr ") {
+        command::parse(&command::classify(line))
+    } else {
+        Err(command::SyntaxError::Unknown)
+    };
+    match parsed {
         Ok(Command::Chatm { sender, .. }) => match Nick::parse(sender) {
             Ok(_) => Ok(()),
             Err(_) => Err(format!(
@@ -426,17 +432,6 @@ fn check_mailbox_line(line: &str) -> Result<(), String> {
             "{} is neither a hold line ('{HOLD_SHAPE}') nor a chatm or chatr line",
             quote(line.as_bytes())
         )),
-    }
-}
-
-/// The sender a mailbox line's receipt goes back to: the `<sender>` of a `chatm`; `None`
-/// for a `chatr` (it awaits no receipt, §5.8).
-pub fn chatm_sender(line: &[u8]) -> Option<NickKey> {
-    let line = std::str::from_utf8(line).ok()?;
-    let line = line.strip_suffix("\r\n").unwrap_or(line);
-    match command::parse(&command::classify(line)) {
-        Ok(Command::Chatm { sender, .. }) => NickKey::of(sender),
-        _ => None,
     }
 }
 
@@ -478,7 +473,7 @@ mod tests {
                     "127.0.0.1",
                     &[
                         "chatm bob alice one",
-                        "CHATM bob alice two",
+                        "chatm bob alice two",
                         "chatr alice bob",
                     ],
                     0,
@@ -496,7 +491,7 @@ mod tests {
              # saved by xscpd {} at 2026-12-07T00:40:12Z: 2 holds, 3 lines, 1 lost\n\
              hold alice for 127.0.0.1 until 2026-12-07T00:45:12Z held 3 lost 0\n\
              chatm bob alice one\n\
-             CHATM bob alice two\n\
+             chatm bob alice two\n\
              chatr alice bob\n\
              hold Bob_2 for 2001:db8::7 until 2026-12-07T00:45:12Z held 0 lost 1\n\
              end holds 2 lines 3\n",
@@ -559,7 +554,7 @@ mod tests {
     fn a_missing_or_extra_line_is_refused_at_the_line_that_shows_it() {
         let t = text(&example());
         let lines: Vec<&str> = t.lines().collect();
-        // Without "CHATM bob alice two": the next hold line shows the gap.
+        // Without "chatm bob alice two": the next hold line shows the gap.
         let mut without = lines.clone();
         without.remove(4);
         let (line, what) = refused((without.join("\n") + "\n").as_bytes());
@@ -628,6 +623,8 @@ mod tests {
         let cases = [
             ("chatm b a hi\tthere", "control byte 0x09"),
             ("users", "neither"),
+            ("CHATM b a hi", "neither"),
+            (" chatm b a hi", "neither"),
             ("chatm b a", "neither"),
             ("chatm 9b a hi", "sender '9b'"),
             (long.as_str(), "at most 510"),
@@ -657,13 +654,6 @@ mod tests {
         assert!(what.contains("first on line 2"), "{what}");
     }
 
-    #[test]
-    fn a_chatm_names_the_sender_its_receipt_goes_to() {
-        assert_eq!(chatm_sender(b"chatm Bob alice hi\r\n"), NickKey::of("bob"));
-        assert_eq!(chatm_sender(b"CHATM  bob alice hi"), NickKey::of("bob"));
-        assert_eq!(chatm_sender(b"chatr bob alice\r\n"), None);
-    }
-
     /// Any nickname the protocol allows (§5 uname): a letter, then up to 15 letters,
     /// digits, `-` or `_`, in any case.
     fn any_nick() -> impl Strategy<Value = Nick> {
@@ -681,12 +671,12 @@ mod tests {
         ]
     }
 
-    /// A line the server could have relayed or kept: a `chatm` (any keyword case, any
-    /// printable UTF-8 text) or a `chatr`.
+    /// A line the server could have relayed or kept: a `chatm` (any printable UTF-8 text)
+    /// or a `chatr`.
     fn any_line() -> impl Strategy<Value = String> {
         prop_oneof![
             (
-                "chatm|CHATM|ChatM",
+                Just("chatm"),
                 any_nick(),
                 any_nick(),
                 "[^\\x00-\\x1F\\x7F]{1,120}"

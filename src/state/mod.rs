@@ -18,9 +18,7 @@ mod restore;
 mod save;
 mod utc;
 
-pub use format::{
-    Copies, Deferred, FormatError, MAGIC, Saved, SavedHold, VERSION, Wire, chatm_sender,
-};
+pub use format::{Copies, Deferred, FormatError, MAGIC, Saved, SavedHold, VERSION, Wire};
 pub use restore::{Bounds, prepare};
 pub use save::{SaveHandle, Saver, check_writable, temp_path, write_atomic};
 

@@ -176,6 +176,16 @@ fn notifications_are_about_others() {
 }
 
 #[test]
+fn a_held_name_is_reserved_from_its_own_address_too() {
+    proves(
+        "hold-cname-onto-a-held-name-is-in-use",
+        "cname_takes_own_hold",
+        Via::Addr,
+        "actual:   +OK name changed from bob",
+    );
+}
+
+#[test]
 fn rate_limits_a_flood() {
     proves(
         "limits-rate-limits",

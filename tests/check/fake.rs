@@ -55,6 +55,9 @@ pub struct Broken {
     pub rate_ignored: bool,
     /// Sends a subscriber the notifications of its own actions (§5 notif).
     pub notifies_self: bool,
+    /// Lets `cname` onto a name held for the renaming client's own address (§5.7: a held
+    /// name is reserved for the returning `uname`, from every address).
+    pub cname_takes_own_hold: bool,
     /// Not a defect: takes the choices the protocol leaves open otherwise than xscpd
     /// (capa in another order with an extra item, an answer to a receipt for a
     /// broadcast, its own cquit reason for a framing violation). Nothing may fail.
@@ -81,6 +84,7 @@ impl Broken {
                 "rate_ignored" => &mut b.rate_ignored,
                 "other_choices" => &mut b.other_choices,
                 "notifies_self" => &mut b.notifies_self,
+                "cname_takes_own_hold" => &mut b.cname_takes_own_hold,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -548,7 +552,9 @@ fn command(
             Some(n) if !valid_nick(n) => one("-ERR [INVALID] bad nickname".into()),
             Some(n)
                 if find(s, n).is_some_and(|other| other != id)
-                    || s.holds.contains_key(&n.to_lowercase()) =>
+                    || s.holds
+                        .get(&n.to_lowercase())
+                        .is_some_and(|h| !(broken.cname_takes_own_hold && h.0 == ip)) =>
             {
                 one(format!(
                     "-ERR [IN-USE] {n} is already taken by another client"

@@ -14,6 +14,8 @@
 //!   `chatr`, reset their connections at random moments and come back under the same name
 //!   (PROTOCOL.md §5.8). Counts what the server accepted (relayed or held), what arrived,
 //!   duplicates, losses, refusals, receipts and resumes.
+//! - `mailbox-memory`: for lines of 15 and 510 bytes, held and connected, a fresh `xscpd`
+//!   filled up to `--mailbox-total`; the resident memory it added per MiB counted.
 //! - `soak`: for D seconds (default 180) all of these at once against one server: chatter
 //!   pairs (direct chatm with receipts, broadcasts; order and receipts checked), floods (a
 //!   client that never reads, flooded until the server drops it as a slow consumer),
@@ -42,6 +44,7 @@ mod broadcast;
 mod churn;
 mod direct;
 mod idle;
+mod mailbox_memory;
 mod options;
 mod resume;
 mod rng;
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Workload::Churn => churn::run(&opts),
         Workload::Soak => soak::run(&opts),
         Workload::Resume => resume::run(&opts),
+        Workload::MailboxMemory => mailbox_memory::run(&opts),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

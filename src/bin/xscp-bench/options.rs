@@ -20,6 +20,10 @@ Workloads:
               chatr and resetting their connections at random moments, then coming back
               under the same name; counts what was accepted, received, duplicated and
               lost (needs a server with --hold above 0)
+  mailbox-memory
+              for lines of 15 and 510 bytes, held and connected, starts a fresh xscpd
+              and fills its copies or mailboxes up to --total-mib: the resident memory
+              the server added per MiB that --mailbox-total counts
 
 Options:
   --addr ADDR          server address, loopback only (default 127.0.0.1:1030)
@@ -50,6 +54,9 @@ Options:
   --timeout SECS       give up after this long without progress (default 10); resume:
                        how long receivers wait for the last messages after the senders
                        stop
+  --total-mib N        mailbox-memory: the --mailbox-total to fill, in MiB (default 64)
+  --xscpd PATH         mailbox-memory: the server to start (default: xscpd beside
+                       xscp-bench)
   --server-pid PID     also report the server's CPU, RSS and threads (from /proc)
   -h, --help           print this help
 
@@ -74,6 +81,7 @@ pub enum Workload {
     Churn,
     Soak,
     Resume,
+    MailboxMemory,
 }
 
 impl Workload {
@@ -85,6 +93,7 @@ impl Workload {
             Workload::Churn => "churn",
             Workload::Soak => "soak",
             Workload::Resume => "resume",
+            Workload::MailboxMemory => "mailbox-memory",
         }
     }
 }
@@ -114,6 +123,8 @@ pub struct Opts {
     pub garbage: usize,
     pub pause_ms: u64,
     pub seed: Option<u64>,
+    pub total_mib: usize,
+    pub xscpd: Option<std::path::PathBuf>,
 }
 
 fn parse_num<T>(opt: &str, v: Option<String>, min: T) -> Result<T, String>
@@ -161,6 +172,7 @@ pub fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
         Some("churn") => Workload::Churn,
         Some("soak") => Workload::Soak,
         Some("resume") => Workload::Resume,
+        Some("mailbox-memory") => Workload::MailboxMemory,
         Some(w) => return Err(format!("unknown workload '{w}'")),
     };
     let soak = workload == Workload::Soak;
@@ -193,6 +205,8 @@ pub fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
         garbage: 2,
         pause_ms: 10,
         seed: None,
+        total_mib: 64,
+        xscpd: None,
     };
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
@@ -230,6 +244,8 @@ pub fn parse_args(args: Vec<String>) -> Result<Option<Opts>, String> {
             "--garbage" => o.garbage = parse_num(&opt, next(), 0)?,
             "--pause-ms" => o.pause_ms = parse_num(&opt, next(), 0)?,
             "--seed" => o.seed = Some(parse_num(&opt, next(), 0)?),
+            "--total-mib" => o.total_mib = parse_num(&opt, next(), 1)?,
+            "--xscpd" => o.xscpd = next().map(std::path::PathBuf::from),
             "-h" | "--help" => return Ok(None),
             _ => return Err(format!("unknown option '{arg}'")),
         }

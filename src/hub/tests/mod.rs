@@ -1,5 +1,6 @@
 //! The routing rules of xscp(7) §5 and §5.7, against an in-memory output side, one
-//! group a rule. Hold expiry and the receipt runs are tested in `holds` and `receipts`.
+//! group a rule. Hold expiry and bounds, and the receipts owed, are tested in `holds` and
+//! `receipts`.
 
 use std::cell::RefCell;
 use std::net::Ipv4Addr;
@@ -152,6 +153,7 @@ fn hub_with(hold: Duration, max_holds: usize) -> Fixture {
     hub_config(HubConfig {
         hold,
         max_holds,
+        max_holds_per_ip: max_holds,
         mailbox: 64 * 1024,
         mailbox_total: 64 * 1024 * 1024,
     })

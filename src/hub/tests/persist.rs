@@ -24,6 +24,7 @@ fn hub_saving(path: &Path, holds: Vec<SavedHold>, total: usize) -> (Fixture, Sav
     let hub = Hub::new(HubConfig {
         hold,
         max_holds: 1024,
+        max_holds_per_ip: 64,
         mailbox: 1024,
         mailbox_total: total,
     });
@@ -140,10 +141,11 @@ fn restored_names_are_welcomed_back_and_receipts_reach_the_restored_sender() {
 fn a_restore_over_the_total_discards_the_oldest_mailbox() {
     let path = state_path("total");
     // Each line is 20 bytes with its CRLF: room for three in all.
+    let total = 3 * cost(20);
     let mut old = saved("old", &["chatm bob old 1 abc", "chatm bob old 2 abc"]);
     old.until -= Duration::from_secs(30);
     let new = saved("new", &["chatm bob new 1 abc", "chatm bob new 2 abc"]);
-    let (mut f, _saver) = hub_saving(&path, vec![old, new], 60);
+    let (mut f, _saver) = hub_saving(&path, vec![old, new], total);
     let (_, lines) = come_back(&mut f, 1, "old");
     assert_eq!(lines, ["+OK welcome back old (0 held, 2 lost)"]);
     let (_, lines) = come_back(&mut f, 2, "new");

@@ -144,7 +144,11 @@ fn cname_respects_holds() {
         out.lines(),
         ["-ERR [IN-USE] alice is already taken by another client"]
     );
-    // The held name's own address may take it by a rename.
-    f.join_from(3, "carol", HERE);
-    assert!(matches!(f.rename(3, "alice"), Answer::Renamed(_)));
+    // Issue 18: not even from the held name's own address (§5.7).
+    let out = f.join_from(3, "carol", HERE);
+    assert_eq!(f.rename(3, "alice"), Answer::NotRenamed);
+    assert_eq!(
+        out.lines(),
+        ["-ERR [IN-USE] alice is already taken by another client"]
+    );
 }

@@ -5,6 +5,7 @@ fn hub_mailbox(mailbox: usize, mailbox_total: usize) -> Fixture {
     hub_config(HubConfig {
         hold: Duration::from_secs(300),
         max_holds: 1024,
+        max_holds_per_ip: 1024,
         mailbox,
         mailbox_total,
     })
@@ -247,7 +248,7 @@ fn hold_zero_keeps_nothing() {
     bob.lines();
     f.chat(1, "chatm bob alice again");
     assert_eq!(bob.lines(), ["-ERR [NO-SUCH] no such user alice"]);
-    assert_eq!(f.hub.copies + f.hub.holds.bytes(), 0);
+    assert_eq!(f.hub.copies + f.hub.holds.counted(), 0);
 }
 
 #[test]
@@ -264,9 +265,9 @@ fn the_mailbox_ends_with_its_hold() {
     let (mut f, bob, _) = hub().pair("bob", "alice");
     f.chat(1, "chatm bob alice hi");
     f.quit(2);
-    assert!(f.hub.holds.bytes() > 0);
+    assert!(f.hub.holds.counted() > 0);
     f.hub.holds.purge(Instant::now() + Duration::from_secs(301));
-    assert_eq!(f.hub.holds.bytes(), 0);
+    assert_eq!(f.hub.holds.counted(), 0);
     bob.lines();
     f.chat(1, "chatm bob alice again");
     assert_eq!(bob.lines(), ["-ERR [NO-SUCH] no such user alice"]);
@@ -274,8 +275,8 @@ fn the_mailbox_ends_with_its_hold() {
 
 #[test]
 fn past_the_total_the_oldest_held_mailbox_goes_first() {
-    // Each line is 20 bytes; room for three in all.
-    let mut f = hub_mailbox(1024, 60);
+    // Each line is 20 bytes (and its bookkeeping); room for three in all.
+    let mut f = hub_mailbox(1024, 3 * cost(20));
     f.join(1, "bob");
     for (conn, name) in [(2, "old"), (3, "mid")] {
         f.join(conn, name);
@@ -286,7 +287,7 @@ fn past_the_total_the_oldest_held_mailbox_goes_first() {
     f.chat(1, "chatm bob mid 2 ab");
     f.join(4, "new");
     f.chat(1, "chatm bob new 1 ab"); // A copy: past the total.
-    assert_eq!(f.hub.copies + f.hub.holds.bytes(), 60);
+    assert_eq!(f.hub.copies + f.hub.holds.counted(), 3 * cost(20));
     let (_, lines) = come_back(&mut f, 5, "old");
     assert_eq!(lines, ["+OK welcome back old (0 held, 1 lost)"]);
     let (_, lines) = come_back(&mut f, 6, "mid");
@@ -294,14 +295,17 @@ fn past_the_total_the_oldest_held_mailbox_goes_first() {
 }
 
 #[test]
-fn a_rename_takes_a_held_name_but_not_its_mailbox() {
+fn a_rename_cannot_take_a_held_name_nor_its_mailbox() {
     let (mut f, _, _) = hub().pair("bob", "alice");
     f.chat(1, "chatm bob alice hi");
     f.quit(2);
     let carol = f.join(3, "carol");
-    assert!(matches!(f.rename(3, "alice"), Answer::Renamed(_)));
-    assert_eq!(carol.lines(), ["+OK name changed from carol to alice"]);
-    assert_eq!(f.hub.holds.bytes(), 0);
+    assert_eq!(f.rename(3, "alice"), Answer::NotRenamed);
+    assert_eq!(
+        carol.lines(),
+        ["-ERR [IN-USE] alice is already taken by another client"]
+    );
+    assert_eq!(f.hub.holds.counted(), cost(20));
 }
 
 /// §7: the welcome back and its replay answer the client's own `uname`, so they

@@ -132,6 +132,7 @@ suite![
     "cquit-with-argument-is-refused",
     "hold-welcome-back-same-ip",
     "hold-other-ip-in-use",
+    "hold-cname-onto-a-held-name-is-in-use",
     "hold-after-abort",
     "hold-zero-releases-at-once",
     "resume-no-mailbox-without-hold",

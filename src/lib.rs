@@ -2,16 +2,20 @@
 //! `PROTOCOL.md`.
 //!
 //! Layers, from the wire inwards; each imports only the layers after it:
-//! - [`net`]: the acceptor, and per connection a reader and a writer thread; moves bytes.
+//! - [`net`]: the acceptor, and per connection a reader (`net/reader.rs`) and a writer
+//!   thread (`net/outbox/`); moves bytes.
 //! - [`hub`]: the hub thread; owns the nickname map, holds and pending receipts; routes. It
 //!   reaches a client through the [`hub::Output`] trait, which [`net`]'s outbox implements,
-//!   and knows no socket.
+//!   and knows no socket. Its rules are files of their own (`hub/names.rs`,
+//!   `hub/relay.rs`), and so are its tests (`hub/tests/`).
 //! - [`state`]: the state file of `--state` (holds and mailboxes across restarts): its
 //!   format, the restore at start, and the saver thread; knows the protocol, not the hub.
-//! - [`protocol`]: framing, commands, the state machine and legality tables; no I/O.
+//! - [`protocol`]: framing, commands, the state machine and legality tables, every reply
+//!   text (`protocol/reply.rs`), what a session asks of the hub (`protocol/request.rs`),
+//!   and the session with its timers; no I/O.
 //! - [`conn_id`]: the connection number that `net` assigns and `hub` keys clients by, and
 //!   the connection's log tag they share.
-//! - [`config`]: the command line.
+//! - [`config`]: the command line, and the settings derived from it.
 //!
 //! [`server`] wires them together. Leaves any layer (and the binaries) may use, which
 //! import nothing of the crate:

@@ -80,7 +80,7 @@ impl Server {
     /// order and returns.
     pub fn run(self, shutdown: Receiver<()>) {
         let c = &self.config;
-        crate::net::sys::install_wake();
+        crate::sys::install_wake();
         let budget = Budget::from_system();
         log::debug!("thread budget: {} threads", budget.max());
         let settings = Arc::new(ConnSettings {
@@ -154,7 +154,7 @@ impl Server {
         // A reader blocked in a read is woken so that it logs its transition now, not when
         // its client closes; the hub tells the connections meanwhile, so a reader woken
         // before is woken again.
-        let _ = hub_tx.send(crate::net::ToHub::Shutdown);
+        let _ = hub_tx.send(crate::net::reader::ToHub::Shutdown);
         let deadline = Instant::now() + LINGER + Duration::from_secs(1);
         let mut closed = false;
         while !closed {

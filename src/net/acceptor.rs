@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use super::ToHub;
+use super::LINGER;
 use super::admission::{Admission, Refusal};
 use super::pool::Job;
-use super::reader::{self, Accepted, ConnSettings};
+use super::reader::{self, Accepted, ConnSettings, ToHub};
 use super::shared::{ConnShared, linger};
-use super::{LINGER, sys};
 use crate::protocol::reply;
+use crate::sys;
 
 /// How long the acceptor pauses after running out of a resource.
 const BACKOFF: Duration = Duration::from_millis(100);

@@ -127,7 +127,7 @@ impl Budget {
                 .compare_exchange(peak, live, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
         {
-            let released = super::sys::trim_heap();
+            let released = crate::sys::trim_heap();
             log::debug!("{live} pooled threads left (peak {peak}): heap trimmed: {released}");
         }
     }
@@ -232,12 +232,12 @@ impl Pool {
 
     fn work(&self, mut job: Job) {
         loop {
-            super::sys::set_thread_name(format_args!("{}-{}", job.kind, job.id));
+            crate::sys::set_thread_name(format_args!("{}-{}", job.kind, job.id));
             let (kind, id) = (job.kind, job.id);
             if catch_unwind(AssertUnwindSafe(move || job.work.run())).is_err() {
                 log::error!("BUG: thread {kind}-{id} panicked; it returns to the pool");
             }
-            super::sys::set_thread_name(format_args!("xscp-idle"));
+            crate::sys::set_thread_name(format_args!("xscp-idle"));
             match self.next_job() {
                 Some(next) => job = next,
                 None => return,

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendError, Sender};
 
 use super::LINGER;
-use super::ToHub;
 use super::admission::Ticket;
 use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
@@ -31,6 +30,9 @@ use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
 use crate::protocol::request::{Answer, Hand};
 use crate::protocol::session::{self, Closing, Session, Step};
+
+/// The hub's messages, carrying this layer's output side of a client.
+pub type ToHub = crate::hub::ToHub<Outbox>;
 
 /// The read buffer every connection starts with (on the reader's stack): small enough that
 /// an idle reader's stack stays two pages (its frames sit close to that boundary).

@@ -38,7 +38,7 @@ impl ConnShared {
     /// The calling thread serves the connection (`Some`) or no longer does (`None`).
     pub fn set_reader(&self, serving: bool) {
         *self.reader.lock() = serving
-            .then(super::sys::this_thread)
+            .then(crate::sys::this_thread)
             .and_then(NonZeroU64::new);
     }
 
@@ -46,7 +46,7 @@ impl ConnShared {
     /// touching the socket: the close stays orderly.
     pub fn wake_reader(&self) {
         if let Some(thread) = *self.reader.lock() {
-            super::sys::wake_thread(thread.get());
+            crate::sys::wake_thread(thread.get());
         }
     }
 

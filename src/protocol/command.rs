@@ -7,8 +7,6 @@
 //! [`classify`] and [`parse`], so that a command in the wrong state is a violation whatever
 //! its arguments are.
 
-use std::fmt;
-
 use super::fsm::{COMMAND_STATES, State};
 
 /// The longest keyword (WS_2017).
@@ -183,9 +181,7 @@ pub const COMMANDS: &[CommandSpec] = {
             |a| match a[0] {
                 "" => Ok(Command::Ping(None)),
                 t if is_token(t) => Ok(Command::Ping(Some(t))),
-                _ => Err(SyntaxError::Invalid(
-                    "a token is at most 32 printable ASCII characters",
-                )),
+                _ => Err(SyntaxError::Invalid(Expected::Token)),
             },
         ),
         row("capa", Arity::exactly(0), [Legal, Legal], |_| {
@@ -230,7 +226,7 @@ pub const COMMANDS: &[CommandSpec] = {
             |a| match a[0] {
                 s if s.eq_ignore_ascii_case("on") => Ok(Command::Notif(true)),
                 s if s.eq_ignore_ascii_case("off") => Ok(Command::Notif(false)),
-                _ => Err(SyntaxError::Invalid("expected on or off")),
+                _ => Err(SyntaxError::Invalid(Expected::OnOrOff)),
             },
         ),
         // A client's answer to a server ping. Its token is checked by the session, which
@@ -243,9 +239,7 @@ pub const COMMANDS: &[CommandSpec] = {
                 [w, token, _] if w.eq_ignore_ascii_case("pong") => {
                     Ok(Command::Pong((!token.is_empty()).then_some(token)))
                 }
-                _ => Err(SyntaxError::Invalid(
-                    "a client sends +OK only as +OK pong <token>",
-                )),
+                _ => Err(SyntaxError::Invalid(Expected::Pong)),
             },
         ),
     ]
@@ -349,6 +343,7 @@ pub enum Command<'a> {
 }
 
 /// Why a line is not a command, or its arguments do not fit it: always a `SYNTAX` refusal.
+/// Its text is written in `reply.rs` with every other reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyntaxError {
     /// The keyword is not in [`COMMANDS`].
@@ -360,19 +355,18 @@ pub enum SyntaxError {
     /// A `chatm` without its text.
     EmptyMessage,
     /// An argument the command does not accept, and what it does accept.
-    Invalid(&'static str),
+    Invalid(Expected),
 }
 
-impl fmt::Display for SyntaxError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SyntaxError::Unknown => f.write_str("unknown command"),
-            SyntaxError::TooMany => f.write_str("too many arguments"),
-            SyntaxError::Missing(arg) => write!(f, "missing {arg}"),
-            SyntaxError::EmptyMessage => f.write_str("empty message"),
-            SyntaxError::Invalid(text) => f.write_str(text),
-        }
-    }
+/// What a command accepts where it found an argument it does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    /// `ping`: a token (see [`is_token`]).
+    Token,
+    /// `notif`: `on` or `off`.
+    OnOrOff,
+    /// `+OK`: only `+OK pong <token>`.
+    Pong,
 }
 
 /// Splits off the keyword and finds its row in [`COMMANDS`].
@@ -518,9 +512,7 @@ mod tests {
     /// knows which token it expects.
     #[test]
     fn pong_needs_the_word_pong() {
-        let not_a_pong = Err(SyntaxError::Invalid(
-            "a client sends +OK only as +OK pong <token>",
-        ));
+        let not_a_pong = Err(SyntaxError::Invalid(Expected::Pong));
         assert_eq!(p("+OK"), not_a_pong);
         assert_eq!(p("+OK foo"), not_a_pong);
         assert_eq!(p("+OK ping t"), not_a_pong);

@@ -7,14 +7,14 @@
 
 use std::fmt;
 
-use super::reply;
-
 pub use super::MAX_PDU;
+use crate::text;
 
 /// The most bytes of a rejected line kept for the log (see [`Framer::rejected`]).
 pub const MAX_REJECTED: usize = 48;
 
-/// Why a stream of bytes is not a stream of PDUs. Each is a framing violation (§6).
+/// Why a stream of bytes is not a stream of PDUs. Each is a framing violation (§6). Its
+/// text, which the `-ERR [PDU]` carries, is written in `reply.rs` with every other reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameError {
     /// More than [`MAX_PDU`] bytes before a terminator.
@@ -23,16 +23,6 @@ pub enum FrameError {
     ControlByte(u8),
     /// The line is not valid UTF-8.
     InvalidUtf8,
-}
-
-impl fmt::Display for FrameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FrameError::TooLong => write!(f, "line longer than {MAX_PDU} bytes"),
-            FrameError::ControlByte(b) => write!(f, "control byte 0x{b:02X} in line"),
-            FrameError::InvalidUtf8 => f.write_str("line is not valid UTF-8"),
-        }
-    }
 }
 
 /// Splits a byte stream into lines. Feed it whatever `read` returned; it keeps at most one
@@ -51,7 +41,7 @@ pub struct Framer {
 }
 
 /// The bytes of a rejected line that led to the violation, for the log: escaped (see
-/// [`reply::escape`]) and at most [`MAX_REJECTED`] of them, `...` first when more came
+/// [`text::for_log`]) and at most [`MAX_REJECTED`] of them, `...` first when more came
 /// before.
 #[derive(Clone, Copy, Debug)]
 pub struct Rejected<'a> {
@@ -71,7 +61,7 @@ impl fmt::Display for Rejected<'_> {
         if self.cut {
             f.write_str("...")?;
         }
-        f.write_str(&reply::escape(self.bytes))
+        f.write_str(&text::for_log(self.bytes))
     }
 }
 

@@ -12,18 +12,10 @@ pub const MAX_NICK: usize = 16;
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Nick(Box<str>);
 
-/// Why a string is not a nickname.
+/// Why a string is not a nickname. Its text, which the `-ERR [INVALID]` carries, is
+/// written in `reply.rs` with every other reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InvalidNick;
-
-impl fmt::Display for InvalidNick {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "a nickname is 1-{MAX_NICK} characters: a letter, then letters, digits, - or _"
-        )
-    }
-}
 
 impl Nick {
     /// Parses `s` as a nickname.

@@ -8,6 +8,9 @@ use std::ops::Range;
 use std::time::Duration;
 
 use super::MAX_PDU;
+use super::command::{Expected, MAX_PING_TOKEN, SyntaxError};
+use super::framing::FrameError;
+use super::nick::{InvalidNick, MAX_NICK};
 
 /// The machine-readable code of an `-ERR` (RFC 2449 style).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -277,6 +280,47 @@ impl<T: fmt::Display> fmt::Display for PongMismatch<T> {
             (None, Some(e)) => write!(f, "pong without a token: expected +OK pong {e}"),
             (None, None) => f.write_str("pong without a token, and no ping is outstanding"),
         }
+    }
+}
+
+/// The text of a `-ERR [SYNTAX]` (after the keyword, see [`about`], but for an unknown one).
+impl fmt::Display for SyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyntaxError::Unknown => f.write_str("unknown command"),
+            SyntaxError::TooMany => f.write_str("too many arguments"),
+            SyntaxError::Missing(arg) => write!(f, "missing {arg}"),
+            SyntaxError::EmptyMessage => f.write_str("empty message"),
+            SyntaxError::Invalid(Expected::Token) => write!(
+                f,
+                "a token is at most {MAX_PING_TOKEN} printable ASCII characters"
+            ),
+            SyntaxError::Invalid(Expected::OnOrOff) => f.write_str("expected on or off"),
+            SyntaxError::Invalid(Expected::Pong) => {
+                f.write_str("a client sends +OK only as +OK pong <token>")
+            }
+        }
+    }
+}
+
+/// The text of the `-ERR [PDU]` before a framing violation closes the connection.
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLong => write!(f, "line longer than {MAX_PDU} bytes"),
+            FrameError::ControlByte(b) => write!(f, "control byte 0x{b:02X} in line"),
+            FrameError::InvalidUtf8 => f.write_str("line is not valid UTF-8"),
+        }
+    }
+}
+
+/// The text of a `-ERR [INVALID]`: what a nickname is (§5, `uname`).
+impl fmt::Display for InvalidNick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a nickname is 1-{MAX_NICK} characters: a letter, then letters, digits, - or _"
+        )
     }
 }
 

@@ -28,8 +28,6 @@ use std::process::ExitCode;
 
 use cli::{Cli, HELP, USAGE, parse_args};
 use client::Exit;
-// `check` resolves its ADDR and reads its lines the same way.
-use reader::{Line, read_line_bounded, resolve};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -8,9 +8,10 @@
 //! waits, the client is not reading: it is dropped as a slow consumer. A queue over
 //! `--sendq` only because the writer has not run yet is not a reason to drop anyone, and a
 //! relay that leaves a recipient over it holds its sender's next command back
-//! ([`Outbox::wait_behind`]) so that a fast sender cannot outrun a reading recipient. Past [`HARD_SENDQ`] times
-//! `--sendq` (the hard bound) a relayed line is refused whatever the cause, so that the hub
-//! drops the client instead of waiting for it or holding unbounded memory.
+//! ([`Outbox::wait_behind`]) so that a fast sender cannot outrun a reading recipient. Past
+//! [`HARD_SENDQ`] times `--sendq` (the hard bound) a relayed line is refused whatever the
+//! cause, so that the hub drops the client instead of waiting for it or holding unbounded
+//! memory.
 //!
 //! Responses to the client's own commands ([`Output::respond`]) are never refused: the
 //! client's reader bounds them instead ([`Outbox::wait_room`]): before it takes the next
@@ -33,22 +34,23 @@
 //! non-blocking one call at a time, and it waits for room with `poll`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::pool::{Job, Pool};
+use super::pool::Job;
 use super::shared::ConnShared;
 use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
 use crate::protocol::reply::escape;
 
+mod queue;
 mod writer;
 
-/// The log target for socket writes: log them at TRACE with this target
-/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
-pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
+pub use queue::Writers;
+use queue::{Drain, Inner, Queue, State};
+pub use writer::{SOCKET_WRITES_TARGET, STALL, WRITER_IDLE};
 
 /// Queued bytes past which a sleeping writer is woken at once rather than at the end of
 /// the hub's burst.
@@ -62,48 +64,6 @@ pub const HARD_SENDQ: usize = 4;
 /// waits (see [`Outbox::wait_room`]); this bounds the responses queued behind `--sendq`.
 pub const MAX_IN_FLIGHT: u64 = 64;
 
-/// How long the socket of a client with more than `--sendq` queued may take nothing before
-/// the client is a slow consumer: the client is not reading.
-pub const STALL: Duration = Duration::from_millis(100);
-
-/// How long a writer waits for output before it gives its thread back.
-pub const WRITER_IDLE: Duration = Duration::from_millis(50);
-
-/// What is waiting to be written, and who is writing it.
-#[derive(Debug, Default)]
-struct Queue {
-    /// Bytes waiting for the writer.
-    buf: Vec<u8>,
-    /// Bytes the writer has taken and not yet written (they still count against `--sendq`).
-    writing: usize,
-    /// A close follows `buf`: nothing more is accepted.
-    closing: bool,
-    /// A writer thread owns the queue.
-    running: bool,
-    /// That writer waits for output (on `ready`).
-    idle: bool,
-    /// The close is done: FIN sent, or the connection failed.
-    done: bool,
-    /// A push left the writer to be woken later ([`Outbox::queue`]).
-    wake_pending: bool,
-    /// The reader writes what is queued itself ([`Outbox::claim`]): no writer is started.
-    inline: bool,
-    /// Commands of this client the hub has handled ([`Output::handled`]).
-    handled: u64,
-    /// Threads waiting on `room` (this client's reader, senders held back by it).
-    waiters: usize,
-    /// A recipient this client's last relay left over `--sendq` ([`Output::relay`]): the
-    /// reader waits for it to drain before the next command.
-    behind: Option<Outbox>,
-}
-
-impl Queue {
-    /// Bytes queued and not yet written.
-    fn queued(&self) -> usize {
-        self.buf.len() + self.writing
-    }
-}
-
 /// What [`Outbox::wait_room`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Room {
@@ -113,36 +73,6 @@ pub enum Room {
     Closing,
     /// More than `--sendq` stayed queued for the whole write timeout: a slow consumer.
     Full,
-}
-
-/// The state behind an [`Outbox`], shared with its writer.
-#[derive(Debug)]
-struct Inner {
-    queue: Mutex<Queue>,
-    /// Output arrived for an idle writer.
-    ready: Condvar,
-    /// The close is done, or there is output for a reader that writes it itself.
-    finished: Condvar,
-    /// The queue went down or the hub handled a command (for a reader in `wait_room`).
-    room: Condvar,
-    shared: Arc<ConnShared>,
-    tag: Tag,
-    /// The connection's number, which names its writer (`xscp-write-<id>`).
-    id: ConnId,
-    /// The writers' pool and limits, shared by every outbox.
-    writers: Arc<Writers>,
-}
-
-/// What the outboxes of all connections have in common: the pool their writers run on and
-/// their limits.
-#[derive(Debug)]
-pub struct Writers {
-    /// Threads for writers.
-    pub pool: Arc<Pool>,
-    /// Output budget in bytes (`--sendq`).
-    pub sendq: usize,
-    /// The write timeout (`--ping-timeout`).
-    pub write_timeout: Duration,
 }
 
 /// The sending end of one connection: a byte queue bounded by `--sendq`, drained by a
@@ -176,7 +106,7 @@ impl Outbox {
         // Read the clock only when there is something to wait for: this runs per command.
         let mut until = None;
         loop {
-            if q.closing {
+            if q.state.closing() {
                 return Room::Closing;
             }
             let over = q.queued() > inner.writers.sendq;
@@ -203,7 +133,7 @@ impl Outbox {
     /// goes on at once.
     pub fn room_now(&self, sent: u64, in_flight: u64) -> Option<Room> {
         let q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return Some(Room::Closing);
         }
         let free = q.behind.is_none()
@@ -225,9 +155,10 @@ impl Outbox {
         let Some(to) = self.0.queue.lock().behind.take() else {
             return;
         };
+        let to = Outbox(to);
         let deadline = std::time::Instant::now() + to.0.writers.write_timeout;
         let mut q = to.0.queue.lock();
-        while !q.closing && q.queued() > to.0.writers.sendq {
+        while !q.state.closing() && q.queued() > to.0.writers.sendq {
             q.waiters += 1;
             let timed_out = to.0.room.wait_until(&mut q, deadline).timed_out();
             q.waiters -= 1;
@@ -266,20 +197,21 @@ impl Outbox {
     /// meanwhile itself ([`Outbox::release`]): until then no writer thread is started for
     /// this client.
     pub fn claim(&self) {
-        self.0.queue.lock().inline = true;
+        self.0.queue.lock().claimed = true;
     }
 
     /// Ends a [`Outbox::claim`]: writes one batch of what was queued meanwhile on the
     /// calling thread, unless a writer runs; whatever comes later goes to a writer.
     pub fn release(&self) {
         let mut q = self.0.queue.lock();
-        q.inline = false;
-        if !q.running && !q.buf.is_empty() && !q.closing {
-            q.running = true;
+        q.claimed = false;
+        if q.state == State::Open(Drain::Nobody) && !q.buf.is_empty() {
+            q.state = State::Open(Drain::Writing);
             if self.0.write_batch(&mut q, &mut Vec::new()).is_err() {
                 return;
             }
-            q.running = false;
+            // A close may have come meanwhile: the wake below drains it.
+            q.state.set_drain(Drain::Nobody);
         }
         self.wake(q);
     }
@@ -289,10 +221,10 @@ impl Outbox {
     /// connection ends queues a close (`finish` or `abort`), so this returns.
     pub fn wait_done(&self) {
         let mut q = self.0.queue.lock();
-        q.inline = true;
-        while !q.done {
-            if !q.running && (q.closing || !q.buf.is_empty()) {
-                q.running = true;
+        q.claimed = true;
+        while q.state != State::Done {
+            if q.state.drain() == Drain::Nobody && (q.state.closing() || !q.buf.is_empty()) {
+                q.state.set_drain(Drain::Writing);
                 q = self.0.drain_from(q, None);
                 continue;
             }
@@ -304,7 +236,7 @@ impl Outbox {
     fn append(&self, mut q: MutexGuard<'_, Queue>, line: &[u8]) -> Wake {
         self.0.log_sent(line);
         q.buf.extend_from_slice(line);
-        if q.running && !q.idle {
+        if q.state.drain() == Drain::Writing {
             return Wake::No; // The writer is busy and will find it.
         }
         if q.buf.len() >= WAKE_BYTES || q.queued() > self.0.writers.sendq {
@@ -320,18 +252,22 @@ impl Outbox {
     /// Gets the queue drained: signals the idle writer, or the reader that writes itself,
     /// or starts a writer.
     fn wake(&self, mut q: MutexGuard<'_, Queue>) {
-        if q.idle {
-            self.0.ready.notify_one();
+        match q.state.drain() {
+            Drain::Waiting => {
+                self.0.ready.notify_one();
+                return;
+            }
+            Drain::Writing => return,
+            Drain::Nobody => {}
+        }
+        if q.state == State::Done || (q.buf.is_empty() && !q.state.closing()) {
             return;
         }
-        if q.running || (q.buf.is_empty() && !q.closing) {
-            return;
-        }
-        if q.inline {
+        if q.claimed {
             self.0.finished.notify_all();
             return;
         }
-        q.running = true;
+        q.state.set_drain(Drain::Writing);
         drop(q);
         let inner = Arc::clone(&self.0);
         let job = Job::new("xscp-write", self.0.id, move || inner.drain());
@@ -341,10 +277,7 @@ impl Outbox {
                 .shared
                 .set_end(Cause::Io("cannot start a writer thread".into()));
             self.0.shared.cut();
-            let mut q = self.0.queue.lock();
-            q.running = false;
-            q.closing = true;
-            q.done = true;
+            self.0.queue.lock().state = State::Done;
             self.0.finished.notify_all();
         }
     }
@@ -359,7 +292,7 @@ impl Output for Outbox {
     /// writer is woken at once, to find out whether the client still reads.
     fn queue(&self, line: &[u8]) -> Result<Wake, Overflow> {
         let q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return Ok(Wake::No);
         }
         if q.queued() + line.len() > self.0.writers.sendq.saturating_mul(HARD_SENDQ) {
@@ -372,7 +305,7 @@ impl Output for Outbox {
     /// these, see [`Outbox::wait_room`]).
     fn respond(&self, line: &[u8]) -> Wake {
         let q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return Wake::No;
         }
         self.append(q, line)
@@ -389,7 +322,7 @@ impl Output for Outbox {
 
     fn relay(&self, line: &[u8], from: &Self) -> Result<Wake, Overflow> {
         let q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return Ok(Wake::No);
         }
         if q.queued() + line.len() > self.0.writers.sendq.saturating_mul(HARD_SENDQ) {
@@ -399,8 +332,8 @@ impl Output for Outbox {
         let wake = self.append(q, line);
         if over && !Arc::ptr_eq(&self.0, &from.0) {
             let mut f = from.0.queue.lock();
-            if !f.closing && f.behind.is_none() {
-                f.behind = Some(self.clone());
+            if !f.state.closing() && f.behind.is_none() {
+                f.behind = Some(Arc::clone(&self.0));
             }
         }
         Ok(wake)
@@ -417,12 +350,12 @@ impl Output for Outbox {
     /// they are few and the connection ends anyway.
     fn finish(&self, lines: &str) {
         let mut q = self.0.queue.lock();
-        if q.closing {
+        if q.state.closing() {
             return;
         }
         self.0.log_sent(lines.as_bytes());
         q.buf.extend_from_slice(lines.as_bytes());
-        q.closing = true;
+        q.state.close();
         q.behind = None;
         self.0.room.notify_all();
         self.wake(q);
@@ -435,7 +368,7 @@ impl Output for Outbox {
         self.0.shared.cut();
         let mut q = self.0.queue.lock();
         q.buf = Vec::new();
-        q.closing = true;
+        q.state.close();
         q.behind = None;
         self.0.room.notify_all();
         self.wake(q);

@@ -3,9 +3,10 @@
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
 
 use super::*;
-use crate::net::pool::Budget;
+use crate::net::pool::{Budget, Pool};
 
 /// An outbox whose pool can start no thread, and the client's end of its socket.
 fn threadless() -> (Outbox, TcpStream) {

@@ -8,9 +8,20 @@ use std::time::{Duration, Instant};
 
 use parking_lot::MutexGuard;
 
-use super::{Inner, Queue, SOCKET_WRITES_TARGET, STALL, WRITER_IDLE};
-use crate::net::sys;
+use super::queue::{Drain, Inner, Queue, State};
 use crate::protocol::cause::Cause;
+use crate::sys;
+
+/// The log target for socket writes: log them at TRACE with this target
+/// (`log::trace!(target: SOCKET_WRITES_TARGET, ...)`) and they appear only from `-vvv` on.
+pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
+
+/// How long the socket of a client with more than `--sendq` queued may take nothing before
+/// the client is a slow consumer: the client is not reading.
+pub const STALL: Duration = Duration::from_millis(100);
+
+/// How long a writer waits for output before it gives its thread back.
+pub const WRITER_IDLE: Duration = Duration::from_millis(50);
 
 /// A batch larger than this is not kept for reuse once written.
 const KEEP: usize = 64 * 1024;
@@ -22,8 +33,8 @@ impl Inner {
         drop(self.drain_from(self.queue.lock(), Some(WRITER_IDLE)));
     }
 
-    /// Drains the queue, which the calling thread owns (`running`), until the close, an
-    /// error, or `idle` without output (`None`: as soon as it is empty).
+    /// Drains the queue, which the calling thread owns ([`Drain::Writing`]), until the
+    /// close, an error, or `idle` without output (`None`: as soon as it is empty).
     pub(super) fn drain_from<'a>(
         &'a self,
         mut q: MutexGuard<'a, Queue>,
@@ -37,22 +48,22 @@ impl Inner {
                 }
                 continue;
             }
-            if q.closing {
+            if q.state.closing() {
                 // FIN: the client reads our last line, then end of stream.
                 let _ = self.shared.socket().shutdown(Shutdown::Write);
                 self.finish(&mut q);
                 return q;
             }
             let Some(idle) = idle else {
-                q.running = false;
+                q.state.set_drain(Drain::Nobody);
                 return q;
             };
-            q.idle = true;
+            q.state.set_drain(Drain::Waiting);
             let timed_out = self.ready.wait_for(&mut q, idle).timed_out();
-            q.idle = false;
-            if timed_out && q.buf.is_empty() && !q.closing {
+            q.state.set_drain(Drain::Writing);
+            if timed_out && q.buf.is_empty() && !q.state.closing() {
                 // Idle: give the thread back, and the memory of the buffer.
-                q.running = false;
+                q.state.set_drain(Drain::Nobody);
                 q.buf = Vec::new();
                 return q;
             }
@@ -75,7 +86,6 @@ impl Inner {
         }
         if written.is_err() {
             q.buf = Vec::new();
-            q.closing = true;
             q.behind = None;
             self.room.notify_all();
             self.finish(q);
@@ -88,9 +98,9 @@ impl Inner {
         Ok(())
     }
 
+    /// The close is done: whoever waits for it goes on.
     fn finish(&self, q: &mut Queue) {
-        q.running = false;
-        q.done = true;
+        q.state = State::Done;
         self.finished.notify_all();
     }
 

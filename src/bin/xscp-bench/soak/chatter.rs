@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::conn::SConn;
-use super::{RELAYED, Soak, UTF8_TEXT};
+use super::context::{RELAYED, Soak, UTF8_TEXT};
 use crate::stats::{Errors, Hist, Merge};
 use crate::traffic::ns_since;
 use crate::wire::{StrBuf, is_timeout, parse_u64, push_pong, push_receipt, show};

@@ -5,8 +5,8 @@ use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use super::Soak;
 use super::conn::SConn;
+use super::context::Soak;
 use crate::stats::{Errors, Merge};
 use crate::wire::{base36, is_timeout, push_pong, show};
 

@@ -3,7 +3,7 @@
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 
-use super::{QUIT_OK, Soak};
+use super::context::{QUIT_OK, Soak};
 use crate::wire::{LineBuf, connect, is_timeout, show};
 
 /// One soak connection, with blocking reads and writes bounded by `--timeout`.

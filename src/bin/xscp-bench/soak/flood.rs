@@ -7,7 +7,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::conn::SConn;
-use super::{RELAYED, Soak};
+use super::context::{RELAYED, Soak};
 use crate::stats::{Errors, Merge};
 use crate::wire::{StrBuf, base36, find_byte, is_timeout, parse_u64, push_pong, show};
 

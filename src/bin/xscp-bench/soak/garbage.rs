@@ -8,7 +8,7 @@ use std::time::Duration;
 use xscp::protocol::framing::{MAX_PDU, is_control};
 
 use super::conn::SConn;
-use super::{Soak, VIOLATION};
+use super::context::{Soak, VIOLATION};
 use crate::rng::Rng;
 use crate::stats::{Errors, Merge};
 use crate::wire::{base36, show};

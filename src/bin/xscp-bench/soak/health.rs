@@ -1,7 +1,7 @@
 //! The server's health once the load has stopped: its `capa`, who is still listed.
 
-use super::Soak;
 use super::conn::SConn;
+use super::context::Soak;
 use crate::wire::show;
 
 /// The server's `capa`, from a client in NEGOTIATING, which then quits.

@@ -2,8 +2,8 @@
 
 use std::sync::atomic::Ordering;
 
-use super::Soak;
 use super::conn::SConn;
+use super::context::Soak;
 use crate::stats::{Errors, Merge};
 use crate::wire::{base36, connect};
 use xscp::sys;

@@ -10,13 +10,15 @@ pub const MAX_LINE: usize = 8 * 1024;
 /// `Some(None)` for a longer one (skipped to its end), `None` at end of stream. (A last
 /// line cut off by the end of the stream reads as if it had its LF.)
 pub fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
-    Ok(crate::read_line_bounded(r, MAX_LINE)?.map(|l| match l {
-        crate::Line::Complete(mut bytes) => {
-            bytes.push(b'\n');
-            Some(bytes)
-        }
-        crate::Line::TooLong => None,
-    }))
+    Ok(
+        crate::reader::read_line_bounded(r, MAX_LINE)?.map(|l| match l {
+            crate::reader::Line::Complete(mut bytes) => {
+                bytes.push(b'\n');
+                Some(bytes)
+            }
+            crate::reader::Line::TooLong => None,
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -254,7 +254,7 @@ fn load_dir(dir: &Path) -> Result<Vec<Transcript>, String> {
 
 /// ADDR as the client reads it (a host without a port gets 1030): its first address.
 fn resolve(addr: &str) -> Result<SocketAddr, String> {
-    crate::resolve(addr)
+    crate::reader::resolve(addr)
         .map_err(|e| format!("cannot resolve {addr}: {e}"))?
         .into_iter()
         .next()

@@ -15,7 +15,8 @@ use crate::protocol::session;
 pub const USAGE: &str = "\
 usage: xscpd [-l|--listen ADDR] [--max-clients N] [--max-per-ip N] [--max-retries N]
              [--negotiate-timeout DUR] [--ping-interval DUR] [--ping-timeout DUR] [--hold DUR]
-             [--max-holds N] [--max-holds-per-ip N] [--sendq BYTES] [--mailbox BYTES] [--mailbox-total BYTES] [--rate N]
+             [--max-holds N] [--max-holds-per-ip N] [--sendq BYTES] [--mailbox BYTES]
+             [--mailbox-total BYTES] [--rate N] [--state FILE] [--state-interval DUR]
              [--log-file PATH] [-v...] [-q]
              [--print-fsm [FORMAT]] [-h|--help] [-V|--version]";
 
@@ -83,6 +84,16 @@ const OPTIONS: &[(&str, &str)] = &[
         "--rate N",
         "PDUs per second a client may send, 0 = unlimited (default 0)",
     ),
+    (
+        "--state FILE",
+        "keep holds and mailboxes across restarts in FILE, read at start and saved \
+         at shutdown and periodically; without it they live in memory only",
+    ),
+    (
+        "--state-interval DUR",
+        "how often the state is saved while running, 0 = only at shutdown; a crash \
+         loses at most this much (default 60s)",
+    ),
     ("--log-file PATH", "also write the log to PATH (appending)"),
     (
         "-v, --verbose",
@@ -141,7 +152,7 @@ pub fn help() -> String {
         out.push('\n');
     }
     out + "\nDUR is 250ms, 2s, 5m, 1h or a bare number of seconds.\n\
-           Signals: SIGINT and SIGTERM shut the server down in order; exit status 0."
+           Signals: SIGINT, SIGTERM and SIGHUP shut the server down in order; exit status 0."
 }
 
 /// The most log: `-vvv`. More `v`s are accepted and mean the same.
@@ -183,6 +194,10 @@ pub struct Config {
     pub mailbox_total: usize,
     /// `--rate`, PDUs per second (0 = off)
     pub rate: u32,
+    /// `--state` (xscp(7) §5.9)
+    pub state: Option<PathBuf>,
+    /// `--state-interval` (zero: only at shutdown)
+    pub state_interval: Duration,
     /// `--log-file`
     pub log_file: Option<PathBuf>,
     /// -1 with `-q`, 0 by default, 1 with `-v`, 2 with `-vv`, 3 ([`MAX_VERBOSITY`]) with
@@ -207,6 +222,8 @@ impl Default for Config {
             mailbox: 64 * 1024,
             mailbox_total: 64 * 1024 * 1024,
             rate: 0,
+            state: None,
+            state_interval: Duration::from_secs(60),
             log_file: None,
             verbosity: 0,
         }
@@ -261,6 +278,8 @@ impl Config {
 }
 
 /// What the command line asks for.
+// Made once per process: a `Config` unboxed costs nothing worth an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cli {
     /// Run the server.
@@ -421,6 +440,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             "--mailbox" => mailbox = Some(value(&opt, next(), parse_size)?),
             "--mailbox-total" => c.mailbox_total = value(&opt, next(), parse_size)?,
             "--rate" => c.rate = value(&opt, next(), |v| v.parse().ok())?,
+            "--state" => c.state = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
+            "--state-interval" => c.state_interval = value(&opt, next(), secs)?,
             "--log-file" => c.log_file = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
             "-q" | "--quiet" => c.verbosity = -1,
             "--verbose" => c.verbosity = more_verbose(c.verbosity, 1),
@@ -479,6 +500,19 @@ mod tests {
         assert_eq!(c.hold, Duration::from_secs(300));
         assert_eq!((c.sendq, c.rate), (256 * 1024, 0));
         assert_eq!((c.mailbox, c.mailbox_total), (64 * 1024, 64 * 1024 * 1024));
+        assert_eq!((c.state, c.state_interval), (None, Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn state_takes_a_file_and_an_interval() {
+        let Ok(Cli::Run(c)) = run(&["--state", "/var/lib/xscpd/state", "--state-interval=0"])
+        else {
+            panic!()
+        };
+        assert_eq!(c.state, Some(PathBuf::from("/var/lib/xscpd/state")));
+        assert_eq!(c.state_interval, Duration::ZERO);
+        assert!(run(&["--state-interval", "soon"]).is_err());
+        assert!(run(&["--state"]).is_err());
     }
 
     #[test]

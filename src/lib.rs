@@ -8,6 +8,8 @@
 //!   reaches a client through the [`hub::Output`] trait, which [`net`]'s outbox implements,
 //!   and knows no socket. Its rules are files of their own (`hub/names.rs`,
 //!   `hub/relay.rs`), and so are its tests (`hub/tests/`).
+//! - [`state`]: the state file of `--state` (holds and mailboxes across restarts): its
+//!   format, the restore at start, and the saver thread; knows the protocol, not the hub.
 //! - [`protocol`]: framing, commands, the state machine and legality tables, every reply
 //!   text (`protocol/reply.rs`), what a session asks of the hub (`protocol/request.rs`),
 //!   and the session with its timers; no I/O.
@@ -30,5 +32,6 @@ pub mod hub;
 pub mod net;
 pub mod protocol;
 pub mod server;
+pub mod state;
 pub mod sys;
 pub mod text;

@@ -7,12 +7,12 @@ use std::net::{SocketAddr, TcpListener, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, bounded};
 
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Hub, Persist};
 use crate::net::acceptor::Acceptor;
 use crate::net::admission::Admission;
 use crate::net::outbox::Writers;
@@ -20,6 +20,7 @@ use crate::net::pool::{Budget, Pool};
 use crate::net::reader::ConnSettings;
 use crate::net::{LINGER, READER_STACK, WRITER_STACK};
 use crate::protocol::fsm::{Event, State, next_state};
+use crate::state::{self, Saved, Saver};
 
 /// Capacity of the hub's inbox, in messages (one may carry up to 32 `chatm` lines): readers
 /// wait (and stop reading) when it is full. Its slots become resident memory once used, so
@@ -29,11 +30,16 @@ const HUB_QUEUE: usize = 4 * 1024;
 /// How often readers are woken while the server waits for connections to close.
 const WAKE_EVERY: Duration = Duration::from_millis(50);
 
+/// How long the server waits at shutdown for the last save to be written (§5.9).
+const SAVE_WAIT: Duration = Duration::from_secs(120);
+
 /// A bound server, not yet running.
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
     config: Config,
+    /// `--state`: what the file held at start.
+    restored: Saved,
 }
 
 /// Logs a transition of the listening socket through the transition table.
@@ -55,7 +61,14 @@ impl Server {
             listener,
             addr,
             config,
+            restored: Saved::default(),
         })
+    }
+
+    /// With `--state`: the holds to take back, as loaded from the file (§5.9).
+    pub fn restoring(mut self, state: Saved) -> Server {
+        self.restored = state;
+        self
     }
 
     /// The address actually bound (useful with port 0).
@@ -82,7 +95,26 @@ impl Server {
             }),
         });
         let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
-        let hub = Hub::new(c.hub());
+        let mut hub = Hub::new(c.hub());
+        // --state (§5.9): the holds of the last run come back, and a saver writes the file.
+        let mut saver = None;
+        if let Some(path) = &c.state {
+            let s = match Saver::start(path.clone()) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("cannot save state to {}: {e}", path.display());
+                    return;
+                }
+            };
+            let bounds = state::Bounds {
+                hold: c.hold,
+                mailbox: c.mailbox,
+            };
+            let holds = state::prepare(self.restored, SystemTime::now(), bounds);
+            let persist = Persist::new(s.handle(), c.state_interval, c.hold);
+            hub = hub.with_state(persist, holds, path);
+            saver = Some(s);
+        }
         let hub_thread = thread::Builder::new()
             .name("xscp-hub".into())
             .spawn(move || hub.run(hub_rx));
@@ -144,6 +176,11 @@ impl Server {
         drop(hub_tx);
         if admission.live() == 0 {
             let _ = hub_thread.join();
+        }
+        if let Some(saver) = saver {
+            if !saver.finish(SAVE_WAIT) {
+                log::error!("the state was not saved within {SAVE_WAIT:?}");
+            }
         }
         log::info!("server stopped");
     }

@@ -231,17 +231,18 @@ impl Server {
         self.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
     }
 
-    /// Sends a signal to the server: `TERM` or `INT` once the server catches it (`STOP` and
-    /// `CONT` at once): `xscpd`
+    /// Sends a signal to the server: `TERM`, `INT` or `HUP` once the server catches it
+    /// (`KILL`, `STOP` and `CONT` at once): `xscpd`
     /// logs its listen line before it installs its handler, and a signal that came first
     /// would kill it. Whether the handler is installed has no event but `/proc`, which is
     /// polled within the bound.
     pub fn signal(&self, sig: &str) {
         let caught = match sig {
+            "HUP" => Some(1),
             "INT" => Some(2),
             "TERM" => Some(15),
-            // STOP and CONT are not caught: the kernel acts on them.
-            "STOP" | "CONT" => None,
+            // KILL, STOP and CONT are not caught: the kernel acts on them.
+            "KILL" | "STOP" | "CONT" => None,
             _ => panic!("no signal number known for {sig}"),
         };
         if let Some(number) = caught {

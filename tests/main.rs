@@ -46,6 +46,7 @@ mod limits;
 mod man;
 mod negotiating;
 mod reliability;
+mod restart;
 mod resume;
 mod smoke;
 mod timers_and_holds;

@@ -9,7 +9,13 @@ use std::path::{Path, PathBuf};
 
 use crate::harness::{run, try_run};
 
-const PAGES: [&str; 4] = ["xscpd.1", "xscp.1", "xscp.7", "xscp-transcript.5"];
+const PAGES: [&str; 5] = [
+    "xscpd.1",
+    "xscp.1",
+    "xscp.7",
+    "xscp-transcript.5",
+    "xscpd-state.5",
+];
 
 fn page(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("man").join(name)

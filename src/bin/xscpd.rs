@@ -12,6 +12,7 @@ use xscp::config::{self, Cli, Config};
 use xscp::console;
 use xscp::protocol::diagram;
 use xscp::server::Server;
+use xscp::state::{self, Saved};
 
 fn main() -> ExitCode {
     let config = match config::parse_args(std::env::args().skip(1)) {
@@ -37,6 +38,10 @@ fn main() -> ExitCode {
         complain(format_args!("cannot install signal handler: {e}"));
         return ExitCode::from(1);
     }
+    let restored = match load_state(&config) {
+        Ok(state) => state,
+        Err(code) => return code,
+    };
     let server = match Server::bind(config.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -44,8 +49,41 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    server.run(rx);
+    server.restoring(restored).run(rx);
     ExitCode::SUCCESS
+}
+
+/// `--state` (xscp(7) §5.9): the state saved by the last run, before the server listens.
+/// A missing file is an empty state (logged); one that cannot be read or parsed ends the
+/// program with status 2, naming the file and the line, and is left as it is; a directory
+/// where saves cannot be written, with status 1.
+fn load_state(config: &Config) -> Result<Saved, ExitCode> {
+    let Some(path) = &config.state else {
+        return Ok(Saved::default());
+    };
+    let state = match state::load(path) {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            log::info!(
+                "state file {} does not exist: starting with no holds",
+                path.display()
+            );
+            Saved::default()
+        }
+        Err(e) => {
+            log::error!("{e}");
+            complain(format_args!("{e}"));
+            return Err(ExitCode::from(2));
+        }
+    };
+    if let Err(e) = state::check_writable(path) {
+        complain(format_args!(
+            "cannot write state file {}: {e}",
+            state::temp_path(path).display()
+        ));
+        return Err(ExitCode::from(1));
+    }
+    Ok(state)
 }
 
 /// Writes `text` to standard output. A reader that has gone (`xscpd --help | head -1`)

@@ -16,6 +16,7 @@ use crate::clock::Utc;
 use crate::conn_id::ConnId;
 use crate::protocol::nick::{Nick, NickKey};
 use crate::protocol::reply;
+use crate::state::SavedHold;
 
 #[derive(Debug)]
 struct Hold {
@@ -146,7 +147,22 @@ impl Holds {
             "{tag} name {nick} held for {ip} {}: mailbox of {nick} ({held} held, {lost} lost)",
             Until(until)
         );
-        let key = nick.key();
+        let hold = Hold {
+            nick,
+            ip,
+            until,
+            session,
+            tag: tag.to_string(),
+            mailbox,
+        };
+        self.insert(hold, now);
+    }
+
+    /// Adds `hold`, which ends no earlier than every hold already kept, dropping a hold
+    /// past the bounds first (the oldest of its address at its own bound, else past the
+    /// total the oldest of the address holding the most).
+    fn insert(&mut self, hold: Hold, now: Instant) {
+        let (key, ip) = (hold.nick.key(), hold.ip);
         self.purge(now);
         // §5.7: the address's own oldest first, so that no address pushes out another's.
         if self
@@ -181,18 +197,10 @@ impl Holds {
                 );
             }
         }
-        self.order.push_back((key, until));
-        self.sessions.insert(session, key);
-        self.counted += mailbox.counted();
+        self.order.push_back((key, hold.until));
+        self.sessions.insert(hold.session, key);
+        self.counted += hold.mailbox.counted();
         self.by_ip.entry(ip).or_default().push_back(key);
-        let hold = Hold {
-            nick,
-            ip,
-            until,
-            session,
-            tag: tag.to_string(),
-            mailbox,
-        };
         if let Some(old) = self.map.insert(key, hold) {
             // Cannot happen (a held name has no client), but keep the books right.
             self.forget(&old);
@@ -399,6 +407,42 @@ impl Holds {
     /// `--mailbox-total`: what discarding them could free.
     pub fn counted_except(&self, key: NickKey) -> usize {
         self.counted - self.map.get(&key).map_or(0, |h| h.mailbox.counted())
+    }
+
+    /// `--state` (xscp(7) §5.9): every hold as the state file keeps it, its expiry as
+    /// wall-clock time (`now` and `wall` being the same moment).
+    pub fn saved(&self, now: Instant, wall: SystemTime) -> impl Iterator<Item = SavedHold> {
+        self.map.values().map(move |h| SavedHold {
+            nick: h.nick.clone(),
+            ip: h.ip,
+            until: wall + h.until.saturating_duration_since(now),
+            lost: h.mailbox.lost(),
+            wire: h.mailbox.shared_wire(),
+        })
+    }
+
+    /// `--state`: takes back a hold saved by an earlier run, under `session`, until
+    /// `until`. Restored oldest first, they keep the expiry queue in order (none lasts past
+    /// `--hold` from now, as a new hold would); the bounds apply as to any new hold
+    /// (logged).
+    pub fn restore(
+        &mut self,
+        nick: Nick,
+        ip: IpAddr,
+        until: Instant,
+        session: ConnId,
+        mailbox: Mailbox,
+        now: Instant,
+    ) {
+        let hold = Hold {
+            nick,
+            ip,
+            until,
+            session,
+            tag: "state:".to_string(),
+            mailbox,
+        };
+        self.insert(hold, now);
     }
 }
 

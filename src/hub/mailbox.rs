@@ -2,13 +2,17 @@
 //! departed client's copies become its first lines; while the name is held, direct
 //! `chatm`s to it and receipts for what it sent are added; the `uname` that gets
 //! `welcome back` delivers it all in one go. Bounded by `--mailbox` bytes (each line with
-//! its CRLF), it is one byte buffer with a compact entry (16 bytes) beside each line.
+//! its CRLF), it is one byte buffer with a compact entry (16 bytes) beside each line. The
+//! buffer is shared with a save in progress (`--state`, xscp(7) §5.9) rather than copied:
+//! the hub hands it over in constant time, and a mailbox that changes while the save runs
+//! copies its own bytes then (at most `--mailbox`).
 //!
 //! `--mailbox-total` bounds memory, not bytes (§5.8): every line kept, here or as a
 //! connected client's copy, counts [`cost`], its bytes plus [`LINE_OVERHEAD`].
 
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
+use crate::state::Wire;
 
 /// What the server spends to keep one line besides its bytes, as counted against
 /// `--mailbox-total`: the line's entry (16 bytes, here and in a client's copies) and the
@@ -49,7 +53,7 @@ struct Entry {
 /// were lost.
 #[derive(Debug, Default)]
 pub struct Mailbox {
-    buf: Vec<u8>,
+    buf: Wire,
     entries: Vec<Entry>,
     lost: u64,
 }
@@ -59,7 +63,7 @@ impl Mailbox {
     /// `bytes` bytes in all (a departing client's copies: allocated once, exactly).
     pub fn with_capacity(lost: u64, lines: usize, bytes: usize) -> Mailbox {
         Mailbox {
-            buf: Vec::with_capacity(bytes),
+            buf: Wire::new(Vec::with_capacity(bytes)),
             entries: Vec::with_capacity(lines),
             lost,
         }
@@ -75,7 +79,7 @@ impl Mailbox {
 
     /// Adds `line` without a bound (the departed client's copies, bounded already).
     pub fn keep(&mut self, line: &[u8], from: Option<(NickKey, ConnId)>) {
-        self.buf.extend_from_slice(line);
+        Wire::make_mut(&mut self.buf).extend_from_slice(line);
         self.entries.push(Entry {
             session: from.map_or(NO_RECEIPT, |(_, session)| session),
             // A line is at most a PDU (512 bytes).
@@ -115,7 +119,7 @@ impl Mailbox {
     /// Empties the mailbox, counting its lines lost (`--mailbox-total`).
     pub fn discard(&mut self) {
         self.lost += self.entries.len() as u64;
-        self.buf = Vec::new();
+        self.buf = Wire::default();
         self.entries = Vec::new();
     }
 
@@ -143,6 +147,12 @@ impl Mailbox {
     /// Every line held, one after the other, as they go on the wire.
     pub fn wire(&self) -> &[u8] {
         &self.buf
+    }
+
+    /// The lines held, as [`wire`](Self::wire), shared with the state file's saver
+    /// (`--state`): no bytes are copied.
+    pub fn shared_wire(&self) -> Wire {
+        Wire::clone(&self.buf)
     }
 
     /// Each line with the sender its receipt goes to (`None` for a `chatr`).
@@ -195,6 +205,18 @@ mod tests {
         assert!(m.put_receipt(b"chatr alice bob\r\n", 20));
         assert!(!m.put_receipt(b"chatr alice bob\r\n", 20));
         assert_eq!((m.held(), m.lost()), (1, 1));
+    }
+
+    /// `--state`: a save shares the bytes; a line added meanwhile is the mailbox's own.
+    #[test]
+    fn a_save_shares_the_lines_and_later_ones_are_not_in_it() {
+        let mut m = Mailbox::default();
+        m.keep(b"a\r\n", None);
+        let saved = m.shared_wire();
+        assert!(std::ptr::eq(saved.as_slice(), m.wire()));
+        m.keep(b"b\r\n", None);
+        assert_eq!(saved.as_slice(), b"a\r\n");
+        assert_eq!(m.wire(), b"a\r\nb\r\n");
     }
 
     #[test]

@@ -31,7 +31,9 @@
 //! - `chats.rs`: `Chats`, the `chatm` lines of one read, given to the hub as one message;
 //! - `answer.rs`: the one-shot slot through which a reader gets the answer to `uname` or
 //!   `cname`;
-//! - `fastmap.rs`: the hasher of the hub's maps.
+//! - `fastmap.rs`: the hasher of the hub's maps;
+//! - `persist.rs`: `--state` (§5.9): the holds taken back at start, and what the hub hands
+//!   the saver every `--state-interval` and at shutdown.
 //!
 //! Sessions (§5.8): a client that comes back to a held name continues the departed one's
 //! session, so that receipts for what it sent still reach it. A session is named by the
@@ -57,6 +59,7 @@ mod holds;
 mod mailbox;
 mod names;
 mod output;
+mod persist;
 mod receipts;
 mod relay;
 mod unsaved;
@@ -67,6 +70,7 @@ use fastmap::FastMap;
 use holds::Holds;
 pub use mailbox::{LINE_OVERHEAD, cost};
 pub use output::{Output, Overflow, Wake};
+pub use persist::Persist;
 use receipts::Receipts;
 pub use unsaved::Unsaved;
 
@@ -194,6 +198,8 @@ pub struct Hub<O> {
     /// Clients whose writer is to be woken at the end of the burst.
     wakes: Vec<ConnId>,
     shutting_down: bool,
+    /// `--state` (§5.9): saves and their timer; see `persist.rs`.
+    persist: Option<Persist>,
 }
 
 impl<O: Output> Hub<O> {
@@ -210,6 +216,7 @@ impl<O: Output> Hub<O> {
             doomed: Vec::new(),
             wakes: Vec::new(),
             shutting_down: false,
+            persist: None,
         }
     }
 
@@ -223,14 +230,21 @@ impl<O: Output> Hub<O> {
                     // The burst is over: wake the writers it gave work to, then wait (until
                     // the next hold expires, if any: its mailbox ends with it).
                     self.wake_writers();
-                    let got = match self.holds.next_expiry() {
+                    // The next timer: a hold's expiry, or a periodic save (§5.9).
+                    let next = match (self.holds.next_expiry(), self.next_save()) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    let got = match next {
                         Some(t) => rx.recv_deadline(t),
                         None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
                     };
                     match got {
                         Ok(msg) => msg,
                         Err(RecvTimeoutError::Timeout) => {
-                            self.holds.purge(Instant::now());
+                            let now = Instant::now();
+                            self.holds.purge(now);
+                            self.save_if_due(now);
                             continue;
                         }
                         Err(RecvTimeoutError::Disconnected) => break,
@@ -242,6 +256,8 @@ impl<O: Output> Hub<O> {
             if handled >= WAKE_BATCH {
                 handled = 0;
                 self.wake_writers();
+                // A hub that never runs empty still saves on time (§5.9).
+                self.save_if_due(Instant::now());
             }
         }
         self.wake_writers();
@@ -436,14 +452,18 @@ impl<O: Output> Hub<O> {
     }
 
     fn shutdown(&mut self) {
-        // Logged before anything is released (§5.8 Audit; with `--state` it is saved).
-        log::info!("hub: {}", self.unsaved());
+        // Logged before anything is released (§5.8 Audit); with `--state` it is saved.
+        if self.persist.is_none() {
+            log::info!("hub: {}", self.unsaved());
+        }
         self.shutting_down = true;
         let line = Cause::ServerShutdown.cquit_line().unwrap_or_default();
         for c in self.clients.values() {
             c.outbox.set_end(Cause::ServerShutdown);
             c.outbox.finish(&line);
         }
+        // With --state, each client departs as by cquit and everything is saved (§5.9).
+        self.save_at_shutdown();
         self.clients.clear();
         self.names.clear();
         self.resumed.clear();

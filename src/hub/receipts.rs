@@ -15,20 +15,26 @@
 //! its bytes behind until the buffer is compacted, which happens once the dead bytes pass
 //! a quarter of the live ones (and [`SLACK`]): amortised, a copy costs its bytes and a
 //! 16-byte span, and no allocation of its own.
+//!
+//! A save (`--state`, xscp(7) §5.9) shares a client's receipts and copies with the saver
+//! rather than copying them ([`Receipts::shared`]): the hub hands them over in constant
+//! time, and a client whose receipts change while the save runs copies its own then.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::fastmap::FastMap;
 use super::mailbox::{LINE_OVERHEAD, Mailbox, sender_of};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
+use crate::state::Copies;
 
 /// Dead bytes the copy buffer may hold beyond a quarter of its live ones.
 const SLACK: usize = 4096;
 
 /// What one client owes one sender name: `next - settled` receipts, for messages sent in
 /// the sessions of `runs` (oldest first, each with how many in a row).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Owing {
     runs: VecDeque<(ConnId, u64)>,
     /// The number (within this sender) of the next message relayed.
@@ -66,28 +72,28 @@ struct Span {
 /// ([`Owed`]) is allocated with the first message, so that the hub's entry for an idle
 /// client stays small.
 #[derive(Debug, Default)]
-pub struct Receipts(Option<Box<Owed>>);
+pub struct Receipts(Option<Arc<Owed>>);
 
 impl Receipts {
     /// Records that `line`, a message from `from` sent in `session`, awaits its receipt,
     /// and keeps its copy within `max` bytes (forgetting the oldest past it).
     pub fn expect(&mut self, from: NickKey, session: ConnId, line: &[u8], max: usize) {
-        self.0
-            .get_or_insert_with(Box::default)
-            .expect(from, session, line, max);
+        Arc::make_mut(self.0.get_or_insert_with(Arc::default)).expect(from, session, line, max);
     }
 
     /// Forgets the oldest copy (its receipt stays owed) and counts it lost. False if there
     /// was none.
     pub fn forget_oldest(&mut self) -> bool {
-        self.0.as_mut().is_some_and(|owed| owed.forget_oldest())
+        self.0
+            .as_mut()
+            .is_some_and(|owed| Arc::make_mut(owed).forget_oldest())
     }
 
     /// Settles the oldest message from `from` awaiting a receipt (and drops its copy, or
     /// takes it off the lost count if it was forgotten): the sender's session, where the
     /// receipt goes. `None` if no message from `from` awaits one.
     pub fn take(&mut self, from: NickKey) -> Option<ConnId> {
-        self.0.as_mut()?.take(from)
+        Arc::make_mut(self.0.as_mut()?).take(from)
     }
 
     /// The memory of the copies kept as counted against `--mailbox-total` (each copy's
@@ -107,9 +113,15 @@ impl Receipts {
     /// in relay order, each `chatm` with the sender its receipt goes to.
     pub fn into_mailbox(self) -> Mailbox {
         match self.0 {
-            Some(owed) => owed.into_mailbox(),
+            Some(owed) => Arc::unwrap_or_clone(owed).into_mailbox(),
             None => Mailbox::with_lost(0),
         }
+    }
+
+    /// `--state`: the copies as they are now, shared with a save (no bytes are copied
+    /// here; the saver gathers them).
+    pub fn shared(&self) -> SharedCopies {
+        SharedCopies(self.0.clone())
     }
 
     /// How many copies are kept, and how many were forgotten.
@@ -121,8 +133,27 @@ impl Receipts {
     }
 }
 
+/// A client's copies at the moment of a save (see [`Receipts::shared`]).
+#[derive(Debug)]
+pub struct SharedCopies(Option<Arc<Owed>>);
+
+impl Copies for SharedCopies {
+    /// The mailbox the client would leave if it departed at the save: the copies kept, in
+    /// relay order, and the count of those forgotten.
+    fn gather(&self) -> (Vec<u8>, u64) {
+        let Some(owed) = &self.0 else {
+            return (Vec::new(), 0);
+        };
+        let mut wire = Vec::with_capacity(owed.bytes);
+        for s in &owed.spans {
+            wire.extend_from_slice(owed.line(s));
+        }
+        (wire, owed.lost)
+    }
+}
+
 /// What [`Receipts`] holds once the client was sent a message.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Owed {
     /// What is owed, by sender name; a name is removed once nothing from it is owed.
     senders: FastMap<NickKey, Owing>,
@@ -297,6 +328,19 @@ mod tests {
                 (text, from.map(|(_, s)| s))
             })
             .collect()
+    }
+
+    /// `--state`: a save sees the copies as they were when it was taken.
+    #[test]
+    fn a_save_keeps_the_copies_of_its_moment() {
+        let mut r = Receipts::default();
+        expect(&mut r, "alice", 1);
+        let saved = r.shared();
+        expect(&mut r, "alice", 1);
+        assert_eq!(r.take(key("alice")), Some(1));
+        assert_eq!(saved.gather(), (b"chatm alice bob m\r\n".to_vec(), 0));
+        assert_eq!(r.counts(), (1, 0));
+        assert_eq!(Receipts::default().shared().gather(), (Vec::new(), 0));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crossbeam_channel::bounded;
 use super::*;
 
 mod notifications;
+mod persist;
 mod receipts;
 mod registration_and_holds;
 mod relay_and_order;

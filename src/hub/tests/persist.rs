@@ -1,0 +1,153 @@
+//! §5.9: what the hub hands the saver (holds, and connected clients' copies as the
+//! mailboxes they would leave), what it takes back at start, and the save at shutdown.
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::*;
+use crate::state::{SavedHold, Saver, load};
+
+/// A fresh state file path for one test.
+fn state_path(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xscp-hub-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create a temporary directory");
+    dir.join("state")
+}
+
+/// A hub with `--state path` that saves at shutdown only, after taking back `holds`;
+/// names held 300 s, mailboxes of 1 KiB, `total` bytes in all.
+fn hub_saving(path: &Path, holds: Vec<SavedHold>, total: usize) -> (Fixture, Saver) {
+    let saver = Saver::start(path.to_path_buf()).expect("start the saver");
+    let hold = Duration::from_secs(300);
+    let persist = Persist::new(saver.handle(), Duration::ZERO, hold);
+    let hub = Hub::new(HubConfig {
+        hold,
+        max_holds: 1024,
+        max_holds_per_ip: 64,
+        mailbox: 1024,
+        mailbox_total: total,
+    });
+    let hub = hub.with_state(persist, holds, path);
+    (Fixture { hub }, saver)
+}
+
+/// A saved hold of `name` for here, ending in a minute, with `lines`.
+fn saved(name: &str, lines: &[&str]) -> SavedHold {
+    let wire: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+    SavedHold {
+        nick: nick(name),
+        ip: HERE,
+        until: SystemTime::now() + Duration::from_secs(60),
+        lost: 0,
+        wire: Arc::new(wire.into_bytes()),
+    }
+}
+
+/// `name` comes back on `conn` from here: what it got.
+fn come_back(f: &mut Fixture, conn: ConnId, name: &str) -> (Mem, Vec<String>) {
+    let out = f.connect(conn, HERE);
+    assert_eq!(f.register(conn, name), registered(name, true));
+    let lines = out.lines();
+    (out, lines)
+}
+
+/// The lines of a saved hold's mailbox, without their CRLF.
+fn lines_of(h: &SavedHold) -> Vec<String> {
+    h.lines()
+        .map(|l| String::from_utf8_lossy(l).trim_end().to_string())
+        .collect()
+}
+
+#[test]
+fn at_shutdown_every_client_departs_and_everything_is_saved() {
+    let path = state_path("shutdown");
+    let (mut f, saver) = hub_saving(&path, Vec::new(), 1 << 20);
+    f.join(1, "bob");
+    f.join(2, "alice");
+    f.join(3, "carol");
+    f.quit(3);
+    f.chat(1, "chatm bob alice one");
+    f.chat(1, "chatm bob alice two");
+    f.chat(1, "chatm bob carol held");
+    f.receipt(2, "chatr bob alice"); // "one" is delivered: not saved.
+    f.hub.handle(ToHub::Shutdown);
+    assert!(saver.finish(Duration::from_secs(20)));
+    let state = load(&path).expect("loads").expect("saved");
+    let by_name = |name: &str| {
+        state
+            .holds
+            .iter()
+            .find(|h| h.nick.as_str() == name)
+            .unwrap_or_else(|| panic!("{name} not saved: {state:?}"))
+    };
+    assert_eq!(state.holds.len(), 3);
+    assert_eq!(lines_of(by_name("alice")), ["chatm bob alice two"]);
+    assert_eq!(lines_of(by_name("carol")), ["chatm bob carol held"]);
+    assert!(lines_of(by_name("bob")).is_empty());
+    assert!(state.holds.iter().all(|h| h.ip == HERE));
+}
+
+#[test]
+fn a_periodic_save_takes_connected_clients_as_the_mailboxes_they_would_leave() {
+    let path = state_path("snapshot");
+    let (mut f, _saver) = hub_saving(&path, Vec::new(), 1 << 20);
+    f.join(1, "bob");
+    f.join(2, "alice");
+    f.chat(1, "chatm bob alice one");
+    let (now, wall) = (Instant::now(), SystemTime::now());
+    let hold = Duration::from_secs(300);
+    let (state, clients) = f.hub.snapshot(now, wall, hold);
+    assert!(state.holds.is_empty());
+    let mut clients: Vec<SavedHold> = clients.into_iter().map(|d| d.gather()).collect();
+    clients.sort_by(|a, b| a.nick.as_str().cmp(b.nick.as_str()));
+    assert_eq!(lines_of(&clients[0]), ["chatm bob alice one"]);
+    assert_eq!(clients[0].until, wall + hold);
+    assert!(lines_of(&clients[1]).is_empty());
+    // Later lines are not in the save taken before them.
+    let (_, before) = f.hub.snapshot(now, wall, hold);
+    f.chat(1, "chatm bob alice two");
+    let alice: Vec<SavedHold> = before.into_iter().map(|d| d.gather()).collect();
+    let alice = alice.iter().find(|h| h.nick.as_str() == "alice");
+    assert_eq!(lines_of(alice.expect("alice")), ["chatm bob alice one"]);
+}
+
+#[test]
+fn restored_names_are_welcomed_back_and_receipts_reach_the_restored_sender() {
+    let path = state_path("restore");
+    let holds = vec![saved("bob", &[]), saved("alice", &["chatm bob alice hi"])];
+    let (mut f, _saver) = hub_saving(&path, holds, 1 << 20);
+    // Another address: IN-USE.
+    f.connect(1, THERE);
+    assert_eq!(f.register(1, "alice"), Answer::InUse);
+    let (_, lines) = come_back(&mut f, 2, "alice");
+    assert_eq!(
+        lines,
+        [
+            "+OK welcome back alice (1 held, 0 lost)",
+            "chatm bob alice hi"
+        ]
+    );
+    // bob is still held: the receipt goes into his mailbox.
+    f.receipt(2, "chatr bob alice");
+    let (_, lines) = come_back(&mut f, 3, "bob");
+    assert_eq!(
+        lines,
+        ["+OK welcome back bob (1 held, 0 lost)", "chatr bob alice"]
+    );
+}
+
+#[test]
+fn a_restore_over_the_total_discards_the_oldest_mailbox() {
+    let path = state_path("total");
+    // Each line is 20 bytes with its CRLF: room for three in all.
+    let total = 3 * cost(20);
+    let mut old = saved("old", &["chatm bob old 1 abc", "chatm bob old 2 abc"]);
+    old.until -= Duration::from_secs(30);
+    let new = saved("new", &["chatm bob new 1 abc", "chatm bob new 2 abc"]);
+    let (mut f, _saver) = hub_saving(&path, vec![old, new], total);
+    let (_, lines) = come_back(&mut f, 1, "old");
+    assert_eq!(lines, ["+OK welcome back old (0 held, 2 lost)"]);
+    let (_, lines) = come_back(&mut f, 2, "new");
+    assert_eq!(lines[0], "+OK welcome back new (2 held, 0 lost)");
+}

@@ -1,0 +1,300 @@
+//! Saving the state (xscp(7) §5.9): atomically and durably, on a thread of its own, so
+//! that the hub only copies its state and never waits for the disk.
+//!
+//! The file is written as `<file>.tmp` beside it, flushed to disk, renamed over `<file>`,
+//! and the directory flushed: at every moment `<file>` is the previous complete save or the
+//! new one. The hub asks for a save with a [`SaveHandle`]; one save runs at a time, and a
+//! periodic save asked for while one runs is skipped (the next interval takes a newer
+//! state anyway).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use super::format::{self, Deferred, Saved};
+
+/// The temporary file a save writes before renaming it over `path`.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// The directory `path` is in (`.` for a bare file name).
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Creates (or truncates) the temporary file, readable by its owner only: mailboxes are
+/// people's messages.
+fn create_private(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Writes `state`, taken at `at`, to `path` atomically and durably: `<path>.tmp`, fsync,
+/// rename over `path`, fsync of the directory. On an error `path` is as it was and the
+/// temporary file is removed.
+pub fn write_atomic(path: &Path, state: &Saved, at: SystemTime) -> io::Result<()> {
+    let tmp = temp_path(path);
+    let written = (|| {
+        let mut out = BufWriter::with_capacity(1 << 16, create_private(&tmp)?);
+        format::encode(state, at, &mut out)?;
+        out.flush()?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
+        fs::rename(&tmp, path)?;
+        File::open(dir_of(path))?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// Checks at start that saves can be written beside `path` (creates and removes the
+/// temporary file; `path` itself is not touched).
+pub fn check_writable(path: &Path) -> io::Result<()> {
+    let tmp = temp_path(path);
+    create_private(&tmp)?;
+    fs::remove_file(&tmp)
+}
+
+/// A save for the saver thread.
+struct Job {
+    state: Saved,
+    /// Holds whose mailboxes the saver gathers (connected clients' copies).
+    deferred: Vec<Deferred>,
+    /// When the hub took the state.
+    at: SystemTime,
+    /// The save at shutdown: the thread ends after it.
+    last: bool,
+}
+
+/// The hub's side of the saver: asks for saves, never waits for one to be written (except
+/// the last, at shutdown).
+#[derive(Clone, Debug)]
+pub struct SaveHandle {
+    jobs: Sender<Job>,
+    /// A save is being written.
+    busy: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Job(last: {})", self.last)
+    }
+}
+
+impl SaveHandle {
+    /// Is the saver free to take a periodic save? (Ask before copying the state.)
+    pub fn idle(&self) -> bool {
+        !self.busy.load(Ordering::Acquire)
+    }
+
+    /// Hands a periodic save to the saver, `deferred` holds to be gathered there; false
+    /// (and nothing saved) if it is busy.
+    pub fn save(&self, state: Saved, deferred: Vec<Deferred>, at: SystemTime) -> bool {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let sent = self.jobs.try_send(Job {
+            state,
+            deferred,
+            at,
+            last: false,
+        });
+        if sent.is_err() {
+            self.busy.store(false, Ordering::Release);
+        }
+        sent.is_ok()
+    }
+
+    /// Hands the save at shutdown to the saver, waiting for room if a periodic save is
+    /// still queued; the saver ends after writing it.
+    pub fn save_last(&self, state: Saved, at: SystemTime) {
+        let job = Job {
+            state,
+            deferred: Vec::new(),
+            at,
+            last: true,
+        };
+        if self.jobs.send(job).is_err() {
+            log::error!("state not saved at shutdown: the saver has stopped");
+        }
+    }
+}
+
+/// The saver thread, writing each save handed to it to the state file.
+pub struct Saver {
+    handle: SaveHandle,
+    done: Receiver<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Saver {
+    /// Starts the saver for `path`, after checking that saves can be written there.
+    pub fn start(path: PathBuf) -> io::Result<Saver> {
+        check_writable(&path)?;
+        let (jobs, rx) = bounded::<Job>(1);
+        let (done_tx, done) = bounded(1);
+        let busy = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&busy);
+        let thread = thread::Builder::new()
+            .name("xscp-saver".into())
+            .spawn(move || {
+                for mut job in rx {
+                    let deferred = std::mem::take(&mut job.deferred);
+                    job.state
+                        .holds
+                        .extend(deferred.into_iter().map(Deferred::gather));
+                    // In expiry order, as a person reads it and the restore takes it back.
+                    job.state.holds.sort_by_key(|h| h.until);
+                    write(&path, &job);
+                    flag.store(false, Ordering::Release);
+                    if job.last {
+                        break;
+                    }
+                }
+                let _ = done_tx.send(());
+            })?;
+        Ok(Saver {
+            handle: SaveHandle { jobs, busy },
+            done,
+            thread,
+        })
+    }
+
+    /// The hub's side.
+    pub fn handle(&self) -> SaveHandle {
+        self.handle.clone()
+    }
+
+    /// Waits up to `bound` for the saver to write the last save and end. False if it did
+    /// not end in time (it is left to finish or die with the process).
+    pub fn finish(self, bound: Duration) -> bool {
+        let Saver {
+            handle,
+            done,
+            thread,
+        } = self;
+        drop(handle);
+        let ended = done.recv_timeout(bound).is_ok();
+        if ended {
+            let _ = thread.join();
+        }
+        ended
+    }
+}
+
+/// Writes one save, and logs it: the shutdown's at info, the periodic ones at debug; a
+/// failure at error (the file keeps the previous save).
+fn write(path: &Path, job: &Job) {
+    let started = Instant::now();
+    let (holds, lines, lost) = job.state.counts();
+    match write_atomic(path, &job.state, job.at) {
+        Ok(()) => {
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            let what = format!(
+                "state saved to {}: {holds} holds, {lines} lines, {lost} lost ({took:.1} ms)",
+                path.display()
+            );
+            if job.last {
+                log::info!("{what}");
+            } else {
+                log::debug!("{what}");
+            }
+        }
+        Err(e) => log::error!(
+            "cannot save state to {}: {e} (the file keeps the previous save)",
+            path.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+    use crate::protocol::nick::Nick;
+    use crate::state::{SavedHold, load};
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xscp-save-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create a temporary directory");
+        dir
+    }
+
+    fn one_hold() -> Saved {
+        Saved {
+            holds: vec![SavedHold {
+                nick: Nick::parse("alice").expect("nickname"),
+                ip: IpAddr::from([127, 0, 0, 1]),
+                until: SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+                lost: 2,
+                wire: Arc::new(b"chatm bob alice hi\r\n".to_vec()),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_save_replaces_the_file_and_leaves_no_temporary_file() {
+        let dir = temp_dir("atomic");
+        let path = dir.join("state");
+        fs::write(&path, "old").expect("write");
+        write_atomic(&path, &one_hold(), SystemTime::now()).expect("saved");
+        assert_eq!(load(&path).expect("loads"), Some(one_hold()));
+        assert!(!temp_path(&path).exists());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(&path).expect("metadata").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_failed_save_leaves_the_old_file() {
+        let dir = temp_dir("failed");
+        let path = dir.join("state");
+        fs::write(&path, "old").expect("write");
+        // The temporary file's name is taken by a directory: the save cannot be written.
+        fs::create_dir(temp_path(&path)).expect("mkdir");
+        assert!(write_atomic(&path, &one_hold(), SystemTime::now()).is_err());
+        assert_eq!(fs::read(&path).expect("read"), b"old");
+    }
+
+    #[test]
+    fn the_saver_writes_the_last_save_and_ends() {
+        let dir = temp_dir("saver");
+        let path = dir.join("state");
+        let saver = Saver::start(path.clone()).expect("start");
+        let handle = saver.handle();
+        assert!(handle.idle());
+        handle.save_last(one_hold(), SystemTime::now());
+        drop(handle);
+        assert!(saver.finish(Duration::from_secs(20)));
+        assert_eq!(load(&path).expect("loads"), Some(one_hold()));
+    }
+
+    #[test]
+    fn a_saver_that_cannot_write_does_not_start() {
+        let dir = temp_dir("unwritable");
+        assert!(Saver::start(dir.join("no-such-dir").join("state")).is_err());
+    }
+}

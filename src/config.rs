@@ -469,7 +469,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             return Err(CliError(format!("option {opt} takes no value (got '{v}')")));
         }
     }
-    // A mailbox is replayed at once on return (PROTOCOL.md §5.8): it must fit in a queue,
+    // A mailbox is replayed at once on return (xscp(7) §5.8): it must fit in a queue,
     // and by default with room to spare for the welcome back and what else is queued.
     c.mailbox = mailbox.unwrap_or(c.mailbox.min(c.sendq / 2));
     if c.mailbox > c.sendq {

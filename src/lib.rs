@@ -1,5 +1,5 @@
 //! xscp: the reference server (and client) for XSCP/1, the line-based chat protocol of
-//! `PROTOCOL.md`.
+//! xscp(7), `man/xscp.7`.
 //!
 //! Layers, from the wire inwards; each imports only the layers after it:
 //! - [`net`]: the acceptor, and per connection a reader (`net/reader.rs`) and a writer

@@ -1,5 +1,5 @@
 //! Wiring: binds the listener, starts the hub and the acceptor, and runs the shutdown of
-//! PROTOCOL.md §7 (listener closed, every client told `cquit server shutting down`, orderly
+//! xscp(7) §7 (listener closed, every client told `cquit server shutting down`, orderly
 //! closes, exit).
 
 use std::io;

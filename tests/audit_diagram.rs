@@ -1,6 +1,6 @@
 //! `xscp diagram` (issue 22) on a real `xscpd -vv` log: a session with a rename, a
 //! conversation between two clients, a departure and a resume with its mailbox replayed
-//! (xscp(7) §5.7, §5.8), and a spoofing violation (§5 chatm) turn into sequence diagrams,
+//! (xscp(7) §5.7, §5.8), and a spoofing violation (§5.5 chatm) turn into sequence diagrams,
 //! as Mermaid text and as an HTML page that headless Chromium renders.
 //!
 //! It needs the `xscpd` and `xscp` binaries and Chromium.

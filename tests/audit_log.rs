@@ -1,4 +1,4 @@
-//! The audit log of PROTOCOL.md §7 at `-vv`: for each connection the log is causal. A line
+//! The audit log of xscp(7) §7 at `-vv`: for each connection the log is causal. A line
 //! the server sends appears where the server decided to send it, after the line that caused
 //! it and before anything that came later; transitions appear when they happen.
 

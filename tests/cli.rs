@@ -1,6 +1,6 @@
 //! The command line of `xscpd`: bad options and values (exit 2 with the usage), a listen
 //! address that cannot be bound (one clear line, non-zero exit), and `--print-fsm`, which
-//! prints the tables of PROTOCOL.md §3 and §4 in Markdown, Graphviz and Mermaid. And what
+//! prints the tables of xscp(7) §3 and §4 in Markdown, Graphviz and Mermaid. And what
 //! no program of the project does on any command line: panic when an output is closed or
 //! full, or serve on while its audit log silently fails.
 
@@ -16,7 +16,7 @@ use std::thread;
 
 use crossbeam_channel::{RecvTimeoutError, unbounded};
 
-/// PROTOCOL.md §4, row for row: the command and what each state's cell says, reduced to
+/// xscp(7) §4, row for row: the command and what each state's cell says, reduced to
 /// its verdict (`yes`, `violation` or `SYNTAX`).
 const SPEC_LEGALITY: [(&str, &str, &str); 11] = [
     ("uname <name>", "yes", "violation"),

@@ -1,6 +1,6 @@
 //! The ESTABLISHED state over real sockets: the ESTABLISHED column of the legality table
 //! (§4), every command of §5 with its replies and codes, the ESTABLISHED rows of the
-//! transition table (§3), and the ordering promise of §5 chatm under pipelining.
+//! transition table (§3), and the ordering promise of §5.5 chatm under pipelining.
 
 use crate::harness::{Client, Server};
 
@@ -63,7 +63,7 @@ fn uname_without_argument_in_established_is_still_a_violation() {
     assert_eq!(lines[0], "-ERR [STATE] UName is not allowed in ESTABLISHED");
 }
 
-/// §4 row `+OK pong` and §5 server ping: a pong that answers no outstanding ping is a STATE
+/// §4 row `+OK pong` and §5.2 server ping: a pong that answers no outstanding ping is a STATE
 /// violation. (The text is not fixed by §5; only the code and the close are checked.)
 #[test]
 fn unsolicited_pong_is_a_state_violation() {
@@ -97,9 +97,9 @@ fn ping_and_capa_are_legal_in_established() {
     assert_eq!(alice.multiline().0, "+OK capability list follows");
 }
 
-// ---- §5 ping ----
+// ---- §5.2 ping ----
 
-/// §5 ping: `+OK pong` with the token if one was given; a token may be 32 characters.
+/// §5.2 ping: `+OK pong` with the token if one was given; a token may be 32 characters.
 #[test]
 fn ping_echoes_its_token() {
     let server = Server::start(&[]);
@@ -116,7 +116,7 @@ fn ping_echoes_its_token() {
     alice.expect("+OK pong !\"#$%&'()*+,-./:;<=>?@[]^_`{|}~");
 }
 
-/// §5 ping: a token longer than 32 characters is refused (SYNTAX, reading taken here:
+/// §5.2 ping: a token longer than 32 characters is refused (SYNTAX, reading taken here:
 /// the token is an argument that does not fit); in ESTABLISHED the connection stays.
 #[test]
 fn ping_token_longer_than_32_is_refused() {
@@ -128,9 +128,9 @@ fn ping_token_longer_than_32_is_refused() {
     assert!(alice.nothing_pending());
 }
 
-// ---- §5 cname ----
+// ---- §5.4 cname ----
 
-/// §5 cname: `+OK name changed from <old> to <new>`; the new name is in `users`, the old
+/// §5.4 cname: `+OK name changed from <old> to <new>`; the new name is in `users`, the old
 /// one is free again.
 #[test]
 fn cname_renames() {
@@ -149,7 +149,7 @@ fn cname_renames() {
     );
 }
 
-/// §5 cname: a change of case only is allowed.
+/// §5.4 cname: a change of case only is allowed.
 #[test]
 fn cname_change_of_case_only_is_allowed() {
     let server = Server::start(&[]);
@@ -162,7 +162,7 @@ fn cname_change_of_case_only_is_allowed() {
     );
 }
 
-/// §5 cname: a name in use is `-ERR [IN-USE] <name> is already taken by another client`,
+/// §5.4 cname: a name in use is `-ERR [IN-USE] <name> is already taken by another client`,
 /// uniqueness ignores case, and there is no retry counting here.
 #[test]
 fn cname_to_a_name_in_use_is_refused_without_counting() {
@@ -179,7 +179,7 @@ fn cname_to_a_name_in_use_is_refused_without_counting() {
     );
 }
 
-/// §5 cname: a malformed name is `-ERR [INVALID] ...`, no retry counting, and the
+/// §5.4 cname: a malformed name is `-ERR [INVALID] ...`, no retry counting, and the
 /// connection stays; a missing argument is SYNTAX.
 #[test]
 fn cname_to_a_malformed_name_is_invalid_without_counting() {
@@ -198,7 +198,7 @@ fn cname_to_a_malformed_name_is_invalid_without_counting() {
     );
 }
 
-/// §5 cname + chatm: after a rename the client's own nickname is the new one: the old one
+/// §5.4 cname + chatm: after a rename the client's own nickname is the new one: the old one
 /// is someone else's (SPOOF), the new one relays.
 #[test]
 fn after_cname_the_new_name_is_the_sender() {
@@ -213,7 +213,7 @@ fn after_cname_the_new_name_is_the_sender() {
     assert_aborts(&server, alice, "chatm alice bob hi", "-ERR [SPOOF] ");
 }
 
-/// §5 cname: the rename takes effect before the next command is read: a `chatm` pipelined
+/// §5.4 cname: the rename takes effect before the next command is read: a `chatm` pipelined
 /// right after `cname` in the same write is judged under the new name.
 #[test]
 fn cname_takes_effect_for_pipelined_commands() {
@@ -232,9 +232,9 @@ fn cname_takes_effect_for_pipelined_commands() {
     );
 }
 
-// ---- §5 chatm ----
+// ---- §5.5 chatm ----
 
-/// §5 chatm: `+OK message relayed` to the sender, and the recipient gets the line exactly
+/// §5.5 chatm: `+OK message relayed` to the sender, and the recipient gets the line exactly
 /// as sent: the text is the rest of the line, byte for byte (runs of spaces, trailing
 /// spaces, non-ASCII UTF-8).
 #[test]
@@ -257,7 +257,7 @@ fn chatm_direct_is_relayed_byte_for_byte() {
     assert!(bob.nothing_pending());
 }
 
-/// §1 + §5 chatm: tokens are separated by runs of spaces; the text starts at its first
+/// §1 + §5.5 chatm: tokens are separated by runs of spaces; the text starts at its first
 /// non-space byte.
 #[test]
 fn chatm_fields_may_be_separated_by_runs_of_spaces() {
@@ -269,7 +269,7 @@ fn chatm_fields_may_be_separated_by_runs_of_spaces() {
     bob.expect("chatm alice bob hi  there");
 }
 
-/// §5 chatm: the recipient is matched ignoring case, and its field is relayed as sent.
+/// §5.5 chatm: the recipient is matched ignoring case, and its field is relayed as sent.
 #[test]
 fn chatm_recipient_ignores_case() {
     let server = Server::start(&[]);
@@ -280,7 +280,7 @@ fn chatm_recipient_ignores_case() {
     bob.expect("chatm alice BOB hi");
 }
 
-/// §5 chatm: the sender must be the client's own nickname, case-insensitively: another
+/// §5.5 chatm: the sender must be the client's own nickname, case-insensitively: another
 /// case of it is accepted. (How the relayed line spells it is not fixed by §5: only the
 /// match is checked.)
 #[test]
@@ -296,7 +296,7 @@ fn chatm_sender_ignores_case() {
     assert!(got.ends_with(" bob hi"), "{got}");
 }
 
-/// §5 chatm: `*` reaches every other established client, with the recipient field `*`;
+/// §5.5 chatm: `*` reaches every other established client, with the recipient field `*`;
 /// not the sender, not a client still negotiating.
 #[test]
 fn chatm_broadcast_reaches_every_other_established_client() {
@@ -314,7 +314,7 @@ fn chatm_broadcast_reaches_every_other_established_client() {
     assert!(stranger.nothing_pending());
 }
 
-/// §5 chatm: an unknown recipient is `-ERR [NO-SUCH] no such user <recipient>`; a client
+/// §5.5 chatm: an unknown recipient is `-ERR [NO-SUCH] no such user <recipient>`; a client
 /// still negotiating has no name; the connection stays.
 #[test]
 fn chatm_to_unknown_user_is_no_such() {
@@ -328,7 +328,7 @@ fn chatm_to_unknown_user_is_no_such() {
     assert!(alice.nothing_pending());
 }
 
-/// §5 chatm: empty text is `-ERR [SYNTAX]`, also when only spaces follow the recipient;
+/// §5.5 chatm: empty text is `-ERR [SYNTAX]`, also when only spaces follow the recipient;
 /// nothing is relayed and the connection stays.
 #[test]
 fn chatm_with_empty_text_is_syntax() {
@@ -345,7 +345,7 @@ fn chatm_with_empty_text_is_syntax() {
     assert!(alice.nothing_pending());
 }
 
-/// §5 chatm: a sender field that is not the client's own nickname is
+/// §5.5 chatm: a sender field that is not the client's own nickname is
 /// `-ERR [SPOOF] ...`, `cquit protocol violation`, aborted (cause logged); nothing is
 /// relayed.
 #[test]
@@ -366,9 +366,9 @@ fn chatm_with_spoofed_sender_is_a_violation() {
     assert!(bob.nothing_pending());
 }
 
-// ---- §5 chatr ----
+// ---- §5.6 chatr ----
 
-/// §5 chatr: the receipt is relayed to the original sender as `chatr <sender>
+/// §5.6 chatr: the receipt is relayed to the original sender as `chatr <sender>
 /// <recipient>`, and its author gets no reply.
 #[test]
 fn chatr_is_relayed_to_the_sender_without_reply() {
@@ -384,7 +384,7 @@ fn chatr_is_relayed_to_the_sender_without_reply() {
     assert!(alice.nothing_pending());
 }
 
-/// §5 chatr: without a relayed message awaiting its receipt:
+/// §5.6 chatr: without a relayed message awaiting its receipt:
 /// `-ERR [NO-SUCH] no message from <sender> awaits a receipt`; each message takes one
 /// receipt only.
 #[test]
@@ -417,7 +417,7 @@ fn chatr_without_awaited_message_is_no_such() {
     carol.expect("chatr carol bob");
 }
 
-/// §5 chatr: a recipient field that is neither the client's own nickname nor `*` is a
+/// §5.6 chatr: a recipient field that is neither the client's own nickname nor `*` is a
 /// SPOOF violation.
 #[test]
 fn chatr_with_spoofed_recipient_is_a_violation() {
@@ -435,7 +435,7 @@ fn chatr_with_spoofed_recipient_is_a_violation() {
     assert!(alice.nothing_pending());
 }
 
-/// §5 chatr: a receipt for a broadcast (`*`) is accepted and not relayed: no reply to its
+/// §5.6 chatr: a receipt for a broadcast (`*`) is accepted and not relayed: no reply to its
 /// author, nothing to the sender.
 #[test]
 fn chatr_for_a_broadcast_is_accepted_silently() {
@@ -453,7 +453,7 @@ fn chatr_for_a_broadcast_is_accepted_silently() {
     bob.expect("-ERR [NO-SUCH] no message from alice awaits a receipt");
 }
 
-/// §5 chatr: after the original sender renamed, the receipt still names the sender as the
+/// §5.6 chatr: after the original sender renamed, the receipt still names the sender as the
 /// relayed `chatm` did, and reaches the renamed sender's connection.
 #[test]
 fn chatr_after_the_sender_renamed_reaches_it() {
@@ -470,7 +470,7 @@ fn chatr_after_the_sender_renamed_reaches_it() {
     assert!(bob.nothing_pending());
 }
 
-/// §5 chatr: after the recipient renamed, it acknowledges under its new name (its own
+/// §5.6 chatr: after the recipient renamed, it acknowledges under its new name (its own
 /// nickname now) and the receipt is relayed.
 #[test]
 fn chatr_after_the_recipient_renamed_is_relayed() {
@@ -487,7 +487,7 @@ fn chatr_after_the_recipient_renamed_is_relayed() {
     assert!(bob.nothing_pending());
 }
 
-/// §5 chatr: if the original sender has left and its name is not held, the receipt is
+/// §5.6 chatr: if the original sender has left and its name is not held, the receipt is
 /// accepted and dropped: no reply to its author, and the server logs it.
 #[test]
 fn chatr_after_the_sender_left_is_dropped() {
@@ -506,9 +506,9 @@ fn chatr_after_the_sender_left_is_dropped() {
     server.wait_log(|l| l.contains("receipt") && l.contains("dropped"));
 }
 
-// ---- §5 users, notif, capa, cquit ----
+// ---- §5.4 users, notif, capa, cquit ----
 
-/// §5 users: `+OK <n> users`, one nickname a line (spelled as given), `.`; clients still
+/// §5.4 users: `+OK <n> users`, one nickname a line (spelled as given), `.`; clients still
 /// negotiating are not users.
 #[test]
 fn users_lists_established_clients() {
@@ -523,7 +523,7 @@ fn users_lists_established_clients() {
     );
 }
 
-/// §5 notif: `+OK notifications on|off`; notifications are off by default, so a plain
+/// §5.4 notif: `+OK notifications on|off`; notifications are off by default, so a plain
 /// client sees no line when someone joins.
 #[test]
 fn notif_is_off_by_default_and_switches() {
@@ -541,7 +541,7 @@ fn notif_is_off_by_default_and_switches() {
     alice.expect_prefix("-ERR [SYNTAX] ");
 }
 
-/// §5 notif: while on, a client gets `notif join`, `notif cname` and `notif quit` for
+/// §5.4 notif: while on, a client gets `notif join`, `notif cname` and `notif quit` for
 /// other clients (quit by `cquit` and by abort), and nothing about itself.
 #[test]
 fn notif_reports_join_cname_and_quit_of_others() {
@@ -572,7 +572,7 @@ fn notif_reports_join_cname_and_quit_of_others() {
     assert!(alice.nothing_pending());
 }
 
-/// §5 notif: subscribing is per client: a subscriber that renames keeps getting
+/// §5.4 notif: subscribing is per client: a subscriber that renames keeps getting
 /// notifications, a non-subscriber gets none.
 #[test]
 fn notif_is_per_client() {
@@ -591,7 +591,7 @@ fn notif_is_per_client() {
     assert!(loud.nothing_pending());
 }
 
-/// §5 capa: `+OK capability list follows`, one capability a line with its setting, `.`;
+/// §5.3 capa: `+OK capability list follows`, one capability a line with its setting, `.`;
 /// at least XSCP 1, PDU 512, RETRIES, NEGOTIATE, PING, HOLD, BROADCAST, RECEIPTS, USERS,
 /// NOTIF, with the settings of the command line; in both states.
 #[test]
@@ -637,7 +637,7 @@ fn capa_lists_capabilities_with_settings() {
     }
 }
 
-/// §5 capa: the defaults are what the command line documents.
+/// §5.3 capa: the defaults are what the command line documents.
 #[test]
 fn capa_shows_the_defaults() {
     let server = Server::start(&[]);
@@ -655,7 +655,7 @@ fn capa_shows_the_defaults() {
     }
 }
 
-/// §5 cquit in ESTABLISHED: `+OK terminating tasks and disconnecting`, end of stream; §3
+/// §5.3 cquit in ESTABLISHED: `+OK terminating tasks and disconnecting`, end of stream; §3
 /// rows ESTABLISHED -> UPDATE on quit_requested, UPDATE -> CLOSED on close; the name is
 /// released.
 #[test]
@@ -706,7 +706,7 @@ fn peer_reset_in_established_is_a_connection_error() {
     );
 }
 
-// ---- §2 and §5 chatm: ordering ----
+// ---- §2 and §5.5 chatm: ordering ----
 
 /// §2: a response to each command, in order — many commands pipelined in one write are
 /// answered one by one in the order sent.
@@ -731,7 +731,7 @@ fn pipelined_commands_are_answered_in_order() {
     }
 }
 
-/// §5 chatm, Order: messages from one sender to one recipient arrive in the order sent,
+/// §5.5 chatm, Order: messages from one sender to one recipient arrive in the order sent,
 /// and the sender always receives `+OK message relayed` before any receipt for that
 /// message — with many `chatm` pipelined in one write and the recipient answering receipts
 /// as fast as it can.

@@ -1,4 +1,4 @@
-//! Fault injection (PROTOCOL.md §3 `connection_error`, §6 faults, §7 server behaviour):
+//! Fault injection (xscp(7) §3 `connection_error`, §6 faults, §7 server behaviour):
 //! half-closes, partial lines, connection churn, shutdown under load, a panicking
 //! connection thread, hostile bytes aimed at the log, and a closed TCP window. (Resets and
 //! closes are in `negotiating` and `established`, the ping timeout in `timers_and_holds`,

@@ -1,4 +1,4 @@
-//! Framing over real sockets (PROTOCOL.md §1): terminators, the 510-byte limit, lines split
+//! Framing over real sockets (xscp(7) §1): terminators, the 510-byte limit, lines split
 //! across writes or packed into one, blank lines, control bytes and UTF-8. (§7's rule that
 //! the log escapes what a peer sends is in `faults`.)
 
@@ -53,7 +53,7 @@ fn alice_and_bob(server: &Server) -> (Client, Client) {
     (server.register("alice"), bob)
 }
 
-/// §1 (server side) + §5 chatm: `-ERR [NO-SUCH] no such user <recipient>` with a recipient
+/// §1 (server side) + §5.5 chatm: `-ERR [NO-SUCH] no such user <recipient>` with a recipient
 /// as long as a PDU allows still fits in 510 bytes.
 #[test]
 fn no_such_user_reply_fits_the_limit() {
@@ -66,7 +66,7 @@ fn no_such_user_reply_fits_the_limit() {
     assert!(reply.starts_with("-ERR [NO-SUCH] "), "{reply}");
 }
 
-/// §1 (server side) + §5 chatr: `-ERR [NO-SUCH] no message from <sender> awaits a receipt`
+/// §1 (server side) + §5.6 chatr: `-ERR [NO-SUCH] no message from <sender> awaits a receipt`
 /// with a long sender field still fits in 510 bytes.
 #[test]
 fn no_receipt_reply_fits_the_limit() {
@@ -79,7 +79,7 @@ fn no_receipt_reply_fits_the_limit() {
     assert!(reply.starts_with("-ERR [NO-SUCH] "), "{reply}");
 }
 
-/// §1 (server side) + §5 chatm: the `-ERR [SPOOF]` reply to a long forged sender field
+/// §1 (server side) + §5.5 chatm: the `-ERR [SPOOF]` reply to a long forged sender field
 /// still fits in 510 bytes.
 #[test]
 fn spoof_reply_fits_the_limit() {

@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, unbounded};
 use parking_lot::{Condvar, Mutex};
 
-/// The most bytes a PDU carries before its terminator (PROTOCOL.md §1).
+/// The most bytes a PDU carries before its terminator (xscp(7) §1).
 pub const MAX_PDU: usize = 510;
 
-/// PROTOCOL.md §3, row for row, as the spec writes it (written out here, not taken from
+/// xscp(7) §3, row for row, as the spec writes it (written out here, not taken from
 /// the code, so that the tests compare the server with the spec).
 pub const SPEC_TRANSITIONS: [(&str, &str, &str); 14] = [
     ("CLOSED", "LISTEN", "bind_and_listen"),

@@ -1,4 +1,4 @@
-//! Resource limits of PROTOCOL.md §7: `--max-clients`, `--max-per-ip`, `--sendq`, `--rate`,
+//! Resource limits of xscp(7) §7: `--max-clients`, `--max-per-ip`, `--sendq`, `--rate`,
 //! the bounded receipts and holds of the hub (§5, §5.7), and running out of descriptors.
 //!
 //! Every wait is for an event (a line, end of stream, a log line) with a generous bound;

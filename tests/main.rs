@@ -3,7 +3,7 @@
 //! real TCP on 127.0.0.1.
 //!
 //! To add an area: write `tests/<area>.rs` (a `//!` line saying which sections of
-//! PROTOCOL.md it covers, then `use crate::harness::{...};` and its `#[test]`s), and add
+//! xscp(7) it covers, then `use crate::harness::{...};` and its `#[test]`s), and add
 //! `mod <area>;` below. A file not declared here is not compiled, so
 //! [`every_test_file_is_a_module`] fails until it is. Put a test in the area of the rule it
 //! checks, once; helpers that more than one area needs go in `harness`.
@@ -25,7 +25,7 @@
 //! - `/proc` values, which have no event: `poll_until`, `proc_status`,
 //!   `thread_names`, `thread_wchan`, `open_fds`.
 //! - Constants: `WAIT` (the bound of every wait), `PROC_WAIT`, `GREETING`, `BYE`,
-//!   `MAX_PDU`, `SPEC_TRANSITIONS` (PROTOCOL.md §3 as the spec writes it).
+//!   `MAX_PDU`, `SPEC_TRANSITIONS` (xscp(7) §3 as the spec writes it).
 
 mod harness;
 

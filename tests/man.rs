@@ -610,10 +610,8 @@ fn every_cited_section_exists_in_xscp_7() {
 }
 
 /// Nothing the project ships sends its reader to a file it does not ship: citations name
-/// xscp(7), not the protocol's source text. Ignored until the citations in source comments
-/// are rewritten in one pass; run it with `cargo test --release -- --ignored`.
+/// xscp(7), not the protocol's source text.
 #[test]
-#[ignore = "source comments still cite PROTOCOL.md; they are rewritten in one pass"]
 fn nothing_cites_a_file_the_project_does_not_ship() {
     let mut found = Vec::new();
     for path in citing_files() {

@@ -1,6 +1,6 @@
 //! The NEGOTIATING state over real sockets: the greeting (§2), the NEGOTIATING rows of the
 //! transition table (§3), the NEGOTIATING column of the legality table (§4), and `uname`
-//! with its retry budget (§5 uname, §6 failed attempts).
+//! with its retry budget (§5.1 uname, §6 failed attempts).
 
 use crate::harness::{Client, Server};
 
@@ -54,7 +54,7 @@ fn accept_greets_and_enters_negotiating() {
     );
 }
 
-/// §5 uname, §3 row NEGOTIATING -> ESTABLISHED on credentials_validated: a new name gets
+/// §5.1 uname, §3 row NEGOTIATING -> ESTABLISHED on credentials_validated: a new name gets
 /// `+OK you are <name>` and the audit line names it.
 #[test]
 fn new_name_is_accepted_and_establishes() {
@@ -106,7 +106,7 @@ fn keyword_longer_than_five_is_unknown() {
     c.expect("+OK you are alice");
 }
 
-/// §5 uname: a nickname is 1–16 ASCII characters, a letter first, then letters, digits,
+/// §5.1 uname: a nickname is 1–16 ASCII characters, a letter first, then letters, digits,
 /// `-` or `_`. Each valid form is accepted.
 #[test]
 fn valid_nicknames_are_accepted() {
@@ -118,7 +118,7 @@ fn valid_nicknames_are_accepted() {
     }
 }
 
-/// §5 uname: a malformed nickname is `-ERR [INVALID] ...` and a failed attempt, with the
+/// §5.1 uname: a malformed nickname is `-ERR [INVALID] ...` and a failed attempt, with the
 /// count in the text; §3 row NEGOTIATING -> NEGOTIATING on invalid_credentials.
 #[test]
 fn malformed_nicknames_are_invalid_and_counted() {
@@ -148,7 +148,7 @@ fn malformed_nicknames_are_invalid_and_counted() {
     c.expect("+OK you are alice");
 }
 
-/// §5 uname: a name in use by a connected client is
+/// §5.1 uname: a name in use by a connected client is
 /// `-ERR [IN-USE] <name> is already taken by another client (attempt k of n)`.
 #[test]
 fn name_in_use_is_refused_with_the_attempt_count() {
@@ -164,7 +164,7 @@ fn name_in_use_is_refused_with_the_attempt_count() {
     c.expect("+OK you are carol");
 }
 
-/// §5 uname: uniqueness is case-insensitive, and the spelling given is kept.
+/// §5.1 uname: uniqueness is case-insensitive, and the spelling given is kept.
 #[test]
 fn uniqueness_ignores_case_and_spelling_is_kept() {
     let server = Server::start(&[]);
@@ -179,7 +179,7 @@ fn uniqueness_ignores_case_and_spelling_is_kept() {
     );
 }
 
-/// §5 uname: a missing argument is `-ERR [SYNTAX]`, a failed attempt.
+/// §5.1 uname: a missing argument is `-ERR [SYNTAX]`, a failed attempt.
 #[test]
 fn uname_without_argument_is_syntax_and_counted() {
     let server = Server::start(&[]);
@@ -221,7 +221,7 @@ fn bad_arguments_to_a_legal_command_count_in_negotiating() {
     expect_attempt(&mut c, "SYNTAX", 2, 3);
 }
 
-/// §5 uname: when the counter reaches `--max-retries` (default 3) the failing attempt still
+/// §5.1 uname: when the counter reaches `--max-retries` (default 3) the failing attempt still
 /// gets its `-ERR`, then `cquit too many failed attempts`; §3 row NEGOTIATING -> ABORTED on
 /// max_retries_exceeded, then ABORTED -> CLOSED. Refusals of every kind count together.
 #[test]
@@ -248,7 +248,7 @@ fn third_failed_attempt_aborts_with_default_budget() {
     server.wait_peer_log(&peer, "ABORTED -> CLOSED on close");
 }
 
-/// §5 uname: the budget is `--max-retries`; attempts below it leave the connection open.
+/// §5.1 uname: the budget is `--max-retries`; attempts below it leave the connection open.
 #[test]
 fn max_retries_option_sets_the_budget() {
     let server = Server::start(&["--max-retries", "5"]);
@@ -263,7 +263,7 @@ fn max_retries_option_sets_the_budget() {
     c.expect_close(&["cquit too many failed attempts"]);
 }
 
-/// §5 uname: with a budget of one, the first failure ends the connection.
+/// §5.1 uname: with a budget of one, the first failure ends the connection.
 #[test]
 fn budget_of_one_aborts_on_the_first_failure() {
     let server = Server::start(&["--max-retries", "1"]);
@@ -292,7 +292,7 @@ fn legal_commands_do_not_spend_the_budget() {
     c.expect("+OK you are alice");
 }
 
-/// §4 + §5 cquit: `cquit` is legal in NEGOTIATING: `+OK terminating tasks and
+/// §4 + §5.3 cquit: `cquit` is legal in NEGOTIATING: `+OK terminating tasks and
 /// disconnecting`, then end of stream; §3 rows NEGOTIATING -> UPDATE on quit_requested and
 /// UPDATE -> CLOSED on close.
 #[test]
@@ -337,7 +337,7 @@ fn peer_reset_in_negotiating_is_a_connection_error() {
     );
 }
 
-/// §5 uname → ESTABLISHED at once: a command pipelined right after `uname` in the same
+/// §5.1 uname → ESTABLISHED at once: a command pipelined right after `uname` in the same
 /// write is judged in ESTABLISHED.
 #[test]
 fn commands_pipelined_after_uname_are_established() {

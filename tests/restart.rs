@@ -1,4 +1,4 @@
-//! Restarts with `--state` (PROTOCOL.md §5.9), over real processes: holds and mailboxes
+//! Restarts with `--state` (xscp(7) §5.9), over real processes: holds and mailboxes
 //! saved at an orderly shutdown and every `--state-interval`, taken back at start with the
 //! answers of §5.7 and §5.8; a crash loses at most what came after the last save; a file
 //! that cannot be read or parsed stops the server before it listens and is left as it was.

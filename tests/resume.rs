@@ -1,4 +1,4 @@
-//! Resume over real sockets (PROTOCOL.md §5.8): copies of unreceipted direct messages, the
+//! Resume over real sockets (xscp(7) §5.8): copies of unreceipted direct messages, the
 //! held name's mailbox, the counted `welcome back` and its replay, receipts across a
 //! departure, and the bounds (`--mailbox`, `--mailbox-total`, the hold's lifetime), with
 //! the audit lines. Every departure is waited for in the log (the hold line) before the

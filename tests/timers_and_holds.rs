@@ -1,5 +1,5 @@
-//! Timers and name holds over real sockets: the negotiation deadline (§5 uname), the
-//! server's ping and the client's pong (§5 ping, server → client), and the name hold with
+//! Timers and name holds over real sockets: the negotiation deadline (§5.1 uname), the
+//! server's ping and the client's pong (§5.2 ping, server → client), and the name hold with
 //! its "welcome back" (§5.7). Every timer is made short by an option, and every test waits
 //! for the event itself.
 
@@ -19,9 +19,9 @@ fn expect_server_ping(c: &mut Client) -> String {
     token
 }
 
-// ---- §5 uname: the negotiation deadline ----
+// ---- §5.1 uname: the negotiation deadline ----
 
-/// §5 uname: missing the negotiation deadline ends the connection with
+/// §5.1 uname: missing the negotiation deadline ends the connection with
 /// `cquit negotiation timeout`; §3 row NEGOTIATING -> ABORTED on connection_error, the log
 /// naming the cause.
 #[test]
@@ -35,7 +35,7 @@ fn negotiation_deadline_ends_the_connection() {
     assert!(logged.contains("negotiation timeout"), "{logged}");
 }
 
-/// §5 uname: the deadline runs from accept and traffic does not extend it: a client that
+/// §5.1 uname: the deadline runs from accept and traffic does not extend it: a client that
 /// keeps pinging without registering still gets `cquit negotiation timeout`.
 #[test]
 fn traffic_does_not_extend_the_negotiation_deadline() {
@@ -59,7 +59,7 @@ fn traffic_does_not_extend_the_negotiation_deadline() {
     assert_eq!(c.try_line(), None);
 }
 
-/// §5 uname: the deadline is for the negotiation only: once ESTABLISHED the client outlives
+/// §5.1 uname: the deadline is for the negotiation only: once ESTABLISHED the client outlives
 /// it (the first thing it hears is the server's ping, due well after the deadline).
 #[test]
 fn the_deadline_does_not_apply_once_established() {
@@ -70,7 +70,7 @@ fn the_deadline_does_not_apply_once_established() {
     assert!(c.nothing_pending_but_pings());
 }
 
-/// §5 ping (server → client, ESTABLISHED): a client still negotiating is not pinged; it
+/// §5.2 ping (server → client, ESTABLISHED): a client still negotiating is not pinged; it
 /// only hears of its deadline.
 #[test]
 fn negotiating_clients_are_not_pinged() {
@@ -79,9 +79,9 @@ fn negotiating_clients_are_not_pinged() {
     c.expect_close(&["cquit negotiation timeout"]);
 }
 
-// ---- §5 ping, server → client ----
+// ---- §5.2 ping, server → client ----
 
-/// §5 server ping: after `--ping-interval` of silence the server sends `ping <token>`; the
+/// §5.2 server ping: after `--ping-interval` of silence the server sends `ping <token>`; the
 /// answer `+OK pong <token>` gets no reply, and the server logs the round-trip time.
 #[test]
 fn server_ping_answered_gets_no_reply() {
@@ -94,7 +94,7 @@ fn server_ping_answered_gets_no_reply() {
     server.wait_peer_log(&peer, "rtt");
 }
 
-/// §5 server ping: a client that answers every ping stays connected over several
+/// §5.2 server ping: a client that answers every ping stays connected over several
 /// intervals; the keyword of the answer is case-insensitive like any other.
 #[test]
 fn answered_pings_keep_the_connection() {
@@ -111,7 +111,7 @@ fn answered_pings_keep_the_connection() {
     assert!(c.nothing_pending_but_pings());
 }
 
-/// §5 server ping: a pong with another token than the outstanding ping's is a state
+/// §5.2 server ping: a pong with another token than the outstanding ping's is a state
 /// violation: `-ERR [STATE] ...`, `cquit protocol violation`, aborted.
 #[test]
 fn pong_with_wrong_token_is_a_violation() {
@@ -132,7 +132,7 @@ fn pong_with_wrong_token_is_a_violation() {
     assert!(logged.contains(&why), "{logged}");
 }
 
-/// §5 server ping: a pong that answers no outstanding ping — here a second pong for a ping
+/// §5.2 server ping: a pong that answers no outstanding ping — here a second pong for a ping
 /// already answered — is a state violation.
 #[test]
 fn pong_answering_no_outstanding_ping_is_a_violation() {
@@ -149,7 +149,7 @@ fn pong_answering_no_outstanding_ping_is_a_violation() {
     assert_eq!(lines[1], "cquit protocol violation");
 }
 
-/// §5 server ping: no answer within `--ping-timeout` ends the connection with
+/// §5.2 server ping: no answer within `--ping-timeout` ends the connection with
 /// `cquit ping timeout`; §3 row ESTABLISHED -> ABORTED on connection_error naming the cause.
 #[test]
 fn unanswered_ping_times_out() {
@@ -163,7 +163,7 @@ fn unanswered_ping_times_out() {
     assert!(logged.contains("ping timeout"), "{logged}");
 }
 
-/// §5 server ping: other traffic while the ping is outstanding is processed normally but
+/// §5.2 server ping: other traffic while the ping is outstanding is processed normally but
 /// does not replace the pong.
 #[test]
 fn other_traffic_does_not_replace_the_pong() {
@@ -268,7 +268,7 @@ fn hold_belongs_to_the_departed_clients_address() {
     back.expect("+OK welcome back zed");
 }
 
-/// §5.7 + §5 cname: a name held for another IP cannot be taken by a rename either.
+/// §5.7 + §5.4 cname: a name held for another IP cannot be taken by a rename either.
 #[test]
 fn held_name_is_in_use_for_cname_from_another_address() {
     let server = Server::start(&[]);

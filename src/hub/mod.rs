@@ -1,5 +1,5 @@
 //! The hub thread: it owns the nickname map, the name holds (§5.7), the pending receipts and
-//! the mailboxes (§5.8), and routes every message between clients (PROTOCOL.md §5, §7).
+//! the mailboxes (§5.8), and routes every message between clients (xscp(7) §5, §7).
 //!
 //! Readers send it [`ToHub`] messages over one bounded channel; it answers the few
 //! synchronous requests (registration, rename) through a one-shot slot per request and writes to
@@ -23,7 +23,7 @@
 //!
 //! The rules with state of their own live in their own types:
 //! - `holds.rs`: `Holds`, names held for a departed client's address (§5.7);
-//! - `receipts.rs`: `Receipts`, the receipts one client owes (§5 chatr) and the copies of
+//! - `receipts.rs`: `Receipts`, the receipts one client owes (§5.6 chatr) and the copies of
 //!   the messages that await them (§5.8);
 //! - `mailbox.rs`: `Mailbox`, what a held name keeps for its return (§5.8), and the
 //!   memory `--mailbox-total` counts for a line;

@@ -1,4 +1,4 @@
-//! The names rule of the hub (xscp(7) §5 uname, cname; §5.7, §5.8): claiming a name, a
+//! The names rule of the hub (xscp(7) §5.1 uname, cname; §5.7, §5.8): claiming a name, a
 //! registration (or a return to a name held for the address, which resumes its session)
 //! and a rename.
 

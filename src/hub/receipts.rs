@@ -1,4 +1,4 @@
-//! The receipts a client owes (xscp(7) §5 chatr), and the copies of the messages that
+//! The receipts a client owes (xscp(7) §5.6 chatr), and the copies of the messages that
 //! await them (§5.8). Each direct `chatm` relayed to a client awaits one `chatr`, which
 //! goes back to the sender. A receipt names only the sender, as the relayed `chatm` did, so
 //! it matches the oldest message from that name; the same message's copy goes with it.

@@ -1,4 +1,4 @@
-//! Connection counts: `--max-clients` and `--max-per-ip` (PROTOCOL.md §7).
+//! Connection counts: `--max-clients` and `--max-per-ip` (xscp(7) §7).
 //!
 //! One mutex guards both counts and the table of live connections, so admission is exact
 //! under any race of connects and disconnects. A [`Ticket`] is a client's place; dropping it

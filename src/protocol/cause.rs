@@ -1,4 +1,4 @@
-//! Why a connection ends (PROTOCOL.md §3: the causes of `connection_error`, the quit and
+//! Why a connection ends (xscp(7) §3: the causes of `connection_error`, the quit and
 //! the shutdown), what the client is told, and how the log names it. The session, the
 //! reader, the writer and the hub all speak of an ending in these terms.
 

@@ -1,4 +1,4 @@
-//! Commands as data (PROTOCOL.md §1, §4, §5): one table, one row per command, carrying its
+//! Commands as data (xscp(7) §1, §4, §5): one table, one row per command, carrying its
 //! keyword, its synopsis, its arity, what the server does with it in each state, and how its
 //! arguments become a [`Command`]. The parser, the session's legality check and the
 //! legality table that `xscpd --print-fsm` prints all read this one table.
@@ -161,7 +161,7 @@ const fn first_word(synopsis: &str) -> &str {
     }
 }
 
-/// Every command the server knows: PROTOCOL.md §4 and §5, row for row. Adding a command is
+/// Every command the server knows: xscp(7) §4 and §5, row for row. Adding a command is
 /// a row here, a [`Command`] variant and its rule in the session; if the hub answers it,
 /// the rule makes a [`super::request::Request`] variant, which the hub's handler takes.
 ///

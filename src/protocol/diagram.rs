@@ -1,4 +1,4 @@
-//! `xscpd --print-fsm`: the transition table (PROTOCOL.md §3) and the legality table (§4)
+//! `xscpd --print-fsm`: the transition table (xscp(7) §3) and the legality table (§4)
 //! rendered as Markdown, Graphviz DOT or Mermaid. Both are views of the tables in
 //! [`super::fsm`] and [`super::command`]; nothing here is a second copy of them.
 //!
@@ -12,7 +12,7 @@ use super::fsm::{COMMAND_STATES, SOURCES, State, TRANSITIONS, Transition};
 /// The formats `--print-fsm` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FsmFormat {
-    /// Both tables in Markdown, as in PROTOCOL.md (the default).
+    /// Both tables in Markdown, as in xscp(7) (the default).
     Markdown,
     /// The transitions as a Graphviz digraph.
     Dot,

@@ -1,4 +1,4 @@
-//! Framing (PROTOCOL.md §1): bytes in, lines out.
+//! Framing (xscp(7) §1): bytes in, lines out.
 //!
 //! A line ends with CR, LF or CRLF (CRLF is one terminator). Its content is at most
 //! [`MAX_PDU`] bytes, valid UTF-8 and free of control bytes. The limit is enforced while

@@ -1,4 +1,4 @@
-//! The connection state machine (PROTOCOL.md §3), as data.
+//! The connection state machine (xscp(7) §3), as data.
 //!
 //! The transition table exists here once. The server consults it at run time, `xscpd
 //! --print-fsm` prints it, and the tests walk it pair by pair. The legality table (§4) is a
@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-/// A connection state, named as in PROTOCOL.md §3.
+/// A connection state, named as in xscp(7) §3.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum State {
     /// No resources; the first and the last state.
@@ -151,7 +151,7 @@ const fn row(from: State, to: State, event: Event, source: &'static str) -> Tran
     }
 }
 
-/// PROTOCOL.md §3, row for row. Any (state, event) pair not listed here is impossible.
+/// xscp(7) §3, row for row. Any (state, event) pair not listed here is impossible.
 pub const TRANSITIONS: &[Transition] = {
     use Event::*;
     use State::*;

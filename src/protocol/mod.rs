@@ -1,5 +1,5 @@
 //! The protocol layer: framing, commands, the state machine and legality table, replies
-//! and the per-connection session logic of PROTOCOL.md.
+//! and the per-connection session logic of xscp(7).
 //!
 //! Nothing here does I/O: no `std::net`, no threads, no channels. It takes bytes or lines
 //! and returns what to do, which is what makes it testable line by line.

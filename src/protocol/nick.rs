@@ -1,4 +1,4 @@
-//! Nicknames (PROTOCOL.md §5, `uname`): 1–16 ASCII characters, first a letter, then letters,
+//! Nicknames (xscp(7) §5, `uname`): 1–16 ASCII characters, first a letter, then letters,
 //! digits, `-` or `_`. Uniqueness is case-insensitive; the spelling given is kept.
 //!
 //! Parse, don't validate: once a [`Nick`] exists it is valid.

@@ -1,4 +1,4 @@
-//! The lines the server sends (PROTOCOL.md §2), built in one place.
+//! The lines the server sends (xscp(7) §2), built in one place.
 //!
 //! Every function returns a complete line including its CRLF, ready for the wire. The
 //! peer-visible error codes map to `[CODE]` here and nowhere else.

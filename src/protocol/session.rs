@@ -1,4 +1,4 @@
-//! One connection's protocol state (PROTOCOL.md §3–§6), without I/O.
+//! One connection's protocol state (xscp(7) §3–§6), without I/O.
 //!
 //! A [`Session`] takes a line (or the passing of time, or a fault) and returns a [`Step`]:
 //! what the connection must do next. Every change of state goes through `Session::set_state`, which
@@ -101,7 +101,7 @@ pub struct Session {
     clock: Box<Clock>,
 }
 
-/// A session's timers (§5 uname, ping; §7).
+/// A session's timers (§5.1 uname, ping; §7).
 #[derive(Debug)]
 struct Clock {
     /// The connection, whose number begins each ping token.

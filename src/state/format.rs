@@ -654,7 +654,7 @@ mod tests {
         assert!(what.contains("first on line 2"), "{what}");
     }
 
-    /// Any nickname the protocol allows (§5 uname): a letter, then up to 15 letters,
+    /// Any nickname the protocol allows (§5.1 uname): a letter, then up to 15 letters,
     /// digits, `-` or `_`, in any case.
     fn any_nick() -> impl Strategy<Value = Nick> {
         "[A-Za-z][A-Za-z0-9_-]{0,15}"

@@ -16,15 +16,15 @@ use std::time::{Duration, Instant};
 pub struct Broken {
     /// Greets with `+OK hello` instead of `+OK xscp/1 ready` (§2).
     pub wrong_greeting: bool,
-    /// Gives a name that a connected client already has (§5 uname).
+    /// Gives a name that a connected client already has (§5.1 uname).
     pub no_in_use_check: bool,
     /// Takes `chatm` before `uname` (§4).
     pub chatm_before_uname: bool,
-    /// Answers `ping <token>` with a bare `+OK pong` (§5 ping).
+    /// Answers `ping <token>` with a bare `+OK pong` (§5.2 ping).
     pub no_pong_token: bool,
     /// Closes at once after its last line, unread input or not: a reset (§7).
     pub no_orderly_close: bool,
-    /// Relays a `chatm` whatever sender it names (§5 chatm).
+    /// Relays a `chatm` whatever sender it names (§5.5 chatm).
     pub no_spoof_check: bool,
     /// Checks a line's length only once its terminator arrives (§1: buffers an overlong
     /// line without bound).
@@ -46,14 +46,14 @@ pub struct Broken {
     pub fin_then_reset: bool,
     /// `users` gives the right count and the asking client's own name on every line.
     pub users_repeats_own_name: bool,
-    /// Every line starts the negotiation deadline anew (§5 uname: traffic does not
+    /// Every line starts the negotiation deadline anew (§5.1 uname: traffic does not
     /// extend it).
     pub deadline_per_line: bool,
     /// Past its `--rate` budget it drops lines instead of reading slower (§7).
     pub rate_drops: bool,
     /// Takes `--rate` and does nothing with it (§7).
     pub rate_ignored: bool,
-    /// Sends a subscriber the notifications of its own actions (§5 notif).
+    /// Sends a subscriber the notifications of its own actions (§5.4 notif).
     pub notifies_self: bool,
     /// Lets `cname` onto a name held for the renaming client's own address (§5.7: a held
     /// name is reserved for the returning `uname`, from every address).

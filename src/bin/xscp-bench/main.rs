@@ -12,7 +12,7 @@
 //! - `churn`: C workers looping connect, `uname`, `cquit` for D seconds; cycles per second.
 //! - `resume`: P pairs for D seconds (default 60); receivers answer every `chatm` with
 //!   `chatr`, reset their connections at random moments and come back under the same name
-//!   (PROTOCOL.md §5.8). Counts what the server accepted (relayed or held), what arrived,
+//!   (xscp(7) §5.8). Counts what the server accepted (relayed or held), what arrived,
 //!   duplicates, losses, refusals, receipts and resumes.
 //! - `mailbox-memory`: for lines of 15 and 510 bytes, held and connected, a fresh `xscpd`
 //!   filled up to `--mailbox-total`; the resident memory it added per MiB counted.

@@ -1,4 +1,4 @@
-//! `resume`: what survives a receiver's reset (PROTOCOL.md §5.7, §5.8).
+//! `resume`: what survives a receiver's reset (xscp(7) §5.7, §5.8).
 //!
 //! P pairs. Each sender sends `chatm <sender> <receiver> <seq> <ns>` with at most W
 //! unanswered, paced by `--chat-rate`. A `+OK message relayed` or `+OK message held for

@@ -122,7 +122,7 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Found, String> {
     .map(|got| {
         format!(
             "the ping barrier is broken: 'ping {TOKEN}' was answered {got}, \
-             not '+OK pong {TOKEN}' (xscp(7) §5 ping)"
+             not '+OK pong {TOKEN}' (xscp(7) §5.2 ping)"
         )
     });
     let _ = r.get_mut().write_all(b"cquit\r\n");

@@ -171,6 +171,21 @@ pub fn start_bound(cfg: &Config) -> Duration {
 
 /// Six random letters and digits (for nicknames against a shared server: holds left by
 /// earlier transcripts and runs must not meet this one's names).
+/// `notif join|quit NAME` or `notif cname OLD NEW` in which no name ends with `suffix`
+/// (ASCII case-insensitive): about clients of another run on a shared server.
+fn about_others(line: &[u8], suffix: &str) -> bool {
+    let Ok(line) = std::str::from_utf8(line) else {
+        return false;
+    };
+    let mut words = line.split(' ');
+    if words.next() != Some("notif") || words.next().is_none() {
+        return false;
+    }
+    let suffix = suffix.to_ascii_lowercase();
+    let mut names = words.peekable();
+    names.peek().is_some() && names.all(|n| !n.to_ascii_lowercase().ends_with(&suffix))
+}
+
 fn run_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     // RandomState is seeded from the system's randomness: no crate needed for this.
@@ -621,7 +636,25 @@ impl Player<'_> {
         c.stream.write_all(bytes).and_then(|()| c.stream.flush())
     }
 
+    /// The next line from the server on `name`. Against a shared server, a notification
+    /// about clients of other runs (no name in it carries this run's suffix) is part of no
+    /// transcript: it is noted and let by, as a subscribed client ignores strangers.
     fn recv(&mut self, name: &str) -> Got {
+        loop {
+            let got = self.recv_one(name);
+            match (&got, &self.suffix) {
+                (Got::Line(l), Some(suffix)) if about_others(strip_terminator(l), suffix) => {
+                    self.exchange.push(Event::Note {
+                        conn: Some(name.to_string()),
+                        text: "a notification about a client of another run, let by".into(),
+                    });
+                }
+                _ => return got,
+            }
+        }
+    }
+
+    fn recv_one(&mut self, name: &str) -> Got {
         let Some(c) = self.conns.get_mut(name) else {
             return Got::Broken("no such connection".into());
         };
@@ -691,5 +724,23 @@ impl Player<'_> {
             Some(s) if !self.names.is_empty() => suffix_names(bytes, &self.names, s),
             _ => bytes.to_vec(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::about_others;
+
+    #[test]
+    fn notifications_about_other_runs_are_told_apart() {
+        let s = "k7geh7";
+        assert!(about_others(b"notif quit bobz0m0e5", s));
+        assert!(about_others(b"notif cname aaz0m0e5 bbz0m0e5", s));
+        assert!(!about_others(b"notif quit bobk7geh7", s));
+        assert!(!about_others(b"notif join BOBK7GEH7", s));
+        assert!(!about_others(b"notif cname aliceK7geh7 other", s));
+        assert!(!about_others(b"+OK notifications off", s));
+        assert!(!about_others(b"notif", s));
+        assert!(!about_others(b"chatm bobz0m0e5 x hi", s));
     }
 }

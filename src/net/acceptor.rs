@@ -52,15 +52,14 @@ struct Inherited {
 
 impl Inherited {
     /// Gives `listener` the options its sockets should start with, where the system
-    /// passes them on (Linux): `TCP_NODELAY`, and the read timeout `negotiate` (the
-    /// listener's own `accept` then returns every so often without a client). Sockets the
-    /// system made before, for clients already queued, do not have them.
-    fn set(listener: &TcpListener, negotiate: Duration) -> Inherited {
+    /// passes them on (Linux): `TCP_NODELAY`. Sockets the system made before, for clients
+    /// already queued, do not have it. The read timeout is not inherited: a reader that
+    /// believed its socket had the negotiation deadline's timeout when it had none would
+    /// block forever and never ping (seen under load); each reader sets its own.
+    fn set(listener: &TcpListener, _negotiate: Duration) -> Inherited {
         Inherited {
             nodelay: sys::nodelay_inherited(listener).is_ok(),
-            read_timeout: sys::read_timeout_inherited(listener, negotiate)
-                .is_ok()
-                .then_some(negotiate),
+            read_timeout: None,
         }
     }
 }

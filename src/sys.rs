@@ -162,7 +162,6 @@ mod nb {
     use std::io;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
-    use std::time::Duration;
 
     unsafe extern "C" {
         fn send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> isize;
@@ -210,39 +209,6 @@ mod nb {
         )
     }
 
-    /// `struct timeval` of 64-bit Linux: `time_t` and `suseconds_t` are both `long`.
-    #[repr(C)]
-    struct Timeval {
-        sec: i64,
-        usec: i64,
-    }
-
-    /// `SOL_SOCKET` and `SO_RCVTIMEO` where this module sets the latter (the generic
-    /// numbering, which these 64-bit architectures use).
-    #[cfg(any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    ))]
-    const RCVTIMEO: Option<(c_int, c_int)> = Some((1, 20));
-    #[cfg(not(any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )))]
-    const RCVTIMEO: Option<(c_int, c_int)> = None;
-
-    pub fn read_timeout_inherited(listener: &TcpListener, timeout: Duration) -> io::Result<()> {
-        let (Some((level, name)), false) = (RCVTIMEO, timeout.is_zero()) else {
-            return Err(io::Error::from(io::ErrorKind::Unsupported));
-        };
-        let value = Timeval {
-            sec: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
-            usec: i64::from(timeout.subsec_micros()),
-        };
-        set_option(listener.as_raw_fd(), level, name, &value)
-    }
-
     /// Linux's `MSG_DONTWAIT` and `MSG_NOSIGNAL`.
     const MSG_DONTWAIT: c_int = 0x40;
     const MSG_NOSIGNAL: c_int = 0x4000;
@@ -273,13 +239,6 @@ mod nb {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
-    pub fn read_timeout_inherited(
-        _listener: &TcpListener,
-        _timeout: std::time::Duration,
-    ) -> io::Result<()> {
-        Err(io::Error::from(io::ErrorKind::Unsupported))
-    }
-
     pub fn send_now(_stream: &TcpStream, _buf: &[u8]) -> io::Result<usize> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
@@ -296,17 +255,6 @@ pub fn wait_writable(stream: &std::net::TcpStream, timeout: std::time::Duration)
 /// elsewhere.
 pub fn nodelay_inherited(listener: &TcpListener) -> io::Result<()> {
     nb::nodelay_inherited(listener)
-}
-
-/// Sets the read timeout (`SO_RCVTIMEO`) of a listening socket, which the sockets it
-/// accepts inherit (64-bit Linux): a connection's first timer then costs no system call of
-/// its own. The listener's `accept` then returns `WouldBlock` after `timeout` without a
-/// client. `Unsupported` elsewhere, or for a zero timeout.
-pub fn read_timeout_inherited(
-    listener: &TcpListener,
-    timeout: std::time::Duration,
-) -> io::Result<()> {
-    nb::read_timeout_inherited(listener, timeout)
 }
 
 /// Writes what `stream`'s send buffer takes of `buf` now, without blocking and without
@@ -801,20 +749,5 @@ mod tests {
         let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
         assert!(accepted.nodelay().expect("read the option"));
-    }
-
-    #[test]
-    fn an_accepted_socket_inherits_the_read_timeout_of_its_listener() {
-        let timeout = std::time::Duration::from_millis(30_250);
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        super::read_timeout_inherited(&listener, timeout).expect("set on the listener");
-        let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
-        let (accepted, _) = listener.accept().expect("accept");
-        // The kernel keeps it in clock ticks: it may read back a tick longer.
-        let got = accepted
-            .read_timeout()
-            .expect("read the option")
-            .expect("a timeout");
-        assert!(got >= timeout && got < timeout + std::time::Duration::from_millis(20));
     }
 }

@@ -46,20 +46,17 @@ const ARENA_MAX: i32 = 4;
 struct Inherited {
     /// `TCP_NODELAY`.
     nodelay: bool,
-    /// The read timeout (the negotiation deadline's, which a reader sets first).
-    read_timeout: Option<Duration>,
 }
 
 impl Inherited {
     /// Gives `listener` the options its sockets should start with, where the system
     /// passes them on (Linux): `TCP_NODELAY`. Sockets the system made before, for clients
-    /// already queued, do not have it. The read timeout is not inherited: a reader that
-    /// believed its socket had the negotiation deadline's timeout when it had none would
-    /// block forever and never ping (seen under load); each reader sets its own.
-    fn set(listener: &TcpListener, _negotiate: Duration) -> Inherited {
+    /// already queued, do not have it. The read timeout is not among them: each reader sets
+    /// its own, so that no reader can believe its socket has one it lacks (it would then
+    /// block forever and never ping).
+    fn set(listener: &TcpListener) -> Inherited {
         Inherited {
             nodelay: sys::nodelay_inherited(listener).is_ok(),
-            read_timeout: None,
         }
     }
 }
@@ -100,7 +97,7 @@ impl Acceptor {
             Ok(()) => log::info!("listen backlog {backlog} (net.core.somaxconn)"),
             Err(e) => log::warn!("cannot raise the listen backlog to {backlog}: {e}"),
         }
-        let inherited = Inherited::set(&self.listener, self.settings.session.negotiate_timeout);
+        let inherited = Inherited::set(&self.listener);
         // Woken before it listened again, the socket listens anew: see the flag first.
         if self.stop.load(Ordering::SeqCst) {
             return log::debug!("acceptor stopped before it started");
@@ -146,10 +143,6 @@ impl Acceptor {
                     sys::wait_readable(&self.listener);
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                // The inherited read timeout passed without a client.
-                Err(e) if e.kind() == ErrorKind::WouldBlock && inherited.read_timeout.is_some() => {
-                    continue;
-                }
                 Err(e) => log::warn!("accept failed: {e}"),
             }
         }
@@ -174,7 +167,6 @@ impl Acceptor {
             peer,
             shared,
             ticket,
-            read_timeout: inherited.read_timeout,
         };
         let (settings, hub) = (Arc::clone(&self.settings), self.hub.clone());
         let job = Job::new("xscp-conn", id, move || {

@@ -80,8 +80,6 @@ pub struct Accepted {
     pub shared: Arc<ConnShared>,
     /// Its place among the live connections.
     pub ticket: Ticket,
-    /// The read timeout the socket already has (from the listener).
-    pub read_timeout: Option<Duration>,
 }
 
 /// How the read loop ended.
@@ -150,7 +148,6 @@ impl Reader {
             peer,
             shared,
             ticket,
-            read_timeout,
         } = conn;
         let tag = Tag::new(id, peer);
         let outbox = Outbox::new(
@@ -168,7 +165,7 @@ impl Reader {
             settings,
             hub,
             outbox,
-            armed: read_timeout,
+            armed: None,
             sent: 0,
             sync_next: false,
             budget_at: now,

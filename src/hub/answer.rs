@@ -61,7 +61,9 @@ impl Drop for Promise {
 pub struct Pending(Arc<Slot>);
 
 impl Pending {
-    /// Waits for the answer.
+    /// Waits for the answer. Not inlined: the reader waits deep in its stack, which it
+    /// keeps small (see `net::reader`).
+    #[inline(never)]
     pub fn wait(self) -> Answer {
         let mut answer = self.0.answer.lock().unwrap_or_else(PoisonError::into_inner);
         loop {

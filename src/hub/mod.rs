@@ -77,9 +77,7 @@ pub use unsaved::Unsaved;
 /// What readers (and the server) tell the hub; `O` is a client's output side.
 #[derive(Debug)]
 pub enum ToHub<O> {
-    /// A connection was accepted (NEGOTIATING). Its reader says so with its first message
-    /// for the hub (`first`, when that is a request), so that the hub is woken once for
-    /// both; a client that leaves without ever needing the hub is never announced.
+    /// A connection was accepted (NEGOTIATING).
     Accepted {
         /// The connection.
         conn: ConnId,
@@ -89,9 +87,6 @@ pub enum ToHub<O> {
         ip: IpAddr,
         /// Its output side.
         outbox: O,
-        /// The connection's first request, handled right after it is known (boxed: every
-        /// message in the hub's inbox takes the room of the largest).
-        first: Option<Box<First>>,
     },
     /// A command the hub carries out ([`Request`]), answered through `answer` if the
     /// session waits for it (else it counts as a command answered, see
@@ -131,15 +126,6 @@ pub enum ToHub<O> {
     },
     /// The server is shutting down: every client gets `cquit server shutting down`.
     Shutdown,
-}
-
-/// A request that travels with [`ToHub::Accepted`]: handled as a [`ToHub::Request`].
-#[derive(Debug)]
-pub struct First {
-    /// What the connection asks.
-    pub request: Request,
-    /// Where to answer, if the session waits.
-    pub answer: Option<Promise>,
 }
 
 /// The hub's settings.
@@ -290,19 +276,7 @@ impl<O: Output> Hub<O> {
                 tag,
                 ip,
                 outbox,
-                first,
-            } => {
-                self.accepted(conn, tag, ip, outbox);
-                if let Some(first) = first {
-                    let First { request, answer } = *first;
-                    // Counted, answered and checked for overflows like any request.
-                    return self.handle(ToHub::Request {
-                        conn,
-                        request,
-                        answer,
-                    });
-                }
-            }
+            } => self.accepted(conn, tag, ip, outbox),
             ToHub::Request {
                 conn,
                 request,

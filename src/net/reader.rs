@@ -24,19 +24,21 @@ use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::{ConnId, Tag};
-use crate::hub::{Chats, First, Output, Pending, Promise, slot};
+use crate::hub::{Chats, Output, Pending, slot};
 use crate::protocol::cause::{Cause, Closed};
 use crate::protocol::framing::Framer;
 use crate::protocol::reply::{self, escape};
-use crate::protocol::request::{Answer, Hand};
+use crate::protocol::request::{Answer, Hand, Request};
 use crate::protocol::session::{self, Closing, Session, Step};
 
 /// The hub's messages, carrying this layer's output side of a client.
 pub type ToHub = crate::hub::ToHub<Outbox>;
 
-/// The read buffer every connection starts with (on the reader's stack): small enough that
-/// an idle reader's stack stays two pages (its frames sit close to that boundary).
-const SMALL_READ: usize = 256;
+/// The read buffer every connection starts with (on the reader's stack): room for the
+/// lines of a client that types, and small, since every call the reader makes sits below
+/// it and an idle reader's stack stays two pages only while the deepest stays above 8 KiB
+/// (see [`serve`]).
+const SMALL_READ: usize = 128;
 
 /// The read buffer of a connection whose reads fill the small one.
 const LARGE_READ: usize = 16 * 1024;
@@ -111,21 +113,25 @@ struct Reader {
     claimed: bool,
     /// `chatm` lines read and checked, not yet given to the hub (see [`CHAT_BATCH`]).
     chats: Chats,
-    /// The hub knows the connection ([`ToHub::Accepted`], sent with the first message it
-    /// needs: one wake-up of the hub less per connection).
-    announced: bool,
 }
 
 /// Serves one connection on the calling thread until it is closed.
 ///
-/// Setting up, reading and closing are separate functions that are not inlined here, so
-/// that what stays on the stack while an idle connection waits in `read` is small: an idle
-/// client then costs two stack pages, not three.
+/// The memory a reader's stack keeps is every page its deepest call ever reached: an idle
+/// client costs two pages if no call below the read loop goes further than its first
+/// request's (`wait_answer`, waking the hub). So setting up, reading and closing are
+/// functions that are not inlined here, and the steps of the read loop that need room
+/// are functions of their own, called one after the other rather than nested.
 pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     conn.shared.set_reader(true);
-    let ticket_and_reader = Reader::start(conn, settings, hub);
-    let (ticket, mut reader) = ticket_and_reader;
-    let ending = reader.run();
+    let (ticket, mut reader, told) = Reader::start(conn, settings, hub);
+    let ending = if told {
+        // A panic here is a bug; it must still not take the server down nor keep the
+        // client's name: contain it and close the connection like any fault.
+        catch_unwind(AssertUnwindSafe(|| reader.read_loop())).unwrap_or_else(|_| reader.panicked())
+    } else {
+        hub_stopped()
+    };
     let (how, departed) = reader.finish(ending);
     reader.shared.set_reader(false);
     drop(ticket);
@@ -135,14 +141,20 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     reader.session.on_closed(how);
 }
 
+/// The hub's inbox is closed: the server is stopping.
+fn hub_stopped() -> Ending {
+    Ending::Fault(Cause::Io("hub stopped".into()))
+}
+
 impl Reader {
-    /// Greets the client and tells the hub: LISTEN -> NEGOTIATING.
+    /// Greets the client and tells the hub (LISTEN -> NEGOTIATING); `false` if the hub is
+    /// gone.
     #[inline(never)]
     fn start(
         conn: Accepted,
         settings: Arc<ConnSettings>,
         hub: Sender<ToHub>,
-    ) -> (Ticket, Box<Reader>) {
+    ) -> (Ticket, Box<Reader>, bool) {
         let Accepted {
             id,
             peer,
@@ -172,29 +184,30 @@ impl Reader {
             peer_ip: peer.ip(),
             claimed: false,
             chats: Chats::default(),
-            announced: false,
         });
         // After the session's LISTEN -> NEGOTIATING, which it follows from. Written by this
         // thread: the hub does not know the client yet, so nothing can come before it.
         let _ = reader.outbox.push_here(reply::GREETING.as_bytes());
-        (ticket, reader)
+        // Told here, at the top of the stack: not on the way of a first request (see
+        // `wait_answer`).
+        let accepted = ToHub::Accepted {
+            conn: reader.id,
+            tag: reader.session.tag().clone(),
+            ip: reader.peer_ip,
+            outbox: reader.outbox.clone(),
+        };
+        let told = reader.hub.send(accepted).is_ok();
+        (ticket, reader, told)
     }
 
-    /// Reads until the connection ends. The hub learns of the connection with its first
-    /// message for it ([`Reader::send_to_hub`]).
-    #[inline(never)]
-    fn run(&mut self) -> Ending {
-        // A panic here is a bug; it must still not take the server down nor keep the
-        // client's name: contain it and close the connection like any fault.
-        match catch_unwind(AssertUnwindSafe(|| self.read_loop())) {
-            Ok(ending) => ending,
-            Err(_) => {
-                log::error!("{} BUG: reader panicked; closing", self.session.tag());
-                Ending::Fault(Cause::Io("internal error".into()))
-            }
-        }
+    /// The read loop panicked.
+    #[cold]
+    fn panicked(&self) -> Ending {
+        log::error!("{} BUG: reader panicked; closing", self.session.tag());
+        Ending::Fault(Cause::Io("internal error".into()))
     }
 
+    /// Reads until the connection ends.
     #[inline(never)]
     fn read_loop(&mut self) -> Ending {
         // A small buffer serves a client that types; one whose reads fill it gets a large
@@ -224,11 +237,7 @@ impl Reader {
                 Err(e) if e.kind() == ErrorKind::Interrupted => match self.shared.end() {
                     // Woken by the server (shutdown): the transition is logged now.
                     Some(cause) => return Ending::Fault(cause),
-                    // A shutdown reaches the clients through the hub: it must know this one.
-                    None => match self.announce() {
-                        Some(end) => return end,
-                        None => continue,
-                    },
+                    None => continue,
                 },
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                     return Ending::Fault(self.outside_cause(Cause::Reset));
@@ -266,7 +275,7 @@ impl Reader {
                 let end = self.execute(step, ahead);
                 if self.claimed {
                     // Here rather than deeper down, so that an idle client's reader
-                    // stack stays two pages.
+                    // stack stays two pages (see [`serve`]).
                     self.claimed = false;
                     self.outbox.release();
                 }
@@ -290,8 +299,8 @@ impl Reader {
     /// replies stay bounded. A `users` list, or a log that must show each reply before the
     /// next command (`-vv`), waits for every earlier command to be answered. Past the write
     /// timeout with the queue still over `--sendq`, the client is a slow consumer. Not
-    /// inlined: its locals would stay in the read loop's frame, which is on the stack while
-    /// an idle client's reader waits in `read` (two pages, not three).
+    /// inlined: its locals would stay in the read loop's frame, below which every call of
+    /// the reader sits (see [`serve`]).
     #[inline(never)]
     fn wait_room(&mut self) -> Option<Ending> {
         let in_flight = if self.sync_next || log::log_enabled!(log::Level::Trace) {
@@ -411,53 +420,9 @@ impl Reader {
         self.send_to_hub(msg)
     }
 
-    /// Gives the hub `msg`; the first message also tells it of the connection (a request
-    /// travels inside that [`ToHub::Accepted`]).
-    fn send_to_hub(&mut self, msg: ToHub) -> Option<Ending> {
-        let msg = if self.announced {
-            msg
-        } else {
-            self.announced = true;
-            match msg {
-                ToHub::Request {
-                    request, answer, ..
-                } => self.accepted(Some(Box::new(First { request, answer }))),
-                other => {
-                    if self.hub.send(self.accepted(None)).is_err() {
-                        return Some(Ending::Fault(Cause::Io("hub stopped".into())));
-                    }
-                    other
-                }
-            }
-        };
-        match self.hub.send(msg) {
-            Ok(()) => None,
-            Err(_) => Some(Ending::Fault(Cause::Io("hub stopped".into()))),
-        }
-    }
-
-    /// Tells the hub of the connection now, if it does not know it yet.
-    #[inline(never)]
-    fn announce(&mut self) -> Option<Ending> {
-        if self.announced {
-            return None;
-        }
-        self.announced = true;
-        match self.hub.send(self.accepted(None)) {
-            Ok(()) => None,
-            Err(_) => Some(Ending::Fault(Cause::Io("hub stopped".into()))),
-        }
-    }
-
-    /// The message that tells the hub of this connection, with its first request.
-    fn accepted(&self, first: Option<Box<First>>) -> ToHub {
-        ToHub::Accepted {
-            conn: self.id,
-            tag: self.session.tag().clone(),
-            ip: self.peer_ip,
-            outbox: self.outbox.clone(),
-            first,
-        }
+    /// Gives the hub `msg`.
+    fn send_to_hub(&self, msg: ToHub) -> Option<Ending> {
+        self.hub.send(msg).err().map(|_| hub_stopped())
     }
 
     /// Holds back a `chatm` line to give the hub with the next ones from the same read,
@@ -472,6 +437,7 @@ impl Reader {
 
     /// Gives the hub the `chatm` lines held back, as one message (each counts as a command
     /// for [`Reader::wait_room`]).
+    #[inline(never)]
     fn give_chats(&mut self) -> Option<Ending> {
         if self.chats.is_empty() {
             return None;
@@ -484,26 +450,26 @@ impl Reader {
         })
     }
 
-    /// Asks the hub and waits for its answer. The hub's reply is the reader's to write
-    /// (`claimed`), once back in the read loop: no writer thread is started for it.
-    fn ask_hub(&mut self, msg: impl FnOnce(Promise) -> ToHub) -> Result<Answer, Ending> {
-        self.outbox.claim();
-        self.claimed = true;
-        let (answer, pending) = slot();
-        if let Some(end) = self.give_hub(msg(answer)) {
-            return Err(end);
-        }
-        match pending.wait() {
-            Answer::Gone => Err(Ending::Fault(
-                self.shared.end().unwrap_or(Cause::ServerShutdown),
-            )),
-            answer => Ok(answer),
+    /// Carries out a step; `Some` when the connection ends. `ahead`: how many lines like
+    /// this one the rest of the read may hold (see [`Reader::hold_chat`]). The answer to a
+    /// request the session waits for is the next step, carried out in the same loop.
+    fn execute(&mut self, mut step: Step, ahead: usize) -> Option<Ending> {
+        loop {
+            step = match step {
+                Step::Hub(request) if request.hand() == Hand::Wait => {
+                    match self.wait_answer(request) {
+                        Ok(next) => next,
+                        Err(end) => return Some(end),
+                    }
+                }
+                other => return self.carry_out(other, ahead),
+            };
         }
     }
 
-    /// Carries out a step; `Some` when the connection ends. `ahead`: how many lines like
-    /// this one the rest of the read may hold (see [`Reader::hold_chat`]).
-    fn execute(&mut self, step: Step, ahead: usize) -> Option<Ending> {
+    /// Carries out a step that does not wait for the hub.
+    #[inline(never)]
+    fn carry_out(&mut self, step: Step, ahead: usize) -> Option<Ending> {
         let conn = self.id;
         match step {
             Step::Nothing => None,
@@ -512,59 +478,82 @@ impl Reader {
                 None
             }
             Step::Reply(line) => self.ask_hub_async(ToHub::Respond { conn, line }),
-            Step::Send(line) => {
-                if self.outbox.push(line.as_bytes()).is_err() {
-                    log::warn!(
-                        "{} output queue full, no room for {}: dropping slow consumer",
-                        self.session.tag(),
-                        escape(line.trim_end().as_bytes())
-                    );
-                    self.outbox.abort(Cause::SlowConsumer);
-                    return Some(Ending::Fault(Cause::SlowConsumer));
+            Step::Send(line) => self.send_own(&line),
+            Step::Hub(request) => {
+                if request.hand() == Hand::Drain {
+                    self.sync_next = true;
                 }
-                None
-            }
-            Step::Hub(request) => match request.hand() {
-                Hand::Async => self.ask_hub_async(ToHub::Request {
+                self.ask_hub_async(ToHub::Request {
                     conn,
                     request,
                     answer: None,
-                }),
-                Hand::Drain => {
-                    self.sync_next = true;
-                    self.ask_hub_async(ToHub::Request {
-                        conn,
-                        request,
-                        answer: None,
-                    })
-                }
-                Hand::Wait => {
-                    let asked = request.clone();
-                    let ask = |answer| ToHub::Request {
-                        conn,
-                        request,
-                        answer: Some(answer),
-                    };
-                    match self.ask_hub(ask) {
-                        Ok(answer) => {
-                            let step = self.session.on_answer(&asked, answer);
-                            #[cfg(test)]
-                            if self
-                                .session
-                                .nick()
-                                .is_some_and(|n| n.as_str() == PANIC_NICK)
-                            {
-                                panic!("the unit tests' panic: {PANIC_NICK} registered");
-                            }
-                            self.execute(step, 1)
-                        }
-                        Err(end) => Some(end),
-                    }
-                }
-            },
+                })
+            }
             Step::Chat { line, recipient } => self.hold_chat(&line, recipient, ahead),
             Step::Close(closing) => Some(Ending::Closing(closing)),
         }
+    }
+
+    /// Sends a line of the server's own (a ping), written by this thread unless a writer
+    /// runs: pinging an idle client starts no thread. A client with no room for it is a
+    /// slow consumer.
+    #[inline(never)]
+    fn send_own(&mut self, line: &str) -> Option<Ending> {
+        if self.outbox.push_here(line.as_bytes()).is_ok() {
+            return None;
+        }
+        log::warn!(
+            "{} output queue full, no room for {}: dropping slow consumer",
+            self.session.tag(),
+            escape(line.trim_end().as_bytes())
+        );
+        self.outbox.abort(Cause::SlowConsumer);
+        Some(Ending::Fault(Cause::SlowConsumer))
+    }
+
+    /// Gives the hub a request the session waits for, waits for the answer and gives it to
+    /// the session: the step it returns is carried out next. The hub's reply is the
+    /// reader's to write (`claimed`), once back in the read loop: no writer thread is
+    /// started for it. Its frame is small: the hub's channel needs more room below it,
+    /// when it wakes the hub, than any other call the reader makes (see [`serve`]).
+    #[inline(never)]
+    fn wait_answer(&mut self, request: Request) -> Result<Step, Ending> {
+        if let Some(end) = self.give_chats() {
+            return Err(end);
+        }
+        self.outbox.claim();
+        self.claimed = true;
+        let asked = request.clone();
+        let (answer, pending) = slot();
+        let msg = ToHub::Request {
+            conn: self.id,
+            request,
+            answer: Some(answer),
+        };
+        if let Some(end) = self.send_to_hub(msg) {
+            return Err(end);
+        }
+        match pending.wait() {
+            Answer::Gone => Err(self.gone()),
+            answer => {
+                let step = self.session.on_answer(&asked, answer);
+                #[cfg(test)]
+                if self
+                    .session
+                    .nick()
+                    .is_some_and(|n| n.as_str() == PANIC_NICK)
+                {
+                    panic!("the unit tests' panic: {PANIC_NICK} registered");
+                }
+                Ok(step)
+            }
+        }
+    }
+
+    /// The hub dropped a request unanswered: it ended the connection, or is stopping.
+    #[cold]
+    fn gone(&self) -> Ending {
+        Ending::Fault(self.shared.end().unwrap_or(Cause::ServerShutdown))
     }
 
     /// Sends the last lines, waits for the writer's FIN, lingers, closes; says how the
@@ -610,13 +599,7 @@ impl Reader {
             lines: for_hub,
             done,
         };
-        // A connection the hub never knew holds nothing there: no departure to record.
-        let sent = if self.announced {
-            self.hub.send(depart)
-        } else {
-            Ok(())
-        };
-        match sent {
+        match self.hub.send(depart) {
             // No hub (the server is stopping): say goodbye directly.
             Err(SendError(ToHub::Depart {
                 lines: Some(lines), ..

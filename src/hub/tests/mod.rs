@@ -183,7 +183,6 @@ impl Fixture {
             tag,
             ip,
             outbox: outbox.clone(),
-            first: None,
         });
         outbox
     }

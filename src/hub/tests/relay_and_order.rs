@@ -92,7 +92,6 @@ fn join_queued(
         tag: Tag::from(format!("conn={conn}").as_str()),
         ip: HERE,
         outbox: out.clone(),
-        first: None,
     };
     tx.send(accepted).expect("send");
     let register = ToHub::Request {

@@ -185,7 +185,7 @@ impl Outbox {
     }
 
     /// Queues `line` and writes it on the calling thread (the reader's) unless a writer
-    /// runs: the greeting costs no writer thread.
+    /// runs: the greeting and a ping cost no writer thread.
     pub fn push_here(&self, line: &[u8]) -> Result<(), Overflow> {
         self.claim();
         let pushed = self.push(line);

@@ -113,6 +113,8 @@ struct Reader {
     claimed: bool,
     /// `chatm` lines read and checked, not yet given to the hub (see [`CHAT_BATCH`]).
     chats: Chats,
+    /// The hub knows the connection (see [`Reader::announce`]).
+    announced: bool,
 }
 
 /// Serves one connection on the calling thread until it is closed.
@@ -124,14 +126,11 @@ struct Reader {
 /// are functions of their own, called one after the other rather than nested.
 pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     conn.shared.set_reader(true);
-    let (ticket, mut reader, told) = Reader::start(conn, settings, hub);
-    let ending = if told {
-        // A panic here is a bug; it must still not take the server down nor keep the
-        // client's name: contain it and close the connection like any fault.
-        catch_unwind(AssertUnwindSafe(|| reader.read_loop())).unwrap_or_else(|_| reader.panicked())
-    } else {
-        hub_stopped()
-    };
+    let (ticket, mut reader) = Reader::start(conn, settings, hub);
+    // A panic here is a bug; it must still not take the server down nor keep the client's
+    // name: contain it and close the connection like any fault.
+    let ending =
+        catch_unwind(AssertUnwindSafe(|| reader.read_loop())).unwrap_or_else(|_| reader.panicked());
     let (how, departed) = reader.finish(ending);
     reader.shared.set_reader(false);
     drop(ticket);
@@ -147,14 +146,13 @@ fn hub_stopped() -> Ending {
 }
 
 impl Reader {
-    /// Greets the client and tells the hub (LISTEN -> NEGOTIATING); `false` if the hub is
-    /// gone.
+    /// Greets the client: LISTEN -> NEGOTIATING.
     #[inline(never)]
     fn start(
         conn: Accepted,
         settings: Arc<ConnSettings>,
         hub: Sender<ToHub>,
-    ) -> (Ticket, Box<Reader>, bool) {
+    ) -> (Ticket, Box<Reader>) {
         let Accepted {
             id,
             peer,
@@ -184,20 +182,12 @@ impl Reader {
             peer_ip: peer.ip(),
             claimed: false,
             chats: Chats::default(),
+            announced: false,
         });
         // After the session's LISTEN -> NEGOTIATING, which it follows from. Written by this
         // thread: the hub does not know the client yet, so nothing can come before it.
         let _ = reader.outbox.push_here(reply::GREETING.as_bytes());
-        // Told here, at the top of the stack: not on the way of a first request (see
-        // `wait_answer`).
-        let accepted = ToHub::Accepted {
-            conn: reader.id,
-            tag: reader.session.tag().clone(),
-            ip: reader.peer_ip,
-            outbox: reader.outbox.clone(),
-        };
-        let told = reader.hub.send(accepted).is_ok();
-        (ticket, reader, told)
+        (ticket, reader)
     }
 
     /// The read loop panicked.
@@ -237,7 +227,11 @@ impl Reader {
                 Err(e) if e.kind() == ErrorKind::Interrupted => match self.shared.end() {
                     // Woken by the server (shutdown): the transition is logged now.
                     Some(cause) => return Ending::Fault(cause),
-                    None => continue,
+                    // A shutdown reaches the clients through the hub: it must know this one.
+                    None => match self.announce() {
+                        Some(end) => return end,
+                        None => continue,
+                    },
                 },
                 Err(e) if e.kind() == ErrorKind::ConnectionReset => {
                     return Ending::Fault(self.outside_cause(Cause::Reset));
@@ -263,6 +257,11 @@ impl Reader {
                         return Ending::Closing(self.session.on_frame_error(e));
                     }
                 };
+                if !self.announced
+                    && let Some(end) = self.announce()
+                {
+                    return end;
+                }
                 if let Some(end) = self.wait_room() {
                     return end;
                 }
@@ -420,7 +419,27 @@ impl Reader {
         self.send_to_hub(msg)
     }
 
-    /// Gives the hub `msg`.
+    /// Tells the hub of the connection, once: before its first line is handled (or when
+    /// the shutdown wakes the reader), so that the hub learns of it right before its first
+    /// request and is woken once for both, while a client that leaves without a line costs
+    /// the hub nothing. Called from the read loop, at the top of the stack: on the way of
+    /// that request it would take the room an idle client's stack has (see [`serve`]).
+    #[inline(never)]
+    fn announce(&mut self) -> Option<Ending> {
+        if self.announced {
+            return None;
+        }
+        self.announced = true;
+        let accepted = ToHub::Accepted {
+            conn: self.id,
+            tag: self.session.tag().clone(),
+            ip: self.peer_ip,
+            outbox: self.outbox.clone(),
+        };
+        self.send_to_hub(accepted)
+    }
+
+    /// Gives the hub `msg` (once it knows the connection: [`Reader::announce`]).
     fn send_to_hub(&self, msg: ToHub) -> Option<Ending> {
         self.hub.send(msg).err().map(|_| hub_stopped())
     }
@@ -599,7 +618,13 @@ impl Reader {
             lines: for_hub,
             done,
         };
-        match self.hub.send(depart) {
+        // A connection the hub never knew holds nothing there: no departure to record.
+        let sent = if self.announced {
+            self.hub.send(depart)
+        } else {
+            Ok(())
+        };
+        match sent {
             // No hub (the server is stopping): say goodbye directly.
             Err(SendError(ToHub::Depart {
                 lines: Some(lines), ..

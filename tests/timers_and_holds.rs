@@ -3,7 +3,7 @@
 //! its "welcome back" (§5.7). Every timer is made short by an option, and every test waits
 //! for the event itself.
 
-use crate::harness::{Client, Server, WAIT};
+use crate::harness::{Client, Server, WAIT, thread_names};
 
 use std::time::Instant;
 
@@ -108,6 +108,25 @@ fn answered_pings_keep_the_connection() {
             c.send(&format!("+OK pong {token}"));
         }
     }
+    assert!(c.nothing_pending_but_pings());
+}
+
+/// §5.2 server ping: the reader writes its own pings, as it writes the greeting and the
+/// answer to `uname`: pinging an idle client starts no writer thread (a pooled thread that
+/// ran one keeps the name `xscp-write-<id>` for 20 ms after it wrote the ping, then lives
+/// on as `xscp-idle` for 5 s).
+#[test]
+fn a_ping_starts_no_writer_thread() {
+    let server = Server::start(&["--ping-interval", "150ms"]);
+    let mut c = server.register("alice");
+    let token = expect_server_ping(&mut c);
+    let names = thread_names(server.pid());
+    let writers: Vec<&String> = names
+        .iter()
+        .filter(|n| n.starts_with("xscp-write"))
+        .collect();
+    assert!(writers.is_empty(), "{writers:?}");
+    c.send(&format!("+OK pong {token}"));
     assert!(c.nothing_pending_but_pings());
 }
 

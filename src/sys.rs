@@ -209,21 +209,23 @@ mod nb {
         )
     }
 
-    /// Linux's `MSG_DONTWAIT` and `MSG_NOSIGNAL`.
+    /// Linux's `MSG_DONTWAIT`, `MSG_NOSIGNAL` and `MSG_MORE`.
     const MSG_DONTWAIT: c_int = 0x40;
     const MSG_NOSIGNAL: c_int = 0x4000;
+    const MSG_MORE: c_int = 0x8000;
 
-    pub fn send_now(stream: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    pub fn send_now(stream: &TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
         // SAFETY: the descriptor belongs to `stream`, borrowed for the call, so it stays
         // open; `buf` is a valid, initialised slice of `buf.len()` bytes that outlives the
         // call, and send() only reads from it. The flags make this one call non-blocking
         // without changing the socket's mode, which its reader shares.
+        let more = if more { MSG_MORE } else { 0 };
         let n = unsafe {
             send(
                 stream.as_raw_fd(),
                 buf.as_ptr().cast(),
                 buf.len(),
-                MSG_DONTWAIT | MSG_NOSIGNAL,
+                MSG_DONTWAIT | MSG_NOSIGNAL | more,
             )
         };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
@@ -239,7 +241,7 @@ mod nb {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 
-    pub fn send_now(_stream: &TcpStream, _buf: &[u8]) -> io::Result<usize> {
+    pub fn send_now(_stream: &TcpStream, _buf: &[u8], _more: bool) -> io::Result<usize> {
         Err(io::Error::from(io::ErrorKind::Unsupported))
     }
 }
@@ -259,9 +261,10 @@ pub fn nodelay_inherited(listener: &TcpListener) -> io::Result<()> {
 
 /// Writes what `stream`'s send buffer takes of `buf` now, without blocking and without
 /// changing the socket's blocking mode (its reader blocks on it): `WouldBlock` when it takes
-/// nothing. `Unsupported` where the call is not available.
-pub fn send_now(stream: &std::net::TcpStream, buf: &[u8]) -> io::Result<usize> {
-    nb::send_now(stream, buf)
+/// nothing. `more`: the FIN follows at once (`MSG_MORE`: the bytes wait for it, and leave
+/// with it in one segment). `Unsupported` where the call is not available.
+pub fn send_now(stream: &std::net::TcpStream, buf: &[u8], more: bool) -> io::Result<usize> {
+    nb::send_now(stream, buf, more)
 }
 
 #[cfg(any(

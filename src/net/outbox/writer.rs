@@ -79,7 +79,9 @@ impl Inner {
     ) -> Result<(), ()> {
         std::mem::swap(&mut q.buf, batch);
         q.writing = batch.len();
-        let written = MutexGuard::unlocked(q, || self.write(batch));
+        // Closing, nothing can be queued after this batch: the FIN leaves with its end.
+        let last = q.state.closing();
+        let written = MutexGuard::unlocked(q, || self.write(batch, last));
         q.writing = 0;
         if q.waiters > 0 {
             self.room.notify_all();
@@ -108,14 +110,15 @@ impl Inner {
     /// offered the bytes without blocking; while it takes nothing the writer waits for
     /// room, and the client is a slow consumer (§7) once more than `--sendq` is queued
     /// and the socket has taken nothing for [`STALL`], or once the write has taken the
-    /// write timeout.
-    fn write(&self, batch: &[u8]) -> Result<(), ()> {
+    /// write timeout. `last`: the FIN follows, and leaves with the batch's end in one
+    /// segment (a segment less per connection for the client to take in).
+    fn write(&self, batch: &[u8], last: bool) -> Result<(), ()> {
         let socket = self.shared.socket();
         let started = Instant::now();
         let mut progress = started;
         let mut rest = batch;
         while !rest.is_empty() {
-            match sys::send_now(socket, rest) {
+            match sys::send_now(socket, rest, last) {
                 Ok(n) => {
                     log::trace!(
                         target: SOCKET_WRITES_TARGET,

@@ -533,8 +533,9 @@ impl Reader {
     /// Gives the hub a request the session waits for, waits for the answer and gives it to
     /// the session: the step it returns is carried out next. The hub's reply is the
     /// reader's to write (`claimed`), once back in the read loop: no writer thread is
-    /// started for it. Its frame is small: the hub's channel needs more room below it,
-    /// when it wakes the hub, than any other call the reader makes (see [`serve`]).
+    /// started for it. Called right under the read loop (`execute` is inlined): the hub's
+    /// channel, waking the hub, needs more room below it than any other call an idle
+    /// client causes (see [`serve`]).
     #[inline(never)]
     fn wait_answer(&mut self, request: Request) -> Result<Step, Ending> {
         if let Some(end) = self.give_chats() {

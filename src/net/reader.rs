@@ -472,6 +472,8 @@ impl Reader {
     /// Carries out a step; `Some` when the connection ends. `ahead`: how many lines like
     /// this one the rest of the read may hold (see [`Reader::hold_chat`]). The answer to a
     /// request the session waits for is the next step, carried out in the same loop.
+    /// Inlined: a frame of its own would sit between the read loop and `wait_answer`.
+    #[inline(always)]
     fn execute(&mut self, mut step: Step, ahead: usize) -> Option<Ending> {
         loop {
             step = match step {

@@ -498,6 +498,64 @@ mod tests {
         assert_eq!(copies(r), [("chatm alice carol keep".to_string(), Some(1))]);
     }
 
+    /// A model of the copies: what is owed per sender, and the live copies in relay order
+    /// (sender, number, line); the oldest are forgotten past `max` bytes.
+    #[derive(Default)]
+    struct Model {
+        owed: [(u64, u64); 3],
+        live: VecDeque<(usize, u64, Vec<u8>)>,
+        lost: u64,
+    }
+
+    const SENDERS: [&str; 3] = ["al", "bo", "cy"];
+
+    proptest::proptest! {
+        /// Whatever the order of messages, receipts and forgotten copies (holes in the
+        /// buffer and compactions included), the copies kept are the model's, byte for
+        /// byte, in relay order.
+        #[test]
+        fn the_copies_kept_are_the_models(
+            ops in proptest::collection::vec((0..3usize, proptest::bool::weighted(0.6), 0..40usize), 1..400)
+        ) {
+            const MAX: usize = 300;
+            let mut r = Receipts::default();
+            let mut m = Model::default();
+            for (i, (who, send, pad)) in ops.into_iter().enumerate() {
+                let from = SENDERS[who];
+                if send {
+                    let line = format!("chatm {from} dee {i}{}\r\n", "x".repeat(pad)).into_bytes();
+                    r.expect(key(from), 1, &line, MAX);
+                    let n = m.owed[who].1;
+                    m.owed[who].1 += 1;
+                    while m.live.iter().map(|c| c.2.len()).sum::<usize>() + line.len() > MAX {
+                        m.live.pop_front();
+                        m.lost += 1;
+                    }
+                    m.live.push_back((who, n, line));
+                } else {
+                    let (settled, next) = m.owed[who];
+                    let expected = (settled < next).then_some(1);
+                    proptest::prop_assert_eq!(r.take(key(from)), expected);
+                    if settled < next {
+                        m.owed[who].0 += 1;
+                        match m.live.iter().position(|c| c.0 == who && c.1 == settled) {
+                            Some(at) => drop(m.live.remove(at)),
+                            None => m.lost -= 1,
+                        }
+                    }
+                }
+                let kept: Vec<&[u8]> = r
+                    .0
+                    .as_deref()
+                    .map(|o| o.spans.iter().map(|s| o.line(s)).collect())
+                    .unwrap_or_default();
+                let model: Vec<&[u8]> = m.live.iter().map(|c| c.2.as_slice()).collect();
+                proptest::prop_assert_eq!(kept, model);
+                proptest::prop_assert_eq!(r.counts(), (m.live.len(), m.lost));
+            }
+        }
+    }
+
     #[test]
     fn an_idle_client_holds_no_buffer() {
         let mut r = Receipts::default();

@@ -111,6 +111,58 @@ mod imp {
             .max(1);
         poll_one(stream.as_raw_fd(), POLLOUT, ms);
     }
+
+    // Waking a thread blocked in a read: a signal with a handler that does nothing.
+    unsafe extern "C" {
+        fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
+        fn siginterrupt(sig: c_int, flag: c_int) -> c_int;
+        fn pthread_self() -> usize;
+        fn pthread_kill(thread: usize, sig: c_int) -> c_int;
+    }
+
+    /// `SIGUSR1`: 10 on Linux, but 16 on its MIPS ports and 30 on SPARC, macOS and the
+    /// BSDs (where 10 is SIGBUS).
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))
+    ))]
+    const SIGUSR1: c_int = 10;
+    #[cfg(all(
+        any(target_os = "linux", target_os = "android"),
+        any(target_arch = "mips", target_arch = "mips64")
+    ))]
+    const SIGUSR1: c_int = 16;
+    #[cfg(any(
+        target_arch = "sparc64",
+        not(any(target_os = "linux", target_os = "android"))
+    ))]
+    const SIGUSR1: c_int = 30;
+
+    extern "C" fn nothing(_sig: c_int) {}
+
+    pub fn install() {
+        // SAFETY: `nothing` is an async-signal-safe handler that does nothing and lives
+        // for the whole program; siginterrupt only clears SA_RESTART for the signal, so
+        // that a blocking read it interrupts returns EINTR.
+        unsafe {
+            signal(SIGUSR1, nothing);
+            siginterrupt(SIGUSR1, 1);
+        }
+    }
+
+    pub fn this_thread() -> u64 {
+        // SAFETY: pthread_self takes nothing and always succeeds.
+        unsafe { pthread_self() as u64 }
+    }
+
+    pub fn wake(thread: u64) {
+        // SAFETY: callers pass an id from `this_thread` of a thread that is still running
+        // (they hold the lock under which that thread clears its id before it moves on),
+        // and the signal has the do-nothing handler installed by `install` first.
+        unsafe {
+            pthread_kill(thread as usize, SIGUSR1);
+        }
+    }
 }
 
 #[cfg(not(any(
@@ -137,6 +189,12 @@ mod imp {
     pub fn wait_readable(_listener: &TcpListener) {}
 
     pub fn wait_writable(_stream: &std::net::TcpStream, _timeout: std::time::Duration) {}
+
+    pub fn install() {}
+    pub fn this_thread() -> u64 {
+        0
+    }
+    pub fn wake(_thread: u64) {}
 }
 
 /// Sets the backlog of an already listening socket (calling `listen` again does that on
@@ -267,70 +325,6 @@ pub fn send_now(stream: &std::net::TcpStream, buf: &[u8], more: bool) -> io::Res
     nb::send_now(stream, buf, more)
 }
 
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-))]
-mod wake {
-    use std::ffi::c_int;
-
-    unsafe extern "C" {
-        fn signal(sig: c_int, handler: extern "C" fn(c_int)) -> usize;
-        fn siginterrupt(sig: c_int, flag: c_int) -> c_int;
-        fn pthread_self() -> usize;
-        fn pthread_kill(thread: usize, sig: c_int) -> c_int;
-    }
-
-    /// `SIGUSR1`: 10 on Linux, but 16 on its MIPS ports and 30 on SPARC, macOS and the
-    /// BSDs (where 10 is SIGBUS).
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64"))
-    ))]
-    const SIGUSR1: c_int = 10;
-    #[cfg(all(
-        any(target_os = "linux", target_os = "android"),
-        any(target_arch = "mips", target_arch = "mips64")
-    ))]
-    const SIGUSR1: c_int = 16;
-    #[cfg(any(
-        target_arch = "sparc64",
-        not(any(target_os = "linux", target_os = "android"))
-    ))]
-    const SIGUSR1: c_int = 30;
-
-    extern "C" fn nothing(_sig: c_int) {}
-
-    pub fn install() {
-        // SAFETY: `nothing` is an async-signal-safe handler that does nothing and lives
-        // for the whole program; siginterrupt only clears SA_RESTART for the signal, so
-        // that a blocking read it interrupts returns EINTR.
-        unsafe {
-            signal(SIGUSR1, nothing);
-            siginterrupt(SIGUSR1, 1);
-        }
-    }
-
-    pub fn this_thread() -> u64 {
-        // SAFETY: pthread_self takes nothing and always succeeds.
-        unsafe { pthread_self() as u64 }
-    }
-
-    pub fn wake(thread: u64) {
-        // SAFETY: callers pass an id from `this_thread` of a thread that is still running
-        // (they hold the lock under which that thread clears its id before it moves on),
-        // and the signal has the do-nothing handler installed by `install` first.
-        unsafe {
-            pthread_kill(thread as usize, SIGUSR1);
-        }
-    }
-}
-
 #[cfg(target_os = "linux")]
 mod name {
     use std::ffi::{c_char, c_int};
@@ -379,7 +373,7 @@ mod name {
         // at most 16 bytes (its last byte is never written), as pthread_setname_np
         // requires; it outlives the call.
         unsafe {
-            pthread_setname_np(super::wake::this_thread() as usize, bytes.as_ptr().cast());
+            pthread_setname_np(super::imp::this_thread() as usize, bytes.as_ptr().cast());
         }
     }
 
@@ -408,38 +402,21 @@ pub fn set_thread_name(name: std::fmt::Arguments<'_>) {
     name::set(name)
 }
 
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_vendor = "apple",
-    target_os = "freebsd",
-    target_os = "netbsd",
-    target_os = "openbsd",
-    target_os = "dragonfly"
-)))]
-mod wake {
-    pub fn install() {}
-    pub fn this_thread() -> u64 {
-        0
-    }
-    pub fn wake(_thread: u64) {}
-}
-
 /// Installs the do-nothing handler of the signal that [`wake_thread`] sends, so that it
 /// interrupts a blocking read instead of ending the process. Call before any wake.
 pub fn install_wake() {
-    wake::install()
+    imp::install()
 }
 
 /// The calling thread, for [`wake_thread`].
 pub fn this_thread() -> u64 {
-    wake::this_thread()
+    imp::this_thread()
 }
 
 /// Interrupts a blocking read of `thread` (it returns `Interrupted`), which must still be
 /// running and must not exit meanwhile; [`install_wake`] must have run.
 pub fn wake_thread(thread: u64) {
-    wake::wake(thread)
+    imp::wake(thread)
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -169,8 +169,6 @@ pub fn start_bound(cfg: &Config) -> Duration {
     cfg.timeout.max(Duration::from_secs(30))
 }
 
-/// Six random letters and digits (for nicknames against a shared server: holds left by
-/// earlier transcripts and runs must not meet this one's names).
 /// `notif join|quit NAME` or `notif cname OLD NEW` in which no name ends with `suffix`
 /// (ASCII case-insensitive): about clients of another run on a shared server.
 fn about_others(line: &[u8], suffix: &str) -> bool {
@@ -186,6 +184,8 @@ fn about_others(line: &[u8], suffix: &str) -> bool {
     names.peek().is_some() && names.all(|n| !n.to_ascii_lowercase().ends_with(&suffix))
 }
 
+/// Six random letters and digits (for nicknames against a shared server: holds left by
+/// earlier transcripts and runs must not meet this one's names).
 fn run_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     // RandomState is seeded from the system's randomness: no crate needed for this.

@@ -92,18 +92,18 @@ pub fn main(args: &[String]) -> ExitCode {
     let o = match parse_args(args) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("xscp diagram: {e}\n{USAGE}");
+            xscp::errln!("xscp diagram: {e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
     if o.help {
-        println!("{USAGE}\n\n{HELP}");
+        xscp::outln!("{USAGE}\n\n{HELP}");
         return ExitCode::SUCCESS;
     }
     let (text, source) = match read_log(o.log.as_ref()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("xscp diagram: {e}");
+            xscp::errln!("xscp diagram: {e}");
             return ExitCode::from(2);
         }
     };
@@ -114,13 +114,13 @@ pub fn main(args: &[String]) -> ExitCode {
         conversation::conversations(&entries, &conns, &links)
     } else {
         if let Some(missing) = o.conns.iter().find(|n| !conns.iter().any(|c| c.id == **n)) {
-            eprintln!("xscp diagram: {source} has no connection {missing}");
+            xscp::errln!("xscp diagram: {source} has no connection {missing}");
             return ExitCode::from(1);
         }
         vec![o.conns.clone()]
     };
     if groups.is_empty() {
-        eprintln!(
+        xscp::errln!(
             "xscp diagram: {source} has no line about a connection (was it written with -vv?)"
         );
         return ExitCode::from(1);
@@ -144,7 +144,7 @@ pub fn main(args: &[String]) -> ExitCode {
             }
             match io::stdout().lock().write_all(out.as_bytes()) {
                 // A closed standard output (`| head`) ends the program quietly.
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) if xscp::console::is_closed(&e) => Ok(()),
                 r => r.map_err(|e| format!("cannot write: {e}")),
             }
         }
@@ -152,7 +152,7 @@ pub fn main(args: &[String]) -> ExitCode {
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("xscp diagram: {e}");
+            xscp::errln!("xscp diagram: {e}");
             ExitCode::from(2)
         }
     }

@@ -144,6 +144,6 @@ mod tests {
     #[test]
     fn markup_is_escaped() {
         assert_eq!(text("a;b#c<d>"), "a#59;b#35;c#60;d#62;");
-        assert_eq!(text("x\ny"), "x\\x0ay");
+        assert_eq!(text("x\ny"), "x\\x0Ay");
     }
 }

@@ -180,18 +180,11 @@ impl Diagram {
     }
 }
 
-/// Text with every control character replaced by `\xNN`: whatever a line held, a drawing
-/// shows it on one line and neither Mermaid nor XML can be handed a raw control byte.
+/// Text with every control character replaced by `\xNN` (the project's one escape,
+/// [`xscp::text::escape`]): whatever a line held, a drawing shows it on one line and
+/// neither Mermaid nor XML can be handed a raw control byte.
 pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    xscp::text::escape(text.as_bytes(), xscp::text::Keep::Text)
 }
 
 #[cfg(test)]
@@ -234,7 +227,7 @@ pub(crate) mod tests {
 
     #[test]
     fn control_characters_are_shown_escaped() {
-        assert_eq!(printable("a\x07b\u{7f}c\td"), "a\\x07b\\x7fc\\x09d");
+        assert_eq!(printable("a\x07b\u{7f}c\td"), "a\\x07b\\x7Fc\\x09d");
         assert_eq!(printable("héllo"), "héllo");
     }
 

@@ -1,4 +1,4 @@
-//! The state file's text (xscp(7) §5.9; the format is documented in xscpd(1), FILES):
+//! The state file's text (xscp(7) §5.9; the format is documented in xscpd-state(5)):
 //! one record a line, a version line first, readable by a person.
 //!
 //! ```text

@@ -11,6 +11,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::holds::HoldCounts;
 use super::mailbox::{Mailbox, sender_of};
 use super::{Hub, Output};
 use crate::conn_id::ConnId;
@@ -93,10 +94,7 @@ impl<O: Output> Hub<O> {
                 break;
             }
         }
-        let back = Saved {
-            holds: self.holds.saved(now, wall).collect(),
-        };
-        let (holds, lines, lost) = back.counts();
+        let HoldCounts { holds, lines, lost } = self.holds.counts();
         log::info!(
             "state restored from {}: {holds} holds, {lines} lines, {lost} lost \
              (of {in_file} unexpired holds in the file)",

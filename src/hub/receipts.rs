@@ -256,9 +256,7 @@ impl Owed {
         owing.settled += 1;
         if owing.settled == owing.next {
             self.senders.remove(&from);
-            if self.senders.capacity() > 64 && self.senders.len() < self.senders.capacity() / 4 {
-                self.senders.shrink_to(self.senders.len() * 2);
-            }
+            super::shrink(&mut self.senders);
         }
         self.uncopy(from, n);
         Some(session)
@@ -270,7 +268,7 @@ impl Owed {
         let i = self
             .spans
             .iter()
-            .position(|s| sender_of(self.line(s)) == Some(from));
+            .position(|s| s.n == n as u32 && sender_of(self.line(s)) == Some(from));
         match i {
             Some(i) if self.spans[i].n == n as u32 => {
                 if let Some(s) = self.spans.remove(i) {

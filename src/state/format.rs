@@ -178,6 +178,8 @@ struct Reading {
     /// Its line in the file.
     line: usize,
     announced: usize,
+    /// The mailbox lines read so far, and their bytes on the wire.
+    found: usize,
     wire: Vec<u8>,
 }
 
@@ -188,9 +190,9 @@ impl Reading {
             mut hold,
             line,
             announced,
+            found,
             wire,
         } = self;
-        let found = wire.iter().filter(|&&b| b == b'\n').count();
         if found < announced {
             return Err(FormatError {
                 line: at,
@@ -258,6 +260,7 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, FormatError> {
                     hold,
                     line: n,
                     announced,
+                    found: 0,
                     wire: Vec::new(),
                 });
             }
@@ -290,8 +293,7 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, FormatError> {
                         ),
                     ));
                 };
-                let found = r.wire.iter().filter(|&&b| b == b'\n').count();
-                if found == r.announced {
+                if r.found == r.announced {
                     return Err(err(
                         n,
                         format!(
@@ -307,6 +309,7 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, FormatError> {
                 check_mailbox_line(line).map_err(|what| err(n, what))?;
                 r.wire.extend_from_slice(raw);
                 r.wire.extend_from_slice(b"\r\n");
+                r.found += 1;
             }
         }
     }

@@ -85,7 +85,6 @@ impl Server {
         log::debug!("thread budget: {} threads", budget.max());
         let settings = Arc::new(ConnSettings {
             session: Arc::new(c.session()),
-            sendq: c.sendq,
             rate: c.rate,
             readers: Pool::new(READER_STACK, Arc::clone(&budget)),
             writers: Arc::new(Writers {

@@ -62,8 +62,6 @@ pub const PANIC_NICK: &str = "boom";
 pub struct ConnSettings {
     /// What every session needs (retries, timers).
     pub session: Arc<session::Settings>,
-    /// Output budget in bytes.
-    pub sendq: usize,
     /// PDUs per second (0: unlimited).
     pub rate: u32,
     /// Threads for readers.
@@ -325,14 +323,12 @@ impl Reader {
         };
         match room {
             Room::Free => None,
-            Room::Closing => Some(Ending::Fault(
-                self.shared.end().unwrap_or(Cause::ServerShutdown),
-            )),
+            Room::Closing => Some(self.gone()),
             Room::Full => {
                 log::warn!(
                     "{} replies over --sendq {} unread for {:?}: dropping slow consumer",
                     self.session.tag(),
-                    self.settings.sendq,
+                    self.settings.writers.sendq,
                     self.settings.writers.write_timeout
                 );
                 self.outbox.abort(Cause::SlowConsumer);
@@ -572,10 +568,11 @@ impl Reader {
         }
     }
 
-    /// The hub dropped a request unanswered: it ended the connection, or is stopping.
+    /// The hub ended the connection, or is stopping (it dropped a request unanswered, or
+    /// the outbox is closing).
     #[cold]
     fn gone(&self) -> Ending {
-        Ending::Fault(self.shared.end().unwrap_or(Cause::ServerShutdown))
+        Ending::Fault(self.outside_cause(Cause::ServerShutdown))
     }
 
     /// Sends the last lines, waits for the writer's FIN, lingers, closes; says how the
@@ -592,7 +589,7 @@ impl Reader {
         // when the writer has said so by now.
         if fault {
             let seen = match &cause {
-                Cause::PeerClosed => self.shared.end().unwrap_or(Cause::PeerClosed),
+                Cause::PeerClosed => self.outside_cause(Cause::PeerClosed),
                 other => other.clone(),
             };
             self.session.on_end(&seen);
@@ -640,7 +637,7 @@ impl Reader {
         self.outbox.wait_done();
         // By now the writer has said whether the end of stream was the echo of a reset.
         let cause = match cause {
-            Cause::PeerClosed if fault => self.shared.end().unwrap_or(Cause::PeerClosed),
+            Cause::PeerClosed if fault => self.outside_cause(Cause::PeerClosed),
             other => other,
         };
         let orderly = !matches!(

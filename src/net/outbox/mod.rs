@@ -355,9 +355,7 @@ impl Output for Outbox {
         }
         self.0.log_sent(lines.as_bytes());
         q.buf.extend_from_slice(lines.as_bytes());
-        q.state.close();
-        q.behind = None;
-        self.0.room.notify_all();
+        self.0.close(&mut q);
         self.wake(q);
     }
 
@@ -368,9 +366,7 @@ impl Output for Outbox {
         self.0.shared.cut();
         let mut q = self.0.queue.lock();
         q.buf = Vec::new();
-        q.state.close();
-        q.behind = None;
-        self.0.room.notify_all();
+        self.0.close(&mut q);
         self.wake(q);
     }
 

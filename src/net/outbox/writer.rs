@@ -88,8 +88,7 @@ impl Inner {
         }
         if written.is_err() {
             q.buf = Vec::new();
-            q.behind = None;
-            self.room.notify_all();
+            self.close(q);
             self.finish(q);
             return Err(());
         }
@@ -98,6 +97,14 @@ impl Inner {
             *batch = Vec::new();
         }
         Ok(())
+    }
+
+    /// The queue takes nothing more (the close is queued, or the connection cut): a
+    /// sender waiting for room behind this client, or its reader, goes on.
+    pub(super) fn close(&self, q: &mut Queue) {
+        q.state.close();
+        q.behind = None;
+        self.room.notify_all();
     }
 
     /// The close is done: whoever waits for it goes on.

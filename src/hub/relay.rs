@@ -11,6 +11,7 @@ use super::{Client, Hub, Output, Wake};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
 use crate::protocol::reply;
+use crate::text;
 
 impl<O: Output> Client<O> {
     /// Queues `line` for client `id`, relayed from the client whose output side is `from` (if
@@ -152,7 +153,7 @@ impl<O: Output> Hub<O> {
         let Some((key, nick)) = held else {
             log::debug!(
                 "{tag} chatm to {}: no such user",
-                reply::escape(to.as_bytes())
+                text::for_log(to.as_bytes())
             );
             let err = reply::no_such_user(to);
             return self.send(conn, &err);
@@ -209,7 +210,7 @@ impl<O: Output> Hub<O> {
     /// A receipt for a sender that left: into the mailbox of its held name (§5.8), else
     /// dropped (logged).
     fn receipt_held(&mut self, conn: ConnId, line: &str, name: &str, session: ConnId) {
-        let name = reply::escape(name.as_bytes());
+        let name = text::for_log(name.as_bytes());
         let tag = self
             .clients
             .get(&conn)

@@ -27,9 +27,10 @@ use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Chats, Output, Pending, slot};
 use crate::protocol::cause::{Cause, Closed};
 use crate::protocol::framing::Framer;
-use crate::protocol::reply::{self, escape};
+use crate::protocol::reply;
 use crate::protocol::request::{Answer, Hand, Request};
 use crate::protocol::session::{self, Closing, Session, Step};
+use crate::text::for_log;
 
 /// The hub's messages, carrying this layer's output side of a client.
 pub type ToHub = crate::hub::ToHub<Outbox>;
@@ -263,7 +264,7 @@ impl Reader {
                 if let Some(end) = self.wait_room() {
                     return end;
                 }
-                log::trace!("{} <- {}", self.session.tag(), escape(line.as_bytes()));
+                log::trace!("{} <- {}", self.session.tag(), for_log(line.as_bytes()));
                 self.throttle();
                 // Lines like this one the rest of the read may hold: what a new batch of
                 // `chatm` lines makes room for.
@@ -522,7 +523,7 @@ impl Reader {
         log::warn!(
             "{} output queue full, no room for {}: dropping slow consumer",
             self.session.tag(),
-            escape(line.trim_end().as_bytes())
+            for_log(line.trim_end().as_bytes())
         );
         self.outbox.abort(Cause::SlowConsumer);
         Some(Ending::Fault(Cause::SlowConsumer))

@@ -7,6 +7,7 @@ use std::fmt;
 use super::framing::FrameError;
 use super::fsm::State;
 use super::reply;
+use crate::text;
 
 /// Why a connection ends in ABORTED (the `connection_error` causes of §3) or UPDATE.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,16 +102,16 @@ impl fmt::Display for Cause {
             Cause::PeerClosed => f.write_str("peer closed the connection"),
             Cause::Reset => f.write_str("peer reset the connection"),
             Cause::Io(e) => write!(f, "I/O error: {e}"),
-            Cause::NegotiationTimeout => f.write_str("negotiation timeout"),
-            Cause::PingTimeout => f.write_str("ping timeout"),
+            Cause::NegotiationTimeout => f.write_str(reply::NEGOTIATION_TIMEOUT),
+            Cause::PingTimeout => f.write_str(reply::PING_TIMEOUT),
             Cause::Framing(e) => write!(f, "framing violation: {e}"),
             Cause::StateViolation { keyword, state } => write!(
                 f,
                 "state violation: {} in {state}",
-                reply::escape(keyword.as_bytes())
+                text::for_log(keyword.as_bytes())
             ),
             Cause::StrayPong { token, expected } => {
-                let escaped = |t: &String| reply::escape(t.as_bytes());
+                let escaped = |t: &String| text::for_log(t.as_bytes());
                 let why = reply::PongMismatch {
                     token: Some(escaped(token)),
                     expected: expected.as_ref().map(escaped),
@@ -118,10 +119,10 @@ impl fmt::Display for Cause {
                 write!(f, "state violation: {why}")
             }
             Cause::Spoofing => f.write_str("spoofing"),
-            Cause::SlowConsumer => f.write_str("slow consumer"),
-            Cause::TooManyAttempts => f.write_str("too many failed attempts"),
+            Cause::SlowConsumer => f.write_str(reply::SLOW_CONSUMER),
+            Cause::TooManyAttempts => f.write_str(reply::TOO_MANY_ATTEMPTS),
             Cause::Quit => f.write_str("client quit"),
-            Cause::ServerShutdown => f.write_str("server shutting down"),
+            Cause::ServerShutdown => f.write_str(reply::SERVER_SHUTTING_DOWN),
         }
     }
 }

@@ -405,9 +405,6 @@ pub fn seconds(d: Duration) -> String {
     }
 }
 
-/// Escapes a peer-controlled string for the log (see [`crate::text`]).
-pub use crate::text::for_log as escape;
-
 #[cfg(test)]
 mod tests {
     use super::*;

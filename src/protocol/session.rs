@@ -30,6 +30,7 @@ use super::nick::Nick;
 use super::reply::{self, Code};
 use super::request::{Answer, Request};
 use crate::conn_id::{ConnId, Tag};
+use crate::text;
 
 /// What every session needs from the command line, shared by all of them.
 #[derive(Clone, Debug)]
@@ -268,7 +269,7 @@ impl Session {
             log::debug!(
                 "{} refused: [{code}] {}",
                 self.tag,
-                reply::escape(text.to_string().as_bytes())
+                text::for_log(text.to_string().as_bytes())
             );
             return Step::Reply(reply::err(code, text));
         }
@@ -343,7 +344,7 @@ impl Session {
                     log::debug!(
                         "{} broadcast receipt for {} accepted",
                         self.tag,
-                        reply::escape(sender.as_bytes())
+                        text::for_log(sender.as_bytes())
                     );
                     return Step::Nothing;
                 }

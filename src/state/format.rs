@@ -29,7 +29,7 @@ use super::utc;
 use crate::protocol::command::{self, Command};
 use crate::protocol::framing::{MAX_PDU, is_control};
 use crate::protocol::nick::{Nick, NickKey};
-use crate::protocol::reply;
+use crate::text;
 
 /// The first word of the first line.
 pub const MAGIC: &str = "xscpd-state";
@@ -164,7 +164,7 @@ const QUOTED: usize = 48;
 /// `line`, escaped and cut to [`QUOTED`] bytes, for an error.
 fn quote(line: &[u8]) -> String {
     let cut = line.len() > QUOTED;
-    let text = reply::escape(&line[..line.len().min(QUOTED)]);
+    let text = text::for_log(&line[..line.len().min(QUOTED)]);
     if cut {
         format!("'{text}...'")
     } else {
@@ -331,7 +331,7 @@ fn check_version(line: &str) -> Result<(), String> {
         Some((MAGIC, v)) if v == VERSION.to_string() => Ok(()),
         Some((MAGIC, v)) => Err(format!(
             "version '{}' is not one this xscpd reads (it reads version {VERSION})",
-            reply::escape(v.as_bytes())
+            text::for_log(v.as_bytes())
         )),
         _ => Err(format!(
             "not an {MAGIC} file: the first line is {}, not '{MAGIC} {VERSION}'",
@@ -365,16 +365,16 @@ fn parse_hold(line: &str) -> Result<(SavedHold, usize), String> {
     let nick = Nick::parse(name).map_err(|e| {
         format!(
             "'{}' is not a nickname: {e}",
-            reply::escape(name.as_bytes())
+            text::for_log(name.as_bytes())
         )
     })?;
     let ip: IpAddr = ip
         .parse()
-        .map_err(|_| format!("'{}' is not an IP address", reply::escape(ip.as_bytes())))?;
+        .map_err(|_| format!("'{}' is not an IP address", text::for_log(ip.as_bytes())))?;
     let until = utc::parse(until).ok_or_else(|| {
         format!(
             "'{}' is not a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
-            reply::escape(until.as_bytes())
+            text::for_log(until.as_bytes())
         )
     })?;
     let count = |what: &str, s: &str| {
@@ -386,7 +386,7 @@ fn parse_hold(line: &str) -> Result<(SavedHold, usize), String> {
             .ok_or_else(|| {
                 format!(
                     "'{}' is not a count of {what} lines",
-                    reply::escape(s.as_bytes())
+                    text::for_log(s.as_bytes())
                 )
             })
     };
@@ -427,7 +427,7 @@ fn check_mailbox_line(line: &str) -> Result<(), String> {
             Ok(_) => Ok(()),
             Err(_) => Err(format!(
                 "the sender '{}' of a chatm is not a nickname",
-                reply::escape(sender.as_bytes())
+                text::for_log(sender.as_bytes())
             )),
         },
         Ok(Command::Chatr { .. }) => Ok(()),

@@ -43,7 +43,7 @@ use super::shared::ConnShared;
 use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
-use crate::protocol::reply::escape;
+use crate::text::for_log;
 
 mod queue;
 mod writer;
@@ -383,7 +383,7 @@ impl Inner {
     fn log_sent(&self, lines: &[u8]) {
         if log::log_enabled!(log::Level::Trace) {
             for line in lines.split_inclusive(|&b| b == b'\n') {
-                log::trace!("{} -> {}", self.tag, escape(line.trim_ascii_end()));
+                log::trace!("{} -> {}", self.tag, for_log(line.trim_ascii_end()));
             }
         }
     }

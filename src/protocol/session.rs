@@ -81,13 +81,15 @@ pub enum Step {
     Close(Closing),
 }
 
-/// A per-connection timer that fired.
+/// A per-connection timer: the one running decides when the session next needs the time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Timer {
-    /// `--negotiate-timeout` since accept.
+    /// `--negotiate-timeout` since accept, until a name is registered: closes.
     Negotiation,
-    /// `--ping-timeout` since the server's ping.
+    /// `--ping-timeout` since the server's ping, until its pong: closes.
     Pong,
+    /// `--ping-interval` since the last input: sends a ping.
+    Ping,
 }
 
 /// One connection's protocol state.
@@ -162,7 +164,8 @@ impl Session {
     }
 
     /// When the server's ping that awaits its pong was sent, if one does.
-    pub fn ping_outstanding(&self) -> Option<Instant> {
+    #[cfg(test)]
+    fn ping_outstanding(&self) -> Option<Instant> {
         self.clock.outstanding_ping.as_ref().map(|(_, sent)| *sent)
     }
 
@@ -177,37 +180,44 @@ impl Session {
         self.clock.last_input = now;
     }
 
-    /// When the session next needs [`Session::on_time`], if no input comes first: the
-    /// negotiation deadline, the pong's deadline, or when the next ping is due. `None` once
-    /// the session reads no more.
-    pub fn poll_at(&self) -> Option<Instant> {
+    /// The timer running and when it fires: the negotiation deadline until a name is
+    /// registered, then the pong's deadline while a ping awaits it, else the next ping.
+    /// `None` once the session reads no more.
+    fn next_timer(&self) -> Option<(Instant, Timer)> {
         if !self.is_open() {
             return None;
         }
         let (s, c) = (&self.settings, &self.clock);
         Some(if self.nick.is_none() {
-            c.negotiation_deadline
+            (c.negotiation_deadline, Timer::Negotiation)
         } else if let Some((_, sent)) = &c.outstanding_ping {
-            *sent + s.ping_timeout
+            (*sent + s.ping_timeout, Timer::Pong)
         } else {
-            c.last_input + s.ping_interval
+            (c.last_input + s.ping_interval, Timer::Ping)
         })
+    }
+
+    /// When the session next needs [`Session::on_time`], if no input comes first.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.next_timer().map(|(at, _)| at)
     }
 
     /// Time has passed until `now`: the timer due by then, if any, fires. NEGOTIATING
     /// past its deadline, or a ping unanswered past `--ping-timeout`, closes; silence past
     /// `--ping-interval` sends a ping.
     pub fn on_time(&mut self, now: Instant) -> Step {
-        match self.poll_at() {
-            Some(due) if now >= due => {}
-            _ => return Step::Nothing,
+        match self.next_timer() {
+            Some((at, Timer::Negotiation)) if now >= at => {
+                Step::Close(self.expired(Cause::NegotiationTimeout))
+            }
+            Some((at, Timer::Pong)) if now >= at => Step::Close(self.expired(Cause::PingTimeout)),
+            Some((at, Timer::Ping)) if now >= at => self.ping(now),
+            _ => Step::Nothing,
         }
-        if self.nick.is_none() {
-            return Step::Close(self.on_timer(Timer::Negotiation));
-        }
-        if self.clock.outstanding_ping.is_some() {
-            return Step::Close(self.on_timer(Timer::Pong));
-        }
+    }
+
+    /// Silence past `--ping-interval`: the server's ping, its token recorded.
+    fn ping(&mut self, now: Instant) -> Step {
         self.clock.pings += 1;
         let token = format!("{:x}.{}", self.clock.conn, self.clock.pings);
         log::debug!("{} sends ping {token}", self.tag);
@@ -230,9 +240,6 @@ impl Session {
 
     /// Handles one PDU.
     pub fn on_line(&mut self, line: &str) -> Step {
-        if !self.is_open() {
-            return Step::Nothing;
-        }
         let c = command::classify(line);
         match c.legality_in(self.state) {
             Some(Legality::Violation) => {
@@ -394,7 +401,7 @@ impl Session {
     ///
     /// The hub logged the transition already, where it happened ([`log_registration`]):
     /// the state moves here without a second line.
-    pub fn on_registered(&mut self, nick: Nick) {
+    fn on_registered(&mut self, nick: Nick) {
         match fsm::next_state(self.state, Event::CredentialsValidated) {
             Ok(to) => self.state = to,
             Err(e) => log::error!("{} BUG: {e}", self.tag),
@@ -419,21 +426,17 @@ impl Session {
     }
 
     /// The hub refused the nickname: it is in use or held for another address.
-    pub fn on_register_refused(&mut self, nick: &Nick) -> Step {
+    fn on_register_refused(&mut self, nick: &Nick) -> Step {
         self.refuse(Code::InUse, reply::in_use_text(nick.as_str()))
     }
 
     /// The hub renamed the client.
-    pub fn on_renamed(&mut self, nick: Nick) {
+    fn on_renamed(&mut self, nick: Nick) {
         self.nick = Some(nick);
     }
 
-    /// A timer fired.
-    fn on_timer(&mut self, timer: Timer) -> Closing {
-        let cause = match timer {
-            Timer::Negotiation => Cause::NegotiationTimeout,
-            Timer::Pong => Cause::PingTimeout,
-        };
+    /// A timer that closes fired, for `cause`.
+    fn expired(&mut self, cause: Cause) -> Closing {
         self.set_state(Event::ConnectionError, format_args!(" cause={cause}"));
         Closing {
             lines: cause.cquit_line().unwrap_or_default(),

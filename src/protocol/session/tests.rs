@@ -160,7 +160,7 @@ mod negotiating {
     #[test]
     fn negotiation_timeout_aborts() {
         let mut s = session_negotiating();
-        let c = s.on_timer(Timer::Negotiation);
+        let c = s.expired(Cause::NegotiationTimeout);
         assert_eq!(c.lines, "cquit negotiation timeout\r\n");
         assert_eq!(s.state(), State::Aborted);
     }
@@ -364,7 +364,7 @@ mod established {
     #[test]
     fn ping_timeout_aborts_and_shutdown_updates() {
         let mut s = session_established();
-        let c = s.on_timer(Timer::Pong);
+        let c = s.expired(Cause::PingTimeout);
         assert_eq!(c.lines, "cquit ping timeout\r\n");
         assert_eq!(s.state(), State::Aborted);
         s.on_closed(Closed::LingerRanOut);

@@ -112,13 +112,14 @@ fn answered_pings_keep_the_connection() {
 }
 
 /// §5.2 server ping: the reader writes its own pings, as it writes the greeting and the
-/// answer to `uname`: pinging an idle client starts no writer thread (a pooled thread that
-/// ran one keeps the name `xscp-write-<id>` for 20 ms after it wrote the ping, then lives
-/// on as `xscp-idle` for 5 s).
+/// answer to `uname`: pinging an idle client starts no writer thread. (A writer would be
+/// a new thread of the writers' pool, named `xscp-write-<id>` for 20 ms after it wrote
+/// the ping, then kept as `xscp-idle` for 5 s: the count of threads shows it either way.)
 #[test]
 fn a_ping_starts_no_writer_thread() {
     let server = Server::start(&["--ping-interval", "150ms"]);
     let mut c = server.register("alice");
+    let before = thread_names(server.pid()).len();
     let token = expect_server_ping(&mut c);
     let names = thread_names(server.pid());
     let writers: Vec<&String> = names
@@ -126,6 +127,10 @@ fn a_ping_starts_no_writer_thread() {
         .filter(|n| n.starts_with("xscp-write"))
         .collect();
     assert!(writers.is_empty(), "{writers:?}");
+    assert!(
+        names.len() <= before,
+        "{before} threads before the ping: {names:?}"
+    );
     c.send(&format!("+OK pong {token}"));
     assert!(c.nothing_pending_but_pings());
 }

@@ -122,11 +122,27 @@ pub fn expect_registered(
     name: &str,
 ) -> Result<(), String> {
     let l = read_line(stream, lb).map_err(|e| format!("uname {name}: {e}"))?;
-    match l.strip_prefix("+OK ") {
-        Some(rest) if rest == format!("you are {name}") => Ok(()),
-        Some(rest) if rest == format!("welcome back {name}") => Ok(()),
-        _ => Err(format!("uname {name} refused: {l}")),
+    match parse_welcome(&l, name) {
+        Some(_) => Ok(()),
+        None => Err(format!("uname {name} refused: {l}")),
     }
+}
+
+/// The answer to `uname <name>` of a returning client: `None` if it is not a welcome;
+/// `Some(None)` for `+OK you are <name>`; `Some(Some((held, lost)))` for `+OK welcome back
+/// <name>` (with `(<n> held, <m> lost)` or without, which is none of either).
+pub fn parse_welcome(line: &str, name: &str) -> Option<Option<(u64, u64)>> {
+    let rest = line.strip_prefix("+OK ")?;
+    if rest.strip_prefix("you are ") == Some(name) {
+        return Some(None);
+    }
+    let rest = rest.strip_prefix("welcome back ")?.strip_prefix(name)?;
+    if rest.is_empty() {
+        return Some(Some((0, 0)));
+    }
+    let counts = rest.strip_prefix(" (")?.strip_suffix(" lost)")?;
+    let (held, lost) = counts.split_once(" held, ")?;
+    Some(Some((held.parse().ok()?, lost.parse().ok()?)))
 }
 
 /// Connects, reads the greeting, registers `name`. The socket keeps `timeout` as its read
@@ -259,6 +275,32 @@ impl std::fmt::Write for StrBuf<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn welcome_lines() {
+        assert_eq!(parse_welcome("+OK you are bob", "bob"), Some(None));
+        assert_eq!(
+            parse_welcome("+OK welcome back bob", "bob"),
+            Some(Some((0, 0)))
+        );
+        assert_eq!(
+            parse_welcome("+OK welcome back bob (12 held, 3 lost)", "bob"),
+            Some(Some((12, 3)))
+        );
+        assert_eq!(parse_welcome("+OK welcome back bobby", "bob"), None);
+        assert_eq!(
+            parse_welcome("+OK welcome back bob (x held, 3 lost)", "bob"),
+            None
+        );
+        assert_eq!(parse_welcome("+OK welcome back bob (1 held)", "bob"), None);
+        assert_eq!(
+            parse_welcome(
+                "-ERR [IN-USE] bob is already taken by another client",
+                "bob"
+            ),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -186,23 +186,6 @@ impl Ledger {
     }
 }
 
-/// The answer to `uname <name>` of a returning client: `None` if it is not a welcome;
-/// `Some(None)` for `+OK you are <name>`; `Some(Some((held, lost)))` for `+OK welcome back
-/// <name>` (with `(<n> held, <m> lost)` or without, which is none of either).
-pub fn parse_welcome(line: &str, name: &str) -> Option<Option<(u64, u64)>> {
-    let rest = line.strip_prefix("+OK ")?;
-    if rest.strip_prefix("you are ") == Some(name) {
-        return Some(None);
-    }
-    let rest = rest.strip_prefix("welcome back ")?.strip_prefix(name)?;
-    if rest.is_empty() {
-        return Some(Some((0, 0)));
-    }
-    let counts = rest.strip_prefix(" (")?.strip_suffix(" lost)")?;
-    let (held, lost) = counts.split_once(" held, ")?;
-    Some(Some((held.parse().ok()?, lost.parse().ok()?)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,31 +354,5 @@ mod tests {
         t.merge(count([Fresh, Receipt, Refused { full: false }]));
         assert_eq!((t.accepted, t.lost, t.lost_reported), (1, 1, 2));
         assert_eq!((t.fresh, t.receipts, t.nosuch, t.refused), (1, 1, 1, 1));
-    }
-
-    #[test]
-    fn welcome_lines() {
-        assert_eq!(parse_welcome("+OK you are bob", "bob"), Some(None));
-        assert_eq!(
-            parse_welcome("+OK welcome back bob", "bob"),
-            Some(Some((0, 0)))
-        );
-        assert_eq!(
-            parse_welcome("+OK welcome back bob (12 held, 3 lost)", "bob"),
-            Some(Some((12, 3)))
-        );
-        assert_eq!(parse_welcome("+OK welcome back bobby", "bob"), None);
-        assert_eq!(
-            parse_welcome("+OK welcome back bob (x held, 3 lost)", "bob"),
-            None
-        );
-        assert_eq!(parse_welcome("+OK welcome back bob (1 held)", "bob"), None);
-        assert_eq!(
-            parse_welcome(
-                "-ERR [IN-USE] bob is already taken by another client",
-                "bob"
-            ),
-            None
-        );
     }
 }

@@ -34,7 +34,7 @@ use crate::system::{check_server, cpu_snap, cpu_use, join_merged, spawn};
 use crate::traffic::ns_since;
 use crate::wire::{
     LineBuf, StrBuf, connect, connect_registered, expect_greeting, is_timeout, parse_chatm,
-    push_pong, push_receipt, read_line, run_id, send_uname, show,
+    parse_welcome, push_pong, push_receipt, read_line, run_id, send_uname, show,
 };
 
 /// How long a refused message waits before the sender tries it again.
@@ -48,7 +48,7 @@ const RECEIPTS_SETTLE: Duration = Duration::from_secs(2);
 
 mod ledger;
 
-pub use ledger::{Event, Ledger, Tally, parse_welcome};
+pub use ledger::{Event, Ledger, Tally};
 
 // --- the run -------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 
 use super::context::{QUIT_OK, Soak};
-use crate::wire::{LineBuf, connect, is_timeout, show};
+use crate::wire::{LineBuf, connect, is_timeout, parse_welcome, show};
 
 /// One soak connection, with blocking reads and writes bounded by `--timeout`.
 pub struct SConn {
@@ -39,7 +39,7 @@ impl SConn {
         let mut c = SConn::open(ctx, what)?;
         c.send(format!("uname {name}\r\n").as_bytes())?;
         let l = c.line(ctx)?;
-        if l == format!("+OK you are {name}") || l == format!("+OK welcome back {name}") {
+        if parse_welcome(&l, name).is_some() {
             Ok(c)
         } else {
             Err(format!("{what}: uname refused: {}", show(l.as_bytes())))

@@ -3,7 +3,7 @@
 //! for its `uname`; holds are bounded per address first; `--mailbox-total` bounds memory;
 //! honest receipts are never refused; a shutdown counts what it discards.
 
-use crate::harness::{BYE, GREETING, Server, come_back, leave, proc_status, x40};
+use crate::harness::{BYE, GREETING, Server, come_back, hold, hold_from, leave, proc_status, x40};
 
 /// §5.8 "A refused line changes nothing": near `--mailbox-total`, a `chatm` refused
 /// `FULL` for the recipient's own `--mailbox` discards no other mailbox to make room.
@@ -15,8 +15,7 @@ fn a_refused_chatm_discards_no_other_mailbox() {
     let server = Server::start(&["--mailbox", "64", "--mailbox-total", "250"]);
     let mut bob = server.register("bob");
     for name in ["older", "vicky"] {
-        let c = server.register(name);
-        leave(&server, c, name);
+        hold(&server, name);
         bob.send(&format!("chatm bob {name} {}", x40('m')));
         bob.expect(&format!("+OK message held for {name}"));
     }
@@ -55,8 +54,7 @@ fn a_receipt_dropped_for_a_full_mailbox_discards_no_other_mailbox() {
     sendr.expect(&format!("chatm bob sendr {}", x40('s')));
     let held = leave(&server, sendr, "sendr");
     assert!(held.contains("(1 held, 0 lost)"), "{held}");
-    let older = server.register("older");
-    leave(&server, older, "older");
+    hold(&server, "older");
     bob.send(&format!("chatm bob older {}", x40('o')));
     bob.expect("+OK message held for older");
 
@@ -80,8 +78,7 @@ fn a_receipt_dropped_for_a_full_mailbox_discards_no_other_mailbox() {
 fn cname_onto_a_held_name_is_in_use_from_every_address() {
     let server = Server::start(&[]);
     let mut bob = server.register("bob");
-    let vic = server.register("vic");
-    leave(&server, vic, "vic");
+    hold(&server, "vic");
     bob.send("chatm bob vic for you");
     bob.expect("+OK message held for vic");
 
@@ -107,8 +104,7 @@ fn holds_from_another_address_cannot_push_a_hold_out() {
     const HOLDS: usize = 1100;
     let server = Server::start(&["--max-clients", "64", "--max-per-ip", "0"]);
     let mut bob = server.register("bob");
-    let vic = server.register("vic");
-    leave(&server, vic, "vic");
+    hold(&server, "vic");
     bob.send("chatm bob vic for you");
     bob.expect("+OK message held for vic");
 
@@ -147,15 +143,12 @@ fn holds_from_another_address_cannot_push_a_hold_out() {
 #[test]
 fn past_the_total_the_address_holding_the_most_loses_first() {
     let server = Server::start(&["--max-holds", "4", "--max-holds-per-ip", "3"]);
-    let vic = server.register("vic");
-    leave(&server, vic, "vic");
+    hold(&server, "vic");
     for name in ["ma", "mb", "mc"] {
-        let c = server.register_from("127.0.0.2", name);
-        leave(&server, c, name);
+        hold_from(&server, "127.0.0.2", name);
     }
     // A fifth hold, from a third address: 127.0.0.2 holds the most, its oldest goes.
-    let c = server.register_from("127.0.0.3", "nu");
-    leave(&server, c, "nu");
+    hold_from(&server, "127.0.0.3", "nu");
     server.wait_log(|l| l.contains("hold on ma for 127.0.0.2 dropped"));
     let mut vic = come_back(&server, "vic");
     vic.expect("+OK welcome back vic");
@@ -200,8 +193,7 @@ fn the_mailbox_total_bounds_memory_for_short_lines() {
         "16M",
     ]);
     let mut a = server.register("a");
-    let v = server.register("v");
-    leave(&server, v, "v");
+    hold(&server, "v");
     assert!(a.nothing_pending());
     let before = proc_status(server.pid(), "VmRSS");
     // 15 bytes with CRLF, pipelined in batches until the mailbox is full.
@@ -288,8 +280,7 @@ fn shutdown_counts_what_it_discards() {
     let mut bob = server.register("bob");
     let mut alice = server.register("alice");
     for name in ["vic", "val"] {
-        let c = server.register(name);
-        leave(&server, c, name);
+        hold(&server, name);
     }
     for i in 0..3 {
         bob.send(&format!("chatm bob vic m{i}"));

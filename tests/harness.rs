@@ -710,11 +710,28 @@ pub fn leave(server: &Server, c: Client, name: &str) -> String {
     wait_held(server, &peer, name)
 }
 
-/// Connects from 127.0.0.1 and sends `uname name`; the greeting is read.
-pub fn come_back(server: &Server, name: &str) -> Client {
-    let mut c = server.connect().greeted();
+/// A client from `ip` registers `name` and leaves: returns once the name is held, with
+/// the hold's log line.
+pub fn hold_from(server: &Server, ip: &str, name: &str) -> String {
+    let c = server.register_from(ip, name);
+    leave(server, c, name)
+}
+
+/// [`hold_from`] 127.0.0.1.
+pub fn hold(server: &Server, name: &str) -> String {
+    hold_from(server, "127.0.0.1", name)
+}
+
+/// Connects from `ip` and sends `uname name`; the greeting is read.
+pub fn come_back_from(server: &Server, ip: &str, name: &str) -> Client {
+    let mut c = server.connect_from(ip).greeted();
     c.send(&format!("uname {name}"));
     c
+}
+
+/// [`come_back_from`] 127.0.0.1.
+pub fn come_back(server: &Server, name: &str) -> Client {
+    come_back_from(server, "127.0.0.1", name)
 }
 
 /// A numeric field of `/proc/<pid>/status` (`Threads`, `VmRSS` in kB, ...).

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use xscp::protocol::nick::Nick;
 use xscp::state::{Saved, SavedHold, write_atomic};
 
-use crate::harness::{Client, Server, leave, run_xscpd, x40};
+use crate::harness::{Server, come_back, come_back_from, hold, run_xscpd, x40};
 
 /// A fresh directory for one test's state file.
 fn state_dir(test: &str) -> PathBuf {
@@ -41,13 +41,6 @@ fn stop(mut server: Server, sig: &str) {
     assert!(status.success(), "{status:?}");
 }
 
-/// Connects from `ip` and sends `uname name`; the greeting is read.
-fn come_back_from(server: &Server, ip: &str, name: &str) -> Client {
-    let mut c = server.connect_from(ip).greeted();
-    c.send(&format!("uname {name}"));
-    c
-}
-
 /// A line of 58 bytes with its CRLF: `chatm bob alice ` and 40 times `c`.
 fn line58(c: char) -> String {
     format!("chatm bob alice {}", x40(c))
@@ -61,8 +54,7 @@ fn an_orderly_restart_keeps_a_held_name_and_its_mailbox() {
     let path = state_dir("orderly").join("state");
     let server = start(&path, &[]);
     let mut bob = server.register("bob");
-    let alice = server.register("alice");
-    leave(&server, alice, "alice");
+    hold(&server, "alice");
     for i in 1..=3 {
         bob.send(&format!("chatm bob alice message {i}"));
         bob.expect("+OK message held for alice");
@@ -73,9 +65,9 @@ fn an_orderly_restart_keeps_a_held_name_and_its_mailbox() {
     let server = start(&path, &[]);
     let mut other = come_back_from(&server, "127.0.0.2", "alice");
     other.expect_prefix("-ERR [IN-USE] alice is already taken by another client");
-    let mut bob = come_back_from(&server, "127.0.0.1", "bob");
+    let mut bob = come_back(&server, "bob");
     bob.expect("+OK welcome back bob");
-    let mut alice = come_back_from(&server, "127.0.0.1", "alice");
+    let mut alice = come_back(&server, "alice");
     alice.expect("+OK welcome back alice (3 held, 0 lost)");
     for i in 1..=3 {
         alice.expect(&format!("chatm bob alice message {i}"));
@@ -104,7 +96,7 @@ fn a_client_connected_at_shutdown_gets_its_unreceipted_messages_back() {
     carol.expect_close(&["cquit server shutting down"]);
 
     let server = start(&path, &[]);
-    let mut carol = come_back_from(&server, "127.0.0.1", "carol");
+    let mut carol = come_back(&server, "carol");
     carol.expect("+OK welcome back carol (2 held, 0 lost)");
     carol.expect("chatm bob carol one");
     carol.expect("chatm bob carol two");
@@ -120,7 +112,7 @@ fn sigint_and_sighup_save_as_sigterm_does() {
         let _dave = server.register("dave");
         stop(server, sig);
         let server = start(&path, &[]);
-        come_back_from(&server, "127.0.0.1", "dave").expect("+OK welcome back dave");
+        come_back(&server, "dave").expect("+OK welcome back dave");
     }
 }
 
@@ -131,8 +123,7 @@ fn messages_held_before_the_last_save_survive_a_crash() {
     let path = state_dir("crash").join("state");
     let server = start(&path, &["--state-interval", "200ms"]);
     let mut bob = server.register("bob");
-    let alice = server.register("alice");
-    leave(&server, alice, "alice");
+    hold(&server, "alice");
     bob.send("chatm bob alice before the save");
     bob.expect("+OK message held for alice");
     bob.send("chatm bob alice also before");
@@ -142,7 +133,7 @@ fn messages_held_before_the_last_save_survive_a_crash() {
     server.signal("KILL");
 
     let server = start(&path, &[]);
-    let mut alice = come_back_from(&server, "127.0.0.1", "alice");
+    let mut alice = come_back(&server, "alice");
     alice.expect("+OK welcome back alice (2 held, 0 lost)");
     alice.expect("chatm bob alice before the save");
     alice.expect("chatm bob alice also before");
@@ -268,7 +259,7 @@ fn a_missing_state_file_is_an_empty_state() {
     let path = state_dir("missing").join("state");
     let server = start(&path, &[]);
     server.wait_log(|l| l.contains(&format!("state file {} does not exist", path.display())));
-    let mut alice = come_back_from(&server, "127.0.0.1", "alice");
+    let mut alice = come_back(&server, "alice");
     alice.expect("+OK you are alice");
 }
 
@@ -279,8 +270,7 @@ fn a_smaller_mailbox_at_restore_counts_the_overflow_lost() {
     let path = state_dir("smaller").join("state");
     let server = start(&path, &[]);
     let mut bob = server.register("bob");
-    let alice = server.register("alice");
-    leave(&server, alice, "alice");
+    hold(&server, "alice");
     for c in ['x', 'y', 'z'] {
         bob.send(&line58(c));
         bob.expect("+OK message held for alice");
@@ -290,7 +280,7 @@ fn a_smaller_mailbox_at_restore_counts_the_overflow_lost() {
     // Two 58-byte lines fit in 128 bytes, three do not.
     let server = start(&path, &["--mailbox", "128"]);
     server.wait_log(|l| l.contains("mailbox of alice over --mailbox (128 bytes)"));
-    let mut alice = come_back_from(&server, "127.0.0.1", "alice");
+    let mut alice = come_back(&server, "alice");
     alice.expect("+OK welcome back alice (2 held, 1 lost)");
     alice.expect(&line58('y'));
     alice.expect(&line58('z'));
@@ -310,8 +300,8 @@ fn expired_holds_are_discarded_at_start() {
     });
     let line = server.wait_log(|l| l.contains("state restored from"));
     assert!(line.contains("1 holds, 1 lines, 1 lost"), "{line}");
-    come_back_from(&server, "127.0.0.1", "user0").expect("+OK you are user0");
+    come_back(&server, "user0").expect("+OK you are user0");
     // Held for ::1: this address is another one.
-    come_back_from(&server, "127.0.0.1", "user1")
+    come_back(&server, "user1")
         .expect_prefix("-ERR [IN-USE] user1 is already taken by another client");
 }

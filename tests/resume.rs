@@ -4,7 +4,7 @@
 //! the audit lines. Every departure is waited for in the log (the hold line) before the
 //! client comes back; hold expiry is waited for by its log line.
 
-use crate::harness::{Server, come_back, leave, run_xscpd, wait_held, x40};
+use crate::harness::{Server, come_back, hold, leave, run_xscpd, wait_held, x40};
 
 /// The acceptance test: a recipient that resets its connection with 100 unreceipted
 /// messages returns from the same address and gets all 100, in order, right after the
@@ -50,8 +50,7 @@ fn a_reset_recipient_gets_everything_back_and_its_receipts_reach_the_sender() {
 fn messages_to_a_held_name_are_held() {
     let server = Server::start(&[]);
     let mut bob = server.register("bob");
-    let alice = server.register("alice");
-    leave(&server, alice, "alice");
+    hold(&server, "alice");
     bob.send("chatm bob alice one");
     bob.expect("+OK message held for alice");
     bob.send("chatm bob ALICE two");
@@ -68,8 +67,7 @@ fn messages_to_a_held_name_are_held() {
 fn past_the_mailbox_the_sender_gets_full_and_nothing_is_kept() {
     let server = Server::start(&["--mailbox", "64"]);
     let mut bob = server.register("bob");
-    let alice = server.register("alice");
-    leave(&server, alice, "alice");
+    hold(&server, "alice");
     bob.send(&format!("chatm bob alice {}", x40('x')));
     bob.expect("+OK message held for alice");
     bob.send(&format!("chatm bob alice {}", x40('y')));
@@ -157,8 +155,7 @@ fn per_sender_order_holds_across_a_resume() {
 fn another_address_is_refused_and_the_mailbox_stays() {
     let server = Server::start(&[]);
     let mut bob = server.register("bob");
-    let alice = server.register("alice");
-    leave(&server, alice, "alice");
+    hold(&server, "alice");
     bob.send("chatm bob alice hi");
     bob.expect("+OK message held for alice");
 
@@ -246,8 +243,7 @@ fn past_the_total_the_oldest_held_mailbox_goes_first() {
     let server = Server::start(&["--mailbox-total", "100"]);
     let mut bob = server.register("bob");
     for name in ["older", "newer"] {
-        let c = server.register(name);
-        leave(&server, c, name);
+        hold(&server, name);
     }
     bob.send(&format!("chatm bob older {}", x40('o')));
     bob.expect("+OK message held for older");

@@ -116,13 +116,16 @@ impl Inner {
     /// Writes one batch; on failure records why and cuts the connection. The socket is
     /// offered the bytes without blocking; while it takes nothing the writer waits for
     /// room, and the client is a slow consumer (§7) once more than `--sendq` is queued
-    /// and the socket has taken nothing for [`STALL`], or once the write has taken the
-    /// write timeout. `last`: the FIN follows, and leaves with the batch's end in one
+    /// and the socket has taken nothing for [`STALL`], or once the write has waited the
+    /// write timeout in all. `last`: the FIN follows, and leaves with the batch's end in one
     /// segment (a segment less per connection for the client to take in).
     fn write(&self, batch: &[u8], last: bool) -> Result<(), ()> {
         let socket = self.shared.socket();
-        let started = Instant::now();
-        let mut progress = started;
+        // The clock is read only once the socket takes nothing: a batch it takes at once
+        // (nearly every one) costs no clock read. The write timeout counts from the first
+        // wait, the stall from the first wait since the socket last took bytes.
+        let mut waiting_since: Option<Instant> = None;
+        let mut stalled_since: Option<Instant> = None;
         let mut rest = batch;
         while !rest.is_empty() {
             match sys::send_now(socket, rest, last) {
@@ -134,7 +137,7 @@ impl Inner {
                         rest.len()
                     );
                     rest = &rest[n..];
-                    progress = Instant::now();
+                    stalled_since = None;
                     continue;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -161,8 +164,10 @@ impl Inner {
                 Err(_) => {}
             }
             let now = Instant::now();
+            let started = *waiting_since.get_or_insert(now);
+            let stalled = *stalled_since.get_or_insert(now);
             let queued = self.queue.lock().queued();
-            if queued > self.writers.sendq && now.duration_since(progress) >= STALL {
+            if queued > self.writers.sendq && now.duration_since(stalled) >= STALL {
                 log::warn!(
                     "{} {queued} bytes queued (over --sendq {}) and the socket takes no \
                      more: dropping slow consumer",

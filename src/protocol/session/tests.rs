@@ -536,18 +536,14 @@ mod properties {
     use proptest::prelude::*;
 
     fn any_line() -> impl Strategy<Value = String> {
+        // Every keyword of the command table (§5), and some that are none.
+        let known: Vec<String> = crate::protocol::command::COMMANDS
+            .iter()
+            .map(|c| c.keyword.to_string())
+            .collect();
         let keyword = prop_oneof![
-            Just("uname".to_string()),
-            Just("ping".to_string()),
-            Just("capa".to_string()),
-            Just("cquit".to_string()),
-            Just("cname".to_string()),
-            Just("chatm".to_string()),
-            Just("chatr".to_string()),
-            Just("users".to_string()),
-            Just("notif".to_string()),
-            Just("+OK".to_string()),
-            "[a-zA-Z+*-]{1,7}",
+            10 => proptest::sample::select(known),
+            1 => "[a-zA-Z+*-]{1,7}",
         ];
         let arg = prop_oneof![
             Just("alice".to_string()),

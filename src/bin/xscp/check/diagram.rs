@@ -175,12 +175,7 @@ pub(crate) mod tests {
             Event::Shutdown,
         ];
         let run = Run {
-            outcome: Outcome::Fail(Failure {
-                line: 4,
-                step: "b s: x".into(),
-                expected: "x".into(),
-                actual: "y".into(),
-            }),
+            outcome: Outcome::Fail(Failure::at_line_4("b s: x")),
             exchange,
             server_log: vec!["log line".into()],
         };

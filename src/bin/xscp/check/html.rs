@@ -79,12 +79,7 @@ mod tests {
     fn results_become_cases() {
         let t = transcript();
         let run = Run {
-            outcome: Outcome::Fail(Failure {
-                line: 4,
-                step: "b s: x".into(),
-                expected: "x".into(),
-                actual: "y".into(),
-            }),
+            outcome: Outcome::Fail(Failure::at_line_4("b s: x")),
             exchange: vec![Event::Eof { conn: "a".into() }],
             server_log: vec!["log line".into()],
         };
@@ -94,12 +89,7 @@ mod tests {
         assert_eq!(c.section, "5.7 name hold");
         assert!(c.diagram.is_some());
         let warned = Run {
-            outcome: Outcome::Warn(Failure {
-                line: 4,
-                step: "s".into(),
-                expected: "x".into(),
-                actual: "y".into(),
-            }),
+            outcome: Outcome::Warn(Failure::at_line_4("s")),
             ..run
         };
         assert_eq!(case(&t, &warned).verdict, Verdict::Warn);

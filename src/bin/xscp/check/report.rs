@@ -218,12 +218,7 @@ mod tests {
             })
             .collect();
         let run = Run {
-            outcome: Outcome::Fail(Failure {
-                line: 4,
-                step: "a connect".into(),
-                expected: "x".into(),
-                actual: "y".into(),
-            }),
+            outcome: Outcome::Fail(Failure::at_line_4("a connect")),
             exchange,
             server_log: vec!["boom".into()],
         };

@@ -52,6 +52,19 @@ pub struct Failure {
     pub actual: String,
 }
 
+#[cfg(test)]
+impl Failure {
+    /// The tests' failure: at line 4 of a transcript, in `step`, `x` expected, `y` read.
+    pub fn at_line_4(step: &str) -> Failure {
+        Failure {
+            line: 4,
+            step: step.into(),
+            expected: "x".into(),
+            actual: "y".into(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
     Pass,

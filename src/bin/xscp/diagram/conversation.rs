@@ -10,7 +10,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use xscp::protocol::fsm::State;
+use xscp::protocol::cause::Closed;
+use xscp::protocol::fsm::{COMMAND_STATES, State};
 
 use super::logparse::{Entry, Kind, Level};
 use crate::seqdiag::{Arrow, Diagram, Participant, Tone};
@@ -135,9 +136,7 @@ pub fn connections(entries: &[Entry]) -> Vec<Conn> {
                 if let Some(nick) = on.split(' ').find_map(|w| w.strip_prefix("nick=")) {
                     c.nicks.push(nick.to_string());
                 }
-                if matches!(from, State::Negotiating | State::Established)
-                    && matches!(to, State::Aborted | State::Update)
-                {
+                if COMMAND_STATES.contains(from) && matches!(to, State::Aborted | State::Update) {
                     c.ending = Some(format!("{from} -> {to} on {on}"));
                 }
             }
@@ -273,7 +272,7 @@ pub fn diagram(entries: &[Entry], conns: &[Conn], links: &[Link], focus: &[u64])
                 );
                 if *to == State::Closed {
                     // Who ended the TCP connection, when the log says so.
-                    if on.contains("peer closed") || on.contains("by the peer") {
+                    if on.contains(&Closed::PeerClosed.to_string()) {
                         d.message(at, c, server, "(closed by the client)".into(), Arrow::Close);
                     } else {
                         d.message(at, server, c, "(connection closed)".into(), Arrow::Close);

@@ -47,7 +47,7 @@ impl<O: Output> Hub<O> {
                 if let Some(c) = self.clients.get(&conn) {
                     log::debug!("{} uname {nick}: {}", c.tag, self.taken_text(taken));
                 }
-                return Answer::InUse;
+                return Answer::InUse(nick);
             }
         };
         self.names.insert(key, conn);

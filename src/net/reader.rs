@@ -542,7 +542,6 @@ impl Reader {
         }
         self.outbox.claim();
         self.claimed = true;
-        let asked = request.clone();
         let (answer, pending) = slot();
         let msg = ToHub::Request {
             conn: self.id,
@@ -555,7 +554,7 @@ impl Reader {
         match pending.wait() {
             Answer::Gone => Err(self.gone()),
             answer => {
-                let step = self.session.on_answer(&asked, answer);
+                let step = self.session.on_answer(answer);
                 #[cfg(test)]
                 if self
                     .session

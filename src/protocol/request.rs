@@ -67,8 +67,9 @@ pub enum Answer {
         /// It was held for this address.
         welcome_back: bool,
     },
-    /// The nickname is taken or held for another address; nothing was sent.
-    InUse,
+    /// The nickname (given back, as spelled) is taken or held for another address;
+    /// nothing was sent.
+    InUse(Nick),
     /// Renamed; the hub has sent the `+OK`.
     Renamed(Nick),
     /// Not renamed; the hub has sent the `-ERR`.

@@ -409,19 +409,21 @@ impl Session {
         self.nick = Some(nick);
     }
 
-    /// The hub answered `asked`, a request the session waits on ([`Request::hand`]).
-    pub fn on_answer(&mut self, asked: &Request, answer: Answer) -> Step {
-        match (asked, answer) {
-            (Request::Register(_), Answer::Registered { nick, .. }) => {
+    /// The hub answered a request the session waits on ([`Request::hand`]). The answer
+    /// carries what the session needs (the nickname, refused or given), so the reader
+    /// keeps no copy of the request.
+    pub fn on_answer(&mut self, answer: Answer) -> Step {
+        match answer {
+            Answer::Registered { nick, .. } => {
                 self.on_registered(nick);
                 Step::Nothing
             }
-            (Request::Register(nick), _) => self.on_register_refused(nick),
-            (Request::Rename(_), Answer::Renamed(nick)) => {
+            Answer::InUse(nick) => self.on_register_refused(&nick),
+            Answer::Renamed(nick) => {
                 self.on_renamed(nick);
                 Step::Nothing
             }
-            _ => Step::Nothing,
+            Answer::NotRenamed | Answer::Done | Answer::Gone => Step::Nothing,
         }
     }
 

@@ -6,7 +6,7 @@
 //! for them: the network layer reaches the hub only to send it messages, and the hub knows
 //! nothing of the network layer.
 
-use std::fmt;
+use std::fmt::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -22,12 +22,54 @@ pub struct Tag(Arc<str>);
 impl Tag {
     /// The tag of connection `id` from `peer`.
     pub fn new(id: ConnId, peer: SocketAddr) -> Tag {
-        Tag::from(format!("conn={id} peer={peer}").as_str())
+        // Formatted on the stack: the reader that makes it keeps no freed buffer in its
+        // allocator cache for the life of an idle connection.
+        let mut text = StackText::default();
+        match write!(text, "conn={id} peer={peer}") {
+            Ok(()) => Tag::from(text.as_str()),
+            Err(_) => Tag::from(format!("conn={id} peer={peer}").as_str()),
+        }
     }
 
     /// The tag as text.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Room for any tag: `conn=` and 20 digits, ` peer=` and the longest IPv6 socket address
+/// (`[` 39 characters `%` 10 digits `]:65535`).
+const TAG_MAX: usize = 96;
+
+/// Text formatted into a buffer on the stack; writing past [`TAG_MAX`] fails.
+struct StackText {
+    bytes: [u8; TAG_MAX],
+    len: usize,
+}
+
+impl Default for StackText {
+    fn default() -> StackText {
+        StackText {
+            bytes: [0; TAG_MAX],
+            len: 0,
+        }
+    }
+}
+
+impl StackText {
+    fn as_str(&self) -> &str {
+        // Only whole `&str`s are ever written, so the bytes are UTF-8.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
+}
+
+impl fmt::Write for StackText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let room = self.bytes.get_mut(self.len..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -55,5 +97,14 @@ mod tests {
         assert_eq!(format!("{tag:>28}|"), "  conn=7 peer=127.0.0.2:4242|");
         // Clones share the text.
         assert!(std::ptr::eq(tag.clone().as_str(), tag.as_str()));
+        // The widest tag fits the buffer on the stack (`Tag::new` falls back to the heap
+        // otherwise), and a buffer that is full refuses more.
+        let widest: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff%4294967295]:65535"
+            .parse()
+            .expect("an address");
+        let mut text = StackText::default();
+        assert!(write!(text, "conn={} peer={widest}", u64::MAX).is_ok());
+        assert_eq!(Tag::new(u64::MAX, widest).as_str(), text.as_str());
+        assert!(write!(text, "{}", "x".repeat(TAG_MAX - text.len + 1)).is_err());
     }
 }

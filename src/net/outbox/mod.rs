@@ -184,9 +184,23 @@ impl Outbox {
         Ok(())
     }
 
-    /// Queues `line` and writes it on the calling thread (the reader's) unless a writer
-    /// runs: the greeting and a ping cost no writer thread.
+    /// Writes `line` on the calling thread (the reader's) unless a writer runs: the
+    /// greeting and a ping cost no writer thread. With nothing queued (nearly always) it
+    /// goes from the caller's buffer to the socket, not through the queue: the reader
+    /// allocates nothing for it.
     pub fn push_here(&self, line: &[u8]) -> Result<(), Overflow> {
+        let mut q = self.0.queue.lock();
+        if q.state == State::Open(Drain::Nobody) && q.buf.is_empty() {
+            self.0.log_sent(line);
+            q.state.set_drain(Drain::Writing);
+            if self.0.write_unlocked(&mut q, line, false).is_ok() {
+                q.state.set_drain(Drain::Nobody);
+            }
+            // Whatever the hub queued meanwhile goes to a writer (or to a claiming reader).
+            self.wake(q);
+            return Ok(());
+        }
+        drop(q);
         self.claim();
         let pushed = self.push(line);
         self.release();

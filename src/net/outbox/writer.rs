@@ -78,10 +78,27 @@ impl Inner {
         batch: &mut Vec<u8>,
     ) -> Result<(), ()> {
         std::mem::swap(&mut q.buf, batch);
-        q.writing = batch.len();
         // Closing, nothing can be queued after this batch: the FIN leaves with its end.
         let last = q.state.closing();
-        let written = MutexGuard::unlocked(q, || self.write(batch, last));
+        self.write_unlocked(q, batch, last)?;
+        batch.clear();
+        if batch.capacity() > KEEP {
+            *batch = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes`, which count as queued meanwhile, with the lock released; the
+    /// calling thread owns the queue ([`Drain::Writing`]). On failure the close is done
+    /// and `Err` returned.
+    pub(super) fn write_unlocked(
+        &self,
+        q: &mut MutexGuard<'_, Queue>,
+        bytes: &[u8],
+        last: bool,
+    ) -> Result<(), ()> {
+        q.writing = bytes.len();
+        let written = MutexGuard::unlocked(q, || self.write(bytes, last));
         q.writing = 0;
         if q.waiters > 0 {
             self.room.notify_all();
@@ -91,10 +108,6 @@ impl Inner {
             self.close(q);
             self.finish(q);
             return Err(());
-        }
-        batch.clear();
-        if batch.capacity() > KEEP {
-            *batch = Vec::new();
         }
         Ok(())
     }

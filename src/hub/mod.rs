@@ -179,6 +179,9 @@ pub struct Hub<O> {
     mailbox: usize,
     /// `--mailbox-total`
     mailbox_total: usize,
+    /// How many clients have notifications on (`notif on`): with none, an event costs
+    /// no pass over every client.
+    subscribers: usize,
     /// Clients whose outbox overflowed while handling the current message.
     doomed: Vec<ConnId>,
     /// Clients whose writer is to be woken at the end of the burst.
@@ -199,6 +202,7 @@ impl<O: Output> Hub<O> {
             copies: 0,
             mailbox: config.mailbox,
             mailbox_total: config.mailbox_total,
+            subscribers: 0,
             doomed: Vec::new(),
             wakes: Vec::new(),
             shutting_down: false,
@@ -364,6 +368,15 @@ impl<O: Output> Hub<O> {
 
     /// Tells every subscriber except `except` about an event: `line` is its `notif`.
     fn notify(&mut self, except: ConnId, line: &str) {
+        #[cfg(test)]
+        assert_eq!(
+            self.subscribers,
+            self.clients.values().filter(|c| c.notif).count(),
+            "the subscribers counted are the clients with notifications on"
+        );
+        if self.subscribers == 0 {
+            return;
+        }
         for (&id, c) in &self.clients {
             if c.notif && id != except {
                 c.queue(id, line.as_bytes(), None, &mut self.wakes, &mut self.doomed);
@@ -382,8 +395,15 @@ impl<O: Output> Hub<O> {
     }
 
     fn notif(&mut self, conn: ConnId, on: bool) {
-        if let Some(c) = self.clients.get_mut(&conn) {
+        if let Some(c) = self.clients.get_mut(&conn)
+            && c.notif != on
+        {
             c.notif = on;
+            if on {
+                self.subscribers += 1;
+            } else {
+                self.subscribers -= 1;
+            }
         }
         self.send(conn, &reply::notifications(on));
     }
@@ -394,6 +414,9 @@ impl<O: Output> Hub<O> {
         let Some(c) = self.clients.remove(&conn) else {
             return;
         };
+        if c.notif {
+            self.subscribers -= 1;
+        }
         shrink(&mut self.clients);
         if c.session != conn {
             self.resumed.remove(&c.session);
@@ -439,6 +462,7 @@ impl<O: Output> Hub<O> {
         // With --state, each client departs as by cquit and everything is saved (§5.9).
         self.save_at_shutdown();
         self.clients.clear();
+        self.subscribers = 0;
         self.names.clear();
         self.resumed.clear();
         self.copies = 0;

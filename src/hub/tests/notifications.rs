@@ -70,3 +70,22 @@ fn off_stops_them() {
     f.quit(2);
     assert!(alice.lines().is_empty());
 }
+
+#[test]
+fn subscribers_who_leave_or_repeat_on_are_counted_once() {
+    let mut f = hub();
+    let alice = f.join(1, "alice");
+    f.join(2, "bob");
+    // `notif on` twice is one subscriber; bob leaves subscribed, alice stays.
+    f.notif(1, true);
+    f.notif(1, true);
+    f.notif(2, true);
+    f.quit(2);
+    alice.lines();
+    f.join(3, "carol");
+    f.notif(1, false);
+    // No one listens now: the hub's count (checked against the clients at every event in
+    // these tests) is back to zero, and carol's departure is told to no one.
+    f.quit(3);
+    assert_eq!(alice.lines(), ["notif join carol", "+OK notifications off"]);
+}

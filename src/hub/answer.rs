@@ -14,8 +14,16 @@ use crate::protocol::request::Answer;
 
 #[derive(Debug, Default)]
 struct Slot {
-    answer: Mutex<Option<Answer>>,
+    state: Mutex<State>,
     ready: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    answer: Option<Answer>,
+    /// The asker sleeps on `ready`: only then does the answer cost a wake (a system call
+    /// with std's condition variable, waiter or not).
+    waiting: bool,
 }
 
 /// A new slot: the hub's half, sent with the request, and the asker's half.
@@ -44,8 +52,11 @@ impl Promise {
 
     fn put(&mut self, answer: Answer) {
         if let Some(slot) = self.slot.take() {
-            *slot.answer.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer);
-            slot.ready.notify_one();
+            let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.answer = Some(answer);
+            if state.waiting {
+                slot.ready.notify_one();
+            }
         }
     }
 }
@@ -65,15 +76,16 @@ impl Pending {
     /// keeps small (see `net::reader`).
     #[inline(never)]
     pub fn wait(self) -> Answer {
-        let mut answer = self.0.answer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.0.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(answer) = answer.take() {
+            if let Some(answer) = state.answer.take() {
                 return answer;
             }
-            answer = self
+            state.waiting = true;
+            state = self
                 .0
                 .ready
-                .wait(answer)
+                .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
     }

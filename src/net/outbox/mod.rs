@@ -26,10 +26,16 @@
 //! without any: an idle client then costs one thread (its reader), not two. The next push
 //! starts it again. A write that fails or times out (`--ping-timeout`: the client's window
 //! stays closed) ends the connection: the cause is recorded and the socket cut, which wakes
-//! the reader. The reader writes on its own thread what comes while it would only wait
-//! anyway ([`Outbox::claim`]): the greeting, the hub's reply to `uname`/`cname`, and the
-//! last lines and FIN; a client that connects, registers and quits then never needs a
-//! writer thread. The same `write` serves both, so the slow-consumer rule is the same.
+//! the reader.
+//!
+//! A writer thread starts only for what the socket does not take at once. Whoever wakes a
+//! queue that nobody drains (the hub at the end of its burst, nearly always) first offers
+//! the socket everything queued in one send that does not block: the hub batches across
+//! clients, one send per client per burst, and never waits. The reader writes on its own
+//! thread what it has to write or would only wait for anyway ([`Outbox::push_here`],
+//! [`Outbox::claim`]): the greeting, its pings, the reply to a refused last `uname`, and
+//! the last lines and FIN. A client that connects, registers, idles and quits never needs
+//! a writer thread. The same `write` serves both, so the slow-consumer rule is the same.
 //! The socket stays blocking (its reader shares it): the writer's sends are
 //! non-blocking one call at a time, and it waits for room with `poll`.
 
@@ -277,6 +283,13 @@ impl Outbox {
         if q.state == State::Done || (q.buf.is_empty() && !q.state.closing()) {
             return;
         }
+        // Nobody drains the queue: the calling thread (the hub, at the end of its burst)
+        // offers the socket what is queued, without blocking; a writer thread starts only
+        // for what it does not take at once. The reply to a `uname` costs no thread.
+        if !q.claimed && !q.state.closing() && self.0.offer(&mut q) {
+            return;
+        }
+        // (The reader may have claimed the queue while the lock was released.)
         if q.claimed {
             self.0.finished.notify_all();
             return;

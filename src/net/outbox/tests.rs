@@ -38,12 +38,26 @@ fn an_outbox_is_small() {
     assert!(std::mem::size_of::<Inner>() <= 17 * std::mem::size_of::<usize>());
 }
 
-/// The check below can fail: without the reader, output needs a writer thread.
+/// The check below can fail: what the socket does not take at once needs a writer
+/// thread (and this pool can start none).
 #[test]
-fn a_push_needs_a_writer_thread() {
+fn what_the_socket_does_not_take_needs_a_writer_thread() {
     let (outbox, _client) = threadless();
-    outbox.push(b"+OK hello\r\n").unwrap();
+    // The client reads nothing: no socket takes 32 MiB at once.
+    assert_eq!(outbox.respond(&vec![b'x'; 32 << 20]), Wake::Now);
+    outbox.wake_now();
     assert!(matches!(outbox.0.shared.end(), Some(Cause::Io(_))));
+}
+
+/// What the socket takes at once is written by the thread that wakes the queue (the hub,
+/// at the end of its burst): the reply to a `uname` costs no writer thread.
+#[test]
+fn what_the_socket_takes_at_once_needs_no_writer_thread() {
+    let (outbox, mut client) = threadless();
+    assert_eq!(outbox.respond(b"+OK you are a\r\n"), Wake::Later);
+    outbox.wake_now();
+    assert_eq!(read_exactly(&mut client, 15), "+OK you are a\r\n");
+    assert_eq!(outbox.0.shared.end(), None);
 }
 
 /// Connect, `uname`, `cquit`: the greeting, the hub's reply and the last lines with

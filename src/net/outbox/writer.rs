@@ -112,6 +112,55 @@ impl Inner {
         Ok(())
     }
 
+    /// Offers the socket everything queued in one system call that does not block, on the
+    /// calling thread; true if it took it all and nothing came meanwhile (not even the
+    /// close, whose FIN is its drainer's to send). What it did not
+    /// take stays queued ahead of anything that came meanwhile. The queue must be open
+    /// and drained by nobody; so it is again on return, unless the write failed (then the
+    /// close is done, and true returned: there is nothing left to write).
+    pub(super) fn offer(&self, q: &mut MutexGuard<'_, Queue>) -> bool {
+        q.state.set_drain(Drain::Writing);
+        let mut batch = std::mem::take(&mut q.buf);
+        q.writing = batch.len();
+        let sent = MutexGuard::unlocked(q, || sys::send_now(self.shared.socket(), &batch, false));
+        q.writing = 0;
+        let taken = match sent {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::Interrupted | ErrorKind::Unsupported
+                ) =>
+            {
+                0
+            }
+            Err(e) => {
+                self.failed(&e);
+                q.buf = Vec::new();
+                self.close(q);
+                self.finish(q);
+                return true;
+            }
+        };
+        log::trace!(
+            target: SOCKET_WRITES_TARGET,
+            "{} socket write: {taken} of {} bytes",
+            self.tag,
+            batch.len()
+        );
+        if q.waiters > 0 {
+            self.room.notify_all();
+        }
+        q.state.set_drain(Drain::Nobody);
+        if taken == batch.len() && q.buf.is_empty() && !q.state.closing() {
+            return true;
+        }
+        batch.drain(..taken);
+        batch.extend_from_slice(&q.buf);
+        q.buf = batch;
+        false
+    }
+
     /// The queue takes nothing more (the close is queued, or the connection cut): a
     /// sender waiting for room behind this client, or its reader, goes on.
     pub(super) fn close(&self, q: &mut Queue) {

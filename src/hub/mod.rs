@@ -317,7 +317,7 @@ impl<O: Output> Hub<O> {
     /// Carries out what a session asks: each [`Request`] has its handler.
     fn request(&mut self, conn: ConnId, request: Request) -> Answer {
         match request {
-            Request::Register(nick) => return self.register(conn, nick),
+            Request::Register { nick, attempt } => return self.register(conn, nick, attempt),
             Request::Rename(nick) => return self.rename(conn, nick),
             Request::Receipt { line, sender } => self.receipt(conn, line, sender),
             Request::Users => self.users(conn),

@@ -9,7 +9,8 @@ use super::holds::{HeldElsewhere, Resumed};
 use super::{Answer, Hub, Output};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::{Nick, NickKey};
-use crate::protocol::reply;
+use crate::protocol::reply::{self, Code};
+use crate::protocol::request::Attempt;
 use crate::protocol::session;
 
 impl<O: Output> Hub<O> {
@@ -36,7 +37,11 @@ impl<O: Output> Hub<O> {
         }
     }
 
-    pub(super) fn register(&mut self, conn: ConnId, nick: Nick) -> Answer {
+    /// `uname`: registers `nick` for `conn` and sends the `+OK` (or the welcome back and the
+    /// mailbox). A name taken is refused: unless `attempt` is the last, which the session
+    /// words as it closes, the refusal is logged and replied to here, before the session
+    /// learns of it (§6).
+    pub(super) fn register(&mut self, conn: ConnId, nick: Nick, attempt: Attempt) -> Answer {
         let Some(ip) = self.clients.get(&conn).map(|c| c.ip) else {
             return Answer::Gone;
         };
@@ -46,6 +51,11 @@ impl<O: Output> Hub<O> {
             Err(taken) => {
                 if let Some(c) = self.clients.get(&conn) {
                     log::debug!("{} uname {nick}: {}", c.tag, self.taken_text(taken));
+                    if !attempt.is_last() {
+                        let text = reply::in_use_text(nick.as_str());
+                        let line = session::refused_attempt(&c.tag, Code::InUse, text, attempt);
+                        c.respond(conn, line.as_bytes(), &mut self.wakes);
+                    }
                 }
                 return Answer::InUse(nick);
             }

@@ -114,6 +114,9 @@ struct Reader {
     chats: Chats,
     /// The hub knows the connection (see [`Reader::announce`]).
     announced: bool,
+    /// The answer to a request handed over [`Hand::Later`], for the session before
+    /// anything else (see [`Reader::collect`]).
+    later: Option<Pending>,
 }
 
 /// Serves one connection on the calling thread until it is closed.
@@ -182,6 +185,7 @@ impl Reader {
             claimed: false,
             chats: Chats::default(),
             announced: false,
+            later: None,
         });
         // After the session's LISTEN -> NEGOTIATING, which it follows from. Written by this
         // thread: the hub does not know the client yet, so nothing can come before it.
@@ -253,11 +257,20 @@ impl Reader {
                             self.session.tag(),
                             framer.rejected()
                         );
+                        // The session takes the hub's answer before the violation.
+                        if let Some(end) = self.collect() {
+                            return end;
+                        }
                         return Ending::Closing(self.session.on_frame_error(e));
                     }
                 };
                 if !self.announced
                     && let Some(end) = self.announce()
+                {
+                    return end;
+                }
+                if self.later.is_some()
+                    && let Some(end) = self.collect()
                 {
                     return end;
                 }
@@ -355,7 +368,14 @@ impl Reader {
     /// the reader writes (see `release` there).
     #[inline(never)]
     fn run_timers(&mut self) -> Option<Ending> {
-        let now = Instant::now();
+        let mut now = Instant::now();
+        // A timer that depends on an answer still awaited waits for it (`Hand::Later`).
+        if self.later.is_some() && self.session.poll_at().is_some_and(|at| at <= now) {
+            if let Some(end) = self.collect() {
+                return Some(end);
+            }
+            now = Instant::now();
+        }
         let step = self.session.on_time(now);
         if let Some(end) = self.execute(step, 1) {
             return Some(end);
@@ -480,6 +500,9 @@ impl Reader {
                         Err(end) => return Some(end),
                     }
                 }
+                Step::Hub(request) if request.hand() == Hand::Later => {
+                    return self.ask_later(request);
+                }
                 other => return self.carry_out(other, ahead),
             };
         }
@@ -529,7 +552,8 @@ impl Reader {
         Some(Ending::Fault(Cause::SlowConsumer))
     }
 
-    /// Gives the hub a request the session waits for, waits for the answer and gives it to
+    /// Gives the hub a request the session waits for ([`Hand::Wait`]: a `uname` whose
+    /// refusal would be the last attempt), waits for the answer and gives it to
     /// the session: the step it returns is carried out next. The hub's reply is the
     /// reader's to write (`claimed`), once back in the read loop: no writer thread is
     /// started for it. Called right under the read loop (`execute` is inlined): the hub's
@@ -551,7 +575,48 @@ impl Reader {
         if let Some(end) = self.send_to_hub(msg) {
             return Err(end);
         }
-        match pending.wait() {
+        self.answered(pending.wait())
+    }
+
+    /// Gives the hub a request whose answer the session takes later ([`Hand::Later`]):
+    /// the hub replies to the client itself, and the reader reads on, without waiting for
+    /// the hub. Called right under the read loop, like [`Reader::wait_answer`].
+    #[inline(never)]
+    fn ask_later(&mut self, request: Request) -> Option<Ending> {
+        // The unit tests' panic comes as soon as the name is registered.
+        #[cfg(test)]
+        let panics =
+            matches!(&request, Request::Register { nick, .. } if nick.as_str() == PANIC_NICK);
+        let (answer, pending) = slot();
+        self.later = Some(pending);
+        let end = self.give_hub(ToHub::Request {
+            conn: self.id,
+            request,
+            answer: Some(answer),
+        });
+        #[cfg(test)]
+        if panics && end.is_none() {
+            return self.collect();
+        }
+        end
+    }
+
+    /// Gives the session the answer to the request handed over [`Hand::Later`], before
+    /// the next line, timer or end: waits for it if the hub has not answered yet (nearly
+    /// always it has, by the time the client's next line is read), and carries out the
+    /// step it leads to.
+    #[inline(never)]
+    fn collect(&mut self) -> Option<Ending> {
+        let pending = self.later.take()?;
+        match self.answered(pending.wait()) {
+            Ok(step) => self.execute(step, 1),
+            Err(end) => Some(end),
+        }
+    }
+
+    /// The session takes the hub's answer; `Err` if the hub dropped the request.
+    fn answered(&mut self, answer: Answer) -> Result<Step, Ending> {
+        match answer {
             Answer::Gone => Err(self.gone()),
             answer => {
                 let step = self.session.on_answer(answer);
@@ -579,6 +644,9 @@ impl Reader {
     /// socket closed, and gives the wait for the hub to have taken the departure.
     #[inline(never)]
     fn finish(&mut self, ending: Ending) -> (Closed, Pending) {
+        // The session learns what the hub answered before its end is logged. Whatever it
+        // leads to, the connection ends for the reason already found.
+        let _ = self.collect();
         let (lines, cause, fault) = match ending {
             Ending::Closing(c) => (c.lines, c.cause, false),
             Ending::Fault(cause) => (String::new(), cause, true),

@@ -14,9 +14,15 @@ use super::nick::Nick;
 /// A command the hub carries out for a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
-    /// `uname`: register the nickname; answered [`Answer::Registered`] or
-    /// [`Answer::InUse`] (the session then counts a failed attempt).
-    Register(Nick),
+    /// `uname`: register the nickname; answered [`Answer::Registered`] (the hub has sent
+    /// the `+OK`) or [`Answer::InUse`] (a failed attempt: unless it is the last, the hub
+    /// has sent the `-ERR`).
+    Register {
+        /// The nickname asked for.
+        nick: Nick,
+        /// Which failed attempt a refusal would be.
+        attempt: Attempt,
+    },
     /// `cname`: rename the client; the hub replies to the client itself and answers
     /// [`Answer::Renamed`] or [`Answer::NotRenamed`].
     Rename(Nick),
@@ -33,6 +39,23 @@ pub enum Request {
     Notif(bool),
 }
 
+/// Which failed attempt in NEGOTIATING a refusal would be (§6, `--max-retries`): the
+/// session counts them, and the hub words the refusal of a `uname` with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// This attempt's number, from 1.
+    pub n: u32,
+    /// The attempts allowed.
+    pub max: u32,
+}
+
+impl Attempt {
+    /// A refusal now would close the connection: the session, not the hub, refuses.
+    pub fn is_last(self) -> bool {
+        self.n >= self.max
+    }
+}
+
 /// How the reader hands a request to the hub.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hand {
@@ -41,8 +64,14 @@ pub enum Hand {
     /// As `Async`, but the reply may be large: the next command waits until the hub has
     /// answered every earlier one.
     Drain,
-    /// The session's state depends on the answer: the reader waits for it and gives it to
-    /// [`super::session::Session::on_answer`].
+    /// The session's state depends on the answer, and the hub has replied to the client
+    /// whatever it is: the reader reads on, and gives the answer to
+    /// [`super::session::Session::on_answer`] before anything else (a line, a timer, the
+    /// end). A client that waits for the reply does not keep its reader waiting too.
+    Later,
+    /// The answer may end the connection (a refusal of the last attempt, which the session
+    /// words): the reader waits for it and gives it to
+    /// [`super::session::Session::on_answer`] at once.
     Wait,
 }
 
@@ -50,7 +79,8 @@ impl Request {
     /// How the reader hands this request to the hub.
     pub fn hand(&self) -> Hand {
         match self {
-            Request::Register(_) | Request::Rename(_) => Hand::Wait,
+            Request::Register { attempt, .. } if attempt.is_last() => Hand::Wait,
+            Request::Register { .. } | Request::Rename(_) => Hand::Later,
             Request::Users => Hand::Drain,
             Request::Receipt { .. } | Request::Notif(_) => Hand::Async,
         }

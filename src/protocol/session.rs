@@ -28,7 +28,7 @@ use super::framing::FrameError;
 use super::fsm::{self, Event, State};
 use super::nick::Nick;
 use super::reply::{self, Code};
-use super::request::{Answer, Request};
+use super::request::{Answer, Attempt, Request};
 use crate::conn_id::{ConnId, Tag};
 use crate::text;
 
@@ -86,6 +86,10 @@ pub enum Step {
 enum Timer {
     /// `--negotiate-timeout` since accept, until a name is registered: closes.
     Negotiation,
+    /// A registration's answer is awaited: nothing fires until it is given. Due at the
+    /// earlier of the negotiation deadline and the ping the name, once registered, would
+    /// be owed, so that the caller is awake to give the answer by then.
+    Answer,
     /// `--ping-timeout` since the server's ping, until its pong: closes.
     Pong,
     /// `--ping-interval` since the last input: sends a ping.
@@ -99,6 +103,9 @@ pub struct Session {
     state: State,
     nick: Option<Nick>,
     failed_attempts: u32,
+    /// A `uname` is with the hub and its answer not yet given ([`super::request::Hand::Later`]): which
+    /// timer runs depends on it.
+    registering: bool,
     settings: Arc<Settings>,
     /// Boxed: every session keeps one for its whole life, and a session stays small.
     clock: Box<Clock>,
@@ -136,6 +143,7 @@ impl Session {
             state: State::Listen,
             nick: None,
             failed_attempts: 0,
+            registering: false,
             settings,
             clock,
         };
@@ -188,7 +196,10 @@ impl Session {
             return None;
         }
         let (s, c) = (&self.settings, &self.clock);
-        Some(if self.nick.is_none() {
+        Some(if self.nick.is_none() && self.registering {
+            let ping = c.last_input + s.ping_interval;
+            (c.negotiation_deadline.min(ping), Timer::Answer)
+        } else if self.nick.is_none() {
             (c.negotiation_deadline, Timer::Negotiation)
         } else if let Some((_, sent)) = &c.outstanding_ping {
             (*sent + s.ping_timeout, Timer::Pong)
@@ -212,6 +223,8 @@ impl Session {
             }
             Some((at, Timer::Pong)) if now >= at => Step::Close(self.expired(Cause::PingTimeout)),
             Some((at, Timer::Ping)) if now >= at => self.ping(now),
+            // The answer comes first (see `Timer::Answer`).
+            Some((_, Timer::Answer)) => Step::Nothing,
             _ => Step::Nothing,
         }
     }
@@ -280,23 +293,28 @@ impl Session {
             );
             return Step::Reply(reply::err(code, text));
         }
+        let attempt = self.attempt();
         self.failed_attempts += 1;
-        let (n, max) = (self.failed_attempts, self.settings.max_retries);
-        let line = reply::failed_attempt(code, text, n, max);
-        if n >= max {
+        if attempt.is_last() {
+            let Attempt { n, max } = attempt;
             self.set_state(
                 Event::MaxRetriesExceeded,
                 format_args!(" cause=[{code}] attempt {n} of {max}"),
             );
             let cause = Cause::TooManyAttempts;
-            let lines = line + &cause.cquit_line().unwrap_or_default();
+            let lines =
+                reply::failed_attempt(code, text, n, max) + &cause.cquit_line().unwrap_or_default();
             return Step::Close(Closing { lines, cause });
         }
-        self.set_state(
-            Event::InvalidCredentials,
-            format_args!(" cause=[{code}] attempt {n} of {max}"),
-        );
-        Step::Reply(line)
+        Step::Reply(refused_attempt(&self.tag, code, text, attempt))
+    }
+
+    /// What the next failed attempt in NEGOTIATING would be.
+    fn attempt(&self) -> Attempt {
+        Attempt {
+            n: self.failed_attempts + 1,
+            max: self.settings.max_retries,
+        }
     }
 
     /// A violation: `-ERR`, `cquit protocol violation`, ABORTED.
@@ -313,7 +331,13 @@ impl Session {
     fn handle(&mut self, cmd: Command<'_>) -> Step {
         match cmd {
             Command::Uname(name) => match Nick::parse(name) {
-                Ok(nick) => Step::Hub(Request::Register(nick)),
+                Ok(nick) => {
+                    self.registering = true;
+                    Step::Hub(Request::Register {
+                        nick,
+                        attempt: self.attempt(),
+                    })
+                }
                 Err(e) => self.refuse(Code::Invalid, e),
             },
             Command::Ping(token) => Step::Reply(reply::pong(token)),
@@ -413,6 +437,7 @@ impl Session {
     /// carries what the session needs (the nickname, refused or given), so the reader
     /// keeps no copy of the request.
     pub fn on_answer(&mut self, answer: Answer) -> Step {
+        self.registering = false;
         match answer {
             Answer::Registered { nick, .. } => {
                 self.on_registered(nick);
@@ -427,9 +452,15 @@ impl Session {
         }
     }
 
-    /// The hub refused the nickname: it is in use or held for another address.
+    /// The hub refused the nickname: it is in use or held for another address. Unless
+    /// this was the last attempt, the hub has logged the refusal and replied
+    /// ([`refused_attempt`]); the session counts it.
     fn on_register_refused(&mut self, nick: &Nick) -> Step {
-        self.refuse(Code::InUse, reply::in_use_text(nick.as_str()))
+        if self.attempt().is_last() {
+            return self.refuse(Code::InUse, reply::in_use_text(nick.as_str()));
+        }
+        self.failed_attempts += 1;
+        Step::Nothing
     }
 
     /// The hub renamed the client.
@@ -509,6 +540,23 @@ pub fn log_registration(tag: &Tag, nick: &Nick, welcome_back: bool) {
             if welcome_back { " (welcome back)" } else { "" }
         ),
     );
+}
+
+/// A failed attempt in NEGOTIATING that is not the last (§6): writes its audit line
+/// (`NEGOTIATING -> NEGOTIATING on invalid_credentials cause=[CODE] attempt n of max`) and
+/// returns the `-ERR` line. The session calls it for the refusals it decides; the hub for
+/// a name in use, which it replies to before the session learns of it ([`super::request::Hand::Later`]),
+/// so that the log is causal as for a registration ([`log_registration`]).
+pub fn refused_attempt(tag: &Tag, code: Code, text: impl fmt::Display, attempt: Attempt) -> String {
+    let Attempt { n, max } = attempt;
+    log_transition(
+        log::Level::Info,
+        tag,
+        State::Negotiating,
+        Event::InvalidCredentials,
+        format_args!(" cause=[{code}] attempt {n} of {max}"),
+    );
+    reply::failed_attempt(code, text, n, max)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use crossbeam_channel::bounded;
 
 use super::*;
+use crate::protocol::request::Attempt;
 
 mod notifications;
 mod persist;
@@ -22,6 +23,10 @@ mod users_and_departure;
 
 const HERE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 const THERE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// The first of three attempts (`--max-retries 3`): a refusal of it is replied to by the
+/// hub.
+const FIRST_ATTEMPT: Attempt = Attempt { n: 1, max: 3 };
 
 /// What the hub did to one client's output side.
 #[derive(Debug, Default)]
@@ -199,7 +204,10 @@ impl Fixture {
     fn register(&mut self, conn: ConnId, name: &str) -> Answer {
         self.ask(|answer| ToHub::Request {
             conn,
-            request: Request::Register(nick(name)),
+            request: Request::Register {
+                nick: nick(name),
+                attempt: FIRST_ATTEMPT,
+            },
             answer: Some(answer),
         })
     }

@@ -15,7 +15,28 @@ fn a_connected_name_is_in_use_whatever_its_case() {
     f.join(1, "alice");
     let out = f.connect(2, HERE);
     assert!(matches!(f.register(2, "ALICE"), Answer::InUse(_)));
-    // The reader sends the -ERR with the attempt count; the hub sends nothing.
+    // The hub replies (the session learns of the refusal later), with the attempt count.
+    assert_eq!(
+        out.lines(),
+        ["-ERR [IN-USE] ALICE is already taken by another client (attempt 1 of 3)"]
+    );
+}
+
+#[test]
+fn the_last_attempt_is_refused_by_the_session_not_the_hub() {
+    let mut f = hub();
+    f.join(1, "alice");
+    let out = f.connect(2, HERE);
+    let last = f.ask(|answer| ToHub::Request {
+        conn: 2,
+        request: Request::Register {
+            nick: nick("alice"),
+            attempt: Attempt { n: 3, max: 3 },
+        },
+        answer: Some(answer),
+    });
+    assert!(matches!(last, Answer::InUse(_)));
+    // The session words it, with the cquit that follows: the hub sends nothing.
     assert!(out.lines().is_empty());
 }
 
@@ -42,7 +63,10 @@ fn a_held_name_is_in_use_for_another_address() {
     f.quit(1);
     let out = f.connect(2, THERE);
     assert!(matches!(f.register(2, "Alice"), Answer::InUse(_)));
-    assert!(out.lines().is_empty());
+    assert_eq!(
+        out.lines(),
+        ["-ERR [IN-USE] Alice is already taken by another client (attempt 1 of 3)"]
+    );
 }
 
 #[test]

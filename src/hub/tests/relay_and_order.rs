@@ -96,7 +96,10 @@ fn join_queued(
     tx.send(accepted).expect("send");
     let register = ToHub::Request {
         conn,
-        request: Request::Register(nick(name)),
+        request: Request::Register {
+            nick: nick(name),
+            attempt: FIRST_ATTEMPT,
+        },
         answer: Some(answer),
     };
     tx.send(register).expect("send");

@@ -1,6 +1,7 @@
 //! The session's rules, line by line and timer by timer (xscp(7) §3–§6).
 
 use super::*;
+use crate::protocol::request::Hand;
 
 fn settings() -> Arc<Settings> {
     Arc::new(Settings {
@@ -32,10 +33,13 @@ fn session_accepted_at(now: Instant) -> Session {
 /// A session registered as `alice`.
 fn session_established() -> Session {
     let mut s = session_negotiating();
-    let Step::Hub(Request::Register(nick)) = s.on_line("uname alice") else {
+    let Step::Hub(Request::Register { nick, .. }) = s.on_line("uname alice") else {
         panic!("uname must ask the hub")
     };
-    s.on_registered(nick);
+    s.on_answer(Answer::Registered {
+        nick,
+        welcome_back: false,
+    });
     assert_eq!(s.state(), State::Established);
     s
 }
@@ -60,7 +64,10 @@ mod negotiating {
         let mut s = session_negotiating();
         assert_eq!(
             s.on_line("uname Bob_1"),
-            Step::Hub(Request::Register(Nick::parse("Bob_1").unwrap()))
+            Step::Hub(Request::Register {
+                nick: Nick::parse("Bob_1").unwrap(),
+                attempt: Attempt { n: 1, max: 3 }
+            })
         );
     }
 
@@ -79,12 +86,60 @@ mod negotiating {
     fn in_use_from_the_hub_is_a_counted_attempt() {
         let mut s = session_negotiating();
         let nick = Nick::parse("bob").unwrap();
+        // The hub replied to the first two itself (Hand::Later): the session counts them.
+        for n in 1..=2 {
+            let Step::Hub(Request::Register { attempt, .. }) = s.on_line("uname bob") else {
+                panic!("uname must ask the hub")
+            };
+            assert_eq!(attempt, Attempt { n, max: 3 });
+            assert_eq!(
+                Request::Register {
+                    nick: nick.clone(),
+                    attempt
+                }
+                .hand(),
+                Hand::Later
+            );
+            assert_eq!(s.on_answer(Answer::InUse(nick.clone())), Step::Nothing);
+            assert_eq!(s.state(), State::Negotiating);
+        }
+        // The last one is waited for, and refused by the session as it closes.
+        let Step::Hub(request) = s.on_line("uname bob") else {
+            panic!("uname must ask the hub")
+        };
+        assert_eq!(request.hand(), Hand::Wait);
+        let c = closing(s.on_answer(Answer::InUse(nick)));
         assert_eq!(
-            s.on_register_refused(&nick),
-            Step::Reply(
-                "-ERR [IN-USE] bob is already taken by another client (attempt 1 of 3)\r\n".into()
-            )
+            c.lines,
+            "-ERR [IN-USE] bob is already taken by another client (attempt 3 of 3)\r\n\
+             cquit too many failed attempts\r\n"
         );
+        assert_eq!(s.state(), State::Aborted);
+    }
+
+    /// While the answer to a `uname` is awaited, no timer fires: the reader is to be
+    /// awake by the earlier of the negotiation deadline and the ping a registered name
+    /// would be owed, and gives the answer first.
+    #[test]
+    fn timers_wait_for_the_answer_to_uname() {
+        let t0 = Instant::now();
+        // A ping interval shorter than the negotiation timeout: the ping decides.
+        let mut quick = (*settings()).clone();
+        quick.ping_interval = Duration::from_secs(10);
+        let mut s = Session::accept(0, "conn=0 peer=test".into(), Arc::new(quick), t0);
+        let (negotiate, ping) = (s.settings.negotiate_timeout, s.settings.ping_interval);
+        assert!(ping < negotiate);
+        let Step::Hub(Request::Register { nick, .. }) = s.on_line("uname alice") else {
+            panic!("uname must ask the hub")
+        };
+        assert_eq!(s.poll_at(), Some(t0 + negotiate.min(ping)));
+        assert_eq!(s.on_time(t0 + negotiate + ping), Step::Nothing);
+        assert_eq!(s.state(), State::Negotiating);
+        s.on_answer(Answer::Registered {
+            nick,
+            welcome_back: false,
+        });
+        assert_eq!(s.poll_at(), Some(t0 + ping));
     }
 
     #[test]
@@ -397,10 +452,13 @@ mod timers {
     /// A session registered as `alice`, accepted at `t0`, its last input at `t0`.
     fn established_at(t0: Instant) -> Session {
         let mut s = session_accepted_at(t0);
-        let Step::Hub(Request::Register(nick)) = s.on_line("uname alice") else {
+        let Step::Hub(Request::Register { nick, .. }) = s.on_line("uname alice") else {
             panic!("uname must ask the hub")
         };
-        s.on_registered(nick);
+        s.on_answer(Answer::Registered {
+            nick,
+            welcome_back: false,
+        });
         s
     }
 
@@ -625,15 +683,21 @@ mod properties {
                             prop_assert!(r.contains(&attempt));
                         }
                     }
-                    (Step::Hub(Request::Register(nick)), Some(Legality::Legal)) => {
+                    (Step::Hub(Request::Register { nick, attempt }), Some(Legality::Legal)) => {
                         prop_assert_eq!(classified.spec.map(|c| c.keyword), Some("uname"));
+                        prop_assert_eq!(*attempt, Attempt { n: failed + 1, max: 3 });
                         if hub_says_yes {
-                            s.on_registered(nick.clone());
+                            s.on_answer(Answer::Registered { nick: nick.clone(), welcome_back: false });
                             prop_assert_eq!(s.state(), State::Established);
                         } else {
-                            match s.on_register_refused(nick) {
-                                Step::Reply(r) => { failed += 1; check_lines(&r) }
+                            match s.on_answer(Answer::InUse(nick.clone())) {
+                                // The hub replied the counted -ERR itself.
+                                Step::Nothing => {
+                                    prop_assert!(!attempt.is_last());
+                                    failed += 1;
+                                }
                                 Step::Close(c) => {
+                                    prop_assert!(attempt.is_last());
                                     check_lines(&c.lines);
                                     prop_assert_eq!(s.state(), State::Aborted);
                                 }

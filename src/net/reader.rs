@@ -123,7 +123,7 @@ struct Reader {
 ///
 /// The memory a reader's stack keeps is every page its deepest call ever reached: an idle
 /// client costs two pages if no call below the read loop goes further than its first
-/// request's (`wait_answer`, waking the hub). So setting up, reading and closing are
+/// request's (`ask_later` or `wait_answer`, waking the hub). So setting up, reading and closing are
 /// functions that are not inlined here, and the steps of the read loop that need room
 /// are functions of their own, called one after the other rather than nested.
 pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
@@ -132,7 +132,7 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     // A panic here is a bug; it must still not take the server down nor keep the client's
     // name: contain it and close the connection like any fault.
     let ending =
-        catch_unwind(AssertUnwindSafe(|| reader.read_loop())).unwrap_or_else(|_| reader.panicked());
+        catch_unwind(AssertUnwindSafe(|| reader.run())).unwrap_or_else(|_| reader.panicked());
     let (how, departed) = reader.finish(ending);
     reader.shared.set_reader(false);
     drop(ticket);
@@ -198,6 +198,18 @@ impl Reader {
     fn panicked(&self) -> Ending {
         log::error!("{} BUG: reader panicked; closing", self.session.tag());
         Ending::Fault(Cause::Io("internal error".into()))
+    }
+
+    /// Reads until the connection ends, then gives the session an answer it still awaits
+    /// ([`Hand::Later`]: the client ended before its next line), so that it learns what the
+    /// hub did before its end is logged. Everything the session does happens in here, where
+    /// a panic is contained (see [`serve`]); the connection ends for the reason the read
+    /// loop found.
+    #[inline(always)]
+    fn run(&mut self) -> Ending {
+        let ending = self.read_loop();
+        let _ = self.collect();
+        ending
     }
 
     /// Reads until the connection ends.
@@ -583,22 +595,13 @@ impl Reader {
     /// the hub. Called right under the read loop, like [`Reader::wait_answer`].
     #[inline(never)]
     fn ask_later(&mut self, request: Request) -> Option<Ending> {
-        // The unit tests' panic comes as soon as the name is registered.
-        #[cfg(test)]
-        let panics =
-            matches!(&request, Request::Register { nick, .. } if nick.as_str() == PANIC_NICK);
         let (answer, pending) = slot();
         self.later = Some(pending);
-        let end = self.give_hub(ToHub::Request {
+        self.give_hub(ToHub::Request {
             conn: self.id,
             request,
             answer: Some(answer),
-        });
-        #[cfg(test)]
-        if panics && end.is_none() {
-            return self.collect();
-        }
-        end
+        })
     }
 
     /// Gives the session the answer to the request handed over [`Hand::Later`], before
@@ -644,9 +647,6 @@ impl Reader {
     /// socket closed, and gives the wait for the hub to have taken the departure.
     #[inline(never)]
     fn finish(&mut self, ending: Ending) -> (Closed, Pending) {
-        // The session learns what the hub answered before its end is logged. Whatever it
-        // leads to, the connection ends for the reason already found.
-        let _ = self.collect();
         let (lines, cause, fault) = match ending {
             Ending::Closing(c) => (c.lines, c.cause, false),
             Ending::Fault(cause) => (String::new(), cause, true),

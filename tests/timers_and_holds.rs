@@ -111,8 +111,8 @@ fn answered_pings_keep_the_connection() {
     assert!(c.nothing_pending_but_pings());
 }
 
-/// §5.2 server ping: the reader writes its own pings, as it writes the greeting and the
-/// answer to `uname`: pinging an idle client starts no writer thread. (A writer would be
+/// §5.2 server ping: the reader writes its own pings, as it writes the greeting (and the
+/// hub the answer to `uname`): pinging an idle client starts no writer thread. (A writer would be
 /// a new thread of the writers' pool, named `xscp-write-<id>` for 20 ms after it wrote
 /// the ping, then kept as `xscp-idle` for 5 s: the count of threads shows it either way.)
 #[test]

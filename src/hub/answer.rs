@@ -98,7 +98,19 @@ mod tests {
     #[test]
     fn the_asker_gets_the_answer_given_on_another_thread() {
         let (promise, pending) = slot();
-        let hub = std::thread::spawn(move || promise.answer(Answer::Done));
+        let hub = std::thread::spawn(move || {
+            // Answers only once the asker sleeps: the wake is the one tested.
+            let slot = promise.slot.as_ref().map(Arc::clone).expect("unanswered");
+            while !slot
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .waiting
+            {
+                std::thread::yield_now();
+            }
+            promise.answer(Answer::Done)
+        });
         assert_eq!(pending.wait(), Answer::Done);
         hub.join().expect("the answering thread ran");
     }

@@ -41,7 +41,9 @@ pub trait Output {
     /// The hub has handled `commands` more of the client's commands that it answers itself.
     fn handled(&self, commands: u64);
 
-    /// Wakes the writer for what [`Output::queue`] left.
+    /// Gets written what [`Output::queue`] left: offered to the client's socket at once
+    /// without blocking, on the calling thread, if no writer drains the queue; else its
+    /// writer is woken.
     fn wake_now(&self);
 
     /// Queues the last lines and the close (FIN after them); not subject to the budget.

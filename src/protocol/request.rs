@@ -97,8 +97,9 @@ pub enum Answer {
         /// It was held for this address.
         welcome_back: bool,
     },
-    /// The nickname (given back, as spelled) is taken or held for another address;
-    /// nothing was sent.
+    /// The nickname (given back, as spelled) is taken or held for another address. The
+    /// hub has sent the counted `-ERR [IN-USE]`, unless this was the last attempt: the
+    /// session words that one as it closes.
     InUse(Nick),
     /// Renamed; the hub has sent the `+OK`.
     Renamed(Nick),

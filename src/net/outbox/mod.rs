@@ -33,8 +33,9 @@
 //! the socket everything queued in one send that does not block: the hub batches across
 //! clients, one send per client per burst, and never waits. The reader writes on its own
 //! thread what it has to write or would only wait for anyway ([`Outbox::push_here`],
-//! [`Outbox::claim`]): the greeting, its pings, the reply to a refused last `uname`, and
-//! the last lines and FIN. A client that connects, registers, idles and quits never needs
+//! [`Outbox::claim`]): the greeting, its pings, the hub's reply to a last-attempt `uname`,
+//! and the last lines and FIN. A close the hub queues (a shutdown, an abort) goes to a
+//! writer thread, which sends the FIN after the last lines. A client that connects, registers, idles and quits never needs
 //! a writer thread. The same `write` serves both, so the slow-consumer rule is the same.
 //! The socket stays blocking (its reader shares it): the writer's sends are
 //! non-blocking one call at a time, and it waits for room with `poll`.

@@ -60,8 +60,9 @@ fn what_the_socket_takes_at_once_needs_no_writer_thread() {
     assert_eq!(outbox.0.shared.end(), None);
 }
 
-/// Connect, `uname`, `cquit`: the greeting, the hub's reply and the last lines with
-/// the FIN are all written by the reader.
+/// Connect, a last-attempt `uname` (which the reader waits for, `Hand::Wait`), `cquit`:
+/// the greeting, the hub's reply and the last lines with the FIN are all written by the
+/// reader.
 #[test]
 fn the_reader_writes_the_greeting_the_hubs_reply_and_the_close_itself() {
     let (outbox, mut client) = threadless();

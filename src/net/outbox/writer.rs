@@ -20,6 +20,18 @@ pub const SOCKET_WRITES_TARGET: &str = "xscp::socket_writes";
 /// the client is a slow consumer: the client is not reading.
 pub const STALL: Duration = Duration::from_millis(100);
 
+/// What one send that does not block did ([`Inner::send_once`]).
+enum Sent {
+    /// The socket took this many bytes.
+    Took(usize),
+    /// It takes nothing now (full, or the call was interrupted).
+    NotNow,
+    /// No send here can be made non-blocking (outside Linux): only a blocking write is.
+    OnlyBlocking,
+    /// The connection failed: the cause is recorded and the socket cut.
+    Failed,
+}
+
 /// How long a writer waits for output before it gives its thread back.
 pub const WRITER_IDLE: Duration = Duration::from_millis(50);
 
@@ -104,9 +116,7 @@ impl Inner {
             self.room.notify_all();
         }
         if written.is_err() {
-            q.buf = Vec::new();
-            self.close(q);
-            self.finish(q);
+            self.failed_close(q);
             return Err(());
         }
         Ok(())
@@ -122,32 +132,16 @@ impl Inner {
         q.state.set_drain(Drain::Writing);
         let mut batch = std::mem::take(&mut q.buf);
         q.writing = batch.len();
-        let sent = MutexGuard::unlocked(q, || sys::send_now(self.shared.socket(), &batch, false));
+        let sent = MutexGuard::unlocked(q, || self.send_once(&batch, false));
         q.writing = 0;
         let taken = match sent {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::Interrupted | ErrorKind::Unsupported
-                ) =>
-            {
-                0
-            }
-            Err(e) => {
-                self.failed(&e);
-                q.buf = Vec::new();
-                self.close(q);
-                self.finish(q);
+            Sent::Took(n) => n,
+            Sent::NotNow | Sent::OnlyBlocking => 0,
+            Sent::Failed => {
+                self.failed_close(q);
                 return true;
             }
         };
-        log::trace!(
-            target: SOCKET_WRITES_TARGET,
-            "{} socket write: {taken} of {} bytes",
-            self.tag,
-            batch.len()
-        );
         if q.waiters > 0 {
             self.room.notify_all();
         }
@@ -159,6 +153,38 @@ impl Inner {
         batch.extend_from_slice(&q.buf);
         q.buf = batch;
         false
+    }
+
+    /// A write failed (its cause is recorded, the connection cut): nothing more is
+    /// written, and whoever waits for the close goes on.
+    fn failed_close(&self, q: &mut Queue) {
+        q.buf = Vec::new();
+        self.close(q);
+        self.finish(q);
+    }
+
+    /// Offers the socket `bytes` in one send that does not block. `last`: the FIN follows
+    /// (see [`Inner::write`]). A failure is recorded and the connection cut.
+    fn send_once(&self, bytes: &[u8], last: bool) -> Sent {
+        match sys::send_now(self.shared.socket(), bytes, last) {
+            Ok(n) => {
+                log::trace!(
+                    target: SOCKET_WRITES_TARGET,
+                    "{} socket write: {n} of {} bytes",
+                    self.tag,
+                    bytes.len()
+                );
+                Sent::Took(n)
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                Sent::NotNow
+            }
+            Err(e) if e.kind() == ErrorKind::Unsupported => Sent::OnlyBlocking,
+            Err(e) => {
+                self.failed(&e);
+                Sent::Failed
+            }
+        }
     }
 
     /// The queue takes nothing more (the close is queued, or the connection cut): a
@@ -190,20 +216,13 @@ impl Inner {
         let mut stalled_since: Option<Instant> = None;
         let mut rest = batch;
         while !rest.is_empty() {
-            match sys::send_now(socket, rest, last) {
-                Ok(n) => {
-                    log::trace!(
-                        target: SOCKET_WRITES_TARGET,
-                        "{} socket write: {n} of {} bytes",
-                        self.tag,
-                        rest.len()
-                    );
+            match self.send_once(rest, last) {
+                Sent::Took(n) => {
                     rest = &rest[n..];
                     stalled_since = None;
                     continue;
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                Sent::OnlyBlocking => {
                     log::trace!(
                         target: SOCKET_WRITES_TARGET,
                         "{} socket write: {} bytes",
@@ -219,11 +238,8 @@ impl Inner {
                         .and_then(|()| socket.write_all(rest))
                         .map_err(|e| self.failed(&e));
                 }
-                Err(e) if e.kind() != ErrorKind::WouldBlock => {
-                    self.failed(&e);
-                    return Err(());
-                }
-                Err(_) => {}
+                Sent::Failed => return Err(()),
+                Sent::NotNow => {}
             }
             let now = Instant::now();
             let started = *waiting_since.get_or_insert(now);

@@ -200,13 +200,18 @@ impl Fixture {
         pending.wait()
     }
 
-    /// `uname name` on `conn`.
+    /// `uname name` on `conn`, its first attempt.
     fn register(&mut self, conn: ConnId, name: &str) -> Answer {
+        self.register_attempt(conn, name, FIRST_ATTEMPT)
+    }
+
+    /// `uname name` on `conn`, as `attempt`.
+    fn register_attempt(&mut self, conn: ConnId, name: &str, attempt: Attempt) -> Answer {
         self.ask(|answer| ToHub::Request {
             conn,
             request: Request::Register {
                 nick: nick(name),
-                attempt: FIRST_ATTEMPT,
+                attempt,
             },
             answer: Some(answer),
         })

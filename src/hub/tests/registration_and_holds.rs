@@ -27,14 +27,7 @@ fn the_last_attempt_is_refused_by_the_session_not_the_hub() {
     let mut f = hub();
     f.join(1, "alice");
     let out = f.connect(2, HERE);
-    let last = f.ask(|answer| ToHub::Request {
-        conn: 2,
-        request: Request::Register {
-            nick: nick("alice"),
-            attempt: Attempt { n: 3, max: 3 },
-        },
-        answer: Some(answer),
-    });
+    let last = f.register_attempt(2, "alice", Attempt { n: 3, max: 3 });
     assert_eq!(last, Answer::InUse(nick("alice")));
     // The session words it, with the cquit that follows: the hub sends nothing.
     assert!(out.lines().is_empty());

@@ -261,6 +261,12 @@ impl Reader {
             let full = n == buf.len();
             let mut input = &buf[..n];
             while let Some(line) = framer.next_line(&mut input) {
+                // The session takes the hub's answer before the next line or violation.
+                if self.later.is_some()
+                    && let Some(end) = self.collect()
+                {
+                    return end;
+                }
                 let line = match line {
                     Ok(line) => line,
                     Err(e) => {
@@ -269,20 +275,11 @@ impl Reader {
                             self.session.tag(),
                             framer.rejected()
                         );
-                        // The session takes the hub's answer before the violation.
-                        if let Some(end) = self.collect() {
-                            return end;
-                        }
                         return Ending::Closing(self.session.on_frame_error(e));
                     }
                 };
                 if !self.announced
                     && let Some(end) = self.announce()
-                {
-                    return end;
-                }
-                if self.later.is_some()
-                    && let Some(end) = self.collect()
                 {
                     return end;
                 }
@@ -573,21 +570,26 @@ impl Reader {
     /// client causes (see [`serve`]).
     #[inline(never)]
     fn wait_answer(&mut self, request: Request) -> Result<Step, Ending> {
-        if let Some(end) = self.give_chats() {
-            return Err(end);
-        }
         self.outbox.claim();
         self.claimed = true;
+        let pending = self.hand_over(request)?;
+        self.answered(pending.wait())
+    }
+
+    /// Gives the hub `request` with a one-shot slot for its answer (after the `chatm`
+    /// lines held back); the asker's half of the slot.
+    #[inline(always)]
+    fn hand_over(&mut self, request: Request) -> Result<Pending, Ending> {
         let (answer, pending) = slot();
         let msg = ToHub::Request {
             conn: self.id,
             request,
             answer: Some(answer),
         };
-        if let Some(end) = self.send_to_hub(msg) {
-            return Err(end);
+        match self.give_hub(msg) {
+            Some(end) => Err(end),
+            None => Ok(pending),
         }
-        self.answered(pending.wait())
     }
 
     /// Gives the hub a request whose answer the session takes later ([`Hand::Later`]):
@@ -595,13 +597,13 @@ impl Reader {
     /// the hub. Called right under the read loop, like [`Reader::wait_answer`].
     #[inline(never)]
     fn ask_later(&mut self, request: Request) -> Option<Ending> {
-        let (answer, pending) = slot();
-        self.later = Some(pending);
-        self.give_hub(ToHub::Request {
-            conn: self.id,
-            request,
-            answer: Some(answer),
-        })
+        match self.hand_over(request) {
+            Ok(pending) => {
+                self.later = Some(pending);
+                None
+            }
+            Err(end) => Some(end),
+        }
     }
 
     /// Gives the session the answer to the request handed over [`Hand::Later`], before

@@ -3,8 +3,8 @@
 //!
 //! The hub holds one [`Outbox`] per client and never blocks on it: a push appends bytes
 //! under a short lock. The budget has two bounds (§7). Past `--sendq` (the soft bound) the
-//! line is still queued and the writer woken at once; the writer offers the socket its
-//! bytes without blocking, and if it takes nothing for [`STALL`] while more than `--sendq`
+//! line is still queued and its drainer woken at once; the socket is offered the bytes
+//! without blocking, and if it takes nothing for [`STALL`] while more than `--sendq`
 //! waits, the client is not reading: it is dropped as a slow consumer. A queue over
 //! `--sendq` only because the writer has not run yet is not a reason to drop anyone, and a
 //! relay that leaves a recipient over it holds its sender's next command back
@@ -23,8 +23,9 @@
 //! queued at once and writes it in one system call, so whatever piled up while it wrote
 //! leaves together; after the close it sends FIN (§7, orderly close). It runs on a pooled
 //! thread while the client has output, and gives its thread back after [`WRITER_IDLE`]
-//! without any: an idle client then costs one thread (its reader), not two. The next push
-//! starts it again. A write that fails or times out (`--ping-timeout`: the client's window
+//! without any: an idle client then costs one thread (its reader), not two. The next wake
+//! offers the socket the queue first, and starts a writer for what it does not take. A
+//! write that fails or times out (`--ping-timeout`: the client's window
 //! stays closed) ends the connection: the cause is recorded and the socket cut, which wakes
 //! the reader.
 //!
@@ -35,8 +36,9 @@
 //! thread what it has to write or would only wait for anyway ([`Outbox::push_here`],
 //! [`Outbox::claim`]): the greeting, its pings, the hub's reply to a last-attempt `uname`,
 //! and the last lines and FIN. A close the hub queues (a shutdown, an abort) goes to a
-//! writer thread, which sends the FIN after the last lines. A client that connects, registers, idles and quits never needs
-//! a writer thread. The same `write` serves both, so the slow-consumer rule is the same.
+//! writer thread, which sends the FIN after the last lines. A client that connects,
+//! registers, idles and quits never needs a writer thread. The same `write` serves both,
+//! so the slow-consumer rule is the same.
 //! The socket stays blocking (its reader shares it): the writer's sends are
 //! non-blocking one call at a time, and it waits for room with `poll`.
 
@@ -181,8 +183,8 @@ impl Outbox {
         }
     }
 
-    /// Queues `line` for the writer and wakes it. Refused once more than `--sendq` bytes
-    /// would be waiting. Output to a connection that is closing is dropped silently: its
+    /// Queues `line` and gets it written ([`Output::wake_now`]). Refused past the hard
+    /// bound ([`HARD_SENDQ`] times `--sendq`). Output to a connection that is closing is dropped silently: its
     /// reader reports the end.
     pub fn push(&self, line: &[u8]) -> Result<(), Overflow> {
         if self.queue(line)? != Wake::No {
@@ -270,8 +272,9 @@ impl Outbox {
         Wake::Later
     }
 
-    /// Gets the queue drained: signals the idle writer, or the reader that writes itself,
-    /// or starts a writer.
+    /// Gets the queue drained: signals the idle writer, or the reader that writes itself;
+    /// else offers the socket the queue on the calling thread ([`Inner::offer`]) and starts
+    /// a writer for what it does not take.
     fn wake(&self, mut q: MutexGuard<'_, Queue>) {
         match q.state.drain() {
             Drain::Waiting => {
@@ -367,7 +370,7 @@ impl Output for Outbox {
         Ok(wake)
     }
 
-    /// Wakes the writer for what [`Output::queue`] left.
+    /// Gets written what [`Output::queue`] left (see `Outbox::wake`).
     fn wake_now(&self) {
         let mut q = self.0.queue.lock();
         q.wake_pending = false;

@@ -14,10 +14,11 @@ use crate::net::shared::ConnShared;
 /// Who drains a connection's queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Drain {
-    /// No thread: the next push starts a writer, unless the reader has claimed the queue.
+    /// No thread: the next wake offers the socket the queue and starts a writer for the
+    /// rest, unless the reader has claimed the queue.
     Nobody,
-    /// A thread owns the queue and writes, with the lock released: a writer, or the reader
-    /// itself. It finds whatever is pushed meanwhile.
+    /// A thread owns the queue and writes, with the lock released: a writer, the reader
+    /// itself, or the thread offering it (the hub). It finds whatever is pushed meanwhile.
     Writing,
     /// A writer owns the queue and waits for output (on `ready`).
     Waiting,

@@ -1,6 +1,7 @@
-//! The writer of a connection (`xscp-write-<id>`), and the writing the reader does itself
-//! ([`super::Outbox::claim`]): it takes everything queued at once, writes it in as few
-//! system calls as the socket allows, and after the close sends the FIN (§7).
+//! The writer of a connection (`xscp-write-<id>`), the writing the reader does itself
+//! ([`super::Outbox::claim`]) and the hub's one-send offer of a queue nobody drains
+//! ([`Inner::offer`]): everything queued is taken at once and written in as few system
+//! calls as the socket allows; after the close the FIN follows (§7).
 
 use std::io::{ErrorKind, Write};
 use std::net::Shutdown;
@@ -24,7 +25,7 @@ pub const STALL: Duration = Duration::from_millis(100);
 enum Sent {
     /// The socket took this many bytes.
     Took(usize),
-    /// It takes nothing now (full, or the call was interrupted).
+    /// It takes nothing now: its buffer is full.
     NotNow,
     /// No send here can be made non-blocking (outside Linux): only a blocking write is.
     OnlyBlocking,
@@ -146,13 +147,14 @@ impl Inner {
             self.room.notify_all();
         }
         q.state.set_drain(Drain::Nobody);
-        if taken == batch.len() && q.buf.is_empty() && !q.state.closing() {
-            return true;
+        if taken < batch.len() {
+            // The rest goes first, before anything queued meanwhile.
+            batch.drain(..taken);
+            batch.extend_from_slice(&q.buf);
+            q.buf = batch;
+            return false;
         }
-        batch.drain(..taken);
-        batch.extend_from_slice(&q.buf);
-        q.buf = batch;
-        false
+        q.buf.is_empty() && !q.state.closing()
     }
 
     /// A write failed (its cause is recorded, the connection cut): nothing more is
@@ -166,7 +168,13 @@ impl Inner {
     /// Offers the socket `bytes` in one send that does not block. `last`: the FIN follows
     /// (see [`Inner::write`]). A failure is recorded and the connection cut.
     fn send_once(&self, bytes: &[u8], last: bool) -> Sent {
-        match sys::send_now(self.shared.socket(), bytes, last) {
+        let sent = loop {
+            match sys::send_now(self.shared.socket(), bytes, last) {
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                sent => break sent,
+            }
+        };
+        match sent {
             Ok(n) => {
                 log::trace!(
                     target: SOCKET_WRITES_TARGET,
@@ -176,9 +184,7 @@ impl Inner {
                 );
                 Sent::Took(n)
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
-                Sent::NotNow
-            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Sent::NotNow,
             Err(e) if e.kind() == ErrorKind::Unsupported => Sent::OnlyBlocking,
             Err(e) => {
                 self.failed(&e);

@@ -1,6 +1,6 @@
 //! The hash map the hub uses for its per-message lookups.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A fast hasher for the hub's maps. Their keys are connection numbers the server chooses
 /// and nicknames limited to 16 bytes; the maps are bounded by `--max-clients` and hold
@@ -33,3 +33,6 @@ impl std::hash::Hasher for FxHasher {
 }
 
 pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// A set with the same hasher.
+pub type FastSet<K> = HashSet<K, std::hash::BuildHasherDefault<FxHasher>>;

@@ -66,7 +66,7 @@ mod unsaved;
 
 pub use answer::{Pending, Promise, slot};
 pub use chats::Chats;
-use fastmap::FastMap;
+use fastmap::{FastMap, FastSet};
 use holds::Holds;
 pub use mailbox::{LINE_OVERHEAD, cost};
 pub use output::{Output, Overflow, Wake};
@@ -152,7 +152,6 @@ struct Client<O> {
     ip: IpAddr,
     outbox: O,
     nick: Option<Nick>,
-    notif: bool,
     /// Its session: the connection that began it (itself, unless it came back).
     session: ConnId,
     /// The receipts it owes, with the copies of their messages (allocated with the first
@@ -179,9 +178,9 @@ pub struct Hub<O> {
     mailbox: usize,
     /// `--mailbox-total`
     mailbox_total: usize,
-    /// How many clients have notifications on (`notif on`): with none, an event costs
-    /// no pass over every client.
-    subscribers: usize,
+    /// The clients with notifications on (`notif on`): an event costs a pass over them,
+    /// not over every client.
+    subscribers: FastSet<ConnId>,
     /// Clients whose outbox overflowed while handling the current message.
     doomed: Vec<ConnId>,
     /// Clients whose writer is to be woken at the end of the burst.
@@ -202,7 +201,7 @@ impl<O: Output> Hub<O> {
             copies: 0,
             mailbox: config.mailbox,
             mailbox_total: config.mailbox_total,
-            subscribers: 0,
+            subscribers: FastSet::default(),
             doomed: Vec::new(),
             wakes: Vec::new(),
             shutting_down: false,
@@ -352,7 +351,6 @@ impl<O: Output> Hub<O> {
             ip,
             outbox,
             nick: None,
-            notif: false,
             session: conn,
             receipts: Receipts::default(),
         };
@@ -368,17 +366,10 @@ impl<O: Output> Hub<O> {
 
     /// Tells every subscriber except `except` about an event: `line` is its `notif`.
     fn notify(&mut self, except: ConnId, line: &str) {
-        #[cfg(test)]
-        assert_eq!(
-            self.subscribers,
-            self.clients.values().filter(|c| c.notif).count(),
-            "the subscribers counted are the clients with notifications on"
-        );
-        if self.subscribers == 0 {
-            return;
-        }
-        for (&id, c) in &self.clients {
-            if c.notif && id != except {
+        for &id in &self.subscribers {
+            if id != except
+                && let Some(c) = self.clients.get(&id)
+            {
                 c.queue(id, line.as_bytes(), None, &mut self.wakes, &mut self.doomed);
             }
         }
@@ -395,14 +386,11 @@ impl<O: Output> Hub<O> {
     }
 
     fn notif(&mut self, conn: ConnId, on: bool) {
-        if let Some(c) = self.clients.get_mut(&conn)
-            && c.notif != on
-        {
-            c.notif = on;
+        if self.clients.contains_key(&conn) {
             if on {
-                self.subscribers += 1;
+                self.subscribers.insert(conn);
             } else {
-                self.subscribers -= 1;
+                self.subscribers.remove(&conn);
             }
         }
         self.send(conn, &reply::notifications(on));
@@ -414,9 +402,7 @@ impl<O: Output> Hub<O> {
         let Some(c) = self.clients.remove(&conn) else {
             return;
         };
-        if c.notif {
-            self.subscribers -= 1;
-        }
+        self.subscribers.remove(&conn);
         shrink(&mut self.clients);
         if c.session != conn {
             self.resumed.remove(&c.session);
@@ -462,7 +448,7 @@ impl<O: Output> Hub<O> {
         // With --state, each client departs as by cquit and everything is saved (§5.9).
         self.save_at_shutdown();
         self.clients.clear();
-        self.subscribers = 0;
+        self.subscribers.clear();
         self.names.clear();
         self.resumed.clear();
         self.copies = 0;

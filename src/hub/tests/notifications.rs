@@ -84,8 +84,8 @@ fn subscribers_who_leave_or_repeat_on_are_counted_once() {
     alice.lines();
     f.join(3, "carol");
     f.notif(1, false);
-    // No one listens now: the hub's count (checked against the clients at every event in
-    // these tests) is back to zero, and carol's departure is told to no one.
+    // No one listens now (bob left the hub's subscribers with his connection, alice by
+    // `notif off`): carol's join was told to alice once, her departure to no one.
     f.quit(3);
     assert_eq!(alice.lines(), ["notif join carol", "+OK notifications off"]);
 }

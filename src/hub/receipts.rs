@@ -262,21 +262,21 @@ impl Owed {
         Some(session)
     }
 
-    /// Drops the copy of message `n` from `from`; if it was forgotten (the oldest copy
-    /// from `from` is a later one, or there is none), takes it off the lost count.
+    /// Drops the copy of message `n` from `from`; if it was forgotten (no live copy from
+    /// `from` has number `n`), takes it off the lost count.
     fn uncopy(&mut self, from: NickKey, n: u64) {
         let i = self
             .spans
             .iter()
             .position(|s| s.n == n as u32 && sender_of(self.line(s)) == Some(from));
         match i {
-            Some(i) if self.spans[i].n == n as u32 => {
+            Some(i) => {
                 if let Some(s) = self.spans.remove(i) {
                     self.bytes -= s.len as usize;
                     self.release_if_empty();
                 }
             }
-            _ => self.lost = self.lost.saturating_sub(1),
+            None => self.lost = self.lost.saturating_sub(1),
         }
     }
 

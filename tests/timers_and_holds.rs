@@ -113,8 +113,8 @@ fn answered_pings_keep_the_connection() {
 
 /// §5.2 server ping: the reader writes its own pings, as it writes the greeting (and the
 /// hub the answer to `uname`): pinging an idle client starts no writer thread. (A writer would be
-/// a new thread of the writers' pool, named `xscp-write-<id>` for 20 ms after it wrote
-/// the ping, then kept as `xscp-idle` for 5 s: the count of threads shows it either way.)
+/// a thread of the writers' pool, named `xscp-write-<id>` until 50 ms after it wrote the
+/// ping and 20 ms more, then kept as `xscp-idle` for 5 s.)
 #[test]
 fn a_ping_starts_no_writer_thread() {
     let server = Server::start(&["--ping-interval", "150ms"]);

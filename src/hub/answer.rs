@@ -1,5 +1,6 @@
-//! The hub's answer to one synchronous request (`uname`, `cname`): a one-shot slot that
-//! the asking reader waits on.
+//! The hub's answer to one request whose answer the session takes (`uname`, `cname`), and
+//! the hub's word that it took a departure: a one-shot slot that the reader waits on, at
+//! once or when it next needs the answer.
 //!
 //! A slot is made per request, so an idle client keeps nothing for it (a channel kept per
 //! connection would cost some 700 bytes each). Its wait is a plain futex wait, where a channel's

@@ -89,8 +89,8 @@ pub enum ToHub<O> {
         outbox: O,
     },
     /// A command the hub carries out ([`Request`]), answered through `answer` if the
-    /// session waits for it (else it counts as a command answered, see
-    /// [`Output::handled`]).
+    /// session takes the answer (`Hand::Wait`, `Hand::Later`); else it counts as a command
+    /// answered (see [`Output::handled`]).
     Request {
         /// The asking connection.
         conn: ConnId,
@@ -183,7 +183,7 @@ pub struct Hub<O> {
     subscribers: FastSet<ConnId>,
     /// Clients whose outbox overflowed while handling the current message.
     doomed: Vec<ConnId>,
-    /// Clients whose writer is to be woken at the end of the burst.
+    /// Clients whose queue is to be written at the end of the burst ([`Output::wake_now`]).
     wakes: Vec<ConnId>,
     shutting_down: bool,
     /// `--state` (§5.9): saves and their timer; see `persist.rs`.
@@ -253,7 +253,7 @@ impl<O: Output> Hub<O> {
         log::debug!("hub: all readers gone, stopping");
     }
 
-    /// Wakes every writer that was given output since the last call.
+    /// Gets written every queue given output since the last call ([`Output::wake_now`]).
     fn wake_writers(&mut self) {
         for conn in self.wakes.drain(..) {
             if let Some(c) = self.clients.get(&conn) {

@@ -104,11 +104,11 @@ fn the_reader_writes_the_greeting_the_hubs_reply_and_the_close_itself() {
     // The hub queues its reply while the reader waits for the answer.
     outbox.claim();
     assert_eq!(outbox.respond(b"+OK you are a\r\n"), Wake::Later);
-    outbox.handled(1);
     outbox.wake_now();
     outbox.release();
     assert_eq!(read_exactly(&mut client, 15), "+OK you are a\r\n");
-    // The hub queues the last lines while (or before) the reader waits for the close.
+    // The last lines come from another thread (the hub, when it still owed the client
+    // answers) while (or before) the reader waits for the close.
     outbox.claim();
     let hub = outbox.clone();
     let departing = std::thread::spawn(move || hub.finish("cquit bye\r\n"));

@@ -38,9 +38,8 @@ impl<O: Output> Hub<O> {
     }
 
     /// `uname`: registers `nick` for `conn` and sends the `+OK` (or the welcome back and the
-    /// mailbox). A name taken is refused: unless `attempt` is the last, which the session
-    /// words as it closes, the refusal is logged and replied to here, before the session
-    /// learns of it (§6).
+    /// mailbox). A name taken is a failed `attempt`, logged and replied to here, before the
+    /// session learns of it (§6); after the last the session closes.
     pub(super) fn register(&mut self, conn: ConnId, nick: Nick, attempt: Attempt) -> Answer {
         let Some(ip) = self.clients.get(&conn).map(|c| c.ip) else {
             return Answer::Gone;
@@ -51,13 +50,11 @@ impl<O: Output> Hub<O> {
             Err(taken) => {
                 if let Some(c) = self.clients.get(&conn) {
                     log::debug!("{} uname {nick}: {}", c.tag, self.taken_text(taken));
-                    if !attempt.is_last() {
-                        let text = reply::in_use_text(nick.as_str());
-                        let line = session::refused_attempt(&c.tag, Code::InUse, text, attempt);
-                        c.respond(conn, line.as_bytes(), &mut self.wakes);
-                    }
+                    let text = reply::in_use_text(nick.as_str());
+                    let lines = session::failed_attempt(&c.tag, Code::InUse, text, attempt);
+                    c.respond(conn, lines.as_bytes(), &mut self.wakes);
                 }
-                return Answer::InUse(nick);
+                return Answer::InUse;
             }
         };
         self.names.insert(key, conn);

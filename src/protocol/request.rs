@@ -15,8 +15,7 @@ use super::nick::Nick;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     /// `uname`: register the nickname; answered [`Answer::Registered`] (the hub has sent
-    /// the `+OK`) or [`Answer::InUse`] (a failed attempt: unless it is the last, the hub
-    /// has sent the `-ERR`).
+    /// the `+OK`) or [`Answer::InUse`] (a failed attempt: the hub has sent the `-ERR`).
     Register {
         /// The nickname asked for.
         nick: Nick,
@@ -50,7 +49,7 @@ pub struct Attempt {
 }
 
 impl Attempt {
-    /// A refusal now would close the connection: the session, not the hub, refuses.
+    /// A refusal now would close the connection.
     pub fn is_last(self) -> bool {
         self.n >= self.max
     }
@@ -69,9 +68,9 @@ pub enum Hand {
     /// [`super::session::Session::on_answer`] before anything else (a line, a timer, the
     /// end). A client that waits for the reply does not keep its reader waiting too.
     Later,
-    /// The answer may end the connection (a refusal of the last attempt, which the session
-    /// words): the reader waits for it and gives it to
-    /// [`super::session::Session::on_answer`] at once.
+    /// The answer may end the connection (a refusal of the last attempt): the reader waits
+    /// for it and gives it to [`super::session::Session::on_answer`] at once, so that it
+    /// closes as soon as the hub's last lines are queued.
     Wait,
 }
 
@@ -97,10 +96,10 @@ pub enum Answer {
         /// It was held for this address.
         welcome_back: bool,
     },
-    /// The nickname (given back, as spelled) is taken or held for another address. The
-    /// hub has sent the counted `-ERR [IN-USE]`, unless this was the last attempt: the
-    /// session words that one as it closes.
-    InUse(Nick),
+    /// The nickname is taken or held for another address: a failed attempt, which the
+    /// hub has logged and replied to (the counted `-ERR [IN-USE]`, and the `cquit` after
+    /// the last).
+    InUse,
     /// Renamed; the hub has sent the `+OK`.
     Renamed(Nick),
     /// Not renamed; the hub has sent the `-ERR`.

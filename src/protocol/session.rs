@@ -294,19 +294,37 @@ impl Session {
             return Step::Reply(reply::err(code, text));
         }
         let attempt = self.attempt();
+        let lines = failed_attempt(&self.tag, code, text, attempt);
+        self.count_failed(lines)
+    }
+
+    /// Counts a failed attempt whose audit line is written and whose `lines` are given
+    /// (none if the hub sent them): NEGOTIATING stays, or after the last one moves to
+    /// ABORTED and the connection closes.
+    fn count_failed(&mut self, lines: String) -> Step {
+        let last = self.attempt().is_last();
         self.failed_attempts += 1;
-        if attempt.is_last() {
-            let Attempt { n, max } = attempt;
-            self.set_state(
-                Event::MaxRetriesExceeded,
-                format_args!(" cause=[{code}] attempt {n} of {max}"),
-            );
-            let cause = Cause::TooManyAttempts;
-            let lines =
-                reply::failed_attempt(code, text, n, max) + &cause.cquit_line().unwrap_or_default();
-            return Step::Close(Closing { lines, cause });
+        if !last {
+            return if lines.is_empty() {
+                Step::Nothing
+            } else {
+                Step::Reply(lines)
+            };
         }
-        Step::Reply(refused_attempt(&self.tag, code, text, attempt))
+        self.move_logged(Event::MaxRetriesExceeded);
+        Step::Close(Closing {
+            lines,
+            cause: Cause::TooManyAttempts,
+        })
+    }
+
+    /// Moves on `event` whose audit line is already written (by [`log_registration`] or
+    /// [`failed_attempt`], which the hub calls too).
+    fn move_logged(&mut self, event: Event) {
+        match fsm::next_state(self.state, event) {
+            Ok(to) => self.state = to,
+            Err(e) => log::error!("{} BUG: {e}", self.tag),
+        }
     }
 
     /// What the next failed attempt in NEGOTIATING would be.
@@ -426,10 +444,7 @@ impl Session {
     /// The hub logged the transition already, where it happened ([`log_registration`]):
     /// the state moves here without a second line.
     fn on_registered(&mut self, nick: Nick) {
-        match fsm::next_state(self.state, Event::CredentialsValidated) {
-            Ok(to) => self.state = to,
-            Err(e) => log::error!("{} BUG: {e}", self.tag),
-        }
+        self.move_logged(Event::CredentialsValidated);
         self.nick = Some(nick);
     }
 
@@ -443,7 +458,7 @@ impl Session {
                 self.on_registered(nick);
                 Step::Nothing
             }
-            Answer::InUse(nick) => self.on_register_refused(&nick),
+            Answer::InUse => self.on_register_refused(),
             Answer::Renamed(nick) => {
                 self.on_renamed(nick);
                 Step::Nothing
@@ -452,15 +467,11 @@ impl Session {
         }
     }
 
-    /// The hub refused the nickname: it is in use or held for another address. Unless
-    /// this was the last attempt, the hub has logged the refusal and replied
-    /// ([`refused_attempt`]); the session counts it.
-    fn on_register_refused(&mut self, nick: &Nick) -> Step {
-        if self.attempt().is_last() {
-            return self.refuse(Code::InUse, reply::in_use_text(nick.as_str()));
-        }
-        self.failed_attempts += 1;
-        Step::Nothing
+    /// The hub refused the nickname: it is in use or held for another address. The hub
+    /// has logged the failed attempt and replied ([`failed_attempt`]); the session counts
+    /// it, and closes after the last.
+    fn on_register_refused(&mut self) -> Step {
+        self.count_failed(String::new())
     }
 
     /// The hub renamed the client.
@@ -542,21 +553,31 @@ pub fn log_registration(tag: &Tag, nick: &Nick, welcome_back: bool) {
     );
 }
 
-/// A failed attempt in NEGOTIATING that is not the last (§6): writes its audit line
-/// (`NEGOTIATING -> NEGOTIATING on invalid_credentials cause=[CODE] attempt n of max`) and
-/// returns the `-ERR` line. The session calls it for the refusals it decides; the hub for
-/// a name in use, which it replies to before the session learns of it ([`super::request::Hand::Later`]),
-/// so that the log is causal as for a registration ([`log_registration`]).
-pub fn refused_attempt(tag: &Tag, code: Code, text: impl fmt::Display, attempt: Attempt) -> String {
+/// A failed attempt in NEGOTIATING (§6): writes its audit line (`NEGOTIATING ->
+/// NEGOTIATING on invalid_credentials`, or `-> ABORTED on max_retries_exceeded` for the
+/// last, with `cause=[CODE] attempt n of max`) and returns its lines: the counted `-ERR`,
+/// and the `cquit` after the last. The session calls it for the refusals it decides; the
+/// hub for a name in use, which it replies to before the session learns of it (so that
+/// the log is causal, as for a registration: [`log_registration`]).
+pub fn failed_attempt(tag: &Tag, code: Code, text: impl fmt::Display, attempt: Attempt) -> String {
     let Attempt { n, max } = attempt;
+    let event = if attempt.is_last() {
+        Event::MaxRetriesExceeded
+    } else {
+        Event::InvalidCredentials
+    };
     log_transition(
         log::Level::Info,
         tag,
         State::Negotiating,
-        Event::InvalidCredentials,
+        event,
         format_args!(" cause=[{code}] attempt {n} of {max}"),
     );
-    reply::failed_attempt(code, text, n, max)
+    let lines = reply::failed_attempt(code, text, n, max);
+    match attempt.is_last() {
+        true => lines + &Cause::TooManyAttempts.cquit_line().unwrap_or_default(),
+        false => lines,
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ fn refusals_and_negotiating_clients_are_not_events() {
     f.notif(1, true);
     alice.lines();
     f.connect(2, HERE);
-    assert_eq!(f.register(2, "alice"), Answer::InUse(nick("alice")));
+    assert_eq!(f.register(2, "alice"), Answer::InUse);
     f.quit(2);
     f.join(3, "bob");
     assert_eq!(f.rename(3, "alice"), Answer::NotRenamed);

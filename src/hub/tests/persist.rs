@@ -119,7 +119,7 @@ fn restored_names_are_welcomed_back_and_receipts_reach_the_restored_sender() {
     let (mut f, _saver) = hub_saving(&path, holds, 1 << 20);
     // Another address: IN-USE.
     f.connect(1, THERE);
-    assert_eq!(f.register(1, "alice"), Answer::InUse(nick("alice")));
+    assert_eq!(f.register(1, "alice"), Answer::InUse);
     let (_, lines) = come_back(&mut f, 2, "alice");
     assert_eq!(
         lines,

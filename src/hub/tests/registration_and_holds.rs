@@ -14,7 +14,7 @@ fn a_connected_name_is_in_use_whatever_its_case() {
     let mut f = hub();
     f.join(1, "alice");
     let out = f.connect(2, HERE);
-    assert_eq!(f.register(2, "ALICE"), Answer::InUse(nick("ALICE")));
+    assert_eq!(f.register(2, "ALICE"), Answer::InUse);
     // The hub replies (the session learns of the refusal later), with the attempt count.
     assert_eq!(
         out.lines(),
@@ -23,14 +23,20 @@ fn a_connected_name_is_in_use_whatever_its_case() {
 }
 
 #[test]
-fn the_last_attempt_is_refused_by_the_session_not_the_hub() {
+fn the_last_attempt_is_refused_with_the_cquit_that_follows() {
     let mut f = hub();
     f.join(1, "alice");
     let out = f.connect(2, HERE);
     let last = f.register_attempt(2, "alice", Attempt { n: 3, max: 3 });
-    assert_eq!(last, Answer::InUse(nick("alice")));
-    // The session words it, with the cquit that follows: the hub sends nothing.
-    assert!(out.lines().is_empty());
+    assert_eq!(last, Answer::InUse);
+    // The session closes once it has the answer: the hub sends its last lines.
+    assert_eq!(
+        out.lines(),
+        [
+            "-ERR [IN-USE] alice is already taken by another client (attempt 3 of 3)",
+            "cquit too many failed attempts"
+        ]
+    );
 }
 
 #[test]
@@ -55,7 +61,7 @@ fn a_held_name_is_in_use_for_another_address() {
     f.join(1, "alice");
     f.quit(1);
     let out = f.connect(2, THERE);
-    assert_eq!(f.register(2, "Alice"), Answer::InUse(nick("Alice")));
+    assert_eq!(f.register(2, "Alice"), Answer::InUse);
     assert_eq!(
         out.lines(),
         ["-ERR [IN-USE] Alice is already taken by another client (attempt 1 of 3)"]
@@ -92,8 +98,8 @@ fn holds_are_bounded_and_the_oldest_is_dropped() {
     }
     f.connect(4, THERE);
     assert_eq!(f.register(4, "a1"), registered("a1", false));
-    assert_eq!(f.register(4, "b2"), Answer::InUse(nick("b2")));
-    assert_eq!(f.register(4, "c3"), Answer::InUse(nick("c3")));
+    assert_eq!(f.register(4, "b2"), Answer::InUse);
+    assert_eq!(f.register(4, "c3"), Answer::InUse);
 }
 
 #[test]
@@ -124,7 +130,7 @@ fn cname_renames_and_frees_the_old_name() {
     f.connect(2, HERE);
     assert_eq!(f.register(2, "alice"), registered("alice", false));
     f.connect(3, HERE);
-    assert_eq!(f.register(3, "BOB"), Answer::InUse(nick("BOB")));
+    assert_eq!(f.register(3, "BOB"), Answer::InUse);
 }
 
 #[test]
@@ -137,7 +143,7 @@ fn cname_to_a_name_in_use_is_refused_by_the_hub() {
     );
     // Still alice.
     f.connect(3, HERE);
-    assert_eq!(f.register(3, "alice"), Answer::InUse(nick("alice")));
+    assert_eq!(f.register(3, "alice"), Answer::InUse);
 }
 
 #[test]
@@ -147,7 +153,7 @@ fn cname_may_change_the_case_only() {
     assert_eq!(f.rename(1, "ALICE"), Answer::Renamed(nick("ALICE")));
     assert_eq!(out.lines(), ["+OK name changed from alice to ALICE"]);
     f.connect(2, HERE);
-    assert_eq!(f.register(2, "Alice"), Answer::InUse(nick("Alice")));
+    assert_eq!(f.register(2, "Alice"), Answer::InUse);
 }
 
 #[test]

@@ -229,7 +229,7 @@ fn another_address_is_refused_and_the_mailbox_kept() {
     f.chat(1, "chatm bob alice hi");
     f.quit(2);
     f.connect(3, THERE);
-    assert_eq!(f.register(3, "alice"), Answer::InUse(nick("alice")));
+    assert_eq!(f.register(3, "alice"), Answer::InUse);
     let (_, lines) = come_back(&mut f, 4, "alice");
     assert_eq!(
         lines,

@@ -85,36 +85,46 @@ mod negotiating {
     #[test]
     fn in_use_from_the_hub_is_a_counted_attempt() {
         let mut s = session_negotiating();
-        let nick = Nick::parse("bob").unwrap();
-        // The hub replied to the first two itself (Hand::Later): the session counts them.
+        // The hub replied to each itself (the lines of the last one included): the
+        // session counts them; the first two are handed over Hand::Later.
         for n in 1..=2 {
-            let Step::Hub(Request::Register { attempt, .. }) = s.on_line("uname bob") else {
+            let Step::Hub(request) = s.on_line("uname bob") else {
                 panic!("uname must ask the hub")
             };
+            let Request::Register { attempt, .. } = request else {
+                panic!("uname registers")
+            };
             assert_eq!(attempt, Attempt { n, max: 3 });
-            assert_eq!(
-                Request::Register {
-                    nick: nick.clone(),
-                    attempt
-                }
-                .hand(),
-                Hand::Later
-            );
-            assert_eq!(s.on_answer(Answer::InUse(nick.clone())), Step::Nothing);
+            assert_eq!(request.hand(), Hand::Later);
+            assert_eq!(s.on_answer(Answer::InUse), Step::Nothing);
             assert_eq!(s.state(), State::Negotiating);
         }
-        // The last one is waited for, and refused by the session as it closes.
+        // The last one is waited for, and closes with nothing more to send.
         let Step::Hub(request) = s.on_line("uname bob") else {
             panic!("uname must ask the hub")
         };
         assert_eq!(request.hand(), Hand::Wait);
-        let c = closing(s.on_answer(Answer::InUse(nick)));
+        let c = closing(s.on_answer(Answer::InUse));
+        assert_eq!(c.lines, "");
+        assert_eq!(c.cause, Cause::TooManyAttempts);
+        assert_eq!(s.state(), State::Aborted);
+    }
+
+    /// The hub words a name in use with the same function the session uses for the
+    /// refusals it decides: the counted `-ERR`, and the `cquit` after the last.
+    #[test]
+    fn a_failed_attempt_is_worded_once() {
+        let tag: Tag = "conn=0 peer=test".into();
+        let text = reply::in_use_text("bob");
         assert_eq!(
-            c.lines,
+            failed_attempt(&tag, Code::InUse, &text, Attempt { n: 1, max: 3 }),
+            "-ERR [IN-USE] bob is already taken by another client (attempt 1 of 3)\r\n"
+        );
+        assert_eq!(
+            failed_attempt(&tag, Code::InUse, &text, Attempt { n: 3, max: 3 }),
             "-ERR [IN-USE] bob is already taken by another client (attempt 3 of 3)\r\n\
              cquit too many failed attempts\r\n"
         );
-        assert_eq!(s.state(), State::Aborted);
     }
 
     /// While the answer to a `uname` is awaited, no timer fires: the reader is to be
@@ -690,8 +700,8 @@ mod properties {
                             s.on_answer(Answer::Registered { nick: nick.clone(), welcome_back: false });
                             prop_assert_eq!(s.state(), State::Established);
                         } else {
-                            match s.on_answer(Answer::InUse(nick.clone())) {
-                                // The hub replied the counted -ERR itself.
+                            match s.on_answer(Answer::InUse) {
+                                // The hub replied the counted -ERR (and cquit) itself.
                                 Step::Nothing => {
                                     prop_assert!(!attempt.is_last());
                                     failed += 1;

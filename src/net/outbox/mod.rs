@@ -35,8 +35,8 @@
 //! clients, one send per client per burst, and never waits. The reader writes on its own
 //! thread what it has to write or would only wait for anyway ([`Outbox::push_here`],
 //! [`Outbox::claim`]): the greeting, its pings, the hub's reply to a last-attempt `uname`,
-//! and the last lines and FIN. A close the hub queues (a shutdown, an abort) goes to a
-//! writer thread, which sends the FIN after the last lines. A client that connects,
+//! and the last lines and FIN. A close the hub queues at a shutdown goes to a writer
+//! thread, which sends the FIN after the last lines; an abort needs none. A client that connects,
 //! registers, idles and quits never needs a writer thread. The same `write` serves both,
 //! so the slow-consumer rule is the same.
 //! The socket stays blocking (its reader shares it): the writer's sends are
@@ -391,11 +391,17 @@ impl Output for Outbox {
     }
 
     /// Ends the connection at once for `cause` (a slow consumer): the socket is cut, so
-    /// nothing more can be written, and whatever waits is dropped.
+    /// nothing more can be written, and whatever waits is dropped. With nobody draining
+    /// the queue the close is done here: no writer is started to send a FIN on a socket
+    /// already cut.
     fn abort(&self, cause: Cause) {
         self.0.shared.set_end(cause);
         self.0.shared.cut();
         let mut q = self.0.queue.lock();
+        if q.state.drain() == Drain::Nobody {
+            self.0.failed_close(&mut q);
+            return;
+        }
         q.buf = Vec::new();
         self.0.close(&mut q);
         self.wake(q);

@@ -157,9 +157,9 @@ impl Inner {
         q.buf.is_empty() && !q.state.closing()
     }
 
-    /// A write failed (its cause is recorded, the connection cut): nothing more is
-    /// written, and whoever waits for the close goes on.
-    fn failed_close(&self, q: &mut Queue) {
+    /// A write failed or the connection was aborted (its cause is recorded, the socket
+    /// cut): nothing more is written, and whoever waits for the close goes on.
+    pub(super) fn failed_close(&self, q: &mut Queue) {
         q.buf = Vec::new();
         self.close(q);
         self.finish(q);

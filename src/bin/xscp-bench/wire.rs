@@ -4,6 +4,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
+use xscp::protocol::reply;
 
 /// A read buffer that yields complete lines in place (no allocation per line).
 pub struct LineBuf {
@@ -103,7 +104,7 @@ pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String>
 
 pub fn expect_greeting(stream: &mut TcpStream, lb: &mut LineBuf) -> Result<(), String> {
     let l = read_line(stream, lb).map_err(|e| format!("greeting: {e}"))?;
-    if l.starts_with("+OK xscp/1 ready") {
+    if l.starts_with(reply::GREETING.trim_end()) {
         Ok(())
     } else {
         Err(format!("unexpected greeting: {l}"))
@@ -122,13 +123,20 @@ pub fn expect_registered(
     name: &str,
 ) -> Result<(), String> {
     let l = read_line(stream, lb).map_err(|e| format!("uname {name}: {e}"))?;
-    match parse_welcome(&l, name) {
-        Some(_) => Ok(()),
-        None => Err(format!("uname {name} refused: {l}")),
+    if registered_alone(&l, name) {
+        Ok(())
+    } else {
+        Err(format!("uname {name} refused: {l}"))
     }
 }
 
-/// The answer to `uname <name>` of a returning client: `None` if it is not a welcome;
+/// Whether `line` registers `name` with nothing to read after it: `+OK you are`, or a
+/// welcome back whose mailbox holds nothing (a replay would follow it otherwise).
+pub fn registered_alone(line: &str, name: &str) -> bool {
+    matches!(parse_welcome(line, name), Some(None | Some((0, _))))
+}
+
+/// The answer to `uname <name>`: `None` if it is not a welcome;
 /// `Some(None)` for `+OK you are <name>`; `Some(Some((held, lost)))` for `+OK welcome back
 /// <name>` (with `(<n> held, <m> lost)` or without, which is none of either).
 pub fn parse_welcome(line: &str, name: &str) -> Option<Option<(u64, u64)>> {
@@ -275,17 +283,31 @@ impl std::fmt::Write for StrBuf<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn welcome_lines() {
-        assert_eq!(parse_welcome("+OK you are bob", "bob"), Some(None));
+        let line = |reply: String| reply.trim_end().to_string();
         assert_eq!(
-            parse_welcome("+OK welcome back bob", "bob"),
+            parse_welcome(&line(reply::you_are("bob")), "bob"),
+            Some(None)
+        );
+        assert_eq!(
+            parse_welcome(&line(reply::welcome_back("bob", 0, 0)), "bob"),
             Some(Some((0, 0)))
         );
         assert_eq!(
-            parse_welcome("+OK welcome back bob (12 held, 3 lost)", "bob"),
+            parse_welcome(&line(reply::welcome_back("bob", 12, 3)), "bob"),
             Some(Some((12, 3)))
         );
+        assert!(registered_alone(
+            &line(reply::welcome_back("bob", 0, 3)),
+            "bob"
+        ));
+        assert!(!registered_alone(
+            &line(reply::welcome_back("bob", 1, 0)),
+            "bob"
+        ));
         assert_eq!(parse_welcome("+OK welcome back bobby", "bob"), None);
         assert_eq!(
             parse_welcome("+OK welcome back bob (x held, 3 lost)", "bob"),
@@ -300,8 +322,6 @@ mod tests {
             None
         );
     }
-
-    use super::*;
 
     #[test]
     fn find_byte_matches_position() {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use xscp::protocol::reply;
 use xscp::sys;
 
 use crate::options::Opts;
@@ -401,7 +402,7 @@ fn sender(
             Err(e) => return Err(format!("{me}: read failed: {e}")),
         }
         while let Some(line) = lb.next_line() {
-            let answer = if line == b"+OK message relayed" {
+            let answer = if line == reply::RELAYED.trim_end().as_bytes() {
                 Some(Ok(false))
             } else if line == held.as_bytes() {
                 Some(Ok(true))

@@ -9,10 +9,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::conn::SConn;
-use super::context::{RELAYED, Soak, UTF8_TEXT};
+use super::context::{Soak, UTF8_TEXT};
 use crate::stats::{Errors, Hist, Merge};
 use crate::traffic::ns_since;
 use crate::wire::{StrBuf, is_timeout, parse_u64, push_pong, push_receipt, show};
+use xscp::protocol::reply;
 
 #[derive(Default)]
 pub struct ChatOutcome {
@@ -277,7 +278,7 @@ fn chatter_run(
                         format!("chatter: unexpected chatm: {}", show(line)),
                     );
                 }
-            } else if line == RELAYED {
+            } else if line == reply::RELAYED.trim_end().as_bytes() {
                 match exp.pop_front() {
                     Some(Expect::Direct) => direct_acked += 1,
                     Some(Expect::Broadcast) => {}

@@ -3,8 +3,9 @@
 use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 
-use super::context::{QUIT_OK, Soak};
-use crate::wire::{LineBuf, connect, is_timeout, parse_welcome, show};
+use super::context::Soak;
+use crate::wire::{LineBuf, connect, is_timeout, registered_alone, show};
+use xscp::protocol::reply;
 
 /// One soak connection, with blocking reads and writes bounded by `--timeout`.
 pub struct SConn {
@@ -25,7 +26,7 @@ impl SConn {
             what,
         };
         let g = c.line(ctx)?;
-        if !g.starts_with("+OK xscp/1 ready") {
+        if !g.starts_with(reply::GREETING.trim_end()) {
             return Err(format!(
                 "{what}: unexpected greeting: {}",
                 show(g.as_bytes())
@@ -39,7 +40,7 @@ impl SConn {
         let mut c = SConn::open(ctx, what)?;
         c.send(format!("uname {name}\r\n").as_bytes())?;
         let l = c.line(ctx)?;
-        if parse_welcome(&l, name).is_some() {
+        if registered_alone(&l, name) {
             Ok(c)
         } else {
             Err(format!("{what}: uname refused: {}", show(l.as_bytes())))
@@ -136,7 +137,7 @@ impl SConn {
     /// `cquit`, its answer, the orderly close.
     pub fn quit(mut self, ctx: &Soak) -> Result<(), String> {
         self.send(b"cquit\r\n")?;
-        self.expect(ctx, QUIT_OK)?;
+        self.expect(ctx, reply::QUIT_OK.trim_end())?;
         self.expect_close(ctx)
     }
 }

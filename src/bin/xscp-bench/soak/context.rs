@@ -44,9 +44,6 @@ pub struct Soak {
 
 /// Free text with non-ASCII UTF-8 that some chatm carry; it must arrive byte for byte.
 pub const UTF8_TEXT: &str = "héllo wörld ✓ ∑ 日本";
-pub const QUIT_OK: &str = "+OK terminating tasks and disconnecting";
-pub const RELAYED: &[u8] = b"+OK message relayed";
-pub const VIOLATION: &str = "cquit protocol violation";
 
 impl Soak {
     pub fn chatter_name(&self, i: usize) -> String {

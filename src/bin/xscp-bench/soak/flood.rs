@@ -7,9 +7,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::conn::SConn;
-use super::context::{RELAYED, Soak};
+use super::context::Soak;
 use crate::stats::{Errors, Merge};
 use crate::wire::{StrBuf, base36, find_byte, is_timeout, parse_u64, push_pong, show};
+use xscp::protocol::reply;
 
 #[derive(Default)]
 pub struct FloodOutcome {
@@ -142,12 +143,12 @@ fn flood_cycle(
             Err(e) => return Err(format!("flooder: read failed: {e}")),
         }
         while let Some(line) = f.lb.next_line() {
-            if line == RELAYED || line == nosuch.as_bytes() {
+            if line == reply::RELAYED.trim_end().as_bytes() || line == nosuch.as_bytes() {
                 if in_flight == 0 {
                     return Err(format!("flooder: answer for nothing sent: {}", show(line)));
                 }
                 in_flight -= 1;
-                if line == RELAYED {
+                if line == reply::RELAYED.trim_end().as_bytes() {
                     relayed += 1;
                     if dropped_at.is_some() {
                         ctx.error(
@@ -177,7 +178,7 @@ fn flood_cycle(
     }
     // The flooder still works: a message to itself, its receipt, a ping.
     f.send(format!("chatm {name} {name} alive {n}\r\n").as_bytes())?;
-    f.expect(ctx, "+OK message relayed")?;
+    f.expect(ctx, reply::RELAYED.trim_end())?;
     f.expect(ctx, &format!("chatm {name} {name} alive {n}"))?;
     f.send(format!("chatr {name} {name}\r\nping f{n}\r\n").as_bytes())?;
     f.expect(ctx, &format!("chatr {name} {name}"))?;

@@ -8,10 +8,11 @@ use std::time::Duration;
 use xscp::protocol::framing::{MAX_PDU, is_control};
 
 use super::conn::SConn;
-use super::context::{Soak, VIOLATION};
+use super::context::Soak;
 use crate::rng::Rng;
 use crate::stats::{Errors, Merge};
 use crate::wire::{base36, show};
+use xscp::protocol::reply;
 
 pub const GARBAGE_CASES: [&str; 16] = [
     "random bytes/NEGOTIATING",
@@ -109,7 +110,7 @@ pub fn violation(
     p.extend_from_slice(b"\r\nping after\r\n");
     send_split(&mut c, rng, &p)?;
     c.expect(ctx, err)?;
-    c.expect(ctx, VIOLATION)?;
+    c.expect(ctx, reply::cquit(reply::PROTOCOL_VIOLATION).trim_end())?;
     c.expect_close(ctx)
 }
 
@@ -167,7 +168,7 @@ fn garbage_case(ctx: &Soak, rng: &mut Rng, case: usize, name: &str) -> Result<()
             let text = rng.letters(MAX_PDU - head.len());
             let line = format!("{head}{text}");
             c.send(format!("{line}\r\n").as_bytes())?;
-            c.expect(ctx, "+OK message relayed")?;
+            c.expect(ctx, reply::RELAYED.trim_end())?;
             c.expect(ctx, &line)?;
             let p = format!("{line}x");
             violation(ctx, c, rng, p.as_bytes(), &too_long())
@@ -332,7 +333,7 @@ fn garbage_case(ctx: &Soak, rng: &mut Rng, case: usize, name: &str) -> Result<()
                 ));
             }
             c.expect(ctx, &format!("-ERR [PDU] control byte 0x{b:02X} in line"))?;
-            c.expect(ctx, VIOLATION)?;
+            c.expect(ctx, reply::cquit(reply::PROTOCOL_VIOLATION).trim_end())?;
             c.expect_close(ctx)
         }
     }

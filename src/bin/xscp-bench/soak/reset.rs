@@ -6,6 +6,7 @@ use super::conn::SConn;
 use super::context::Soak;
 use crate::stats::{Errors, Merge};
 use crate::wire::{base36, connect};
+use xscp::protocol::reply;
 use xscp::sys;
 
 pub const RESET_KINDS: [&str; 6] = [
@@ -91,7 +92,7 @@ fn reset_cycle(
             let mut a = SConn::registered(ctx, "resetter", &name)?;
             let mut b = SConn::registered(ctx, "resetter (receiver)", &other)?;
             a.send(format!("chatm {name} {other} hello {n}\r\n").as_bytes())?;
-            a.expect(ctx, "+OK message relayed")?;
+            a.expect(ctx, reply::RELAYED.trim_end())?;
             sys::reset(a.s)?;
             count(o);
             b.expect(ctx, &format!("chatm {name} {other} hello {n}"))?;

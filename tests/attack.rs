@@ -3,7 +3,9 @@
 //! for its `uname`; holds are bounded per address first; `--mailbox-total` bounds memory;
 //! honest receipts are never refused; a shutdown counts what it discards.
 
-use crate::harness::{BYE, GREETING, Server, come_back, hold, hold_from, leave, proc_status, x40};
+use crate::harness::{
+    BYE, Server, come_back, come_back_from, hold, hold_from, leave, proc_status, x40,
+};
 
 /// §5.8 "A refused line changes nothing": near `--mailbox-total`, a `chatm` refused
 /// `FULL` for the recipient's own `--mailbox` discards no other mailbox to make room.
@@ -111,21 +113,15 @@ fn holds_from_another_address_cannot_push_a_hold_out() {
     for i in 0..HOLDS {
         // `cquit` and end of stream: the hub has handled the departure (and made the hold)
         // before the next registration reaches it.
-        let mut c = server.connect_from("127.0.0.2");
-        c.expect(GREETING);
-        c.send(&format!("uname h{i}"));
-        c.expect(&format!("+OK you are h{i}"));
+        let mut c = server.register_from("127.0.0.2", &format!("h{i}"));
         c.send("cquit");
         c.expect_close(&[BYE]);
     }
-    let mut mal = server.connect_from("127.0.0.2");
-    mal.expect(GREETING);
-    mal.send("uname vic");
+    let mut mal = come_back_from(&server, "127.0.0.2", "vic");
     mal.expect("-ERR [IN-USE] vic is already taken by another client (attempt 1 of 3)");
     // The attacker's own newest holds are still there; its oldest went first (logged,
     // with its mailbox counts).
-    let mut here = server.connect().greeted();
-    here.send(&format!("uname h{}", HOLDS - 1));
+    let mut here = come_back(&server, &format!("h{}", HOLDS - 1));
     here.expect(&format!(
         "-ERR [IN-USE] h{} is already taken by another client (attempt 1 of 3)",
         HOLDS - 1

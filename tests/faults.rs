@@ -15,8 +15,8 @@ use std::sync::mpsc;
 use std::thread;
 
 use crate::harness::{
-    BYE, Client, GREETING, PROC_WAIT, Server, WAIT, any_conn_closed, flood_until_dropped,
-    poll_until, proc_status, read_lines_lenient, thread_names,
+    BYE, Client, GREETING, PROC_WAIT, Server, WAIT, any_conn_closed, come_back_from,
+    flood_until_dropped, poll_until, proc_status, read_lines_lenient, thread_names,
 };
 
 const RELAYED: &str = "+OK message relayed";
@@ -34,9 +34,7 @@ fn expect_aborted(server: &Server, peer_tag: &str, from: &str, causes: &[&str]) 
 
 /// Connects from `ip` and tries to register `nick`; returns the client and the answer.
 fn try_register_from(server: &Server, ip: &str, nick: &str) -> (Client, String) {
-    let mut c = server.connect_from(ip);
-    c.expect(GREETING);
-    c.send(&format!("uname {nick}"));
+    let mut c = come_back_from(server, ip, nick);
     let answer = c.line();
     (c, answer)
 }

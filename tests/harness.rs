@@ -210,8 +210,7 @@ impl Server {
 
     /// Connects from `ip`, reads the greeting and registers `nick`.
     pub fn register_from(&self, ip: &str, nick: &str) -> Client {
-        let mut c = self.connect_from(ip).greeted();
-        c.send(&format!("uname {nick}"));
+        let mut c = come_back_from(self, ip, nick);
         c.expect(&format!("+OK you are {nick}"));
         c
     }

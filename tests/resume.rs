@@ -4,7 +4,7 @@
 //! the audit lines. Every departure is waited for in the log (the hold line) before the
 //! client comes back; hold expiry is waited for by its log line.
 
-use crate::harness::{Server, come_back, hold, leave, run_xscpd, wait_held, x40};
+use crate::harness::{Server, come_back, come_back_from, hold, leave, run_xscpd, wait_held, x40};
 
 /// The acceptance test: a recipient that resets its connection with 100 unreceipted
 /// messages returns from the same address and gets all 100, in order, right after the
@@ -159,8 +159,7 @@ fn another_address_is_refused_and_the_mailbox_stays() {
     bob.send("chatm bob alice hi");
     bob.expect("+OK message held for alice");
 
-    let mut other = server.connect_from("127.0.0.2").greeted();
-    other.send("uname alice");
+    let mut other = come_back_from(&server, "127.0.0.2", "alice");
     other.expect("-ERR [IN-USE] alice is already taken by another client (attempt 1 of 3)");
     let logged = server.wait_peer_log(&other.peer(), "uname alice: held for 127.0.0.1 for ");
     assert!(logged.contains("s more (until "), "{logged}");
@@ -177,8 +176,7 @@ fn another_address_is_refused_and_the_mailbox_stays() {
 fn in_use_is_logged_with_both_tags() {
     let server = Server::start(&[]);
     let alice = server.register("alice");
-    let mut other = server.connect().greeted();
-    other.send("uname alice");
+    let mut other = come_back(&server, "alice");
     other.expect_prefix("-ERR [IN-USE] alice is already taken by another client");
     let logged = server.wait_peer_log(&other.peer(), "uname alice: in use by ");
     assert!(logged.ends_with(alice.peer().trim_end()), "{logged}");
@@ -203,8 +201,7 @@ fn hold_zero_keeps_nothing() {
     );
     bob.send("chatm bob alice again");
     bob.expect("-ERR [NO-SUCH] no such user alice");
-    let mut again = server.connect().greeted();
-    again.send("uname alice");
+    let mut again = come_back(&server, "alice");
     again.expect("+OK you are alice");
     assert!(again.nothing_pending());
 }

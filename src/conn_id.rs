@@ -24,11 +24,15 @@ impl Tag {
     pub fn new(id: ConnId, peer: SocketAddr) -> Tag {
         // Formatted on the stack: the reader that makes it keeps no freed buffer in its
         // allocator cache for the life of an idle connection.
+        let tag = |out: &mut dyn Write| write!(out, "conn={id} peer={peer}");
         let mut text = StackText::default();
-        match write!(text, "conn={id} peer={peer}") {
-            Ok(()) => Tag::from(text.as_str()),
-            Err(_) => Tag::from(format!("conn={id} peer={peer}").as_str()),
+        if tag(&mut text).is_ok() {
+            return Tag::from(text.as_str());
         }
+        // Past the buffer (no address is that long: see the test), on the heap.
+        let mut text = String::new();
+        let _ = tag(&mut text);
+        Tag::from(text.as_str())
     }
 
     /// The tag as text.

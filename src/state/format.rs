@@ -178,8 +178,9 @@ struct Reading {
     /// Its line in the file.
     line: usize,
     announced: usize,
-    /// The mailbox lines read so far, and their bytes on the wire.
+    /// The mailbox lines read so far.
     found: usize,
+    /// Their bytes on the wire.
     wire: Vec<u8>,
 }
 

@@ -8,18 +8,20 @@
 //! legal, however the senders interleave (§5.8), and a client costs one entry per name
 //! that awaits its receipts, not one per message. The copies are bounded by `--mailbox`.
 //!
-//! Copies live in one byte buffer per client (allocated with the first copy), each a span
+//! Copies live in one byte ring per client (allocated with the first copy), each a span
 //! of it, oldest first, numbered within its sender; past `--mailbox` bytes the oldest is
 //! forgotten and counted as lost, and a receipt that comes for a forgotten copy takes it
-//! off that count (it proves the message delivered). A settled copy in the middle leaves
-//! its bytes behind until the buffer is compacted, which happens once the dead bytes pass
-//! a quarter of the live ones (and [`SLACK`]): amortised, a copy costs its bytes and a
-//! 16-byte span, and no allocation of its own.
+//! off that count (it proves the message delivered). Forgetting or settling the oldest copy
+//! moves no byte: the ring's front moves past it. A settled copy in the middle leaves its
+//! bytes behind until the ring is compacted, which happens once the dead bytes pass a
+//! quarter of the live ones (and [`SLACK`]): amortised, a copy costs its bytes and a 16-byte
+//! span, and no allocation of its own.
 //!
 //! A save (`--state`, xscp(7) §5.9) shares a client's receipts and copies with the saver
 //! rather than copying them ([`Receipts::shared`]): the hub hands them over in constant
 //! time, and a client whose receipts change while the save runs copies its own then.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -29,7 +31,7 @@ use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
 use crate::state::Copies;
 
-/// Dead bytes the copy buffer may hold beyond a quarter of its live ones.
+/// Dead bytes the copy ring may hold beyond a quarter of its live ones.
 const SLACK: usize = 4096;
 
 /// What one client owes one sender name: `next - settled` receipts, for messages sent in
@@ -57,11 +59,13 @@ impl Owing {
     }
 }
 
-/// The copy of one message, in the buffer: where, and its number within its sender
+/// The copy of one message, in the ring: where, and its number within its sender
 /// (the low 32 bits: a sender would need 2^32 messages awaiting receipts from one client
 /// for two copies of it to share a number).
 #[derive(Clone, Copy, Debug)]
 struct Span {
+    /// Its first byte's position: bytes are numbered from the ring's first copy on, so that
+    /// a position stays put while the ring's front moves.
     start: usize,
     len: u32,
     n: u32,
@@ -146,7 +150,7 @@ impl Copies for SharedCopies {
         };
         let mut wire = Vec::with_capacity(owed.bytes);
         for s in &owed.spans {
-            wire.extend_from_slice(owed.line(s));
+            wire.extend_from_slice(&owed.line(s));
         }
         (wire, owed.lost)
     }
@@ -157,8 +161,10 @@ impl Copies for SharedCopies {
 struct Owed {
     /// What is owed, by sender name; a name is removed once nothing from it is owed.
     senders: FastMap<NickKey, Owing>,
-    /// The copies' bytes (live and dead), in relay order.
-    buf: Vec<u8>,
+    /// The copies' bytes (live and dead), in relay order, from the oldest live copy on.
+    ring: VecDeque<u8>,
+    /// The position of the ring's first byte.
+    front: usize,
     /// The live copies, in relay order.
     spans: VecDeque<Span>,
     /// Bytes of live copies.
@@ -192,35 +198,62 @@ impl Owed {
         while self.bytes + line.len() > max {
             self.forget_oldest();
         }
-        if self.buf.len() - self.bytes > self.bytes / 4 + SLACK {
+        if self.ring.len() - self.bytes > self.bytes / 4 + SLACK {
             self.compact();
         }
+        self.grow_for(line.len(), max);
         self.spans.push_back(Span {
-            start: self.buf.len(),
+            start: self.front.wrapping_add(self.ring.len()),
             len,
             n: n as u32,
         });
-        self.buf.extend_from_slice(line);
+        self.ring.extend(line);
         self.bytes += line.len();
     }
 
-    /// The bytes of copy `s`.
-    fn line(&self, s: &Span) -> &[u8] {
-        self.buf
-            .get(s.start..s.start + s.len as usize)
-            .unwrap_or_default()
+    /// Room in the ring for `more` bytes. It doubles as it grows, but never past what the
+    /// bound lets it hold: `max` live bytes, a quarter of them dead and [`SLACK`]. A ring
+    /// comes round through all its capacity, so capacity is memory used.
+    fn grow_for(&mut self, more: usize, max: usize) {
+        let need = self.ring.len() + more;
+        if need > self.ring.capacity() {
+            let most = (max + max / 4 + SLACK).max(need);
+            let size = (2 * self.ring.capacity()).clamp(need, most);
+            self.ring.reserve_exact(size - self.ring.len());
+        }
     }
 
-    /// Moves the live copies to the front of the buffer.
+    /// Where copy `s` begins in the ring.
+    fn offset(&self, s: &Span) -> usize {
+        s.start.wrapping_sub(self.front)
+    }
+
+    /// The bytes of copy `s` (copied only if the ring wraps in the middle of them).
+    fn line(&self, s: &Span) -> Cow<'_, [u8]> {
+        let range = self.offset(s)..self.offset(s) + s.len as usize;
+        let (head, tail) = self.ring.as_slices();
+        if range.end <= head.len() {
+            Cow::Borrowed(head.get(range).unwrap_or_default())
+        } else if range.start >= head.len() {
+            let range = range.start - head.len()..range.end - head.len();
+            Cow::Borrowed(tail.get(range).unwrap_or_default())
+        } else {
+            Cow::Owned(self.ring.range(range).copied().collect())
+        }
+    }
+
+    /// Moves the live copies together, from the ring's front on.
     fn compact(&mut self) {
         let mut end = 0;
-        for s in &mut self.spans {
+        let from: Vec<usize> = self.spans.iter().map(|s| self.offset(s)).collect();
+        let bytes = self.ring.make_contiguous();
+        for (s, from) in self.spans.iter_mut().zip(from) {
             let len = s.len as usize;
-            self.buf.copy_within(s.start..s.start + len, end);
-            s.start = end;
+            bytes.copy_within(from..from + len, end);
+            s.start = self.front.wrapping_add(end);
             end += len;
         }
-        self.buf.truncate(end);
+        self.ring.truncate(end);
     }
 
     fn forget_oldest(&mut self) -> bool {
@@ -229,17 +262,27 @@ impl Owed {
         };
         self.bytes -= s.len as usize;
         self.lost += 1;
-        self.release_if_empty();
+        self.drop_front();
         true
     }
 
-    /// With no copy left, the buffer is emptied (and freed if it grew large).
-    fn release_if_empty(&mut self) {
-        if self.spans.is_empty() {
-            self.buf.clear();
-            if self.buf.capacity() > SLACK {
-                self.buf = Vec::new();
-                self.spans = VecDeque::new();
+    /// After the oldest copy went: the ring's front moves to the next live copy, past the
+    /// dead bytes before it. With no copy left, the ring is emptied (and freed if it grew
+    /// large).
+    fn drop_front(&mut self) {
+        match self.spans.front() {
+            Some(s) => {
+                let dead = self.offset(s);
+                self.ring.drain(..dead);
+                self.front = s.start;
+            }
+            None => {
+                self.front = self.front.wrapping_add(self.ring.len());
+                self.ring.clear();
+                if self.ring.capacity() > SLACK {
+                    self.ring = VecDeque::new();
+                    self.spans = VecDeque::new();
+                }
             }
         }
     }
@@ -268,12 +311,14 @@ impl Owed {
         let i = self
             .spans
             .iter()
-            .position(|s| s.n == n as u32 && sender_of(self.line(s)) == Some(from));
+            .position(|s| s.n == n as u32 && sender_of(&self.line(s)) == Some(from));
         match i {
             Some(i) => {
                 if let Some(s) = self.spans.remove(i) {
                     self.bytes -= s.len as usize;
-                    self.release_if_empty();
+                    if i == 0 {
+                        self.drop_front();
+                    }
                 }
             }
             None => self.lost = self.lost.saturating_sub(1),
@@ -284,13 +329,13 @@ impl Owed {
         let mut mailbox = Mailbox::with_capacity(self.lost, self.spans.len(), self.bytes);
         for s in &self.spans {
             let line = self.line(s);
-            let from = sender_of(line).and_then(|key| {
+            let from = sender_of(&line).and_then(|key| {
                 let owing = self.senders.get(&key)?;
                 // The copy's full number: the first awaiting one whose low bits match.
                 let n = owing.settled + u64::from(s.n.wrapping_sub(owing.settled as u32));
                 Some((key, owing.session_of(n)?))
             });
-            mailbox.keep(line, from);
+            mailbox.keep(&line, from);
         }
         mailbox
     }
@@ -492,8 +537,36 @@ mod tests {
             r.expect(key("bob"), 2, line.as_bytes(), BIG);
             assert_eq!(r.take(key("bob")), Some(2));
         }
-        assert!(owed(&r).buf.len() <= 2 * SLACK, "{}", owed(&r).buf.len());
+        assert!(owed(&r).ring.len() <= 2 * SLACK, "{}", owed(&r).ring.len());
         assert_eq!(copies(r), [("chatm alice carol keep".to_string(), Some(1))]);
+    }
+
+    /// Copies forgotten or settled oldest first leave no dead byte behind (the ring's front
+    /// moves past them; nothing is compacted), and the ring never holds more than the bound
+    /// lets it use, however long it runs.
+    #[test]
+    fn the_oldest_copies_go_without_a_trace_and_the_ring_stays_bounded() {
+        const MAX: usize = 64 * 1024;
+        let mut r = Receipts::default();
+        for i in 0..100_000 {
+            let line = format!("chatm alice bob {i}\r\n");
+            r.expect(key("alice"), 1, line.as_bytes(), MAX);
+            if i % 3 == 0 {
+                assert_eq!(r.take(key("alice")), Some(1));
+            }
+            let o = owed(&r);
+            assert_eq!(o.ring.len(), o.bytes, "dead bytes after {i} lines");
+            assert!(
+                o.ring.capacity() <= MAX + MAX / 4 + SLACK,
+                "{}",
+                o.ring.capacity()
+            );
+        }
+        let kept = copies(r);
+        assert_eq!(
+            kept.last().map(|c| c.0.as_str()),
+            Some("chatm alice bob 99999")
+        );
     }
 
     /// A model of the copies: what is owed per sender, and the live copies in relay order
@@ -542,12 +615,12 @@ mod tests {
                         }
                     }
                 }
-                let kept: Vec<&[u8]> = r
+                let kept: Vec<Vec<u8>> = r
                     .0
                     .as_deref()
-                    .map(|o| o.spans.iter().map(|s| o.line(s)).collect())
+                    .map(|o| o.spans.iter().map(|s| o.line(s).into_owned()).collect())
                     .unwrap_or_default();
-                let model: Vec<&[u8]> = m.live.iter().map(|c| c.2.as_slice()).collect();
+                let model: Vec<Vec<u8>> = m.live.iter().map(|c| c.2.clone()).collect();
                 proptest::prop_assert_eq!(kept, model);
                 proptest::prop_assert_eq!(r.counts(), (m.live.len(), m.lost));
             }
@@ -574,6 +647,6 @@ mod tests {
         for _ in 0..1000 {
             r.take(key("alice"));
         }
-        assert_eq!(owed(&r).buf.capacity(), 0);
+        assert_eq!(owed(&r).ring.capacity(), 0);
     }
 }

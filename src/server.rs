@@ -95,6 +95,10 @@ impl Server {
         });
         let (hub_tx, hub_rx) = bounded(HUB_QUEUE);
         let mut hub = Hub::new(c.hub());
+        match crate::net::outbox::helper::start() {
+            Ok(helper) => hub = hub.with_helper(helper),
+            Err(e) => log::warn!("cannot start the fanout helper ({e}): the hub writes alone"),
+        }
         // --state (§5.9): the holds of the last run come back, and a saver writes the file.
         let mut saver = None;
         if let Some(path) = &c.state {

@@ -772,3 +772,54 @@ fn relayed_ok_precedes_its_receipt_under_pipelining() {
     assert!(bob.nothing_pending());
     assert!(alice.nothing_pending());
 }
+
+/// §5.5 chatm, Order, with many recipients: a broadcast that reaches more clients than the
+/// hub writes alone (its `xscp-fanout` helper writes half of their queues) reaches each
+/// other client exactly once, each sender's messages in order, with several senders
+/// pipelining at once.
+#[test]
+fn broadcasts_to_many_clients_arrive_once_and_in_order() {
+    const CLIENTS: usize = 80;
+    const SENDERS: usize = 4;
+    const LINES: usize = 50;
+    let server = Server::start(&["--max-per-ip", "0"]);
+    let mut clients: Vec<Client> = (0..CLIENTS)
+        .map(|i| server.register(&format!("c{i}")))
+        .collect();
+    let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("/proc");
+    let helper = threads
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .any(|name| name.trim() == "xscp-fanout");
+    // (Started before the hub, which has registered the clients.)
+    assert!(helper, "the server runs its fanout helper");
+    for (s, sender) in clients.iter_mut().take(SENDERS).enumerate() {
+        let batch: String = (0..LINES)
+            .map(|n| format!("chatm c{s} * m{n}\r\n"))
+            .collect();
+        sender.send_raw(batch.as_bytes());
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let mine = if i < SENDERS { LINES } else { 0 };
+        let others = if i < SENDERS { SENDERS - 1 } else { SENDERS };
+        let (mut oks, mut next) = (0, [0; SENDERS]);
+        for _ in 0..mine + others * LINES {
+            let line = c.line();
+            if line == "+OK message relayed" {
+                oks += 1;
+                continue;
+            }
+            let fields: Vec<&str> = line.split(' ').collect();
+            let (from, n) = match fields[..] {
+                ["chatm", from, "*", n] => (from, n),
+                _ => panic!("c{i}: unexpected line {line:?}"),
+            };
+            let s: usize = from[1..].parse().expect("sender number");
+            assert!(s < SENDERS && s != i, "c{i}: {line:?}");
+            assert_eq!(n, format!("m{}", next[s]), "c{i}: from {from} out of order");
+            next[s] += 1;
+        }
+        assert_eq!(oks, mine, "c{i}");
+        assert!(c.nothing_pending(), "c{i}: more than each message once");
+    }
+}

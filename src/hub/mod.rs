@@ -165,6 +165,16 @@ struct Client<O> {
 /// holds `WAKE_BYTES`), so that output never waits long for its writer.
 const WAKE_BATCH: usize = 4096;
 
+/// A burst that gave output to at least this many clients (a broadcast, nearly always)
+/// shares its writing: the hub's [`Helper`] writes half of the queues while the hub writes
+/// the other half, so that a fan-out's system calls use both cores.
+pub const SHARE_WAKES: usize = 64;
+
+/// Writes, on another thread, the queues the hub hands over ([`Output::wake_now`] on each);
+/// gives them back if it is still busy with earlier ones, and the hub writes them itself.
+/// The hub never waits for it.
+pub type Helper<O> = Box<dyn FnMut(Vec<O>) -> Result<(), Vec<O>> + Send>;
+
 /// The hub's state. Run it with [`Hub::run`] on its own thread.
 pub struct Hub<O> {
     clients: FastMap<ConnId, Client<O>>,
@@ -185,6 +195,9 @@ pub struct Hub<O> {
     doomed: Vec<ConnId>,
     /// Clients whose queue is to be written at the end of the burst ([`Output::wake_now`]).
     wakes: Vec<ConnId>,
+    /// Writes half of a large burst's queues ([`SHARE_WAKES`]); without one the hub
+    /// writes them all.
+    helper: Option<Helper<O>>,
     shutting_down: bool,
     /// `--state` (§5.9): saves and their timer; see `persist.rs`.
     persist: Option<Persist>,
@@ -204,6 +217,7 @@ impl<O: Output> Hub<O> {
             subscribers: FastSet::default(),
             doomed: Vec::new(),
             wakes: Vec::new(),
+            helper: None,
             shutting_down: false,
             persist: None,
         }
@@ -253,8 +267,29 @@ impl<O: Output> Hub<O> {
         log::debug!("hub: all readers gone, stopping");
     }
 
-    /// Gets written every queue given output since the last call ([`Output::wake_now`]).
+    /// This hub, sharing the writing of large bursts with `helper` ([`SHARE_WAKES`]).
+    pub fn with_helper(mut self, helper: Helper<O>) -> Hub<O> {
+        self.helper = Some(helper);
+        self
+    }
+
+    /// Gets written every queue given output since the last call ([`Output::wake_now`]):
+    /// by the hub, and if there are at least [`SHARE_WAKES`], the last half by its helper.
     fn wake_writers(&mut self) {
+        if let Some(helper) = &mut self.helper
+            && self.wakes.len() >= SHARE_WAKES
+        {
+            let half = self.wakes.len() / 2;
+            let theirs = self.wakes[half..]
+                .iter()
+                .filter_map(|conn| self.clients.get(conn))
+                .map(|c| c.outbox.clone())
+                .collect();
+            // Busy: the hub writes them all.
+            if helper(theirs).is_ok() {
+                self.wakes.truncate(half);
+            }
+        }
         for conn in self.wakes.drain(..) {
             if let Some(c) = self.clients.get(&conn) {
                 c.outbox.wake_now();

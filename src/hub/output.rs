@@ -21,8 +21,9 @@ pub enum Wake {
 pub struct Overflow;
 
 /// Where the hub puts a client's lines, and how it ends the client's connection. None of
-/// these may block: the hub never waits for a client.
-pub trait Output {
+/// these may block: the hub never waits for a client. A clone is the same client's output
+/// side (the hub hands clones to its [`Helper`](super::Helper)).
+pub trait Output: Clone {
     /// Queues `line`, which may leave the writer asleep: says whether and when the caller
     /// must call [`Output::wake_now`]. Refused once more than `--sendq` bytes would be
     /// waiting. Output to a connection that is closing is dropped silently.

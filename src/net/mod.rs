@@ -9,7 +9,8 @@
 //!   reader) and the connection's writer, which is a client's output side as the hub sees
 //!   it ([`crate::hub::Output`]); `outbox/writer.rs`, the writer itself
 //!   (`xscp-write-<id>`), which drains the queue into as few writes as possible, then
-//!   closes in order; `outbox/queue.rs`, the state the two share.
+//!   closes in order; `outbox/queue.rs`, the state the two share; `outbox/helper.rs`, the
+//!   `xscp-fanout` thread that writes half of a broadcast's queues for the hub.
 //! - [`shared`]: what a connection's reader, writer and outbox and the admission table
 //!   share: the socket and why the connection ends.
 //! - [`pool`]: reusable, renamed threads for readers and writers.

@@ -1,3 +1,6 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::*;
 
 #[test]
@@ -158,4 +161,62 @@ fn a_long_burst_wakes_writers_every_wake_batch_lines() {
     f.hub.run(rx);
     assert_eq!(bob.lines().len(), 1 + WAKE_BATCH + 1);
     assert_eq!(bob.wakes(), 2);
+}
+
+/// `clients` clients join and the first broadcasts, all in one burst of a hub whose helper
+/// writes the queues handed to it or, if `busy`, gives them back. Checks that every client
+/// got the broadcast (the sender its `+OK`) and was woken exactly once; returns how many
+/// queues were handed to the helper.
+fn one_broadcast_burst(clients: usize, busy: bool) -> usize {
+    let handed = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&handed);
+    let helper: Helper<Mem> = Box::new(move |outs: Vec<Mem>| {
+        counted.fetch_add(outs.len(), Ordering::SeqCst);
+        if busy {
+            return Err(outs);
+        }
+        for out in &outs {
+            out.wake_now();
+        }
+        Ok(())
+    });
+    let hub = hub().hub.with_helper(helper);
+    let (tx, rx) = bounded(2 * clients + 1);
+    let outs: Vec<Mem> = (0..clients).map(|_| Mem::default()).collect();
+    let _pending: Vec<Pending> = (1..)
+        .zip(&outs)
+        .map(|(conn, out)| join_queued(&tx, conn, &format!("c{conn}"), out))
+        .collect();
+    let line = "chatm c1 * hi\r\n";
+    let mut chats = Chats::default();
+    chats.push(line, field(line, 2), 1);
+    tx.send(ToHub::Chat { conn: 1, chats }).expect("send");
+    drop(tx);
+    hub.run(rx);
+    for (conn, out) in (1..).zip(&outs) {
+        let want = if conn == 1 {
+            "+OK message relayed"
+        } else {
+            "chatm c1 * hi"
+        };
+        let lines = out.lines();
+        assert_eq!(lines.last().map(String::as_str), Some(want), "c{conn}");
+        assert_eq!(out.wakes(), 1, "c{conn}");
+    }
+    handed.load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_burst_that_reaches_many_clients_shares_their_writing_with_the_helper() {
+    assert_eq!(one_broadcast_burst(SHARE_WAKES, false), SHARE_WAKES / 2);
+}
+
+#[test]
+fn what_a_busy_helper_gives_back_the_hub_writes_itself() {
+    assert_eq!(one_broadcast_burst(SHARE_WAKES, true), SHARE_WAKES / 2);
+}
+
+#[test]
+fn a_smaller_burst_is_written_by_the_hub_alone() {
+    assert_eq!(one_broadcast_burst(SHARE_WAKES - 1, false), 0);
 }

@@ -54,6 +54,7 @@ use crate::hub::{Output, Overflow, Wake};
 use crate::protocol::cause::Cause;
 use crate::text::for_log;
 
+pub mod helper;
 mod queue;
 mod writer;
 

@@ -1,0 +1,42 @@
+//! The hub's helper (`xscp-fanout`): a thread that writes half of the queues of a burst
+//! that gave output to many clients, while the hub writes the other half
+//! ([`crate::hub::SHARE_WAKES`]). A broadcast to a hundred clients is a hundred `send`
+//! calls; with the helper they run on both cores, and the clients read the first of them
+//! sooner.
+//!
+//! The hub never waits for it: the helper takes one hand-over while it writes another, and
+//! gives back any more, which the hub then writes itself. Writing a queue is the same
+//! [`Output::wake_now`] whoever calls it (under the queue's lock, so a line is never sent
+//! twice or out of order); a queue handed over is written by the helper, since its pending
+//! wake keeps the hub from asking again meanwhile.
+
+use std::io;
+use std::thread;
+
+use crossbeam_channel::bounded;
+
+use super::Outbox;
+use crate::hub::{Helper, Output};
+use crate::net::WRITER_STACK;
+
+/// Room for one hand-over besides the one the helper is writing.
+const WAITING: usize = 1;
+
+/// Starts the helper; it ends when the hub drops its [`Helper`].
+pub fn start() -> io::Result<Helper<Outbox>> {
+    let (tx, rx) = bounded::<Vec<Outbox>>(WAITING);
+    thread::Builder::new()
+        .name("xscp-fanout".into())
+        .stack_size(WRITER_STACK)
+        .spawn(move || {
+            for outboxes in rx {
+                for outbox in outboxes {
+                    outbox.wake_now();
+                }
+            }
+            log::debug!("fanout: the hub is gone, stopping");
+        })?;
+    Ok(Box::new(move |outboxes| {
+        tx.try_send(outboxes).map_err(|e| e.into_inner())
+    }))
+}

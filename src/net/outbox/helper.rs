@@ -8,9 +8,11 @@
 //! gives back any more, which the hub then writes itself. Writing a queue is the same
 //! [`Output::wake_now`] whoever calls it (under the queue's lock, so a line is never sent
 //! twice or out of order); a queue handed over is written by the helper, since its pending
-//! wake keeps the hub from asking again meanwhile.
+//! wake keeps the hub from asking again meanwhile. A panic while writing one queue is
+//! contained and logged, as in the pooled threads.
 
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::thread;
 
 use crossbeam_channel::bounded;
@@ -31,7 +33,10 @@ pub fn start() -> io::Result<Helper<Outbox>> {
         .spawn(move || {
             for outboxes in rx {
                 for outbox in outboxes {
-                    outbox.wake_now();
+                    // A panic is a bug: it must not stop the writing of the other queues.
+                    if catch_unwind(AssertUnwindSafe(|| outbox.wake_now())).is_err() {
+                        log::error!("BUG: the fanout helper panicked writing a queue");
+                    }
                 }
             }
             log::debug!("fanout: the hub is gone, stopping");

@@ -2,7 +2,7 @@
 //! (§4), every command of §5 with its replies and codes, the ESTABLISHED rows of the
 //! transition table (§3), and the ordering promise of §5.5 chatm under pipelining.
 
-use crate::harness::{Client, Server};
+use crate::harness::{Client, Server, thread_names};
 
 use std::io::Write;
 use std::thread;
@@ -786,13 +786,13 @@ fn broadcasts_to_many_clients_arrive_once_and_in_order() {
     let mut clients: Vec<Client> = (0..CLIENTS)
         .map(|i| server.register(&format!("c{i}")))
         .collect();
-    let threads = std::fs::read_dir(format!("/proc/{}/task", server.pid())).expect("/proc");
-    let helper = threads
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
-        .any(|name| name.trim() == "xscp-fanout");
     // (Started before the hub, which has registered the clients.)
-    assert!(helper, "the server runs its fanout helper");
+    assert!(
+        thread_names(server.pid())
+            .iter()
+            .any(|n| n == "xscp-fanout"),
+        "the server runs its fanout helper"
+    );
     for (s, sender) in clients.iter_mut().take(SENDERS).enumerate() {
         let batch: String = (0..LINES)
             .map(|n| format!("chatm c{s} * m{n}\r\n"))

@@ -285,7 +285,7 @@ impl<O: Output> Hub<O> {
                 .filter_map(|conn| self.clients.get(conn))
                 .map(|c| c.outbox.clone())
                 .collect();
-            // Busy: the hub writes them all.
+            // A busy helper gives them back, and the loop below writes them all.
             if helper(theirs).is_ok() {
                 self.wakes.truncate(half);
             }

@@ -230,7 +230,8 @@ impl Owed {
 
     /// The bytes of copy `s` (copied only if the ring wraps in the middle of them).
     fn line(&self, s: &Span) -> Cow<'_, [u8]> {
-        let range = self.offset(s)..self.offset(s) + s.len as usize;
+        let at = self.offset(s);
+        let range = at..at + s.len as usize;
         let (head, tail) = self.ring.as_slices();
         if range.end <= head.len() {
             Cow::Borrowed(head.get(range).unwrap_or_default())
@@ -244,13 +245,12 @@ impl Owed {
 
     /// Moves the live copies together, from the ring's front on.
     fn compact(&mut self) {
-        let mut end = 0;
-        let from: Vec<usize> = self.spans.iter().map(|s| self.offset(s)).collect();
+        let (front, mut end) = (self.front, 0);
         let bytes = self.ring.make_contiguous();
-        for (s, from) in self.spans.iter_mut().zip(from) {
-            let len = s.len as usize;
+        for s in &mut self.spans {
+            let (from, len) = (s.start.wrapping_sub(front), s.len as usize);
             bytes.copy_within(from..from + len, end);
-            s.start = self.front.wrapping_add(end);
+            s.start = front.wrapping_add(end);
             end += len;
         }
         self.ring.truncate(end);

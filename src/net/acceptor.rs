@@ -20,7 +20,7 @@ use crossbeam_channel::Sender;
 
 use super::LINGER;
 use super::admission::{Admission, Refusal};
-use super::pool::Job;
+use super::pool::{Job, Work};
 use super::reader::{self, Accepted, ConnSettings, ToHub};
 use super::shared::{ConnShared, linger};
 use crate::protocol::reply;
@@ -168,11 +168,12 @@ impl Acceptor {
             shared,
             ticket,
         };
-        let (settings, hub) = (Arc::clone(&self.settings), self.hub.clone());
-        let job = Job::new("xscp-conn", id, move || {
-            reader::serve(accepted, settings, hub)
-        });
-        if let Err((e, job)) = self.settings.readers.run(job) {
+        let work = ConnWork::Serve {
+            conn: accepted,
+            settings: Arc::clone(&self.settings),
+            hub: self.hub.clone(),
+        };
+        if let Err((e, job)) = self.settings.readers.run(Job::new("xscp-conn", id, work)) {
             // The system is short of threads or memory: refuse this one client, back off.
             log::error!("conn={id} peer={peer} cannot start a thread: {e}");
             drop(job); // Frees the client's place.
@@ -219,16 +220,41 @@ impl Acceptor {
         };
         log::warn!("conn={id} peer={peer} refused: {text}");
         say_full(&stream, text);
-        let stream = Arc::new(stream);
-        let lingering = Arc::clone(&stream);
-        let job = Job::new("xscp-refuse", id, move || {
-            let _ = linger(&lingering, LINGER);
-            drop(slot);
-        });
+        let job = Job::new("xscp-refuse", id, ConnWork::Refuse { stream, slot });
         if let Err((e, job)) = self.settings.readers.run(job) {
-            drop(job);
             log::warn!("conn={id} peer={peer} refusal closed at once: {e}");
-            drain_now(&stream);
+            if let ConnWork::Refuse { stream, .. } = job.into_work() {
+                drain_now(&stream);
+            }
+        }
+    }
+}
+
+/// What the connection threads run.
+pub enum ConnWork {
+    /// Serves an admitted client (`xscp-conn-<id>`).
+    Serve {
+        conn: Accepted,
+        settings: Arc<ConnSettings>,
+        hub: Sender<ToHub>,
+    },
+    /// Closes a refused connection in order (`xscp-refuse-<id>`), holding its place
+    /// among those that may linger at once.
+    Refuse { stream: TcpStream, slot: LingerSlot },
+}
+
+impl Work for ConnWork {
+    fn run(self) {
+        match self {
+            ConnWork::Serve {
+                conn,
+                settings,
+                hub,
+            } => reader::serve(conn, settings, hub),
+            ConnWork::Refuse { stream, slot } => {
+                let _ = linger(&stream, LINGER);
+                drop(slot);
+            }
         }
     }
 }
@@ -270,7 +296,7 @@ fn wake_address(mut addr: SocketAddr) -> SocketAddr {
 }
 
 /// A place among the [`MAX_LINGERING`] refused connections that may linger at once.
-struct LingerSlot;
+pub struct LingerSlot;
 
 impl LingerSlot {
     fn take() -> Option<LingerSlot> {

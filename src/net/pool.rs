@@ -28,40 +28,33 @@ pub const IDLE_KEEP: Duration = Duration::from_secs(5);
 const IDLE_NAME_AFTER: Duration = Duration::from_millis(20);
 
 /// A unit of work, and what its thread is called while running it: `<kind>-<id>`.
-pub struct Job {
+///
+/// The work is a value of the pool's own type, moved through the pool's queue: handing a
+/// job over allocates nothing, and the thread that runs it frees nothing another thread
+/// allocated (such a chunk would stay in that thread's allocator cache, unused, for as
+/// long as the thread lives: for a reader, as long as its client stays connected).
+pub struct Job<W> {
     kind: &'static str,
     id: u64,
-    work: Box<dyn Work>,
+    work: W,
 }
 
-impl Job {
+impl<W> Job<W> {
     /// A job named `<kind>-<id>` (`xscp-conn-7`).
-    pub fn new(kind: &'static str, id: u64, work: impl FnOnce() + Send + 'static) -> Job {
-        Job {
-            kind,
-            id,
-            work: Box::new(work),
-        }
+    pub fn new(kind: &'static str, id: u64, work: W) -> Job<W> {
+        Job { kind, id, work }
+    }
+
+    /// The work, for a caller that got the job back.
+    pub fn into_work(self) -> W {
+        self.work
     }
 }
 
-/// A job's work, run from its box.
-trait Work: Send {
-    fn run(self: Box<Self>);
-}
-
-impl<F: FnOnce() + Send> Work for F {
-    /// Moves the closure out of its box before running it: what it captured then lives
-    /// in the running frames, and the box is freed at once rather than held for the
-    /// whole job (for a reader, the life of its connection).
-    fn run(self: Box<Self>) {
-        // The box is freed at the end of the block that moved its content out.
-        let work = {
-            let boxed = self;
-            *boxed
-        };
-        work()
-    }
+/// What a pool's threads run.
+pub trait Work: Send + 'static {
+    /// Runs the work on the calling thread.
+    fn run(self);
 }
 
 /// How many threads the process may have: shared by the pools, so that the server refuses
@@ -149,38 +142,52 @@ const MAPS_PER_THREAD: usize = 4;
 /// Memory mappings kept for everything but thread stacks.
 const RESERVED_MAPS: usize = 2048;
 
-/// A pool of threads with one stack size.
-#[derive(Debug)]
-pub struct Pool {
+/// A pool of threads with one stack size, running jobs of one type.
+pub struct Pool<W> {
     stack: usize,
     budget: Arc<Budget>,
-    idle: Mutex<Idle>,
+    idle: Mutex<Idle<W>>,
     /// A job was handed to the idle threads.
     handed: Condvar,
 }
 
 /// The pool's idle threads and the jobs handed to them.
-#[derive(Debug, Default)]
-struct Idle {
-    /// Idle threads no job is promised to.
+struct Idle<W> {
+    /// Idle threads, and threads starting, no job is promised to.
     free: usize,
-    /// Jobs handed over, each promised to one idle thread (so never more than there are).
-    jobs: VecDeque<Job>,
+    /// Jobs handed over, each promised to one idle or starting thread (so never more than
+    /// there are).
+    jobs: VecDeque<Job<W>>,
 }
 
-impl std::fmt::Debug for Job {
+impl<W> std::fmt::Debug for Pool<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.idle.lock();
+        f.debug_struct("Pool")
+            .field("stack", &self.stack)
+            .field("budget", &self.budget)
+            .field("free", &idle.free)
+            .field("jobs", &idle.jobs)
+            .finish()
+    }
+}
+
+impl<W> std::fmt::Debug for Job<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.kind, self.id)
     }
 }
 
-impl Pool {
+impl<W: Work> Pool<W> {
     /// An empty pool whose threads get `stack` bytes of stack, within `budget`.
-    pub fn new(stack: usize, budget: Arc<Budget>) -> Arc<Pool> {
+    pub fn new(stack: usize, budget: Arc<Budget>) -> Arc<Pool<W>> {
         Arc::new(Pool {
             stack,
             budget,
-            idle: Mutex::new(Idle::default()),
+            idle: Mutex::new(Idle {
+                free: 0,
+                jobs: VecDeque::new(),
+            }),
             handed: Condvar::new(),
         })
     }
@@ -191,58 +198,62 @@ impl Pool {
     /// An idle thread sleeps on a condition variable and is woken once, without spinning
     /// or yielding on either side (a rendezvous channel's back-off cost a churn of short
     /// connections several `sched_yield`s each).
-    pub fn run(self: &Arc<Self>, job: Job) -> Result<(), (io::Error, Job)> {
-        {
-            let mut idle = self.idle.lock();
-            if idle.free > 0 {
-                idle.free -= 1;
-                idle.jobs.push_back(job);
-                drop(idle);
-                self.handed.notify_one();
-                return Ok(());
-            }
+    pub fn run(self: &Arc<Self>, job: Job<W>) -> Result<(), (io::Error, Job<W>)> {
+        let mut idle = self.idle.lock();
+        if idle.free > 0 {
+            idle.free -= 1;
+            idle.jobs.push_back(job);
+            drop(idle);
+            self.handed.notify_one();
+            return Ok(());
         }
         if !self.budget.take() {
             let e = io::Error::other(format!("thread budget of {} exhausted", self.budget.max()));
             return Err((e, job));
         }
-        // The first job waits in a slot the caller keeps, so that it is not lost if spawn
-        // fails.
-        let first = Arc::new(Mutex::new(Some(job)));
-        let keep = Arc::clone(&first);
+        // Promised to the thread about to start; kept in the queue so that it is not lost
+        // if the thread cannot start.
+        let (kind, id) = (job.kind, job.id);
+        idle.jobs.push_back(job);
+        drop(idle);
         let pool = Arc::clone(self);
         // Unnamed here: the job names its thread, and a name given to the builder would
         // be kept for the thread's whole life.
         let spawned = thread::Builder::new()
             .stack_size(self.stack)
             .spawn(move || {
-                let job = first.lock().take();
-                drop(first);
-                if let Some(job) = job {
+                if let Some(job) = pool.next_job(true) {
                     pool.work(job);
                 }
                 pool.budget.exit_idle();
             });
-        match spawned {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                self.budget.give_back();
-                match keep.lock().take() {
-                    Some(job) => Err((e, job)),
-                    None => Ok(()), // The thread did start and took it.
-                }
+        let Err(e) = spawned else {
+            return Ok(());
+        };
+        self.budget.give_back();
+        let mut idle = self.idle.lock();
+        match idle.jobs.iter().position(|j| j.kind == kind && j.id == id) {
+            Some(at) => match idle.jobs.remove(at) {
+                Some(job) => Err((e, job)),
+                None => Ok(()),
+            },
+            None => {
+                // An idle thread took it: the promise to the thread that did not start
+                // is withdrawn from the free ones.
+                idle.free = idle.free.saturating_sub(1);
+                Ok(())
             }
         }
     }
 
-    fn work(&self, mut job: Job) {
+    fn work(&self, mut job: Job<W>) {
         loop {
             crate::sys::set_thread_name(format_args!("{}-{}", job.kind, job.id));
             let (kind, id) = (job.kind, job.id);
             if catch_unwind(AssertUnwindSafe(move || job.work.run())).is_err() {
                 log::error!("BUG: thread {kind}-{id} panicked; it returns to the pool");
             }
-            match self.next_job() {
+            match self.next_job(false) {
                 Some(next) => job = next,
                 None => return,
             }
@@ -250,14 +261,17 @@ impl Pool {
     }
 
     /// Waits for a job as an idle thread; `None` after [`IDLE_KEEP`] without one. The
-    /// thread is renamed `xscp-idle` once it has waited [`IDLE_NAME_AFTER`].
-    fn next_job(&self) -> Option<Job> {
+    /// thread is renamed `xscp-idle` once it has waited [`IDLE_NAME_AFTER`]. A thread
+    /// just `started` is already counted among the free ones (a job is promised to it).
+    fn next_job(&self, started: bool) -> Option<Job<W>> {
         let now = Instant::now();
         let deadline = now + IDLE_KEEP;
         // Until the rename, then until the thread exits.
         let (mut until, mut named) = (now + IDLE_NAME_AFTER, false);
         let mut idle = self.idle.lock();
-        idle.free += 1;
+        if !started {
+            idle.free += 1;
+        }
         loop {
             // A job handed over while this thread waited is promised to some idle thread;
             // whichever wakes first takes it.
@@ -287,8 +301,21 @@ mod tests {
 
     use super::*;
 
+    /// A closure as a job, for the tests.
+    struct Task(Box<dyn FnOnce() + Send>);
+
+    impl Work for Task {
+        fn run(self) {
+            (self.0)()
+        }
+    }
+
+    fn task(kind: &'static str, f: impl FnOnce() + Send + 'static) -> Job<Task> {
+        Job::new(kind, 0, Task(Box::new(f)))
+    }
+
     /// Waits (at most 20 s) until `n` of the pool's threads are idle with no job promised.
-    fn wait_idle(pool: &Pool, n: usize) -> bool {
+    fn wait_idle(pool: &Pool<Task>, n: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
         while pool.idle.lock().free < n {
             if Instant::now() > deadline {
@@ -304,14 +331,14 @@ mod tests {
         let pool = Pool::new(64 * 1024, Budget::new(8));
         let (tx, rx) = bounded(2);
         let t1 = tx.clone();
-        let job = Job::new("a", 0, move || {
+        let job = task("a", move || {
             let _ = t1.send(thread::current().id());
         });
         assert!(pool.run(job).is_ok());
         let first = rx.recv().unwrap();
         // Once the thread is idle, the next job goes to it rather than to a new thread.
         assert!(wait_idle(&pool, 1), "the thread never went idle");
-        let job = Job::new("b", 0, move || {
+        let job = task("b", move || {
             let _ = tx.send(thread::current().id());
         });
         assert!(pool.run(job).is_ok());
@@ -320,17 +347,41 @@ mod tests {
     }
 
     #[test]
+    fn jobs_handed_at_once_each_run_once_and_every_thread_comes_back_free() {
+        let pool = Pool::new(64 * 1024, Budget::new(64));
+        let (tx, rx) = bounded(64);
+        // Some jobs start threads, some go to threads that just finished theirs: a thread
+        // that starts may run another's job, and each job still runs exactly once.
+        for round in 0..4 {
+            for i in 0..16 {
+                let tx = tx.clone();
+                assert!(
+                    pool.run(task("j", move || tx.send(round * 16 + i).unwrap()))
+                        .is_ok()
+                );
+            }
+        }
+        let mut seen: Vec<u32> = (0..64).map(|_| rx.recv().unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..64).collect::<Vec<u32>>());
+        // Every thread started is idle and free again: none is left promised a job that
+        // another took.
+        let live = pool.budget.live.load(Ordering::SeqCst);
+        assert!(wait_idle(&pool, live), "threads not all free again");
+        let idle = pool.idle.lock();
+        assert_eq!((idle.free, idle.jobs.len()), (live, 0));
+    }
+
+    #[test]
     fn past_the_budget_the_job_is_handed_back() {
         let pool = Pool::new(64 * 1024, Budget::new(1));
         let (release_tx, release_rx) = bounded::<()>(0);
-        let busy = Job::new("busy", 0, move || {
+        let busy = task("busy", move || {
             let _ = release_rx.recv();
         });
         assert!(pool.run(busy).is_ok());
         // The one thread is busy: the next job cannot get a thread and comes back.
-        let (e, _job) = pool
-            .run(Job::new("extra", 0, || {}))
-            .expect_err("over budget");
+        let (e, _job) = pool.run(task("extra", || {})).expect_err("over budget");
         assert!(e.to_string().contains("budget"));
         drop(release_tx);
     }
@@ -339,9 +390,9 @@ mod tests {
     fn a_panicking_job_does_not_kill_the_pool() {
         let pool = Pool::new(64 * 1024, Budget::new(8));
         let (tx, rx) = bounded(1);
-        assert!(pool.run(Job::new("p", 0, || panic!("test panic"))).is_ok());
+        assert!(pool.run(task("p", || panic!("test panic"))).is_ok());
         assert!(
-            pool.run(Job::new("q", 0, move || {
+            pool.run(task("q", move || {
                 let _ = tx.send(42);
             }))
             .is_ok()

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{SendError, Sender};
 
 use super::LINGER;
+use super::acceptor::ConnWork;
 use super::admission::Ticket;
 use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
 use super::pool::Pool;
@@ -66,7 +67,7 @@ pub struct ConnSettings {
     /// PDUs per second (0: unlimited).
     pub rate: u32,
     /// Threads for readers.
-    pub readers: Arc<Pool>,
+    pub readers: Arc<Pool<ConnWork>>,
     /// Threads and limits for writers.
     pub writers: Arc<Writers>,
 }

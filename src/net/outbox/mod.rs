@@ -47,7 +47,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::pool::Job;
+use super::pool::{Job, Work};
 use super::shared::ConnShared;
 use crate::conn_id::{ConnId, Tag};
 use crate::hub::{Output, Overflow, Wake};
@@ -89,6 +89,15 @@ pub enum Room {
 /// writer thread that runs only while there is output (see the module documentation).
 #[derive(Clone, Debug)]
 pub struct Outbox(Arc<Inner>);
+
+/// A writer thread's job: drain one outbox (`xscp-write-<id>`).
+pub struct WriterWork(Arc<Inner>);
+
+impl Work for WriterWork {
+    fn run(self) {
+        self.0.drain()
+    }
+}
 
 impl Outbox {
     /// The outbox of connection `id`, writing to `shared`'s socket on threads of
@@ -301,8 +310,7 @@ impl Outbox {
         }
         q.state.set_drain(Drain::Writing);
         drop(q);
-        let inner = Arc::clone(&self.0);
-        let job = Job::new("xscp-write", self.0.id, move || inner.drain());
+        let job = Job::new("xscp-write", self.0.id, WriterWork(Arc::clone(&self.0)));
         if let Err((e, _job)) = self.0.writers.pool.run(job) {
             log::error!("{} cannot start its writer thread: {e}", self.0.tag);
             self.0

@@ -137,7 +137,7 @@ pub(super) struct Inner {
 #[derive(Debug)]
 pub struct Writers {
     /// Threads for writers.
-    pub pool: Arc<Pool>,
+    pub pool: Arc<Pool<super::WriterWork>>,
     /// Output budget in bytes (`--sendq`).
     pub sendq: usize,
     /// The write timeout (`--ping-timeout`).

@@ -419,6 +419,68 @@ pub fn wake_thread(thread: u64) {
     imp::wake(thread)
 }
 
+#[cfg(target_os = "linux")]
+mod sched {
+    use std::ffi::c_int;
+    use std::io;
+
+    unsafe extern "C" {
+        fn sched_setscheduler(pid: c_int, policy: c_int, param: *const SchedParam) -> c_int;
+        fn sched_getscheduler(pid: c_int) -> c_int;
+    }
+
+    /// `struct sched_param`.
+    #[repr(C)]
+    struct SchedParam {
+        sched_priority: c_int,
+    }
+
+    /// Linux's `SCHED_BATCH`.
+    pub const BATCH: c_int = 3;
+
+    pub fn batch() -> io::Result<()> {
+        let param = SchedParam { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that outlives
+        // the call. Any thread may move itself from SCHED_OTHER to SCHED_BATCH.
+        if unsafe { sched_setscheduler(0, BATCH, &param) } == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+
+    pub fn policy() -> Option<i32> {
+        // SAFETY: pid 0 is the calling thread; the call only reads its policy.
+        let p = unsafe { sched_getscheduler(0) };
+        (p >= 0).then_some(p)
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sched {
+    pub const BATCH: i32 = -1;
+
+    pub fn batch() -> std::io::Result<()> {
+        Ok(())
+    }
+
+    pub fn policy() -> Option<i32> {
+        None
+    }
+}
+
+/// Schedules the calling thread as batch work (Linux `SCHED_BATCH`; elsewhere nothing):
+/// when it wakes it waits for the running thread's turn to end instead of taking the
+/// processor from it at once. Same priority, same share of the processor.
+pub fn batch_scheduling() -> io::Result<()> {
+    sched::batch()
+}
+
+/// Whether the calling thread is scheduled as batch work (`None` where unknown).
+pub fn is_batch_scheduled() -> Option<bool> {
+    sched::policy().map(|p| p == sched::BATCH)
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod heap {
     use std::ffi::c_int;

@@ -404,6 +404,20 @@ mod tests {
     }
 
     #[test]
+    fn a_job_whose_thread_cannot_start_is_handed_back() {
+        // A stack larger than the address space: the thread cannot be created.
+        let pool = Pool::new(1 << 47, Budget::new(8));
+        let (e, job) = pool
+            .run(Job::new("big", 7, Task(Box::new(|| {}))))
+            .expect_err("no thread can have that stack");
+        assert_eq!((job.kind, job.id), ("big", 7), "{e}");
+        // Nothing is left promised, and the thread's place is given back.
+        let idle = pool.idle.lock();
+        assert_eq!((idle.free, idle.jobs.len()), (0, 0));
+        assert_eq!(pool.budget.live.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
     fn past_the_budget_the_job_is_handed_back() {
         let pool = Pool::new(64 * 1024, Budget::new(1));
         let (release_tx, release_rx) = bounded::<()>(0);

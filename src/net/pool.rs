@@ -19,12 +19,10 @@
 use std::collections::VecDeque;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
-
-use parking_lot::{Condvar, Mutex, MutexGuard};
 
 /// How long an idle pooled thread waits for work before it exits.
 pub const IDLE_KEEP: Duration = Duration::from_secs(5);
@@ -36,10 +34,10 @@ const IDLE_NAME_AFTER: Duration = Duration::from_millis(20);
 
 /// A unit of work, and what its thread is called while running it: `<kind>-<id>`.
 ///
-/// The work is a value of the pool's own type, moved through the pool's queue: handing a
-/// job over allocates nothing, and the thread that runs it frees nothing another thread
-/// allocated (such a chunk would stay in that thread's allocator cache, unused, for as
-/// long as the thread lives: for a reader, as long as its client stays connected).
+/// The work is a value of the pool's own type, moved through the pool's state: handing a
+/// job over allocates nothing, so the thread that runs it has no box of the caller's to
+/// free (such a chunk would stay in that thread's allocator cache, unused, for as long as
+/// the thread lives: for a reader, as long as its client stays connected).
 pub struct Job<W> {
     kind: &'static str,
     id: u64,
@@ -150,6 +148,11 @@ const MAPS_PER_THREAD: usize = 4;
 const RESERVED_MAPS: usize = 2048;
 
 /// A pool of threads with one stack size, running jobs of one type.
+///
+/// Its lock and condition variable are `std::sync`'s, not `parking_lot`'s: a thread that
+/// parks on a `parking_lot` primitive gets a place in that crate's global table, which
+/// grows with every thread that ever parked and never shrinks (some 400 bytes a thread
+/// after a spike of 10,000 connections whose threads then idled here).
 pub struct Pool<W> {
     stack: usize,
     budget: Arc<Budget>,
@@ -160,21 +163,35 @@ pub struct Pool<W> {
 
 /// The pool's idle threads and the jobs handed to them.
 struct Idle<W> {
-    /// Idle threads, and threads starting, no job is promised to.
+    /// Idle threads no job is promised to.
     free: usize,
-    /// Jobs handed over, each promised to one idle or starting thread (so never more than
-    /// there are).
+    /// Jobs handed over, each promised to one idle thread (so never more than there are).
     jobs: VecDeque<Job<W>>,
+    /// The first job of each thread being started, under the number only that thread
+    /// takes it by: no other thread can take it, and its caller gets it back if the
+    /// thread cannot start.
+    starting: Vec<(u64, Job<W>)>,
+    /// The number of the next thread started.
+    next_start: u64,
+}
+
+impl<W> Pool<W> {
+    /// The idle threads' state. Nothing panics while holding it, so a poisoned lock
+    /// still holds consistent counts.
+    fn lock_idle(&self) -> MutexGuard<'_, Idle<W>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl<W> std::fmt::Debug for Pool<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle = self.idle.lock();
+        let idle = self.lock_idle();
         f.debug_struct("Pool")
             .field("stack", &self.stack)
             .field("budget", &self.budget)
             .field("free", &idle.free)
             .field("jobs", &idle.jobs)
+            .field("starting", &idle.starting)
             .finish()
     }
 }
@@ -194,6 +211,8 @@ impl<W: Work> Pool<W> {
             idle: Mutex::new(Idle {
                 free: 0,
                 jobs: VecDeque::new(),
+                starting: Vec::new(),
+                next_start: 0,
             }),
             handed: Condvar::new(),
         })
@@ -206,7 +225,7 @@ impl<W: Work> Pool<W> {
     /// or yielding on either side (a rendezvous channel's back-off cost a churn of short
     /// connections several `sched_yield`s each).
     pub fn run(self: &Arc<Self>, job: Job<W>) -> Result<(), (io::Error, Job<W>)> {
-        let mut idle = self.idle.lock();
+        let mut idle = self.lock_idle();
         if idle.free > 0 {
             idle.free -= 1;
             idle.jobs.push_back(job);
@@ -218,10 +237,11 @@ impl<W: Work> Pool<W> {
             let e = io::Error::other(format!("thread budget of {} exhausted", self.budget.max()));
             return Err((e, job));
         }
-        // Promised to the thread about to start; kept in the queue so that it is not lost
-        // if the thread cannot start.
-        let (kind, id) = (job.kind, job.id);
-        idle.jobs.push_back(job);
+        // Kept here for the thread about to start, so that it is not lost if the thread
+        // cannot start; handing it over allocates nothing.
+        let start = idle.next_start;
+        idle.next_start += 1;
+        idle.starting.push((start, job));
         drop(idle);
         let pool = Arc::clone(self);
         // Unnamed here: the job names its thread, and a name given to the builder would
@@ -232,7 +252,7 @@ impl<W: Work> Pool<W> {
                 if let Err(e) = crate::sys::batch_scheduling() {
                     log::debug!("a pooled thread keeps the default scheduling: {e}");
                 }
-                if let Some(job) = pool.next_job(true) {
+                if let Some(job) = pool.first_job(start) {
                     pool.work(job);
                 }
                 pool.budget.exit_idle();
@@ -241,19 +261,18 @@ impl<W: Work> Pool<W> {
             return Ok(());
         };
         self.budget.give_back();
-        let mut idle = self.idle.lock();
-        match idle.jobs.iter().position(|j| j.kind == kind && j.id == id) {
-            Some(at) => match idle.jobs.remove(at) {
-                Some(job) => Err((e, job)),
-                None => Ok(()),
-            },
-            None => {
-                // An idle thread took it: the promise to the thread that did not start
-                // is withdrawn from the free ones.
-                idle.free = idle.free.saturating_sub(1);
-                Ok(())
-            }
+        match self.first_job(start) {
+            Some(job) => Err((e, job)),
+            // Unreachable: only the thread that did not start would have taken it.
+            None => Ok(()),
         }
+    }
+
+    /// Takes the first job of the thread started as number `start` (see [`Pool::run`]).
+    fn first_job(&self, start: u64) -> Option<Job<W>> {
+        let mut idle = self.lock_idle();
+        let at = idle.starting.iter().position(|(n, _)| *n == start)?;
+        Some(idle.starting.swap_remove(at).1)
     }
 
     fn work(&self, mut job: Job<W>) {
@@ -263,7 +282,7 @@ impl<W: Work> Pool<W> {
             if catch_unwind(AssertUnwindSafe(move || job.work.run())).is_err() {
                 log::error!("BUG: thread {kind}-{id} panicked; it returns to the pool");
             }
-            match self.next_job(false) {
+            match self.next_job() {
                 Some(next) => job = next,
                 None => return,
             }
@@ -271,29 +290,32 @@ impl<W: Work> Pool<W> {
     }
 
     /// Waits for a job as an idle thread; `None` after [`IDLE_KEEP`] without one. The
-    /// thread is renamed `xscp-idle` once it has waited [`IDLE_NAME_AFTER`]. A thread
-    /// just `started` does not count itself free: [`Pool::run`] promised it a job.
-    fn next_job(&self, started: bool) -> Option<Job<W>> {
+    /// thread is renamed `xscp-idle` once it has waited [`IDLE_NAME_AFTER`].
+    fn next_job(&self) -> Option<Job<W>> {
         let now = Instant::now();
         let deadline = now + IDLE_KEEP;
         // Until the rename, then until the thread exits.
         let (mut until, mut named) = (now + IDLE_NAME_AFTER, false);
-        let mut idle = self.idle.lock();
-        if !started {
-            idle.free += 1;
-        }
+        let mut idle = self.lock_idle();
+        idle.free += 1;
         loop {
             // A job handed over while this thread waited is promised to some idle thread;
             // whichever wakes first takes it.
             if let Some(job) = idle.jobs.pop_front() {
                 return Some(job);
             }
-            let timed_out = self.handed.wait_until(&mut idle, until).timed_out();
+            let wait = until.saturating_duration_since(Instant::now());
+            let (guard, waited) = self
+                .handed
+                .wait_timeout(idle, wait)
+                .unwrap_or_else(PoisonError::into_inner);
+            idle = guard;
+            let timed_out = waited.timed_out();
             if timed_out && !named {
                 (until, named) = (deadline, true);
-                MutexGuard::unlocked(&mut idle, || {
-                    crate::sys::set_thread_name(format_args!("xscp-idle"));
-                });
+                drop(idle);
+                crate::sys::set_thread_name(format_args!("xscp-idle"));
+                idle = self.lock_idle();
                 continue;
             }
             if timed_out && idle.jobs.is_empty() {
@@ -320,6 +342,13 @@ mod tests {
         }
     }
 
+    /// What a job sent, or a failure if none came within 20 s (no test hangs on a pool
+    /// that lost a job).
+    fn got<T>(rx: &crossbeam_channel::Receiver<T>) -> T {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("a job never ran")
+    }
+
     fn task(kind: &'static str, f: impl FnOnce() + Send + 'static) -> Job<Task> {
         Job::new(kind, 0, Task(Box::new(f)))
     }
@@ -327,7 +356,7 @@ mod tests {
     /// Waits (at most 20 s) until `n` of the pool's threads are idle with no job promised.
     fn wait_idle(pool: &Pool<Task>, n: usize) -> bool {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while pool.idle.lock().free < n {
+        while pool.lock_idle().free < n {
             if Instant::now() > deadline {
                 return false;
             }
@@ -345,14 +374,14 @@ mod tests {
             let _ = t1.send(thread::current().id());
         });
         assert!(pool.run(job).is_ok());
-        let first = rx.recv().unwrap();
+        let first = got(&rx);
         // Once the thread is idle, the next job goes to it rather than to a new thread.
         assert!(wait_idle(&pool, 1), "the thread never went idle");
         let job = task("b", move || {
             let _ = tx.send(thread::current().id());
         });
         assert!(pool.run(job).is_ok());
-        assert_eq!(rx.recv().unwrap(), first);
+        assert_eq!(got(&rx), first);
         assert_eq!(pool.budget.live.load(Ordering::SeqCst), 1);
     }
 
@@ -360,8 +389,8 @@ mod tests {
     fn jobs_handed_at_once_each_run_once_and_every_thread_comes_back_free() {
         let pool = Pool::new(64 * 1024, Budget::new(64));
         let (tx, rx) = bounded(64);
-        // Some jobs start threads, some go to threads that just finished theirs: a thread
-        // that starts may run another's job, and each job still runs exactly once.
+        // Some jobs start threads, some go to threads that just finished theirs; each
+        // job runs exactly once.
         for round in 0..4 {
             for i in 0..16 {
                 let tx = tx.clone();
@@ -371,15 +400,18 @@ mod tests {
                 );
             }
         }
-        let mut seen: Vec<u32> = (0..64).map(|_| rx.recv().unwrap()).collect();
+        let mut seen: Vec<u32> = (0..64).map(|_| got(&rx)).collect();
         seen.sort_unstable();
         assert_eq!(seen, (0..64).collect::<Vec<u32>>());
         // Every thread started is idle and free again: none is left promised a job that
         // another took.
         let live = pool.budget.live.load(Ordering::SeqCst);
         assert!(wait_idle(&pool, live), "threads not all free again");
-        let idle = pool.idle.lock();
-        assert_eq!((idle.free, idle.jobs.len()), (live, 0));
+        let idle = pool.lock_idle();
+        assert_eq!(
+            (idle.free, idle.jobs.len(), idle.starting.len()),
+            (live, 0, 0)
+        );
     }
 
     #[test]
@@ -398,7 +430,7 @@ mod tests {
         } else {
             None
         };
-        assert_eq!(rx.recv().unwrap(), expected);
+        assert_eq!(got(&rx), expected);
         // The calling thread is left as it was.
         assert_eq!(crate::sys::is_batch_scheduled(), before);
     }
@@ -412,8 +444,8 @@ mod tests {
             .expect_err("no thread can have that stack");
         assert_eq!((job.kind, job.id), ("big", 7), "{e}");
         // Nothing is left promised, and the thread's place is given back.
-        let idle = pool.idle.lock();
-        assert_eq!((idle.free, idle.jobs.len()), (0, 0));
+        let idle = pool.lock_idle();
+        assert_eq!((idle.free, idle.jobs.len(), idle.starting.len()), (0, 0, 0));
         assert_eq!(pool.budget.live.load(Ordering::SeqCst), 0);
     }
 
@@ -442,6 +474,6 @@ mod tests {
             }))
             .is_ok()
         );
-        assert_eq!(rx.recv().unwrap(), 42);
+        assert_eq!(got(&rx), 42);
     }
 }

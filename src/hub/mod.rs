@@ -276,24 +276,27 @@ impl<O: Output> Hub<O> {
     /// Gets written every queue given output since the last call ([`Output::wake_now`]):
     /// by the hub, and if there are at least [`SHARE_WAKES`], the last half by its helper.
     fn wake_writers(&mut self) {
+        let mut given_back = Vec::new();
         if let Some(helper) = &mut self.helper
             && self.wakes.len() >= SHARE_WAKES
         {
             let half = self.wakes.len() / 2;
-            let theirs = self.wakes[half..]
-                .iter()
-                .filter_map(|conn| self.clients.get(conn))
+            let theirs = self
+                .wakes
+                .drain(half..)
+                .filter_map(|conn| self.clients.get(&conn))
                 .map(|c| c.outbox.clone())
                 .collect();
-            // A busy helper gives them back, and the loop below writes them all.
-            if helper(theirs).is_ok() {
-                self.wakes.truncate(half);
-            }
+            // A busy helper gives them back: the hub writes them after its own half.
+            given_back = helper(theirs).err().unwrap_or_default();
         }
         for conn in self.wakes.drain(..) {
             if let Some(c) = self.clients.get(&conn) {
                 c.outbox.wake_now();
             }
+        }
+        for outbox in given_back {
+            outbox.wake_now();
         }
     }
 

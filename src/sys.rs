@@ -426,6 +426,7 @@ mod sched {
 
     unsafe extern "C" {
         fn sched_setscheduler(pid: c_int, policy: c_int, param: *const SchedParam) -> c_int;
+        #[cfg(test)]
         fn sched_getscheduler(pid: c_int) -> c_int;
     }
 
@@ -436,7 +437,7 @@ mod sched {
     }
 
     /// Linux's `SCHED_BATCH`.
-    pub const BATCH: c_int = 3;
+    const BATCH: c_int = 3;
 
     pub fn batch() -> io::Result<()> {
         let param = SchedParam { sched_priority: 0 };
@@ -449,22 +450,22 @@ mod sched {
         }
     }
 
-    pub fn policy() -> Option<i32> {
+    #[cfg(test)]
+    pub fn is_batch() -> Option<bool> {
         // SAFETY: pid 0 is the calling thread; the call only reads its policy.
         let p = unsafe { sched_getscheduler(0) };
-        (p >= 0).then_some(p)
+        (p >= 0).then_some(p == BATCH)
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod sched {
-    pub const BATCH: i32 = -1;
-
     pub fn batch() -> std::io::Result<()> {
         Ok(())
     }
 
-    pub fn policy() -> Option<i32> {
+    #[cfg(test)]
+    pub fn is_batch() -> Option<bool> {
         None
     }
 }
@@ -476,9 +477,11 @@ pub fn batch_scheduling() -> io::Result<()> {
     sched::batch()
 }
 
-/// Whether the calling thread is scheduled as batch work (`None` where unknown).
+/// Whether the calling thread is scheduled as batch work (`None` where unknown); for the
+/// tests.
+#[cfg(test)]
 pub fn is_batch_scheduled() -> Option<bool> {
-    sched::policy().map(|p| p == sched::BATCH)
+    sched::is_batch()
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

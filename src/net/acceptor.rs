@@ -2,8 +2,10 @@
 //!
 //! It never blocks on a client: a refusal is one short write into an empty socket buffer,
 //! and the refused connection lingers (closes in order) on a pooled thread. When the system
-//! runs out of descriptors or threads it refuses the one client, logs it and backs off
-//! briefly instead of spinning; it recovers by itself when resources return. It listens
+//! runs out of descriptors, or of threads for an admitted client, it refuses the one
+//! client, logs it and backs off briefly instead of spinning (a refusal that gets no thread
+//! to linger on closes at once, with no back-off: `accept` blocks until the next client);
+//! it recovers by itself when resources return. It listens
 //! with the largest backlog the system allows, so that a burst of connects is not lost.
 //! It stops when the stop flag is set and it is woken ([`Waker`]), which needs no free
 //! descriptor.
@@ -295,8 +297,10 @@ fn wake_address(mut addr: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// A place among the [`MAX_LINGERING`] refused connections that may linger at once.
-pub struct LingerSlot;
+/// A place among the [`MAX_LINGERING`] refused connections that may linger at once. Only
+/// [`LingerSlot::take`] makes one (its field is private), so every drop gives back a place
+/// that was taken.
+pub struct LingerSlot(());
 
 impl LingerSlot {
     fn take() -> Option<LingerSlot> {
@@ -304,7 +308,7 @@ impl LingerSlot {
             LINGERING.fetch_sub(1, Ordering::SeqCst);
             return None;
         }
-        Some(LingerSlot)
+        Some(LingerSlot(()))
     }
 }
 

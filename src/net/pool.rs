@@ -4,10 +4,17 @@
 //!
 //! Each job renames its thread (`xscp-conn-<id>`, `xscp-write-<id>`) so that `top -H` shows
 //! who is who. A panic inside a job is contained: it is logged and the thread goes back to
-//! the pool. Idle threads exit after [`IDLE_KEEP`], so the thread count returns to its
-//! baseline by itself; as it falls after a spike, the allocator's free memory is given back
-//! to the system (at most a few times per spike), so that the memory use comes back down
-//! too.
+//! the pool. Threads that [`IDLE_KEEP`] shows were not needed exit, so the thread count
+//! returns to what the load needs by itself: an idle thread exits after [`IDLE_KEEP`]
+//! without a job, and since jobs go round the idle threads, under a light load that would
+//! keep every thread of a spike busy now and then, each [`IDLE_KEEP`] the threads that
+//! stayed idle throughout leave too. As the count falls after a spike, the allocator's
+//! free memory is given back to the system (at most a few times per spike), so that the
+//! memory use comes back down too.
+//!
+//! The pools share one [`Budget`] of threads. A pool that needs a thread when the budget
+//! is spent takes the place of another pool's idle thread, which exits: idle readers
+//! never make a writer fail to start, nor idle writers a client be refused.
 //!
 //! Pooled threads are scheduled as batch work (Linux `SCHED_BATCH`, same priority): a
 //! connection thread that wakes (a line arrived, the hub queued a reply) waits for the
@@ -20,7 +27,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -70,6 +77,16 @@ pub struct Budget {
     max: usize,
     /// The most threads live since the heap was last trimmed.
     peak: AtomicUsize,
+    /// The pools sharing the budget, whose idle threads give their places up to a pool
+    /// that needs one ([`Budget::take`]).
+    pools: Mutex<Vec<Weak<dyn GiveUp>>>,
+}
+
+/// A pool whose idle thread can give its place in the budget up.
+trait GiveUp: Send + Sync {
+    /// Asks an idle thread no job is promised to, if there is one, to exit without giving
+    /// its place back: the caller has it.
+    fn give_up_idle(&self) -> bool;
 }
 
 /// Below this many threads at the peak, their exits alone do not trim the heap.
@@ -82,6 +99,7 @@ impl Budget {
             live: AtomicUsize::new(0),
             max,
             peak: AtomicUsize::new(0),
+            pools: Mutex::new(Vec::new()),
         })
     }
 
@@ -100,15 +118,22 @@ impl Budget {
         Budget::new(by_maps.min(by_threads).max(16))
     }
 
-    /// Takes a place for a new thread.
-    fn take(&self) -> bool {
+    /// Takes a place for a new thread for `pool`: a free one, else the place of another
+    /// pool's idle thread, which exits (the thread count is one over for that moment).
+    /// The caller holds no pool's lock.
+    fn take(&self, pool: *const ()) -> bool {
         let live = self.live.fetch_add(1, Ordering::SeqCst);
-        if live >= self.max {
-            self.live.fetch_sub(1, Ordering::SeqCst);
-            return false;
+        if live < self.max {
+            self.peak.fetch_max(live + 1, Ordering::SeqCst);
+            return true;
         }
-        self.peak.fetch_max(live + 1, Ordering::SeqCst);
-        true
+        self.live.fetch_sub(1, Ordering::SeqCst);
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|other| !std::ptr::addr_eq(Arc::as_ptr(other), pool))
+            .any(|other| other.give_up_idle())
     }
 
     fn give_back(&self) {
@@ -156,23 +181,55 @@ const RESERVED_MAPS: usize = 2048;
 pub struct Pool<W> {
     stack: usize,
     budget: Arc<Budget>,
+    /// How long an idle thread that no job needs stays ([`IDLE_KEEP`]).
+    keep: Duration,
     idle: Mutex<Idle<W>>,
-    /// A job was handed to the idle threads.
+    /// A job was handed to the idle threads, or some of them are asked to exit.
     handed: Condvar,
 }
 
 /// The pool's idle threads and the jobs handed to them.
 struct Idle<W> {
-    /// Idle threads no job is promised to.
+    /// Idle threads nothing is promised to.
     free: usize,
     /// Jobs handed over, each promised to one idle thread (so never more than there are).
     jobs: VecDeque<Job<W>>,
+    /// Idle threads whose place in the budget went to another pool, which are to exit
+    /// without giving it back (each promised like a job).
+    given_up: usize,
+    /// Idle threads that were not needed for [`Pool::keep`], which are to exit (asked, not
+    /// promised: whichever idle thread wakes first with nothing promised to it goes).
+    surplus: usize,
+    /// The fewest free threads since `since`: that many were not needed meanwhile.
+    fewest_free: usize,
+    since: Instant,
     /// The first job of each thread being started, under the number only that thread
     /// takes it by: no other thread can take it, and its caller gets it back if the
     /// thread cannot start.
     starting: Vec<(u64, Job<W>)>,
     /// The number of the next thread started.
     next_start: u64,
+}
+
+impl<W> Idle<W> {
+    /// A free thread is taken (for a job, or to give its place up).
+    fn take_free(&mut self) {
+        self.free -= 1;
+        self.fewest_free = self.fewest_free.min(self.free);
+        self.surplus = self.surplus.min(self.free);
+    }
+
+    /// Asks the threads that stayed free since [`Idle::since`] to exit, once `keep` has
+    /// passed since then, and starts counting again; how many are asked.
+    fn review(&mut self, now: Instant, keep: Duration) -> usize {
+        if now.duration_since(self.since) < keep {
+            return 0;
+        }
+        self.surplus = self.surplus.max(self.fewest_free).min(self.free);
+        self.fewest_free = self.free;
+        self.since = now;
+        self.surplus
+    }
 }
 
 impl<W> Pool<W> {
@@ -191,6 +248,8 @@ impl<W> std::fmt::Debug for Pool<W> {
             .field("budget", &self.budget)
             .field("free", &idle.free)
             .field("jobs", &idle.jobs)
+            .field("given_up", &idle.given_up)
+            .field("surplus", &idle.surplus)
             .field("starting", &idle.starting)
             .finish()
     }
@@ -202,20 +261,50 @@ impl<W> std::fmt::Debug for Job<W> {
     }
 }
 
+impl<W: Work> GiveUp for Pool<W> {
+    fn give_up_idle(&self) -> bool {
+        let mut idle = self.lock_idle();
+        if idle.free == 0 {
+            return false;
+        }
+        idle.take_free();
+        idle.given_up += 1;
+        drop(idle);
+        self.handed.notify_one();
+        true
+    }
+}
+
 impl<W: Work> Pool<W> {
     /// An empty pool whose threads get `stack` bytes of stack, within `budget`.
     pub fn new(stack: usize, budget: Arc<Budget>) -> Arc<Pool<W>> {
-        Arc::new(Pool {
+        Pool::with_keep(stack, budget, IDLE_KEEP)
+    }
+
+    /// A pool whose idle threads that no job needs stay `keep` ([`IDLE_KEEP`]).
+    fn with_keep(stack: usize, budget: Arc<Budget>, keep: Duration) -> Arc<Pool<W>> {
+        let pool = Arc::new(Pool {
             stack,
-            budget,
+            budget: Arc::clone(&budget),
+            keep,
             idle: Mutex::new(Idle {
                 free: 0,
                 jobs: VecDeque::new(),
+                given_up: 0,
+                surplus: 0,
+                fewest_free: 0,
+                since: Instant::now(),
                 starting: Vec::new(),
                 next_start: 0,
             }),
             handed: Condvar::new(),
-        })
+        });
+        let shared: Arc<dyn GiveUp> = pool.clone();
+        let mut pools = budget.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.retain(|p| p.strong_count() > 0);
+        pools.push(Arc::downgrade(&shared));
+        drop(pools);
+        pool
     }
 
     /// Runs `job` on an idle thread, or on a new one. If no thread can be started, the job
@@ -227,18 +316,23 @@ impl<W: Work> Pool<W> {
     pub fn run(self: &Arc<Self>, job: Job<W>) -> Result<(), (io::Error, Job<W>)> {
         let mut idle = self.lock_idle();
         if idle.free > 0 {
-            idle.free -= 1;
+            idle.take_free();
             idle.jobs.push_back(job);
             drop(idle);
             self.handed.notify_one();
             return Ok(());
         }
-        if !self.budget.take() {
+        // No thread is free: all were needed.
+        idle.fewest_free = 0;
+        drop(idle);
+        // Without this pool's lock: the budget may take another pool's.
+        if !self.budget.take(Arc::as_ptr(self).cast()) {
             let e = io::Error::other(format!("thread budget of {} exhausted", self.budget.max()));
             return Err((e, job));
         }
         // Kept here for the thread about to start, so that it is not lost if the thread
         // cannot start; handing it over allocates nothing.
+        let mut idle = self.lock_idle();
         let start = idle.next_start;
         idle.next_start += 1;
         idle.starting.push((start, job));
@@ -252,10 +346,15 @@ impl<W: Work> Pool<W> {
                 if let Err(e) = crate::sys::batch_scheduling() {
                     log::debug!("a pooled thread keeps the default scheduling: {e}");
                 }
-                if let Some(job) = pool.first_job(start) {
-                    pool.work(job);
+                let exit = match pool.first_job(start) {
+                    Some(job) => pool.work(job),
+                    None => Exit::Idle,
+                };
+                match exit {
+                    Exit::Idle => pool.budget.exit_idle(),
+                    // Its place is another pool's thread's now.
+                    Exit::GivenUp => {}
                 }
-                pool.budget.exit_idle();
             });
         let Err(e) = spawned else {
             return Ok(());
@@ -263,8 +362,14 @@ impl<W: Work> Pool<W> {
         self.budget.give_back();
         match self.first_job(start) {
             Some(job) => Err((e, job)),
-            // Unreachable: only the thread that did not start would have taken it.
-            None => Ok(()),
+            // Only the thread that did not start would have taken it.
+            None => {
+                debug_assert!(
+                    false,
+                    "the first job of a thread that did not start is gone"
+                );
+                Ok(())
+            }
         }
     }
 
@@ -275,7 +380,9 @@ impl<W: Work> Pool<W> {
         Some(idle.starting.swap_remove(at).1)
     }
 
-    fn work(&self, mut job: Job<W>) {
+    /// Runs `job`, then the jobs handed to the thread while it idles between them, until
+    /// it is to exit; says how.
+    fn work(&self, mut job: Job<W>) -> Exit {
         loop {
             crate::sys::set_thread_name(format_args!("{}-{}", job.kind, job.id));
             let (kind, id) = (job.kind, job.id);
@@ -283,26 +390,41 @@ impl<W: Work> Pool<W> {
                 log::error!("BUG: thread {kind}-{id} panicked; it returns to the pool");
             }
             match self.next_job() {
-                Some(next) => job = next,
-                None => return,
+                Ok(next) => job = next,
+                Err(exit) => return exit,
             }
         }
     }
 
-    /// Waits for a job as an idle thread; `None` after [`IDLE_KEEP`] without one. The
-    /// thread is renamed `xscp-idle` once it has waited [`IDLE_NAME_AFTER`].
-    fn next_job(&self) -> Option<Job<W>> {
+    /// Waits for a job as an idle thread; `Err` when the thread is to exit: after
+    /// [`Pool::keep`] without a job, when it was not needed ([`Idle::surplus`]), or when
+    /// its place went to another pool. The thread is renamed `xscp-idle` once it has
+    /// waited [`IDLE_NAME_AFTER`].
+    fn next_job(&self) -> Result<Job<W>, Exit> {
         let now = Instant::now();
-        let deadline = now + IDLE_KEEP;
+        let deadline = now + self.keep;
         // Until the rename, then until the thread exits.
         let (mut until, mut named) = (now + IDLE_NAME_AFTER, false);
         let mut idle = self.lock_idle();
         idle.free += 1;
+        // Besides this thread, which looks first.
+        for _ in 1..idle.review(now, self.keep) {
+            self.handed.notify_one();
+        }
         loop {
-            // A job handed over while this thread waited is promised to some idle thread;
+            // What was promised while this thread waited is promised to some idle thread;
             // whichever wakes first takes it.
             if let Some(job) = idle.jobs.pop_front() {
-                return Some(job);
+                return Ok(job);
+            }
+            if idle.given_up > 0 {
+                idle.given_up -= 1;
+                return Err(Exit::GivenUp);
+            }
+            if idle.surplus > 0 {
+                idle.surplus -= 1;
+                idle.take_free();
+                return Err(Exit::Idle);
             }
             let wait = until.saturating_duration_since(Instant::now());
             let (guard, waited) = self
@@ -318,13 +440,21 @@ impl<W: Work> Pool<W> {
                 idle = self.lock_idle();
                 continue;
             }
-            if timed_out && idle.jobs.is_empty() {
-                // No job is promised to this thread: it leaves the idle count.
-                idle.free -= 1;
-                return None;
+            if timed_out && idle.jobs.is_empty() && idle.given_up == 0 {
+                // Nothing is promised to this thread: it leaves the idle count.
+                idle.take_free();
+                return Err(Exit::Idle);
             }
         }
     }
+}
+
+/// Why a pooled thread exits.
+enum Exit {
+    /// It was idle and is not needed: its place in the budget is given back.
+    Idle,
+    /// Its place in the budget went to another pool's new thread.
+    GivenUp,
 }
 
 #[cfg(test)]
@@ -349,6 +479,9 @@ mod tests {
             .expect("a job never ran")
     }
 
+    /// A keep long enough that no test sees an idle thread exit.
+    const LONG: Duration = Duration::from_secs(3600);
+
     fn task(kind: &'static str, f: impl FnOnce() + Send + 'static) -> Job<Task> {
         Job::new(kind, 0, Task(Box::new(f)))
     }
@@ -367,7 +500,7 @@ mod tests {
 
     #[test]
     fn a_finished_thread_takes_the_next_job() {
-        let pool = Pool::new(64 * 1024, Budget::new(8));
+        let pool = Pool::with_keep(64 * 1024, Budget::new(8), LONG);
         let (tx, rx) = bounded(2);
         let t1 = tx.clone();
         let job = task("a", move || {
@@ -387,7 +520,7 @@ mod tests {
 
     #[test]
     fn jobs_handed_at_once_each_run_once_and_every_thread_comes_back_free() {
-        let pool = Pool::new(64 * 1024, Budget::new(64));
+        let pool = Pool::with_keep(64 * 1024, Budget::new(64), LONG);
         let (tx, rx) = bounded(64);
         // Some jobs start threads, some go to threads that just finished theirs; each
         // job runs exactly once.
@@ -412,6 +545,8 @@ mod tests {
             (idle.free, idle.jobs.len(), idle.starting.len()),
             (live, 0, 0)
         );
+        // Every thread is idle, so every job has run: none ran twice.
+        assert!(rx.try_recv().is_err(), "a job ran twice");
     }
 
     #[test]
@@ -464,10 +599,17 @@ mod tests {
     }
 
     #[test]
-    fn a_panicking_job_does_not_kill_the_pool() {
-        let pool = Pool::new(64 * 1024, Budget::new(8));
-        let (tx, rx) = bounded(1);
+    fn a_thread_whose_job_panicked_returns_to_the_pool() {
+        let pool = Pool::with_keep(64 * 1024, Budget::new(8), LONG);
         assert!(pool.run(task("p", || panic!("test panic"))).is_ok());
+        // The thread comes back free and keeps its place: a thread that died would leave
+        // the place taken and never come back.
+        assert!(
+            wait_idle(&pool, 1),
+            "the thread that panicked never came back"
+        );
+        assert_eq!(pool.budget.live.load(Ordering::SeqCst), 1);
+        let (tx, rx) = bounded(1);
         assert!(
             pool.run(task("q", move || {
                 let _ = tx.send(42);
@@ -475,5 +617,88 @@ mod tests {
             .is_ok()
         );
         assert_eq!(got(&rx), 42);
+        assert_eq!(pool.budget.live.load(Ordering::SeqCst), 1);
+    }
+
+    /// Starts `n` threads in `pool` with jobs that all run at once, and waits until they
+    /// are idle again.
+    fn spike(pool: &Arc<Pool<Task>>, n: usize) {
+        let (release_tx, release_rx) = bounded::<()>(0);
+        let (started_tx, started_rx) = bounded(n);
+        for _ in 0..n {
+            let (release, started) = (release_rx.clone(), started_tx.clone());
+            let job = task("spike", move || {
+                started.send(()).unwrap();
+                let _ = release.recv();
+            });
+            assert!(pool.run(job).is_ok());
+        }
+        for _ in 0..n {
+            got(&started_rx);
+        }
+        drop(release_tx);
+        assert!(wait_idle(pool, n), "the spike's threads never went idle");
+    }
+
+    #[test]
+    fn after_a_spike_a_light_load_lets_the_threads_it_does_not_need_go() {
+        // Jobs go round the idle threads, so one at a time would reach each of them more
+        // often than `keep`, which alone would keep them all.
+        let pool = Pool::with_keep(64 * 1024, Budget::new(64), Duration::from_millis(200));
+        spike(&pool, 16);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (tx, rx) = bounded(1);
+        while pool.budget.live.load(Ordering::SeqCst) > 2 {
+            assert!(Instant::now() < deadline, "the spike's threads all stay");
+            let tx = tx.clone();
+            assert!(
+                pool.run(task("trickle", move || tx.send(()).unwrap()))
+                    .is_ok()
+            );
+            got(&rx);
+        }
+    }
+
+    #[test]
+    fn idle_threads_of_one_pool_give_their_places_to_another() {
+        let budget = Budget::new(2);
+        let readers = Pool::with_keep(64 * 1024, Arc::clone(&budget), LONG);
+        let writers = Pool::with_keep(64 * 1024, Arc::clone(&budget), LONG);
+        spike(&readers, 2);
+        // The budget is spent on idle readers: one gives its place to the writer.
+        let (tx, rx) = bounded(1);
+        assert!(writers.run(task("w", move || tx.send(7).unwrap())).is_ok());
+        assert_eq!(got(&rx), 7);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while readers.lock_idle().given_up > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the reader never gave its place up"
+            );
+            thread::yield_now();
+        }
+        // One thread left each pool's share: two in all, as the budget says.
+        assert_eq!(readers.lock_idle().free, 1);
+        assert!(wait_idle(&writers, 1));
+        assert_eq!(budget.live.load(Ordering::SeqCst), 2);
+        // Both busy: no idle thread anywhere, the next job is refused.
+        let (release_tx, release_rx) = bounded::<()>(0);
+        let (r1, r2) = (release_rx.clone(), release_rx);
+        assert!(
+            readers
+                .run(task("r", move || {
+                    let _ = r1.recv();
+                }))
+                .is_ok()
+        );
+        assert!(
+            writers
+                .run(task("w", move || {
+                    let _ = r2.recv();
+                }))
+                .is_ok()
+        );
+        assert!(readers.run(task("extra", || {})).is_err());
+        drop(release_tx);
     }
 }

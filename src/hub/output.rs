@@ -16,7 +16,8 @@ pub enum Wake {
     Now,
 }
 
-/// The output queue passed `--sendq`: the client is a slow consumer.
+/// The output queue would pass its hard bound (`HARD_SENDQ` times `--sendq`): the client
+/// is a slow consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Overflow;
 
@@ -25,14 +26,19 @@ pub struct Overflow;
 /// side (the hub hands clones to its [`Helper`](super::Helper)).
 pub trait Output: Clone {
     /// Queues `line`, which may leave the writer asleep: says whether and when the caller
-    /// must call [`Output::wake_now`]. Refused once more than `--sendq` bytes would be
-    /// waiting. Output to a connection that is closing is dropped silently.
+    /// must call [`Output::wake_now`]. Refused once more than the hard bound (four times
+    /// `--sendq`) would be waiting; past `--sendq` the writer is woken at once, to find
+    /// out whether the client still reads. Output to a connection that is closing is
+    /// dropped silently.
     fn queue(&self, line: &[u8]) -> Result<Wake, Overflow>;
 
     /// Queues `line`, relayed from the client whose output side is `from`, like
-    /// [`Output::queue`]. If it leaves this queue over `--sendq`, `from`'s next command
-    /// waits until this queue drains (or closes): the sender is slowed by TCP rather than
-    /// a reading recipient dropped because the hub outran its writer (§7).
+    /// [`Output::queue`]. If it leaves this queue over `--sendq`, and no other recipient
+    /// already holds `from` back, `from`'s next command waits until this queue is under
+    /// `--sendq` again (or closes, or the write timeout passes): the sender is slowed by
+    /// TCP rather than a reading recipient dropped because the hub outran its writer
+    /// (§7). One recipient at a time holds a sender back: a broadcast waits for the first
+    /// it left over `--sendq`.
     fn relay(&self, line: &[u8], from: &Self) -> Result<Wake, Overflow>;
 
     /// Queues a response to the client's own command like [`Output::queue`], but never

@@ -6,10 +6,10 @@
 //!
 //! The hub never waits for it: the helper takes one hand-over while it writes another, and
 //! gives back any more, which the hub then writes itself. Writing a queue is the same
-//! [`Output::wake_now`] whoever calls it (under the queue's lock, so a line is never sent
-//! twice or out of order); a queue handed over is written by the helper, since its pending
-//! wake keeps the hub from asking again meanwhile. A panic while writing one queue is
-//! contained and logged, as in the pooled threads.
+//! [`Output::wake_now`] whoever calls it (under the queue's lock and its drain state, so a
+//! line is never sent twice or out of order, and a queue that the hub wakes again
+//! meanwhile, when a line fills it, is written by whichever comes first). A panic while
+//! writing one queue is contained and logged, as in the pooled threads.
 
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -42,7 +42,7 @@
 //! The socket stays blocking (its reader shares it): the writer's sends are
 //! non-blocking one call at a time, and it waits for room with `poll`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -171,7 +171,9 @@ impl Outbox {
     /// over `--sendq`, waits (at most the write timeout) until that recipient's queue is
     /// back under it or closes. Called by this client's reader, never by the hub.
     pub fn wait_behind(&self) {
-        let Some(to) = self.0.queue.lock().behind.take() else {
+        let behind = self.0.queue.lock().behind.take();
+        // A recipient that is gone holds nobody back.
+        let Some(to) = behind.as_ref().and_then(Weak::upgrade) else {
             return;
         };
         let to = Outbox(to);
@@ -317,8 +319,8 @@ impl Outbox {
                 .shared
                 .set_end(Cause::Io("cannot start a writer thread".into()));
             self.0.shared.cut();
-            self.0.queue.lock().state = State::Done;
-            self.0.finished.notify_all();
+            // Nothing more is written: whoever waits for room or for the close goes on.
+            self.0.failed_close(&mut self.0.queue.lock());
         }
     }
 }
@@ -373,7 +375,7 @@ impl Output for Outbox {
         if over && !Arc::ptr_eq(&self.0, &from.0) {
             let mut f = from.0.queue.lock();
             if !f.state.closing() && f.behind.is_none() {
-                f.behind = Some(Arc::clone(&self.0));
+                f.behind = Some(Arc::downgrade(&self.0));
             }
         }
         Ok(wake)

@@ -2,7 +2,7 @@
 //! has come, under one lock, and the condition variables they wait on. Both
 //! `outbox/mod.rs` and `outbox/writer.rs` import this file; it imports neither.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -88,8 +88,10 @@ pub(super) struct Queue {
     /// Threads waiting on `room` (this client's reader, senders held back by it).
     pub(super) waiters: usize,
     /// A recipient this client's last relay left over `--sendq` (`Output::relay`): the
-    /// reader waits for it to drain before the next command.
-    pub(super) behind: Option<Arc<Inner>>,
+    /// reader waits for it to drain before the next command. Not kept alive by it: a
+    /// recipient that departs is released (its socket closed) even while this client
+    /// sends nothing more.
+    pub(super) behind: Option<Weak<Inner>>,
 }
 
 impl Default for Queue {

@@ -141,3 +141,151 @@ fn room_now_says_when_the_reader_would_wait() {
     outbox.finish("");
     assert_eq!(outbox.room_now(40, 32), Some(Room::Closing));
 }
+
+/// A connected pair with small, fixed kernel buffers (the server's send buffer, the
+/// client's receive buffer: no autotuning), so that a few tens of KiB fill it.
+fn small_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    socket
+        .connect(&listener.local_addr().unwrap().into())
+        .unwrap();
+    let client: TcpStream = socket.into();
+    let (server, _) = listener.accept().unwrap();
+    socket2::SockRef::from(&server)
+        .set_send_buffer_size(16 * 1024)
+        .unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    (server, client)
+}
+
+/// What a fresh [`small_pair`] takes before a send would block (the client reads nothing).
+fn capacity() -> usize {
+    use std::io::Write;
+    let (mut server, _client) = small_pair();
+    server.set_nonblocking(true).unwrap();
+    let mut n = 0;
+    loop {
+        match server.write(&[b'c'; 4096]) {
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return n,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// An outbox on a [`small_pair`], with `threads` writers, `--sendq` and the write timeout.
+fn small_outbox(threads: usize, sendq: usize, write_timeout: Duration) -> (Outbox, TcpStream) {
+    let (server, client) = small_pair();
+    let writers = Arc::new(Writers {
+        pool: Pool::new(64 * 1024, Budget::new(threads)),
+        sendq,
+        write_timeout,
+    });
+    let outbox = Outbox::new(1, "conn=1".into(), ConnShared::new(server), writers);
+    (outbox, client)
+}
+
+/// Waits (at most 20 s) until `done` holds.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::yield_now();
+    }
+}
+
+/// What the socket took of a batch no longer counts as queued: a client that reads is
+/// not a slow consumer because the writer's batch was larger than `--sendq` (§7).
+#[test]
+fn what_the_socket_took_no_longer_counts_as_queued() {
+    let c = capacity();
+    let (outbox, mut client) = small_outbox(1, c, Duration::from_secs(20));
+    let total = c * 5 / 2;
+    let data: Vec<u8> = (0..total).map(|i| b'a' + (i % 26) as u8).collect();
+    assert_eq!(outbox.respond(&data), Wake::Now);
+    // The socket takes about `c` at once; a writer gets the rest, 1.5 x --sendq.
+    outbox.wake_now();
+    let mut got = vec![0; c];
+    client.read_exact(&mut got).unwrap();
+    // The writer gets about `c` more into the socket: half of --sendq is left. Counting
+    // its whole batch, 1.5 x --sendq would stay "queued" and the client be dropped.
+    wait_for("the queue under --sendq", || {
+        outbox.0.queue.lock().queued() <= c
+    });
+    assert_eq!(outbox.0.shared.end(), None, "a reading client was dropped");
+    let mut rest = vec![0; total - c];
+    client.read_exact(&mut rest).unwrap();
+    got.extend_from_slice(&rest);
+    assert!(got == data, "the client got other bytes");
+    assert_eq!(outbox.0.shared.end(), None);
+}
+
+/// A writer that cannot start ends the connection, and lets whoever waits for room go
+/// on at once: not after the write timeout, and not as a slow consumer.
+#[test]
+fn a_writer_that_cannot_start_lets_the_reader_waiting_for_room_go() {
+    let (outbox, _client) = small_outbox(0, 1024, Duration::from_secs(3600));
+    assert_eq!(outbox.respond(&vec![b'x'; 1 << 20]), Wake::Now);
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let reader = outbox.clone();
+    std::thread::spawn(move || tx.send(reader.wait_room(0, 64)).unwrap());
+    wait_for("the reader waiting for room", || {
+        outbox.0.queue.lock().waiters == 1
+    });
+    // The socket takes part of it; no writer can start for the rest.
+    outbox.wake_now();
+    assert!(matches!(outbox.0.shared.end(), Some(Cause::Io(_))));
+    let room = rx.recv_timeout(Duration::from_secs(20));
+    assert_eq!(room, Ok(Room::Closing), "the reader still waits");
+}
+
+/// A recipient that ends is released (its socket closed) once its connection is done
+/// with it, even if a sender whose relay left it over `--sendq` sends nothing more.
+#[test]
+fn an_idle_sender_does_not_keep_a_departed_recipients_socket() {
+    let (b, _b_client) = small_outbox(0, 1024, Duration::from_secs(20));
+    let (a, _a_client) = small_outbox(0, 1024, Duration::from_secs(20));
+    b.claim(); // Nothing written: the relay leaves b over --sendq, a behind it.
+    b.relay(&[b'y'; 2000], &a).unwrap();
+    assert!(a.room_now(0, 64).is_none(), "a is not held back by b");
+    let socket = Arc::downgrade(&b.0.shared);
+    b.abort(Cause::SlowConsumer);
+    drop(b);
+    assert!(
+        socket.upgrade().is_none(),
+        "b's socket stays open while a is idle"
+    );
+    // a's next command does not wait for a recipient that is gone.
+    a.wait_behind();
+    assert_eq!(a.room_now(0, 64), Some(Room::Free));
+}
+
+/// The write timeout is how long the socket takes nothing (xscpd(8): a client whose TCP
+/// window stays closed this long), not how long a large batch takes: this client reads
+/// 4 KiB every 10 ms, and its batch takes it three times the timeout.
+#[test]
+fn a_client_that_reads_steadily_is_not_timed_out() {
+    let (outbox, mut client) = small_outbox(1, 64 << 20, Duration::from_secs(1));
+    let total = 1200 * 1024;
+    assert_eq!(outbox.respond(&vec![b'z'; total]), Wake::Now);
+    outbox.wake_now();
+    let (mut got, mut buf) = (0, [0u8; 4096]);
+    while got < total {
+        match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        // The pace of a slow reader, not a synchronisation.
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        outbox.0.shared.end(),
+        None,
+        "a steadily reading client was dropped"
+    );
+    assert_eq!(got, total);
+}

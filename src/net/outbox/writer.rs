@@ -210,22 +210,31 @@ impl Inner {
     /// Writes one batch; on failure records why and cuts the connection. The socket is
     /// offered the bytes without blocking; while it takes nothing the writer waits for
     /// room, and the client is a slow consumer (§7) once more than `--sendq` is queued
-    /// and the socket has taken nothing for [`STALL`], or once the write has waited the
-    /// write timeout in all. `last`: the FIN follows, and leaves with the batch's end in one
-    /// segment (a segment less per connection for the client to take in).
+    /// and the socket has taken nothing for [`STALL`], or once the socket has taken
+    /// nothing for the write timeout (its window stayed closed). A client that reads,
+    /// however slowly, is not timed out. `last`: the FIN follows, and leaves with the
+    /// batch's end in one segment (a segment less per connection for the client to take
+    /// in). What the socket took no longer counts as queued.
     fn write(&self, batch: &[u8], last: bool) -> Result<(), ()> {
         let socket = self.shared.socket();
         // The clock is read only once the socket takes nothing: a batch it takes at once
-        // (nearly every one) costs no clock read. The write timeout counts from the first
-        // wait, the stall from the first wait since the socket last took bytes.
+        // (nearly every one) costs no clock read. Both the write timeout and the stall
+        // count from the first wait since the socket last took bytes; they differ in
+        // that the stall drops a client only while more than `--sendq` is queued.
         let mut waiting_since: Option<Instant> = None;
-        let mut stalled_since: Option<Instant> = None;
         let mut rest = batch;
         while !rest.is_empty() {
             match self.send_once(rest, last) {
                 Sent::Took(n) => {
                     rest = &rest[n..];
-                    stalled_since = None;
+                    waiting_since = None;
+                    if !rest.is_empty() {
+                        let mut q = self.queue.lock();
+                        q.writing = rest.len();
+                        if q.waiters > 0 {
+                            self.room.notify_all();
+                        }
+                    }
                     continue;
                 }
                 Sent::OnlyBlocking => {
@@ -249,9 +258,8 @@ impl Inner {
             }
             let now = Instant::now();
             let started = *waiting_since.get_or_insert(now);
-            let stalled = *stalled_since.get_or_insert(now);
             let queued = self.queue.lock().queued();
-            if queued > self.writers.sendq && now.duration_since(stalled) >= STALL {
+            if queued > self.writers.sendq && now.duration_since(started) >= STALL {
                 log::warn!(
                     "{} {queued} bytes queued (over --sendq {}) and the socket takes no \
                      more: dropping slow consumer",

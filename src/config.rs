@@ -440,7 +440,11 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             "--mailbox" => mailbox = Some(value(&opt, next(), parse_size)?),
             "--mailbox-total" => c.mailbox_total = value(&opt, next(), parse_size)?,
             "--rate" => c.rate = value(&opt, next(), |v| v.parse().ok())?,
-            "--state" => c.state = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
+            "--state" => {
+                c.state = Some(value(&opt, next(), |v| {
+                    (!v.is_empty()).then(|| PathBuf::from(v))
+                })?)
+            }
             "--state-interval" => c.state_interval = value(&opt, next(), secs)?,
             "--log-file" => c.log_file = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
             "-q" | "--quiet" => c.verbosity = -1,
@@ -513,6 +517,7 @@ mod tests {
         assert_eq!(c.state_interval, Duration::ZERO);
         assert!(run(&["--state-interval", "soon"]).is_err());
         assert!(run(&["--state"]).is_err());
+        assert!(run(&["--state", ""]).is_err());
     }
 
     #[test]

@@ -77,8 +77,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` receives (or all its senders are gone), then shuts down in
-    /// order and returns.
-    pub fn run(self, shutdown: Receiver<()>) {
+    /// order and returns. False if it could not run (no hub thread, or with `--state` no
+    /// saver), or if the state could not be saved at the end: the exit status says so.
+    pub fn run(self, shutdown: Receiver<()>) -> bool {
         let c = &self.config;
         crate::sys::install_wake();
         let budget = Budget::from_system();
@@ -106,7 +107,7 @@ impl Server {
                 Ok(s) => s,
                 Err(e) => {
                     log::error!("cannot save state to {}: {e}", path.display());
-                    return;
+                    return false;
                 }
             };
             let bounds = state::Bounds {
@@ -125,7 +126,7 @@ impl Server {
             Ok(t) => t,
             Err(e) => {
                 log::error!("cannot start the hub thread: {e}");
-                return;
+                return false;
             }
         };
         let admission = Admission::new(c.max_clients, c.max_per_ip);
@@ -180,12 +181,9 @@ impl Server {
         if admission.live() == 0 {
             let _ = hub_thread.join();
         }
-        if let Some(saver) = saver {
-            if !saver.finish(SAVE_WAIT) {
-                log::error!("the state was not saved within {SAVE_WAIT:?}");
-            }
-        }
+        let saved = saver.is_none_or(|saver| saver.finish(SAVE_WAIT));
         log::info!("server stopped");
+        saved
     }
 }
 

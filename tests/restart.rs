@@ -186,17 +186,22 @@ fn a_kill_during_a_save_never_leaves_a_partial_file() {
     assert!(line.contains(&restored), "{line}");
 }
 
+/// Runs `xscpd --state <path>` (on a port of its own) to its exit.
+fn run_with_state(path: &Path) -> std::process::Output {
+    run_xscpd(&[
+        "-l",
+        "127.0.0.1:0",
+        "--state",
+        path.to_str().expect("UTF-8"),
+    ])
+}
+
 /// Runs `xscpd --state <path>` to its exit, which must be status 2 before it listens, with
 /// one message on stderr naming the file and `what`; the file must be byte for byte as it
 /// was.
 fn refused(path: &Path, what: &str) {
     let before = fs::read(path).ok();
-    let out = run_xscpd(&[
-        "-l",
-        "127.0.0.1:0",
-        "--state",
-        path.to_str().expect("UTF-8"),
-    ]);
+    let out = run_with_state(path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(!err.contains("LISTEN"), "listened: {err}");
@@ -304,4 +309,33 @@ fn expired_holds_are_discarded_at_start() {
     // Held for ::1: this address is another one.
     come_back(&server, "user1")
         .expect_prefix("-ERR [IN-USE] user1 is already taken by another client");
+}
+
+/// Two servers never share a state file (each would overwrite the other's saves): the
+/// second exits with status 1 before it listens, naming the lock, and the first's file is
+/// as it was.
+#[test]
+fn a_second_server_on_the_same_state_file_does_not_start() {
+    let path = state_dir("shared").join("state");
+    let first = start(&path, &[]);
+    let out = run_with_state(&path);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("LISTEN"), "listened: {err}");
+    assert!(err.contains("state.lock is locked"), "{err}");
+    stop(first, "TERM");
+}
+
+/// A save at shutdown that cannot be written is an error the exit status shows (1), not
+/// only the log.
+#[test]
+fn a_last_save_that_fails_ends_with_status_one() {
+    let path = state_dir("last-fails").join("state");
+    let mut server = start(&path, &[]);
+    // The temporary file's name is taken by a directory: no save can be written.
+    fs::create_dir(xscp::state::temp_path(&path)).expect("mkdir");
+    server.signal("TERM");
+    server.wait_log(|l| l.contains("cannot save state to"));
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}");
 }

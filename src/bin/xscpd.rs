@@ -38,7 +38,8 @@ fn main() -> ExitCode {
         complain(format_args!("cannot install signal handler: {e}"));
         return ExitCode::from(1);
     }
-    let restored = match load_state(&config) {
+    // Held while the server runs: no other server saves to the same state file.
+    let (restored, _lock) = match load_state(&config) {
         Ok(state) => state,
         Err(code) => return code,
     };
@@ -49,17 +50,32 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    server.restoring(restored).run(rx);
-    ExitCode::SUCCESS
+    if server.restoring(restored).run(rx) {
+        ExitCode::SUCCESS
+    } else {
+        // Logged where it failed.
+        ExitCode::from(1)
+    }
 }
 
-/// `--state` (xscp(7) §5.9): the state saved by the last run, before the server listens.
-/// A missing file is an empty state (logged); one that cannot be read or parsed ends the
-/// program with status 2, naming the file and the line, and is left as it is; a directory
-/// where saves cannot be written, with status 1.
-fn load_state(config: &Config) -> Result<Saved, ExitCode> {
+/// `--state` (xscp(7) §5.9): the state saved by the last run, before the server listens,
+/// and the lock that keeps other servers off the file while this one runs. A missing file
+/// is an empty state (logged); one that cannot be read or parsed ends the program with
+/// status 2, naming the file and the line, and is left as it is; a file another server
+/// uses, or a directory where saves cannot be written, with status 1.
+fn load_state(config: &Config) -> Result<(Saved, Option<File>), ExitCode> {
     let Some(path) = &config.state else {
-        return Ok(Saved::default());
+        return Ok((Saved::default(), None));
+    };
+    let lock = match state::lock(path) {
+        Ok(lock) => lock,
+        Err(e) => {
+            fail(
+                config,
+                format_args!("cannot lock state file {}: {e}", path.display()),
+            );
+            return Err(ExitCode::from(1));
+        }
     };
     let state = match state::load(path) {
         Ok(Some(state)) => state,
@@ -71,19 +87,36 @@ fn load_state(config: &Config) -> Result<Saved, ExitCode> {
             Saved::default()
         }
         Err(e) => {
-            log::error!("{e}");
-            complain(format_args!("{e}"));
+            fail(
+                config,
+                format_args!(
+                    "{e}; correct the file, or move it aside to start without the holds \
+                     and mailboxes it keeps"
+                ),
+            );
             return Err(ExitCode::from(2));
         }
     };
     if let Err(e) = state::check_writable(path) {
-        complain(format_args!(
-            "cannot write state file {}: {e}",
-            state::temp_path(path).display()
-        ));
+        fail(
+            config,
+            format_args!(
+                "cannot write state file {}: {e}",
+                state::temp_path(path).display()
+            ),
+        );
         return Err(ExitCode::from(1));
     }
-    Ok(state)
+    Ok((state, Some(lock)))
+}
+
+/// Why the server does not start: on standard error, and in the log too when the log is
+/// a file (else the log is standard error, which says it once).
+fn fail(config: &Config, message: std::fmt::Arguments<'_>) {
+    complain(message);
+    if config.log_file.is_some() {
+        log::error!("{message}");
+    }
 }
 
 /// Writes `text` to standard output. A reader that has gone (`xscpd --help | head -1`)
@@ -155,18 +188,18 @@ impl Write for LogSinks {
         if let Some(end) = self.line.iter().rposition(|&b| b == b'\n') {
             let lines: Vec<u8> = self.line.drain(..=end).collect();
             // A sink that fails must not silence the other.
-            if self.stderr {
-                if let Err(e) = io::stderr().write_all(&lines) {
-                    self.stderr = false;
-                    self.failed("standard error", &e);
-                }
+            if self.stderr
+                && let Err(e) = io::stderr().write_all(&lines)
+            {
+                self.stderr = false;
+                self.failed("standard error", &e);
             }
-            if let Some((file, path)) = &mut self.file {
-                if let Err(e) = file.write_all(&lines) {
-                    let sink = format!("the log file {}", path.display());
-                    self.file = None;
-                    self.failed(&sink, &e);
-                }
+            if let Some((file, path)) = &mut self.file
+                && let Err(e) = file.write_all(&lines)
+            {
+                let sink = format!("the log file {}", path.display());
+                self.file = None;
+                self.failed(&sink, &e);
             }
         }
         Ok(buf.len())

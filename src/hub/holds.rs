@@ -327,7 +327,7 @@ impl Holds {
             .fold(HoldCounts::default(), |c, h| HoldCounts {
                 holds: c.holds + 1,
                 lines: c.lines + h.mailbox.held(),
-                lost: c.lost + h.mailbox.lost(),
+                lost: c.lost.saturating_add(h.mailbox.lost()),
             })
     }
 

@@ -111,14 +111,14 @@ impl Mailbox {
     pub fn put_receipt(&mut self, line: &[u8], max: usize) -> bool {
         let kept = self.put(line, None, max).is_ok();
         if !kept {
-            self.lost += 1;
+            self.lost = self.lost.saturating_add(1);
         }
         kept
     }
 
     /// Empties the mailbox, counting its lines lost (`--mailbox-total`).
     pub fn discard(&mut self) {
-        self.lost += self.entries.len() as u64;
+        self.lost = self.lost.saturating_add(self.entries.len() as u64);
         self.buf = Wire::default();
         self.entries = Vec::new();
     }

@@ -188,11 +188,11 @@ impl Owed {
     /// Keeps a copy of message `n` of its sender, forgetting the oldest past `max` bytes.
     fn copy(&mut self, n: u64, line: &[u8], max: usize) {
         let Ok(len) = u32::try_from(line.len()) else {
-            self.lost += 1;
+            self.lost = self.lost.saturating_add(1);
             return;
         };
         if line.len() > max {
-            self.lost += 1;
+            self.lost = self.lost.saturating_add(1);
             return;
         }
         while self.bytes + line.len() > max {
@@ -261,7 +261,7 @@ impl Owed {
             return false;
         };
         self.bytes -= s.len as usize;
-        self.lost += 1;
+        self.lost = self.lost.saturating_add(1);
         self.drop_front();
         true
     }
@@ -600,7 +600,7 @@ mod tests {
                     m.owed[who].1 += 1;
                     while m.live.iter().map(|c| c.2.len()).sum::<usize>() + line.len() > MAX {
                         m.live.pop_front();
-                        m.lost += 1;
+                        m.lost = m.lost.saturating_add(1);
                     }
                     m.live.push_back((who, n, line));
                 } else {

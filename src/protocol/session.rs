@@ -410,12 +410,12 @@ impl Session {
     /// SYNTAX refusal; answering no ping, or another one, a violation.
     fn on_pong(&mut self, token: Option<&str>) -> Step {
         let outstanding = &mut self.clock.outstanding_ping;
-        if let (Some(t), Some((expected, sent))) = (token, outstanding.as_ref()) {
-            if t == expected {
-                let sent = *sent;
-                *outstanding = None;
-                return Step::PongAccepted(sent);
-            }
+        if let (Some(t), Some((expected, sent))) = (token, outstanding.as_ref())
+            && t == expected
+        {
+            let sent = *sent;
+            *outstanding = None;
+            return Step::PongAccepted(sent);
         }
         let expected = outstanding.as_ref().map(|(t, _)| t.clone());
         let why = reply::PongMismatch {

@@ -106,7 +106,7 @@ impl Saved {
     /// Holds, mailbox lines and lost lines in all.
     pub fn counts(&self) -> (usize, usize, u64) {
         self.holds.iter().fold((0, 0, 0), |(h, n, l), hold| {
-            (h + 1, n + hold.held(), l + hold.lost)
+            (h + 1, n + hold.held(), l.saturating_add(hold.lost))
         })
     }
 }
@@ -519,6 +519,24 @@ mod tests {
                  held 1 lost 0\n# between\nchatm b a hi\nend holds 1 lines 1\n";
         let state = decode(t.as_bytes()).expect("parses");
         assert_eq!(state.holds[0].wire.as_slice(), b"chatm b a hi\r\n");
+    }
+
+    /// A count of lost lines as large as the file can say does not overflow a sum.
+    #[test]
+    fn the_largest_lost_counts_add_up_without_overflow() {
+        let hold = |name| {
+            format!(
+                "hold {name} for ::1 until 2026-12-07T00:45:12Z held 0 lost {}\n",
+                u64::MAX
+            )
+        };
+        let t = format!(
+            "xscpd-state 1\n{}{}end holds 2 lines 0\n",
+            hold("a"),
+            hold("b")
+        );
+        let state = decode(t.as_bytes()).expect("parses");
+        assert_eq!(state.counts(), (2, 0, u64::MAX));
     }
 
     /// The line a broken file is refused at, and a word of the reason.

@@ -34,14 +34,54 @@ fn dir_of(path: &Path) -> &Path {
     }
 }
 
-/// Creates (or truncates) the temporary file, readable by its owner only: mailboxes are
-/// people's messages.
+/// Creates `path`, readable by its owner only: mailboxes are people's messages. It must
+/// not exist: a file or link left there (by an interrupted save, or by someone else) is
+/// never written through, so a link cannot redirect the save, nor a file made by someone
+/// else keep its own permissions.
 fn create_private(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)
+}
+
+/// Removes a temporary file left by a save that was interrupted (a crash, a power cut);
+/// true if there was one. A link is removed, not what it points to.
+fn remove_leftover(tmp: &Path) -> io::Result<bool> {
+    match fs::remove_file(tmp) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The lock file beside `path`: `<file>.lock`.
+pub fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+/// Locks the state file `path` for this process (an advisory lock on `<file>.lock`, held
+/// while the returned file stays open), so that two servers never share one state file:
+/// each would overwrite the other's saves. Fails if another process holds it.
+pub fn lock(path: &Path) -> io::Result<File> {
+    let lock_file = lock_path(path);
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&lock_file)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::other(format!(
+            "{} is locked: another xscpd uses this state file (give each server its own \
+             --state)",
+            lock_file.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
 }
 
 /// Writes `state`, taken at `at`, to `path` atomically and durably: `<path>.tmp`, fsync,
@@ -50,25 +90,47 @@ fn create_private(path: &Path) -> io::Result<File> {
 pub fn write_atomic(path: &Path, state: &Saved, at: SystemTime) -> io::Result<()> {
     let tmp = temp_path(path);
     let written = (|| {
+        remove_leftover(&tmp)?;
         let mut out = BufWriter::with_capacity(1 << 16, create_private(&tmp)?);
         format::encode(state, at, &mut out)?;
         out.flush()?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)?;
-        File::open(dir_of(path))?.sync_all()
+        fs::rename(&tmp, path)
     })();
-    if written.is_err() {
+    if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
+        return Err(io::Error::new(
+            e.kind(),
+            format!("{e} (the file keeps the previous save)"),
+        ));
     }
-    written
+    File::open(dir_of(path))
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{e} (flushing the directory after the rename: the new save is in \
+                     place, but a power cut may undo it)"
+                ),
+            )
+        })
 }
 
 /// Checks at start that saves can be written beside `path` (creates and removes the
-/// temporary file; `path` itself is not touched).
+/// temporary file; `path` itself is not touched). A temporary file left by an interrupted
+/// save is removed, and logged: `path` still holds the save before it.
 pub fn check_writable(path: &Path) -> io::Result<()> {
     let tmp = temp_path(path);
+    if remove_leftover(&tmp)? {
+        log::warn!(
+            "removed {}, left by a save that was interrupted; {} holds the save before it",
+            tmp.display(),
+            path.display()
+        );
+    }
     create_private(&tmp)?;
     fs::remove_file(&tmp)
 }
@@ -141,7 +203,8 @@ impl SaveHandle {
 /// The saver thread, writing each save handed to it to the state file.
 pub struct Saver {
     handle: SaveHandle,
-    done: Receiver<()>,
+    /// Whether the save at shutdown was written, once the saver ends.
+    done: Receiver<bool>,
     thread: JoinHandle<()>,
 }
 
@@ -150,12 +213,13 @@ impl Saver {
     pub fn start(path: PathBuf) -> io::Result<Saver> {
         check_writable(&path)?;
         let (jobs, rx) = bounded::<Job>(1);
-        let (done_tx, done) = bounded(1);
+        let (done_tx, done) = bounded::<bool>(1);
         let busy = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&busy);
         let thread = thread::Builder::new()
             .name("xscp-saver".into())
             .spawn(move || {
+                let mut last_written = false;
                 for mut job in rx {
                     let deferred = std::mem::take(&mut job.deferred);
                     job.state
@@ -163,13 +227,14 @@ impl Saver {
                         .extend(deferred.into_iter().map(Deferred::gather));
                     // In expiry order, as a person reads it and the restore takes it back.
                     job.state.holds.sort_by_key(|h| h.until);
-                    write(&path, &job);
+                    let written = write(&path, &job);
                     flag.store(false, Ordering::Release);
                     if job.last {
+                        last_written = written;
                         break;
                     }
                 }
-                let _ = done_tx.send(());
+                let _ = done_tx.send(last_written);
             })?;
         Ok(Saver {
             handle: SaveHandle { jobs, busy },
@@ -183,8 +248,9 @@ impl Saver {
         self.handle.clone()
     }
 
-    /// Waits up to `bound` for the saver to write the last save and end. False if it did
-    /// not end in time (it is left to finish or die with the process).
+    /// Waits up to `bound` for the saver to write the last save and end. False if the
+    /// last save was not written, or not in time (the saver is left to finish or die with
+    /// the process).
     pub fn finish(self, bound: Duration) -> bool {
         let Saver {
             handle,
@@ -192,17 +258,22 @@ impl Saver {
             thread,
         } = self;
         drop(handle);
-        let ended = done.recv_timeout(bound).is_ok();
-        if ended {
-            let _ = thread.join();
+        match done.recv_timeout(bound) {
+            Ok(written) => {
+                let _ = thread.join();
+                written
+            }
+            Err(_) => {
+                log::error!("the state was not saved within {bound:?}");
+                false
+            }
         }
-        ended
     }
 }
 
 /// Writes one save, and logs it: the shutdown's at info, the periodic ones at debug; a
-/// failure at error (the file keeps the previous save).
-fn write(path: &Path, job: &Job) {
+/// failure at error. True if it was written.
+fn write(path: &Path, job: &Job) -> bool {
     let started = Instant::now();
     let (holds, lines, lost) = job.state.counts();
     match write_atomic(path, &job.state, job.at) {
@@ -217,11 +288,12 @@ fn write(path: &Path, job: &Job) {
             } else {
                 log::debug!("{what}");
             }
+            true
         }
-        Err(e) => log::error!(
-            "cannot save state to {}: {e} (the file keeps the previous save)",
-            path.display()
-        ),
+        Err(e) => {
+            log::error!("cannot save state to {}: {e}", path.display());
+            false
+        }
     }
 }
 
@@ -290,6 +362,55 @@ mod tests {
         drop(handle);
         assert!(saver.finish(Duration::from_secs(20)));
         assert_eq!(load(&path).expect("loads"), Some(one_hold()));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_link_left_where_the_temporary_file_goes_is_not_written_through() {
+        let dir = temp_dir("link");
+        let path = dir.join("state");
+        let victim = dir.join("victim");
+        fs::write(&victim, "not yours").expect("write");
+        std::os::unix::fs::symlink(&victim, temp_path(&path)).expect("symlink");
+        write_atomic(&path, &one_hold(), SystemTime::now()).expect("saved");
+        assert_eq!(fs::read(&victim).expect("read"), b"not yours");
+        let meta = fs::symlink_metadata(&path).expect("metadata");
+        assert!(meta.file_type().is_file(), "the state file is a link");
+        assert_eq!(load(&path).expect("loads"), Some(one_hold()));
+    }
+
+    #[test]
+    fn a_temporary_file_left_by_an_interrupted_save_is_removed_at_start() {
+        let dir = temp_dir("leftover");
+        let path = dir.join("state");
+        fs::write(temp_path(&path), "half a save").expect("write");
+        check_writable(&path).expect("writable");
+        assert!(!temp_path(&path).exists());
+    }
+
+    #[test]
+    fn a_second_lock_on_the_same_state_file_is_refused() {
+        let dir = temp_dir("lock");
+        let path = dir.join("state");
+        let held = lock(&path).expect("the first lock");
+        let e = lock(&path).expect_err("a second lock");
+        assert!(e.to_string().contains("another xscpd"), "{e}");
+        drop(held);
+        assert!(lock(&path).is_ok(), "the lock is free again");
+    }
+
+    #[test]
+    fn a_last_save_that_fails_is_reported() {
+        let dir = temp_dir("last-fails");
+        let path = dir.join("state");
+        let saver = Saver::start(path.clone()).expect("start");
+        // The temporary file's name is taken by a directory: the save cannot be written.
+        fs::create_dir(temp_path(&path)).expect("mkdir");
+        let handle = saver.handle();
+        handle.save_last(one_hold(), SystemTime::now());
+        drop(handle);
+        assert!(!saver.finish(Duration::from_secs(20)));
+        assert!(!path.exists());
     }
 
     #[test]

@@ -150,10 +150,10 @@ impl<S: Write, W: Write> Client<S, W> {
     /// as `-ERR [FULL]` is only printed; the server closes next.
     fn on_greeting(&mut self, line: &str) -> Result<(), Exit> {
         self.greeted = true;
-        if line.starts_with("+OK") {
-            if let Some(name) = self.opts.name.clone() {
-                self.send_auto(&format!("uname {name}"))?;
-            }
+        if line.starts_with("+OK")
+            && let Some(name) = self.opts.name.clone()
+        {
+            self.send_auto(&format!("uname {name}"))?;
         }
         Ok(())
     }
@@ -234,10 +234,10 @@ impl<S: Write, W: Write> Client<S, W> {
             xscp::errln!("xscp: not sent, cquit already sent: {}", text.trim_end());
             return Ok(());
         }
-        if let Some(args) = trimmed.strip_prefix("/msg") {
-            if args.is_empty() || args.starts_with(' ') {
-                return self.msg(args.trim_start_matches(' '));
-            }
+        if let Some(args) = trimmed.strip_prefix("/msg")
+            && (args.is_empty() || args.starts_with(' '))
+        {
+            return self.msg(args.trim_start_matches(' '));
         }
         let echo = self.opts.echo.then_some(TYPED);
         self.send(line, echo)

@@ -156,7 +156,7 @@ fn chatter_run(
                 } else {
                     let seq = o.direct_sent;
                     let _ = write!(StrBuf(&mut out), "chatm {my} {their} d {seq} {now}");
-                    if seq % 16 == 0 {
+                    if seq.is_multiple_of(16) {
                         out.push(b' ');
                         out.extend_from_slice(UTF8_TEXT.as_bytes());
                     }

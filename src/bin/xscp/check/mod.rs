@@ -407,10 +407,11 @@ pub fn main(args: &[String]) -> ExitCode {
             },
             _ => runner::run(t, &cfg),
         };
-        if o.must_only && t.level == transcript::Level::Should {
-            if let Outcome::Fail(f) = run.outcome {
-                run.outcome = Outcome::Warn(f);
-            }
+        if o.must_only
+            && t.level == transcript::Level::Should
+            && let Outcome::Fail(f) = run.outcome
+        {
+            run.outcome = Outcome::Warn(f);
         }
         let mut text = report::line(t, &run) + "\n";
         text += &report::failure(t, &run);
@@ -431,11 +432,11 @@ pub fn main(args: &[String]) -> ExitCode {
     {
         return output_failed(&e);
     }
-    if let Some(path) = &o.junit {
-        if let Err(e) = std::fs::write(path, report::junit(&results, broken_barrier.as_deref())) {
-            xscp::errln!("xscp check: cannot write {}: {e}", path.display());
-            return ExitCode::from(2);
-        }
+    if let Some(path) = &o.junit
+        && let Err(e) = std::fs::write(path, report::junit(&results, broken_barrier.as_deref()))
+    {
+        xscp::errln!("xscp check: cannot write {}: {e}", path.display());
+        return ExitCode::from(2);
     }
     if let Some(path) = &o.html {
         let page = html::page(

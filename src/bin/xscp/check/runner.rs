@@ -58,15 +58,14 @@ pub fn skip_reason(t: &Transcript, cfg: &Config) -> Option<String> {
         return Some(format!("requires {r} (excluded by --without {r})"));
     }
     let Target::Addr(addr) = &cfg.target else {
-        if !t.options.is_empty() {
-            if let Target::Server(words) = &cfg.target {
-                if !words.iter().any(|w| w == "{options}") {
-                    return Some(format!(
-                        "needs server options {} and the --server template has no {{options}}",
-                        t.options.join(" ")
-                    ));
-                }
-            }
+        if !t.options.is_empty()
+            && let Target::Server(words) = &cfg.target
+            && !words.iter().any(|w| w == "{options}")
+        {
+            return Some(format!(
+                "needs server options {} and the --server template has no {{options}}",
+                t.options.join(" ")
+            ));
         }
         return None;
     };
@@ -542,13 +541,13 @@ impl Player<'_> {
                     };
                     let mut end = !matches!(msg, FromServer::Line(_));
                     let mut msg = msg;
-                    if let FromServer::Line(l) = &msg {
-                        if ahead.fetch_add(l.len(), Ordering::SeqCst) + l.len() > READ_AHEAD {
-                            msg = FromServer::Error(format!(
-                                "more than {READ_AHEAD} bytes the transcript does not read"
-                            ));
-                            end = true;
-                        }
+                    if let FromServer::Line(l) = &msg
+                        && ahead.fetch_add(l.len(), Ordering::SeqCst) + l.len() > READ_AHEAD
+                    {
+                        msg = FromServer::Error(format!(
+                            "more than {READ_AHEAD} bytes the transcript does not read"
+                        ));
+                        end = true;
                     }
                     if tx.send(msg).is_err() || end {
                         return;

@@ -342,15 +342,12 @@ fn lifelines(out: &mut String, d: &Diagram, xs: &[f64], rows: &[Row], top: f64, 
             arrow: Arrow::Close,
             ..
         } = s.what
-        {
-            if let Some(c) = [from, to]
+            && let Some(c) = [from, to]
                 .into_iter()
                 .find(|&p| p < n && !d.participants[p].server)
-            {
-                if let Some(start) = open[c].take() {
-                    segments.push((c, start, r.y + 18.0));
-                }
-            }
+            && let Some(start) = open[c].take()
+        {
+            segments.push((c, start, r.y + 18.0));
         }
     }
     for (p, start) in open.into_iter().enumerate() {

@@ -326,13 +326,20 @@ fn hold_zero_releases_at_once() {
 #[test]
 fn hold_expires_after_its_time() {
     let server = Server::start(&["--hold", "300ms", "--max-retries", "1"]);
-    join_and_quit(&server, "alice");
+    // Before the departure: the hold cannot end sooner than 300 ms after this.
     let start = Instant::now();
+    join_and_quit(&server, "alice");
     loop {
         let mut other = server.connect_from("127.0.0.2").greeted();
         other.send("uname alice");
         let line = other.line();
         if line == "+OK you are alice" {
+            // A name that was never held would be free at once.
+            let held = start.elapsed();
+            assert!(
+                held >= std::time::Duration::from_millis(300),
+                "held {held:?}"
+            );
             break;
         }
         assert!(line.starts_with("-ERR [IN-USE] "), "{line}");

@@ -179,15 +179,17 @@ impl Holds {
             }
         }
         if self.map.len() >= self.max {
-            // Past the total: the oldest hold of the address holding the most (of two
-            // holding as many, the one whose oldest hold is older).
+            // Past the total: the oldest hold of the address holding the most once this
+            // one is added (of two holding as many, the one whose oldest hold is older),
+            // so that an address catching up with another pushes out its own.
             let map = &self.map;
             let most = self
                 .by_ip
-                .values()
-                .filter_map(|q| {
+                .iter()
+                .filter_map(|(at, q)| {
                     let front = *q.front()?;
-                    Some((q.len(), std::cmp::Reverse(map.get(&front)?.until), front))
+                    let held = q.len() + usize::from(*at == ip);
+                    Some((held, std::cmp::Reverse(map.get(&front)?.until), front))
                 })
                 .max();
             if let Some((_, _, oldest)) = most {
@@ -290,6 +292,25 @@ impl Holds {
                 continue; // Taken back before.
             }
             self.end(key, format_args!("expired"));
+        }
+    }
+
+    /// Moves the expiry of `name`'s hold (all holds: `None`) `by` earlier, as if that
+    /// much time had passed for it (tests; a single hold must be the oldest, so that the
+    /// expiry order stays true).
+    #[cfg(test)]
+    pub fn backdate(&mut self, name: Option<&str>, by: Duration) {
+        let key = name.and_then(|n| Nick::parse(n).ok()).map(|n| n.key());
+        let earlier = |t: Instant| t.checked_sub(by).unwrap_or(t);
+        for (k, hold) in &mut self.map {
+            if key.is_none_or(|key| key == *k) {
+                hold.until = earlier(hold.until);
+            }
+        }
+        for (k, until) in &mut self.order {
+            if key.is_none_or(|key| key == *k) {
+                *until = earlier(*until);
+            }
         }
     }
 
@@ -667,5 +688,27 @@ mod tests {
         assert_eq!(take(&mut holds, "vic", THERE, now), Err(HERE));
         assert_eq!(take(&mut holds, "m2", HERE, now), Err(THERE));
         assert_eq!(take(&mut holds, "nu", HERE, now), Err(third));
+    }
+
+    /// Past the total, an address that catches up with another counts the hold it adds:
+    /// it then holds the most, and its own oldest hold goes, not the other's (§5.7: no
+    /// address pushes out another's holds).
+    #[test]
+    fn an_address_that_catches_up_pushes_out_its_own_hold() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 4, 64);
+        hold(&mut holds, "vic1", HERE, t0);
+        hold(&mut holds, "vic2", HERE, t0 + Duration::from_secs(1));
+        hold(&mut holds, "m1", THERE, t0 + Duration::from_secs(2));
+        hold(&mut holds, "m2", THERE, t0 + Duration::from_secs(3));
+        hold(&mut holds, "m3", THERE, t0 + Duration::from_secs(4));
+        let now = t0 + Duration::from_secs(5);
+        assert_eq!(take(&mut holds, "vic1", THERE, now), Err(HERE));
+        assert_eq!(take(&mut holds, "vic2", THERE, now), Err(HERE));
+        assert_eq!(
+            take(&mut holds, "m1", HERE, now),
+            Ok(false),
+            "m1 is still held"
+        );
     }
 }

@@ -464,8 +464,10 @@ impl<O: Output> Hub<O> {
     }
 
     /// What a shutdown without `--state` discards (§5.8 Audit): the holds with their
-    /// mailboxes, and the connected clients' copies.
-    pub fn unsaved(&self) -> Unsaved {
+    /// mailboxes, and the connected clients' copies. Holds that have expired (while the
+    /// hub was too busy to end them) are ended first, as expired: they are not counted.
+    pub fn unsaved(&mut self) -> Unsaved {
+        self.holds.purge(Instant::now());
         Unsaved {
             holds: self.holds.counts(),
             copies: self.clients.values().map(|c| c.receipts.copies()).sum(),
@@ -473,6 +475,9 @@ impl<O: Output> Hub<O> {
     }
 
     fn shutdown(&mut self) {
+        // Holds that expired while the hub was busy end now (logged as expired): neither
+        // the audit nor the save counts them.
+        self.holds.purge(Instant::now());
         // Logged before anything is released (§5.8 Audit); with `--state` it is saved.
         if self.persist.is_none() {
             log::info!("hub: {}", self.unsaved());

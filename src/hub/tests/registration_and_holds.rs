@@ -175,3 +175,59 @@ fn cname_respects_holds() {
         ["-ERR [IN-USE] alice is already taken by another client"]
     );
 }
+
+/// A receipt for a sender whose hold has expired, but which the hub, busy, has not ended
+/// yet, goes nowhere: it takes no room from a live mailbox (§5.7, §5.8).
+#[test]
+fn a_receipt_for_an_expired_hold_takes_no_room_from_a_live_one() {
+    let mut f = hub_config(HubConfig {
+        hold: Duration::from_secs(300),
+        max_holds: 1024,
+        max_holds_per_ip: 64,
+        mailbox: 60,
+        mailbox_total: 100,
+    });
+    f.join(1, "bob");
+    f.join(2, "alice");
+    f.join(3, "carol");
+    let dave = f.join(4, "dave");
+    // Longer than --mailbox: no copy is kept, but its receipt is owed to alice.
+    f.chat(2, &format!("chatm alice bob {}", "x".repeat(70)));
+    f.quit(2);
+    f.quit(3);
+    f.chat(4, "chatm dave carol xxxx");
+    assert_eq!(dave.lines(), ["+OK message held for carol"]);
+    // alice's hold expires; nothing since has made the hub end it.
+    f.hub
+        .holds
+        .backdate(Some("alice"), Duration::from_secs(301));
+    f.receipt(1, "chatr alice bob");
+    let out = f.connect(5, HERE);
+    assert_eq!(f.register(5, "carol"), registered("carol", true));
+    assert_eq!(
+        out.lines(),
+        [
+            "+OK welcome back carol (1 held, 0 lost)",
+            "chatm dave carol xxxx"
+        ]
+    );
+}
+
+/// The shutdown audit (§5.8) counts the holds still live: one that expired while the
+/// hub was busy is ended as expired, not counted as discarded at shutdown.
+#[test]
+fn the_shutdown_audit_does_not_count_expired_holds() {
+    let mut f = hub();
+    f.join(1, "bob");
+    f.join(2, "alice");
+    f.chat(1, "chatm bob alice hi");
+    f.quit(2);
+    assert_eq!(f.hub.unsaved().holds.holds, 1);
+    f.hub.holds.backdate(None, Duration::from_secs(301));
+    let unsaved = f.hub.unsaved();
+    assert_eq!(
+        (unsaved.holds.holds, unsaved.holds.lines),
+        (0, 0),
+        "{unsaved}"
+    );
+}

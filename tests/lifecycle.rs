@@ -104,11 +104,16 @@ fn cquit_followed_by_more_bytes_still_delivers_its_reply() {
     let server = Server::start(&[]);
     let mut bob = server.register("bob");
     let mut alice = server.register("alice");
+    let peer = alice.peer();
     let mut bytes = b"cquit\r\nchatm alice bob after\r\n".to_vec();
     bytes.extend(b"ping x\r\n".repeat(8 * 1024));
     alice.send_raw(&bytes);
     alice.expect_close(&["+OK terminating tasks and disconnecting"]);
     assert!(bob.nothing_pending());
+    // The server read the rest away until the client closed: an orderly close, not a
+    // reset (which the client above could not tell from an end of stream).
+    drop(alice);
+    server.wait_peer_log(&peer, "UPDATE -> CLOSED on close (the peer closed)");
 }
 
 /// §7 orderly close: messages sent in the same write as `cquit`, before it, are relayed and
@@ -174,6 +179,7 @@ fn cquit_in_negotiating_followed_by_more_bytes_still_delivers_its_reply() {
 fn violation_followed_by_more_bytes_still_delivers_its_lines() {
     let server = Server::start(&[]);
     let mut c = server.connect().greeted();
+    let peer = c.peer();
     let mut bytes = b"users\r\n".to_vec();
     bytes.extend(b"ping x\r\n".repeat(8 * 1024));
     c.send_raw(&bytes);
@@ -181,6 +187,8 @@ fn violation_followed_by_more_bytes_still_delivers_its_lines() {
         "-ERR [STATE] users is not allowed in NEGOTIATING",
         "cquit protocol violation",
     ]);
+    drop(c);
+    server.wait_peer_log(&peer, "-> CLOSED on close (the peer closed)");
 }
 
 /// §7: after its last line the server shuts down its sending side and keeps reading for a
@@ -196,7 +204,8 @@ fn the_server_reads_on_after_its_fin() {
     c.send_raw(b"ping late\r\n");
     c.shutdown_write();
     assert_eq!(c.drain(), b"");
-    server.wait_peer_log(&peer, "UPDATE -> CLOSED on close");
+    // Read away, then the client's end of stream: not a close without the linger.
+    server.wait_peer_log(&peer, "UPDATE -> CLOSED on close (the peer closed)");
 }
 
 // ---- §7: shutdown ----

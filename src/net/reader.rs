@@ -143,6 +143,18 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     reader.session.on_closed(how);
 }
 
+/// Whether the socket's read timeout, `armed`, must be set again for a read that should
+/// end within `wait`. The timeout applies to each read from its start, so the one set is
+/// kept if a read starting now would not overshoot by more than [`TIMER_TOLERANCE`]: this
+/// saves a system call per read while data flows (the deadline moves on with every
+/// read); waking early is harmless, the timers are checked again. But one much shorter
+/// than needed is set again: left as it is, a timeout set a few milliseconds before one
+/// deadline (a `uname` just before `--negotiate-timeout`) would wake the reader every
+/// few milliseconds for the rest of the connection.
+fn rearm(armed: Option<Duration>, wait: Duration) -> bool {
+    armed.is_none_or(|armed| armed > wait + TIMER_TOLERANCE || armed * 2 < wait)
+}
+
 /// The hub's inbox is closed: the server is stopping.
 fn hub_stopped() -> Ending {
     Ending::Fault(Cause::Io("hub stopped".into()))
@@ -391,17 +403,10 @@ impl Reader {
             return Some(end);
         }
         let deadline = self.session.poll_at()?;
-        // The socket's timeout applies to each read from its start. Keep the one set if a
-        // read starting now would not overshoot the deadline by more than the tolerance:
-        // this saves a system call per read while data flows (the deadline moves on with
-        // every read). Waking early is harmless: the timers are checked again.
         let wait = deadline
             .saturating_duration_since(now)
             .max(Duration::from_millis(1));
-        if self
-            .armed
-            .is_none_or(|armed| armed > wait + TIMER_TOLERANCE)
-        {
+        if rearm(self.armed, wait) {
             if let Err(e) = self.shared.socket().set_read_timeout(Some(wait)) {
                 return Some(Ending::Fault(Cause::Io(e.to_string())));
             }
@@ -723,5 +728,28 @@ impl Reader {
             Closed::NoLinger
         };
         (how, departed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_read_timeout_is_set_again_only_when_it_is_far_off() {
+        // None set yet.
+        assert!(rearm(None, 60_000 * MS));
+        // Data flows: the deadline moves on with each read; the one set stays, within
+        // the tolerance, and when somewhat shorter (it only wakes the reader early).
+        assert!(!rearm(Some(60_000 * MS), 60_000 * MS));
+        assert!(!rearm(Some(60_000 * MS), 59_997 * MS));
+        assert!(!rearm(Some(59_000 * MS), 60_000 * MS));
+        // It would overshoot the deadline: set again.
+        assert!(rearm(Some(60_000 * MS), 10_000 * MS));
+        // Far shorter than needed (set just before an earlier deadline): set again, or the
+        // reader would wake every 15 ms for the rest of the connection.
+        assert!(rearm(Some(15 * MS), 60_000 * MS));
     }
 }

@@ -92,7 +92,7 @@ const OPTIONS: &[(&str, &str)] = &[
     (
         "--state-interval DUR",
         "how often the state is saved while running, 0 = only at shutdown; a crash \
-         loses at most this much (default 60s)",
+         loses at most this much; needs --state (default 60s)",
     ),
     ("--log-file PATH", "also write the log to PATH (appending)"),
     (
@@ -396,6 +396,7 @@ fn more_verbose(verbosity: i8, levels: usize) -> i8 {
 pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliError> {
     let mut c = Config::default();
     let mut mailbox = None;
+    let mut interval_given = false;
     let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
         // `--opt=value` is the same as `--opt value`.
@@ -445,7 +446,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
                     (!v.is_empty()).then(|| PathBuf::from(v))
                 })?)
             }
-            "--state-interval" => c.state_interval = value(&opt, next(), secs)?,
+            "--state-interval" => {
+                c.state_interval = value(&opt, next(), secs)?;
+                interval_given = true;
+            }
             "--log-file" => c.log_file = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
             "-q" | "--quiet" => c.verbosity = -1,
             "--verbose" => c.verbosity = more_verbose(c.verbosity, 1),
@@ -482,6 +486,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             c.mailbox, c.sendq
         )));
     }
+    // Saves every interval of no file would be no saves at all, silently.
+    if interval_given && c.state.is_none() {
+        return Err(CliError("--state-interval needs --state".into()));
+    }
     Ok(Cli::Run(c))
 }
 
@@ -515,7 +523,9 @@ mod tests {
         };
         assert_eq!(c.state, Some(PathBuf::from("/var/lib/xscpd/state")));
         assert_eq!(c.state_interval, Duration::ZERO);
-        assert!(run(&["--state-interval", "soon"]).is_err());
+        assert!(run(&["--state", "s", "--state-interval", "soon"]).is_err());
+        let alone = run(&["--state-interval", "10s"]).map(|_| ()).unwrap_err();
+        assert_eq!(alone.to_string(), "--state-interval needs --state");
         assert!(run(&["--state"]).is_err());
         assert!(run(&["--state", ""]).is_err());
     }

@@ -47,7 +47,8 @@ pub struct Ticket {
 }
 
 impl Admission {
-    /// Limits of `max_clients` in all and `max_per_ip` per address (0: unlimited).
+    /// Limits of `max_clients` in all (at least 1: the configuration refuses 0) and
+    /// `max_per_ip` per address (0: unlimited).
     pub fn new(max_clients: usize, max_per_ip: usize) -> Arc<Admission> {
         Arc::new(Admission {
             max_clients,

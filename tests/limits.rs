@@ -435,3 +435,33 @@ fn a_client_that_never_reads_its_replies_is_still_dropped() {
     let mut other = server.register("other");
     assert!(other.nothing_pending());
 }
+
+/// An IPv4 client of an IPv6 listener is known by its IPv4 address (`::ffff:127.0.0.1` is
+/// 127.0.0.1): in the log, for the per-address limits and for its name's hold, so that
+/// the same client is the same address whatever the listener (and across a restart on
+/// another one).
+#[test]
+fn an_ipv4_client_of_an_ipv6_listener_is_known_by_its_ipv4_address() {
+    let server = Server::start(&["-l", "[::ffff:127.0.0.1]:0"]);
+    let mut c = server.connect();
+    c.expect(GREETING);
+    let local = c.peer();
+    let port = local
+        .trim_end()
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .to_string();
+    c.send("uname alice");
+    c.expect("+OK you are alice");
+    c.send("cquit");
+    c.expect_close(&[BYE]);
+    let tag = format!("peer=127.0.0.1:{port} ");
+    server.wait_log(|l| l.contains(&tag) && l.contains("name alice held for 127.0.0.1 "));
+    // (The listener's own lines name the address it listens on.)
+    let mapped = server
+        .log()
+        .into_iter()
+        .find(|l| l.contains("conn=") && l.contains("::ffff:"));
+    assert_eq!(mapped, None, "a client known by its mapped address");
+}

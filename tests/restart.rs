@@ -339,3 +339,23 @@ fn a_last_save_that_fails_ends_with_status_one() {
     let status = server.wait_exit();
     assert_eq!(status.code(), Some(1), "{status:?}");
 }
+
+/// A hold saved for an IPv4 client of an IPv6 listener (`::ffff:127.0.0.1`) is its IPv4
+/// address's: after a restart on an IPv4 listener the same client is welcomed back.
+#[test]
+fn a_hold_saved_for_a_mapped_address_is_its_ipv4_address() {
+    let path = state_dir("mapped").join("state");
+    let hold = SavedHold {
+        nick: Nick::parse("alice").expect("nickname"),
+        ip: "::ffff:127.0.0.1".parse().expect("ip"),
+        until: SystemTime::now() + Duration::from_secs(3600),
+        lost: 0,
+        wire: Arc::new(b"chatm bob alice hi\r\n".to_vec()),
+    };
+    let state = Saved { holds: vec![hold] };
+    write_atomic(&path, &state, SystemTime::now()).expect("write the state");
+    let server = start(&path, &[]);
+    let mut alice = come_back(&server, "alice");
+    alice.expect("+OK welcome back alice (1 held, 0 lost)");
+    alice.expect("chatm bob alice hi");
+}

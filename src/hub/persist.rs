@@ -86,8 +86,10 @@ impl<O: Output> Hub<O> {
             }
             let left = h.until.duration_since(wall).unwrap_or_default();
             let until = now.checked_add(left).unwrap_or(now);
+            // As the acceptor knows clients: an IPv4 address saved as IPv6 (by a server
+            // that listened on IPv6) is its IPv4 address.
             self.holds
-                .restore(h.nick, h.ip, until, session, mailbox, now);
+                .restore(h.nick, h.ip.to_canonical(), until, session, mailbox, now);
         }
         while self.copies + self.holds.counted() > self.mailbox_total {
             if !self.holds.discard_oldest(None) {

@@ -154,6 +154,10 @@ impl Acceptor {
     /// Serves the client `peer` on `stream` (accept gives its address: no system call to ask
     /// for it), or refuses it. `inherited`: what the socket has from the listener.
     fn start(&self, id: u64, stream: TcpStream, peer: SocketAddr, inherited: Inherited) {
+        // An IPv4 client of an IPv6 listener is known by its IPv4 address
+        // (`::ffff:a.b.c.d` is `a.b.c.d`): the same client has the same address for the
+        // per-address limits, its holds and the log, whatever the listener.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         let ticket = match self.admission.admit(id, peer.ip()) {
             Ok(t) => t,
             Err(why) => return self.refuse(stream, id, &peer.to_string(), why),

@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,8 @@ pub const BYE: &str = "+OK terminating tasks and disconnecting";
 struct Log {
     lines: Mutex<Vec<String>>,
     grew: Condvar,
+    /// The server's standard error reached its end: every line it wrote is in `lines`.
+    ended: AtomicBool,
 }
 
 /// A running `xscpd`.
@@ -98,7 +101,13 @@ impl Server {
             loop {
                 buf.clear();
                 match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => {
+                        // Under the lock, so that a waiter cannot miss the notification.
+                        let _lines = sink.lines.lock();
+                        sink.ended.store(true, Ordering::SeqCst);
+                        sink.grew.notify_all();
+                        break;
+                    }
                     Ok(_) => {
                         if buf.ends_with(b"\n") {
                             buf.pop();
@@ -258,17 +267,24 @@ impl Server {
         assert!(status.success());
     }
 
-    /// Waits for the server to exit.
+    /// Waits for the server to exit, and for its log to be read to the end (the last
+    /// lines may still be in the pipe when the process is gone).
     pub fn wait_exit(&mut self) -> ExitStatus {
         let deadline = Instant::now() + WAIT;
-        loop {
+        let status = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+                break status;
             }
             assert!(Instant::now() < deadline, "server did not exit");
             // Polling the child's status is the only portable way to wait with a bound.
             thread::sleep(Duration::from_millis(10));
+        };
+        let mut lines = self.log.lines.lock();
+        while !self.log.ended.load(Ordering::SeqCst) {
+            let waited = self.log.grew.wait_until(&mut lines, deadline);
+            assert!(!waited.timed_out(), "the server's log never ended");
         }
+        status
     }
 
     /// The server's process id.

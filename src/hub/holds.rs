@@ -391,8 +391,9 @@ impl Holds {
         self.sessions.contains_key(&session)
     }
 
-    /// The name held for `session`'s departed client, if any.
-    pub fn session_name(&self, session: ConnId) -> Option<NickKey> {
+    /// The name held at `now` for `session`'s departed client, if any.
+    pub fn session_name(&mut self, session: ConnId, now: Instant) -> Option<NickKey> {
+        self.purge(now);
         self.sessions.get(&session).copied()
     }
 

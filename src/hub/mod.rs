@@ -464,10 +464,8 @@ impl<O: Output> Hub<O> {
     }
 
     /// What a shutdown without `--state` discards (§5.8 Audit): the holds with their
-    /// mailboxes, and the connected clients' copies. Holds that have expired (while the
-    /// hub was too busy to end them) are ended first, as expired: they are not counted.
-    pub fn unsaved(&mut self) -> Unsaved {
-        self.holds.purge(Instant::now());
+    /// mailboxes, and the connected clients' copies.
+    pub fn unsaved(&self) -> Unsaved {
         Unsaved {
             holds: self.holds.counts(),
             copies: self.clients.values().map(|c| c.receipts.copies()).sum(),

@@ -216,10 +216,9 @@ impl<O: Output> Hub<O> {
             .get(&conn)
             .map(|c| c.tag.clone())
             .unwrap_or_default();
-        // A hold that has expired is no place for it, even before the hub idles and
-        // ends it: it would take room from live mailboxes (`--mailbox-total`).
-        self.holds.purge(Instant::now());
-        let Some(key) = self.holds.session_name(session) else {
+        // Not an expired hold, even one the hub (busy) has not ended yet: it would take
+        // room from live mailboxes (`--mailbox-total`).
+        let Some(key) = self.holds.session_name(session, Instant::now()) else {
             return log::debug!("{tag} receipt for {name}: sender has left, dropped");
         };
         // No room in all (`--mailbox-total`) is no room in the mailbox; and room is made

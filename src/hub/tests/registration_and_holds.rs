@@ -224,6 +224,7 @@ fn the_shutdown_audit_does_not_count_expired_holds() {
     f.quit(2);
     assert_eq!(f.hub.unsaved().holds.holds, 1);
     f.hub.holds.backdate(None, Duration::from_secs(301));
+    f.hub.shutdown();
     let unsaved = f.hub.unsaved();
     assert_eq!(
         (unsaved.holds.holds, unsaved.holds.lines),

@@ -118,10 +118,11 @@ impl Budget {
         Budget::new(by_maps.min(by_threads).max(16))
     }
 
-    /// Takes a place for a new thread for `pool`: a free one, else the place of another
-    /// pool's idle thread, which exits (the thread count is one over for that moment).
-    /// The caller holds no pool's lock.
-    fn take(&self, pool: *const ()) -> bool {
+    /// Takes a place for a new thread: a free one, else the place of an idle thread of a
+    /// pool sharing the budget, which exits (the thread count is one over for that
+    /// moment). The caller holds no pool's lock; its own pool had no idle thread when it
+    /// looked (one that went idle since may be the one that gives its place up).
+    fn take(&self) -> bool {
         let live = self.live.fetch_add(1, Ordering::SeqCst);
         if live < self.max {
             self.peak.fetch_max(live + 1, Ordering::SeqCst);
@@ -132,8 +133,7 @@ impl Budget {
         pools
             .iter()
             .filter_map(Weak::upgrade)
-            .filter(|other| !std::ptr::addr_eq(Arc::as_ptr(other), pool))
-            .any(|other| other.give_up_idle())
+            .any(|pool| pool.give_up_idle())
     }
 
     fn give_back(&self) {
@@ -326,7 +326,7 @@ impl<W: Work> Pool<W> {
         idle.fewest_free = 0;
         drop(idle);
         // Without this pool's lock: the budget may take another pool's.
-        if !self.budget.take(Arc::as_ptr(self).cast()) {
+        if !self.budget.take() {
             let e = io::Error::other(format!("thread budget of {} exhausted", self.budget.max()));
             return Err((e, job));
         }

@@ -19,13 +19,24 @@ fn outbox_with(threads: usize, sendq: usize) -> (Outbox, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (server, _) = listener.accept().unwrap();
+    outbox_on((server, client), threads, sendq, Duration::from_secs(20))
+}
+
+/// An outbox on the server's end of `pair`, whose pool can start `threads` writers, with
+/// `--sendq` and the write timeout; and the client's end.
+fn outbox_on(
+    (server, client): (TcpStream, TcpStream),
+    threads: usize,
+    sendq: usize,
+    write_timeout: Duration,
+) -> (Outbox, TcpStream) {
     client
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     let writers = Arc::new(Writers {
         pool: Pool::new(64 * 1024, Budget::new(threads)),
         sendq,
-        write_timeout: Duration::from_secs(20),
+        write_timeout,
     });
     let outbox = Outbox::new(1, "conn=1".into(), ConnShared::new(server), writers);
     (outbox, client)
@@ -156,9 +167,6 @@ fn small_pair() -> (TcpStream, TcpStream) {
     socket2::SockRef::from(&server)
         .set_send_buffer_size(16 * 1024)
         .unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
     (server, client)
 }
 
@@ -179,14 +187,7 @@ fn capacity() -> usize {
 
 /// An outbox on a [`small_pair`], with `threads` writers, `--sendq` and the write timeout.
 fn small_outbox(threads: usize, sendq: usize, write_timeout: Duration) -> (Outbox, TcpStream) {
-    let (server, client) = small_pair();
-    let writers = Arc::new(Writers {
-        pool: Pool::new(64 * 1024, Budget::new(threads)),
-        sendq,
-        write_timeout,
-    });
-    let outbox = Outbox::new(1, "conn=1".into(), ConnShared::new(server), writers);
-    (outbox, client)
+    outbox_on(small_pair(), threads, sendq, write_timeout)
 }
 
 /// Waits (at most 20 s) until `done` holds.

@@ -20,7 +20,7 @@ mod utc;
 
 pub use format::{Copies, Deferred, FormatError, MAGIC, Saved, SavedHold, VERSION, Wire};
 pub use restore::{Bounds, prepare};
-pub use save::{SaveHandle, Saver, check_writable, lock, lock_path, temp_path, write_atomic};
+pub use save::{SaveHandle, Saver, check_writable, lock, temp_path, write_atomic};
 
 /// The state file could not be loaded: the server must not start (exit 2), and the file
 /// stays as it is.

@@ -21,8 +21,18 @@ use super::format::{self, Deferred, Saved};
 
 /// The temporary file a save writes before renaming it over `path`.
 pub fn temp_path(path: &Path) -> PathBuf {
+    beside(path, ".tmp")
+}
+
+/// The lock file beside `path`: `<file>.lock`.
+fn lock_path(path: &Path) -> PathBuf {
+    beside(path, ".lock")
+}
+
+/// `path` with `suffix` added to its file name.
+fn beside(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
+    name.push(suffix);
     path.with_file_name(name)
 }
 
@@ -54,13 +64,6 @@ fn remove_leftover(tmp: &Path) -> io::Result<bool> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e),
     }
-}
-
-/// The lock file beside `path`: `<file>.lock`.
-pub fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    path.with_file_name(name)
 }
 
 /// Locks the state file `path` for this process (an advisory lock on `<file>.lock`, held

@@ -4,13 +4,12 @@
 //!
 //! Each job renames its thread (`xscp-conn-<id>`, `xscp-write-<id>`) so that `top -H` shows
 //! who is who. A panic inside a job is contained: it is logged and the thread goes back to
-//! the pool. Threads that [`IDLE_KEEP`] shows were not needed exit, so the thread count
-//! returns to what the load needs by itself: an idle thread exits after [`IDLE_KEEP`]
-//! without a job, and since jobs go round the idle threads, under a light load that would
-//! keep every thread of a spike busy now and then, each [`IDLE_KEEP`] the threads that
-//! stayed idle throughout leave too. As the count falls after a spike, the allocator's
-//! free memory is given back to the system (at most a few times per spike), so that the
-//! memory use comes back down too.
+//! the pool. Every [`IDLE_KEEP`] the pool counts how many of its threads stayed idle
+//! throughout, and that many exit, so the thread count returns to what the load needs by
+//! itself, within two periods (the count, not each thread's own idle time, decides: jobs
+//! go round the idle threads, and a light load after a spike reaches each of them now and
+//! then). As the count falls after a spike, the allocator's free memory is given back to
+//! the system (at most a few times per spike), so that the memory use comes back down too.
 //!
 //! The pools share one [`Budget`] of threads. A pool that needs a thread when the budget
 //! is spent takes the place of another pool's idle thread, which exits: idle readers
@@ -31,7 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long an idle pooled thread waits for work before it exits.
+/// How often a pool counts the threads that stayed idle throughout; that many exit.
 pub const IDLE_KEEP: Duration = Duration::from_secs(5);
 
 /// How long a pooled thread keeps its last job's name before it is renamed `xscp-idle`:
@@ -181,7 +180,7 @@ const RESERVED_MAPS: usize = 2048;
 pub struct Pool<W> {
     stack: usize,
     budget: Arc<Budget>,
-    /// How long an idle thread that no job needs stays ([`IDLE_KEEP`]).
+    /// How often idle threads are counted and the ones not needed exit ([`IDLE_KEEP`]).
     keep: Duration,
     idle: Mutex<Idle<W>>,
     /// A job was handed to the idle threads, or some of them are asked to exit.
@@ -202,6 +201,7 @@ struct Idle<W> {
     surplus: usize,
     /// The fewest free threads since `since`: that many were not needed meanwhile.
     fewest_free: usize,
+    /// When the current count began.
     since: Instant,
     /// The first job of each thread being started, under the number only that thread
     /// takes it by: no other thread can take it, and its caller gets it back if the
@@ -281,7 +281,7 @@ impl<W: Work> Pool<W> {
         Pool::with_keep(stack, budget, IDLE_KEEP)
     }
 
-    /// A pool whose idle threads that no job needs stay `keep` ([`IDLE_KEEP`]).
+    /// A pool that counts its idle threads every `keep` ([`IDLE_KEEP`]).
     fn with_keep(stack: usize, budget: Arc<Budget>, keep: Duration) -> Arc<Pool<W>> {
         let pool = Arc::new(Pool {
             stack,
@@ -396,22 +396,19 @@ impl<W: Work> Pool<W> {
         }
     }
 
-    /// Waits for a job as an idle thread; `Err` when the thread is to exit: after
-    /// [`Pool::keep`] without a job, when it was not needed ([`Idle::surplus`]), or when
-    /// its place went to another pool. The thread is renamed `xscp-idle` once it has
-    /// waited [`IDLE_NAME_AFTER`].
+    /// Waits for a job as an idle thread; `Err` when the thread is to exit: when a review
+    /// finds it was not needed ([`Idle::surplus`]), or when its place went to another
+    /// pool. The thread is renamed `xscp-idle` once it has waited [`IDLE_NAME_AFTER`].
     fn next_job(&self) -> Result<Job<W>, Exit> {
-        let now = Instant::now();
-        let deadline = now + self.keep;
-        // Until the rename, then until the thread exits.
-        let (mut until, mut named) = (now + IDLE_NAME_AFTER, false);
+        let mut rename_at = Some(Instant::now() + IDLE_NAME_AFTER);
         let mut idle = self.lock_idle();
         idle.free += 1;
-        // Besides this thread, which looks first.
-        for _ in 1..idle.review(now, self.keep) {
-            self.handed.notify_one();
-        }
         loop {
+            // Each `keep`, whichever idle thread comes first asks the threads that stayed
+            // free all along to exit; it looks itself, and wakes the others asked.
+            for _ in 1..idle.review(Instant::now(), self.keep) {
+                self.handed.notify_one();
+            }
             // What was promised while this thread waited is promised to some idle thread;
             // whichever wakes first takes it.
             if let Some(job) = idle.jobs.pop_front() {
@@ -426,24 +423,18 @@ impl<W: Work> Pool<W> {
                 idle.take_free();
                 return Err(Exit::Idle);
             }
+            // Until the rename, then until the next count.
+            let until = rename_at.unwrap_or(idle.since + self.keep);
             let wait = until.saturating_duration_since(Instant::now());
             let (guard, waited) = self
                 .handed
                 .wait_timeout(idle, wait)
                 .unwrap_or_else(PoisonError::into_inner);
             idle = guard;
-            let timed_out = waited.timed_out();
-            if timed_out && !named {
-                (until, named) = (deadline, true);
+            if waited.timed_out() && rename_at.take().is_some() {
                 drop(idle);
                 crate::sys::set_thread_name(format_args!("xscp-idle"));
                 idle = self.lock_idle();
-                continue;
-            }
-            if timed_out && idle.jobs.is_empty() && idle.given_up == 0 {
-                // Nothing is promised to this thread: it leaves the idle count.
-                idle.take_free();
-                return Err(Exit::Idle);
             }
         }
     }

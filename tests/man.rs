@@ -665,3 +665,38 @@ fn help_parser_reads_names_and_defaults() {
     assert!(states_default("The default is 3.", "3"));
     assert!(!states_default("The default is 30s.", "3"));
 }
+
+/// The example file of xscpd-state(5) is one the server reads: its holds, sessions and
+/// senders as the page explains them.
+#[test]
+fn the_state_file_example_is_a_state_the_server_reads() {
+    let src = source("xscpd-state.5");
+    let examples = section(&src, "EXAMPLES");
+    let start = examples
+        .iter()
+        .position(|l| l.starts_with("xscpd\\-state "))
+        .expect("an example file");
+    let end = start
+        + examples[start..]
+            .iter()
+            .position(|l| *l == ".EE")
+            .expect("the example's end");
+    let text: String = examples[start..end]
+        .iter()
+        .map(|l| plain(l) + "\n")
+        .collect();
+    let dir = std::env::temp_dir().join(format!("xscp-man-state-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create a directory");
+    let path = dir.join("state");
+    std::fs::write(&path, &text).expect("write the example");
+    let state = xscp::state::load(&path)
+        .unwrap_or_else(|e| panic!("the example does not load: {e}\n{text}"))
+        .expect("a state");
+    let names: Vec<&str> = state.holds.iter().map(|h| h.nick.as_str()).collect();
+    assert_eq!(names, ["alice", "Bob_2"]);
+    // "one" from Bob_2's session, "two" from a session not saved, the receipt from none.
+    let bob = state.holds[1].session;
+    let none = xscp::state::NO_SENDER;
+    assert_eq!(state.holds[0].senders.as_slice(), [bob, none, none]);
+    let _ = std::fs::remove_dir_all(&dir);
+}

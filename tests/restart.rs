@@ -7,13 +7,14 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use xscp::protocol::nick::Nick;
-use xscp::state::{Saved, SavedHold, write_atomic};
+use xscp::state::{NO_SENDER, Saved, SavedHold, write_atomic};
 
-use crate::harness::{Server, come_back, come_back_from, hold, run_xscpd, x40};
+use crate::harness::{
+    Client, Server, come_back, come_back_from, hold, hold_from, leave, run_xscpd, x40,
+};
 
 /// A fresh directory for one test's state file.
 fn state_dir(test: &str) -> PathBuf {
@@ -103,6 +104,70 @@ fn a_client_connected_at_shutdown_gets_its_unreceipted_messages_back() {
     assert!(carol.nothing_pending());
 }
 
+/// bob sends alice `hi`, which she reads and does not receipt.
+fn hi(bob: &mut Client, alice: &mut Client) {
+    bob.send("chatm bob alice hi");
+    bob.expect("+OK message relayed");
+    alice.expect("chatm bob alice hi");
+}
+
+/// After the restart alice comes back to bob's `hi` and receipts it; the receipt is taken.
+fn receipt_hi(server: &Server) {
+    let mut alice = come_back(server, "alice");
+    alice.expect("+OK welcome back alice (1 held, 0 lost)");
+    alice.expect("chatm bob alice hi");
+    alice.send("chatr bob alice");
+    assert!(alice.nothing_pending(), "the receipt is taken");
+}
+
+/// §5.6 chatr across a restart: a receipt goes to the session that sent the message, not
+/// to whoever has the sender's name by the save. bob's hold is pushed out (one hold an
+/// address) and carol takes the name; after the restart alice's receipt for bob's
+/// message is taken and dropped, as it would have been without the restart.
+#[test]
+fn a_receipt_after_a_restart_does_not_reach_a_new_owner_of_the_name() {
+    let path = state_dir("new-owner").join("state");
+    let server = start(&path, &["--max-holds-per-ip", "1"]);
+    let mut alice = server.register("alice");
+    let mut bob = server.register_from("127.0.0.2", "bob");
+    hi(&mut bob, &mut alice);
+    leave(&server, bob, "bob");
+    // Another name held for the same address pushes bob's hold out.
+    hold_from(&server, "127.0.0.2", "dave");
+    let carol = server.register_from("127.0.0.3", "bob");
+    stop(server, "TERM");
+    alice.expect_close(&["cquit server shutting down"]);
+    drop(carol);
+
+    let server = start(&path, &[]);
+    receipt_hi(&server);
+    let mut carol = come_back_from(&server, "127.0.0.3", "bob");
+    carol.expect("+OK welcome back bob");
+    assert!(carol.nothing_pending());
+}
+
+/// §5.6 chatr ("also after either side renamed") across a restart: bob renamed himself
+/// after sending; the receipt reaches him under his new name.
+#[test]
+fn a_receipt_after_a_restart_follows_a_sender_that_renamed_itself() {
+    let path = state_dir("renamed").join("state");
+    let server = start(&path, &[]);
+    let mut alice = server.register("alice");
+    let mut bob = server.register("bob");
+    hi(&mut bob, &mut alice);
+    bob.send("cname bobby");
+    bob.expect_prefix("+OK");
+    stop(server, "TERM");
+    bob.expect_close(&["cquit server shutting down"]);
+
+    let server = start(&path, &[]);
+    receipt_hi(&server);
+    let mut bob = come_back(&server, "bobby");
+    bob.expect("+OK welcome back bobby (1 held, 0 lost)");
+    bob.expect("chatr bob alice");
+    assert!(bob.nothing_pending());
+}
+
 /// SIGINT and SIGHUP shut the server down in order too, and save.
 #[test]
 fn sigint_and_sighup_save_as_sigterm_does() {
@@ -145,19 +210,16 @@ fn big_state(holds: usize, lines: usize) -> Saved {
     let holds = (0..holds)
         .map(|i| {
             let nick = Nick::parse(&format!("user{i}")).expect("nickname");
-            let wire: String = (0..lines)
-                .map(|j| format!("chatm bob {nick} line {j} {}\r\n", "z".repeat(60)))
-                .collect();
             let ip: IpAddr = if i % 2 == 0 { "127.0.0.1" } else { "::1" }
                 .parse()
                 .expect("ip");
-            SavedHold {
-                nick,
-                ip,
-                until,
-                lost: i as u64,
-                wire: Arc::new(wire.into_bytes()),
+            let mut hold = SavedHold::new(nick, ip, until, i as u64 + 1);
+            hold.lost = i as u64;
+            for j in 0..lines {
+                let line = format!("chatm bob {} line {j} {}\r\n", hold.nick, "z".repeat(60));
+                hold.push(line.as_bytes(), NO_SENDER);
             }
+            hold
         })
         .collect();
     Saved { holds }
@@ -224,7 +286,7 @@ fn a_bad_state_file_stops_the_server_before_it_listens() {
     let good = fs::read_to_string(&path).expect("read");
 
     // Corrupt: a mailbox line that is no chatm.
-    let corrupt = good.replacen("chatm bob user1 line 0", "hello there", 1);
+    let corrupt = good.replacen("from - chatm bob user1 line 0", "hello there", 1);
     fs::write(&path, &corrupt).expect("write");
     refused(&path, "line 7: 'hello there");
 
@@ -236,8 +298,8 @@ fn a_bad_state_file_stops_the_server_before_it_listens() {
     refused(&path, "cut short");
 
     // Another version.
-    fs::write(&path, good.replacen("xscpd-state 1", "xscpd-state 2", 1)).expect("write");
-    refused(&path, "line 1: version '2'");
+    fs::write(&path, good.replacen("xscpd-state 2", "xscpd-state 3", 1)).expect("write");
+    refused(&path, "line 1: version '3'");
 
     // Unreadable: a directory where the file should be.
     let not_a_file = dir.join("dir");
@@ -345,13 +407,11 @@ fn a_last_save_that_fails_ends_with_status_one() {
 #[test]
 fn a_hold_saved_for_a_mapped_address_is_its_ipv4_address() {
     let path = state_dir("mapped").join("state");
-    let hold = SavedHold {
-        nick: Nick::parse("alice").expect("nickname"),
-        ip: "::ffff:127.0.0.1".parse().expect("ip"),
-        until: SystemTime::now() + Duration::from_secs(3600),
-        lost: 0,
-        wire: Arc::new(b"chatm bob alice hi\r\n".to_vec()),
-    };
+    let nick = Nick::parse("alice").expect("nickname");
+    let ip = "::ffff:127.0.0.1".parse().expect("ip");
+    let until = SystemTime::now() + Duration::from_secs(3600);
+    let mut hold = SavedHold::new(nick, ip, until, 1);
+    hold.push(b"chatm bob alice hi\r\n", NO_SENDER);
     let state = Saved { holds: vec![hold] };
     write_atomic(&path, &state, SystemTime::now()).expect("write the state");
     let server = start(&path, &[]);

@@ -434,12 +434,17 @@ impl Holds {
     /// `--state` (xscp(7) §5.9): every hold as the state file keeps it, its expiry as
     /// wall-clock time (`now` and `wall` being the same moment).
     pub fn saved(&self, now: Instant, wall: SystemTime) -> impl Iterator<Item = SavedHold> {
-        self.map.values().map(move |h| SavedHold {
-            nick: h.nick.clone(),
-            ip: h.ip,
-            until: wall + h.until.saturating_duration_since(now),
-            lost: h.mailbox.lost(),
-            wire: h.mailbox.shared_wire(),
+        self.map.values().map(move |h| {
+            let (wire, senders) = h.mailbox.shared();
+            SavedHold {
+                nick: h.nick.clone(),
+                ip: h.ip,
+                until: wall + h.until.saturating_duration_since(now),
+                session: h.session,
+                lost: h.mailbox.lost(),
+                wire,
+                senders,
+            }
         })
     }
 

@@ -2,23 +2,23 @@
 //! departed client's copies become its first lines; while the name is held, direct
 //! `chatm`s to it and receipts for what it sent are added; the `uname` that gets
 //! `welcome back` delivers it all in one go. Bounded by `--mailbox` bytes (each line with
-//! its CRLF), it is one byte buffer with a compact entry (16 bytes) beside each line. The
-//! buffer is shared with a save in progress (`--state`, xscp(7) §5.9) rather than copied:
-//! the hub hands it over in constant time, and a mailbox that changes while the save runs
-//! copies its own bytes then (at most `--mailbox`).
+//! its CRLF), it is one byte buffer with the session of each line's sender (8 bytes)
+//! beside it. Both are shared with a save in progress (`--state`, xscp(7) §5.9) rather
+//! than copied: the hub hands them over in constant time, and a mailbox that changes
+//! while the save runs copies its own then (at most `--mailbox`).
 //!
 //! `--mailbox-total` bounds memory, not bytes (§5.8): every line kept, here or as a
 //! connected client's copy, counts [`cost`], its bytes plus [`LINE_OVERHEAD`].
 
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
-use crate::state::Wire;
+use crate::state::{NO_SENDER, Senders, Wire};
 
 /// What the server spends to keep one line besides its bytes, as counted against
-/// `--mailbox-total`: the line's entry (16 bytes, here and in a client's copies) and the
-/// growth room of the vectors that hold lines and entries. The limits section of
-/// `src/ARCHITECTURE.md` gives the resident memory measured against it
-/// (`xscp-bench mailbox-memory`).
+/// `--mailbox-total`: the line's entry (its sender's session here, 8 bytes; a span of 16
+/// bytes in a client's copies) and the growth room of the vectors that hold them. The
+/// limits section of `src/ARCHITECTURE.md` gives the resident memory measured against
+/// it (`xscp-bench mailbox-memory`).
 pub const LINE_OVERHEAD: usize = 32;
 
 /// The memory counted against `--mailbox-total` for keeping a line of `len` bytes.
@@ -37,24 +37,14 @@ pub fn sender_of(line: &[u8]) -> Option<NickKey> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Full;
 
-/// The session of an entry that awaits no receipt (a `chatr`; conn ids are counted up
-/// from 1 and never reach it).
-const NO_RECEIPT: ConnId = ConnId::MAX;
-
-/// One line of a mailbox: its length, and for a `chatm` the session of its sender, where
-/// the receipt goes once the line is replayed (the sender's name is in the line).
-#[derive(Clone, Copy, Debug)]
-struct Entry {
-    session: ConnId,
-    len: u32,
-}
-
-/// The lines kept for a held name, in the order the server accepted them, and how many
-/// were lost.
+/// The lines kept for a held name, in the order the server accepted them, with the
+/// session of each line's sender (where the receipt of a replayed `chatm` goes; the
+/// sender's name is in the line; [`NO_SENDER`] for a `chatr`), and how many were lost.
+/// The lines are one buffer: each ends with the line's only LF.
 #[derive(Debug, Default)]
 pub struct Mailbox {
     buf: Wire,
-    entries: Vec<Entry>,
+    senders: Senders,
     lost: u64,
 }
 
@@ -64,7 +54,7 @@ impl Mailbox {
     pub fn with_capacity(lost: u64, lines: usize, bytes: usize) -> Mailbox {
         Mailbox {
             buf: Wire::new(Vec::with_capacity(bytes)),
-            entries: Vec::with_capacity(lines),
+            senders: Senders::new(Vec::with_capacity(lines)),
             lost,
         }
     }
@@ -80,11 +70,7 @@ impl Mailbox {
     /// Adds `line` without a bound (the departed client's copies, bounded already).
     pub fn keep(&mut self, line: &[u8], from: Option<(NickKey, ConnId)>) {
         Wire::make_mut(&mut self.buf).extend_from_slice(line);
-        self.entries.push(Entry {
-            session: from.map_or(NO_RECEIPT, |(_, session)| session),
-            // A line is at most a PDU (512 bytes).
-            len: u32::try_from(line.len()).unwrap_or(u32::MAX),
-        });
+        Senders::make_mut(&mut self.senders).push(from.map_or(NO_SENDER, |(_, session)| session));
     }
 
     /// Would `line_len` more bytes stay within `max`?
@@ -118,14 +104,14 @@ impl Mailbox {
 
     /// Empties the mailbox, counting its lines lost (`--mailbox-total`).
     pub fn discard(&mut self) {
-        self.lost = self.lost.saturating_add(self.entries.len() as u64);
+        self.lost = self.lost.saturating_add(self.senders.len() as u64);
         self.buf = Wire::default();
-        self.entries = Vec::new();
+        self.senders = Senders::default();
     }
 
     /// Lines held.
     pub fn held(&self) -> usize {
-        self.entries.len()
+        self.senders.len()
     }
 
     /// Lines lost.
@@ -141,7 +127,7 @@ impl Mailbox {
 
     /// The memory counted against `--mailbox-total`: every line's [`cost`].
     pub fn counted(&self) -> usize {
-        self.buf.len() + self.entries.len() * LINE_OVERHEAD
+        self.buf.len() + self.senders.len() * LINE_OVERHEAD
     }
 
     /// Every line held, one after the other, as they go on the wire.
@@ -149,25 +135,21 @@ impl Mailbox {
         &self.buf
     }
 
-    /// The lines held, as [`wire`](Self::wire), shared with the state file's saver
-    /// (`--state`): no bytes are copied.
-    pub fn shared_wire(&self) -> Wire {
-        Wire::clone(&self.buf)
+    /// The lines held and their senders, shared with the state file's saver (`--state`):
+    /// no bytes are copied.
+    pub fn shared(&self) -> (Wire, Senders) {
+        (Wire::clone(&self.buf), Senders::clone(&self.senders))
     }
 
     /// Each line with the sender its receipt goes to (`None` for a `chatr`).
     pub fn entries(&self) -> impl Iterator<Item = (&[u8], Option<(NickKey, ConnId)>)> {
-        let mut start = 0;
-        self.entries.iter().map(move |e| {
-            let end = start + e.len as usize;
-            let line = self.buf.get(start..end).unwrap_or_default();
-            start = end;
-            let from = match e.session {
-                NO_RECEIPT => None,
-                session => sender_of(line).map(|key| (key, session)),
-            };
-            (line, from)
-        })
+        let lines = self.buf.split_inclusive(|&b| b == b'\n');
+        lines
+            .zip(self.senders.iter())
+            .map(|(line, &session)| match session {
+                NO_SENDER => (line, None),
+                session => (line, sender_of(line).map(|key| (key, session))),
+            })
     }
 }
 
@@ -212,10 +194,13 @@ mod tests {
     fn a_save_shares_the_lines_and_later_ones_are_not_in_it() {
         let mut m = Mailbox::default();
         m.keep(b"a\r\n", None);
-        let saved = m.shared_wire();
+        let (saved, senders) = m.shared();
         assert!(std::ptr::eq(saved.as_slice(), m.wire()));
         m.keep(b"b\r\n", None);
-        assert_eq!(saved.as_slice(), b"a\r\n");
+        assert_eq!(
+            (saved.as_slice(), senders.as_slice()),
+            (&b"a\r\n"[..], &[NO_SENDER][..])
+        );
         assert_eq!(m.wire(), b"a\r\nb\r\n");
     }
 

@@ -4,7 +4,7 @@
 //! the whole state handed over once more.
 //!
 //! The hub only copies: encoding and the disk are the saver's ([`crate::state::Saver`]).
-//! A held mailbox is handed over as [`Mailbox::shared_wire`], a connected client's copies
+//! A held mailbox is handed over as [`Mailbox::shared`], a connected client's copies
 //! as [`super::receipts::Receipts::shared`]: shared, not copied, so that the hub's part of
 //! a save costs a few pointers a hold, whatever the mailboxes hold.
 
@@ -15,7 +15,6 @@ use super::holds::HoldCounts;
 use super::mailbox::{Mailbox, sender_of};
 use super::{Hub, Output};
 use crate::conn_id::ConnId;
-use crate::protocol::nick::NickKey;
 use crate::state::{Deferred, SaveHandle, Saved, SavedHold};
 
 /// Restored holds continue sessions numbered from here: connection numbers (from 1, one
@@ -60,26 +59,28 @@ impl<O: Output> Hub<O> {
     }
 
     /// Takes back `holds` in order, each under a session of its own; a `chatm` kept in a
-    /// mailbox awaits its receipt for the session of its sender's name if that name was
-    /// restored too (the receipt goes into its mailbox, or to it once it is back). The
-    /// hold bound and `--mailbox-total` apply as they would at run time (logged); one line
-    /// then says what was restored.
+    /// mailbox awaits its receipt for the session its sender left held, if that hold was
+    /// restored too (the receipt goes into its mailbox, or to it once it is back), and
+    /// otherwise for nobody's (the receipt is taken and dropped). The hold bound and
+    /// `--mailbox-total` apply as they would at run time (logged); one line then says
+    /// what was restored.
     fn restore(&mut self, holds: Vec<SavedHold>, path: &Path) {
         let now = Instant::now();
         let wall = SystemTime::now();
         let in_file = holds.len();
-        let sessions: std::collections::HashMap<NickKey, ConnId> = holds
+        // The sessions of the file, numbered anew from RESTORED_SESSIONS.
+        let sessions: std::collections::HashMap<ConnId, ConnId> = holds
             .iter()
             .zip(RESTORED_SESSIONS..)
-            .map(|(h, session)| (h.nick.key(), session))
+            .map(|(h, session)| (h.session, session))
             .collect();
-        // The session of a sender that was not restored: nobody's.
+        // The session of a sender that was not saved: nobody's.
         let nobody = RESTORED_SESSIONS + in_file as ConnId;
-        for (h, session) in holds.into_iter().zip(RESTORED_SESSIONS..) {
+        for (h, session) in holds.iter().zip(RESTORED_SESSIONS..) {
             let mut mailbox = Mailbox::with_lost(h.lost);
-            for line in h.lines() {
+            for (line, sender) in h.entries() {
                 let from = sender_of(line).map(|key| {
-                    let sender = sessions.get(&key).copied().unwrap_or(nobody);
+                    let sender = sessions.get(&sender).copied().unwrap_or(nobody);
                     (key, sender)
                 });
                 mailbox.keep(line, from);
@@ -88,8 +89,8 @@ impl<O: Output> Hub<O> {
             let until = now.checked_add(left).unwrap_or(now);
             // As the acceptor knows clients: an IPv4 address saved as IPv6 (by a server
             // that listened on IPv6) is its IPv4 address.
-            self.holds
-                .restore(h.nick, h.ip.to_canonical(), until, session, mailbox, now);
+            let ip = h.ip.to_canonical();
+            (self.holds).restore(h.nick.clone(), ip, until, session, mailbox, now);
         }
         while self.copies + self.holds.counted() > self.mailbox_total {
             if !self.holds.discard_oldest(None) {
@@ -118,13 +119,8 @@ impl<O: Output> Hub<O> {
         if !hold.is_zero() {
             for c in self.clients.values() {
                 let Some(nick) = &c.nick else { continue };
-                let hold = SavedHold {
-                    nick: nick.clone(),
-                    ip: c.ip,
-                    until: wall.checked_add(hold).unwrap_or(wall),
-                    lost: 0,
-                    wire: Default::default(),
-                };
+                let until = wall.checked_add(hold).unwrap_or(wall);
+                let hold = SavedHold::new(nick.clone(), c.ip, until, c.session);
                 let copies = Box::new(c.receipts.shared());
                 deferred.push(Deferred { hold, copies });
             }

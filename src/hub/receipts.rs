@@ -29,7 +29,7 @@ use super::fastmap::FastMap;
 use super::mailbox::{LINE_OVERHEAD, Mailbox, sender_of};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
-use crate::state::Copies;
+use crate::state::{Copies, Gathered, NO_SENDER};
 
 /// Dead bytes the copy ring may hold beyond a quarter of its live ones.
 const SLACK: usize = 4096;
@@ -143,16 +143,30 @@ pub struct SharedCopies(Option<Arc<Owed>>);
 
 impl Copies for SharedCopies {
     /// The mailbox the client would leave if it departed at the save: the copies kept, in
-    /// relay order, and the count of those forgotten.
-    fn gather(&self) -> (Vec<u8>, u64) {
+    /// relay order, each with its sender's session, and the count of those forgotten.
+    fn gather(&self) -> Gathered {
         let Some(owed) = &self.0 else {
-            return (Vec::new(), 0);
+            return Gathered {
+                wire: Vec::new(),
+                senders: Vec::new(),
+                lost: 0,
+            };
         };
         let mut wire = Vec::with_capacity(owed.bytes);
+        let mut senders = Vec::with_capacity(owed.spans.len());
         for s in &owed.spans {
-            wire.extend_from_slice(&owed.line(s));
+            let line = owed.line(s);
+            senders.push(
+                owed.sender(s, &line)
+                    .map_or(NO_SENDER, |(_, session)| session),
+            );
+            wire.extend_from_slice(&line);
         }
-        (wire, owed.lost)
+        Gathered {
+            wire,
+            senders,
+            lost: owed.lost,
+        }
     }
 }
 
@@ -329,15 +343,18 @@ impl Owed {
         let mut mailbox = Mailbox::with_capacity(self.lost, self.spans.len(), self.bytes);
         for s in &self.spans {
             let line = self.line(s);
-            let from = sender_of(&line).and_then(|key| {
-                let owing = self.senders.get(&key)?;
-                // The copy's full number: the first awaiting one whose low bits match.
-                let n = owing.settled + u64::from(s.n.wrapping_sub(owing.settled as u32));
-                Some((key, owing.session_of(n)?))
-            });
-            mailbox.keep(&line, from);
+            mailbox.keep(&line, self.sender(s, &line));
         }
         mailbox
+    }
+
+    /// The sender of copy `s`, whose bytes are `line`, and the session its receipt goes to.
+    fn sender(&self, s: &Span, line: &[u8]) -> Option<(NickKey, ConnId)> {
+        let key = sender_of(line)?;
+        let owing = self.senders.get(&key)?;
+        // The copy's full number: the first awaiting one whose low bits match.
+        let n = owing.settled + u64::from(s.n.wrapping_sub(owing.settled as u32));
+        Some((key, owing.session_of(n)?))
     }
 }
 
@@ -381,9 +398,19 @@ mod tests {
         let saved = r.shared();
         expect(&mut r, "alice", 1);
         assert_eq!(r.take(key("alice")), Some(1));
-        assert_eq!(saved.gather(), (b"chatm alice bob m\r\n".to_vec(), 0));
+        let want = Gathered {
+            wire: b"chatm alice bob m\r\n".to_vec(),
+            senders: vec![1],
+            lost: 0,
+        };
+        assert_eq!(saved.gather(), want);
         assert_eq!(r.counts(), (1, 0));
-        assert_eq!(Receipts::default().shared().gather(), (Vec::new(), 0));
+        let nothing = Gathered {
+            wire: Vec::new(),
+            senders: Vec::new(),
+            lost: 0,
+        };
+        assert_eq!(Receipts::default().shared().gather(), nothing);
     }
 
     #[test]

@@ -18,7 +18,10 @@ mod restore;
 mod save;
 mod utc;
 
-pub use format::{Copies, Deferred, FormatError, MAGIC, Saved, SavedHold, VERSION, Wire};
+pub use format::{
+    Copies, Deferred, FormatError, Gathered, MAGIC, NO_SENDER, Saved, SavedHold, Senders, VERSION,
+    Wire,
+};
 pub use restore::{Bounds, prepare};
 pub use save::{SaveHandle, Saver, check_writable, lock, temp_path, write_atomic};
 

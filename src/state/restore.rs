@@ -75,6 +75,12 @@ fn trim(h: &mut SavedHold, max: usize) {
         dropped += 1;
     }
     h.wire = Arc::new(h.wire[cut..].to_vec());
+    h.senders = Arc::new(
+        h.senders
+            .get(dropped as usize..)
+            .unwrap_or_default()
+            .to_vec(),
+    );
     h.lost = h.lost.saturating_add(dropped);
     log::info!(
         "state: mailbox of {} over --mailbox ({max} bytes): {dropped} of its {before} lines \
@@ -96,15 +102,15 @@ mod tests {
         SystemTime::UNIX_EPOCH + T0 + Duration::from_secs(secs)
     }
 
+    /// A hold that lost a line, the receipt of its line `i` going to session `i + 1`.
     fn hold(name: &str, until: u64, lines: &[&str]) -> SavedHold {
-        let wire: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
-        SavedHold {
-            nick: Nick::parse(name).expect("nickname"),
-            ip: IpAddr::from([127, 0, 0, 1]),
-            until: at(until),
-            lost: 1,
-            wire: Arc::new(wire.into_bytes()),
+        let nick = Nick::parse(name).expect("nickname");
+        let mut hold = SavedHold::new(nick, IpAddr::from([127, 0, 0, 1]), at(until), 9);
+        hold.lost = 1;
+        for (line, sender) in lines.iter().zip(1..) {
+            hold.push(format!("{line}\r\n").as_bytes(), sender);
         }
+        hold
     }
 
     const BOUNDS: Bounds = Bounds {
@@ -171,6 +177,8 @@ mod tests {
             back[0].wire.as_slice(),
             b"chatm b a two-2\r\nchatm b a thr-3\r\n"
         );
+        // Each line keeps its sender.
+        assert_eq!(back[0].senders.as_slice(), [2, 3]);
         assert_eq!((back[0].held(), back[0].lost), (2, 2));
         let state = Saved {
             holds: vec![hold("a", 10, &["chatm b a one-1"])],
@@ -184,5 +192,6 @@ mod tests {
             },
         );
         assert_eq!((back[0].held(), back[0].lost), (0, 2));
+        assert!(back[0].senders.is_empty());
     }
 }

@@ -306,7 +306,7 @@ mod tests {
 
     use super::*;
     use crate::protocol::nick::Nick;
-    use crate::state::{SavedHold, load};
+    use crate::state::{NO_SENDER, SavedHold, load};
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("xscp-save-{name}-{}", std::process::id()));
@@ -321,8 +321,10 @@ mod tests {
                 nick: Nick::parse("alice").expect("nickname"),
                 ip: IpAddr::from([127, 0, 0, 1]),
                 until: SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000),
+                session: 1,
                 lost: 2,
                 wire: Arc::new(b"chatm bob alice hi\r\n".to_vec()),
+                senders: Arc::new(vec![NO_SENDER]),
             }],
         }
     }

@@ -1,11 +1,10 @@
 //! §5.9: what the hub hands the saver (holds, and connected clients' copies as the
 //! mailboxes they would leave), what it takes back at start, and the save at shutdown.
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::*;
-use crate::state::{SavedHold, Saver, load};
+use crate::state::{NO_SENDER, SavedHold, Saver, load};
 
 /// A fresh state file path for one test.
 fn state_path(test: &str) -> PathBuf {
@@ -32,16 +31,15 @@ fn hub_saving(path: &Path, holds: Vec<SavedHold>, total: usize) -> (Fixture, Sav
     (Fixture { hub }, saver)
 }
 
-/// A saved hold of `name` for here, ending in a minute, with `lines`.
-fn saved(name: &str, lines: &[&str]) -> SavedHold {
-    let wire: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
-    SavedHold {
-        nick: nick(name),
-        ip: HERE,
-        until: SystemTime::now() + Duration::from_secs(60),
-        lost: 0,
-        wire: Arc::new(wire.into_bytes()),
+/// A saved hold of `name`, left by `session`, for here, ending in a minute, with `lines`,
+/// each with the session its receipt goes to.
+fn saved(name: &str, session: ConnId, lines: &[(&str, ConnId)]) -> SavedHold {
+    let until = SystemTime::now() + Duration::from_secs(60);
+    let mut hold = SavedHold::new(nick(name), HERE, until, session);
+    for (line, sender) in lines {
+        hold.push(format!("{line}\r\n").as_bytes(), *sender);
     }
+    hold
 }
 
 /// `name` comes back on `conn` from here: what it got.
@@ -102,6 +100,8 @@ fn a_periodic_save_takes_connected_clients_as_the_mailboxes_they_would_leave() {
     let mut clients: Vec<SavedHold> = clients.into_iter().map(|d| d.gather()).collect();
     clients.sort_by(|a, b| a.nick.as_str().cmp(b.nick.as_str()));
     assert_eq!(lines_of(&clients[0]), ["chatm bob alice one"]);
+    // The receipt goes to bob's session, which the save names.
+    assert_eq!(clients[0].senders.as_slice(), [clients[1].session]);
     assert_eq!(clients[0].until, wall + hold);
     assert!(lines_of(&clients[1]).is_empty());
     // Later lines are not in the save taken before them.
@@ -115,7 +115,10 @@ fn a_periodic_save_takes_connected_clients_as_the_mailboxes_they_would_leave() {
 #[test]
 fn restored_names_are_welcomed_back_and_receipts_reach_the_restored_sender() {
     let path = state_path("restore");
-    let holds = vec![saved("bob", &[]), saved("alice", &["chatm bob alice hi"])];
+    let holds = vec![
+        saved("bob", 7, &[]),
+        saved("alice", 8, &[("chatm bob alice hi", 7)]),
+    ];
     let (mut f, _saver) = hub_saving(&path, holds, 1 << 20);
     // Another address: IN-USE.
     f.connect(1, THERE);
@@ -142,12 +145,53 @@ fn a_restore_over_the_total_discards_the_oldest_mailbox() {
     let path = state_path("total");
     // Each line is 20 bytes with its CRLF: room for three in all.
     let total = 3 * cost(20);
-    let mut old = saved("old", &["chatm bob old 1 abc", "chatm bob old 2 abc"]);
+    let lines = |name| [1, 2].map(|n| format!("chatm bob {name} {n} abc"));
+    let [o1, o2] = lines("old");
+    let mut old = saved("old", 1, &[(&o1, NO_SENDER), (&o2, NO_SENDER)]);
     old.until -= Duration::from_secs(30);
-    let new = saved("new", &["chatm bob new 1 abc", "chatm bob new 2 abc"]);
+    let [n1, n2] = lines("new");
+    let new = saved("new", 2, &[(&n1, NO_SENDER), (&n2, NO_SENDER)]);
     let (mut f, _saver) = hub_saving(&path, vec![old, new], total);
     let (_, lines) = come_back(&mut f, 1, "old");
     assert_eq!(lines, ["+OK welcome back old (0 held, 2 lost)"]);
     let (_, lines) = come_back(&mut f, 2, "new");
     assert_eq!(lines[0], "+OK welcome back new (2 held, 0 lost)");
+}
+
+/// A receipt after a restart goes to the session that sent the message (§5.6 chatr), as
+/// it would have without the restart: not to whoever holds the sender's name by then.
+#[test]
+fn a_restored_receipt_goes_to_the_senders_session_not_to_its_name() {
+    let path = state_path("session");
+    // Session 5 sent the message; its hold was not saved, and another bob's (7) was.
+    let holds = vec![
+        saved("bob", 7, &[]),
+        saved("alice", 8, &[("chatm bob alice hi", 5)]),
+    ];
+    let (mut f, _saver) = hub_saving(&path, holds, 1 << 20);
+    let (alice, _) = come_back(&mut f, 1, "alice");
+    f.receipt(1, "chatr bob alice");
+    // Taken (no -ERR), and dropped: bob's mailbox stays empty.
+    assert_eq!(alice.lines(), Vec::<String>::new());
+    let (_, lines) = come_back(&mut f, 2, "bob");
+    assert_eq!(lines, ["+OK welcome back bob"]);
+}
+
+/// The sender renamed itself before it left: its receipt follows its session (§5.6 chatr,
+/// "also after either side renamed"), into the mailbox of the name it left under.
+#[test]
+fn a_restored_receipt_follows_a_sender_that_renamed_itself() {
+    let path = state_path("renamed");
+    let holds = vec![
+        saved("bobby", 7, &[]),
+        saved("alice", 8, &[("chatm bob alice hi", 7)]),
+    ];
+    let (mut f, _saver) = hub_saving(&path, holds, 1 << 20);
+    come_back(&mut f, 1, "alice");
+    f.receipt(1, "chatr bob alice");
+    let (_, lines) = come_back(&mut f, 2, "bobby");
+    assert_eq!(
+        lines,
+        ["+OK welcome back bobby (1 held, 0 lost)", "chatr bob alice"]
+    );
 }

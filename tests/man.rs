@@ -666,37 +666,57 @@ fn help_parser_reads_names_and_defaults() {
     assert!(!states_default("The default is 30s.", "3"));
 }
 
-/// The example file of xscpd-state(5) is one the server reads: its holds, sessions and
-/// senders as the page explains them.
-#[test]
-fn the_state_file_example_is_a_state_the_server_reads() {
-    let src = source("xscpd-state.5");
-    let examples = section(&src, "EXAMPLES");
-    let start = examples
-        .iter()
+/// The state file of an example in `page`'s `section`, as the file would hold it.
+fn state_example(page: &str, section_name: &str) -> String {
+    let src = source(page);
+    let lines = section(&src, section_name);
+    let start = (lines.iter())
         .position(|l| l.starts_with("xscpd\\-state "))
-        .expect("an example file");
+        .unwrap_or_else(|| panic!("no state file in {page} {section_name}"));
     let end = start
-        + examples[start..]
-            .iter()
+        + (lines[start..].iter())
             .position(|l| *l == ".EE")
-            .expect("the example's end");
-    let text: String = examples[start..end]
-        .iter()
-        .map(|l| plain(l) + "\n")
-        .collect();
+            .expect("the end");
+    lines[start..end].iter().map(|l| plain(l) + "\n").collect()
+}
+
+/// `text` loaded by the server and written back: the records it writes (its comment,
+/// which names the time of the save, left out) and the state.
+fn load_and_save(text: &str) -> (Vec<String>, xscp::state::Saved) {
     let dir = std::env::temp_dir().join(format!("xscp-man-state-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a directory");
     let path = dir.join("state");
-    std::fs::write(&path, &text).expect("write the example");
+    std::fs::write(&path, text).expect("write the example");
     let state = xscp::state::load(&path)
         .unwrap_or_else(|e| panic!("the example does not load: {e}\n{text}"))
         .expect("a state");
+    xscp::state::write_atomic(&path, &state, std::time::SystemTime::now()).expect("save");
+    let written = std::fs::read_to_string(&path).expect("read it back");
+    let _ = std::fs::remove_dir_all(&dir);
+    let records = written.lines().filter(|l| !l.starts_with('#'));
+    (records.map(String::from).collect(), state)
+}
+
+/// The records of `text` (its comments left out).
+fn records(text: &str) -> Vec<String> {
+    let records = text.lines().filter(|l| !l.starts_with('#'));
+    records.map(String::from).collect()
+}
+
+/// The example files of xscpd-state(5) and xscpd(1) are what the server writes: loaded
+/// and saved again, their records come out the same; and the senders are as the page
+/// explains them.
+#[test]
+fn the_state_file_examples_are_what_the_server_writes() {
+    let text = state_example("xscpd.1", "FILES");
+    assert_eq!(load_and_save(&text).0, records(&text));
+    let text = state_example("xscpd-state.5", "EXAMPLES");
+    let (written, state) = load_and_save(&text);
+    assert_eq!(written, records(&text));
     let names: Vec<&str> = state.holds.iter().map(|h| h.nick.as_str()).collect();
     assert_eq!(names, ["alice", "Bob_2"]);
     // "one" from Bob_2's session, "two" from a session not saved, the receipt from none.
     let bob = state.holds[1].session;
     let none = xscp::state::NO_SENDER;
     assert_eq!(state.holds[0].senders.as_slice(), [bob, none, none]);
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -376,11 +376,12 @@ impl Session {
                 recipient,
                 text,
             } => {
-                let Some(me) = self.own(sender) else {
+                if self.own(sender).is_none() {
                     let line = reply::not_your_nickname(sender);
                     return Step::Close(self.abort(line, Cause::Spoofing));
-                };
-                let (line, recipient) = reply::chatm(me.as_str(), recipient, text);
+                }
+                // Relayed as written (§5.5), the sender's name in the case the client chose.
+                let (line, recipient) = reply::chatm(sender, recipient, text);
                 Step::Chat { line, recipient }
             }
             Command::Chatr { sender, recipient } => {

@@ -73,8 +73,9 @@ pub struct SavedHold {
     pub lost: u64,
     /// Its mailbox's lines, in the order the server accepted them.
     pub wire: Wire,
-    /// Each line's sender: for a `chatm`, the session (of a hold in the same save) its
-    /// receipt goes to, or [`NO_SENDER`]; for a `chatr`, [`NO_SENDER`].
+    /// Each line's sender: for a `chatm`, the session its receipt goes to (any session
+    /// when saved, written `from -` if no hold of the save is that session's; in a loaded
+    /// file, a hold's session or [`NO_SENDER`]); for a `chatr`, [`NO_SENDER`].
     pub senders: Senders,
 }
 
@@ -184,6 +185,8 @@ pub fn encode(state: &Saved, saved_at: SystemTime, out: &mut impl Write) -> io::
         .enumerate()
         .map(|(i, h)| (h.session, i + 1))
         .collect();
+    // The hub holds a session's name once: a save has one hold a session.
+    debug_assert_eq!(numbers.len(), state.holds.len(), "a session held twice");
     writeln!(out, "{MAGIC} {VERSION}")?;
     writeln!(
         out,

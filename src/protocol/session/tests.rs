@@ -258,12 +258,12 @@ mod established {
     }
 
     #[test]
-    fn chatm_with_own_name_is_relayed_with_the_registered_spelling() {
+    fn chatm_with_own_name_in_another_case_is_relayed_as_written() {
         let mut s = session_established();
         let Step::Chat { line, recipient } = s.on_line("chatm ALICE bob hi  there") else {
             panic!()
         };
-        assert_eq!(line, "chatm alice bob hi  there\r\n");
+        assert_eq!(line, "chatm ALICE bob hi  there\r\n");
         assert_eq!(&line[recipient], "bob");
     }
 

@@ -231,3 +231,13 @@ fn the_protocols_open_choices_fail_nothing() {
         );
     }
 }
+
+#[test]
+fn relayed_lines_end_with_crlf() {
+    proves(
+        "chatm-relayed",
+        "relay_lf",
+        Via::Addr,
+        "hello there\\n <ended with a bare LF: the server ends every line with CR LF, xscp(7) §1>",
+    );
+}

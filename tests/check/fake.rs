@@ -62,6 +62,18 @@ pub struct Broken {
     /// (capa in another order with an extra item, an answer to a receipt for a
     /// broadcast, its own cquit reason for a framing violation). Nothing may fail.
     pub other_choices: bool,
+    /// relayed `chatm`/`chatr` and `notif` lines end with a bare LF (§1: the
+    /// server ends every line it sends with CRLF).
+    pub relay_lf: bool,
+    /// Hostile: answers `users` with `+OK 1 users`, then its name again every
+    /// 500 ms, never the dot.
+    pub users_trickle: bool,
+    /// takes a correct pong silently but leaves the ping outstanding, so the
+    /// client is dropped with `cquit ping timeout` although it answered (§5.2).
+    pub pong_keeps_ping: bool,
+    /// `users` counts and lists the names held for departed clients too (§5.4:
+    /// one registered nickname a line).
+    pub users_lists_held: bool,
 }
 
 impl Broken {
@@ -85,6 +97,10 @@ impl Broken {
                 "other_choices" => &mut b.other_choices,
                 "notifies_self" => &mut b.notifies_self,
                 "cname_takes_own_hold" => &mut b.cname_takes_own_hold,
+                "relay_lf" => &mut b.relay_lf,
+                "users_trickle" => &mut b.users_trickle,
+                "pong_keeps_ping" => &mut b.pong_keeps_ping,
+                "users_lists_held" => &mut b.users_lists_held,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -110,6 +126,11 @@ pub struct Opts {
     pub negotiate: Duration,
     /// PDUs per second, 0 = unlimited.
     pub rate: u32,
+    /// `--ping-interval` (none: no server pings) and `--ping-timeout`.
+    pub ping_interval: Option<Duration>,
+    pub ping_timeout: Duration,
+    /// `--mailbox-total`: with it, a `chatm` to a held name is kept in its mailbox.
+    pub mailbox_total: Option<usize>,
 }
 
 impl Default for Opts {
@@ -117,6 +138,9 @@ impl Default for Opts {
         Opts {
             negotiate: Duration::from_secs(30),
             rate: 0,
+            ping_interval: None,
+            ping_timeout: Duration::from_secs(20),
+            mailbox_total: None,
         }
     }
 }
@@ -136,10 +160,21 @@ impl Opts {
                     }
                 }
                 "--rate" => o.rate = w[1].parse().expect("rate"),
+                "--ping-interval" => o.ping_interval = Some(dur(&w[1])),
+                "--ping-timeout" => o.ping_timeout = dur(&w[1]),
+                "--mailbox-total" => o.mailbox_total = Some(w[1].parse().expect("bytes")),
                 _ => {}
             }
         }
         o
+    }
+}
+
+/// `200ms` or `2s`.
+fn dur(w: &str) -> Duration {
+    match w.strip_suffix("ms") {
+        Some(ms) => Duration::from_millis(ms.parse().expect("ms")),
+        None => Duration::from_secs(w.trim_end_matches('s').parse().expect("secs")),
     }
 }
 
@@ -186,6 +221,11 @@ struct State {
     holds: HashMap<String, (IpAddr, Vec<Pending>)>,
     /// Direct messages awaiting a receipt, oldest first.
     pending: Vec<Pending>,
+    /// When each held name was held (a count): the oldest mailbox is discarded first.
+    held_at: HashMap<String, u64>,
+    holds_taken: u64,
+    /// Lines of a held name's mailbox discarded past `--mailbox-total`.
+    lost: HashMap<String, usize>,
 }
 
 /// A relayed direct message awaiting its receipt.
@@ -217,6 +257,12 @@ fn accept(listener: TcpListener, broken: Broken, opts: Opts) {
         let state = Arc::clone(&state);
         thread::spawn(move || serve(stream, &state, broken, opts));
     }
+}
+
+/// A relayed line: CRLF, or a bare LF with `relay_lf`.
+fn relay(mut out: &TcpStream, line: &str, broken: Broken) {
+    let end = if broken.relay_lf { "\n" } else { "\r\n" };
+    let _ = out.write_all(format!("{line}{end}").as_bytes());
 }
 
 fn send(mut out: &TcpStream, lines: &[String]) {
@@ -306,10 +352,17 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     let deadline = Instant::now() + opts.negotiate;
     let mut budget = f64::from(opts.rate);
     let mut refilled = Instant::now();
+    // The outstanding server ping (token, deadline) and the count of pings.
+    let mut outstanding: Option<(String, Instant)> = None;
+    let mut pings = 0u32;
     let last = loop {
         let negotiating = state.lock().unwrap().clients[&id].nick.is_none();
         let wait = match (negotiating, broken.deadline_per_line) {
-            (false, _) => None,
+            (false, _) => match (&outstanding, opts.ping_interval) {
+                (Some((_, due)), _) => Some(due.saturating_duration_since(Instant::now())),
+                (None, Some(interval)) => Some(interval),
+                (None, None) => None,
+            },
             (true, true) => Some(opts.negotiate),
             (true, false) => Some(deadline.saturating_duration_since(Instant::now())),
         };
@@ -318,7 +371,17 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
             .set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))));
         let line = match next_line(&mut reader, broken) {
             Read1::End => break Vec::new(),
-            Read1::TimedOut => break vec!["cquit negotiation timeout".into()],
+            Read1::TimedOut if negotiating => break vec!["cquit negotiation timeout".into()],
+            Read1::TimedOut => {
+                if outstanding.is_some() {
+                    break vec!["cquit ping timeout".into()];
+                }
+                pings += 1;
+                let token = format!("{id}.{pings}");
+                send(&out, &[format!("ping {token}")]);
+                outstanding = Some((token, Instant::now() + opts.ping_timeout));
+                continue;
+            }
             Read1::TooLong => {
                 break vec![
                     "-ERR [PDU] line too long".into(),
@@ -366,8 +429,31 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
         if negotiating && !broken.deadline_per_line && Instant::now() >= deadline {
             break vec!["cquit negotiation timeout".into()];
         }
+        // A pong answers the outstanding ping (established only).
+        if !negotiating && opts.ping_interval.is_some() {
+            let mut w = text.split(' ').filter(|w| !w.is_empty());
+            if let (Some(ok), Some("pong")) = (w.next(), w.next())
+                && ok.eq_ignore_ascii_case("+ok")
+            {
+                let tok = w.next().unwrap_or_default().to_string();
+                match &outstanding {
+                    Some((t, _)) if *t == tok => {
+                        if !broken.pong_keeps_ping {
+                            outstanding = None;
+                        }
+                        continue;
+                    }
+                    _ => {
+                        break vec![
+                            format!("-ERR [STATE] pong {tok} answers no outstanding ping"),
+                            "cquit protocol violation".into(),
+                        ];
+                    }
+                }
+            }
+        }
         let mut s = state.lock().unwrap();
-        match command(&mut s, id, peer.ip(), &text, &mut attempts, broken) {
+        match command(&mut s, id, peer.ip(), &text, &mut attempts, broken, opts) {
             Next::Stay(lines) => send(&out, &lines),
             Next::Close(lines) => break lines,
         }
@@ -402,8 +488,55 @@ fn release(s: &mut State, id: u64, ip: IpAddr) {
             .partition(|p| p.rid == id);
         s.pending = rest;
         s.holds.insert(nick.to_lowercase(), (ip, mailbox));
+        s.holds_taken += 1;
+        let at = s.holds_taken;
+        s.held_at.insert(nick.to_lowercase(), at);
         notify(s, id, &format!("notif quit {nick}"));
     }
+}
+
+/// A `chatm` to a held name goes into its mailbox (§5.8); past `total` the oldest held
+/// mailbox is discarded, counted lost for its owner's return. Each line counts its bytes
+/// with CR LF and the fake's bookkeeping: 32 bytes, as xscpd's, or 100 with
+/// `other_choices` (§5.8 lets a server count what it spends).
+fn hold_message(
+    s: &mut State,
+    sid: u64,
+    from: &str,
+    to: &str,
+    line: String,
+    total: usize,
+    broken: Broken,
+) -> Next {
+    let overhead = if broken.other_choices { 100 } else { 32 };
+    let key = to.to_lowercase();
+    if let Some((_, mailbox)) = s.holds.get_mut(&key) {
+        mailbox.push(Pending {
+            sid,
+            from: from.to_string(),
+            rid: u64::MAX,
+            line,
+        });
+    }
+    let cost = |s: &State| -> usize {
+        let lines = s.holds.values().flat_map(|h| &h.1);
+        lines.map(|p| p.line.len() + 2 + overhead).sum()
+    };
+    while cost(s) > total {
+        let oldest = s
+            .holds
+            .iter()
+            .filter(|(_, h)| !h.1.is_empty())
+            .min_by_key(|(n, _)| s.held_at.get(*n).copied().unwrap_or(0))
+            .map(|(n, _)| n.clone());
+        let Some(n) = oldest else { break };
+        let dropped = s
+            .holds
+            .get_mut(&n)
+            .map_or(0, |h| std::mem::take(&mut h.1).len());
+        *s.lost.entry(n).or_default() += dropped;
+    }
+    Next::Stay(vec![format!("+OK message held for {to}")])
 }
 
 fn notify(s: &State, except: u64, line: &str) {
@@ -451,6 +584,7 @@ fn command(
     line: &str,
     attempts: &mut u32,
     broken: Broken,
+    opts: Opts,
 ) -> Next {
     let single = broken.single_spaces;
     let (kw, rest) = token(line.trim_start_matches(' '), single);
@@ -524,12 +658,13 @@ fn command(
             }
             notify(s, id, &format!("notif join {name}"));
             if let Some((_, mailbox)) = back {
-                if mailbox.is_empty() {
+                let lost = s.lost.remove(&name.to_lowercase()).unwrap_or(0);
+                if mailbox.is_empty() && lost == 0 {
                     return one(format!("+OK welcome back {name}"));
                 }
                 // The replay, each message awaiting its receipt again.
                 let mut lines = vec![format!(
-                    "+OK welcome back {name} ({} held, 0 lost)",
+                    "+OK welcome back {name} ({} held, {lost} lost)",
                     mailbox.len()
                 )];
                 for p in mailbox {
@@ -588,16 +723,21 @@ fn command(
                 send(me_out, &["+OK message relayed".into()]);
                 for (cid, c) in &s.clients {
                     if *cid != id && c.nick.is_some() {
-                        send(&c.out, std::slice::from_ref(&relayed));
+                        relay(&c.out, &relayed, broken);
                     }
                 }
                 return Next::Stay(Vec::new());
             }
             let Some(rid) = find(s, to) else {
+                if let (Some(total), Some(_)) =
+                    (opts.mailbox_total, s.holds.get(&to.to_lowercase()))
+                {
+                    return hold_message(s, id, from, to, relayed, total, broken);
+                }
                 return one(format!("-ERR [NO-SUCH] no such user {to}"));
             };
             send(&s.clients[&id].out, &["+OK message relayed".into()]);
-            send(&s.clients[&rid].out, std::slice::from_ref(&relayed));
+            relay(&s.clients[&rid].out, &relayed, broken);
             s.pending.push(Pending {
                 sid: id,
                 from: from.to_string(),
@@ -632,16 +772,33 @@ fn command(
             };
             let sid = s.pending.remove(i).sid;
             if let Some(c) = s.clients.get(&sid) {
-                send(&c.out, &[format!("chatr {from} {to}")]);
+                relay(&c.out, &format!("chatr {from} {to}"), broken);
             }
             Next::Stay(Vec::new())
         }
         ("users", Some(_)) => {
             let mut names: Vec<String> =
                 s.clients.values().filter_map(|c| c.nick.clone()).collect();
+            if broken.users_lists_held {
+                names.extend(s.holds.keys().cloned());
+            }
             names.sort();
             if broken.users_repeats_own_name {
                 names.fill(me.clone().unwrap_or_default());
+            }
+            if broken.users_trickle {
+                let out = s.clients[&id].out.try_clone().expect("clone");
+                let name = me.clone().unwrap_or_default();
+                send(&out, &["+OK 1 users".into()]);
+                thread::spawn(move || {
+                    loop {
+                        thread::sleep(Duration::from_millis(500));
+                        if (&out).write_all(format!("{name}\r\n").as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+                return Next::Stay(Vec::new());
             }
             let mut lines = vec![format!("+OK {} users", names.len())];
             lines.extend(names);

@@ -5,11 +5,14 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::process::Stdio;
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{TIMEOUT, check_dir_against_xscpd, scratch, text, xscp, xscp_command, xscpd_template};
+use super::{
+    TIMEOUT, check_dir_against_xscpd, fake, scratch, text, xscp, xscp_command, xscpd_template,
+};
 
 /// The bound for "within seconds".
 const QUICK: Duration = Duration::from_secs(10);
@@ -160,4 +163,94 @@ fn output_paths_are_tried_before_the_run() {
         assert!(out.stdout.is_empty(), "nothing ran: {}", text(&out));
         assert!(started.elapsed() < QUICK);
     }
+}
+
+/// How long a hang test lets `xscp check` run before it kills it and fails: far more than
+/// the run takes with its `--timeout 1s`, far less than the hang.
+const HANG_BOUND: Duration = Duration::from_secs(30);
+
+/// `xscp check ARGS`, or `None` if it is still running after [`HANG_BOUND`] (it is killed).
+fn check_within_bound(args: &[&str]) -> Option<Output> {
+    let child = xscp_command(&[&["check"], args].concat())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xscp");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = rx.recv_timeout(HANG_BOUND).ok();
+    if out.is_none() {
+        let _ = std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status();
+    }
+    out.map(|o| o.expect("wait for xscp"))
+}
+
+/// A listener that greets like XSCP, then sends a byte every 500 ms and never a LF.
+fn trickler() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            thread::spawn(move || {
+                let _ = s.write_all(b"+OK xscp/1 ready\r\n");
+                let mut r = s.try_clone().expect("clone");
+                thread::spawn(move || {
+                    let mut buf = [0; 512];
+                    while matches!(r.read(&mut buf), Ok(n) if n > 0) {}
+                });
+                loop {
+                    thread::sleep(Duration::from_millis(500));
+                    if s.write_all(b"x").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Each read of the probe used to wait `--timeout`, not each line: a server that greets
+/// and then trickles a byte every 500 ms kept `xscp check --timeout 1s` reading for
+/// 8 KiB of bytes, over an hour. A line must come whole within the timeout.
+#[test]
+fn a_server_that_trickles_bytes_cannot_hold_the_probe() {
+    let addr = trickler().to_string();
+    let started = Instant::now();
+    let out = check_within_bound(&[&addr, "--timeout", "1s"]);
+    let Some(out) = out else {
+        panic!("xscp check --timeout 1s still running after {HANG_BOUND:?} (killed)");
+    };
+    let all = text(&out);
+    assert!(started.elapsed() < QUICK, "took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("greeted but did not answer capa"), "{all}");
+}
+
+/// `until:` used to bound each line's wait, not the step's: a server that answers
+/// `users` with `+OK 1 users` and then its name every 500 ms, never the dot, kept
+/// `xscp check --timeout 1s` for 10,000 lines (over 80 minutes).
+#[test]
+fn a_server_that_trickles_lines_cannot_hold_a_step() {
+    let addr = fake::start(fake::Broken::from_names("users_trickle")).to_string();
+    let started = Instant::now();
+    let args = [
+        &*addr,
+        "--only",
+        "legal-established-users",
+        "--timeout",
+        "1s",
+    ];
+    let Some(out) = check_within_bound(&args) else {
+        panic!("xscp check --timeout 1s still running after {HANG_BOUND:?} (killed)");
+    };
+    let all = text(&out);
+    assert!(started.elapsed() < QUICK, "took {:?}", started.elapsed());
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("actual:   <not within 1s>"), "{all}");
 }

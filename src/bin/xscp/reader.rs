@@ -51,9 +51,16 @@ pub enum Line {
 /// Reads up to and including the next LF (or end of stream), holding at most `max` bytes.
 /// `None` at end of stream.
 pub fn read_line_bounded<R: BufRead>(r: &mut R, max: usize) -> io::Result<Option<Line>> {
+    Ok(read_line_ended(r, max)?.map(|(line, _)| line))
+}
+
+/// [`read_line_bounded`], and whether the line ended with its LF (`false`: the end of the
+/// stream cut it off).
+pub fn read_line_ended<R: BufRead>(r: &mut R, max: usize) -> io::Result<Option<(Line, bool)>> {
     let mut buf = Vec::new();
     let mut too_long = false;
     let mut any = false;
+    let mut ended = false;
     loop {
         let available = match r.fill_buf() {
             Ok(b) => b,
@@ -80,14 +87,16 @@ pub fn read_line_bounded<R: BufRead>(r: &mut R, max: usize) -> io::Result<Option
         let used = newline.map_or(available.len(), |i| i + 1);
         r.consume(used);
         if newline.is_some() {
+            ended = true;
             break;
         }
     }
-    Ok(Some(if too_long {
+    let line = if too_long {
         Line::TooLong
     } else {
         Line::Complete(buf)
-    }))
+    };
+    Ok(Some((line, ended)))
 }
 
 /// What the standard-input thread reports.

@@ -7,18 +7,27 @@ use std::io::{self, BufRead};
 pub const MAX_LINE: usize = 8 * 1024;
 
 /// Reads one line with its LF (the client's bounded reader), at most [`MAX_LINE`] bytes:
-/// `Some(None)` for a longer one (skipped to its end), `None` at end of stream. (A last
-/// line cut off by the end of the stream reads as if it had its LF.)
+/// `Some(None)` for a longer one (skipped to its end), `None` at end of stream. A last
+/// line cut off by the end of the stream has no terminator.
 pub fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
     Ok(
-        crate::reader::read_line_bounded(r, MAX_LINE)?.map(|l| match l {
-            crate::reader::Line::Complete(mut bytes) => {
-                bytes.push(b'\n');
+        crate::reader::read_line_ended(r, MAX_LINE)?.map(|l| match l {
+            (crate::reader::Line::Complete(mut bytes), ended) => {
+                if ended {
+                    bytes.push(b'\n');
+                }
                 Some(bytes)
             }
-            crate::reader::Line::TooLong => None,
+            (crate::reader::Line::TooLong, _) => None,
         }),
     )
+}
+
+/// A line as read ends with a bare LF, not CR LF (xscp(7) §1: the server ends every line
+/// with CR LF; a last line cut off by the end of the stream, with no terminator at all,
+/// is not one).
+pub fn bare_lf(line: &[u8]) -> bool {
+    line.ends_with(b"\n") && !line.ends_with(b"\r\n")
 }
 
 #[cfg(test)]
@@ -35,6 +44,13 @@ mod tests {
         let long = vec![b'a'; MAX_LINE + 10];
         let mut r: &[u8] = &[&long[..], b"\nend"].concat();
         assert_eq!(read_line(&mut r).unwrap(), Some(None));
-        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"end\n".to_vec())));
+        assert_eq!(read_line(&mut r).unwrap(), Some(Some(b"end".to_vec())));
+    }
+
+    #[test]
+    fn a_bare_lf_is_told_from_crlf_and_a_cut_line() {
+        assert!(bare_lf(b"lf\n"));
+        assert!(!bare_lf(b"ok\r\n"));
+        assert!(!bare_lf(b"cut off"));
     }
 }

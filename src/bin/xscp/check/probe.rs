@@ -4,9 +4,9 @@
 //! within seconds instead of failing every transcript; a broken barrier is reported once
 //! as the root cause of the transcripts that use it.
 
-use std::io::{BufReader, ErrorKind, Write};
+use std::io::{self, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::lines::read_line;
 use super::matching::{secs, shown, strip_terminator};
@@ -28,18 +28,50 @@ pub struct Found {
     pub broken_barrier: Option<String>,
 }
 
-type Reader = BufReader<TcpStream>;
+/// The probe's connection: each read waits only for what is left of the time a whole line
+/// may take, so that a server that trickles bytes without ending its line cannot keep
+/// the probe reading.
+struct Timed {
+    stream: TcpStream,
+    deadline: Instant,
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "no whole line in time"));
+        }
+        self.stream.set_read_timeout(Some(left))?;
+        self.stream.read(buf)
+    }
+}
+
+type Reader = BufReader<Timed>;
+
+/// The next line, read within `wait` as a whole.
+fn line_within(r: &mut Reader, wait: Duration) -> io::Result<Option<Option<Vec<u8>>>> {
+    line_by(r, Instant::now() + wait)
+}
+
+/// The next line, read by `deadline`.
+fn line_by(r: &mut Reader, deadline: Instant) -> io::Result<Option<Option<Vec<u8>>>> {
+    r.get_mut().deadline = deadline;
+    read_line(r)
+}
 
 /// Connects and reads the greeting; `Err` says in one line what is there instead.
 fn greeted(addr: SocketAddr, timeout: Duration) -> Result<Reader, String> {
     let s = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let wait = timeout.min(GREETING_WAIT);
-    let io = |e: std::io::Error| format!("{addr}: {e}");
-    s.set_read_timeout(Some(wait)).map_err(io)?;
-    s.set_write_timeout(Some(timeout)).map_err(io)?;
-    let mut r = BufReader::new(s);
-    match read_line(&mut r) {
+    s.set_write_timeout(Some(timeout))
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let mut r = BufReader::new(Timed {
+        stream: s,
+        deadline: Instant::now(),
+    });
+    match line_within(&mut r, wait) {
         Ok(Some(Some(l))) if l.starts_with(b"+OK") => Ok(r),
         Ok(Some(Some(l))) if l.starts_with(b"-ERR") => Err(format!(
             "{addr} refused the connection: {}",
@@ -66,11 +98,10 @@ fn identify(mut r: Reader, addr: SocketAddr, waited: Duration) -> String {
         "no greeting from {addr} within {}: not an XSCP server",
         secs(waited)
     );
-    let _ = r.get_ref().set_read_timeout(Some(IDENTIFY_WAIT));
-    if r.get_mut().write_all(b"capa\r\n").is_err() {
+    if r.get_mut().stream.write_all(b"capa\r\n").is_err() {
         return base;
     }
-    match read_line(&mut r) {
+    match line_within(&mut r, IDENTIFY_WAIT) {
         Ok(Some(Some(l))) => format!(
             "{base} (to capa it answered {})",
             shown(strip_terminator(&l))
@@ -79,12 +110,13 @@ fn identify(mut r: Reader, addr: SocketAddr, waited: Duration) -> String {
     }
 }
 
-/// Sends `line` and reads the next line without its terminator.
-fn ask(r: &mut Reader, line: &str) -> Result<Vec<u8>, String> {
+/// Sends `line` and reads the next line, within `timeout`, without its terminator.
+fn ask(r: &mut Reader, line: &str, timeout: Duration) -> Result<Vec<u8>, String> {
     r.get_mut()
+        .stream
         .write_all(format!("{line}\r\n").as_bytes())
         .map_err(|e| format!("<cannot send: {e}>"))?;
-    match read_line(r) {
+    match line_within(r, timeout) {
         Ok(Some(Some(l))) => Ok(strip_terminator(&l).to_vec()),
         Ok(Some(None)) => Err("<a line longer than 8 KiB>".into()),
         Ok(None) => Err("<end of stream>".into()),
@@ -95,9 +127,8 @@ fn ask(r: &mut Reader, line: &str) -> Result<Vec<u8>, String> {
 /// Probes `addr`: `Err` is the one line to print when it is no XSCP server.
 pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Found, String> {
     let mut r = greeted(addr, timeout)?;
-    let _ = r.get_ref().set_read_timeout(Some(timeout));
-    let first =
-        ask(&mut r, "capa").map_err(|e| format!("{addr} greeted but did not answer capa: {e}"))?;
+    let first = ask(&mut r, "capa", timeout)
+        .map_err(|e| format!("{addr} greeted but did not answer capa: {e}"))?;
     if !first.starts_with(b"+OK") && !first.starts_with(b"-ERR") {
         return Err(format!(
             "not an XSCP server at {addr}: to capa it answered {}",
@@ -105,16 +136,18 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Found, String> {
         ));
     }
     // The rest of the list, so that it does not stand before the barrier's answer (a
-    // broken list is the capa transcripts' business, not the probe's).
+    // broken list is the capa transcripts' business, not the probe's), within `timeout`
+    // as a whole.
     if first.starts_with(b"+OK") {
+        let by = Instant::now() + timeout;
         for _ in 0..CAPA_LINES {
-            match read_line(&mut r) {
+            match line_by(&mut r, by) {
                 Ok(Some(Some(l))) if strip_terminator(&l) != b"." => {}
                 _ => break,
             }
         }
     }
-    let broken_barrier = match ask(&mut r, &format!("ping {TOKEN}")) {
+    let broken_barrier = match ask(&mut r, &format!("ping {TOKEN}"), timeout) {
         Ok(l) if l == format!("+OK pong {TOKEN}").as_bytes() => None,
         Ok(l) => Some(shown(&l)),
         Err(e) => Some(e),
@@ -125,6 +158,6 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Found, String> {
              not '+OK pong {TOKEN}' (xscp(7) §5.2 ping)"
         )
     });
-    let _ = r.get_mut().write_all(b"cquit\r\n");
+    let _ = r.get_mut().stream.write_all(b"cquit\r\n");
     Ok(Found { broken_barrier })
 }

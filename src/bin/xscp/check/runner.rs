@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
-use super::lines::{MAX_LINE, read_line};
+use super::lines::{MAX_LINE, bare_lf, read_line};
 use super::matching::{
     describe_pat, matches, secs, shown, shown_raw, strip_terminator, suffix_names,
 };
@@ -246,6 +246,8 @@ struct Player<'a> {
 /// What `recv` got.
 enum Got {
     Line(Vec<u8>),
+    /// A line that ends with a bare LF, not CR LF (xscp(7) §1): wrong whatever it says.
+    BareLf(Vec<u8>),
     Eof,
     Broken(String),
     Timeout,
@@ -255,6 +257,10 @@ impl Got {
     fn describe(&self, timeout: Duration) -> String {
         match self {
             Got::Line(l) => shown(l),
+            Got::BareLf(l) => format!(
+                "{} <ended with a bare LF: the server ends every line with CR LF, xscp(7) §1>",
+                shown(l)
+            ),
             Got::Eof => "<end of stream: the server closed the connection>".into(),
             Got::Broken(e) => format!("<connection broken: {e}>"),
             Got::Timeout => format!("<nothing within {}>", secs(timeout)),
@@ -324,19 +330,14 @@ impl Player<'_> {
             }
             Action::Until(pat) => {
                 let pat = self.localize_pat(pat);
-                // While `every` sends, answers keep coming: the wait is bounded as a whole.
-                let repeating = self.conns.get(&name).is_some_and(|c| c.every.is_some());
+                // The wait is bounded as a whole, not line by line: lines that keep coming
+                // (answers to `every`, or a server that trickles them) cannot stretch it.
                 let deadline = Instant::now() + self.timeout;
                 for _ in 0..UNTIL_LINES {
-                    if repeating && Instant::now() > deadline {
-                        let expected = describe_pat(&pat, &self.vars, false);
-                        let actual = format!("<not within {}>", secs(self.timeout));
-                        return Err(fail(expected, actual));
-                    }
-                    let got = self.recv(&name);
+                    let got = self.recv_by(&name, deadline);
                     let Got::Line(l) = &got else {
                         let expected = describe_pat(&pat, &self.vars, false);
-                        return Err(fail(expected, got.describe(self.timeout)));
+                        return Err(fail(expected, self.describe_step(&got)));
                     };
                     let mut caps = Vec::new();
                     if matches(&pat, strip_terminator(l), &self.vars, &mut caps) {
@@ -356,6 +357,8 @@ impl Player<'_> {
             Action::Collect(end) => {
                 let end = self.localize_pat(end);
                 let mut list = Vec::new();
+                // Each line within `--timeout` (not the whole step as `until:`: xscpd's
+                // rate limit makes limits-rate-limits take longer than that).
                 loop {
                     let got = self.recv(&name);
                     let Got::Line(l) = &got else {
@@ -635,12 +638,27 @@ impl Player<'_> {
         c.stream.write_all(bytes).and_then(|()| c.stream.flush())
     }
 
-    /// The next line from the server on `name`. Against a shared server, a notification
-    /// about clients of other runs (no name in it carries this run's suffix) is part of no
-    /// transcript: it is noted and let by, as a subscribed client ignores strangers.
+    /// What a step that reads many lines (`until:`) got instead of its line:
+    /// a timeout there is the step's whole wait, not one line's.
+    fn describe_step(&self, got: &Got) -> String {
+        match got {
+            Got::Timeout => format!("<not within {}>", secs(self.timeout)),
+            other => other.describe(self.timeout),
+        }
+    }
+
+    /// The next line from the server on `name`, within `--timeout`.
     fn recv(&mut self, name: &str) -> Got {
+        self.recv_by(name, Instant::now() + self.timeout)
+    }
+
+    /// The next line from the server on `name`, by `deadline`. Against a shared server, a
+    /// notification about clients of other runs (no name in it carries this run's suffix)
+    /// is part of no transcript: it is noted and let by, as a subscribed client ignores
+    /// strangers.
+    fn recv_by(&mut self, name: &str, deadline: Instant) -> Got {
         loop {
-            let got = self.recv_one(name);
+            let got = self.recv_one(name, deadline);
             match (&got, &self.suffix) {
                 (Got::Line(l), Some(suffix)) if about_others(strip_terminator(l), suffix) => {
                     self.exchange.push(Event::Note {
@@ -653,7 +671,7 @@ impl Player<'_> {
         }
     }
 
-    fn recv_one(&mut self, name: &str) -> Got {
+    fn recv_one(&mut self, name: &str, deadline: Instant) -> Got {
         let Some(c) = self.conns.get_mut(name) else {
             return Got::Broken("no such connection".into());
         };
@@ -661,13 +679,15 @@ impl Player<'_> {
             return Got::Eof;
         }
         let conn = name.to_string();
-        let (got, event) = match c.rx.recv_timeout(self.timeout) {
+        let (got, event) = match c.rx.recv_deadline(deadline) {
             Ok(FromServer::Line(l)) => {
                 c.queued.fetch_sub(l.len(), Ordering::SeqCst);
-                (
-                    Got::Line(l.clone()),
-                    Some(Event::Received { conn, bytes: l }),
-                )
+                let got = if bare_lf(&l) {
+                    Got::BareLf(l.clone())
+                } else {
+                    Got::Line(l.clone())
+                };
+                (got, Some(Event::Received { conn, bytes: l }))
             }
             Ok(FromServer::TooLong) => {
                 let e = format!("a line longer than {MAX_LINE} bytes");
@@ -685,7 +705,7 @@ impl Player<'_> {
             ),
             Err(RecvTimeoutError::Timeout) => (Got::Timeout, None),
         };
-        if !matches!(got, Got::Line(_) | Got::Timeout) {
+        if !matches!(got, Got::Line(_) | Got::BareLf(_) | Got::Timeout) {
             // As any client does at the end of the stream: close our side too (a server
             // that lingers for unread input is not kept waiting).
             c.ended = true;

@@ -241,3 +241,38 @@ fn relayed_lines_end_with_crlf() {
         "hello there\\n <ended with a bare LF: the server ends every line with CR LF, xscp(7) §1>",
     );
 }
+
+#[test]
+fn an_answered_ping_keeps_the_connection() {
+    proves(
+        "server-ping-answered-keeps-the-connection",
+        "pong_keeps_ping",
+        Via::Process,
+        "actual:   cquit ping timeout",
+    );
+}
+
+#[test]
+fn users_lists_no_held_names() {
+    proves(
+        "users-not-held-names",
+        "users_lists_held",
+        Via::Process,
+        "expected: +OK 1 users",
+    );
+}
+
+/// §5.8 lets a server count what it spends to keep a line, its bookkeeping as well as its
+/// bytes: a fake that counts 100 bytes a line besides them (xscpd counts 32) passes.
+#[test]
+fn the_mailbox_total_may_count_any_bookkeeping() {
+    for choices in ["", "other_choices"] {
+        let name = "resume-mailbox-total";
+        let all = text(&check_fake(name, choices, Via::Process, TIMEOUT));
+        assert_eq!(
+            verdict_of(&all, name).as_deref(),
+            Some("PASS"),
+            "{choices:?}: {all}"
+        );
+    }
+}

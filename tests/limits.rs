@@ -231,6 +231,27 @@ fn rate_limit_slows_a_flood_without_dropping_anything() {
     assert!(c.nothing_pending());
 }
 
+/// §7 `--rate` and §3's negotiation deadline: lines read ahead wait for the budget, the
+/// deadline does not. At `--rate 1`, 40 pipelined pings in NEGOTIATING would take 40 s to
+/// answer; the 1 s deadline ends the connection after the first few (before, the pings of
+/// one read were all answered first: 13, the deadline 12 s late). The same holds for a
+/// shutdown: the throttled reader sees it without working through the pings.
+#[test]
+fn a_client_over_its_rate_still_meets_the_negotiation_deadline() {
+    let server = Server::start(&["--rate", "1", "--negotiate-timeout", "1s"]);
+    let mut c = server.connect().greeted();
+    let pings: String = (0..40).map(|i| format!("ping t{i}\r\n")).collect();
+    c.send_raw(pings.as_bytes());
+    let lines = c.until_eof();
+    let (last, pongs) = lines.split_last().expect("lines before the close");
+    assert_eq!(last, "cquit negotiation timeout", "{lines:?}");
+    assert!(pongs.len() < 5, "{} pongs before the deadline", pongs.len());
+    assert!(
+        pongs.iter().all(|l| l.starts_with("+OK pong t")),
+        "{pongs:?}"
+    );
+}
+
 /// §5.7: held names are bounded in number, oldest dropped first (the hub keeps at most
 /// `max(4 × --max-clients, 1024)` = 1024 here, and no more per address). 1025 clients
 /// from 127.0.0.1 register and leave: the first name's hold is gone (127.0.0.2 may take

@@ -300,7 +300,9 @@ impl Reader {
                     return end;
                 }
                 log::trace!("{} <- {}", self.session.tag(), for_log(line.as_bytes()));
-                self.throttle();
+                if let Some(end) = self.throttle() {
+                    return end;
+                }
                 // Lines like this one the rest of the read may hold: what a new batch of
                 // `chatm` lines makes room for.
                 let ahead = (1 + input.len() / (line.len() + 2)).min(CHAT_BATCH);
@@ -416,12 +418,15 @@ impl Reader {
     }
 
     /// Flood control (`--rate`): past the budget, stop reading until it refills. The client
-    /// is slowed by TCP backpressure; nothing is dropped.
+    /// is slowed by TCP backpressure; nothing is dropped. The lines of the last read wait
+    /// too, but the session's timers do not: a deadline that falls due meanwhile (the
+    /// negotiation deadline, a ping's) is kept, as is the end of the connection from
+    /// outside (a shutdown, a slow-consumer abort), at the latest once the wait is over.
     #[inline(never)]
-    fn throttle(&mut self) {
+    fn throttle(&mut self) -> Option<Ending> {
         let rate = f64::from(self.settings.rate);
         if rate == 0.0 {
-            return;
+            return None;
         }
         let now = Instant::now();
         let refill = now.duration_since(self.budget_at).as_secs_f64() * rate;
@@ -435,12 +440,29 @@ impl Reader {
                 self.settings.rate
             );
             // The lines held back do not wait with the reader.
-            let _ = self.give_chats();
-            thread::sleep(wait);
+            if let Some(end) = self.give_chats() {
+                return Some(end);
+            }
+            let until = now + wait;
+            loop {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                let next = self.session.poll_at().map_or(until, |at| at.min(until));
+                thread::sleep(next.saturating_duration_since(now));
+                if let Some(cause) = self.shared.end() {
+                    return Some(Ending::Fault(cause));
+                }
+                if let Some(end) = self.run_timers() {
+                    return Some(end);
+                }
+            }
             self.budget = 1.0;
             self.budget_at = Instant::now();
         }
         self.budget -= 1.0;
+        None
     }
 
     /// Gives the hub `msg`, after the `chatm` lines held back (they came first).

@@ -357,13 +357,13 @@ impl Player<'_> {
             Action::Collect(end) => {
                 let end = self.localize_pat(end);
                 let mut list = Vec::new();
-                // Each line within `--timeout` (not the whole step as `until:`: xscpd's
-                // rate limit makes limits-rate-limits take longer than that).
+                // Bounded as a whole, as `until:` is: lines that keep coming cannot stretch it.
+                let deadline = Instant::now() + self.timeout;
                 loop {
-                    let got = self.recv(&name);
+                    let got = self.recv_by(&name, deadline);
                     let Got::Line(l) = &got else {
                         let expected = describe_pat(&end, &self.vars, false);
-                        return Err(fail(expected, got.describe(self.timeout)));
+                        return Err(fail(expected, self.describe_step(&got)));
                     };
                     if matches(&end, strip_terminator(l), &self.vars, &mut Vec::new()) {
                         break;

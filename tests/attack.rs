@@ -293,3 +293,41 @@ fn shutdown_counts_what_it_discards() {
     );
     assert!(server.wait_exit().success());
 }
+
+/// Hostile: a sender that renames itself before each direct message to a client that never
+/// sends receipts. Each name owed a receipt costs bookkeeping that forgetting copies does
+/// not free (a receipt for it stays legal, §5.8), so the names one client owes are bounded
+/// (`--mailbox 4KiB`: 128): past them a message from a new name is refused with FULL and
+/// relayed nowhere (before, every one was relayed and the recipient's bookkeeping grew
+/// about 180 bytes a message, past --mailbox-total). Every receipt owed is still taken.
+#[test]
+fn a_sender_renaming_itself_cannot_grow_a_recipients_receipts_without_bound() {
+    const ROUNDS: usize = 300;
+    const OWED: usize = 128;
+    let server = Server::start(&["--mailbox", "4KiB"]);
+    let mut rcv = server.register("rcv");
+    let mut snd = server.register("n0");
+    let rounds: String = (1..=ROUNDS)
+        .map(|i| format!("cname n{i}\r\nchatm n{i} rcv x\r\n"))
+        .collect();
+    snd.send_raw(rounds.as_bytes());
+    for i in 1..=ROUNDS {
+        snd.expect(&format!("+OK name changed from n{} to n{i}", i - 1));
+        if i <= OWED {
+            snd.expect("+OK message relayed");
+        } else {
+            snd.expect("-ERR [FULL] rcv owes receipts to too many senders");
+        }
+    }
+    for i in 1..=OWED {
+        rcv.expect(&format!("chatm n{i} rcv x"));
+    }
+    assert!(rcv.nothing_pending(), "nothing past the bound was relayed");
+    server.wait_log(|l| l.contains("chatm to rcv: rcv owes receipts to 128 senders already"));
+    let receipts: String = (1..=OWED).map(|i| format!("chatr n{i} rcv\r\n")).collect();
+    rcv.send_raw(receipts.as_bytes());
+    for i in 1..=OWED {
+        snd.expect(&format!("chatr n{i} rcv"));
+    }
+    assert!(rcv.nothing_pending(), "every receipt owed was taken");
+}

@@ -34,6 +34,15 @@ use crate::state::{Copies, Gathered, NO_SENDER};
 /// Dead bytes the copy ring may hold beyond a quarter of its live ones.
 const SLACK: usize = 4096;
 
+/// The most sender names one client may owe receipts to at once, with `--mailbox` of
+/// `mailbox` bytes: as many as the copies could hold lines (one a [`LINE_OVERHEAD`]),
+/// 2,048 at the default 64 KiB. Each name costs bookkeeping that forgetting its copies
+/// does not free (its count must stay, §5.8: honest receipts are never refused), so a
+/// message from one more name is refused instead, before it is relayed (xscp(7) §5.5).
+pub fn max_senders(mailbox: usize) -> usize {
+    (mailbox / LINE_OVERHEAD).max(1)
+}
+
 /// What one client owes one sender name: `next - settled` receipts, for messages sent in
 /// the sessions of `runs` (oldest first, each with how many in a row).
 #[derive(Clone, Debug, Default)]
@@ -106,6 +115,18 @@ impl Receipts {
         self.0
             .as_ref()
             .map_or(0, |owed| owed.bytes + owed.spans.len() * LINE_OVERHEAD)
+    }
+
+    /// Whether a message from `from` awaits this client's receipt.
+    pub fn owes(&self, from: NickKey) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|owed| owed.senders.contains_key(&from))
+    }
+
+    /// How many sender names await this client's receipts (see [`max_senders`]).
+    pub fn senders(&self) -> usize {
+        self.0.as_ref().map_or(0, |owed| owed.senders.len())
     }
 
     /// How many copies are kept.

@@ -7,6 +7,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use super::mailbox::cost;
+use super::receipts::max_senders;
 use super::{Client, Hub, Output, Wake};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
@@ -56,6 +57,7 @@ impl<O: Output> Hub<O> {
             names,
             wakes,
             doomed,
+            mailbox,
             ..
         } = self;
         let Some(c) = clients.get(&conn) else {
@@ -79,6 +81,17 @@ impl<O: Output> Hub<O> {
         let Some(target) = key.and_then(|k| names.get(&k).copied()) else {
             return self.chat_held(conn, key, line, to, (from, session));
         };
+        if let Some(r) = clients.get(&target)
+            && !r.receipts.owes(from)
+            && r.receipts.senders() >= max_senders(*mailbox)
+        {
+            log::info!(
+                "{} chatm to {to}: {to} owes receipts to {} senders already, refused",
+                c.tag,
+                r.receipts.senders()
+            );
+            return c.respond(conn, reply::receipts_full(to).as_bytes(), wakes);
+        }
         c.respond(conn, reply::RELAYED.as_bytes(), wakes);
         if let Some(r) = clients.get(&target) {
             r.queue(target, line.as_bytes(), Some(&c.outbox), wakes, doomed);

@@ -173,6 +173,14 @@ pub fn mailbox_full(name: &str) -> String {
     err(Code::Full, format_args!("mailbox of {name} is full"))
 }
 
+/// `-ERR [FULL] <name> owes receipts to too many senders` (§5.5, §5.8)
+pub fn receipts_full(name: &str) -> String {
+    err(
+        Code::Full,
+        format_args!("{name} owes receipts to too many senders"),
+    )
+}
+
 /// `+OK <n> users`, then the names, then `.`.
 pub fn users(names: &[&str]) -> String {
     multiline(format_args!("{} users", names.len()), names)

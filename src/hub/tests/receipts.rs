@@ -110,3 +110,61 @@ fn a_receipt_to_a_departed_sender_is_accepted_and_dropped() {
     assert!(carol.lines().is_empty());
     assert_eq!(alice.lines(), ["+OK message relayed"]);
 }
+
+/// §5.5, §5.8: the sender names a client owes receipts to are bounded (a name costs
+/// bookkeeping that forgetting copies does not free): a message from one more name is
+/// refused with FULL and relayed nowhere; one from a name already owed still goes; every
+/// receipt owed stays legal, and one that settles a name makes room for another.
+#[test]
+fn the_senders_a_client_owes_receipts_to_are_bounded() {
+    // --mailbox 1 KiB: room for 32 names (one a LINE_OVERHEAD).
+    let mut f = hub_config(HubConfig {
+        hold: Duration::from_secs(300),
+        max_holds: 1024,
+        max_holds_per_ip: 1024,
+        mailbox: 1024,
+        mailbox_total: 64 * 1024 * 1024,
+    });
+    let alice = f.join(1, "alice");
+    let bob = f.join(2, "bob");
+    let max = crate::hub::receipts::max_senders(1024);
+    assert_eq!(max, 32);
+    // alice renames herself `n<n>` and sends bob a message under that name.
+    let renamed = |f: &mut Fixture, n: usize| {
+        let name = format!("n{n}");
+        assert!(matches!(f.rename(1, &name), Answer::Renamed { .. }));
+        alice.lines();
+        f.chat(1, &format!("chatm {name} bob hi"));
+        name
+    };
+    for n in 0..max {
+        renamed(&mut f, n);
+    }
+    assert_eq!(bob.lines().len(), max);
+    alice.lines();
+    let name = renamed(&mut f, max);
+    assert_eq!(
+        alice.lines(),
+        ["-ERR [FULL] bob owes receipts to too many senders"]
+    );
+    assert!(bob.lines().is_empty(), "refused: relayed nowhere");
+    // A name already owed: relayed. (alice renames back to the first name.)
+    assert!(matches!(f.rename(1, "n0"), Answer::Renamed { .. }));
+    alice.lines();
+    f.chat(1, "chatm n0 bob again");
+    assert_eq!(alice.lines(), ["+OK message relayed"]);
+    assert_eq!(bob.lines(), ["chatm n0 bob again"]);
+    // Every receipt owed is legal; settling n1 makes room for one more name.
+    f.receipt(2, "chatr n1 bob");
+    assert_eq!(alice.lines(), ["chatr n1 bob"]);
+    assert!(matches!(f.rename(1, &name), Answer::Renamed { .. }));
+    alice.lines();
+    f.chat(1, &format!("chatm {name} bob hi"));
+    assert_eq!(alice.lines(), ["+OK message relayed"]);
+    assert_eq!(bob.lines(), [format!("chatm {name} bob hi")]);
+    for n in (2..max).chain([0, 0, max]) {
+        f.receipt(2, &format!("chatr n{n} bob"));
+    }
+    let refused = bob.lines();
+    assert!(refused.is_empty(), "no receipt refused: {refused:?}");
+}

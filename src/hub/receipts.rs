@@ -23,9 +23,10 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
 
-use super::fastmap::FastMap;
+use super::fastmap::{FastMap, FxHasher};
 use super::mailbox::{LINE_OVERHEAD, Mailbox, sender_of};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
@@ -68,16 +69,26 @@ impl Owing {
     }
 }
 
-/// The copy of one message, in the ring: where, and its number within its sender
-/// (the low 32 bits: a sender would need 2^32 messages awaiting receipts from one client
-/// for two copies of it to share a number).
+/// The copy of one message, in the ring: where, its number within its sender (the low 32
+/// bits: a sender would need 2^32 messages awaiting receipts from one client for two
+/// copies of it to share a number), and a fingerprint of the sender's name, so that
+/// finding a receipt's copy parses only the lines of that sender, not every copy with
+/// the same number (a copy from each of many names is number 0).
 #[derive(Clone, Copy, Debug)]
 struct Span {
     /// Its first byte's position: bytes are numbered from the ring's first copy on, so that
     /// a position stays put while the ring's front moves.
     start: usize,
-    len: u32,
     n: u32,
+    /// A line is at most a PDU (512 bytes with its CRLF).
+    len: u16,
+    sender: u16,
+}
+
+/// A 16-bit fingerprint of a sender's name (see [`Span`]).
+fn fingerprint(from: NickKey) -> u16 {
+    let hash = BuildHasherDefault::<FxHasher>::default().hash_one(from);
+    (hash >> 48) as u16
 }
 
 /// The receipts one client owes, with the copies of their messages. A client that was
@@ -217,12 +228,12 @@ impl Owed {
             Some((s, count)) if *s == session => *count += 1,
             _ => owing.runs.push_back((session, 1)),
         }
-        self.copy(n, line, max);
+        self.copy(from, n, line, max);
     }
 
-    /// Keeps a copy of message `n` of its sender, forgetting the oldest past `max` bytes.
-    fn copy(&mut self, n: u64, line: &[u8], max: usize) {
-        let Ok(len) = u32::try_from(line.len()) else {
+    /// Keeps a copy of message `n` from `from`, forgetting the oldest past `max` bytes.
+    fn copy(&mut self, from: NickKey, n: u64, line: &[u8], max: usize) {
+        let Ok(len) = u16::try_from(line.len()) else {
             self.lost = self.lost.saturating_add(1);
             return;
         };
@@ -239,8 +250,9 @@ impl Owed {
         self.grow_for(line.len(), max);
         self.spans.push_back(Span {
             start: self.front.wrapping_add(self.ring.len()),
-            len,
             n: n as u32,
+            len,
+            sender: fingerprint(from),
         });
         self.ring.extend(line);
         self.bytes += line.len();
@@ -343,10 +355,9 @@ impl Owed {
     /// Drops the copy of message `n` from `from`; if it was forgotten (no live copy from
     /// `from` has number `n`), takes it off the lost count.
     fn uncopy(&mut self, from: NickKey, n: u64) {
-        let i = self
-            .spans
-            .iter()
-            .position(|s| s.n == n as u32 && sender_of(&self.line(s)) == Some(from));
+        let (n, sender) = (n as u32, fingerprint(from));
+        let i = (self.spans.iter())
+            .position(|s| s.n == n && s.sender == sender && sender_of(&self.line(s)) == Some(from));
         match i {
             Some(i) => {
                 if let Some(s) = self.spans.remove(i) {

@@ -81,9 +81,10 @@ impl<O: Output> Hub<O> {
         let Some(target) = key.and_then(|k| names.get(&k).copied()) else {
             return self.chat_held(conn, key, line, to, (from, session));
         };
+        // The count first: a message to a client below the bound costs no lookup.
         if let Some(r) = clients.get(&target)
-            && !r.receipts.owes(from)
             && r.receipts.senders() >= max_senders(*mailbox)
+            && !r.receipts.owes(from)
         {
             log::info!(
                 "{} chatm to {to}: {to} owes receipts to {} senders already, refused",

@@ -75,15 +75,18 @@ fn wrap(text: &str, max: usize) -> Vec<String> {
     let mut lines = Vec::new();
     let mut line = String::new();
     for word in text.split(' ') {
-        let mut word: Vec<char> = word.chars().collect();
-        // A word longer than a line is broken where it must be.
-        while word.len() > max {
+        let chars: Vec<char> = word.chars().collect();
+        // A word longer than a line is broken where it must be, in pieces of a line each
+        // (taken from the front one by one, a long word would be copied once a piece).
+        let mut pieces = chars.chunks(max.max(1));
+        let last = pieces.next_back().unwrap_or_default();
+        for piece in pieces {
             if !line.is_empty() {
                 lines.push(std::mem::take(&mut line));
             }
-            lines.push(word.drain(..max).collect());
+            lines.push(piece.iter().collect());
         }
-        let word: String = word.into_iter().collect();
+        let word: String = last.iter().collect();
         let len = line.chars().count();
         if len > 0 && len + 1 + word.chars().count() > max {
             lines.push(std::mem::take(&mut line));
@@ -582,6 +585,15 @@ mod tests {
     fn notes_wrap_at_spaces_and_break_long_words() {
         assert_eq!(wrap("a bb ccc", 4), ["a bb", "ccc"]);
         assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(wrap("x abcdefgh", 4), ["x", "abcd", "efgh"]);
+        // A hostile log's one long word: each piece in its place (taking pieces from the
+        // front of the word copied the rest each time: 20 s for a 4 MB line).
+        let long: String = (0..200_000)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        let lines = wrap(&long, 40);
+        assert_eq!(lines.len(), 5_000);
+        assert_eq!(lines.concat(), long);
         assert_eq!(wrap("", 4), [""]);
         assert_eq!(cut("abcdef", 4), "abc…");
         assert_eq!(cut("abcd", 4), "abcd");

@@ -223,3 +223,18 @@ fn a_departure_and_a_resume_are_logged_in_causal_order() {
         .expect("alice told");
     assert!(returned < told, "{log:#?}");
 }
+
+/// §7: the log shows each line sent as it was sent, a text's trailing spaces included
+/// (the log used to drop them, and `xscp diagram` then could not pair the relayed line
+/// with the line read).
+#[test]
+fn a_line_sent_is_logged_with_its_trailing_spaces() {
+    let server = Server::start(&["-v"]);
+    let mut alice = server.register("alice");
+    let mut bob = server.register("bob");
+    alice.send("chatm alice bob hi ");
+    alice.expect("+OK message relayed");
+    bob.expect("chatm alice bob hi ");
+    let line = server.wait_peer_log(&bob.peer(), "-> chatm alice bob hi");
+    assert!(line.ends_with("-> chatm alice bob hi "), "{line:?}");
+}

@@ -431,7 +431,9 @@ impl Inner {
     fn log_sent(&self, lines: &[u8]) {
         if log::log_enabled!(log::Level::Trace) {
             for line in lines.split_inclusive(|&b| b == b'\n') {
-                log::trace!("{} -> {}", self.tag, for_log(line.trim_ascii_end()));
+                // Without its CR LF only: a text's own trailing spaces were sent too.
+                let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+                log::trace!("{} -> {}", self.tag, for_log(line));
             }
         }
     }

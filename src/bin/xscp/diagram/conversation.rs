@@ -72,28 +72,49 @@ fn relay_key(line: &str) -> Option<String> {
         "{keyword} {} {} {}",
         sender.to_ascii_lowercase(),
         recipient.to_ascii_lowercase(),
-        text.trim_start()
+        // Earlier builds of the server logged a line sent without its trailing spaces.
+        text.trim_start().trim_end_matches(' ')
     ))
 }
 
 /// Every relay in the log: each `->` of a `chatm` or `chatr` is matched with the latest
 /// `<-` of the same line from another connection before it.
 pub fn links(entries: &[Entry]) -> Vec<Link> {
-    let mut read: HashMap<String, Vec<usize>> = HashMap::new();
+    use std::collections::VecDeque;
+    // Reads the server accepted and has not yet delivered, oldest first, per relay key.
+    let mut pending: HashMap<String, VecDeque<usize>> = HashMap::new();
+    // Each connection's last relay read, until the server answers it (a refusal drops it).
+    let mut last: HashMap<u64, (String, usize)> = HashMap::new();
     let mut links = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         match &e.kind {
             Kind::Received(l) => {
+                last.remove(&e.conn);
                 if let Some(key) = relay_key(l) {
-                    read.entry(key).or_default().push(i);
+                    pending.entry(key.clone()).or_default().push_back(i);
+                    last.insert(e.conn, (key, i));
+                }
+            }
+            Kind::Sent(l) if l.starts_with("-ERR") => {
+                // The last line read was refused (a spoof, an unknown recipient): never relayed.
+                if let Some((key, r)) = last.remove(&e.conn)
+                    && let Some(q) = pending.get_mut(&key)
+                {
+                    q.retain(|&x| x != r);
                 }
             }
             Kind::Sent(l) => {
                 let Some(key) = relay_key(l) else { continue };
-                let from = read
-                    .get(&key)
-                    .and_then(|v| v.iter().rev().find(|&&r| entries[r].conn != e.conn));
-                if let Some(&r) = from {
+                let broadcast = key.split(' ').nth(2) == Some("*");
+                let Some(q) = pending.get_mut(&key) else {
+                    continue;
+                };
+                if let Some(pos) = q.iter().position(|&r| entries[r].conn != e.conn) {
+                    let r = if broadcast {
+                        q[pos]
+                    } else {
+                        q.remove(pos).unwrap_or(pos)
+                    };
                     links.push(Link { read: r, sent: i });
                 }
             }
@@ -454,5 +475,89 @@ mod tests {
             })
             .collect();
         assert_eq!(of_2, ["chatm alice bobby hello bob", "chatr alice bobby"]);
+    }
+
+    /// A chatm whose text ends in a space: the server relays it with the space; earlier
+    /// builds logged the line they sent without it. The two ends are one relay all the
+    /// same.
+    #[test]
+    fn a_relay_with_a_trailing_space_is_still_one_conversation() {
+        let log = "\
+2026-12-07T19:24:22.933826Z [INFO] conn=1 peer=127.0.0.1:35612 LISTEN -> NEGOTIATING on tcp_connection_accepted
+2026-12-07T19:24:22.933950Z [INFO] conn=1 peer=127.0.0.1:35612 NEGOTIATING -> ESTABLISHED on credentials_validated nick=alice
+2026-12-07T19:24:23.084201Z [INFO] conn=2 peer=127.0.0.1:35624 LISTEN -> NEGOTIATING on tcp_connection_accepted
+2026-12-07T19:24:23.084337Z [INFO] conn=2 peer=127.0.0.1:35624 NEGOTIATING -> ESTABLISHED on credentials_validated nick=bob
+2026-12-07T19:24:23.234428Z [TRACE] conn=1 peer=127.0.0.1:35612 <- chatm alice bob hi 
+2026-12-07T19:24:23.234487Z [TRACE] conn=1 peer=127.0.0.1:35612 -> +OK message relayed
+2026-12-07T19:24:23.234493Z [TRACE] conn=2 peer=127.0.0.1:35624 -> chatm alice bob hi
+";
+        let entries = parse(log);
+        let conns = connections(&entries);
+        assert_eq!(
+            conversations(&entries, &conns, &links(&entries)),
+            [vec![1, 2]],
+            "alice's chatm reached bob: one conversation"
+        );
+    }
+
+    /// bob is away (held); alice's chatm is held for him; mallory then sends the same line
+    /// and is aborted for spoofing; bob returns and gets alice's copy. The replay must be
+    /// linked to alice's read, not to mallory's rejected one.
+    #[test]
+    fn a_rejected_spoof_is_not_the_source_of_a_held_message() {
+        let log = "\
+2026-12-07T19:24:29.542415Z [INFO] conn=2 peer=127.0.0.1:35648 NEGOTIATING -> ESTABLISHED on credentials_validated nick=alice
+2026-12-07T19:24:29.692586Z [TRACE] conn=2 peer=127.0.0.1:35648 <- chatm alice bob see you at 5
+2026-12-07T19:24:29.692641Z [DEBUG] conn=2 peer=127.0.0.1:35648 chatm to bob: held in its mailbox
+2026-12-07T19:24:29.692648Z [TRACE] conn=2 peer=127.0.0.1:35648 -> +OK message held for bob
+2026-12-07T19:24:29.843306Z [INFO] conn=3 peer=127.0.0.1:47482 NEGOTIATING -> ESTABLISHED on credentials_validated nick=mallory
+2026-12-07T19:24:29.993480Z [TRACE] conn=3 peer=127.0.0.1:47482 <- chatm alice bob see you at 5
+2026-12-07T19:24:29.993522Z [WARN] conn=3 peer=127.0.0.1:47482 ESTABLISHED -> ABORTED on connection_error cause=spoofing
+2026-12-07T19:24:29.993577Z [TRACE] conn=3 peer=127.0.0.1:47482 -> -ERR [SPOOF] alice is not your nickname
+2026-12-07T19:24:29.993581Z [TRACE] conn=3 peer=127.0.0.1:47482 -> cquit protocol violation
+2026-12-07T19:24:30.143720Z [INFO] conn=3 peer=127.0.0.1:47482 ABORTED -> CLOSED on close (the linger failed)
+2026-12-07T19:24:30.294216Z [INFO] conn=4 peer=127.0.0.1:47490 NEGOTIATING -> ESTABLISHED on credentials_validated nick=bob (welcome back)
+2026-12-07T19:24:30.294222Z [INFO] conn=4 peer=127.0.0.1:47490 resumed bob: mailbox of bob delivered (1 held, 0 lost)
+2026-12-07T19:24:30.294226Z [TRACE] conn=4 peer=127.0.0.1:47490 -> +OK welcome back bob (1 held, 0 lost)
+2026-12-07T19:24:30.294229Z [TRACE] conn=4 peer=127.0.0.1:47490 -> chatm alice bob see you at 5
+";
+        let entries = parse(log);
+        let pairs: Vec<(u64, u64)> = links(&entries)
+            .iter()
+            .map(|l| (entries[l.read].conn, entries[l.sent].conn))
+            .collect();
+        assert_eq!(
+            pairs,
+            [(2, 4)],
+            "bob's copy came from alice (conn 2), not mallory"
+        );
+    }
+
+    /// Two identical chatm held for bob are replayed to him: `--conn` of bob's new
+    /// connection must show alice sending both, not one.
+    #[test]
+    fn each_replayed_copy_shows_its_own_read() {
+        let log = "\
+2026-12-07T19:30:50.879550Z [INFO] conn=2 peer=127.0.0.1:41376 NEGOTIATING -> ESTABLISHED on credentials_validated nick=alice
+2026-12-07T19:30:51.029726Z [TRACE] conn=2 peer=127.0.0.1:41376 <- chatm alice bob are you there?
+2026-12-07T19:30:51.029789Z [DEBUG] conn=2 peer=127.0.0.1:41376 chatm to bob: held in its mailbox
+2026-12-07T19:30:51.029795Z [TRACE] conn=2 peer=127.0.0.1:41376 -> +OK message held for bob
+2026-12-07T19:30:51.179986Z [TRACE] conn=2 peer=127.0.0.1:41376 <- chatm alice bob are you there?
+2026-12-07T19:30:51.180049Z [DEBUG] conn=2 peer=127.0.0.1:41376 chatm to bob: held in its mailbox
+2026-12-07T19:30:51.180055Z [TRACE] conn=2 peer=127.0.0.1:41376 -> +OK message held for bob
+2026-12-07T19:30:51.330834Z [INFO] conn=3 peer=127.0.0.1:41388 NEGOTIATING -> ESTABLISHED on credentials_validated nick=bob (welcome back)
+2026-12-07T19:30:51.330854Z [TRACE] conn=3 peer=127.0.0.1:41388 -> +OK welcome back bob (2 held, 0 lost)
+2026-12-07T19:30:51.330859Z [TRACE] conn=3 peer=127.0.0.1:41388 -> chatm alice bob are you there?
+2026-12-07T19:30:51.330863Z [TRACE] conn=3 peer=127.0.0.1:41388 -> chatm alice bob are you there?
+";
+        let entries = parse(log);
+        let conns = connections(&entries);
+        let d = diagram(&entries, &conns, &links(&entries), &[3]);
+        let from_alice = d
+            .steps
+            .iter()
+            .filter(|s| matches!(&s.what, What::Message { from: 0, text, .. } if text.starts_with("chatm")))
+            .count();
+        assert_eq!(from_alice, 2, "alice sent two, bob got two");
     }
 }

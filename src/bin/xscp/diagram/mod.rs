@@ -125,9 +125,10 @@ pub fn main(args: &[String]) -> ExitCode {
         );
         return ExitCode::from(1);
     }
+    let index = conversation::Index::new(&entries, &conns, &links);
     let diagrams: Vec<Diagram> = groups
         .iter()
-        .map(|g| conversation::diagram(&entries, &conns, &links, g))
+        .map(|g| conversation::diagram_with(&index, &entries, &conns, g))
         .collect();
     let written = match &o.html {
         Some(path) => {

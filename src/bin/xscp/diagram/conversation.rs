@@ -8,7 +8,7 @@
 //! connections an auditor names: then their correspondents appear with only the lines they
 //! exchanged with them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use xscp::protocol::cause::Closed;
 use xscp::protocol::fsm::{COMMAND_STATES, State};
@@ -77,10 +77,11 @@ fn relay_key(line: &str) -> Option<String> {
     ))
 }
 
-/// Every relay in the log: each `->` of a `chatm` or `chatr` is matched with the latest
-/// `<-` of the same line from another connection before it.
+/// Every relay in the log: each `->` of a `chatm` or `chatr` is matched with the oldest
+/// `<-` of the same line from another connection before it that no earlier `->` took
+/// (a broadcast's one `<-` goes to all), leaving out a `<-` its connection was answered
+/// `-ERR` to next (refused: never relayed).
 pub fn links(entries: &[Entry]) -> Vec<Link> {
-    use std::collections::VecDeque;
     // Reads the server accepted and has not yet delivered, oldest first, per relay key.
     let mut pending: HashMap<String, VecDeque<usize>> = HashMap::new();
     // Each connection's last relay read, until the server answers it (a refusal drops it).
@@ -110,12 +111,13 @@ pub fn links(entries: &[Entry]) -> Vec<Link> {
                     continue;
                 };
                 if let Some(pos) = q.iter().position(|&r| entries[r].conn != e.conn) {
-                    let r = if broadcast {
-                        q[pos]
-                    } else {
-                        q.remove(pos).unwrap_or(pos)
-                    };
-                    links.push(Link { read: r, sent: i });
+                    links.push(Link {
+                        read: q[pos],
+                        sent: i,
+                    });
+                    if !broadcast {
+                        q.remove(pos);
+                    }
                 }
             }
             _ => {}

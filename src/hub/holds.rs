@@ -352,17 +352,17 @@ impl Holds {
             })
     }
 
-    /// Puts the `chatm` `line` from `from` (of `session`) into the mailbox of the held
-    /// name `key`, within `max` bytes.
+    /// Puts the `chatm` `line`, sent in `session`, into the mailbox of the held name
+    /// `key`, within `max` bytes.
     pub fn put(
         &mut self,
         key: NickKey,
         line: &[u8],
-        from: (NickKey, ConnId),
+        session: ConnId,
         max: usize,
     ) -> Result<(), Full> {
         let h = self.map.get_mut(&key).ok_or(Full)?;
-        h.mailbox.put(line, Some(from), max)?;
+        h.mailbox.put(line, Some(session), max)?;
         self.counted += cost(line.len());
         Ok(())
     }
@@ -595,11 +595,7 @@ mod tests {
         assert_eq!((holds.counted(), holds.holds_session(7)), (0, false));
         // Expiry ends another one's mailbox with its hold.
         holds.hold("test", nick("bob"), HERE, 8, Mailbox::default(), t0);
-        assert!(
-            holds
-                .put(key("bob"), b"x\r\n", (key("carol"), 3), 64)
-                .is_ok()
-        );
+        assert!(holds.put(key("bob"), b"x\r\n", 3, 64).is_ok());
         assert_eq!(holds.counted(), cost(3));
         holds.purge(t0 + TTL);
         assert_eq!((holds.counted(), holds.holds_session(8)), (0, false));
@@ -611,7 +607,7 @@ mod tests {
         let t0 = Instant::now();
         let mut holds = Holds::new(TTL, 8, 8);
         hold(&mut holds, "alice", HERE, t0);
-        let from = (key("bob"), 2);
+        let from = 2;
         assert_eq!(holds.put(key("alice"), &[b'x'; 40], from, 64), Ok(()));
         assert_eq!(holds.put(key("alice"), &[b'y'; 40], from, 64), Err(Full));
         assert_eq!(holds.put(key("nobody"), b"x", from, 64), Err(Full));
@@ -638,7 +634,7 @@ mod tests {
         for (i, name) in ["a1", "b2", "c3"].into_iter().enumerate() {
             hold(&mut holds, name, HERE, t0 + Duration::from_secs(i as u64));
         }
-        let from = (key("bob"), 2);
+        let from = 2;
         for name in ["b2", "c3"] {
             assert_eq!(holds.put(key(name), b"m\r\n", from, 64), Ok(()));
         }

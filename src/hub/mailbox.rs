@@ -67,10 +67,11 @@ impl Mailbox {
         }
     }
 
-    /// Adds `line` without a bound (the departed client's copies, bounded already).
-    pub fn keep(&mut self, line: &[u8], from: Option<(NickKey, ConnId)>) {
+    /// Adds `line` without a bound (the departed client's copies, bounded already); for a
+    /// `chatm`, `sender` is the session its receipt goes to (the name is in the line).
+    pub fn keep(&mut self, line: &[u8], sender: Option<ConnId>) {
         Wire::make_mut(&mut self.buf).extend_from_slice(line);
-        Senders::make_mut(&mut self.senders).push(from.map_or(NO_SENDER, |(_, session)| session));
+        Senders::make_mut(&mut self.senders).push(sender.unwrap_or(NO_SENDER));
     }
 
     /// Would `line_len` more bytes stay within `max`?
@@ -79,16 +80,11 @@ impl Mailbox {
     }
 
     /// Adds `line` if the mailbox stays within `max` bytes.
-    pub fn put(
-        &mut self,
-        line: &[u8],
-        from: Option<(NickKey, ConnId)>,
-        max: usize,
-    ) -> Result<(), Full> {
+    pub fn put(&mut self, line: &[u8], sender: Option<ConnId>, max: usize) -> Result<(), Full> {
         if !self.fits(line.len(), max) {
             return Err(Full);
         }
-        self.keep(line, from);
+        self.keep(line, sender);
         Ok(())
     }
 
@@ -164,7 +160,7 @@ mod tests {
     #[test]
     fn lines_are_kept_in_order_with_their_senders() {
         let mut m = Mailbox::with_lost(2);
-        m.keep(b"chatm bob alice one\r\n", Some((key("bob"), 2)));
+        m.keep(b"chatm bob alice one\r\n", Some(2));
         assert_eq!(m.put(b"chatr alice carol\r\n", None, 100), Ok(()));
         assert_eq!((m.held(), m.lost(), m.bytes()), (2, 2, 40));
         assert_eq!(m.wire(), b"chatm bob alice one\r\nchatr alice carol\r\n");

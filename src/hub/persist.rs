@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::holds::HoldCounts;
-use super::mailbox::{Mailbox, sender_of};
+use super::mailbox::Mailbox;
 use super::{Hub, Output};
 use crate::conn_id::ConnId;
 use crate::state::{Deferred, SaveHandle, Saved, SavedHold};
@@ -79,11 +79,10 @@ impl<O: Output> Hub<O> {
         for (h, session) in holds.iter().zip(RESTORED_SESSIONS..) {
             let mut mailbox = Mailbox::with_lost(h.lost);
             for (line, sender) in h.entries() {
-                let from = sender_of(line).map(|key| {
-                    let sender = sessions.get(&sender).copied().unwrap_or(nobody);
-                    (key, sender)
-                });
-                mailbox.keep(line, from);
+                // A `chatm` awaits its receipt (the file writes keywords in lower case).
+                let awaits = line.starts_with(b"chatm ");
+                let session = awaits.then(|| sessions.get(&sender).copied().unwrap_or(nobody));
+                mailbox.keep(line, session);
             }
             let left = h.until.duration_since(wall).unwrap_or_default();
             let until = now.checked_add(left).unwrap_or(now);

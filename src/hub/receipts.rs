@@ -188,10 +188,7 @@ impl Copies for SharedCopies {
         let mut senders = Vec::with_capacity(owed.spans.len());
         for s in &owed.spans {
             let line = owed.line(s);
-            senders.push(
-                owed.sender(s, &line)
-                    .map_or(NO_SENDER, |(_, session)| session),
-            );
+            senders.push(owed.session(s, &line).unwrap_or(NO_SENDER));
             wire.extend_from_slice(&line);
         }
         Gathered {
@@ -375,18 +372,17 @@ impl Owed {
         let mut mailbox = Mailbox::with_capacity(self.lost, self.spans.len(), self.bytes);
         for s in &self.spans {
             let line = self.line(s);
-            mailbox.keep(&line, self.sender(s, &line));
+            mailbox.keep(&line, self.session(s, &line));
         }
         mailbox
     }
 
-    /// The sender of copy `s`, whose bytes are `line`, and the session its receipt goes to.
-    fn sender(&self, s: &Span, line: &[u8]) -> Option<(NickKey, ConnId)> {
-        let key = sender_of(line)?;
-        let owing = self.senders.get(&key)?;
+    /// The session the receipt of copy `s`, whose bytes are `line`, goes to.
+    fn session(&self, s: &Span, line: &[u8]) -> Option<ConnId> {
+        let owing = self.senders.get(&sender_of(line)?)?;
         // The copy's full number: the first awaiting one whose low bits match.
         let n = owing.settled + u64::from(s.n.wrapping_sub(owing.settled as u32));
-        Some((key, owing.session_of(n)?))
+        owing.session_of(n)
     }
 }
 

@@ -79,7 +79,7 @@ impl<O: Output> Hub<O> {
         }
         let key = NickKey::of(to);
         let Some(target) = key.and_then(|k| names.get(&k).copied()) else {
-            return self.chat_held(conn, key, line, to, (from, session));
+            return self.chat_held(conn, key, line, to, session);
         };
         // The count first: a message to a client below the bound costs no lookup.
         if let Some(r) = clients.get(&target)
@@ -155,7 +155,7 @@ impl<O: Output> Hub<O> {
         key: Option<NickKey>,
         line: &str,
         to: &str,
-        from: (NickKey, ConnId),
+        session: ConnId,
     ) {
         let now = Instant::now();
         let held = key.and_then(|k| Some((k, self.holds.nick(k, now)?.clone())));
@@ -176,7 +176,7 @@ impl<O: Output> Hub<O> {
             && self.room_for(key, line.len())
             && self
                 .holds
-                .put(key, line.as_bytes(), from, self.mailbox)
+                .put(key, line.as_bytes(), session, self.mailbox)
                 .is_ok();
         let tag = self
             .clients

@@ -275,6 +275,7 @@ enum Sender {
 }
 
 /// The file read so far.
+#[derive(Default)]
 struct Decoder {
     version: u32,
     state: Saved,
@@ -314,7 +315,10 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, FormatError> {
         };
         let Some(d) = decoder.as_mut() else {
             let version = check_version(line).map_err(|what| err(1, what))?;
-            decoder = Some(Decoder::new(version));
+            decoder = Some(Decoder {
+                version,
+                ..Decoder::default()
+            });
             continue;
         };
         if ended {
@@ -345,18 +349,6 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, FormatError> {
 }
 
 impl Decoder {
-    fn new(version: u32) -> Decoder {
-        Decoder {
-            version,
-            state: Saved::default(),
-            reading: None,
-            names: HashMap::new(),
-            sessions: HashMap::new(),
-            named: Vec::new(),
-            by_name: Vec::new(),
-        }
-    }
-
     /// The hold read so far is complete: all its lines came before line `at`.
     fn finish(&mut self, at: usize) -> Result<(), FormatError> {
         let Some(Reading {

@@ -91,9 +91,7 @@ fn a_client_connected_at_shutdown_gets_its_unreceipted_messages_back() {
     let mut bob = server.register("bob");
     let mut carol = server.register("carol");
     for text in ["one", "two"] {
-        bob.send(&format!("chatm bob carol {text}"));
-        bob.expect("+OK message relayed");
-        carol.expect(&format!("chatm bob carol {text}"));
+        relayed(&mut bob, &mut carol, &format!("chatm bob carol {text}"));
     }
     stop(server, "TERM");
     carol.expect_close(&["cquit server shutting down"]);
@@ -106,11 +104,11 @@ fn a_client_connected_at_shutdown_gets_its_unreceipted_messages_back() {
     assert!(carol.nothing_pending());
 }
 
-/// bob sends alice `hi`, which she reads and does not receipt.
-fn hi(bob: &mut Client, alice: &mut Client) {
-    bob.send("chatm bob alice hi");
-    bob.expect("+OK message relayed");
-    alice.expect("chatm bob alice hi");
+/// `from` sends `line`, a `chatm` to `to`, who reads it and does not receipt it.
+fn relayed(from: &mut Client, to: &mut Client, line: &str) {
+    from.send(line);
+    from.expect("+OK message relayed");
+    to.expect(line);
 }
 
 /// After the restart alice comes back to bob's `hi` and receipts it; the receipt is taken.
@@ -132,7 +130,7 @@ fn a_receipt_after_a_restart_does_not_reach_a_new_owner_of_the_name() {
     let server = start(&path, &["--max-holds-per-ip", "1"]);
     let mut alice = server.register("alice");
     let mut bob = server.register_from("127.0.0.2", "bob");
-    hi(&mut bob, &mut alice);
+    relayed(&mut bob, &mut alice, "chatm bob alice hi");
     leave(&server, bob, "bob");
     // Another name held for the same address pushes bob's hold out.
     hold_from(&server, "127.0.0.2", "dave");
@@ -156,7 +154,7 @@ fn a_receipt_after_a_restart_follows_a_sender_that_renamed_itself() {
     let server = start(&path, &[]);
     let mut alice = server.register("alice");
     let mut bob = server.register("bob");
-    hi(&mut bob, &mut alice);
+    relayed(&mut bob, &mut alice, "chatm bob alice hi");
     bob.send("cname bobby");
     bob.expect_prefix("+OK");
     stop(server, "TERM");

@@ -158,21 +158,32 @@ fn a_restore_over_the_total_discards_the_oldest_mailbox() {
     assert_eq!(lines[0], "+OK welcome back new (2 held, 0 lost)");
 }
 
+/// A hub restored with the hold of `holder` (session 7) and alice's (session 8), whose
+/// mailbox has bob's `hi`, sent in `sender`'s session; alice comes back on connection 1
+/// and receipts it. The hub (with its saver) and what alice was sent after her return.
+fn alice_receipts_a_restored_hi(
+    test: &str,
+    holder: &str,
+    sender: ConnId,
+) -> (Fixture, Saver, Vec<String>) {
+    let holds = vec![
+        saved(holder, 7, &[]),
+        saved("alice", 8, &[("chatm bob alice hi", sender)]),
+    ];
+    let (mut f, saver) = hub_saving(&state_path(test), holds, 1 << 20);
+    let (alice, _) = come_back(&mut f, 1, "alice");
+    f.receipt(1, "chatr bob alice");
+    (f, saver, alice.lines())
+}
+
 /// A receipt after a restart goes to the session that sent the message (§5.6 chatr), as
 /// it would have without the restart: not to whoever holds the sender's name by then.
 #[test]
 fn a_restored_receipt_goes_to_the_senders_session_not_to_its_name() {
-    let path = state_path("session");
     // Session 5 sent the message; its hold was not saved, and another bob's (7) was.
-    let holds = vec![
-        saved("bob", 7, &[]),
-        saved("alice", 8, &[("chatm bob alice hi", 5)]),
-    ];
-    let (mut f, _saver) = hub_saving(&path, holds, 1 << 20);
-    let (alice, _) = come_back(&mut f, 1, "alice");
-    f.receipt(1, "chatr bob alice");
+    let (mut f, _saver, alice) = alice_receipts_a_restored_hi("session", "bob", 5);
     // Taken (no -ERR), and dropped: bob's mailbox stays empty.
-    assert_eq!(alice.lines(), Vec::<String>::new());
+    assert_eq!(alice, Vec::<String>::new());
     let (_, lines) = come_back(&mut f, 2, "bob");
     assert_eq!(lines, ["+OK welcome back bob"]);
 }
@@ -181,14 +192,7 @@ fn a_restored_receipt_goes_to_the_senders_session_not_to_its_name() {
 /// "also after either side renamed"), into the mailbox of the name it left under.
 #[test]
 fn a_restored_receipt_follows_a_sender_that_renamed_itself() {
-    let path = state_path("renamed");
-    let holds = vec![
-        saved("bobby", 7, &[]),
-        saved("alice", 8, &[("chatm bob alice hi", 7)]),
-    ];
-    let (mut f, _saver) = hub_saving(&path, holds, 1 << 20);
-    come_back(&mut f, 1, "alice");
-    f.receipt(1, "chatr bob alice");
+    let (mut f, _saver, _) = alice_receipts_a_restored_hi("renamed", "bobby", 7);
     let (_, lines) = come_back(&mut f, 2, "bobby");
     assert_eq!(
         lines,

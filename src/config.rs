@@ -72,7 +72,8 @@ const OPTIONS: &[(&str, &str)] = &[
     (
         "--mailbox BYTES",
         "most bytes of unreceipted direct messages kept for one client, and for its held \
-         name's mailbox; at most --sendq (default 64KiB, or half --sendq if smaller)",
+         name's mailbox; a 32nd of it bounds the names a client owes receipts to; at most \
+         --sendq (default 64KiB, or half --sendq if smaller)",
     ),
     (
         "--mailbox-total BYTES",

@@ -128,11 +128,13 @@ impl Receipts {
             .map_or(0, |owed| owed.bytes + owed.spans.len() * LINE_OVERHEAD)
     }
 
-    /// Whether a message from `from` awaits this client's receipt.
-    pub fn owes(&self, from: NickKey) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|owed| owed.senders.contains_key(&from))
+    /// Whether a new message from `from` is refused (§5.5): this client owes receipts to
+    /// as many names as `--mailbox` of `mailbox` bytes allows ([`max_senders`]), `from`
+    /// not among them. The count first: below the bound a message costs no lookup.
+    pub fn full_for(&self, from: NickKey, mailbox: usize) -> bool {
+        self.0.as_ref().is_some_and(|owed| {
+            owed.senders.len() >= max_senders(mailbox) && !owed.senders.contains_key(&from)
+        })
     }
 
     /// How many sender names await this client's receipts (see [`max_senders`]).

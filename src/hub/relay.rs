@@ -7,7 +7,6 @@ use std::ops::Range;
 use std::time::Instant;
 
 use super::mailbox::cost;
-use super::receipts::max_senders;
 use super::{Client, Hub, Output, Wake};
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
@@ -81,10 +80,8 @@ impl<O: Output> Hub<O> {
         let Some(target) = key.and_then(|k| names.get(&k).copied()) else {
             return self.chat_held(conn, key, line, to, session);
         };
-        // The count first: a message to a client below the bound costs no lookup.
         if let Some(r) = clients.get(&target)
-            && r.receipts.senders() >= max_senders(*mailbox)
-            && !r.receipts.owes(from)
+            && r.receipts.full_for(from, *mailbox)
         {
             log::info!(
                 "{} chatm to {to}: {to} owes receipts to {} senders already, refused",

@@ -287,3 +287,91 @@ fn the_html_page_renders_in_chromium() {
     let shot = screenshot(&page, 1280, 1600, Some(&dir.join("diagrams.png")));
     assert!(shot.colours > 16 && shot.inked > 0.02, "{shot:?}");
 }
+
+/// A log of two server runs (`--log-file` appends, and each run numbers its connections
+/// from 1): a message held for bob in the first run and delivered to him after a restart
+/// (xscp(7) §5.9) is one conversation of connections of both runs, each named by its run;
+/// alice (run 1 conn 1) and bob's return (run 2 conn 1) are not taken for one connection.
+#[test]
+fn a_log_of_two_server_runs_keeps_their_connections_apart() {
+    let dir = scratch("audit-diagram-runs");
+    let (log, state) = (dir.join("xscpd.log"), dir.join("state"));
+    let args = [
+        "-vv",
+        "--hold",
+        "60",
+        "--log-file",
+        log.to_str().expect("a UTF-8 path"),
+        "--state",
+        state.to_str().expect("a UTF-8 path"),
+    ];
+    let stop = |mut server: Server| {
+        server.signal("INT");
+        server.wait_log(|l| l.contains("state saved to"));
+        assert!(server.wait_exit().success());
+    };
+
+    let first = Server::start(&args);
+    first.wait_log(|l| l.contains("state restored from"));
+    let mut alice = first.register("alice");
+    let bob = first.register("bob");
+    let bob_peer = bob.peer();
+    drop(bob);
+    first.wait_peer_log(&bob_peer, "name bob held");
+    alice.send("chatm alice bob kept over a restart");
+    alice.expect("+OK message held for bob");
+    first.quit(alice);
+    stop(first);
+
+    let second = Server::start(&args);
+    second.wait_log(|l| l.contains("state restored from"));
+    let mut bob = second.connect().greeted();
+    bob.send("uname bob");
+    bob.expect("+OK welcome back bob (1 held, 0 lost)");
+    bob.expect("chatm alice bob kept over a restart");
+    second.quit(bob);
+    stop(second);
+
+    let out = xscp_diagram(&[log.to_str().expect("a UTF-8 path")], None);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let titles: Vec<String> = diagrams(&text)
+        .iter()
+        .filter_map(|d| d.first()?.strip_prefix("%% ").map(String::from))
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "run 1 conn 1 (alice), run 2 conn 1 (bob)",
+            "run 1 conn 2 (bob)"
+        ],
+        "{text}"
+    );
+    let d = &diagrams(&text)[0];
+    let sent = at(d, &["chatm alice bob kept over a restart"]);
+    assert!(d[sent].contains("p0->>p1"), "alice's line read: {d:#?}");
+    let delivered = d[sent + 1..]
+        .iter()
+        .position(|l| l.contains("chatm alice bob kept over a restart"))
+        .map(|i| &d[sent + 1 + i])
+        .unwrap_or_else(|| panic!("no delivery in {d:#?}"));
+    assert!(delivered.starts_with("p1-->>p2"), "to bob's return: {d:#?}");
+
+    // A number alone is ambiguous in such a log; with its run it is not.
+    let out = xscp_diagram(&["--conn", "1", log.to_str().expect("a UTF-8 path")], None);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("name one as --conn RUN:1"), "{err}");
+    let out = xscp_diagram(
+        &["--conn", "2:1", log.to_str().expect("a UTF-8 path")],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("participant p0 as run 1 conn 1 alice (")
+            && text.contains("(relays only)")
+            && text.contains("participant p2 as run 2 conn 1 bob ("),
+        "{text}"
+    );
+}

@@ -10,7 +10,7 @@ pub const USAGE: &str = "\
 usage: xscp [--name NAME] [--notif] [--manual] [--timestamps] [--echo] [ADDR]
             [-h|--help] [-V|--version]
        xscp check [OPTIONS] (ADDR | --server COMMAND)   (see xscp check --help)
-       xscp diagram [--conn N]... [--html FILE] [LOG]    (see xscp diagram --help)";
+       xscp diagram [--conn [RUN:]N]... [--html FILE] [LOG]    (see xscp diagram --help)";
 
 /// `--help`: what the client does and every option.
 pub const HELP: &str = "\

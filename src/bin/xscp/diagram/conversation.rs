@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use xscp::protocol::cause::Closed;
 use xscp::protocol::fsm::{COMMAND_STATES, State};
 
-use super::logparse::{Entry, Kind, Level};
+use super::logparse::{ConnId, Entry, Kind, Level};
 use crate::seqdiag::{Arrow, Diagram, Participant, Tone};
 
 /// A relay: the entry where the server read a line, and the entry where it sent that line
@@ -29,7 +29,7 @@ pub struct Link {
 /// What the log says about one connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Conn {
-    pub id: u64,
+    pub id: ConnId,
     pub peer: String,
     /// The nicknames it went by, in order.
     pub nicks: Vec<String>,
@@ -85,7 +85,7 @@ pub fn links(entries: &[Entry]) -> Vec<Link> {
     // Reads the server accepted and has not yet delivered, oldest first, per relay key.
     let mut pending: HashMap<String, VecDeque<usize>> = HashMap::new();
     // Each connection's last relay read, until the server answers it (a refusal drops it).
-    let mut last: HashMap<u64, (String, usize)> = HashMap::new();
+    let mut last: HashMap<ConnId, (String, usize)> = HashMap::new();
     let mut links = Vec::new();
     for (i, e) in entries.iter().enumerate() {
         match &e.kind {
@@ -129,7 +129,7 @@ pub fn links(entries: &[Entry]) -> Vec<Link> {
 /// The connections of the log in the order they first appear.
 pub fn connections(entries: &[Entry]) -> Vec<Conn> {
     let mut conns: Vec<Conn> = Vec::new();
-    let mut at: HashMap<u64, usize> = HashMap::new();
+    let mut at: HashMap<ConnId, usize> = HashMap::new();
     for e in entries {
         let i = *at.entry(e.conn).or_insert_with(|| {
             conns.push(Conn {
@@ -178,9 +178,9 @@ pub fn connections(entries: &[Entry]) -> Vec<Conn> {
 
 /// The conversations: sets of connections linked by relays, each listed by connection
 /// number, in the order of their first connection.
-pub fn conversations(entries: &[Entry], conns: &[Conn], links: &[Link]) -> Vec<Vec<u64>> {
+pub fn conversations(entries: &[Entry], conns: &[Conn], links: &[Link]) -> Vec<Vec<ConnId>> {
     // Union-find over the connections' indices.
-    let index: HashMap<u64, usize> = conns.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
+    let index: HashMap<ConnId, usize> = conns.iter().enumerate().map(|(i, c)| (c.id, i)).collect();
     let mut parent: Vec<usize> = (0..conns.len()).collect();
     fn root(parent: &mut [usize], mut i: usize) -> usize {
         while parent[i] != i {
@@ -194,7 +194,7 @@ pub fn conversations(entries: &[Entry], conns: &[Conn], links: &[Link]) -> Vec<V
         let b = root(&mut parent, index[&entries[l.sent].conn]);
         parent[a.max(b)] = a.min(b);
     }
-    let mut groups: Vec<Vec<u64>> = Vec::new();
+    let mut groups: Vec<Vec<ConnId>> = Vec::new();
     let mut group_of: HashMap<usize, usize> = HashMap::new();
     for (i, c) in conns.iter().enumerate() {
         let r = root(&mut parent, i);
@@ -211,18 +211,18 @@ pub fn conversations(entries: &[Entry], conns: &[Conn], links: &[Link]) -> Vec<V
 /// conversation looks at its own only: drawing each of many by scanning the whole log
 /// took time growing with the square of the connections (32 s for 32,000).
 pub struct Index {
-    lines: HashMap<u64, Vec<usize>>,
-    links: HashMap<u64, Vec<Link>>,
-    conns: HashMap<u64, usize>,
+    lines: HashMap<ConnId, Vec<usize>>,
+    links: HashMap<ConnId, Vec<Link>>,
+    conns: HashMap<ConnId, usize>,
 }
 
 impl Index {
     pub fn new(entries: &[Entry], conns: &[Conn], links: &[Link]) -> Index {
-        let mut lines: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut lines: HashMap<ConnId, Vec<usize>> = HashMap::new();
         for (i, e) in entries.iter().enumerate() {
             lines.entry(e.conn).or_default().push(i);
         }
-        let mut by_conn: HashMap<u64, Vec<Link>> = HashMap::new();
+        let mut by_conn: HashMap<ConnId, Vec<Link>> = HashMap::new();
         for &l in links {
             let (r, s) = (entries[l.read].conn, entries[l.sent].conn);
             by_conn.entry(r).or_default().push(l);
@@ -242,14 +242,14 @@ impl Index {
 /// The diagram of the connections `focus`: all of their lines, and of every other
 /// connection the lines it exchanged with them (so that a relay shows both ends).
 #[cfg(test)]
-pub fn diagram(entries: &[Entry], conns: &[Conn], links: &[Link], focus: &[u64]) -> Diagram {
+pub fn diagram(entries: &[Entry], conns: &[Conn], links: &[Link], focus: &[ConnId]) -> Diagram {
     let index = Index::new(entries, conns, links);
     diagram_with(&index, entries, conns, focus)
 }
 
 /// [`diagram`], looking the connections up in `index` (made once for the whole log).
-pub fn diagram_with(index: &Index, entries: &[Entry], conns: &[Conn], focus: &[u64]) -> Diagram {
-    let focus: BTreeSet<u64> = focus.iter().copied().collect();
+pub fn diagram_with(index: &Index, entries: &[Entry], conns: &[Conn], focus: &[ConnId]) -> Diagram {
+    let focus: BTreeSet<ConnId> = focus.iter().copied().collect();
     // The entries shown: the focus's own, and the other end of each of their relays.
     let mut shown: BTreeSet<usize> = BTreeSet::new();
     for id in &focus {
@@ -259,8 +259,8 @@ pub fn diagram_with(index: &Index, entries: &[Entry], conns: &[Conn], focus: &[u
             shown.insert(l.sent);
         }
     }
-    let conn = |id: &u64| index.conns.get(id).and_then(|&i| conns.get(i));
-    let mut present: Vec<u64> = shown.iter().map(|&i| entries[i].conn).collect();
+    let conn = |id: &ConnId| index.conns.get(id).and_then(|&i| conns.get(i));
+    let mut present: Vec<ConnId> = shown.iter().map(|&i| entries[i].conn).collect();
     present.sort_unstable();
     present.dedup();
 
@@ -269,22 +269,22 @@ pub fn diagram_with(index: &Index, entries: &[Entry], conns: &[Conn], focus: &[u
         .map(|id| {
             let c = conn(id);
             match c.map(Conn::nick_trail).filter(|n| !n.is_empty()) {
-                Some(nicks) => format!("conn {id} ({nicks})"),
-                None => format!("conn {id}"),
+                Some(nicks) => format!("{id} ({nicks})"),
+                None => id.to_string(),
             }
         })
         .collect();
     let mut d = Diagram::new(names.join(", "));
     // Clients on both sides of the server: a relay reads left to right.
     let left = present.len().div_ceil(2);
-    let mut column: HashMap<u64, usize> = HashMap::new();
+    let mut column: HashMap<ConnId, usize> = HashMap::new();
     let mut server = 0;
     for (k, id) in present.iter().enumerate() {
         if k == left {
             server = d.participant(Participant::server("xscpd"));
         }
         let c = conn(id);
-        let mut name = format!("conn {id}");
+        let mut name = id.to_string();
         if let Some(nicks) = c.map(Conn::nick_trail).filter(|n| !n.is_empty()) {
             name = format!("{name} {nicks}");
         }
@@ -355,6 +355,11 @@ mod tests {
     use crate::diagram::logparse::parse;
     use crate::seqdiag::What;
 
+    /// Connection `n` of a log of one run.
+    fn c(n: u64) -> ConnId {
+        ConnId::only(n)
+    }
+
     /// Two clients: alice (conn 1) writes to bob (conn 2), who renames himself and sends the
     /// receipt; mallory (conn 3) alone spoofs and is aborted.
     const LOG: &str = "\
@@ -387,7 +392,7 @@ mod tests {
         let links = links(&entries);
         let pairs: Vec<(u64, u64)> = links
             .iter()
-            .map(|l| (entries[l.read].conn, entries[l.sent].conn))
+            .map(|l| (entries[l.read].conn.n, entries[l.sent].conn.n))
             .collect();
         assert_eq!(pairs, [(1, 2), (2, 1)], "the chatm and its receipt");
         assert_eq!(
@@ -401,8 +406,8 @@ mod tests {
     fn connections_with_their_names_and_endings() {
         let entries = parse(LOG);
         let conns = connections(&entries);
-        let ids: Vec<u64> = conns.iter().map(|c| c.id).collect();
-        assert_eq!(ids, [1, 2, 3]);
+        let ids: Vec<ConnId> = conns.iter().map(|c| c.id).collect();
+        assert_eq!(ids, [c(1), c(2), c(3)]);
         assert_eq!(conns[1].nick_trail(), "bob → bobby");
         assert_eq!(conns[2].warnings, 1);
         assert_eq!(conns[2].state, Some(State::Closed));
@@ -421,7 +426,7 @@ mod tests {
         let conns = connections(&entries);
         assert_eq!(
             conversations(&entries, &conns, &links(&entries)),
-            [vec![1, 2], vec![3]]
+            [vec![c(1), c(2)], vec![c(3)]]
         );
     }
 
@@ -431,12 +436,12 @@ mod tests {
     fn the_conversation_diagram_has_both_clients() {
         let entries = parse(LOG);
         let conns = connections(&entries);
-        let d = diagram(&entries, &conns, &links(&entries), &[1, 2]);
+        let d = diagram(&entries, &conns, &links(&entries), &[c(1), c(2)]);
         let names: Vec<&str> = d.participants.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["conn 1 alice", "xscpd", "conn 2 bob → bobby"]);
         assert_eq!(d.title, "conn 1 (alice), conn 2 (bob → bobby)");
         // Every line of conns 1 and 2 is a step; the two accepts add their connect arrows.
-        let own = entries.iter().filter(|e| e.conn != 3).count();
+        let own = entries.iter().filter(|e| e.conn != c(3)).count();
         assert_eq!(d.steps.len(), own + 2);
         let relay = d
             .steps
@@ -459,7 +464,7 @@ mod tests {
     fn a_violation_is_marked_and_the_close_drawn() {
         let entries = parse(LOG);
         let conns = connections(&entries);
-        let d = diagram(&entries, &conns, &links(&entries), &[3]);
+        let d = diagram(&entries, &conns, &links(&entries), &[c(3)]);
         assert_eq!(d.participants.len(), 2);
         let fail = d
             .steps
@@ -491,7 +496,7 @@ mod tests {
     fn a_named_connection_shows_its_correspondents_relays_only() {
         let entries = parse(LOG);
         let conns = connections(&entries);
-        let d = diagram(&entries, &conns, &links(&entries), &[1]);
+        let d = diagram(&entries, &conns, &links(&entries), &[c(1)]);
         assert_eq!(d.participants.len(), 3);
         assert!(
             d.participants[2]
@@ -532,7 +537,7 @@ mod tests {
         let conns = connections(&entries);
         assert_eq!(
             conversations(&entries, &conns, &links(&entries)),
-            [vec![1, 2]],
+            [vec![c(1), c(2)]],
             "alice's chatm reached bob: one conversation"
         );
     }
@@ -561,7 +566,7 @@ mod tests {
         let entries = parse(log);
         let pairs: Vec<(u64, u64)> = links(&entries)
             .iter()
-            .map(|l| (entries[l.read].conn, entries[l.sent].conn))
+            .map(|l| (entries[l.read].conn.n, entries[l.sent].conn.n))
             .collect();
         assert_eq!(
             pairs,
@@ -589,7 +594,7 @@ mod tests {
 ";
         let entries = parse(log);
         let conns = connections(&entries);
-        let d = diagram(&entries, &conns, &links(&entries), &[3]);
+        let d = diagram(&entries, &conns, &links(&entries), &[c(3)]);
         let from_alice = d
             .steps
             .iter()

@@ -6,6 +6,10 @@
 //! LINE), `<- LINE` (it read LINE), `FROM -> TO on EVENT ...` (a transition), or anything
 //! else the server decided (a rename, a hold, a resume). The PDUs in the log are escaped by
 //! the server already; nothing here unescapes them.
+//!
+//! A log can hold several runs of the server (`--log-file` appends), and each run numbers
+//! its connections from 1: the listener's `CLOSED -> LISTEN` line starts a run, and a
+//! connection is known by its run and its number ([`ConnId`]).
 
 use xscp::protocol::fsm::State;
 
@@ -38,6 +42,50 @@ pub enum Kind {
     Other(String),
 }
 
+/// A connection as the log knows it: its number (`conn=N`) within its server run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    /// The server run, from 1 in the order of the log; 0 when the log holds one run only,
+    /// so that a connection is named as the log names it.
+    pub run: u32,
+    /// The number the server gave it (`conn=N`).
+    pub n: u64,
+}
+
+impl ConnId {
+    /// The connection `n` of a log holding one run.
+    #[cfg(test)]
+    pub fn only(n: u64) -> ConnId {
+        ConnId { run: 0, n }
+    }
+
+    /// As `--conn` names it: `7`, or `2:7` for run 2.
+    pub fn short(&self) -> String {
+        match self.run {
+            0 => self.n.to_string(),
+            r => format!("{r}:{}", self.n),
+        }
+    }
+
+    /// Its name in an HTML page's anchors: `conn-7`, or `conn-2-7` for run 2.
+    pub fn anchor(&self) -> String {
+        match self.run {
+            0 => format!("conn-{}", self.n),
+            r => format!("conn-{r}-{}", self.n),
+        }
+    }
+}
+
+impl std::fmt::Display for ConnId {
+    /// `conn 7`, or `run 2 conn 7` in a log of several runs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.run {
+            0 => write!(f, "conn {}", self.n),
+            r => write!(f, "run {r} conn {}", self.n),
+        }
+    }
+}
+
 /// One line about a connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -46,8 +94,8 @@ pub struct Entry {
     /// The time as logged (`2026-12-07T00:04:11.719609Z`), if the line has one.
     pub time: Option<String>,
     pub level: Level,
-    /// The connection number.
-    pub conn: u64,
+    /// The connection.
+    pub conn: ConnId,
     /// The peer's address as logged.
     pub peer: String,
     pub kind: Kind,
@@ -68,8 +116,8 @@ fn state(name: &str) -> Option<State> {
     State::ALL.into_iter().find(|s| s.name() == name)
 }
 
-/// Parses one line; `None` for a line that is not about a connection (or not a log line).
-pub fn parse_line(number: usize, line: &str) -> Option<Entry> {
+/// A log line: its time (if logged), its level and its text after the level.
+fn split_line(line: &str) -> Option<(Option<String>, Level, &str)> {
     let line = line.trim_end_matches(['\r', '\n']);
     // The level in brackets; before it, the time (absent when the log was written
     // without one).
@@ -84,7 +132,20 @@ pub fn parse_line(number: usize, line: &str) -> Option<Entry> {
         _ => return None,
     };
     let time = (open > 0).then(|| line[..open].trim().to_string());
-    let rest = &line[close + 2..];
+    Some((time, level, &line[close + 2..]))
+}
+
+/// Whether a log line is the listener's `CLOSED -> LISTEN`: a run of the server begins.
+fn starts_a_run(line: &str) -> bool {
+    split_line(line).is_some_and(|(_, _, text)| {
+        text.starts_with("listener ") && text.contains(" CLOSED -> LISTEN on ")
+    })
+}
+
+/// Parses one line of run `run`; `None` for a line that is not about a connection (or
+/// not a log line).
+pub fn parse_line(number: usize, run: u32, line: &str) -> Option<Entry> {
+    let (time, level, rest) = split_line(line)?;
     let rest = rest.strip_prefix("conn=")?;
     let (conn, rest) = rest.split_once(' ')?;
     let conn: u64 = conn.parse().ok()?;
@@ -104,7 +165,7 @@ pub fn parse_line(number: usize, line: &str) -> Option<Entry> {
         line: number,
         time,
         level,
-        conn,
+        conn: ConnId { run, n: conn },
         peer: peer.to_string(),
         kind,
     })
@@ -124,12 +185,28 @@ fn transition(text: &str) -> Option<Kind> {
     })
 }
 
-/// Every connection line of a log, in order.
+/// Every connection line of a log, in order, each with its run (all 0 if the log holds
+/// one run).
 pub fn parse(text: &str) -> Vec<Entry> {
-    text.lines()
-        .enumerate()
-        .filter_map(|(i, l)| parse_line(i + 1, l))
-        .collect()
+    // The run the lines belong to: each listener start begins one; lines before the first
+    // (a log that begins in the middle of a run) are a run of their own.
+    let mut run = 0;
+    let mut entries: Vec<Entry> = Vec::new();
+    for (i, l) in text.lines().enumerate() {
+        if starts_a_run(l) {
+            run += 1;
+        } else if let Some(e) = parse_line(i + 1, run.max(1), l) {
+            run = run.max(1);
+            entries.push(e);
+        }
+    }
+    let first = entries.first().map(|e| e.conn.run);
+    if entries.iter().all(|e| Some(e.conn.run) == first) {
+        for e in &mut entries {
+            e.conn.run = 0;
+        }
+    }
+    entries
 }
 
 #[cfg(test)]
@@ -140,7 +217,7 @@ mod tests {
 
     fn kind(text: &str) -> Kind {
         let line = format!("2026-12-07T00:04:11.719609Z [TRACE] {TAG} {text}");
-        parse_line(1, &line).expect("a connection line").kind
+        parse_line(1, 0, &line).expect("a connection line").kind
     }
 
     #[test]
@@ -185,17 +262,18 @@ mod tests {
     fn the_line_its_time_level_and_connection() {
         let e = parse_line(
             3,
+            0,
             "2026-12-07T00:04:17.850808Z [WARN] conn=4 peer=[::1]:50970 ESTABLISHED -> ABORTED on connection_error cause=spoofing",
         )
         .unwrap();
         assert_eq!(e.line, 3);
         assert_eq!(e.level, Level::Warning);
-        assert_eq!((e.conn, e.peer.as_str()), (4, "[::1]:50970"));
+        assert_eq!((e.conn, e.peer.as_str()), (ConnId::only(4), "[::1]:50970"));
         assert_eq!(e.time.as_deref(), Some("2026-12-07T00:04:17.850808Z"));
         assert_eq!(e.clock().as_deref(), Some("00:04:17.850"));
         // Without a time (a log written by another logger) the line still reads.
-        let e = parse_line(1, "[INFO] conn=4 peer=1.2.3.4:5 renamed a -> b").unwrap();
-        assert_eq!((e.time, e.conn), (None, 4));
+        let e = parse_line(1, 0, "[INFO] conn=4 peer=1.2.3.4:5 renamed a -> b").unwrap();
+        assert_eq!((e.time, e.conn), (None, ConnId::only(4)));
     }
 
     /// Lines that are not about a connection, and lines that are not log lines, are skipped.
@@ -210,7 +288,7 @@ mod tests {
             "2026-12-07T00:04:10Z [INFO] conn=x peer=y hi",
             "2026-12-07T00:04:10Z [TRACE] conn=1 peer=127.0.0.1:1 socket write: 5 of 5 bytes",
         ] {
-            assert_eq!(parse_line(1, l), None, "{l}");
+            assert_eq!(parse_line(1, 0, l), None, "{l}");
         }
         let log = "2026-12-07T00:04:10Z [INFO] hub: up\n\
                    2026-12-07T00:04:11Z [TRACE] conn=1 peer=127.0.0.1:1 -> +OK xscp/1 ready\r\n";
@@ -218,5 +296,38 @@ mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].line, 2);
         assert_eq!(entries[0].kind, Kind::Sent("+OK xscp/1 ready".into()));
+    }
+
+    /// A log of two runs (`--log-file` appends) numbers each run's connections from 1: they
+    /// stay two connections, named by their run; a log of one run names them as it does.
+    #[test]
+    fn each_run_of_the_server_numbers_its_own_connections() {
+        let listen = "2026-12-07T00:04:10Z [INFO] listener addr=127.0.0.1:1 CLOSED -> LISTEN on bind_and_listen";
+        let conn1 = "2026-12-07T00:04:11Z [TRACE] conn=1 peer=127.0.0.1:9 -> +OK xscp/1 ready";
+        let runs = |log: &[&str]| -> Vec<(u32, u64)> {
+            parse(&log.join("\n"))
+                .iter()
+                .map(|e| (e.conn.run, e.conn.n))
+                .collect()
+        };
+        assert_eq!(runs(&[listen, conn1, conn1]), [(0, 1), (0, 1)]);
+        assert_eq!(runs(&[listen, conn1, listen, conn1]), [(1, 1), (2, 1)]);
+        // A log that begins in the middle of a run: those lines are the first run.
+        assert_eq!(runs(&[conn1, listen, conn1]), [(1, 1), (2, 1)]);
+        // A run in which nobody connected still counts.
+        assert_eq!(
+            runs(&[listen, conn1, listen, listen, conn1]),
+            [(1, 1), (3, 1)]
+        );
+        let two = ConnId { run: 2, n: 7 };
+        let names = |id: ConnId| (id.to_string(), id.short(), id.anchor());
+        assert_eq!(
+            names(two),
+            ("run 2 conn 7".into(), "2:7".into(), "conn-2-7".into())
+        );
+        assert_eq!(
+            names(ConnId::only(7)),
+            ("conn 7".into(), "7".into(), "conn-7".into())
+        );
     }
 }

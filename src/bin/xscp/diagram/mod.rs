@@ -8,6 +8,8 @@
 mod conversation;
 mod logparse;
 
+use logparse::ConnId;
+
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -20,7 +22,7 @@ use crate::statechart;
 /// The largest log read: an auditor's question is about a morning, not a year.
 const MAX_LOG: u64 = 256 * 1024 * 1024;
 
-const USAGE: &str = "usage: xscp diagram [--conn N]... [--html FILE] [LOG]";
+const USAGE: &str = "usage: xscp diagram [--conn [RUN:]N]... [--html FILE] [LOG]";
 
 const HELP: &str = "\
 xscp diagram - sequence diagrams of real sessions, from an xscpd -vv audit log
@@ -33,9 +35,13 @@ a violation is marked. Prints one Mermaid sequenceDiagram per conversation, sepa
 a blank line.
 
 Options:
-      --conn N      only connection N (as the log numbers it, conn=N): its whole
+      --conn [RUN:]N
+                    only connection N (as the log numbers it, conn=N): its whole
                     exchange, and the lines its correspondents exchanged with it;
-                    repeatable, the connections named share one diagram
+                    repeatable, the connections named share one diagram. A log of
+                    several server runs (--log-file appends) numbers each run's
+                    connections from 1: name one there as RUN:N (run 1 is the first
+                    in the log); the diagrams call it `run RUN conn N`
       --html FILE   write one self-contained HTML page with the diagrams drawn as SVG
                     to FILE instead of printing Mermaid
   -h, --help        print this help and exit
@@ -43,10 +49,60 @@ Options:
 Exit status: 0 if there was something to draw, 1 if the log holds no connection (or
 none named), 2 for a bad command line or a log that cannot be read.";
 
+/// A connection named on the command line: `N`, or `RUN:N` in a log of several runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Named {
+    run: Option<u32>,
+    n: u64,
+}
+
+impl Named {
+    fn parse(v: &str) -> Option<Named> {
+        let v = v.strip_prefix("conn=").unwrap_or(v);
+        match v.split_once(':') {
+            Some((run, n)) => Some(Named {
+                run: Some(run.parse().ok().filter(|&r| r > 0)?),
+                n: n.parse().ok()?,
+            }),
+            None => Some(Named {
+                run: None,
+                n: v.parse().ok()?,
+            }),
+        }
+    }
+
+    /// The connection of `conns` it names, or why none.
+    fn find(&self, conns: &[conversation::Conn], source: &str) -> Result<ConnId, String> {
+        let n = self.n;
+        let mut found = conns.iter().map(|c| c.id).filter(|id| id.n == n);
+        match self.run {
+            // In a log of one run, its connections' run is 0: run 1 names them too.
+            Some(run) => found
+                .find(|id| id.run == run || (id.run == 0 && run == 1))
+                .ok_or_else(|| format!("{source} has no connection {n} in run {run}")),
+            None => {
+                let all: Vec<ConnId> = found.collect();
+                match all[..] {
+                    [id] => Ok(id),
+                    [] => Err(format!("{source} has no connection {n}")),
+                    _ => {
+                        let runs: Vec<String> = all.iter().map(|id| id.run.to_string()).collect();
+                        Err(format!(
+                            "{source} holds several server runs with a connection {n} (runs {}): \
+                             name one as --conn RUN:{n}",
+                            runs.join(", ")
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The command line of `xscp diagram`.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Options {
-    conns: Vec<u64>,
+    conns: Vec<Named>,
     html: Option<PathBuf>,
     log: Option<PathBuf>,
     help: bool,
@@ -70,11 +126,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "-h" | "--help" => o.help = true,
             "--conn" => {
                 let v = value("--conn")?;
-                let n = v
-                    .strip_prefix("conn=")
-                    .unwrap_or(&v)
-                    .parse()
-                    .map_err(|_| format!("--conn: '{v}' is not a connection number"))?;
+                let n = Named::parse(&v)
+                    .ok_or_else(|| format!("--conn: '{v}' is not a connection number"))?;
                 o.conns.push(n);
             }
             "--html" => o.html = Some(PathBuf::from(value("--html")?)),
@@ -113,11 +166,15 @@ pub fn main(args: &[String]) -> ExitCode {
     let groups = if o.conns.is_empty() {
         conversation::conversations(&entries, &conns, &links)
     } else {
-        if let Some(missing) = o.conns.iter().find(|n| !conns.iter().any(|c| c.id == **n)) {
-            xscp::errln!("xscp diagram: {source} has no connection {missing}");
-            return ExitCode::from(1);
+        let named: Result<Vec<ConnId>, String> =
+            o.conns.iter().map(|n| n.find(&conns, &source)).collect();
+        match named {
+            Ok(ids) => vec![ids],
+            Err(e) => {
+                xscp::errln!("xscp diagram: {e}");
+                return ExitCode::from(1);
+            }
         }
-        vec![o.conns.clone()]
     };
     if groups.is_empty() {
         xscp::errln!(
@@ -193,7 +250,7 @@ fn read_log(path: Option<&PathBuf>) -> Result<(String, String), String> {
 fn page(
     source: &str,
     conns: &[conversation::Conn],
-    groups: &[Vec<u64>],
+    groups: &[Vec<ConnId>],
     diagrams: &[Diagram],
 ) -> String {
     let mut p = Page::new(&format!("xscpd audit log: {source}"));
@@ -231,11 +288,11 @@ fn page(
         };
         let _ = writeln!(
             t,
-            "<tr><td><a href=\"#conn-{}\">{}</a></td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td>\
+            "<tr><td><a href=\"#{}\">{}</a></td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td>\
              <td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\"{class}>{}</td><td>{}</td></tr>",
-            c.id,
-            c.id,
+            c.id.anchor(),
+            c.id.short(),
             escape(&c.peer),
             escape(&c.nick_trail()),
             escape(&clock(c.first.as_deref())),
@@ -253,7 +310,7 @@ fn page(
         // Each connection drawn in full can be linked to by its number.
         let mut anchors = String::new();
         for id in group {
-            let _ = write!(anchors, "<span id=\"conn-{id}\"></span>");
+            let _ = write!(anchors, "<span id=\"{}\"></span>", id.anchor());
         }
         let class = if d.failed() { "case fail" } else { "case" };
         p.push(&format!(
@@ -321,7 +378,19 @@ mod tests {
             "log",
         ]))
         .unwrap();
-        assert_eq!(o.conns, [7, 9]);
+        let only = |n| Named { run: None, n };
+        assert_eq!(o.conns, [only(7), only(9)]);
+        let named = |run, n| Named { run: Some(run), n };
+        let runs = parse_args(&args(&["--conn", "2:7", "--conn=conn=1:9"])).unwrap();
+        assert_eq!(runs.conns, [named(2, 7), named(1, 9)]);
+        for bad in ["x", "0:7", "2:", ":7", "-1:7"] {
+            assert!(
+                parse_args(&args(&["--conn", bad]))
+                    .unwrap_err()
+                    .contains("not a connection number"),
+                "{bad}"
+            );
+        }
         assert_eq!(o.html, Some(PathBuf::from("x.html")));
         assert_eq!(o.log, Some(PathBuf::from("log")));
         assert_eq!(parse_args(&args(&["-"])).unwrap().log, None);

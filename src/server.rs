@@ -83,11 +83,16 @@ impl Server {
         let c = &self.config;
         crate::sys::install_wake();
         let budget = Budget::from_system();
-        log::debug!("thread budget: {} threads", budget.max());
+        log::debug!(
+            "thread budget: {} threads, {} of them for readers",
+            budget.max(),
+            budget.max() / 2
+        );
         let settings = Arc::new(ConnSettings {
             session: Arc::new(c.session()),
             rate: c.rate,
-            readers: Pool::new(READER_STACK, Arc::clone(&budget)),
+            // Half the budget: every reader's connection has room for its writer.
+            readers: Pool::limited(READER_STACK, Arc::clone(&budget), budget.max() / 2),
             writers: Arc::new(Writers {
                 pool: Pool::new(WRITER_STACK, budget),
                 sendq: c.sendq,

@@ -654,7 +654,7 @@ pub fn terminate(pid: u32) -> io::Result<()> {
     term::terminate(pid)
 }
 
-/// The descriptor limit: `getrlimit`/`setrlimit`.
+/// The descriptor and process limits: `getrlimit`/`setrlimit`.
 #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 mod rlimit {
     use std::ffi::c_int;
@@ -666,35 +666,51 @@ mod rlimit {
         max: u64,
     }
 
-    /// `RLIMIT_NOFILE` on Linux (generic and x86 numbering).
+    /// `RLIMIT_NOFILE` and `RLIMIT_NPROC` on Linux (generic and x86 numbering).
     #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
     const RLIMIT_NOFILE: c_int = 7;
+    #[cfg(not(any(target_arch = "mips", target_arch = "mips64", target_arch = "sparc64")))]
+    const RLIMIT_NPROC: c_int = 6;
     #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
     const RLIMIT_NOFILE: c_int = 5;
+    #[cfg(any(target_arch = "mips", target_arch = "mips64"))]
+    const RLIMIT_NPROC: c_int = 8;
     #[cfg(target_arch = "sparc64")]
     const RLIMIT_NOFILE: c_int = 6;
+    #[cfg(target_arch = "sparc64")]
+    const RLIMIT_NPROC: c_int = 7;
+
+    /// `RLIM_INFINITY` on 64-bit Linux.
+    const INFINITY: u64 = u64::MAX;
 
     unsafe extern "C" {
         fn getrlimit(resource: c_int, rlim: *mut RLimit) -> c_int;
         fn setrlimit(resource: c_int, rlim: *const RLimit) -> c_int;
     }
 
-    fn get() -> Result<(u64, u64), String> {
+    fn get(resource: c_int, name: &str) -> Result<(u64, u64), String> {
         let mut r = RLimit { cur: 0, max: 0 };
         // SAFETY: `r` is a valid, writable `struct rlimit` (repr(C), two `unsigned long`)
         // that lives for the whole call, and the function writes only into it.
-        let rc = unsafe { getrlimit(RLIMIT_NOFILE, &mut r) };
+        let rc = unsafe { getrlimit(resource, &mut r) };
         if rc != 0 {
             return Err(format!(
-                "getrlimit(NOFILE): {}",
+                "getrlimit({name}): {}",
                 std::io::Error::last_os_error()
             ));
         }
         Ok((r.cur, r.max))
     }
 
+    pub fn nproc() -> Option<u64> {
+        get(RLIMIT_NPROC, "NPROC")
+            .ok()
+            .map(|(cur, _)| cur)
+            .filter(|&cur| cur != INFINITY)
+    }
+
     pub fn ensure_nofile(need: u64) -> Result<u64, String> {
-        let (cur, max) = get()?;
+        let (cur, max) = get(RLIMIT_NOFILE, "NOFILE")?;
         if cur >= need {
             return Ok(cur);
         }
@@ -724,6 +740,11 @@ mod rlimit {
     pub fn ensure_nofile(_need: u64) -> Result<u64, String> {
         Ok(u64::MAX)
     }
+
+    /// Not 64-bit Linux: no limit known.
+    pub fn nproc() -> Option<u64> {
+        None
+    }
 }
 
 /// Makes sure at least `need` descriptors can be open: raises the soft limit (up to the
@@ -731,6 +752,14 @@ mod rlimit {
 /// the limit is left alone and `u64::MAX` returned).
 pub fn ensure_nofile(need: u64) -> Result<u64, String> {
     rlimit::ensure_nofile(need)
+}
+
+/// The soft limit on the processes and threads of the process's user (`RLIMIT_NPROC`, as
+/// `ulimit -u` or systemd's `LimitNPROC=` set it), if there is one (64-bit Linux; `None`
+/// elsewhere). The kernel counts every thread of every process of the user against it,
+/// and does not enforce it for a process with `CAP_SYS_RESOURCE` or `CAP_SYS_ADMIN`.
+pub fn nproc_limit() -> Option<u64> {
+    rlimit::nproc()
 }
 
 /// Closing a socket with a reset (RST): `SO_LINGER` on with a zero timeout.

@@ -486,3 +486,93 @@ fn an_ipv4_client_of_an_ipv6_listener_is_known_by_its_ipv4_address() {
         .find(|l| l.contains("conn=") && l.contains("::ffff:"));
     assert_eq!(mapped, None, "a client known by its mapped address");
 }
+
+/// §7 out of threads: the server runs as an unprivileged user under `prlimit --nproc`, so
+/// that the kernel lets it have few threads. Clients are admitted until one is refused
+/// `-ERR [FULL] server full (out of resources)`; then one of the admitted clients, which
+/// reads, gets a burst of 12 000 messages (5 MB), more than its socket holds at once: it
+/// needs a writer thread, and must get every message (xscpd(1): running out of threads
+/// refuses the one client; a client that reads is not dropped). Before, the readers took
+/// every thread the system allowed, the writer could not start and the client that reads
+/// was cut (log `cannot start its writer thread`). Needs root (to run the server as another
+/// user, the only way the limit counts); skipped otherwise.
+#[test]
+fn out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads() {
+    const NPROC: usize = 24;
+    // More than the kernel's largest send buffer (4 MB by default) and the receiver's.
+    const N: usize = 12_000;
+    let root = std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:\t0\t")));
+    if !root {
+        eprintln!("skipped: running the server as another user needs root");
+        return;
+    }
+    // A user of its own, so that no other process counts against its limit.
+    let uid = 40_000 + std::process::id() % 20_000;
+    let server = Server::spawn(
+        &[
+            "prlimit",
+            &format!("--nproc={NPROC}:{NPROC}"),
+            "--",
+            "setpriv",
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+        ],
+        &["--max-per-ip", "0", "--hold", "0", "--sendq", "4M"],
+        &[],
+    );
+    let mut admitted = Vec::new();
+    loop {
+        assert!(
+            admitted.len() <= NPROC,
+            "nobody refused: threads never ran out"
+        );
+        let mut c = server.connect_with_rcvbuf("127.0.0.1", 4096);
+        let first = c.line();
+        if first != GREETING {
+            assert_eq!(first, "-ERR [FULL] server full (out of resources)");
+            assert_eq!(c.until_eof(), [CQUIT_FULL]);
+            break;
+        }
+        let nick = format!("c{}", admitted.len());
+        c.send(&format!("uname {nick}"));
+        c.expect(&format!("+OK you are {nick}"));
+        admitted.push(c);
+    }
+    assert!(admitted.len() >= 2, "fewer than two clients admitted");
+    let mut rx = admitted.swap_remove(1);
+    let mut tx = admitted.swap_remove(0);
+    let flood: String = (0..N)
+        .map(|i| format!("chatm c0 c1 m{i} {}\r\n", "x".repeat(400)))
+        .collect();
+    let mut out = tx.writer();
+    let sender = thread::spawn(move || out.write_all(flood.as_bytes()).is_ok());
+    // What the server said about its threads, for the failure messages.
+    let threads_log = || {
+        let log = server.log();
+        log.into_iter()
+            .filter(|l| l.contains("thread"))
+            .collect::<Vec<_>>()
+    };
+    for i in 0..N {
+        let reply = tx.line();
+        assert_eq!(
+            reply,
+            "+OK message relayed",
+            "reply to message {i} of {N}; log: {:?}",
+            threads_log()
+        );
+    }
+    assert!(sender.join().expect("sender thread"), "the sender was cut");
+    for i in 0..N {
+        let line = rx.try_line();
+        assert!(
+            line.as_deref()
+                .is_some_and(|l| l.starts_with(&format!("chatm c0 c1 m{i} "))),
+            "message {i} of {N}: {line:?}; log: {:?}",
+            threads_log()
+        );
+    }
+    assert!(rx.nothing_pending());
+}

@@ -13,7 +13,10 @@
 //!
 //! The pools share one [`Budget`] of threads. A pool that needs a thread when the budget
 //! is spent takes the place of another pool's idle thread, which exits: idle readers
-//! never make a writer fail to start, nor idle writers a client be refused.
+//! never make a writer fail to start, nor idle writers a client be refused. The readers
+//! take at most half of the budget ([`Pool::limited`]): each connection may need a writer
+//! besides its reader, so the writer of a client always finds a place, and running out of
+//! threads refuses the next client instead of cutting one that is served.
 //!
 //! Pooled threads are scheduled as batch work (Linux `SCHED_BATCH`, same priority): a
 //! connection thread that wakes (a line arrived, the hub queued a reply) waits for the
@@ -105,8 +108,9 @@ impl Budget {
     /// The budget this system allows. Each thread costs four memory mappings (its stack
     /// and guard page, its signal stack and guard page), and the kernel caps mappings per
     /// process (`vm.max_map_count`); past it a new thread aborts the process instead of
-    /// failing to start. Also bounded by `kernel.threads-max`. Some mappings are kept for
-    /// the heap and libraries.
+    /// failing to start. Also bounded by `kernel.threads-max`, and by the user's limit on
+    /// processes (`RLIMIT_NPROC`, `ulimit -u`), less the threads the server runs besides
+    /// its pools. Some mappings are kept for the heap and libraries.
     pub fn from_system() -> Arc<Budget> {
         let read = |path: &str| -> Option<usize> {
             std::fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -114,7 +118,12 @@ impl Budget {
         let maps = read("/proc/sys/vm/max_map_count").unwrap_or(65530);
         let by_maps = maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_THREAD;
         let by_threads = read("/proc/sys/kernel/threads-max").unwrap_or(usize::MAX);
-        Budget::new(by_maps.min(by_threads).max(16))
+        let by_nproc = crate::sys::nproc_limit().map_or(usize::MAX, |n| {
+            usize::try_from(n)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(UNPOOLED_THREADS)
+        });
+        Budget::new(by_maps.min(by_threads).min(by_nproc).max(2))
     }
 
     /// Takes a place for a new thread: a free one, else the place of an idle thread of a
@@ -171,6 +180,10 @@ const MAPS_PER_THREAD: usize = 4;
 /// Memory mappings kept for everything but thread stacks.
 const RESERVED_MAPS: usize = 2048;
 
+/// Threads the server runs outside the pools (main, signal handler, hub, acceptor, fanout
+/// helper, state saver), with a margin: the budget by `RLIMIT_NPROC` leaves them room.
+const UNPOOLED_THREADS: usize = 8;
+
 /// A pool of threads with one stack size, running jobs of one type.
 ///
 /// Its lock and condition variable are `std::sync`'s, not `parking_lot`'s: a thread that
@@ -180,6 +193,11 @@ const RESERVED_MAPS: usize = 2048;
 pub struct Pool<W> {
     stack: usize,
     budget: Arc<Budget>,
+    /// The most threads this pool may have ([`Pool::limited`]).
+    most: usize,
+    /// Threads this pool has, each with its place in the budget: running, idle, or
+    /// starting.
+    own: AtomicUsize,
     /// How often idle threads are counted and the ones not needed exit ([`IDLE_KEEP`]).
     keep: Duration,
     idle: Mutex<Idle<W>>,
@@ -269,6 +287,8 @@ impl<W: Work> GiveUp for Pool<W> {
         }
         idle.take_free();
         idle.given_up += 1;
+        // Its place is the caller's from now on.
+        self.own.fetch_sub(1, Ordering::SeqCst);
         drop(idle);
         self.handed.notify_one();
         true
@@ -278,14 +298,24 @@ impl<W: Work> GiveUp for Pool<W> {
 impl<W: Work> Pool<W> {
     /// An empty pool whose threads get `stack` bytes of stack, within `budget`.
     pub fn new(stack: usize, budget: Arc<Budget>) -> Arc<Pool<W>> {
-        Pool::with_keep(stack, budget, IDLE_KEEP)
+        let most = budget.max();
+        Pool::with_keep(stack, budget, most, IDLE_KEEP)
     }
 
-    /// A pool that counts its idle threads every `keep` ([`IDLE_KEEP`]).
-    fn with_keep(stack: usize, budget: Arc<Budget>, keep: Duration) -> Arc<Pool<W>> {
+    /// An empty pool that takes at most `most` threads of `budget`: the readers take half,
+    /// so that each of their connections has room for its writer too.
+    pub fn limited(stack: usize, budget: Arc<Budget>, most: usize) -> Arc<Pool<W>> {
+        Pool::with_keep(stack, budget, most, IDLE_KEEP)
+    }
+
+    /// A pool of at most `most` threads that counts its idle threads every `keep`
+    /// ([`IDLE_KEEP`]).
+    fn with_keep(stack: usize, budget: Arc<Budget>, most: usize, keep: Duration) -> Arc<Pool<W>> {
         let pool = Arc::new(Pool {
             stack,
             budget: Arc::clone(&budget),
+            most,
+            own: AtomicUsize::new(0),
             keep,
             idle: Mutex::new(Idle {
                 free: 0,
@@ -325,8 +355,19 @@ impl<W: Work> Pool<W> {
         // No thread is free: all were needed.
         idle.fewest_free = 0;
         drop(idle);
+        // This pool's share first.
+        if self.own.fetch_add(1, Ordering::SeqCst) >= self.most {
+            self.own.fetch_sub(1, Ordering::SeqCst);
+            let e = io::Error::other(format!(
+                "thread budget of {} exhausted ({} for this pool)",
+                self.budget.max(),
+                self.most
+            ));
+            return Err((e, job));
+        }
         // Without this pool's lock: the budget may take another pool's.
         if !self.budget.take() {
+            self.own.fetch_sub(1, Ordering::SeqCst);
             let e = io::Error::other(format!("thread budget of {} exhausted", self.budget.max()));
             return Err((e, job));
         }
@@ -351,14 +392,19 @@ impl<W: Work> Pool<W> {
                     None => Exit::Idle,
                 };
                 match exit {
-                    Exit::Idle => pool.budget.exit_idle(),
-                    // Its place is another pool's thread's now.
+                    Exit::Idle => {
+                        pool.own.fetch_sub(1, Ordering::SeqCst);
+                        pool.budget.exit_idle();
+                    }
+                    // Its place is another pool's thread's now (and no longer this pool's
+                    // since it was given up).
                     Exit::GivenUp => {}
                 }
             });
         let Err(e) = spawned else {
             return Ok(());
         };
+        self.own.fetch_sub(1, Ordering::SeqCst);
         self.budget.give_back();
         match self.first_job(start) {
             Some(job) => Err((e, job)),
@@ -491,7 +537,7 @@ mod tests {
 
     #[test]
     fn a_finished_thread_takes_the_next_job() {
-        let pool = Pool::with_keep(64 * 1024, Budget::new(8), LONG);
+        let pool = Pool::with_keep(64 * 1024, Budget::new(8), 8, LONG);
         let (tx, rx) = bounded(2);
         let t1 = tx.clone();
         let job = task("a", move || {
@@ -511,7 +557,7 @@ mod tests {
 
     #[test]
     fn jobs_handed_at_once_each_run_once_and_every_thread_comes_back_free() {
-        let pool = Pool::with_keep(64 * 1024, Budget::new(64), LONG);
+        let pool = Pool::with_keep(64 * 1024, Budget::new(64), 64, LONG);
         let (tx, rx) = bounded(64);
         // Some jobs start threads, some go to threads that just finished theirs; each
         // job runs exactly once.
@@ -591,7 +637,7 @@ mod tests {
 
     #[test]
     fn a_thread_whose_job_panicked_returns_to_the_pool() {
-        let pool = Pool::with_keep(64 * 1024, Budget::new(8), LONG);
+        let pool = Pool::with_keep(64 * 1024, Budget::new(8), 8, LONG);
         assert!(pool.run(task("p", || panic!("test panic"))).is_ok());
         // The thread comes back free and keeps its place: a thread that died would leave
         // the place taken and never come back.
@@ -635,7 +681,7 @@ mod tests {
     fn after_a_spike_a_light_load_lets_the_threads_it_does_not_need_go() {
         // Jobs go round the idle threads, so one at a time would reach each of them more
         // often than `keep`, which alone would keep them all.
-        let pool = Pool::with_keep(64 * 1024, Budget::new(64), Duration::from_millis(200));
+        let pool = Pool::with_keep(64 * 1024, Budget::new(64), 64, Duration::from_millis(200));
         spike(&pool, 16);
         let deadline = Instant::now() + Duration::from_secs(20);
         let (tx, rx) = bounded(1);
@@ -651,10 +697,34 @@ mod tests {
     }
 
     #[test]
+    fn a_limited_pool_takes_no_more_than_its_share_and_leaves_the_rest() {
+        let budget = Budget::new(4);
+        let readers = Pool::with_keep(64 * 1024, Arc::clone(&budget), 2, LONG);
+        let writers = Pool::with_keep(64 * 1024, Arc::clone(&budget), 4, LONG);
+        let (release_tx, release_rx) = bounded::<()>(0);
+        let busy = |kind| {
+            let release = release_rx.clone();
+            task(kind, move || {
+                let _ = release.recv();
+            })
+        };
+        assert!(readers.run(busy("r")).is_ok());
+        assert!(readers.run(busy("r")).is_ok());
+        // The readers' share is spent, not the budget: the next reader is refused...
+        let (e, _job) = readers.run(busy("r")).expect_err("over the share");
+        assert!(e.to_string().contains("for this pool"), "{e}");
+        // ...and the writers have the rest.
+        assert!(writers.run(busy("w")).is_ok());
+        assert!(writers.run(busy("w")).is_ok());
+        assert_eq!(budget.live.load(Ordering::SeqCst), 4);
+        drop(release_tx);
+    }
+
+    #[test]
     fn idle_threads_of_one_pool_give_their_places_to_another() {
         let budget = Budget::new(2);
-        let readers = Pool::with_keep(64 * 1024, Arc::clone(&budget), LONG);
-        let writers = Pool::with_keep(64 * 1024, Arc::clone(&budget), LONG);
+        let readers = Pool::with_keep(64 * 1024, Arc::clone(&budget), 2, LONG);
+        let writers = Pool::with_keep(64 * 1024, Arc::clone(&budget), 2, LONG);
         spike(&readers, 2);
         // The budget is spent on idle readers: one gives its place to the writer.
         let (tx, rx) = bounded(1);

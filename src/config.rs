@@ -152,7 +152,8 @@ pub fn help() -> String {
         out += &line;
         out.push('\n');
     }
-    out + "\nDUR is 250ms, 2s, 5m, 1h or a bare number of seconds.\n\
+    out + "\nDUR is 250ms, 2s, 5m, 1h or a bare number of seconds; at most 876000h\n\
+           (100 years).\n\
            Signals: SIGINT, SIGTERM and SIGHUP shut the server down in order; exit status 0."
 }
 
@@ -303,17 +304,49 @@ impl fmt::Display for CliError {
     }
 }
 
-/// Parses a duration: `250ms`, `2s`, `5m`, `1h` or a bare number of seconds.
+/// The longest duration taken: 100 years (876000h). Every timer adds its duration to the
+/// clock; one far longer would overflow it (and stop the thread that adds it).
+pub const MAX_DURATION: Duration = Duration::from_secs(876_000 * 3600);
+
+/// Parses a duration: `250ms`, `2s`, `5m`, `1h` or a bare number of seconds, at most
+/// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
+    let ms = duration_ms(s)?;
+    if ms > MAX_DURATION.as_millis() {
+        return None;
+    }
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+/// The length of a well-formed duration in milliseconds, however long.
+fn duration_ms(s: &str) -> Option<u128> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u64 = digits.parse().ok()?;
-    match unit {
-        "ms" => Some(Duration::from_millis(n)),
-        "" | "s" => Some(Duration::from_secs(n)),
-        "m" => n.checked_mul(60).map(Duration::from_secs),
-        "h" => n.checked_mul(3600).map(Duration::from_secs),
-        _ => None,
+    let n: u128 = digits.parse().ok()?;
+    let unit: u128 = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+/// A duration option's value, or an error naming the option (and the bound, for a
+/// well-formed duration too long).
+fn duration(opt: &str, v: Option<String>) -> Result<Duration, CliError> {
+    let v = v.ok_or_else(|| CliError(format!("option {opt} needs a value")))?;
+    match parse_duration(&v) {
+        Some(d) => Ok(d),
+        None if duration_ms(&v).is_some()
+            || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            Err(CliError(format!(
+                "{opt} may not exceed 100 years (876000h), got '{v}'"
+            )))
+        }
+        None => Err(CliError(format!("invalid value '{v}' for {opt}"))),
     }
 }
 
@@ -406,7 +439,6 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             _ => (arg.clone(), None),
         };
         let mut next = || inline.take().or_else(|| args.next());
-        let secs = |v: &str| parse_duration(v);
         match opt.as_str() {
             "-l" | "--listen" => {
                 let v = next().ok_or_else(|| CliError(format!("option {opt} needs a value")))?;
@@ -421,17 +453,15 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             }
             "--negotiate-timeout" => {
                 c.negotiate_timeout =
-                    at_least(&opt, value(&opt, next(), secs)?, Duration::from_millis(1))?
+                    at_least(&opt, duration(&opt, next())?, Duration::from_millis(1))?
             }
             "--ping-interval" => {
-                c.ping_interval =
-                    at_least(&opt, value(&opt, next(), secs)?, Duration::from_millis(1))?
+                c.ping_interval = at_least(&opt, duration(&opt, next())?, Duration::from_millis(1))?
             }
             "--ping-timeout" => {
-                c.ping_timeout =
-                    at_least(&opt, value(&opt, next(), secs)?, Duration::from_millis(1))?
+                c.ping_timeout = at_least(&opt, duration(&opt, next())?, Duration::from_millis(1))?
             }
-            "--hold" => c.hold = value(&opt, next(), secs)?,
+            "--hold" => c.hold = duration(&opt, next())?,
             "--max-holds" => {
                 c.max_holds = Some(at_least(&opt, value(&opt, next(), |v| v.parse().ok())?, 1)?)
             }
@@ -448,7 +478,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
                 })?)
             }
             "--state-interval" => {
-                c.state_interval = value(&opt, next(), secs)?;
+                c.state_interval = duration(&opt, next())?;
                 interval_given = true;
             }
             "--log-file" => c.log_file = Some(value(&opt, next(), |v| Some(PathBuf::from(v)))?),
@@ -566,6 +596,25 @@ mod tests {
         for bad in ["", "s", "1x", "-1", "1.5s", "ms"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
+        // At most 100 years: the clock cannot take some longer ones.
+        assert_eq!(parse_duration("876000h"), Some(MAX_DURATION));
+        assert_eq!(parse_duration("876001h"), None);
+        assert_eq!(parse_duration("10000000000000000000"), None);
+        let too_long = |v: &str| match run(&["--hold", v]) {
+            Err(e) => e.0,
+            Ok(other) => panic!("{other:?}"),
+        };
+        assert_eq!(
+            too_long("3153600001"),
+            "--hold may not exceed 100 years (876000h), got '3153600001'"
+        );
+        assert_eq!(
+            too_long("99999999999999999999999999999999999999999999"),
+            "--hold may not exceed 100 years (876000h), got \
+             '99999999999999999999999999999999999999999999'"
+        );
+        assert_eq!(too_long("1x"), "invalid value '1x' for --hold");
+        assert_eq!(too_long(""), "invalid value '' for --hold");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
 use crate::harness::{
-    BYE, Client, GREETING, Server, any_conn_closed, open_fds, poll_until, thread_wchan,
+    BYE, Client, GREETING, Server, any_conn_closed, open_fds, poll_until, run_xscpd, thread_wchan,
 };
 
 const FULL: &str = "-ERR [FULL] server full";
@@ -575,4 +575,48 @@ fn out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads() {
         );
     }
     assert!(rx.nothing_pending());
+}
+
+/// xscpd(1) OPTIONS: a DUR is at most 100 years (876000h). A longer one is refused at
+/// start (exit status 2, naming the option and the bound). Before, the server took it and
+/// broke on it: with `--hold 10000000000000000000` (seconds) the hub panicked at the first
+/// departure ("overflow when adding duration to instant") and no client was served after
+/// it; with a `--negotiate-timeout` as long every reader panicked before its greeting, and
+/// with such a `--ping-interval` every reader panicked once its client registered. The
+/// longest accepted serves: a client registers and leaves (its name held), another
+/// registers and pings.
+#[test]
+fn a_duration_past_100_years_is_refused_and_the_longest_serves() {
+    let huge = "10000000000000000000";
+    for opt in [
+        "--negotiate-timeout",
+        "--ping-interval",
+        "--ping-timeout",
+        "--hold",
+    ] {
+        let out = run_xscpd(&["-l", "127.0.0.1:0", opt, huge]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{opt} {huge}: {err}");
+        assert!(
+            err.contains(opt) && err.contains("100 years"),
+            "{opt} {huge}: {err}"
+        );
+    }
+    let longest = "876000h";
+    let server = Server::start(&[
+        "--negotiate-timeout",
+        longest,
+        "--ping-interval",
+        longest,
+        "--ping-timeout",
+        longest,
+        "--hold",
+        longest,
+    ]);
+    let mut ann = server.register("ann");
+    ann.send("cquit");
+    ann.expect_close(&[BYE]);
+    server.wait_log(|l| l.contains("name ann held for 127.0.0.1"));
+    let mut ben = server.register("ben");
+    assert!(ben.nothing_pending());
 }

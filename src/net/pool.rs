@@ -359,9 +359,10 @@ impl<W: Work> Pool<W> {
         if self.own.fetch_add(1, Ordering::SeqCst) >= self.most {
             self.own.fetch_sub(1, Ordering::SeqCst);
             let e = io::Error::other(format!(
-                "thread budget of {} exhausted ({} for this pool)",
-                self.budget.max(),
-                self.most
+                "the readers' share of the thread budget is spent ({} of {} threads: \
+                 each keeps room for its writer)",
+                self.most,
+                self.budget.max()
             ));
             return Err((e, job));
         }
@@ -712,7 +713,7 @@ mod tests {
         assert!(readers.run(busy("r")).is_ok());
         // The readers' share is spent, not the budget: the next reader is refused...
         let (e, _job) = readers.run(busy("r")).expect_err("over the share");
-        assert!(e.to_string().contains("for this pool"), "{e}");
+        assert!(e.to_string().contains("share of the thread budget"), "{e}");
         // ...and the writers have the rest.
         assert!(writers.run(busy("w")).is_ok());
         assert!(writers.run(busy("w")).is_ok());

@@ -49,16 +49,18 @@ fn verdict_of(all: &str, name: &str) -> Option<String> {
         .map(|(v, _)| v)
 }
 
-/// `name` passes against the unbroken fake and fails against one with `defect`, and
-/// the failure report shows `shows`.
-fn proves(name: &str, defect: &str, via: Via, shows: &str) {
-    let out = check_fake(name, "", via, TIMEOUT);
-    let all = text(&out);
+/// `name` passes against the fake with `switches` on (none: the unbroken fake).
+fn passes(name: &str, switches: &str, via: Via) {
+    let all = text(&check_fake(name, switches, via, TIMEOUT));
     assert_eq!(
         verdict_of(&all, name).as_deref(),
         Some("PASS"),
-        "{name} passes without {defect}:\n{all}"
+        "{name} passes with {switches:?}:\n{all}"
     );
+}
+
+/// `name` fails against the fake with `defect`, and the failure report shows `shows`.
+fn fails(name: &str, defect: &str, via: Via, shows: &str) {
     let out = check_fake(name, defect, via, DEFECT_TIMEOUT);
     let all = text(&out);
     assert_eq!(
@@ -71,6 +73,13 @@ fn proves(name: &str, defect: &str, via: Via, shows: &str) {
         all.contains(shows),
         "{name} with {defect} shows {shows:?}:\n{all}"
     );
+}
+
+/// `name` passes against the unbroken fake and fails against one with `defect`, and
+/// the failure report shows `shows`.
+fn proves(name: &str, defect: &str, via: Via, shows: &str) {
+    passes(name, "", via);
+    fails(name, defect, via, shows);
 }
 
 #[test]
@@ -274,5 +283,21 @@ fn the_mailbox_total_may_count_any_bookkeeping() {
             Some("PASS"),
             "{choices:?}: {all}"
         );
+    }
+}
+
+/// §6 and §5.7: a client that closes is in the way of its name until the server notices
+/// the close, and held for its address after: either way another address gets IN-USE. So
+/// a server that notices late (`slow_close`) passes, and the transcript waits for the
+/// close to be noticed (a subscriber's `notif quit`) before it asks, so that a server
+/// that frees the name at once fails however late it notices.
+#[test]
+fn a_fault_holds_the_name_however_late_it_is_noticed() {
+    let name = "errors-fault-holds-the-name";
+    for correct in ["", "slow_close"] {
+        passes(name, correct, Via::Addr);
+    }
+    for broken in ["no_hold_on_fault", "no_hold_on_fault,slow_close"] {
+        fails(name, broken, Via::Addr, "actual:   +OK you are alice");
     }
 }

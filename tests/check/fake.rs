@@ -74,6 +74,12 @@ pub struct Broken {
     /// `users` counts and lists the names held for departed clients too (§5.4:
     /// one registered nickname a line).
     pub users_lists_held: bool,
+    /// Not a defect: notices a peer's close late (a second after its end of stream) and
+    /// only then releases the name and tells subscribers (§6: nothing bounds how soon).
+    pub slow_close: bool,
+    /// A client that closes its connection (a fault) loses its name at once: no hold
+    /// (§5.7: a name is held after an abort too).
+    pub no_hold_on_fault: bool,
 }
 
 impl Broken {
@@ -101,6 +107,8 @@ impl Broken {
                 "users_trickle" => &mut b.users_trickle,
                 "pong_keeps_ping" => &mut b.pong_keeps_ping,
                 "users_lists_held" => &mut b.users_lists_held,
+                "slow_close" => &mut b.slow_close,
+                "no_hold_on_fault" => &mut b.no_hold_on_fault,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -355,6 +363,7 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     // The outstanding server ping (token, deadline) and the count of pings.
     let mut outstanding: Option<(String, Instant)> = None;
     let mut pings = 0u32;
+    let mut peer_gone = false;
     let last = loop {
         let negotiating = state.lock().unwrap().clients[&id].nick.is_none();
         let wait = match (negotiating, broken.deadline_per_line) {
@@ -370,7 +379,13 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
             .get_ref()
             .set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))));
         let line = match next_line(&mut reader, broken) {
-            Read1::End => break Vec::new(),
+            Read1::End => {
+                peer_gone = true;
+                if broken.slow_close {
+                    thread::sleep(LATE);
+                }
+                break Vec::new();
+            }
             Read1::TimedOut if negotiating => break vec!["cquit negotiation timeout".into()],
             Read1::TimedOut => {
                 if outstanding.is_some() {
@@ -460,7 +475,8 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     };
     {
         let mut s = state.lock().unwrap();
-        release(&mut s, id, peer.ip());
+        let hold = !(peer_gone && broken.no_hold_on_fault);
+        release(&mut s, id, peer.ip(), hold);
     }
     send(&out, &last);
     if broken.no_orderly_close {
@@ -476,8 +492,12 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     while matches!(inner.read(&mut sink), Ok(n) if n > 0) {}
 }
 
-/// The client leaves: its name is held for its address, subscribers are told.
-fn release(s: &mut State, id: u64, ip: IpAddr) {
+/// How late `slow_close` is.
+const LATE: Duration = Duration::from_secs(1);
+
+/// The client leaves: its name is held for its address (unless `hold` is false: then it
+/// is free at once), subscribers are told.
+fn release(s: &mut State, id: u64, ip: IpAddr, hold: bool) {
     let Some(c) = s.clients.remove(&id) else {
         return;
     };
@@ -487,10 +507,12 @@ fn release(s: &mut State, id: u64, ip: IpAddr) {
             .into_iter()
             .partition(|p| p.rid == id);
         s.pending = rest;
-        s.holds.insert(nick.to_lowercase(), (ip, mailbox));
-        s.holds_taken += 1;
-        let at = s.holds_taken;
-        s.held_at.insert(nick.to_lowercase(), at);
+        if hold {
+            s.holds.insert(nick.to_lowercase(), (ip, mailbox));
+            s.holds_taken += 1;
+            let at = s.holds_taken;
+            s.held_at.insert(nick.to_lowercase(), at);
+        }
         notify(s, id, &format!("notif quit {nick}"));
     }
 }

@@ -75,6 +75,16 @@ fn fails(name: &str, defect: &str, via: Via, shows: &str) {
     );
 }
 
+/// The built-in suite against the fake with `switches` (a correct server) behind an ADDR:
+/// nothing fails. Its output.
+fn the_suite_passes(switches: &str) -> String {
+    let out = super::check_addr(fake::start(fake::Broken::from_names(switches)), &[]);
+    let all = text(&out);
+    assert!(out.status.success(), "{switches:?}: {all}");
+    assert!(names_with(&all, "FAIL").is_empty(), "{switches:?}: {all}");
+    all
+}
+
 /// `name` passes against the unbroken fake and fails against one with `defect`, and
 /// the failure report shows `shows`.
 fn proves(name: &str, defect: &str, via: Via, shows: &str) {
@@ -221,11 +231,7 @@ fn rate_limits_a_flood() {
 /// protocol: nothing fails (issue 20 part 2).
 #[test]
 fn the_protocols_open_choices_fail_nothing() {
-    let addr = fake::start(fake::Broken::from_names("other_choices"));
-    let out = super::check_addr(addr, &[]);
-    let all = text(&out);
-    assert!(out.status.success(), "{all}");
-    assert!(names_with(&all, "FAIL").is_empty(), "{all}");
+    let all = the_suite_passes("other_choices");
     for name in [
         "capa-required-items",
         "capa-features",
@@ -300,4 +306,29 @@ fn a_fault_holds_the_name_however_late_it_is_noticed() {
     for broken in ["no_hold_on_fault", "no_hold_on_fault,slow_close"] {
         fails(name, broken, Via::Addr, "actual:   +OK you are alice");
     }
+}
+
+/// §5.5 orders a sender's messages to one recipient and puts each message's +OK before
+/// its own receipt, nothing more: a server that writes the +OK after the relay, and
+/// late, passes (`late_relayed_ok`); one that swaps two messages, or lets a receipt
+/// overtake the +OK of its message, fails.
+#[test]
+fn chatm_order_is_per_sender_and_each_ok_precedes_its_receipt() {
+    let name = "chatm-order-per-sender";
+    for correct in ["", "late_relayed_ok"] {
+        passes(name, correct, Via::Addr);
+    }
+    for (broken, shows) in [
+        ("swaps_messages", "actual:   chatm alice"),
+        ("receipt_before_ok", "actual:   chatr alice"),
+    ] {
+        fails(name, broken, Via::Addr, shows);
+    }
+}
+
+/// A server that notices a peer's close late and writes a relayed message's +OK late
+/// (both within what §5.5 and §6 allow) fails nothing.
+#[test]
+fn a_late_but_correct_server_fails_nothing() {
+    the_suite_passes("slow_close,late_relayed_ok");
 }

@@ -80,6 +80,18 @@ pub struct Broken {
     /// A client that closes its connection (a fault) loses its name at once: no hold
     /// (§5.7: a name is held after an abort too).
     pub no_hold_on_fault: bool,
+    /// Not a defect: writes `+OK message relayed` after the relay, and late for a direct
+    /// message that follows an unreceipted one to the same recipient: after that
+    /// recipient's next receipt, before any other response, a second later at the
+    /// latest (§5.5: each message's +OK comes before its own receipt, nothing more).
+    pub late_relayed_ok: bool,
+    /// Writes a direct message's `+OK message relayed` only after the receipt for it
+    /// (or a second later): the receipt overtakes the +OK (§5.5).
+    pub receipt_before_ok: bool,
+    /// Holds a direct message until its sender's next one to the same recipient, then
+    /// relays the newer first, or a second later (§5.5: messages from one sender arrive
+    /// in order).
+    pub swaps_messages: bool,
 }
 
 impl Broken {
@@ -109,6 +121,9 @@ impl Broken {
                 "users_lists_held" => &mut b.users_lists_held,
                 "slow_close" => &mut b.slow_close,
                 "no_hold_on_fault" => &mut b.no_hold_on_fault,
+                "late_relayed_ok" => &mut b.late_relayed_ok,
+                "receipt_before_ok" => &mut b.receipt_before_ok,
+                "swaps_messages" => &mut b.swaps_messages,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -234,6 +249,11 @@ struct State {
     holds_taken: u64,
     /// Lines of a held name's mailbox discarded past `--mailbox-total`.
     lost: HashMap<String, usize>,
+    /// `+OK message relayed` lines owed to a connection (`late_relayed_ok`,
+    /// `receipt_before_ok`).
+    owed: HashMap<u64, usize>,
+    /// A direct message held back by `swaps_messages`, by (sender, recipient) connection.
+    held_back: HashMap<(u64, u64), String>,
 }
 
 /// A relayed direct message awaiting its receipt.
@@ -247,6 +267,8 @@ struct Pending {
     rid: u64,
     /// The `chatm` line as relayed.
     line: String,
+    /// Its `+OK message relayed` is still owed to the sender.
+    ok_owed: bool,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -468,7 +490,23 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
             }
         }
         let mut s = state.lock().unwrap();
-        match command(&mut s, id, peer.ip(), &text, &mut attempts, broken, opts) {
+        let next = command(&mut s, id, peer.ip(), &text, &mut attempts, broken, opts);
+        if let Next::Stay(lines) | Next::Close(lines) = &next
+            && !lines.is_empty()
+        {
+            flush_owed(&mut s, id);
+        }
+        if s.owed.get(&id).is_some_and(|n| *n > 0) || s.held_back.keys().any(|k| k.0 == id) {
+            // The late +OKs and held-back messages go out a moment later at the latest.
+            let state = Arc::clone(state);
+            thread::spawn(move || {
+                thread::sleep(LATE);
+                let mut s = state.lock().unwrap();
+                flush_owed(&mut s, id);
+                flush_held_back(&mut s, id, broken);
+            });
+        }
+        match next {
             Next::Stay(lines) => send(&out, &lines),
             Next::Close(lines) => break lines,
         }
@@ -492,8 +530,31 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     while matches!(inner.read(&mut sink), Ok(n) if n > 0) {}
 }
 
-/// How late `slow_close` is.
+/// How late `slow_close`, `late_relayed_ok` and `receipt_before_ok` are.
 const LATE: Duration = Duration::from_secs(1);
+
+/// The `+OK message relayed` lines owed to connection `id` go out now.
+fn flush_owed(s: &mut State, id: u64) {
+    let Some(n) = s.owed.remove(&id) else {
+        return;
+    };
+    for p in s.pending.iter_mut().filter(|p| p.sid == id) {
+        p.ok_owed = false;
+    }
+    if let Some(c) = s.clients.get(&id) {
+        send(&c.out, &vec!["+OK message relayed".to_string(); n]);
+    }
+}
+
+/// The direct messages from connection `id` that `swaps_messages` held back are relayed.
+fn flush_held_back(s: &mut State, id: u64, broken: Broken) {
+    let keys: Vec<(u64, u64)> = s.held_back.keys().filter(|k| k.0 == id).copied().collect();
+    for k in keys {
+        if let (Some(line), Some(c)) = (s.held_back.remove(&k), s.clients.get(&k.1)) {
+            relay(&c.out, &line, broken);
+        }
+    }
+}
 
 /// The client leaves: its name is held for its address (unless `hold` is false: then it
 /// is free at once), subscribers are told.
@@ -538,6 +599,7 @@ fn hold_message(
             from: from.to_string(),
             rid: u64::MAX,
             line,
+            ok_owed: false,
         });
     }
     let cost = |s: &State| -> usize {
@@ -741,6 +803,7 @@ fn command(
             }
             let relayed = format!("chatm {from} {to} {text}");
             if to == "*" {
+                flush_owed(s, id);
                 let me_out = &s.clients[&id].out;
                 send(me_out, &["+OK message relayed".into()]);
                 for (cid, c) in &s.clients {
@@ -758,13 +821,34 @@ fn command(
                 }
                 return one(format!("-ERR [NO-SUCH] no such user {to}"));
             };
-            send(&s.clients[&id].out, &["+OK message relayed".into()]);
-            relay(&s.clients[&rid].out, &relayed, broken);
+            let late = broken.receipt_before_ok
+                || (broken.late_relayed_ok
+                    && s.pending.iter().any(|p| p.sid == id && p.rid == rid));
+            if broken.swaps_messages {
+                match s.held_back.remove(&(id, rid)) {
+                    Some(older) => {
+                        relay(&s.clients[&rid].out, &relayed, broken);
+                        relay(&s.clients[&rid].out, &older, broken);
+                    }
+                    None => {
+                        s.held_back.insert((id, rid), relayed.clone());
+                    }
+                }
+            } else {
+                relay(&s.clients[&rid].out, &relayed, broken);
+            }
+            if late {
+                *s.owed.entry(id).or_default() += 1;
+            } else {
+                flush_owed(s, id);
+                send(&s.clients[&id].out, &["+OK message relayed".into()]);
+            }
             s.pending.push(Pending {
                 sid: id,
                 from: from.to_string(),
                 rid,
                 line: relayed,
+                ok_owed: late,
             });
             Next::Stay(Vec::new())
         }
@@ -792,9 +876,16 @@ fn command(
                     "-ERR [NO-SUCH] no message from {from} awaits a receipt"
                 ));
             };
-            let sid = s.pending.remove(i).sid;
-            if let Some(c) = s.clients.get(&sid) {
+            let p = s.pending.remove(i);
+            // Its +OK first (unless the receipt is to overtake it).
+            if p.ok_owed && !broken.receipt_before_ok {
+                flush_owed(s, p.sid);
+            }
+            if let Some(c) = s.clients.get(&p.sid) {
                 relay(&c.out, &format!("chatr {from} {to}"), broken);
+            }
+            if broken.receipt_before_ok {
+                flush_owed(s, p.sid);
             }
             Next::Stay(Vec::new())
         }

@@ -332,3 +332,17 @@ fn chatm_order_is_per_sender_and_each_ok_precedes_its_receipt() {
 fn a_late_but_correct_server_fails_nothing() {
     the_suite_passes("slow_close,late_relayed_ok");
 }
+
+/// §5.2: after a pong the next ping follows the next --ping-interval of silence, and a
+/// client that pauses that long (a checker on a loaded machine) gets it before the answer
+/// to its next line: a transcript that answers a ping lets one more by.
+#[test]
+fn a_ping_may_follow_the_pong_before_the_barrier() {
+    for name in [
+        "legal-established-pong-answers-a-ping",
+        "server-ping-after-silence",
+        "server-ping-answered-keeps-the-connection",
+    ] {
+        passes(name, "busy_after_pong", Via::Process);
+    }
+}

@@ -92,6 +92,10 @@ pub struct Broken {
     /// relays the newer first, or a second later (§5.5: messages from one sender arrive
     /// in order).
     pub swaps_messages: bool,
+    /// Not a defect: after a correct pong it sends its next ping a second later, before
+    /// it reads what came meanwhile: on the wire, what a correct server sends a client
+    /// that pauses longer than --ping-interval after its pong (a loaded machine).
+    pub busy_after_pong: bool,
 }
 
 impl Broken {
@@ -124,6 +128,7 @@ impl Broken {
                 "late_relayed_ok" => &mut b.late_relayed_ok,
                 "receipt_before_ok" => &mut b.receipt_before_ok,
                 "swaps_messages" => &mut b.swaps_messages,
+                "busy_after_pong" => &mut b.busy_after_pong,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -413,10 +418,7 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
                 if outstanding.is_some() {
                     break vec!["cquit ping timeout".into()];
                 }
-                pings += 1;
-                let token = format!("{id}.{pings}");
-                send(&out, &[format!("ping {token}")]);
-                outstanding = Some((token, Instant::now() + opts.ping_timeout));
+                outstanding = Some(server_ping(&out, id, &mut pings, opts));
                 continue;
             }
             Read1::TooLong => {
@@ -478,6 +480,13 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
                         if !broken.pong_keeps_ping {
                             outstanding = None;
                         }
+                        if broken.busy_after_pong && opts.ping_interval.is_some_and(|i| i <= LATE) {
+                            // Busy for a moment; the ping timer, which runs on its own,
+                            // fires meanwhile: its ping goes out before the lines that
+                            // arrived in that moment are read.
+                            thread::sleep(LATE);
+                            outstanding = Some(server_ping(&out, id, &mut pings, opts));
+                        }
                         continue;
                     }
                     _ => {
@@ -530,7 +539,16 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     while matches!(inner.read(&mut sink), Ok(n) if n > 0) {}
 }
 
-/// How late `slow_close`, `late_relayed_ok` and `receipt_before_ok` are.
+/// A server ping to connection `id`, the next of its `pings`: the token and when the
+/// pong is due.
+fn server_ping(out: &TcpStream, id: u64, pings: &mut u32, opts: Opts) -> (String, Instant) {
+    *pings += 1;
+    let token = format!("{id}.{pings}");
+    send(out, &[format!("ping {token}")]);
+    (token, Instant::now() + opts.ping_timeout)
+}
+
+/// How late `slow_close`, `late_relayed_ok`, `receipt_before_ok` and `busy_after_pong` are.
 const LATE: Duration = Duration::from_secs(1);
 
 /// The `+OK message relayed` lines owed to connection `id` go out now.

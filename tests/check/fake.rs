@@ -2,7 +2,7 @@
 //! see through a shared ADDR, except for the rules its switches break on purpose. (No
 //! timers, no limits: the transcripts that need those need `--server` and are skipped
 //! against an ADDR; [`process`] runs it as a server process for `--server`, with the
-//! two options it knows, `--negotiate-timeout` and `--rate`.)
+//! options it knows, see [`Opts`].)
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -96,6 +96,9 @@ pub struct Broken {
     /// it reads what came meanwhile: on the wire, what a correct server sends a client
     /// that pauses longer than --ping-interval after its pong (a loaded machine).
     pub busy_after_pong: bool,
+    /// `cname` holds the old name for the renaming client's address, as a departure
+    /// would (§5.5 cname: the old name is free; §5.7 holds a departed client's name).
+    pub cname_holds_old: bool,
 }
 
 impl Broken {
@@ -129,6 +132,7 @@ impl Broken {
                 "receipt_before_ok" => &mut b.receipt_before_ok,
                 "swaps_messages" => &mut b.swaps_messages,
                 "busy_after_pong" => &mut b.busy_after_pong,
+                "cname_holds_old" => &mut b.cname_holds_old,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -159,6 +163,8 @@ pub struct Opts {
     pub ping_timeout: Duration,
     /// `--mailbox-total`: with it, a `chatm` to a held name is kept in its mailbox.
     pub mailbox_total: Option<usize>,
+    /// `--hold 0` makes it false: nothing is held.
+    pub hold: bool,
 }
 
 impl Default for Opts {
@@ -169,12 +175,14 @@ impl Default for Opts {
             ping_interval: None,
             ping_timeout: Duration::from_secs(20),
             mailbox_total: None,
+            hold: true,
         }
     }
 }
 
 impl Opts {
-    /// `--negotiate-timeout 1s` (ms or s) and `--rate N`; other options are ignored.
+    /// `--negotiate-timeout 1s` (ms or s), `--rate N`, `--ping-interval`, `--ping-timeout`,
+    /// `--mailbox-total` and `--hold 0`; other options are ignored.
     fn parse(args: &[String]) -> Opts {
         let mut o = Opts::default();
         for w in args.windows(2) {
@@ -191,6 +199,7 @@ impl Opts {
                 "--ping-interval" => o.ping_interval = Some(dur(&w[1])),
                 "--ping-timeout" => o.ping_timeout = dur(&w[1]),
                 "--mailbox-total" => o.mailbox_total = Some(w[1].parse().expect("bytes")),
+                "--hold" => o.hold = w[1] != "0",
                 _ => {}
             }
         }
@@ -522,7 +531,7 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     };
     {
         let mut s = state.lock().unwrap();
-        let hold = !(peer_gone && broken.no_hold_on_fault);
+        let hold = opts.hold && !(peer_gone && broken.no_hold_on_fault);
         release(&mut s, id, peer.ip(), hold);
     }
     send(&out, &last);
@@ -801,6 +810,12 @@ fn command(
                 let new = n.to_string();
                 if let Some(c) = s.clients.get_mut(&id) {
                     c.nick = Some(new.clone());
+                }
+                if broken.cname_holds_old && opts.hold {
+                    s.holds.insert(old.to_lowercase(), (ip, Vec::new()));
+                    s.holds_taken += 1;
+                    let at = s.holds_taken;
+                    s.held_at.insert(old.to_lowercase(), at);
                 }
                 let except = if broken.notifies_self { u64::MAX } else { id };
                 notify(s, except, &format!("notif cname {old} {new}"));

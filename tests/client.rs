@@ -425,6 +425,67 @@ fn msg_right_after_uname_in_a_script() {
     assert!(out.contains(&"+OK message relayed".to_string()));
 }
 
+// --- a hostile server --------------------------------------------------------------------
+
+/// A server that is not xscpd: it says whatever it likes, control bytes included. Its
+/// lines are shown escaped, and so are the lines the client makes of its words (the pong
+/// that repeats its token, the receipt that names its sender, the nickname it gave) and
+/// the reason on standard error: nothing it sends reaches the terminal raw.
+#[test]
+fn a_hostile_server_cannot_drive_the_terminal() {
+    use std::io::{BufRead, BufReader};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("address");
+    let server = std::thread::spawn(move || -> std::io::Result<Vec<String>> {
+        let (mut sock, _) = listener.accept()?;
+        sock.write_all(
+            b"+OK hi\r\n+OK you are al\x1b[5mice\r\nping \x1b]0;T\x07\r\n\
+              chatm \x1b[31mevil al\x1b[5mice hi\r\n",
+        )?;
+        // The pong and the receipt, then the goodbye: nothing is left unread at the close.
+        let mut read = BufReader::new(sock.try_clone()?);
+        let mut got = Vec::new();
+        for _ in 0..2 {
+            let mut line = String::new();
+            read.read_line(&mut line)?;
+            got.push(line);
+        }
+        sock.write_all(b"cquit \x1b[2Jbye\x9b\r\n")?;
+        Ok(got)
+    });
+    // Standard input stays open (its end would send cquit) until the server has said all.
+    let mut x = Xscp::spawn(&[], &addr.to_string(), Stdio::piped());
+    for want in [
+        "+OK hi",
+        "+OK you are al\\x1B[5mice",
+        "ping \\x1B]0;T\\x07",
+        "auto> +OK pong \\x1B]0;T\\x07",
+        "chatm \\x1B[31mevil al\\x1B[5mice hi",
+        "auto> chatr \\x1B[31mevil al\\x1B[5mice",
+        "cquit \\x1B[2Jbye\\x9B",
+    ] {
+        x.expect(want);
+    }
+    let (status, rest, err) = x.finish();
+    let got = server
+        .join()
+        .expect("the server thread")
+        .expect("the server's I/O");
+    assert_eq!(
+        got,
+        [
+            "+OK pong \x1b]0;T\x07\r\n",
+            "chatr \x1b[31mevil al\x1b[5mice\r\n"
+        ]
+    );
+    assert_eq!(status.code(), Some(1), "{rest:#?} {err:#?}");
+    assert!(rest.is_empty(), "{rest:#?}");
+    assert_eq!(
+        err,
+        ["xscp: server closed the connection: \\x1B[2Jbye\\x9B"]
+    );
+}
+
 // --- exit status --------------------------------------------------------------------------
 
 /// A protocol violation: the server answers, says `cquit protocol violation` and closes;

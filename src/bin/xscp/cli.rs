@@ -18,9 +18,10 @@ xscp - the XSCP/1 teaching client
 
 Connects to ADDR (default 127.0.0.1:1030; a host without a port, [::1] too, gets port
 1030), sends every line of standard input as one PDU and prints every line from the server
-verbatim. Lines it sends on its own are printed behind 'auto> ', /msg expansions behind
-'/msg> '. 'xscp check' grades a server instead (xscp check --help); 'xscp diagram' draws
-the sessions of a server's audit log (xscp diagram --help).
+verbatim, but for control characters, shown as \\xNN in every line printed. Lines it sends
+on its own are printed behind 'auto> ', /msg expansions behind '/msg> '. 'xscp check'
+grades a server instead (xscp check --help); 'xscp diagram' draws the sessions of a
+server's audit log (xscp diagram --help).
 
 Options:
       --name NAME            send 'uname NAME' as soon as the server has greeted

@@ -57,9 +57,9 @@ pub struct Client<S: Write, W: Write> {
     pub quit_sent: bool,
     /// Inside a multi-line response: its lines are items, not server-initiated lines.
     pub in_block: bool,
-    /// The last line the server sent.
+    /// The last line the server sent, escaped as printed.
     pub last_line: Option<String>,
-    /// The reason of the server's own `cquit <reason>`.
+    /// The reason of the server's own `cquit <reason>`, escaped as printed.
     pub server_quit: Option<String>,
     /// Sending failed (the reason); what the server still says is read to the end.
     pub send_failed: Option<String>,
@@ -84,7 +84,11 @@ impl<S: Write, W: Write> Client<S, W> {
         }
     }
 
-    /// Prints one line on standard output, with the timestamp and `prefix` if any.
+    /// Prints one line on standard output, with the timestamp and `prefix` if any. The
+    /// line is shown as it is, except that control characters (which a conforming server
+    /// never sends, xscp(7) §1) are shown as `\xNN`, so that they cannot drive the
+    /// terminal: not in a server's line, and not in a line of the client's own that
+    /// repeats a server's words (a pong's token, a receipt's sender, the nickname).
     fn print(&mut self, prefix: &str, line: &[u8]) -> Result<(), Exit> {
         let mut buf = Vec::with_capacity(line.len() + 24);
         if self.opts.timestamps {
@@ -92,7 +96,7 @@ impl<S: Write, W: Write> Client<S, W> {
             buf.push(b' ');
         }
         buf.extend_from_slice(prefix.as_bytes());
-        buf.extend_from_slice(line);
+        buf.extend_from_slice(text::escape(line, Keep::Text).as_bytes());
         buf.push(b'\n');
         self.out
             .write_all(&buf)
@@ -158,13 +162,13 @@ impl<S: Write, W: Write> Client<S, W> {
         Ok(())
     }
 
-    /// A line from the server: print it, then do what a client does on its own. The line
-    /// is printed verbatim, except that control characters (which a conforming server
-    /// never sends, xscp(7) §1) are shown as `\xNN`, so that they cannot drive the terminal.
+    /// A line from the server: print it, then do what a client does on its own.
     pub fn on_server_line(&mut self, raw: &[u8]) -> Result<(), Exit> {
-        self.print("", text::escape(raw, Keep::Text).as_bytes())?;
+        self.print("", raw)?;
         let line = String::from_utf8_lossy(raw).into_owned();
-        self.last_line = Some(line.clone());
+        // What the client says of it on standard error is escaped as it is printed.
+        let shown = text::escape(raw, Keep::Text);
+        self.last_line = Some(shown.clone());
         if !self.greeted {
             return self.on_greeting(&line);
         }
@@ -191,7 +195,7 @@ impl<S: Write, W: Write> Client<S, W> {
                     self.send_auto(&format!("chatr {sender} {me}"))?;
                 }
             }
-            Seen::Quit(reason) => self.server_quit = Some(reason.to_string()),
+            Seen::Quit(_) => self.server_quit = Some(keyword(&shown).1.to_string()),
             Seen::Registered(name) => {
                 self.me = Some(name.to_string());
                 self.asked = None;
@@ -510,6 +514,20 @@ mod tests {
                 panic!()
             };
             assert_eq!(reason, "server closed the connection: server shutting down");
+        }
+
+        /// The reason on standard error quotes the server: escaped, as its line was.
+        #[test]
+        fn a_refusal_quoted_as_the_reason_is_escaped() {
+            let mut c = registered("alice", Options::default());
+            server(&mut c, &["-ERR \x1b[2Jgone"]);
+            let Exit::Failed(reason) = c.on_end(None) else {
+                panic!()
+            };
+            assert_eq!(
+                reason,
+                "server closed the connection after: -ERR \\x1B[2Jgone"
+            );
         }
 
         #[test]

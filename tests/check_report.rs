@@ -5,7 +5,8 @@
 //!
 //! It needs the `xscpd` and `xscp` binaries and Chromium.
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
 use crate::browser::{measure, pdf_pages, print_pdf, scratch, screenshot};
 
@@ -26,6 +27,19 @@ const OWN: [(&str, &str); 2] = [
     ),
 ];
 
+/// Runs `xscp check --html PAGE` with `args`, a fresh xscpd per transcript.
+fn check_html(args: &[&str], page: &Path) -> Output {
+    let server = format!("{} -q -l {{addr}} {{options}}", env!("CARGO_BIN_EXE_xscpd"));
+    Command::new(env!("CARGO_BIN_EXE_xscp"))
+        .args(["check", "--server", &server, "--timeout", "10s"])
+        .args(args)
+        .arg("--html")
+        .arg(page)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run xscp check")
+}
+
 #[test]
 fn the_html_report_renders_in_chromium() {
     let dir = scratch("check-report");
@@ -35,29 +49,23 @@ fn the_html_report_renders_in_chromium() {
         std::fs::write(xt.join(name), text).unwrap();
     }
     let page = dir.join("report.html");
-    let server = format!("{} -q -l {{addr}} {{options}}", env!("CARGO_BIN_EXE_xscpd"));
-    let out = Command::new(env!("CARGO_BIN_EXE_xscp"))
-        .args([
-            "check",
-            "--server",
-            &server,
-            "--timeout",
-            "10s",
+    let xt = xt.display().to_string();
+    let out = check_html(
+        &[
             "--transcripts",
-        ])
-        .arg(&xt)
-        .args([
+            &xt,
             "--builtin",
             "--only",
             "pong-is-shouted",
             "--only",
             "relay-and-receipt",
-        ])
-        .args(["--only", "hold-*", "--only", "fsm-*", "--html"])
-        .arg(&page)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run xscp check");
+            "--only",
+            "hold-*",
+            "--only",
+            "fsm-*",
+        ],
+        &page,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     let summary = text.lines().last().expect("a summary line");
@@ -111,4 +119,26 @@ fn the_html_report_renders_in_chromium() {
     assert!(shot.colours > 16 && shot.inked > 0.02, "{shot:?}");
     let pages = pdf_pages(&print_pdf(&page));
     assert!(pages >= 2, "the printed report has {pages} pages");
+}
+
+/// A flood is a run of one line: 3000 pipelined pings get 3000 `+OK pong x`. The report
+/// draws that run as one counted arrow, so that the case's picture stays a picture (one
+/// arrow a row drew it 90,000 pixels tall, and the slow-consumer case's 600,000).
+#[test]
+fn a_run_of_one_line_is_one_counted_arrow() {
+    let dir = scratch("check-report-run");
+    let page = dir.join("report.html");
+    let out = check_html(&["--only", "limits-sendq-own-replies"], &page);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let html = std::fs::read_to_string(&page).expect("the report");
+    assert!(html.contains("(×3000) +OK pong x"), "the run, counted");
+    let svg = html.find("<svg class=\"seq\"").expect("the case's diagram");
+    let height = html[svg..]
+        .split("height=\"")
+        .nth(1)
+        .and_then(|h| h.split('"').next())
+        .and_then(|h| h.parse::<f64>().ok())
+        .expect("the diagram's height");
+    assert!(height < 1000.0, "the diagram is {height} pixels tall");
 }

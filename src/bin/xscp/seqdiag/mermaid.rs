@@ -7,6 +7,7 @@ use super::{Arrow, Diagram, Tone, What};
 
 /// The diagram as Mermaid text, ending with a newline.
 pub fn render(d: &Diagram) -> String {
+    let d = &d.runs_counted();
     let mut out = String::from("sequenceDiagram\n");
     // A comment, not a title: Mermaid versions disagree on titles in sequence diagrams.
     let _ = writeln!(out, "    %% {}", super::printable(&d.title));

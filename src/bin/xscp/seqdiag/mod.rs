@@ -9,6 +9,10 @@
 pub mod mermaid;
 pub mod svg;
 
+/// The shortest run of identical arrows in a row that is drawn as one counted arrow
+/// ([`Diagram::runs_counted`]); a shorter one is drawn arrow by arrow.
+pub const RUN: usize = 4;
+
 /// One sequence diagram: who takes part and what happened between them, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Diagram {
@@ -166,6 +170,38 @@ impl Diagram {
         });
     }
 
+    /// The diagram with each run of [`RUN`] or more identical arrows in a row (the same
+    /// line between the same two participants, as a flood or a pipelined batch makes it)
+    /// as one arrow whose label counts them first: `(×3000) +OK pong x`. The run keeps its
+    /// first step's time. Both drawings draw this: one arrow a row made a flood's picture
+    /// hundreds of thousands of pixels tall, and no reader counts 3000 equal arrows.
+    pub fn runs_counted(&self) -> Diagram {
+        let mut steps: Vec<Step> = Vec::with_capacity(self.steps.len());
+        let mut rest = self.steps.as_slice();
+        while let Some((first, after)) = rest.split_first() {
+            let same = match first.what {
+                What::Message { .. } => after.iter().take_while(|s| s.what == first.what).count(),
+                What::Note { .. } => 0,
+            };
+            let mut step = first.clone();
+            let run = same + 1;
+            if run >= RUN {
+                if let What::Message { text, .. } = &mut step.what {
+                    *text = format!("(×{run}) {text}");
+                }
+                rest = &after[same..];
+            } else {
+                rest = after;
+            }
+            steps.push(step);
+        }
+        Diagram {
+            title: self.title.clone(),
+            participants: self.participants.clone(),
+            steps,
+        }
+    }
+
     /// Whether any step is marked as a failure.
     pub fn failed(&self) -> bool {
         self.steps.iter().any(|s| {
@@ -229,6 +265,38 @@ pub(crate) mod tests {
     fn control_characters_are_shown_escaped() {
         assert_eq!(printable("a\x07b\u{7f}c\td"), "a\\x07b\\x7Fc\\x09d");
         assert_eq!(printable("héllo"), "héllo");
+    }
+
+    /// A run of one line is one arrow that counts it; a short run, a note or another
+    /// line in between, or the same line between other participants, is not one run.
+    #[test]
+    fn runs_of_one_line_are_counted() {
+        let mut d = Diagram::new("flood");
+        let c = d.participant(Participant::client("a", None));
+        let s = d.participant(Participant::server("server"));
+        for _ in 0..3000 {
+            d.message(Some("t".into()), s, c, "+OK pong x".into(), Arrow::Line);
+        }
+        d.message(None, c, s, "+OK pong x".into(), Arrow::Line);
+        for _ in 0..RUN - 1 {
+            d.message(None, s, c, "+OK pong x".into(), Arrow::Line);
+        }
+        d.note(None, c, None, "n".into(), Tone::Info);
+        d.note(None, c, None, "n".into(), Tone::Info);
+        let r = d.runs_counted();
+        let labels: Vec<&str> = r
+            .steps
+            .iter()
+            .map(|s| match &s.what {
+                What::Message { text, .. } | What::Note { text, .. } => text.as_str(),
+            })
+            .collect();
+        let mut want = vec!["(×3000) +OK pong x"];
+        want.extend(["+OK pong x"; RUN]);
+        want.extend(["n", "n"]);
+        assert_eq!(labels, want);
+        assert_eq!(r.steps[0].at.as_deref(), Some("t"));
+        assert_eq!(sample().runs_counted(), sample());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Layout, in one pass: every text is monospace, so a label's width is its length in
 //! characters times [`CHAR_W`]; columns are spread until every arrow's label fits between
-//! its two lifelines; rows stack down the page. A close ends the client's lifeline with a
+//! its two lifelines; rows stack down the page, a run of one line in one row
+//! ([`Diagram::runs_counted`]). A close ends the client's lifeline with a
 //! cross; a failure is a red note with a red rule across the whole diagram at its row. The
 //! groups carry classes (`step message`, `step note fail`, `lifeline`) for style and tests.
 
@@ -147,6 +148,7 @@ struct Row {
 
 /// The diagram as an `<svg>` element (no XML prolog: it is meant to be inlined in HTML).
 pub fn render(d: &Diagram) -> String {
+    let d = &d.runs_counted();
     let n = d.participants.len();
     let boxes: Vec<f64> = d
         .participants

@@ -408,6 +408,25 @@ fn msg_expands_to_chatm() {
     x.expect("chatr alice bob");
 }
 
+/// `/msg` changes nothing of the text: bytes that are not UTF-8 go out as typed, as in a
+/// `chatm` typed whole, and the server judges them; they are not replaced with U+FFFD and
+/// delivered as a message the user never wrote.
+#[test]
+fn msg_sends_the_text_as_typed() {
+    let server = Server::start(&[]);
+    let mut bob = server.register("bob");
+    let mut x = registered(&server, "alice", &[]);
+    let stdin = x.stdin.as_mut().expect("standard input still open");
+    stdin
+        .write_all(b"/msg bob caf\xe9\n")
+        .and_then(|()| stdin.flush())
+        .expect("write to xscp");
+    x.expect("/msg> chatm alice bob caf\\xE9");
+    x.expect("-ERR [PDU] line is not valid UTF-8");
+    x.expect("cquit protocol violation");
+    assert!(bob.nothing_pending(), "bob got no message");
+}
+
 /// In a script, `/msg` right after `uname` sends as the name just asked for: the server
 /// reads the lines in order.
 #[test]

@@ -227,29 +227,33 @@ impl<S: Write, W: Write> Client<S, W> {
         Ok(())
     }
 
-    /// A line from standard input: one PDU, or a convenience.
+    /// A line from standard input: one PDU, or a convenience. Its bytes go out as they
+    /// are, UTF-8 or not: the server judges them.
     pub fn on_input(&mut self, line: &[u8]) -> Result<(), Exit> {
-        let text = String::from_utf8_lossy(line);
-        let trimmed = text.trim_start_matches(' ');
-        if trimmed.is_empty() || trimmed.starts_with('#') {
+        let trimmed = trim_spaces(line);
+        if trimmed.is_empty() || trimmed.starts_with(b"#") {
             return Ok(()); // Not PDUs (xscp(7) §1) / script comments.
         }
         if self.quit_sent {
+            let text = String::from_utf8_lossy(line);
             xscp::errln!("xscp: not sent, cquit already sent: {}", text.trim_end());
             return Ok(());
         }
-        if let Some(args) = trimmed.strip_prefix("/msg")
-            && (args.is_empty() || args.starts_with(' '))
+        if let Some(args) = trimmed.strip_prefix(b"/msg")
+            && (args.is_empty() || args.starts_with(b" "))
         {
-            return self.msg(args.trim_start_matches(' '));
+            return self.msg(trim_spaces(args));
         }
         let echo = self.opts.echo.then_some(TYPED);
         self.send(line, echo)
     }
 
-    /// `/msg NAME TEXT` -> `chatm <me> NAME TEXT`, echoed.
-    fn msg(&mut self, args: &str) -> Result<(), Exit> {
-        let (name, text) = keyword(args);
+    /// `/msg NAME TEXT` -> `chatm <me> NAME TEXT`, echoed; NAME and TEXT byte for byte.
+    fn msg(&mut self, args: &[u8]) -> Result<(), Exit> {
+        let (name, text) = args
+            .iter()
+            .position(|&b| b == b' ')
+            .map_or((args, &b""[..]), |i| (&args[..i], trim_spaces(&args[i..])));
         if name.is_empty() || text.is_empty() {
             xscp::errln!("xscp: usage: /msg NAME TEXT");
             return Ok(());
@@ -260,10 +264,11 @@ impl<S: Write, W: Write> Client<S, W> {
             xscp::errln!("xscp: /msg needs a nickname first (uname NAME)");
             return Ok(());
         };
-        self.send(
-            format!("chatm {me} {name} {text}").as_bytes(),
-            Some(EXPANDED),
-        )
+        let mut pdu = format!("chatm {me} ").into_bytes();
+        pdu.extend_from_slice(name);
+        pdu.push(b' ');
+        pdu.extend_from_slice(text);
+        self.send(&pdu, Some(EXPANDED))
     }
 
     /// End of standard input (or Ctrl-C): say `cquit`, then wait for the server to close.
@@ -290,6 +295,12 @@ impl<S: Write, W: Write> Client<S, W> {
         };
         Exit::Failed(reason)
     }
+}
+
+/// `bytes` without the spaces it starts with.
+fn trim_spaces(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != b' ').unwrap_or(bytes.len());
+    &bytes[start..]
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use crate::harness::{Server, WAIT, lines_of, run};
+use crate::harness::{Server, WAIT, lines_of, poll_until, proc_status, run, thread_wchan};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
 /// A running `xscp` with its standard output read line by line.
@@ -502,6 +502,62 @@ fn a_hostile_server_cannot_drive_the_terminal() {
     assert_eq!(
         err,
         ["xscp: server closed the connection: \\x1B[2Jbye\\x9B"]
+    );
+}
+
+/// A server that sends faster than standard output takes it (`xscp ADDR | less`, the
+/// reader paused) is read no faster than the client prints: the lines wait in the
+/// network, not in the client's memory. Seen from /proc: the client's printer blocked on
+/// its full pipe, its socket reader blocked handing over the next line, and the memory
+/// small (read into memory, the flood passed 64 MiB in a fraction of a second).
+#[test]
+fn a_flood_waits_in_the_network_not_in_memory() {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("address");
+    let sent = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&sent);
+    let server = std::thread::spawn(move || {
+        let Ok((mut sock, _)) = listener.accept() else {
+            return;
+        };
+        let line = format!("chatm bob * {}\r\n", "x".repeat(400));
+        let block = line.repeat(100);
+        let mut out = b"+OK hi\r\n".to_vec();
+        // Until the client is gone.
+        while sock.write_all(&out).is_ok() {
+            counter.fetch_add(out.len() as u64, Ordering::SeqCst);
+            out = block.clone().into_bytes();
+        }
+    });
+    // Standard output is a pipe nobody reads.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xscp"))
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start xscp");
+    let pid = child.id();
+    let waits =
+        |thread: &str, call: &str| thread_wchan(pid, thread).is_some_and(|w| w.contains(call));
+    // (Or the memory past the bound: the flood read into memory fails the test at once.)
+    let rss_kib = poll_until(
+        "the printer and the socket reader to wait for each other",
+        || {
+            let rss_kib = proc_status(pid, "VmRSS");
+            let waiting = waits("xscp", "pipe_write") && waits("xscp-socket", "futex");
+            (waiting || rss_kib >= 64 * 1024).then_some(rss_kib)
+        },
+    );
+    let sent_mib = sent.load(Ordering::SeqCst) / (1 << 20);
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = server.join();
+    assert!(
+        rss_kib < 64 * 1024,
+        "{rss_kib} KiB in memory after {sent_mib} MiB sent"
     );
 }
 

@@ -8,13 +8,17 @@ use std::convert::Infallible;
 use std::io::{self, Write};
 use std::thread;
 
-use crossbeam_channel::{Receiver, bounded, never, select, unbounded};
+use crossbeam_channel::{Receiver, bounded, never, select};
 
 use crate::cli::Options;
 use crate::client::{Client, Exit};
 use crate::reader::{
     FromServer, FromStdin, MAX_INPUT_LINE, MAX_SERVER_LINE, connect, socket_thread, stdin_thread,
 };
+
+/// How many server lines the socket thread reads ahead of the printing: each is at most
+/// [`MAX_SERVER_LINE`] bytes, so this bounds what a flood costs in memory.
+const SERVER_LINES_AHEAD: usize = 64;
 
 /// Connects and runs the session until the server closes the connection.
 pub fn run(opts: Options) -> Exit {
@@ -26,7 +30,10 @@ pub fn run(opts: Options) -> Exit {
         Ok(s) => s,
         Err(e) => return Exit::Failed(format!("cannot use the connection: {e}")),
     };
-    let (server_tx, server_rx) = unbounded();
+    // Bounded: a server that sends faster than standard output takes the lines (`xscp ADDR
+    // | less`, paused) is read no faster than they are printed, and the rest waits in the
+    // network (TCP holds the server back) rather than in memory.
+    let (server_tx, server_rx) = bounded(SERVER_LINES_AHEAD);
     // Small: a long script is read as it is sent, not all at once.
     let (stdin_tx, stdin_rx) = bounded(16);
     let (signal_tx, signal_rx) = bounded(4);

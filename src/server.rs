@@ -16,7 +16,7 @@ use crate::hub::{Hub, Persist};
 use crate::net::acceptor::Acceptor;
 use crate::net::admission::Admission;
 use crate::net::outbox::Writers;
-use crate::net::pool::{Budget, Pool};
+use crate::net::pool::{Budget, Pool, readers_share};
 use crate::net::reader::ConnSettings;
 use crate::net::{LINGER, READER_STACK, WRITER_STACK};
 use crate::protocol::fsm::{Event, State, next_state};
@@ -86,13 +86,17 @@ impl Server {
         log::debug!(
             "thread budget: {} threads, {} of them for readers",
             budget.max(),
-            budget.max() / 2
+            readers_share(budget.max())
         );
         let settings = Arc::new(ConnSettings {
             session: Arc::new(c.session()),
             rate: c.rate,
-            // Half the budget: every reader's connection has room for its writer.
-            readers: Pool::limited(READER_STACK, Arc::clone(&budget), budget.max() / 2),
+            // An eighth of the budget is kept for the writers of connections behind.
+            readers: Pool::limited(
+                READER_STACK,
+                Arc::clone(&budget),
+                readers_share(budget.max()),
+            ),
             writers: Arc::new(Writers {
                 pool: Pool::new(WRITER_STACK, budget),
                 sendq: c.sendq,

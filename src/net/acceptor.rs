@@ -63,6 +63,42 @@ impl Inherited {
     }
 }
 
+/// A descriptor kept in reserve: when the process runs out, it is given up for a moment so
+/// that the waiting client can be accepted, told, and closed (instead of waiting in the
+/// backlog while the acceptor spins). Another thread may take the descriptor it gave up
+/// before it is taken again; then it is taken again at the next accept, when one is free,
+/// instead of being lost for the rest of the run.
+struct Reserve<F> {
+    file: Option<File>,
+    open: F,
+}
+
+impl<F: FnMut() -> std::io::Result<File>> Reserve<F> {
+    fn new(open: F) -> Reserve<F> {
+        let mut r = Reserve { file: None, open };
+        r.keep();
+        r
+    }
+
+    /// Takes the descriptor again if it is not held (a system call only then).
+    fn keep(&mut self) {
+        if self.file.is_none() {
+            self.file = (self.open)().ok();
+        }
+    }
+
+    /// Gives the descriptor up for `f`, then takes it again; `false` (and `f` not run) if
+    /// none was held.
+    fn spend(&mut self, f: impl FnOnce()) -> bool {
+        if self.file.take().is_none() {
+            return false;
+        }
+        f();
+        self.keep();
+        true
+    }
+}
+
 /// Everything the acceptor needs.
 pub struct Acceptor {
     /// The listening socket.
@@ -110,10 +146,7 @@ impl Acceptor {
         }
         let mut next_id = 1u64;
         let inherited = self.accept_queued(&mut next_id, inherited);
-        // A descriptor kept in reserve: when the process runs out, it is given up for a
-        // moment so that the waiting client can be accepted, told, and closed (instead of
-        // waiting in the backlog while the acceptor spins).
-        let mut reserve = File::open("/dev/null").ok();
+        let mut reserve = Reserve::new(|| File::open("/dev/null"));
         loop {
             let accepted = self.listener.accept();
             if self.stop.load(Ordering::SeqCst) {
@@ -123,11 +156,12 @@ impl Acceptor {
             match accepted {
                 Ok((stream, peer)) => {
                     next_id += 1;
+                    reserve.keep();
                     self.start(id, stream, peer, inherited);
                 }
                 Err(e) if out_of_resources(&e) => {
                     log::error!("accept failed: {e}; refusing one client and backing off");
-                    if reserve.take().is_some() {
+                    let spent = reserve.spend(|| {
                         // Non-blocking: refuse the client that is waiting, if any — never
                         // one that arrives later, when descriptors may be free again.
                         let _ = self.listener.set_nonblocking(true);
@@ -137,7 +171,12 @@ impl Acceptor {
                             refuse_now(&stream, id, &peer.to_string());
                         }
                         let _ = self.listener.set_nonblocking(false);
-                        reserve = File::open("/dev/null").ok();
+                    });
+                    if !spent {
+                        log::error!(
+                            "no descriptor in reserve to refuse the waiting client with: \
+                             it waits until one is free"
+                        );
                     }
                     thread::sleep(BACKOFF);
                     // Out of descriptors, accept() fails at once even with no client
@@ -357,5 +396,37 @@ fn drain_now(mut stream: &TcpStream) {
         if n == 0 {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reserve given up and not taken back (another thread took the descriptor) is
+    /// taken again at the next accept: before, it stayed lost, and every client waiting
+    /// while descriptors ran out stayed in the backlog unrefused.
+    #[test]
+    fn a_reserve_that_could_not_be_taken_back_is_taken_at_the_next_accept() {
+        let opens = std::cell::Cell::new(0);
+        // The second open (taking it back after the first refusal) fails.
+        let mut reserve = Reserve::new(|| {
+            opens.set(opens.get() + 1);
+            match opens.get() {
+                2 => Err(std::io::Error::from_raw_os_error(24)),
+                _ => File::open("/dev/null"),
+            }
+        });
+        let mut refused = 0;
+        assert!(reserve.spend(|| refused += 1));
+        assert!(!reserve.spend(|| refused += 1), "nothing held to give up");
+        assert_eq!(refused, 1);
+        reserve.keep(); // an accept succeeded: a descriptor is free again
+        assert!(reserve.spend(|| refused += 1));
+        assert_eq!(refused, 2);
+        // Held: keep() opens nothing.
+        assert_eq!(opens.get(), 4);
+        reserve.keep();
+        assert_eq!(opens.get(), 4);
     }
 }

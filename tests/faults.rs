@@ -63,6 +63,33 @@ fn half_close_after_uname_is_a_connection_error_and_the_client_still_reads() {
     assert_eq!(answer, "+OK welcome back hal");
 }
 
+/// §1: a client that closes in the middle of a line (no CR LF) has sent no command: the
+/// bytes are discarded, and the log says so before the connection error, so that an
+/// auditor sees why `chatm alice bob hi` in the capture was never relayed.
+#[test]
+fn a_line_cut_by_the_close_is_discarded_and_logged() {
+    let server = Server::start(&[]);
+    let mut alice = server.register("alice");
+    let _bob = server.register("bob");
+    let t = alice.peer();
+    alice.send_raw(b"chatm alice bob hi");
+    alice
+        .stream()
+        .shutdown(Shutdown::Write)
+        .expect("half-close");
+    assert_eq!(alice.until_eof(), Vec::<String>::new());
+    let cut = server.wait_peer_log(&t, "closed in the middle of a line");
+    assert!(cut.contains(": 18 bytes without CR LF discarded"), "{cut}");
+    expect_aborted(&server, &t, "ESTABLISHED", &["peer closed the connection"]);
+    assert!(
+        !server
+            .log()
+            .iter()
+            .any(|l| l.contains("<- chatm alice bob hi")),
+        "the cut line was read as a command"
+    );
+}
+
 /// §5 deadlines against a client stuck mid-line: `uname ali` without its terminator does
 /// not beat the negotiation deadline (`cquit negotiation timeout`), and in ESTABLISHED a
 /// partial `+OK pong <token>` does not answer the ping (`cquit ping timeout`).

@@ -244,7 +244,17 @@ impl Reader {
                 &mut large
             };
             let n = match self.shared.socket().read(buf) {
-                Ok(0) => return Ending::Fault(self.outside_cause(Cause::PeerClosed)),
+                Ok(0) => {
+                    if framer.buffered() > 0 {
+                        // Not a line (xscp(7) §1): nothing of it is carried out.
+                        log::info!(
+                            "{} closed in the middle of a line: {} bytes without CR LF discarded",
+                            self.session.tag(),
+                            framer.buffered()
+                        );
+                    }
+                    return Ending::Fault(self.outside_cause(Cause::PeerClosed));
+                }
                 Ok(n) => n,
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     // Quiet until a timer: an idle client keeps no read buffers.

@@ -54,6 +54,7 @@ pub fn matches(
     match first {
         Pat::Lit(l) => line.starts_with(l) && matches(rest, &line[l.len()..], vars, caps),
         Pat::Any => (0..=line.len()).any(|i| matches(rest, &line[i..], vars, caps)),
+        Pat::Count { n, max } => rest.is_empty() && ends_with_count(line, *n, *max),
         Pat::Var(v) => {
             let bound = vars
                 .get(v)
@@ -75,6 +76,52 @@ pub fn matches(
     }
 }
 
+/// The longest text between the count and the budget: ` of `, `/`, ` out of `.
+const MAX_BETWEEN: usize = 8;
+
+/// Does `text` end with the count of failed attempts `n` (xscp(7) §5.1 uname), in any
+/// form? Its last number, after which come only ASCII punctuation and spaces, is `n` on
+/// its own (`(attempt 2)`), or it is the budget `max` and the number before it, at most
+/// [`MAX_BETWEEN`] bytes and no digit away, is `n` (`(attempt 2 of 3)`, `(2 of 3)`,
+/// `[2/3]`, `attempt 2/3`). A number counts only as a whole word: the `7` of `bob7` is
+/// part of a name. So `(attempt 1 of 3)` is no count of 3, a budget other than `max` is
+/// wrong, and a count followed by more words is not at the end.
+pub fn ends_with_count(text: &[u8], n: u64, max: u64) -> bool {
+    let trailing = text
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_punctuation() || **b == b' ')
+        .count();
+    let Some((last, before)) = last_number(&text[..text.len() - trailing]) else {
+        return false;
+    };
+    let gap = before
+        .iter()
+        .rev()
+        .take_while(|b| !b.is_ascii_digit())
+        .count();
+    let first = (1..=MAX_BETWEEN)
+        .contains(&gap)
+        .then(|| last_number(&before[..before.len() - gap]))
+        .flatten();
+    match first {
+        Some((first, _)) => first == Some(n) && last == Some(max),
+        None => last == Some(n),
+    }
+}
+
+/// The number that ends `t`, if it is a whole word (its value, None past u64), and the
+/// text before it.
+fn last_number(t: &[u8]) -> Option<(Option<u64>, &[u8])> {
+    let len = t.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let (before, number) = t.split_at(t.len() - len);
+    let whole = before.last().is_none_or(|b| !b.is_ascii_alphanumeric());
+    let value = std::str::from_utf8(number)
+        .ok()
+        .and_then(|v| v.parse().ok());
+    (len > 0 && whole).then_some((value, before))
+}
+
 /// A pattern as the report shows it: known values filled in.
 pub fn describe_pat(pat: &[Pat], vars: &HashMap<String, Vec<u8>>, raw: bool) -> String {
     let mut bytes = Vec::new();
@@ -82,6 +129,9 @@ pub fn describe_pat(pat: &[Pat], vars: &HashMap<String, Vec<u8>>, raw: bool) -> 
         match p {
             Pat::Lit(l) => bytes.extend_from_slice(l),
             Pat::Any => bytes.extend_from_slice(b"{*}"),
+            Pat::Count { n, max } => {
+                bytes.extend_from_slice(format!("{{attempt {n} of {max}}}").as_bytes());
+            }
             Pat::Var(v) => match vars.get(v) {
                 Some(b) => bytes.extend_from_slice(b),
                 None => bytes.extend_from_slice(format!("{{{v}}}").as_bytes()),
@@ -153,6 +203,48 @@ mod tests {
         vars.insert("a".to_string(), b"bob".to_vec());
         assert!(matches(&twice, b"bob bob", &vars, &mut Vec::new()));
         assert!(!matches(&twice, b"eve eve", &vars, &mut Vec::new()));
+    }
+
+    #[test]
+    fn the_count_ends_the_text_in_any_form() {
+        let ok = |t: &str, n, max| ends_with_count(t.as_bytes(), n, max);
+        for t in [
+            "bob is taken (attempt 2 of 3)",
+            "bob is taken (2 of 3)",
+            "bob is taken [2/3]",
+            "bob is taken, attempt 2/3",
+            "bob is taken (attempt 2 / 3).",
+            "bob is taken (2 out of 3)",
+            "bob is taken (attempt 2)",
+            "bob7 is taken: 2",
+            "2 of 3",
+        ] {
+            assert!(ok(t, 2, 3), "{t}");
+        }
+        for t in [
+            "bob is taken",
+            "bob is taken (attempt 1 of 3)",
+            "bob is taken (attempt 3 of 2)",
+            "bob is taken (attempt 2 of 5)",
+            "bob is taken (attempt 12 of 3)",
+            "bob is taken (attempt 2 of 3) try again",
+            "(attempt 2 of 3) bob is taken",
+            "bob is taken (2 attempts)",
+            "bad nickname bob2",
+            "bad nickname 2x",
+            "taken 2 of 3x",
+            "",
+        ] {
+            assert!(!ok(t, 2, 3), "{t}");
+        }
+        assert!(ok("(attempt 3 of 3)", 3, 3));
+        assert!(!ok("(attempt 1 of 3)", 3, 3), "the budget is no count");
+        assert!(ok("(attempt 1 of 1)", 1, 1));
+        assert!(
+            ok("token longer than 32 characters (attempt 1)", 1, 3),
+            "a number far before the count is no count"
+        );
+        assert!(!ok("(attempt 99999999999999999999 of 3)", 2, 3));
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub enum Pat {
     /// `{name}`: one or more bytes other than space; captured the first time, the same
     /// value every later time (and in later `c:` lines).
     Var(String),
+    /// `{attempt N of MAX}`: any text that ends with the count of failed attempts, N,
+    /// in any form (optionally with the budget MAX after it), then only punctuation or
+    /// spaces; see [`super::matching::ends_with_count`]. Always last, after literal text.
+    Count { n: u64, max: u64 },
 }
 
 /// What one step of a transcript does.
@@ -572,18 +576,51 @@ impl Parser {
                         _ => pat.push(Pat::Lit(b)),
                     }
                 }
+                Tok::Brace(inner) if inner.starts_with("attempt ") => {
+                    if !matches!(pat.last(), None | Some(Pat::Lit(_))) {
+                        return Err(format!(
+                            "'{{{inner}}}' takes any text before the count: it follows literal text, not {{*}} or {{name}}"
+                        ));
+                    }
+                    pat.push(count(&inner)?);
+                }
                 Tok::Brace(inner) if valid_name(&inner) => {
                     self.vars.insert(inner.clone());
                     pat.push(Pat::Var(inner));
                 }
                 Tok::Brace(inner) => {
                     return Err(format!(
-                        "'{{{inner}}}': a placeholder is {{*}} or {{name}} (letters, digits, _)"
+                        "'{{{inner}}}': a placeholder is {{*}}, {{name}} (letters, digits, _) or {{attempt N of MAX}}"
                     ));
                 }
             }
+            if matches!(
+                pat[..pat.len().saturating_sub(1)].last(),
+                Some(Pat::Count { .. })
+            ) {
+                return Err("'{attempt N of MAX}' ends the pattern".into());
+            }
         }
         Ok(pat)
+    }
+}
+
+/// `attempt N of MAX`, 1 <= N <= MAX.
+fn count(inner: &str) -> Result<Pat, String> {
+    let words: Vec<&str> = inner.split(' ').collect();
+    let num = |w: &str| {
+        w.parse::<u64>()
+            .ok()
+            .filter(|&v| v > 0 && w.bytes().all(|b| b.is_ascii_digit()))
+    };
+    match words[..] {
+        ["attempt", n, "of", max] => match (num(n), num(max)) {
+            (Some(n), Some(max)) if n <= max => Ok(Pat::Count { n, max }),
+            _ => Err(format!(
+                "'{{{inner}}}': N and MAX are numbers, 1 <= N <= MAX"
+            )),
+        },
+        _ => Err(format!("'{{{inner}}}': the count is {{attempt N of MAX}}")),
     }
 }
 
@@ -738,6 +775,28 @@ mod tests {
                 raw: true
             }
         );
+    }
+
+    #[test]
+    fn the_attempt_count_ends_a_pattern() {
+        let t = ok("a connect\na s: -ERR [SYNTAX] {attempt 2 of 3}\n");
+        assert_eq!(
+            t.steps[1].action,
+            Action::Expect {
+                pat: vec![
+                    Pat::Lit(b"-ERR [SYNTAX] ".to_vec()),
+                    Pat::Count { n: 2, max: 3 }
+                ],
+                raw: false
+            }
+        );
+        assert!(err("a connect\na s: x {attempt 1 of 3})\n").contains("ends the pattern"));
+        assert!(err("a connect\na s: {attempt 1 of 3}{x}\n").contains("ends the pattern"));
+        assert!(err("a connect\na s: x{*}{attempt 1 of 3}\n").contains("follows literal text"));
+        assert!(err("a connect\na s: {x}{attempt 1 of 3}\n").contains("follows literal text"));
+        assert!(err("a connect\na s: {attempt 4 of 3}\n").contains("1 <= N <= MAX"));
+        assert!(err("a connect\na s: {attempt 0 of 3}\n").contains("1 <= N <= MAX"));
+        assert!(err("a connect\na s: {attempt 2/3}\n").contains("{attempt N of MAX}"));
     }
 
     #[test]

@@ -23,6 +23,11 @@ enum Via {
 /// `xscp check --only NAME` against the fake with the switches `broken` (comma-separated
 /// names of `fake::Broken` fields) on.
 fn check_fake(name: &str, broken: &str, via: Via, timeout: &str) -> Output {
+    check_fake_all(&[name], broken, via, timeout)
+}
+
+/// The same with `--only` for each of `names`, in one run.
+fn check_fake_all(names: &[&str], broken: &str, via: Via, timeout: &str) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xscp"));
     cmd.arg("check");
     match via {
@@ -35,7 +40,10 @@ fn check_fake(name: &str, broken: &str, via: Via, timeout: &str) -> Output {
             cmd.env("XSCP_FAKE", broken);
         }
     }
-    cmd.args(["--only", name, "--timeout", timeout])
+    for name in names {
+        cmd.args(["--only", name]);
+    }
+    cmd.args(["--timeout", timeout])
         .stdin(Stdio::null())
         .output()
         .expect("run xscp")
@@ -357,4 +365,73 @@ fn cname_frees_the_old_name() {
         Via::Process,
         "actual:   +OK welcome back alice",
     );
+}
+
+/// The transcripts that check the count of failed attempts (§5.1 uname), all but
+/// `uname-max-retries-option` (which needs `--max-retries`, so a server process).
+const COUNTED: [&str; 11] = [
+    "errors-failed-attempts-add-up",
+    "fsm-negotiating-aborted-on-max-retries",
+    "hold-other-ip-in-use",
+    "legal-negotiating-unknown-is-a-failed-attempt",
+    "ping-token-over-32-characters-is-refused",
+    "uname-bad-character-is-invalid",
+    "uname-bad-first-character-is-invalid",
+    "uname-in-use",
+    "uname-in-use-ignores-case",
+    "uname-missing-argument-is-syntax",
+    "uname-too-long-is-invalid",
+];
+
+/// §5.1 uname: a failed attempt's reply "ends with the count", in no fixed form: a server
+/// that writes `[2/3]` or `(attempt 2)` passes every transcript that counts.
+#[test]
+fn the_attempt_count_may_take_any_form_at_the_end() {
+    for correct in ["", "count_as_fraction", "count_without_budget"] {
+        let all = text(&check_fake_all(&COUNTED, correct, Via::Addr, TIMEOUT));
+        for name in COUNTED {
+            assert_eq!(
+                verdict_of(&all, name).as_deref(),
+                Some("PASS"),
+                "{name} passes with {correct:?}:\n{all}"
+            );
+        }
+        passes("uname-max-retries-option", correct, Via::Process);
+    }
+}
+
+/// §5.1 uname: no count, a count that does not grow, or one that is not at the end of
+/// the text fails the transcripts that see it. (An INVALID reply that echoes the name
+/// `1` is no count of 1.)
+#[test]
+fn a_missing_stuck_or_misplaced_count_fails() {
+    for (broken, fail) in [
+        ("no_attempt_count", &COUNTED[..]),
+        (
+            "count_stuck",
+            &[
+                "errors-failed-attempts-add-up",
+                "fsm-negotiating-aborted-on-max-retries",
+                "legal-negotiating-unknown-is-a-failed-attempt",
+            ][..],
+        ),
+        ("count_first", &COUNTED[..]),
+    ] {
+        let out = check_fake_all(fail, broken, Via::Addr, DEFECT_TIMEOUT);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{broken}: {all}");
+        for name in fail {
+            assert_eq!(
+                verdict_of(&all, name).as_deref(),
+                Some("FAIL"),
+                "{name} fails with {broken}:\n{all}"
+            );
+        }
+        fails(
+            "uname-max-retries-option",
+            broken,
+            Via::Process,
+            "expected: -ERR [INVALID]",
+        );
+    }
 }

@@ -99,6 +99,17 @@ pub struct Broken {
     /// `cname` holds the old name for the renaming client's address, as a departure
     /// would (§5.5 cname: the old name is free; §5.7 holds a departed client's name).
     pub cname_holds_old: bool,
+    /// Not a defect: ends a failed attempt's reply with the count as ` [n/max]`
+    /// (§5.1 uname: the text ends with the count, in no fixed form).
+    pub count_as_fraction: bool,
+    /// Not a defect: ends a failed attempt's reply with ` (attempt n)`, no budget.
+    pub count_without_budget: bool,
+    /// A failed attempt's reply has no count at all (§5.1 uname).
+    pub no_attempt_count: bool,
+    /// Every failed attempt's reply says `(attempt 1 of max)`: the count does not grow.
+    pub count_stuck: bool,
+    /// The count comes first: `-ERR [CODE] (attempt n of max) text`, not at the end.
+    pub count_first: bool,
 }
 
 impl Broken {
@@ -133,6 +144,11 @@ impl Broken {
                 "swaps_messages" => &mut b.swaps_messages,
                 "busy_after_pong" => &mut b.busy_after_pong,
                 "cname_holds_old" => &mut b.cname_holds_old,
+                "count_as_fraction" => &mut b.count_as_fraction,
+                "count_without_budget" => &mut b.count_without_budget,
+                "no_attempt_count" => &mut b.no_attempt_count,
+                "count_stuck" => &mut b.count_stuck,
+                "count_first" => &mut b.count_first,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -165,6 +181,8 @@ pub struct Opts {
     pub mailbox_total: Option<usize>,
     /// `--hold 0` makes it false: nothing is held.
     pub hold: bool,
+    /// `--max-retries`.
+    pub max_retries: u32,
 }
 
 impl Default for Opts {
@@ -176,13 +194,14 @@ impl Default for Opts {
             ping_timeout: Duration::from_secs(20),
             mailbox_total: None,
             hold: true,
+            max_retries: 3,
         }
     }
 }
 
 impl Opts {
     /// `--negotiate-timeout 1s` (ms or s), `--rate N`, `--ping-interval`, `--ping-timeout`,
-    /// `--mailbox-total` and `--hold 0`; other options are ignored.
+    /// `--mailbox-total`, `--hold 0` and `--max-retries`; other options are ignored.
     fn parse(args: &[String]) -> Opts {
         let mut o = Opts::default();
         for w in args.windows(2) {
@@ -200,6 +219,7 @@ impl Opts {
                 "--ping-timeout" => o.ping_timeout = dur(&w[1]),
                 "--mailbox-total" => o.mailbox_total = Some(w[1].parse().expect("bytes")),
                 "--hold" => o.hold = w[1] != "0",
+                "--max-retries" => o.max_retries = w[1].parse().expect("retries"),
                 _ => {}
             }
         }
@@ -667,14 +687,26 @@ fn find(s: &State, nick: &str) -> Option<u64> {
     })
 }
 
-/// A refusal; while negotiating a failed attempt, counted, the third one fatal.
-fn refusal(negotiating: bool, attempts: &mut u32, err: String) -> Next {
+/// A refusal; while negotiating a failed attempt, counted, the `max`th one fatal.
+fn refusal(negotiating: bool, attempts: &mut u32, err: String, broken: Broken, max: u32) -> Next {
     if !negotiating {
         return Next::Stay(vec![err]);
     }
     *attempts += 1;
-    let err = format!("{err} (attempt {attempts} of 3)");
-    if *attempts >= 3 {
+    let n = if broken.count_stuck { 1 } else { *attempts };
+    let err = if broken.count_as_fraction {
+        format!("{err} [{n}/{max}]")
+    } else if broken.count_without_budget {
+        format!("{err} (attempt {n})")
+    } else if broken.no_attempt_count {
+        err
+    } else if broken.count_first {
+        let (code, text) = err.split_once("] ").expect("-ERR [CODE] text");
+        format!("{code}] (attempt {n} of {max}) {text}")
+    } else {
+        format!("{err} (attempt {n} of {max})")
+    };
+    if *attempts >= max {
         Next::Close(vec![err, "cquit too many failed attempts".into()])
     } else {
         Next::Stay(vec![err])
@@ -718,6 +750,8 @@ fn command(
                 me.is_none(),
                 attempts,
                 "-ERR [SYNTAX] token too long".into(),
+                broken,
+                opts.max_retries,
             ),
             Some(t) if !broken.no_pong_token => one(format!("+OK pong {t}")),
             _ => one("+OK pong".into()),
@@ -750,7 +784,7 @@ fn command(
         ("uname", None) => {
             let refused = match args.first() {
                 None => Some("SYNTAX] uname: missing argument".to_string()),
-                Some(n) if !valid_nick(n) => Some("INVALID] bad nickname".to_string()),
+                Some(n) if !valid_nick(n) => Some(format!("INVALID] bad nickname {n}")),
                 Some(n)
                     if (!broken.no_in_use_check && find(s, n).is_some())
                         || s.holds.get(&n.to_lowercase()).is_some_and(|h| h.0 != ip) =>
@@ -760,7 +794,13 @@ fn command(
                 Some(_) => None,
             };
             if let Some(r) = refused {
-                return refusal(true, attempts, format!("-ERR [{r}"));
+                return refusal(
+                    true,
+                    attempts,
+                    format!("-ERR [{r}"),
+                    broken,
+                    opts.max_retries,
+                );
             }
             let name = args[0].to_string();
             let back = s.holds.remove(&name.to_lowercase());
@@ -964,6 +1004,8 @@ fn command(
             me.is_none(),
             attempts,
             "-ERR [SYNTAX] unknown command".into(),
+            broken,
+            opts.max_retries,
         ),
     }
 }

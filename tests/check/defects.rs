@@ -435,3 +435,16 @@ fn a_missing_stuck_or_misplaced_count_fails() {
         );
     }
 }
+
+/// §5.4 notif: subscribers hear of every other client that leaves, and §5.7 counts an
+/// abort as leaving: a client aborted for a violation is no exception. A server that
+/// tells them only of quits and faults fails.
+#[test]
+fn an_abort_for_a_violation_is_notified() {
+    proves(
+        "errors-violation-notifies",
+        "violation_not_notified",
+        Via::Addr,
+        "expected: notif quit alice",
+    );
+}

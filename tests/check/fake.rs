@@ -110,6 +110,9 @@ pub struct Broken {
     pub count_stuck: bool,
     /// The count comes first: `-ERR [CODE] (attempt n of max) text`, not at the end.
     pub count_first: bool,
+    /// A client aborted for a violation leaves without its subscribers being told: no
+    /// `notif quit` (§5.4 notif: subscribers hear of every other client that leaves).
+    pub violation_not_notified: bool,
 }
 
 impl Broken {
@@ -149,6 +152,7 @@ impl Broken {
                 "no_attempt_count" => &mut b.no_attempt_count,
                 "count_stuck" => &mut b.count_stuck,
                 "count_first" => &mut b.count_first,
+                "violation_not_notified" => &mut b.violation_not_notified,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -552,7 +556,10 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     {
         let mut s = state.lock().unwrap();
         let hold = opts.hold && !(peer_gone && broken.no_hold_on_fault);
-        release(&mut s, id, peer.ip(), hold);
+        // A violation is the only close that begins with an -ERR of an established client.
+        let violation = last.first().is_some_and(|l| l.starts_with("-ERR"));
+        let told = !(violation && broken.violation_not_notified);
+        release(&mut s, id, peer.ip(), hold, told);
     }
     send(&out, &last);
     if broken.no_orderly_close {
@@ -604,8 +611,8 @@ fn flush_held_back(s: &mut State, id: u64, broken: Broken) {
 }
 
 /// The client leaves: its name is held for its address (unless `hold` is false: then it
-/// is free at once), subscribers are told.
-fn release(s: &mut State, id: u64, ip: IpAddr, hold: bool) {
+/// is free at once), subscribers are told (unless `notify` is false).
+fn release(s: &mut State, id: u64, ip: IpAddr, hold: bool, notify_them: bool) {
     let Some(c) = s.clients.remove(&id) else {
         return;
     };
@@ -621,7 +628,9 @@ fn release(s: &mut State, id: u64, ip: IpAddr, hold: bool) {
             let at = s.holds_taken;
             s.held_at.insert(nick.to_lowercase(), at);
         }
-        notify(s, id, &format!("notif quit {nick}"));
+        if notify_them {
+            notify(s, id, &format!("notif quit {nick}"));
+        }
     }
 }
 

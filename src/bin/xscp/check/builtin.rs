@@ -153,6 +153,7 @@ suite![
     "errors-refusal-keeps-the-connection",
     "errors-failed-attempts-add-up",
     "errors-violation-aborts",
+    "errors-violation-notifies",
     "errors-fault-peer-close-notifies",
     "errors-fault-holds-the-name",
     "close-cquit-then-more-input",

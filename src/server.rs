@@ -84,9 +84,10 @@ impl Server {
         crate::sys::install_wake();
         let budget = Budget::from_system();
         log::debug!(
-            "thread budget: {} threads, {} of them for readers",
+            "thread budget: {} threads, {} of them for readers (by {})",
             budget.max(),
-            readers_share(budget.max())
+            readers_share(budget.max()),
+            budget.source()
         );
         let settings = Arc::new(ConnSettings {
             session: Arc::new(c.session()),

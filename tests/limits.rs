@@ -6,6 +6,7 @@
 //! nothing here sleeps to synchronise or asserts on timing.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 
@@ -490,19 +491,14 @@ fn an_ipv4_client_of_an_ipv6_listener_is_known_by_its_ipv4_address() {
 }
 
 /// §7 out of threads: the server runs as an unprivileged user under `prlimit --nproc`, so
-/// that the kernel lets it have few threads. Clients are admitted until one is refused
-/// `-ERR [FULL] server full (out of resources)`; then one of the admitted clients, which
-/// reads, gets a burst of 12 000 messages (5 MB), more than its socket holds at once: it
-/// needs a writer thread, and must get every message (xscpd(1): running out of threads
-/// refuses the one client; a client that reads is not dropped). Before, the readers took
-/// every thread the system allowed, the writer could not start and the client that reads
-/// was cut (log `cannot start its writer thread`). Needs root and `setpriv` (to run the
-/// server as another user: the limit does not hold for root); skipped otherwise.
+/// that the kernel lets it have few threads; [`refuses_then_serves_a_burst`] shows what a
+/// client sees. Before, the readers took every thread the system allowed, the writer could
+/// not start and the client that reads was cut (log `cannot start its writer thread`).
+/// Needs root and `setpriv` (to run the server as another user: the limit does not hold
+/// for root); skipped otherwise.
 #[test]
 fn out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads() {
     const NPROC: usize = 24;
-    // More than the kernel's largest send buffer (4 MB by default) and the receiver's.
-    const N: usize = 12_000;
     // A user of its own, so that no other process counts against its limit.
     let uid = 40_000 + std::process::id() % 20_000;
     let (reuid, regid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
@@ -516,13 +512,53 @@ fn out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads() {
     let nproc = format!("--nproc={NPROC}:{NPROC}");
     let server = Server::spawn(
         &[&["prlimit", &nproc, "--"], &as_user[..]].concat(),
-        &["--max-per-ip", "0", "--hold", "0", "--sendq", "4M"],
+        &THREADS_ARGS,
         &[],
     );
+    refuses_then_serves_a_burst(&server, NPROC);
+}
+
+/// §7 out of threads under a cgroup's task limit (`pids.max`, systemd's `TasksMax=`): the
+/// server runs in a cgroup of its own that allows 24 tasks, and [`refuses_then_serves_a_burst`]
+/// holds as under `RLIMIT_NPROC`. Before, the budget ignored the cgroup (some 15,000
+/// threads from `vm.max_map_count`): the readers took every task the cgroup allowed, the
+/// writer could not start and the client that reads was cut (log `cannot start its writer
+/// thread`). Needs root and a pids controller (cgroup v2, else v1's); skipped otherwise.
+/// The cgroup is removed at the end, failed or not.
+#[test]
+fn out_of_cgroup_tasks_refuses_new_clients_and_never_cuts_one_that_reads() {
+    const PIDS_MAX: usize = 24;
+    let cgroup = match PidsCgroup::create(PIDS_MAX) {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("skipped: no cgroup with a pids controller: {why}");
+            return;
+        }
+    };
+    // The shell moves itself into the cgroup, then becomes the server.
+    let script = r#"echo $$ > "$0/cgroup.procs" && exec "$@""#;
+    let dir = cgroup.dir.to_string_lossy().into_owned();
+    let server = Server::spawn(&["sh", "-c", script, &dir], &THREADS_ARGS, &[]);
+    refuses_then_serves_a_burst(&server, PIDS_MAX);
+    drop(server);
+}
+
+/// The options of the out-of-threads tests: any number of clients from one address, a
+/// `--sendq` that holds a burst.
+const THREADS_ARGS: [&str; 6] = ["--max-per-ip", "0", "--hold", "0", "--sendq", "4M"];
+
+/// What a client of a server short of threads (`limit` tasks in all) sees: clients are
+/// admitted until one is refused `-ERR [FULL] server full (out of resources)`; then one of
+/// the admitted clients, which reads, gets a burst of 12 000 messages (5 MB), more than its
+/// socket holds at once: it needs a writer thread, and must get every message (xscpd(1):
+/// running out of threads refuses the one client; a client that reads is not dropped).
+fn refuses_then_serves_a_burst(server: &Server, limit: usize) {
+    // More than the kernel's largest send buffer (4 MB by default) and the receiver's.
+    const N: usize = 12_000;
     let mut admitted = Vec::new();
     loop {
         assert!(
-            admitted.len() <= NPROC,
+            admitted.len() <= limit,
             "nobody refused: threads never ran out"
         );
         let mut c = server.connect_with_rcvbuf("127.0.0.1", 4096);
@@ -538,6 +574,7 @@ fn out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads() {
         admitted.push(c);
     }
     assert!(admitted.len() >= 2, "fewer than two clients admitted");
+    eprintln!("{} clients admitted before a refusal", admitted.len());
     let mut rx = admitted.swap_remove(1);
     let mut tx = admitted.swap_remove(0);
     let flood: String = (0..N)
@@ -557,7 +594,8 @@ fn out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads() {
         assert_eq!(
             reply,
             "+OK message relayed",
-            "reply to message {i} of {N}; log: {:?}",
+            "reply to message {i} of {N} ({} clients admitted); log: {:?}",
+            admitted.len() + 2,
             threads_log()
         );
     }
@@ -572,6 +610,115 @@ fn out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads() {
         );
     }
     assert!(rx.nothing_pending());
+}
+
+/// A cgroup of the test's own with a task limit (`pids.max`), removed when dropped (after
+/// the processes in it: declare it before them). Under cgroup v2 if its hierarchy has the
+/// pids controller (enabled for the root's children if it was not, and disabled again
+/// after), else under cgroup v1's pids hierarchy.
+struct PidsCgroup {
+    dir: PathBuf,
+    /// The `cgroup.subtree_control` where the test enabled `pids`, to disable it again.
+    enabled_in: Option<PathBuf>,
+}
+
+impl PidsCgroup {
+    fn create(max: usize) -> Result<PidsCgroup, String> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+        // (mount point, filesystem type, super options) of each cgroup mount.
+        let mounts: Vec<(&str, &str, &str)> = mountinfo
+            .lines()
+            .filter_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let point = left.split(' ').nth(4)?;
+                let mut right = right.split(' ');
+                let (fstype, options) = (right.next()?, right.nth(1)?);
+                fstype
+                    .starts_with("cgroup")
+                    .then_some((point, fstype, options))
+            })
+            .collect();
+        let name = format!("xscpd-test-{}", std::process::id());
+        let v2 = mounts
+            .iter()
+            .find(|m| m.1 == "cgroup2")
+            .map(|m| Path::new(m.0));
+        let mut why = Vec::new();
+        if let Some(root) = v2 {
+            match Self::in_v2(root, &name, max) {
+                Ok(c) => return Ok(c),
+                Err(e) => why.push(format!("cgroup v2 at {}: {e}", root.display())),
+            }
+        } else {
+            why.push("no cgroup v2 mounted".to_string());
+        }
+        let v1 = mounts
+            .iter()
+            .find(|m| m.1 == "cgroup" && m.2.split(',').any(|o| o == "pids"));
+        let Some(&(root, _, _)) = v1 else {
+            why.push("no cgroup v1 pids hierarchy mounted".to_string());
+            return Err(why.join("; "));
+        };
+        let cgroup = PidsCgroup {
+            dir: Path::new(root).join(&name),
+            enabled_in: None,
+        };
+        cgroup
+            .make(max)
+            .map_err(|e| format!("{}; cgroup v1 at {root}: {e}", why.join("; ")))?;
+        eprintln!(
+            "in {}: cgroup v1 ({})",
+            cgroup.dir.display(),
+            why.join("; ")
+        );
+        Ok(cgroup)
+    }
+
+    fn in_v2(root: &Path, name: &str, max: usize) -> Result<PidsCgroup, String> {
+        let read = |f: &str| std::fs::read_to_string(root.join(f)).map_err(|e| format!("{f}: {e}"));
+        let has_pids = |text: String| text.split_whitespace().any(|c| c == "pids");
+        if !has_pids(read("cgroup.controllers")?) {
+            return Err("no pids controller (bound to cgroup v1?)".to_string());
+        }
+        let subtree = root.join("cgroup.subtree_control");
+        let mut enabled_in = None;
+        if !has_pids(read("cgroup.subtree_control")?) {
+            std::fs::write(&subtree, "+pids").map_err(|e| format!("enabling pids: {e}"))?;
+            enabled_in = Some(subtree);
+        }
+        let cgroup = PidsCgroup {
+            dir: root.join(name),
+            enabled_in,
+        };
+        cgroup.make(max)?;
+        eprintln!("in {}: cgroup v2", cgroup.dir.display());
+        Ok(cgroup)
+    }
+
+    /// Creates the directory and sets its limit.
+    fn make(&self, max: usize) -> Result<(), String> {
+        std::fs::create_dir(&self.dir).map_err(|e| format!("mkdir {}: {e}", self.dir.display()))?;
+        std::fs::write(self.dir.join("pids.max"), max.to_string())
+            .map_err(|e| format!("pids.max: {e}"))
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        // Empty once its processes are reaped: the harness waits for the server it kills.
+        if let Err(e) = std::fs::remove_dir(&self.dir) {
+            eprintln!(
+                "cannot remove the test's cgroup {}: {e}",
+                self.dir.display()
+            );
+        }
+        if let Some(subtree) = &self.enabled_in
+            && let Err(e) = std::fs::write(subtree, "-pids")
+        {
+            eprintln!("cannot disable pids in {}: {e}", subtree.display());
+        }
+    }
 }
 
 /// xscpd(1) OPTIONS: a DUR is at most 100 years (876000h). A longer one is refused at

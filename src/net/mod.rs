@@ -13,16 +13,20 @@
 //!   `xscp-fanout` thread that writes half of a broadcast's queues for the hub.
 //! - [`shared`]: what a connection's reader, writer and outbox and the admission table
 //!   share: the socket and why the connection ends.
-//! - [`pool`]: reusable, renamed threads for readers and writers.
+//! - [`pool`]: reusable, renamed threads for readers and writers, within a thread budget.
+//! - [`cgroup`]: the task limit of the process's cgroups (`pids.max`), which the budget
+//!   counts.
 //! - [`admission`]: the connection counts behind `--max-clients` and `--max-per-ip`.
 //!
-//! Imports run one way: `acceptor` -> `reader` -> `admission`, `outbox` -> `pool`, `shared`;
-//! this file holds the constants they share and imports none of them. The C library calls
-//! come from [`crate::sys`]. Protocol rules live in [`crate::protocol`]; routing lives in
-//! [`crate::hub`], which this layer feeds and which sees no socket.
+//! Imports run one way: `acceptor` -> `reader` -> `admission`, `outbox` -> `pool` ->
+//! `cgroup`, `shared`; this file holds the constants they share and imports none of them.
+//! The C library calls come from [`crate::sys`]. Protocol rules live in
+//! [`crate::protocol`]; routing lives in [`crate::hub`], which this layer feeds and which
+//! sees no socket.
 
 pub mod acceptor;
 pub mod admission;
+pub mod cgroup;
 pub mod outbox;
 pub mod pool;
 pub mod reader;

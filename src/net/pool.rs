@@ -80,6 +80,8 @@ pub trait Work: Send + 'static {
 pub struct Budget {
     live: AtomicUsize,
     max: usize,
+    /// What bounds it the most, for the log (`RLIMIT_NPROC 24`).
+    source: String,
     /// The most threads live since the heap was last trimmed.
     peak: AtomicUsize,
     /// The pools sharing the budget, whose idle threads give their places up to a pool
@@ -100,33 +102,55 @@ const TRIM_PEAK: usize = 32;
 impl Budget {
     /// A budget of `max` threads.
     pub fn new(max: usize) -> Arc<Budget> {
-        Arc::new(Budget {
+        Arc::new(Budget::unshared(max))
+    }
+
+    fn unshared(max: usize) -> Budget {
+        Budget {
             live: AtomicUsize::new(0),
             max,
+            source: format!("{max} given"),
             peak: AtomicUsize::new(0),
             pools: Mutex::new(Vec::new()),
-        })
+        }
     }
 
     /// The budget this system allows. Each thread costs four memory mappings (its stack
     /// and guard page, its signal stack and guard page), and the kernel caps mappings per
     /// process (`vm.max_map_count`); past it a new thread aborts the process instead of
-    /// failing to start. Also bounded by `kernel.threads-max`, and by the user's limit on
-    /// processes (`RLIMIT_NPROC`, `ulimit -u`), less the threads the server runs besides
-    /// its pools. Some mappings are kept for the heap and libraries.
+    /// failing to start. Also bounded by `kernel.threads-max`, by the user's limit on
+    /// processes (`RLIMIT_NPROC`, `ulimit -u`) and by the task limit of the process's
+    /// cgroups (`pids.max`, systemd's `TasksMax=`, less the tasks of the other processes
+    /// in them: [`super::cgroup`]), the last two less the threads the server runs besides
+    /// its pools. Some mappings are kept for the heap and libraries. The tightest counts;
+    /// [`Budget::source`] says which.
     pub fn from_system() -> Arc<Budget> {
         let read = |path: &str| -> Option<usize> {
             std::fs::read_to_string(path).ok()?.trim().parse().ok()
         };
         let maps = read("/proc/sys/vm/max_map_count").unwrap_or(65530);
         let by_maps = maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_THREAD;
-        let by_threads = read("/proc/sys/kernel/threads-max").unwrap_or(usize::MAX);
-        let by_nproc = crate::sys::nproc_limit().map_or(usize::MAX, |n| {
-            usize::try_from(n)
+        let mut bounds = vec![(by_maps, format!("vm.max_map_count {maps}"))];
+        if let Some(n) = read("/proc/sys/kernel/threads-max") {
+            bounds.push((n, format!("kernel.threads-max {n}")));
+        }
+        if let Some(n) = crate::sys::nproc_limit() {
+            let pooled = usize::try_from(n)
                 .unwrap_or(usize::MAX)
-                .saturating_sub(UNPOOLED_THREADS)
-        });
-        Budget::new(by_maps.min(by_threads).min(by_nproc).max(2))
+                .saturating_sub(UNPOOLED_THREADS);
+            bounds.push((pooled, format!("RLIMIT_NPROC {n}")));
+        }
+        if let Some(limit) = super::cgroup::task_limit(super::cgroup::own_threads()) {
+            let pooled = limit.tasks.saturating_sub(UNPOOLED_THREADS);
+            bounds.push((pooled, limit.source));
+        }
+        let (max, source) = bounds
+            .into_iter()
+            .min_by_key(|(n, _)| *n)
+            .unwrap_or((by_maps, String::new()));
+        let mut budget = Budget::unshared(max.max(2));
+        budget.source = source;
+        Arc::new(budget)
     }
 
     /// Takes a place for a new thread: a free one, else the place of an idle thread of a
@@ -175,6 +199,12 @@ impl Budget {
     pub fn max(&self) -> usize {
         self.max
     }
+
+    /// What bounds the budget the most: `vm.max_map_count 65530`, `kernel.threads-max
+    /// 63434`, `RLIMIT_NPROC 24`, `pids.max 24 of /sys/fs/cgroup/x (0 tasks of others)`.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
 }
 
 /// The threads of a budget of `max` that the readers may take: all but an eighth (at least
@@ -190,7 +220,8 @@ const MAPS_PER_THREAD: usize = 4;
 const RESERVED_MAPS: usize = 2048;
 
 /// Threads the server runs outside the pools (main, signal handler, hub, acceptor, fanout
-/// helper, state saver), with a margin: the budget by `RLIMIT_NPROC` leaves them room.
+/// helper, state saver), with a margin: the budgets by `RLIMIT_NPROC` and by the cgroups'
+/// `pids.max` leave them room.
 const UNPOOLED_THREADS: usize = 8;
 
 /// A pool of threads with one stack size, running jobs of one type.

@@ -11,12 +11,14 @@
 //! then). As the count falls after a spike, the allocator's free memory is given back to
 //! the system (at most a few times per spike), so that the memory use comes back down too.
 //!
-//! The pools share one [`Budget`] of threads. A pool that needs a thread when the budget
-//! is spent takes the place of another pool's idle thread, which exits: idle readers
-//! never make a writer fail to start, nor idle writers a client be refused. The readers
-//! leave an eighth of the budget to the writers ([`readers_share`]): a connection may need
-//! a writer besides its reader (while its socket does not take its output at once), so
-//! running out of threads refuses the next client instead of cutting one that is served
+//! The pools share one [`Budget`] of threads, as many as the system lets the process
+//! start: the kernel's caps, the user's `RLIMIT_NPROC` and the cgroups' `pids.max`
+//! ([`Budget::from_system`]), whichever is tightest. A pool that needs a thread when the
+//! budget is spent takes the place of another pool's idle thread, which exits: idle
+//! readers never make a writer fail to start, nor idle writers a client be refused. The
+//! readers leave an eighth of the budget to the writers ([`readers_share`]): a connection
+//! may need a writer besides its reader (while its socket does not take its output at
+//! once), so running out of threads refuses the next client instead of cutting one that is served
 //! for want of a writer. Half for each, as first built, refused the 10,000 idle clients of
 //! a benchmark on a machine that allows 15,870 threads; writers are needed by the clients
 //! that are behind, not by all of them.

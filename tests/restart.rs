@@ -196,6 +196,9 @@ fn messages_held_before_the_last_save_survive_a_crash() {
     // A save that has both (bob's own hold is his, empty).
     server.wait_log(|l| l.contains("state saved to") && l.contains(", 2 lines,"));
     server.signal("KILL");
+    // Reaped before the next start: until the killed process is gone it holds the state
+    // file's lock, and the next server would refuse the file as locked by another xscpd.
+    drop(server);
 
     let server = start(&path, &[]);
     let mut alice = come_back(&server, "alice");

@@ -356,6 +356,12 @@ fn a_log_of_two_server_runs_keeps_their_connections_apart() {
         .map(|i| &d[sent + 1 + i])
         .unwrap_or_else(|| panic!("no delivery in {d:#?}"));
     assert!(delivered.starts_with("p1-->>p2"), "to bob's return: {d:#?}");
+    // The restart is drawn where the second run's lines begin, before bob connects.
+    let restart = at(d, &["Note over p1: xscpd run 2 (the server restarted)"]);
+    assert!(
+        sent < restart && restart < at(d, &["p2-)p1: (connect from"]),
+        "{d:#?}"
+    );
 
     // A number alone is ambiguous in such a log; with its run it is not.
     let out = xscp_diagram(&["--conn", "1", log.to_str().expect("a UTF-8 path")], None);

@@ -300,10 +300,17 @@ pub fn diagram_with(index: &Index, entries: &[Entry], conns: &[Conn], focus: &[C
         server = d.participant(Participant::server("xscpd"));
     }
 
+    // In a log of several runs, where the lines of a later run begin: a restart.
+    let mut run = shown.first().map(|&i| entries[i].conn.run);
     for &i in &shown {
         let e = &entries[i];
         let c = column[&e.conn];
         let at = e.clock();
+        if run.is_some_and(|r| r != e.conn.run) {
+            let text = format!("xscpd run {} (the server restarted)", e.conn.run);
+            d.note(at.clone(), server, None, text, Tone::Info);
+        }
+        run = Some(e.conn.run);
         match &e.kind {
             Kind::Sent(l) => d.message(at, server, c, l.clone(), Arrow::Line),
             Kind::Received(l) => d.message(at, c, server, l.clone(), Arrow::Line),

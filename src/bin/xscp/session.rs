@@ -1,14 +1,25 @@
-//! The loop: connects, starts the two reading threads, and hands every event to the
-//! [`Client`] in the order it comes, until the connection ends. Threads: one reads
-//! standard input, one reads the socket, each feeding a crossbeam channel; the main thread
-//! `select!`s on both (and on Ctrl-C), owns the socket's sending side and standard output,
-//! and is the only one that decides anything.
+//! The loop: connects, starts the threads, and hands every event to the [`Client`] in the
+//! order it comes, until the connection ends. Threads: one reads standard input, one reads
+//! the socket, each feeding a crossbeam channel, and one writes to the socket what the
+//! main thread queues for it ([`Outgoing`]); the main thread `select!`s on the channels
+//! (and on Ctrl-C), owns standard output, and is the only one that decides anything.
+//!
+//! The main thread never blocks on the socket: a server that writes all it has to say
+//! before it reads (one thread, as a first server may be) fills the socket one way while
+//! the client's lines fill it the other; if the main thread waited to send, it would stop
+//! printing, the socket thread would stop reading, and both ends would wait for ever.
+//! Memory stays bounded both ways: standard input is taken only while few lines wait to
+//! be sent ([`OUT_AHEAD`]), and the server's lines only while the lines the client makes
+//! on its own (pongs, receipts) have not piled up ([`OUT_MOST`]).
 
 use std::convert::Infallible;
 use std::io::{self, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
 use std::thread;
 
-use crossbeam_channel::{Receiver, bounded, never, select};
+use crossbeam_channel::{Receiver, Sender, bounded, never, select, unbounded};
+use parking_lot::Mutex;
 
 use crate::cli::Options;
 use crate::client::{Client, Exit};
@@ -19,6 +30,79 @@ use crate::reader::{
 /// How many server lines the socket thread reads ahead of the printing: each is at most
 /// [`MAX_SERVER_LINE`] bytes, so this bounds what a flood costs in memory.
 const SERVER_LINES_AHEAD: usize = 64;
+
+/// How many PDUs may wait to be sent before standard input is no longer read.
+const OUT_AHEAD: usize = 16;
+
+/// How many PDUs may wait to be sent before the server's lines are no longer taken (each
+/// may make a pong or a receipt): a server that floods pings and never reads cannot make
+/// the client's memory grow; it is held back by TCP instead.
+const OUT_MOST: usize = 1024;
+
+/// The socket's sending side as the main thread sees it: each PDU (written, then
+/// flushed) is queued for the writer thread, which never makes the main thread wait.
+pub struct Outgoing {
+    pdu: Vec<u8>,
+    tx: Sender<Vec<u8>>,
+    /// Why the writer stopped, once it did.
+    failed: Arc<Mutex<Option<String>>>,
+}
+
+impl Outgoing {
+    /// Starts the writer thread on `sock`; `sent` is told after each PDU written.
+    pub fn start(sock: TcpStream, sent: Sender<()>) -> io::Result<Outgoing> {
+        let (tx, rx) = unbounded::<Vec<u8>>();
+        let failed = Arc::new(Mutex::new(None));
+        let failure = Arc::clone(&failed);
+        thread::Builder::new()
+            .name("xscp-send".into())
+            .spawn(move || {
+                let mut sock = sock;
+                for pdu in rx {
+                    if let Err(e) = sock.write_all(&pdu) {
+                        *failure.lock() = Some(e.to_string());
+                        return;
+                    }
+                    let _ = sent.try_send(());
+                }
+            })?;
+        Ok(Outgoing {
+            pdu: Vec::new(),
+            tx,
+            failed,
+        })
+    }
+
+    /// PDUs queued and not yet written.
+    fn waiting(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Why sending failed, if it did.
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().clone()
+    }
+}
+
+impl Write for Outgoing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.pdu.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    /// Queues what was written as one PDU; fails once the writer has stopped.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.pdu.is_empty() {
+            return Ok(());
+        }
+        if let Some(e) = self.failure() {
+            return Err(io::Error::other(e));
+        }
+        self.tx
+            .send(std::mem::take(&mut self.pdu))
+            .map_err(|_| io::Error::other("the sending thread stopped"))
+    }
+}
 
 /// Connects and runs the session until the server closes the connection.
 pub fn run(opts: Options) -> Exit {
@@ -53,33 +137,47 @@ pub fn run(opts: Options) -> Exit {
     if let Err(e) = started {
         return Exit::Failed(format!("cannot start a thread: {e}"));
     }
-    let mut client = Client::new(opts, sock, io::stdout().lock());
-    let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx);
+    let (sent_tx, sent_rx) = bounded(1);
+    let outgoing = match Outgoing::start(sock, sent_tx) {
+        Ok(o) => o,
+        Err(e) => return Exit::Failed(format!("cannot start a thread: {e}")),
+    };
+    let mut client = Client::new(opts, outgoing, io::stdout().lock());
+    let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx, &sent_rx);
     exit
 }
 
 /// The main loop: every event in the order it comes, until the connection ends. It only
 /// returns through `Err`, with how it ends (the good end, [`Exit::Done`], included).
-fn session<S: Write, W: Write>(
-    client: &mut Client<S, W>,
+fn session<W: Write>(
+    client: &mut Client<Outgoing, W>,
     server_rx: &Receiver<FromServer>,
     stdin_rx: &Receiver<FromStdin>,
     signal_rx: &Receiver<()>,
+    sent_rx: &Receiver<()>,
 ) -> Result<Infallible, Exit> {
     let closed = never();
+    let no_server = never();
     let mut input_open = true;
     loop {
-        // Input waits for the greeting, so that nothing overtakes `--name`.
-        let input = if input_open && client.greeted {
+        let waiting = client.sock.waiting();
+        // Input waits for the greeting, so that nothing overtakes `--name`, and for the
+        // lines before it to leave.
+        let input = if input_open && client.greeted && waiting < OUT_AHEAD {
             stdin_rx
         } else {
             &closed
         };
+        let server = if waiting < OUT_MOST {
+            server_rx
+        } else {
+            &no_server
+        };
         select! {
-            recv(server_rx) -> msg => match msg {
+            recv(server) -> msg => match msg {
                 Ok(FromServer::Line(l)) => client.on_server_line(&l)?,
-                Ok(FromServer::Eof) | Err(_) => return Err(client.on_end(None)),
-                Ok(FromServer::Error(e)) => return Err(client.on_end(Some(e))),
+                Ok(FromServer::Eof) | Err(_) => return Err(end(client, None)),
+                Ok(FromServer::Error(e)) => return Err(end(client, Some(e))),
                 Ok(FromServer::TooLong) => {
                     return Err(Exit::Failed(format!(
                         "the server sent a line longer than {MAX_SERVER_LINE} bytes"
@@ -107,6 +205,86 @@ fn session<S: Write, W: Write>(
                 }
                 client.quit()?;
             },
+            // A PDU left: input may be taken again.
+            recv(sent_rx) -> _ => {},
         }
+    }
+}
+
+/// How the session ends when the server's side does, saying why sending failed if it did.
+fn end<W: Write>(client: &mut Client<Outgoing, W>, error: Option<String>) -> Exit {
+    if client.send_failed.is_none() {
+        client.send_failed = client.sock.failure();
+    }
+    client.on_end(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use socket2::SockRef;
+
+    use super::*;
+
+    /// A server with one thread that says all it has to say before it reads (as a
+    /// student's first server may): the client must keep reading while its own lines wait
+    /// in the network, or both wait for each other for ever.
+    #[test]
+    fn a_server_that_writes_before_it_reads_does_not_hang_the_client() {
+        const LINES: usize = 3000;
+        let text = "x".repeat(1000);
+        let small = |s: SockRef<'_>| {
+            s.set_recv_buffer_size(32 * 1024).expect("SO_RCVBUF");
+            s.set_send_buffer_size(32 * 1024).expect("SO_SNDBUF");
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        small(SockRef::from(&listener));
+        let addr = listener.local_addr().expect("addr");
+        let said = text.clone();
+        let server = thread::spawn(move || {
+            let (s, _) = listener.accept().expect("accept");
+            let mut w = &s;
+            w.write_all(b"+OK xscp/1 ready\r\n").expect("greet");
+            for _ in 0..LINES {
+                w.write_all(format!("{said}\r\n").as_bytes())
+                    .expect("write");
+            }
+            let mut read = 0;
+            for l in BufReader::new(&s).lines() {
+                if l.expect("read") == "cquit" {
+                    break;
+                }
+                read += 1;
+            }
+            read
+        });
+        let sock = TcpStream::connect(addr).expect("connect");
+        small(SockRef::from(&sock));
+        let reading = sock.try_clone().expect("clone");
+        let (server_tx, server_rx) = bounded(SERVER_LINES_AHEAD);
+        thread::spawn(move || socket_thread(reading, server_tx));
+        let (stdin_tx, stdin_rx) = bounded(16);
+        let (sent_tx, sent_rx) = bounded(1);
+        let outgoing = Outgoing::start(sock, sent_tx).expect("the sending thread");
+        thread::spawn(move || {
+            for _ in 0..LINES {
+                let _ = stdin_tx.send(FromStdin::Line(text.clone().into_bytes()));
+            }
+            let _ = stdin_tx.send(FromStdin::Eof);
+        });
+        let (_signal_tx, signal_rx) = bounded(1);
+        let (done_tx, done_rx) = bounded(1);
+        thread::spawn(move || {
+            let mut client = Client::new(Options::default(), outgoing, io::sink());
+            let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx, &sent_rx);
+            let _ = done_tx.send(exit);
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the client and the server wait for each other");
+        assert_eq!(server.join().expect("server"), LINES);
     }
 }

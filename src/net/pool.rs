@@ -400,9 +400,15 @@ impl<W: Work> Pool<W> {
         // This pool's share first.
         if self.own.fetch_add(1, Ordering::SeqCst) >= self.most {
             self.own.fetch_sub(1, Ordering::SeqCst);
+            // (Only the readers' pool has a share smaller than the budget.)
+            let kept = if self.most < self.budget.max() {
+                ": the rest is kept for writers"
+            } else {
+                ""
+            };
             let e = io::Error::other(format!(
-                "the readers' share of the thread budget is spent ({} of {} threads: \
-                 the rest is kept for writers)",
+                "the {} threads' share of the thread budget is spent ({} of {} threads{kept})",
+                job.kind,
                 self.most,
                 self.budget.max()
             ));

@@ -762,6 +762,45 @@ pub fn nproc_limit() -> Option<u64> {
     rlimit::nproc()
 }
 
+/// The real user id and the thread count a `/proc/<pid>/status` text gives.
+fn uid_and_threads(status: &str) -> Option<(u32, usize)> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+    };
+    Some((
+        field("Uid:")?.parse().ok()?,
+        field("Threads:")?.parse().ok()?,
+    ))
+}
+
+/// The tasks (threads) of the other processes of this process's real user, which count
+/// against its `RLIMIT_NPROC` as its own do; `None` if `/proc` cannot tell. Read once, at
+/// start: a scan of `/proc`.
+pub fn user_tasks_elsewhere() -> Option<usize> {
+    let own = std::fs::read_to_string("/proc/self/status").ok()?;
+    let (uid, _) = uid_and_threads(&own)?;
+    let me = std::process::id().to_string();
+    let mut tasks = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str() else { continue };
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // (A process that ended meanwhile has no status: it counts for nothing.)
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        if let Some((owner, threads)) = uid_and_threads(&status)
+            && owner == uid
+        {
+            tasks += threads;
+        }
+    }
+    Some(tasks)
+}
+
 /// Closing a socket with a reset (RST): `SO_LINGER` on with a zero timeout.
 #[cfg(target_os = "linux")]
 mod abort {
@@ -823,5 +862,21 @@ mod tests {
         let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (accepted, _) = listener.accept().expect("accept");
         assert!(accepted.nodelay().expect("read the option"));
+    }
+}
+
+#[cfg(test)]
+mod proc_tests {
+    use super::*;
+
+    #[test]
+    fn a_status_gives_its_real_user_and_its_threads() {
+        let status = "Name:\tsleep\nUmask:\t0022\nUid:\t40001\t40001\t40001\t40001\n\
+                      Gid:\t40001\t40001\t40001\t40001\nThreads:\t3\n";
+        assert_eq!(uid_and_threads(status), Some((40001, 3)));
+        assert_eq!(uid_and_threads("Uid:\t0\t0\t0\t0\n"), None);
+        assert_eq!(uid_and_threads("Uid:\tx\nThreads:\t1\n"), None);
+        // /proc tells, whoever runs the test.
+        assert!(user_tasks_elsewhere().is_some());
     }
 }

@@ -500,22 +500,100 @@ fn an_ipv4_client_of_an_ipv6_listener_is_known_by_its_ipv4_address() {
 fn out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads() {
     const NPROC: usize = 24;
     // A user of its own, so that no other process counts against its limit.
-    let uid = 40_000 + std::process::id() % 20_000;
-    let (reuid, regid) = (format!("--reuid={uid}"), format!("--regid={uid}"));
-    let as_user = ["setpriv", &reuid, &regid, "--clear-groups"];
-    let can = try_run(as_user[0], &[&as_user[1..], &["true"]].concat(), &[])
-        .is_ok_and(|out| out.status.success());
-    if !can {
+    let Some((_, as_user)) = as_a_user_of_its_own(0) else {
         eprintln!("skipped: running the server as another user needs root and setpriv");
         return;
-    }
-    let nproc = format!("--nproc={NPROC}:{NPROC}");
-    let server = Server::spawn(
-        &[&["prlimit", &nproc, "--"], &as_user[..]].concat(),
+    };
+    let server = under_nproc(NPROC, &as_user);
+    refuses_then_serves_a_burst(&server, NPROC);
+}
+
+/// The server, run by `as_user` (from [`as_a_user_of_its_own`]) under `RLIMIT_NPROC`
+/// `nproc`.
+fn under_nproc(nproc: usize, as_user: &[String]) -> Server {
+    let limit = format!("--nproc={nproc}:{nproc}");
+    let as_user: Vec<&str> = as_user.iter().map(String::as_str).collect();
+    Server::spawn(
+        &[&["prlimit", &limit, "--"], &as_user[..]].concat(),
         &THREADS_ARGS,
         &[],
+    )
+}
+
+/// The command prefix that runs a program as a user of this test's own (`setpriv`), and
+/// its id, or `None` where that cannot be done (not root, no `setpriv`). `salt` makes the
+/// user differ between tests that run at once.
+fn as_a_user_of_its_own(salt: u32) -> Option<(u32, Vec<String>)> {
+    let uid = 40_000 + (std::process::id() + salt * 7_919) % 20_000;
+    let as_user = vec![
+        "setpriv".to_string(),
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        "--clear-groups".to_string(),
+    ];
+    let args: Vec<&str> = as_user[1..]
+        .iter()
+        .map(String::as_str)
+        .chain(["true"])
+        .collect();
+    try_run(&as_user[0], &args, &[])
+        .is_ok_and(|out| out.status.success())
+        .then_some((uid, as_user))
+}
+
+/// Processes that end when dropped.
+struct Sleepers(Vec<std::process::Child>);
+
+impl Drop for Sleepers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// §7 out of threads, as [`out_of_threads_refuses_new_clients_and_never_cuts_one_that_reads`],
+/// with other processes of the server's user running: the kernel counts their tasks
+/// against the user's limit too. Before, the budget ignored them: with 6 of the 24 tasks
+/// taken, the readers took more threads than were left and the writer of a client that
+/// reads could not start (the client was cut).
+#[test]
+fn out_of_threads_counts_the_users_other_processes() {
+    const NPROC: usize = 24;
+    const OTHERS: usize = 6;
+    let Some((uid, as_user)) = as_a_user_of_its_own(1) else {
+        eprintln!("skipped: running the server as another user needs root and setpriv");
+        return;
+    };
+    let sleepers = Sleepers(
+        (0..OTHERS)
+            .map(|_| {
+                std::process::Command::new(&as_user[0])
+                    .args(&as_user[1..])
+                    .args(["sleep", "600"])
+                    .spawn()
+                    .expect("a process of the user")
+            })
+            .collect(),
     );
+    // Each counts once it runs as the user (setpriv changes its ids, then runs sleep).
+    let deadline = std::time::Instant::now() + crate::harness::WAIT;
+    for c in &sleepers.0 {
+        let status = format!("/proc/{}/status", c.id());
+        let theirs = format!("Uid:\t{uid}\t");
+        while !std::fs::read_to_string(&status).is_ok_and(|s| s.contains(&theirs)) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{status} never showed uid {uid}"
+            );
+            thread::yield_now();
+        }
+    }
+    let server = under_nproc(NPROC, &as_user);
     refuses_then_serves_a_burst(&server, NPROC);
+    drop(server);
+    drop(sleepers);
 }
 
 /// §7 out of threads under a cgroup's task limit (`pids.max`, systemd's `TasksMax=`): the

@@ -121,7 +121,8 @@ impl Budget {
     /// and guard page, its signal stack and guard page), and the kernel caps mappings per
     /// process (`vm.max_map_count`); past it a new thread aborts the process instead of
     /// failing to start. Also bounded by `kernel.threads-max`, by the user's limit on
-    /// processes (`RLIMIT_NPROC`, `ulimit -u`) and by the task limit of the process's
+    /// processes (`RLIMIT_NPROC`, `ulimit -u`, less the tasks of the user's other
+    /// processes at start) and by the task limit of the process's
     /// cgroups (`pids.max`, systemd's `TasksMax=`, less the tasks of the other processes
     /// in them: [`super::cgroup`]), the last two less the threads the server runs besides
     /// its pools. Some mappings are kept for the heap and libraries. The tightest counts;
@@ -137,10 +138,17 @@ impl Budget {
             bounds.push((n, format!("kernel.threads-max {n}")));
         }
         if let Some(n) = crate::sys::nproc_limit() {
+            // The user's other processes count against the limit too (only at start: one
+            // that starts more later can still leave a writer without a thread).
+            let others = crate::sys::user_tasks_elsewhere().unwrap_or(0);
             let pooled = usize::try_from(n)
                 .unwrap_or(usize::MAX)
+                .saturating_sub(others)
                 .saturating_sub(UNPOOLED_THREADS);
-            bounds.push((pooled, format!("RLIMIT_NPROC {n}")));
+            bounds.push((
+                pooled,
+                format!("RLIMIT_NPROC {n} ({others} tasks of the user's other processes)"),
+            ));
         }
         if let Some(limit) = super::cgroup::task_limit(super::cgroup::own_threads()) {
             let pooled = limit.tasks.saturating_sub(UNPOOLED_THREADS);

@@ -158,7 +158,11 @@ fn session<W: Write>(
 ) -> Result<Infallible, Exit> {
     let closed = never();
     let no_server = never();
+    let stopped = never();
     let mut input_open = true;
+    // The sending thread is running: once it has stopped (a write error), its channel is
+    // always ready, and selecting on it would spin.
+    let mut sending = true;
     loop {
         let waiting = client.sock.waiting();
         // Input waits for the greeting, so that nothing overtakes `--name`, and for the
@@ -173,6 +177,7 @@ fn session<W: Write>(
         } else {
             &no_server
         };
+        let sent = if sending { sent_rx } else { &stopped };
         select! {
             recv(server) -> msg => match msg {
                 Ok(FromServer::Line(l)) => client.on_server_line(&l)?,
@@ -206,7 +211,7 @@ fn session<W: Write>(
                 client.quit()?;
             },
             // A PDU left: input may be taken again.
-            recv(sent_rx) -> _ => {},
+            recv(sent) -> msg => sending = msg.is_ok(),
         }
     }
 }
@@ -286,5 +291,59 @@ mod tests {
             .recv_timeout(Duration::from_secs(30))
             .expect("the client and the server wait for each other");
         assert_eq!(server.join().expect("server"), LINES);
+    }
+
+    /// The CPU time the calling thread has used, in clock ticks (`/proc/thread-self/stat`).
+    fn thread_cpu_ticks() -> u64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+        let after_name = &stat[stat.rfind(')').expect("(comm)") + 2..];
+        let fields: Vec<&str> = after_name.split(' ').collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    }
+
+    /// Once the sending thread has stopped (a write error), the main loop waits for the
+    /// server's end without spinning: the sending thread's end must not leave an event
+    /// ready for ever.
+    #[test]
+    fn a_stopped_sending_thread_does_not_make_the_main_loop_spin() {
+        const QUIET: Duration = Duration::from_millis(600);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = thread::spawn(move || {
+            let (s, _) = listener.accept().expect("accept");
+            (&s).write_all(b"+OK xscp/1 ready\r\n").expect("greet");
+            // Quiet for a while after the client's line failed to go, then gone.
+            thread::sleep(QUIET);
+        });
+        let sock = TcpStream::connect(addr).expect("connect");
+        let reading = sock.try_clone().expect("clone");
+        // Every write fails (EPIPE), as after a reset; the socket is still read.
+        sock.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        let (server_tx, server_rx) = bounded(SERVER_LINES_AHEAD);
+        thread::spawn(move || socket_thread(reading, server_tx));
+        let (stdin_tx, stdin_rx) = bounded(16);
+        let (sent_tx, sent_rx) = bounded(1);
+        let outgoing = Outgoing::start(sock, sent_tx).expect("the sending thread");
+        let (_signal_tx, signal_rx) = bounded(1);
+        let (done_tx, done_rx) = bounded(1);
+        thread::spawn(move || {
+            let before = thread_cpu_ticks();
+            let mut client = Client::new(Options::default(), outgoing, io::sink());
+            let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx, &sent_rx);
+            let _ = done_tx.send((exit, thread_cpu_ticks() - before));
+            drop(stdin_rx);
+        });
+        let _ = stdin_tx.send(FromStdin::Line(b"hello".to_vec()));
+        let (exit, ticks) = done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the session ends");
+        server.join().expect("server");
+        let Exit::Failed(reason) = exit else {
+            panic!("{exit:?}")
+        };
+        assert!(reason.contains("sending failed"), "{reason}");
+        // (A tick is 10 ms: the loop waits, it does not spin through the quiet time.)
+        assert!(ticks < 15, "the main loop spun: {ticks} ticks of CPU");
     }
 }

@@ -98,9 +98,14 @@ impl Write for Outgoing {
         if let Some(e) = self.failure() {
             return Err(io::Error::other(e));
         }
-        self.tx
-            .send(std::mem::take(&mut self.pdu))
-            .map_err(|_| io::Error::other("the sending thread stopped"))
+        // (The writer keeps its failure before it stops: one that stopped since the look
+        // above is named too.)
+        self.tx.send(std::mem::take(&mut self.pdu)).map_err(|_| {
+            io::Error::other(
+                self.failure()
+                    .unwrap_or_else(|| "the sending thread stopped".into()),
+            )
+        })
     }
 }
 
@@ -345,5 +350,28 @@ mod tests {
         assert!(reason.contains("sending failed"), "{reason}");
         // (A tick is 10 ms: the loop waits, it does not spin through the quiet time.)
         assert!(ticks < 15, "the main loop spun: {ticks} ticks of CPU");
+    }
+
+    /// A write error is named as it was, whenever the main thread learns of it: also
+    /// when the sending thread stops between the main thread's look at its failure and
+    /// the queuing of the next PDU.
+    #[test]
+    fn a_write_error_is_named_even_when_the_sending_thread_stops_meanwhile() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        for _ in 0..200 {
+            let sock = TcpStream::connect(addr).expect("connect");
+            let _peer = listener.accept().expect("accept");
+            // Every write fails (EPIPE).
+            sock.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            let (sent_tx, _sent_rx) = bounded(1);
+            let mut out = Outgoing::start(sock, sent_tx).expect("the sending thread");
+            let e = loop {
+                if let Err(e) = out.write_all(b"ping\r\n").and_then(|()| out.flush()) {
+                    break e;
+                }
+            };
+            assert!(e.to_string().contains("os error"), "{e}");
+        }
     }
 }

@@ -34,6 +34,10 @@ pub enum Exit {
     OutputClosed,
 }
 
+/// The most receipts that wait for the answer to a name change (see
+/// [`Client::deferred`]).
+const MAX_DEFERRED: usize = 1024;
+
 /// The client's state, owned by the main thread. `S` is the socket's sending side, `W`
 /// standard output (both plain writers, so that the logic can be tested without either).
 pub struct Client<S: Write, W: Write> {
@@ -48,6 +52,8 @@ pub struct Client<S: Write, W: Write> {
     /// Senders of direct messages that arrived while a name change was unanswered: their
     /// receipts wait for the answer, which says which name the server will expect in them.
     pub deferred: Vec<String>,
+    /// Whether the user was told that receipts past [`MAX_DEFERRED`] are not sent.
+    deferred_full_said: bool,
     /// `--notif` has been acted on.
     pub notif_sent: bool,
     /// The server's first line (its greeting) has arrived. Nothing is sent before it, so
@@ -74,6 +80,7 @@ impl<S: Write, W: Write> Client<S, W> {
             me: None,
             asked: None,
             deferred: Vec::new(),
+            deferred_full_said: false,
             notif_sent: false,
             greeted: false,
             quit_sent: false,
@@ -188,8 +195,19 @@ impl<S: Write, W: Write> Client<S, W> {
             Seen::DirectChat { sender, recipient } if !self.opts.manual => {
                 if self.asked.is_some() {
                     // The server reads the receipt after the name change: wait for its
-                    // answer to know which name it will expect.
-                    self.deferred.push(sender.to_string());
+                    // answer to know which name it will expect. A server that never
+                    // answers cannot make the wait grow without end: past the bound a
+                    // receipt is not sent (the message stays undelivered for the server;
+                    // a receipt under a guessed name could be a spoof).
+                    if self.deferred.len() < MAX_DEFERRED {
+                        self.deferred.push(sender.to_string());
+                    } else if !self.deferred_full_said {
+                        self.deferred_full_said = true;
+                        xscp::errln!(
+                            "xscp: no answer to the name change after {MAX_DEFERRED} messages: \
+                             their receipts are not sent until it comes, later ones not at all"
+                        );
+                    }
                 } else {
                     let me = self.me.clone().unwrap_or_else(|| recipient.to_string());
                     self.send_auto(&format!("chatr {sender} {me}"))?;
@@ -218,6 +236,7 @@ impl<S: Write, W: Write> Client<S, W> {
 
     /// Sends the receipts that waited for a name change to be answered.
     fn send_deferred(&mut self) -> Result<(), Exit> {
+        self.deferred_full_said = false;
         let Some(me) = self.me.clone() else {
             return Ok(());
         };
@@ -437,6 +456,27 @@ mod tests {
             assert_eq!(take_sent(&mut c), ["cname alicia"]);
             server(&mut c, &["+OK name changed from alice to alicia"]);
             assert_eq!(take_sent(&mut c), ["chatr bob alicia"]);
+        }
+
+        /// A server that never answers the name change cannot make the receipts that wait
+        /// for it grow without end: past the bound they are not sent (nor kept).
+        #[test]
+        fn the_receipts_waiting_for_a_rename_are_bounded() {
+            let mut c = registered("alice", Options::default());
+            c.on_input(b"cname alicia").unwrap();
+            take_sent(&mut c);
+            for i in 0..MAX_DEFERRED + 500 {
+                server(&mut c, &[&format!("chatm bob{i} alice hi")]);
+            }
+            assert_eq!(c.deferred.len(), MAX_DEFERRED);
+            server(&mut c, &["+OK name changed from alice to alicia"]);
+            let sent = take_sent(&mut c);
+            assert_eq!(sent.len(), MAX_DEFERRED);
+            assert_eq!(sent[0], "chatr bob0 alicia");
+            // The next rename waits again, from nothing.
+            c.on_input(b"cname alice").unwrap();
+            server(&mut c, &["chatm carol alicia hi"]);
+            assert_eq!(c.deferred, ["carol"]);
         }
 
         #[test]

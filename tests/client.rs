@@ -514,31 +514,8 @@ fn a_hostile_server_cannot_drive_the_terminal() {
 fn a_flood_waits_in_the_network_not_in_memory() {
     use std::sync::Arc;
     use std::sync::atomic::AtomicU64;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
-    let addr = listener.local_addr().expect("address");
     let sent = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&sent);
-    let server = std::thread::spawn(move || {
-        let Ok((mut sock, _)) = listener.accept() else {
-            return;
-        };
-        let line = format!("chatm bob * {}\r\n", "x".repeat(400));
-        let block = line.repeat(100);
-        let mut out = b"+OK hi\r\n".to_vec();
-        // Until the client is gone.
-        while sock.write_all(&out).is_ok() {
-            counter.fetch_add(out.len() as u64, Ordering::SeqCst);
-            out = block.clone().into_bytes();
-        }
-    });
-    // Standard output is a pipe nobody reads.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xscp"))
-        .arg(addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start xscp");
+    let (mut child, server) = flooded(Arc::clone(&sent));
     let pid = child.id();
     let waits =
         |thread: &str, call: &str| thread_wchan(pid, thread).is_some_and(|w| w.contains(call));
@@ -559,6 +536,61 @@ fn a_flood_waits_in_the_network_not_in_memory() {
         rss_kib < 64 * 1024,
         "{rss_kib} KiB in memory after {sent_mib} MiB sent"
     );
+}
+
+/// A fake server that floods its client (greeting, then broadcasts until the client is
+/// gone, counting the bytes in `sent`), and `xscp` connected to it, its standard output a
+/// pipe nobody reads.
+fn flooded(
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
+) -> (std::process::Child, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let addr = listener.local_addr().expect("address");
+    let server = std::thread::spawn(move || {
+        let Ok((mut sock, _)) = listener.accept() else {
+            return;
+        };
+        let block = format!("chatm bob * {}\r\n", "x".repeat(400)).repeat(100);
+        let mut out = b"+OK hi\r\n".to_vec();
+        while sock.write_all(&out).is_ok() {
+            sent.fetch_add(out.len() as u64, Ordering::SeqCst);
+            out = block.clone().into_bytes();
+        }
+    });
+    let child = Command::new(env!("CARGO_BIN_EXE_xscp"))
+        .arg(addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start xscp");
+    (child, server)
+}
+
+/// xscp(1) SIGNALS: a second Ctrl-C ends the client at once with status 130, also while
+/// it waits to print (standard output a pipe nobody reads, the flood of
+/// [`a_flood_waits_in_the_network_not_in_memory`]). Before, the main thread never took
+/// the signals while it waited, and only SIGKILL ended the client.
+#[test]
+fn a_second_interrupt_ends_a_client_that_waits_to_print() {
+    let (mut child, server) = flooded(Default::default());
+    let pid = child.id();
+    poll_until("the client to wait to print", || {
+        thread_wchan(pid, "xscp")
+            .is_some_and(|w| w.contains("pipe_write"))
+            .then_some(())
+    });
+    // (Two signals sent at once may arrive as one: sent until the client is gone.)
+    let status = poll_until("the client to end on a second interrupt", || {
+        let _ = Command::new("kill")
+            .args(["-INT", &pid.to_string()])
+            .status();
+        child.try_wait().expect("try_wait")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = server.join();
+    assert_eq!(status.code(), Some(130), "{status:?}");
 }
 
 // --- exit status --------------------------------------------------------------------------

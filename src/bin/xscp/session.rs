@@ -127,6 +127,12 @@ pub fn run(opts: Options) -> Exit {
     let (stdin_tx, stdin_rx) = bounded(16);
     let (signal_tx, signal_rx) = bounded(4);
     if let Err(e) = ctrlc::set_handler(move || {
+        // A second signal ends the client at once (xscp(1) SIGNALS), also while the main
+        // thread cannot take the first (it waits to print: standard output is a pipe nobody
+        // reads): the first still waiting for it says so.
+        if !signal_tx.is_empty() {
+            std::process::exit(130);
+        }
         let _ = signal_tx.try_send(());
     }) {
         xscp::errln!("xscp: Ctrl-C will not send cquit: {e}");

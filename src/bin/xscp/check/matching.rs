@@ -52,7 +52,19 @@ pub fn matches(
         return line.is_empty();
     };
     match first {
-        Pat::Lit(l) => line.starts_with(l) && matches(rest, &line[l.len()..], vars, caps),
+        Pat::Lit(l) => {
+            let Some(after) = line.strip_prefix(l.as_slice()) else {
+                return false;
+            };
+            match rest {
+                // A number counts only as a whole word, so the literal's last byte matters
+                // to the count (the `2` of `bob2`).
+                [Pat::Count { n, max }] => {
+                    ends_with_count_after(l.last().copied(), after, *n, *max)
+                }
+                _ => matches(rest, after, vars, caps),
+            }
+        }
         Pat::Any => (0..=line.len()).any(|i| matches(rest, &line[i..], vars, caps)),
         Pat::Count { n, max } => rest.is_empty() && ends_with_count(line, *n, *max),
         Pat::Var(v) => {
@@ -87,12 +99,18 @@ const MAX_BETWEEN: usize = 8;
 /// part of a name. So `(attempt 1 of 3)` is no count of 3, a budget other than `max` is
 /// wrong, and a count followed by more words is not at the end.
 pub fn ends_with_count(text: &[u8], n: u64, max: u64) -> bool {
+    ends_with_count_after(None, text, n, max)
+}
+
+/// [`ends_with_count`] of `text` that comes after the byte `prev` (a number at the start
+/// of `text` is a whole word only if `prev` is not a letter or digit).
+fn ends_with_count_after(prev: Option<u8>, text: &[u8], n: u64, max: u64) -> bool {
     let trailing = text
         .iter()
         .rev()
         .take_while(|b| b.is_ascii_punctuation() || **b == b' ')
         .count();
-    let Some((last, before)) = last_number(&text[..text.len() - trailing]) else {
+    let Some((last, before)) = last_number(prev, &text[..text.len() - trailing]) else {
         return false;
     };
     let gap = before
@@ -102,7 +120,7 @@ pub fn ends_with_count(text: &[u8], n: u64, max: u64) -> bool {
         .count();
     let first = (1..=MAX_BETWEEN)
         .contains(&gap)
-        .then(|| last_number(&before[..before.len() - gap]))
+        .then(|| last_number(prev, &before[..before.len() - gap]))
         .flatten();
     match first {
         Some((first, _)) => first == Some(n) && last == Some(max),
@@ -111,11 +129,15 @@ pub fn ends_with_count(text: &[u8], n: u64, max: u64) -> bool {
 }
 
 /// The number that ends `t`, if it is a whole word (its value, None past u64), and the
-/// text before it.
-fn last_number(t: &[u8]) -> Option<(Option<u64>, &[u8])> {
+/// text before it; `prev` is the byte before `t`.
+fn last_number(prev: Option<u8>, t: &[u8]) -> Option<(Option<u64>, &[u8])> {
     let len = t.iter().rev().take_while(|b| b.is_ascii_digit()).count();
     let (before, number) = t.split_at(t.len() - len);
-    let whole = before.last().is_none_or(|b| !b.is_ascii_alphanumeric());
+    let whole = before
+        .last()
+        .copied()
+        .or(prev)
+        .is_none_or(|b| !b.is_ascii_alphanumeric());
     let value = std::str::from_utf8(number)
         .ok()
         .and_then(|v| v.parse().ok());
@@ -203,6 +225,17 @@ mod tests {
         vars.insert("a".to_string(), b"bob".to_vec());
         assert!(matches(&twice, b"bob bob", &vars, &mut Vec::new()));
         assert!(!matches(&twice, b"eve eve", &vars, &mut Vec::new()));
+    }
+
+    #[test]
+    fn a_count_after_a_literal_is_a_whole_word_with_it() {
+        let pat = [lit("-ERR bob"), Pat::Count { n: 2, max: 3 }];
+        let ok = |t: &str| matches(&pat, t.as_bytes(), &HashMap::new(), &mut Vec::new());
+        assert!(!ok("-ERR bob2"), "the 2 of bob2 is part of the name");
+        assert!(!ok("-ERR bob2 of 3"));
+        assert!(ok("-ERR bob (attempt 2 of 3)"));
+        assert!(ok("-ERR bob [2/3]"));
+        assert!(!ok("-ERR eve (attempt 2 of 3)"));
     }
 
     #[test]

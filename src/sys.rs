@@ -776,12 +776,21 @@ fn uid_and_threads(status: &str) -> Option<(u32, usize)> {
     ))
 }
 
+/// This process's real user and thread count (`/proc/self/status`).
+fn own_status() -> Option<(u32, usize)> {
+    uid_and_threads(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// This process's thread count; 1 if `/proc` cannot tell.
+pub fn own_threads() -> usize {
+    own_status().map_or(1, |(_, threads)| threads)
+}
+
 /// The tasks (threads) of the other processes of this process's real user, which count
 /// against its `RLIMIT_NPROC` as its own do; `None` if `/proc` cannot tell. Read once, at
 /// start: a scan of `/proc`.
 pub fn user_tasks_elsewhere() -> Option<usize> {
-    let own = std::fs::read_to_string("/proc/self/status").ok()?;
-    let (uid, _) = uid_and_threads(&own)?;
+    let (uid, _) = own_status()?;
     let me = std::process::id().to_string();
     let mut tasks = 0;
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {

@@ -155,18 +155,6 @@ fn cgroup_mount(line: &str, v2: bool) -> Option<(&str, &str)> {
     fits.then_some((root, point))
 }
 
-/// This process's thread count (`Threads:` of `/proc/self/status`); 1 if unreadable.
-pub fn own_threads() -> usize {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Threads:"))
-                .and_then(|n| n.trim().parse().ok())
-        })
-        .unwrap_or(1)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -104,17 +104,18 @@ const TRIM_PEAK: usize = 32;
 impl Budget {
     /// A budget of `max` threads.
     pub fn new(max: usize) -> Arc<Budget> {
-        Arc::new(Budget::unshared(max))
+        Budget::from(max, format!("{max} given"))
     }
 
-    fn unshared(max: usize) -> Budget {
-        Budget {
+    /// A budget of `max` threads, bounded by `source` (for the log).
+    fn from(max: usize, source: String) -> Arc<Budget> {
+        Arc::new(Budget {
             live: AtomicUsize::new(0),
             max,
-            source: format!("{max} given"),
+            source,
             peak: AtomicUsize::new(0),
             pools: Mutex::new(Vec::new()),
-        }
+        })
     }
 
     /// The budget this system allows. Each thread costs four memory mappings (its stack
@@ -150,17 +151,16 @@ impl Budget {
                 format!("RLIMIT_NPROC {n} ({others} tasks of the user's other processes)"),
             ));
         }
-        if let Some(limit) = super::cgroup::task_limit(super::cgroup::own_threads()) {
+        if let Some(limit) = super::cgroup::task_limit(crate::sys::own_threads()) {
             let pooled = limit.tasks.saturating_sub(UNPOOLED_THREADS);
             bounds.push((pooled, limit.source));
         }
+        // (The bound by the mappings is always there.)
         let (max, source) = bounds
             .into_iter()
             .min_by_key(|(n, _)| *n)
-            .unwrap_or((by_maps, String::new()));
-        let mut budget = Budget::unshared(max.max(2));
-        budget.source = source;
-        Arc::new(budget)
+            .unwrap_or_default();
+        Budget::from(max.max(2), source)
     }
 
     /// Takes a place for a new thread: a free one, else the place of an idle thread of a

@@ -311,41 +311,41 @@ pub const MAX_DURATION: Duration = Duration::from_secs(876_000 * 3600);
 /// Parses a duration: `250ms`, `2s`, `5m`, `1h` or a bare number of seconds, at most
 /// [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    let ms = duration_ms(s)?;
-    if ms > MAX_DURATION.as_millis() {
-        return None;
-    }
-    u64::try_from(ms).ok().map(Duration::from_millis)
+    within_bound(s)?
 }
 
-/// The length of a well-formed duration in milliseconds, however long.
-fn duration_ms(s: &str) -> Option<u128> {
+/// A well-formed duration (`None`: not one), if it is at most [`MAX_DURATION`] (`Some(None)`:
+/// a well-formed one longer, however long its digits).
+fn within_bound(s: &str) -> Option<Option<Duration>> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);
-    let n: u128 = digits.parse().ok()?;
-    let unit: u128 = match unit {
+    let unit: u64 = match unit {
         "ms" => 1,
         "" | "s" => 1000,
         "m" => 60_000,
         "h" => 3_600_000,
         _ => return None,
     };
-    n.checked_mul(unit)
+    if digits.is_empty() {
+        return None;
+    }
+    let ms = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .map(Duration::from_millis);
+    Some(ms.filter(|d| *d <= MAX_DURATION))
 }
 
 /// A duration option's value, or an error naming the option (and the bound, for a
 /// well-formed duration too long).
 fn duration(opt: &str, v: Option<String>) -> Result<Duration, CliError> {
     let v = v.ok_or_else(|| CliError(format!("option {opt} needs a value")))?;
-    match parse_duration(&v) {
-        Some(d) => Ok(d),
-        None if duration_ms(&v).is_some()
-            || (!v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) =>
-        {
-            Err(CliError(format!(
-                "{opt} may not exceed 100 years (876000h), got '{v}'"
-            )))
-        }
+    match within_bound(&v) {
+        Some(Some(d)) => Ok(d),
+        Some(None) => Err(CliError(format!(
+            "{opt} may not exceed 100 years (876000h), got '{v}'"
+        ))),
         None => Err(CliError(format!("invalid value '{v}' for {opt}"))),
     }
 }

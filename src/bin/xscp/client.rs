@@ -97,13 +97,18 @@ impl<S: Write, W: Write> Client<S, W> {
     /// terminal: not in a server's line, and not in a line of the client's own that
     /// repeats a server's words (a pong's token, a receipt's sender, the nickname).
     fn print(&mut self, prefix: &str, line: &[u8]) -> Result<(), Exit> {
-        let mut buf = Vec::with_capacity(line.len() + 24);
+        self.print_shown(prefix, &text::escape(line, Keep::Text))
+    }
+
+    /// [`Client::print`] of a line escaped already.
+    fn print_shown(&mut self, prefix: &str, shown: &str) -> Result<(), Exit> {
+        let mut buf = Vec::with_capacity(shown.len() + 24);
         if self.opts.timestamps {
             buf.extend_from_slice(Utc::now().time_millis().as_bytes());
             buf.push(b' ');
         }
         buf.extend_from_slice(prefix.as_bytes());
-        buf.extend_from_slice(text::escape(line, Keep::Text).as_bytes());
+        buf.extend_from_slice(shown.as_bytes());
         buf.push(b'\n');
         self.out
             .write_all(&buf)
@@ -171,10 +176,10 @@ impl<S: Write, W: Write> Client<S, W> {
 
     /// A line from the server: print it, then do what a client does on its own.
     pub fn on_server_line(&mut self, raw: &[u8]) -> Result<(), Exit> {
-        self.print("", raw)?;
-        let line = String::from_utf8_lossy(raw).into_owned();
-        // What the client says of it on standard error is escaped as it is printed.
+        // Escaped once: printed so, and so quoted on standard error.
         let shown = text::escape(raw, Keep::Text);
+        self.print_shown("", &shown)?;
+        let line = String::from_utf8_lossy(raw).into_owned();
         self.last_line = Some(shown.clone());
         if !self.greeted {
             return self.on_greeting(&line);

@@ -44,14 +44,17 @@ const OUT_MOST: usize = 1024;
 pub struct Outgoing {
     pdu: Vec<u8>,
     tx: Sender<Vec<u8>>,
+    /// Told after each PDU written (disconnected once the writer has stopped).
+    sent: Receiver<()>,
     /// Why the writer stopped, once it did.
     failed: Arc<Mutex<Option<String>>>,
 }
 
 impl Outgoing {
-    /// Starts the writer thread on `sock`; `sent` is told after each PDU written.
-    pub fn start(sock: TcpStream, sent: Sender<()>) -> io::Result<Outgoing> {
+    /// Starts the writer thread on `sock`.
+    pub fn start(sock: TcpStream) -> io::Result<Outgoing> {
         let (tx, rx) = unbounded::<Vec<u8>>();
+        let (sent_tx, sent) = bounded(1);
         let failed = Arc::new(Mutex::new(None));
         let failure = Arc::clone(&failed);
         thread::Builder::new()
@@ -63,12 +66,13 @@ impl Outgoing {
                         *failure.lock() = Some(e.to_string());
                         return;
                     }
-                    let _ = sent.try_send(());
+                    let _ = sent_tx.try_send(());
                 }
             })?;
         Ok(Outgoing {
             pdu: Vec::new(),
             tx,
+            sent,
             failed,
         })
     }
@@ -148,13 +152,12 @@ pub fn run(opts: Options) -> Exit {
     if let Err(e) = started {
         return Exit::Failed(format!("cannot start a thread: {e}"));
     }
-    let (sent_tx, sent_rx) = bounded(1);
-    let outgoing = match Outgoing::start(sock, sent_tx) {
+    let outgoing = match Outgoing::start(sock) {
         Ok(o) => o,
         Err(e) => return Exit::Failed(format!("cannot start a thread: {e}")),
     };
     let mut client = Client::new(opts, outgoing, io::stdout().lock());
-    let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx, &sent_rx);
+    let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx);
     exit
 }
 
@@ -165,8 +168,8 @@ fn session<W: Write>(
     server_rx: &Receiver<FromServer>,
     stdin_rx: &Receiver<FromStdin>,
     signal_rx: &Receiver<()>,
-    sent_rx: &Receiver<()>,
 ) -> Result<Infallible, Exit> {
+    let sent_rx = &client.sock.sent.clone();
     let closed = never();
     let no_server = never();
     let stopped = never();
@@ -283,8 +286,7 @@ mod tests {
         let (server_tx, server_rx) = bounded(SERVER_LINES_AHEAD);
         thread::spawn(move || socket_thread(reading, server_tx));
         let (stdin_tx, stdin_rx) = bounded(16);
-        let (sent_tx, sent_rx) = bounded(1);
-        let outgoing = Outgoing::start(sock, sent_tx).expect("the sending thread");
+        let outgoing = Outgoing::start(sock).expect("the sending thread");
         thread::spawn(move || {
             for _ in 0..LINES {
                 let _ = stdin_tx.send(FromStdin::Line(text.clone().into_bytes()));
@@ -295,7 +297,7 @@ mod tests {
         let (done_tx, done_rx) = bounded(1);
         thread::spawn(move || {
             let mut client = Client::new(Options::default(), outgoing, io::sink());
-            let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx, &sent_rx);
+            let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx);
             let _ = done_tx.send(exit);
         });
         done_rx
@@ -334,14 +336,13 @@ mod tests {
         let (server_tx, server_rx) = bounded(SERVER_LINES_AHEAD);
         thread::spawn(move || socket_thread(reading, server_tx));
         let (stdin_tx, stdin_rx) = bounded(16);
-        let (sent_tx, sent_rx) = bounded(1);
-        let outgoing = Outgoing::start(sock, sent_tx).expect("the sending thread");
+        let outgoing = Outgoing::start(sock).expect("the sending thread");
         let (_signal_tx, signal_rx) = bounded(1);
         let (done_tx, done_rx) = bounded(1);
         thread::spawn(move || {
             let before = thread_cpu_ticks();
             let mut client = Client::new(Options::default(), outgoing, io::sink());
-            let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx, &sent_rx);
+            let Err(exit) = session(&mut client, &server_rx, &stdin_rx, &signal_rx);
             let _ = done_tx.send((exit, thread_cpu_ticks() - before));
             drop(stdin_rx);
         });
@@ -370,8 +371,7 @@ mod tests {
             let _peer = listener.accept().expect("accept");
             // Every write fails (EPIPE).
             sock.shutdown(std::net::Shutdown::Write).expect("shutdown");
-            let (sent_tx, _sent_rx) = bounded(1);
-            let mut out = Outgoing::start(sock, sent_tx).expect("the sending thread");
+            let mut out = Outgoing::start(sock).expect("the sending thread");
             let e = loop {
                 if let Err(e) = out.write_all(b"ping\r\n").and_then(|()| out.flush()) {
                     break e;

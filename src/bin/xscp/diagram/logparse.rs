@@ -135,18 +135,24 @@ fn split_line(line: &str) -> Option<(Option<String>, Level, &str)> {
     Some((time, level, &line[close + 2..]))
 }
 
-/// Whether a log line is the listener's `CLOSED -> LISTEN`: a run of the server begins.
-fn starts_a_run(line: &str) -> bool {
-    split_line(line).is_some_and(|(_, _, text)| {
-        text.starts_with("listener ") && text.contains(" CLOSED -> LISTEN on ")
-    })
+/// Whether the text of a log line is the listener's `CLOSED -> LISTEN`: a run of the
+/// server begins.
+fn starts_a_run(text: &str) -> bool {
+    text.starts_with("listener ") && text.contains(" CLOSED -> LISTEN on ")
 }
 
 /// Parses one line of run `run`; `None` for a line that is not about a connection (or
 /// not a log line).
+#[cfg(test)]
 pub fn parse_line(number: usize, run: u32, line: &str) -> Option<Entry> {
-    let (time, level, rest) = split_line(line)?;
-    let rest = rest.strip_prefix("conn=")?;
+    let (time, level, text) = split_line(line)?;
+    entry(number, run, time, level, text)
+}
+
+/// The entry of log line `number` of run `run`, from its time, level and text after the
+/// level; `None` if it is not about a connection.
+fn entry(number: usize, run: u32, time: Option<String>, level: Level, text: &str) -> Option<Entry> {
+    let rest = text.strip_prefix("conn=")?;
     let (conn, rest) = rest.split_once(' ')?;
     let conn: u64 = conn.parse().ok()?;
     let rest = rest.strip_prefix("peer=")?;
@@ -193,9 +199,12 @@ pub fn parse(text: &str) -> Vec<Entry> {
     let mut run = 0;
     let mut entries: Vec<Entry> = Vec::new();
     for (i, l) in text.lines().enumerate() {
-        if starts_a_run(l) {
+        let Some((time, level, rest)) = split_line(l) else {
+            continue;
+        };
+        if starts_a_run(rest) {
             run += 1;
-        } else if let Some(e) = parse_line(i + 1, run.max(1), l) {
+        } else if let Some(e) = entry(i + 1, run.max(1), time, level, rest) {
             run = run.max(1);
             entries.push(e);
         }

@@ -80,7 +80,8 @@ impl<O: Output> Hub<O> {
         let Some(target) = key.and_then(|k| names.get(&k).copied()) else {
             return self.chat_held(conn, key, line, to, session);
         };
-        if let Some(r) = clients.get(&target)
+        let recipient = clients.get(&target);
+        if let Some(r) = recipient
             && r.receipts.full_for(from, *mailbox)
         {
             log::info!(
@@ -91,7 +92,7 @@ impl<O: Output> Hub<O> {
             return c.respond(conn, reply::receipts_full(to).as_bytes(), wakes);
         }
         c.respond(conn, reply::RELAYED.as_bytes(), wakes);
-        if let Some(r) = clients.get(&target) {
+        if let Some(r) = recipient {
             r.queue(target, line.as_bytes(), Some(&c.outbox), wakes, doomed);
         }
         // Record the receipt the recipient owes and keep its copy.

@@ -83,21 +83,17 @@ impl Server {
         let c = &self.config;
         crate::sys::install_wake();
         let budget = Budget::from_system();
+        let readers = readers_share(budget.max());
         log::debug!(
-            "thread budget: {} threads, {} of them for readers (by {})",
+            "thread budget: {} threads, {readers} of them for readers (by {})",
             budget.max(),
-            readers_share(budget.max()),
             budget.source()
         );
         let settings = Arc::new(ConnSettings {
             session: Arc::new(c.session()),
             rate: c.rate,
             // An eighth of the budget is kept for the writers of connections behind.
-            readers: Pool::limited(
-                READER_STACK,
-                Arc::clone(&budget),
-                readers_share(budget.max()),
-            ),
+            readers: Pool::limited(READER_STACK, Arc::clone(&budget), readers),
             writers: Arc::new(Writers {
                 pool: Pool::new(WRITER_STACK, budget),
                 sendq: c.sendq,

@@ -484,6 +484,104 @@ pub fn is_batch_scheduled() -> Option<bool> {
     sched::is_batch()
 }
 
+#[cfg(target_os = "linux")]
+mod spawn {
+    use std::ffi::{c_int, c_ulong, c_void};
+    use std::io;
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    /// `pthread_attr_t`: 56 bytes on x86_64, 64 on aarch64 (glibc and musl); this is room
+    /// for either, aligned like the C type. Only the C library reads or writes it.
+    #[repr(C, align(8))]
+    struct Attr([u8; 128]);
+
+    /// `PTHREAD_CREATE_DETACHED` on Linux (glibc, musl, bionic).
+    const PTHREAD_CREATE_DETACHED: c_int = 1;
+
+    unsafe extern "C" {
+        fn pthread_attr_init(attr: *mut Attr) -> c_int;
+        fn pthread_attr_destroy(attr: *mut Attr) -> c_int;
+        fn pthread_attr_setstacksize(attr: *mut Attr, size: usize) -> c_int;
+        fn pthread_attr_setdetachstate(attr: *mut Attr, state: c_int) -> c_int;
+        fn pthread_create(
+            thread: *mut c_ulong,
+            attr: *const Attr,
+            start: extern "C" fn(*mut c_void) -> *mut c_void,
+            arg: *mut c_void,
+        ) -> c_int;
+    }
+
+    /// The new thread's start: takes back the closure [`detached`] boxed and runs it. A
+    /// panic must not unwind into the C library: it ends here, logged.
+    extern "C" fn start<F: FnOnce() + Send + 'static>(arg: *mut c_void) -> *mut c_void {
+        // SAFETY: `arg` is the `Box<F>` that `detached` leaked for this thread alone,
+        // with this very `F`; it is taken back once.
+        let f = unsafe { Box::from_raw(arg.cast::<F>()) };
+        if catch_unwind(AssertUnwindSafe(f)).is_err() {
+            log::error!("BUG: a thread panicked outside its job");
+        }
+        std::ptr::null_mut()
+    }
+
+    /// An OS error from a pthread function's return value (they do not set `errno`).
+    fn check(ret: c_int) -> io::Result<()> {
+        match ret {
+            0 => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+
+    pub fn detached<F: FnOnce() + Send + 'static>(stack: usize, f: F) -> io::Result<()> {
+        let mut attr = Attr([0; 128]);
+        // SAFETY: `attr` is writable, aligned room larger than any Linux pthread_attr_t;
+        // it is initialised before use and destroyed after, whatever happens between.
+        check(unsafe { pthread_attr_init(&mut attr) })?;
+        let started = (|| {
+            // SAFETY: an initialised attribute object; the calls take plain integers.
+            check(unsafe { pthread_attr_setstacksize(&mut attr, stack) })?;
+            check(unsafe { pthread_attr_setdetachstate(&mut attr, PTHREAD_CREATE_DETACHED) })?;
+            let arg = Box::into_raw(Box::new(f));
+            let mut thread: c_ulong = 0;
+            // SAFETY: `thread` and `attr` are valid for the call; `start::<F>` takes `arg`
+            // back as the `Box<F>` it is. The thread is detached: nothing joins it.
+            let ret = unsafe { pthread_create(&mut thread, &attr, start::<F>, arg.cast()) };
+            if ret != 0 {
+                // SAFETY: no thread started, so the box is still this function's alone.
+                drop(unsafe { Box::from_raw(arg) });
+            }
+            check(ret)
+        })();
+        // SAFETY: initialised above and no longer used by pthread_create.
+        unsafe { pthread_attr_destroy(&mut attr) };
+        started
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod spawn {
+    pub fn detached<F: FnOnce() + Send + 'static>(stack: usize, f: F) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .stack_size(stack)
+            .spawn(f)
+            .map(drop)
+    }
+}
+
+/// Starts a thread that runs `f` with `stack` bytes of stack (the C library's thread
+/// block and static TLS included) and ends with it; nothing joins it.
+///
+/// On Linux it is started by the C library directly, not by `std::thread`: std keeps for
+/// each of its threads a handle, a result packet, a record of its guard page and an
+/// alternate signal stack, some 400 bytes of heap and two memory mappings that a pooled
+/// connection thread never uses (it is never joined, named by [`set_thread_name`], and
+/// its stack overflowing ends the process either way: std's handler aborts with a
+/// message, without it the guard page's fault kills the process). A thread cannot
+/// start when the system lacks memory, mappings or tasks: the error says which, and the
+/// process goes on (std's spawn aborts the process when the signal stack cannot be mapped).
+pub fn spawn_detached<F: FnOnce() + Send + 'static>(stack: usize, f: F) -> io::Result<()> {
+    spawn::detached(stack, f)
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod heap {
     use std::ffi::c_int;
@@ -863,6 +961,72 @@ pub fn reset(stream: std::net::TcpStream) -> Result<(), String> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use std::net::{TcpListener, TcpStream};
+
+    /// `stack_t` and `SS_DISABLE` on Linux.
+    #[repr(C)]
+    struct SignalStack {
+        sp: *mut std::ffi::c_void,
+        flags: std::ffi::c_int,
+        size: usize,
+    }
+    const SS_DISABLE: std::ffi::c_int = 2;
+
+    unsafe extern "C" {
+        fn sigaltstack(new: *const SignalStack, old: *mut SignalStack) -> std::ffi::c_int;
+    }
+
+    /// Whether the calling thread has an alternate signal stack.
+    fn has_signal_stack() -> bool {
+        let mut old = SignalStack {
+            sp: std::ptr::null_mut(),
+            flags: 0,
+            size: 0,
+        };
+        // SAFETY: a null new stack only reads the current one into `old`, valid and
+        // writable for the call.
+        let ret = unsafe { sigaltstack(std::ptr::null(), &mut old) };
+        assert_eq!(ret, 0, "sigaltstack: {}", std::io::Error::last_os_error());
+        old.flags & SS_DISABLE == 0
+    }
+
+    #[test]
+    fn a_detached_thread_runs_without_the_extras_of_std_threads() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let caller = std::thread::current().id();
+        super::spawn_detached(64 * 1024, move || {
+            let _ = tx.send((std::thread::current().id(), has_signal_stack()));
+        })
+        .expect("a thread starts");
+        let (id, signal_stack) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the thread ran");
+        assert_ne!(id, caller);
+        // std maps one for each of its threads (two mappings with its guard page).
+        assert!(!signal_stack, "the thread has a signal stack of its own");
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || tx.send(has_signal_stack()))
+            .join()
+            .expect("joined")
+            .expect("sent");
+        assert!(
+            rx.recv().expect("sent"),
+            "std's threads have one: the test sees it"
+        );
+    }
+
+    #[test]
+    fn a_thread_that_cannot_start_is_an_error_and_one_that_panics_ends_alone() {
+        let e = super::spawn_detached(usize::MAX / 2, || {}).expect_err("no such stack");
+        assert!(e.raw_os_error().is_some(), "{e}");
+        let (tx, rx) = crossbeam_channel::bounded::<()>(1);
+        super::spawn_detached(64 * 1024, move || {
+            let _keep = tx;
+            panic!("a test's panic");
+        })
+        .expect("a thread starts");
+        // The sender is dropped as the panic unwinds; the process goes on.
+        assert!(rx.recv_timeout(std::time::Duration::from_secs(20)).is_err());
+    }
 
     #[test]
     fn an_accepted_socket_inherits_nodelay_from_its_listener() {

@@ -20,7 +20,7 @@
 //! may need a writer besides its reader (while its socket does not take its output at
 //! once), so running out of threads refuses the next client instead of cutting one that is served
 //! for want of a writer. Half for each, as first built, refused the 10,000 idle clients of
-//! a benchmark on a machine that allows 15,870 threads; writers are needed by the clients
+//! a benchmark on a machine that then allowed 15,870 threads; writers are needed by the clients
 //! that are behind, not by all of them.
 //!
 //! Pooled threads are scheduled as batch work (Linux `SCHED_BATCH`, same priority): a
@@ -35,7 +35,6 @@ use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
-use std::thread;
 use std::time::{Duration, Instant};
 
 /// How often a pool counts the threads that stayed idle throughout; that many exit.
@@ -118,10 +117,10 @@ impl Budget {
         })
     }
 
-    /// The budget this system allows. Each thread costs four memory mappings (its stack
-    /// and guard page, its signal stack and guard page), and the kernel caps mappings per
-    /// process (`vm.max_map_count`); past it a new thread aborts the process instead of
-    /// failing to start. Also bounded by `kernel.threads-max`, by the user's limit on
+    /// The budget this system allows. Each thread costs memory mappings
+    /// ([`MAPS_PER_THREAD`]), and the kernel caps mappings per process
+    /// (`vm.max_map_count`); past it no thread starts and the heap cannot grow either (an
+    /// allocation that fails aborts the process), so some are kept. Also bounded by `kernel.threads-max`, by the user's limit on
     /// processes (`RLIMIT_NPROC`, `ulimit -u`, less the tasks of the user's other
     /// processes at start) and by the task limit of the process's
     /// cgroups (`pids.max`, systemd's `TasksMax=`, less the tasks of the other processes
@@ -223,8 +222,10 @@ pub fn readers_share(max: usize) -> usize {
     max - (max / 8).max(1).min(max)
 }
 
-/// Memory mappings one thread costs.
-const MAPS_PER_THREAD: usize = 4;
+/// Memory mappings one pooled thread costs: its stack and its guard page, on Linux, where
+/// the C library starts it ([`crate::sys::spawn_detached`]); elsewhere `std::thread` also
+/// maps an alternate signal stack and its guard page.
+const MAPS_PER_THREAD: usize = if cfg!(target_os = "linux") { 2 } else { 4 };
 
 /// Memory mappings kept for everything but thread stacks.
 const RESERVED_MAPS: usize = 2048;
@@ -438,26 +439,24 @@ impl<W: Work> Pool<W> {
         let pool = Arc::clone(self);
         // Unnamed here: the job names its thread, and a name given to the builder would
         // be kept for the thread's whole life.
-        let spawned = thread::Builder::new()
-            .stack_size(self.stack)
-            .spawn(move || {
-                if let Err(e) = crate::sys::batch_scheduling() {
-                    log::debug!("a pooled thread keeps the default scheduling: {e}");
+        let spawned = crate::sys::spawn_detached(self.stack, move || {
+            if let Err(e) = crate::sys::batch_scheduling() {
+                log::debug!("a pooled thread keeps the default scheduling: {e}");
+            }
+            let exit = match pool.first_job(start) {
+                Some(job) => pool.work(job),
+                None => Exit::Idle,
+            };
+            match exit {
+                Exit::Idle => {
+                    pool.own.fetch_sub(1, Ordering::SeqCst);
+                    pool.budget.exit_idle();
                 }
-                let exit = match pool.first_job(start) {
-                    Some(job) => pool.work(job),
-                    None => Exit::Idle,
-                };
-                match exit {
-                    Exit::Idle => {
-                        pool.own.fetch_sub(1, Ordering::SeqCst);
-                        pool.budget.exit_idle();
-                    }
-                    // Its place is another pool's thread's now (and no longer this pool's
-                    // since it was given up).
-                    Exit::GivenUp => {}
-                }
-            });
+                // Its place is another pool's thread's now (and no longer this pool's
+                // since it was given up).
+                Exit::GivenUp => {}
+            }
+        });
         let Err(e) = spawned else {
             return Ok(());
         };
@@ -553,6 +552,8 @@ enum Exit {
 
 #[cfg(test)]
 mod tests {
+    use std::thread;
+
     use crossbeam_channel::bounded;
 
     use super::*;
@@ -753,8 +754,9 @@ mod tests {
         }
     }
 
-    /// The readers leave an eighth of the budget to the writers, at least one thread: at
-    /// this machine's 15,870 threads, 10,000 idle clients fit.
+    /// The readers leave an eighth of the budget to the writers, at least one thread: with
+    /// 15,870 threads (what std's threads allowed on a machine whose `vm.max_map_count` is
+    /// 65,530), 10,000 idle clients fit.
     #[test]
     fn the_readers_leave_an_eighth_to_the_writers() {
         assert_eq!(readers_share(15_870), 13_887);

@@ -437,8 +437,7 @@ impl<W: Work> Pool<W> {
         idle.starting.push((start, job));
         drop(idle);
         let pool = Arc::clone(self);
-        // Unnamed here: the job names its thread, and a name given to the builder would
-        // be kept for the thread's whole life.
+        // Each job names the thread as it starts (`Pool::work`).
         let spawned = crate::sys::spawn_detached(self.stack, move || {
             if let Err(e) = crate::sys::batch_scheduling() {
                 log::debug!("a pooled thread keeps the default scheduling: {e}");

@@ -107,8 +107,7 @@ pub struct Session {
     /// timer runs depends on it.
     registering: bool,
     settings: Arc<Settings>,
-    /// Boxed: every session keeps one for its whole life, and a session stays small.
-    clock: Box<Clock>,
+    clock: Clock,
 }
 
 /// A session's timers (§5.1 uname, ping; §7).
@@ -122,22 +121,22 @@ struct Clock {
     last_input: Instant,
     /// Pings sent so far (the token's second half).
     pings: u64,
-    /// The token of the server's ping awaiting its pong, and when it was sent. Other
-    /// traffic does not replace the pong.
-    outstanding_ping: Option<(String, Instant)>,
+    /// When the server's ping that awaits its pong was sent: the last one, whose token
+    /// [`Session::ping_token`] makes again. Other traffic does not replace the pong.
+    ping_sent: Option<Instant>,
 }
 
 impl Session {
     /// A session for connection `conn`, accepted at `now`: LISTEN -> NEGOTIATING. `tag`
     /// names the connection in the log (`conn=<id> peer=<addr>`).
     pub fn accept(conn: ConnId, tag: Tag, settings: Arc<Settings>, now: Instant) -> Session {
-        let clock = Box::new(Clock {
+        let clock = Clock {
             conn,
             negotiation_deadline: now + settings.negotiate_timeout,
             last_input: now,
             pings: 0,
-            outstanding_ping: None,
-        });
+            ping_sent: None,
+        };
         let mut s = Session {
             tag,
             state: State::Listen,
@@ -174,12 +173,20 @@ impl Session {
     /// When the server's ping that awaits its pong was sent, if one does.
     #[cfg(test)]
     fn ping_outstanding(&self) -> Option<Instant> {
-        self.clock.outstanding_ping.as_ref().map(|(_, sent)| *sent)
+        self.clock.ping_sent
     }
 
-    /// Records the token of the ping the server sent at `at`.
-    fn ping_sent(&mut self, token: String, at: Instant) {
-        self.clock.outstanding_ping = Some((token, at));
+    /// Sends the server's ping at `at`, as its timer would; its token.
+    #[cfg(test)]
+    fn ping_now(&mut self, at: Instant) -> String {
+        let _ = self.ping(at);
+        self.ping_token()
+    }
+
+    /// The token of the server's last ping: the connection's number in hex, a dot, the
+    /// ping's number (`1f.3`), unique in the server's run.
+    fn ping_token(&self) -> String {
+        format!("{:x}.{}", self.clock.conn, self.clock.pings)
     }
 
     /// Input arrived at `now` (any bytes): the ping interval counts from here. It moves
@@ -201,8 +208,8 @@ impl Session {
             (c.negotiation_deadline.min(ping), Timer::Answer)
         } else if self.nick.is_none() {
             (c.negotiation_deadline, Timer::Negotiation)
-        } else if let Some((_, sent)) = &c.outstanding_ping {
-            (*sent + s.ping_timeout, Timer::Pong)
+        } else if let Some(sent) = c.ping_sent {
+            (sent + s.ping_timeout, Timer::Pong)
         } else {
             (c.last_input + s.ping_interval, Timer::Ping)
         })
@@ -232,11 +239,10 @@ impl Session {
     /// Silence past `--ping-interval`: the server's ping, its token recorded.
     fn ping(&mut self, now: Instant) -> Step {
         self.clock.pings += 1;
-        let token = format!("{:x}.{}", self.clock.conn, self.clock.pings);
+        let token = self.ping_token();
         log::debug!("{} sends ping {token}", self.tag);
-        let line = reply::ping(&token);
-        self.ping_sent(token, now);
-        Step::Send(line)
+        self.clock.ping_sent = Some(now);
+        Step::Send(reply::ping(&token))
     }
 
     /// The one place a state changes: looks the move up in the transition table and logs
@@ -410,15 +416,15 @@ impl Session {
     /// A pong: it must carry the outstanding ping's token (§5). Without a token it is a
     /// SYNTAX refusal; answering no ping, or another one, a violation.
     fn on_pong(&mut self, token: Option<&str>) -> Step {
-        let outstanding = &mut self.clock.outstanding_ping;
-        if let (Some(t), Some((expected, sent))) = (token, outstanding.as_ref())
+        let expected = self.clock.ping_sent.map(|sent| (self.ping_token(), sent));
+        if let (Some(t), Some((expected, sent))) = (token, &expected)
             && t == expected
         {
             let sent = *sent;
-            *outstanding = None;
+            self.clock.ping_sent = None;
             return Step::PongAccepted(sent);
         }
-        let expected = outstanding.as_ref().map(|(t, _)| t.clone());
+        let expected = expected.map(|(t, _)| t);
         let why = reply::PongMismatch {
             token,
             expected: expected.as_deref(),

@@ -8,9 +8,14 @@ use std::fmt;
 /// The longest nickname.
 pub const MAX_NICK: usize = 16;
 
-/// A valid nickname, spelled as the client gave it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Nick(Box<str>);
+/// A valid nickname, spelled as the client gave it, kept inline (no allocation: every
+/// registered connection's session and its entry in the hub keep one each).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Nick {
+    len: u8,
+    /// ASCII (see [`Nick::parse`]); the bytes past `len` are zero.
+    bytes: [u8; MAX_NICK],
+}
 
 /// Why a string is not a nickname. Its text, which the `-ERR [INVALID]` carries, is
 /// written in `reply.rs` with every other reply.
@@ -25,32 +30,43 @@ impl Nick {
         let rest_ok = b
             .iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
-        if first_ok && rest_ok && b.len() <= MAX_NICK {
-            Ok(Nick(s.into()))
-        } else {
-            Err(InvalidNick)
+        if !(first_ok && rest_ok && b.len() <= MAX_NICK) {
+            return Err(InvalidNick);
         }
+        let mut nick = Nick {
+            len: b.len() as u8,
+            bytes: [0; MAX_NICK],
+        };
+        nick.bytes[..b.len()].copy_from_slice(b);
+        Ok(nick)
     }
 
     /// The nickname as spelled.
     pub fn as_str(&self) -> &str {
-        &self.0
+        // ASCII, so always UTF-8: the fallback is never taken.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
     }
 
     /// The key under which the nickname is unique: its ASCII lower case.
     pub fn key(&self) -> NickKey {
-        NickKey::of(&self.0).unwrap_or_default()
+        NickKey::of(self.as_str()).unwrap_or_default()
     }
 
     /// Does `other` name this nickname, ignoring case?
     pub fn matches(&self, other: &str) -> bool {
-        self.0.eq_ignore_ascii_case(other)
+        self.as_str().eq_ignore_ascii_case(other)
     }
 }
 
 impl fmt::Display for Nick {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Nick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Nick").field(&self.as_str()).finish()
     }
 }
 
@@ -105,6 +121,21 @@ mod tests {
         ] {
             assert_eq!(Nick::parse(n), Err(InvalidNick), "{n:?}");
         }
+    }
+
+    #[test]
+    fn a_nickname_keeps_its_spelling_and_compares_by_it() {
+        let nick = Nick::parse("Bob_2").unwrap();
+        assert_eq!(nick.as_str(), "Bob_2");
+        assert_eq!(format!("{nick:?}"), "Nick(\"Bob_2\")");
+        assert_eq!(nick, Nick::parse("Bob_2").unwrap());
+        assert_ne!(nick, Nick::parse("bob_2").unwrap());
+        assert_ne!(Nick::parse("ab").unwrap(), Nick::parse("abc").unwrap());
+        assert!(nick.matches("BOB_2"));
+        assert_eq!(
+            Nick::parse("abcdefghijklmnop").unwrap().as_str().len(),
+            MAX_NICK
+        );
     }
 
     #[test]

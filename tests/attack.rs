@@ -331,3 +331,52 @@ fn a_sender_renaming_itself_cannot_grow_a_recipients_receipts_without_bound() {
     }
     assert!(rcv.nothing_pending(), "every receipt owed was taken");
 }
+
+/// Hostile: the same renaming sender, writing to a held name instead. What a held mailbox
+/// keeps, its owner owes receipts for once back (every replayed `chatm` awaits one,
+/// §5.8), so the sender names of a mailbox are bounded as a client's are (`--mailbox
+/// 1KiB`: 32): a message from one more name is refused with FULL and kept nowhere, one
+/// from a name already there is held. (Before, all were held, and the returning client
+/// owed receipts to more names than the bound allows.) Every receipt owed is taken.
+#[test]
+fn a_renaming_sender_cannot_make_a_held_name_owe_receipts_past_the_bound() {
+    const OWED: usize = 32;
+    let server = Server::start(&["--mailbox", "1KiB"]);
+    hold(&server, "rcv");
+    let mut snd = server.register("n0");
+    let rounds: String = (1..=OWED + 1)
+        .map(|i| format!("cname n{i}\r\nchatm n{i} rcv x\r\n"))
+        .collect();
+    snd.send_raw(rounds.as_bytes());
+    for i in 1..=OWED + 1 {
+        snd.expect(&format!("+OK name changed from n{} to n{i}", i - 1));
+        if i <= OWED {
+            snd.expect("+OK message held for rcv");
+        } else {
+            snd.expect("-ERR [FULL] rcv owes receipts to too many senders");
+        }
+    }
+    server.wait_log(|l| l.contains("chatm to rcv: rcv owes receipts to 32 senders already"));
+    // A name the mailbox holds lines from is no new debt.
+    snd.send(&format!("cname n{OWED}"));
+    snd.expect(&format!("+OK name changed from n{} to n{OWED}", OWED + 1));
+    snd.send(&format!("chatm n{OWED} rcv y"));
+    snd.expect("+OK message held for rcv");
+
+    let mut rcv = come_back(&server, "rcv");
+    rcv.expect(&format!("+OK welcome back rcv ({} held, 0 lost)", OWED + 1));
+    for i in 1..=OWED {
+        rcv.expect(&format!("chatm n{i} rcv x"));
+    }
+    rcv.expect(&format!("chatm n{OWED} rcv y"));
+    let receipts: String = (1..=OWED)
+        .map(|i| format!("chatr n{i} rcv\r\n"))
+        .chain([format!("chatr n{OWED} rcv\r\n")])
+        .collect();
+    rcv.send_raw(receipts.as_bytes());
+    assert!(rcv.nothing_pending(), "every receipt owed was taken");
+    for i in 1..=OWED {
+        snd.expect(&format!("chatr n{i} rcv"));
+    }
+    snd.expect(&format!("chatr n{OWED} rcv"));
+}

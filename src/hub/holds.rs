@@ -341,6 +341,14 @@ impl Holds {
             .is_some_and(|h| h.mailbox.fits(line_len, max))
     }
 
+    /// Whether the mailbox of the held name `key` refuses a `chatm` from `from`: its
+    /// returning client would owe receipts to too many names (see [`Mailbox::full_for`]).
+    /// The count of names it comes from, if so.
+    pub fn full_for(&self, key: NickKey, from: NickKey, max: usize) -> Option<usize> {
+        let h = self.map.get(&key)?;
+        h.mailbox.full_for(from, max).then(|| h.mailbox.names())
+    }
+
     /// What every hold keeps: names, lines and lost lines.
     pub fn counts(&self) -> HoldCounts {
         self.map

@@ -78,7 +78,7 @@ impl<O: Output> Hub<O> {
         }
         let key = NickKey::of(to);
         let Some(target) = key.and_then(|k| names.get(&k).copied()) else {
-            return self.chat_held(conn, key, line, to, session);
+            return self.chat_held(conn, key, line, to, (from, session));
         };
         let recipient = clients.get(&target);
         if let Some(r) = recipient
@@ -145,15 +145,15 @@ impl<O: Output> Hub<O> {
         true
     }
 
-    /// A direct `chatm` to a name no client has: into its mailbox if it is held (§5.8),
-    /// else NO-SUCH.
+    /// A direct `chatm` from `from` (its name, its session) to a name no client has: into
+    /// its mailbox if it is held (§5.8), else NO-SUCH.
     fn chat_held(
         &mut self,
         conn: ConnId,
         key: Option<NickKey>,
         line: &str,
         to: &str,
-        session: ConnId,
+        (from, session): (NickKey, ConnId),
     ) {
         let now = Instant::now();
         let held = key.and_then(|k| Some((k, self.holds.nick(k, now)?.clone())));
@@ -170,6 +170,14 @@ impl<O: Output> Hub<O> {
             let err = reply::no_such_user(to);
             return self.send(conn, &err);
         };
+        // What the mailbox keeps its client owes receipts for once back: the names it
+        // would owe are bounded as a connected client's are (§5.5), before any room is made.
+        if let Some(names) = self.holds.full_for(key, from, self.mailbox) {
+            log::info!(
+                "{tag} chatm to {to}: {to} owes receipts to {names} senders already, refused"
+            );
+            return self.send(conn, &reply::receipts_full(to));
+        }
         let kept = self.holds.fits(key, line.len(), self.mailbox)
             && self.room_for(key, line.len())
             && self

@@ -150,6 +150,32 @@ fn past_the_total_the_address_holding_the_most_loses_first() {
     vic.expect("+OK welcome back vic");
 }
 
+/// §5.7, xscpd(1) `--max-holds`: past the total, an address that catches up with another
+/// (holding as many once its new hold is counted) loses its own oldest hold, not the
+/// other's, however much older the other's holds are. (Before, of two holding as many the
+/// older hold went: the address that was there first.)
+#[test]
+fn past_the_total_an_address_that_catches_up_loses_its_own_hold() {
+    let server = Server::start(&["--max-holds", "3", "--max-holds-per-ip", "3"]);
+    let mut bob = server.register_from("127.0.0.3", "bob");
+    for name in ["vic1", "vic2"] {
+        hold(&server, name);
+    }
+    bob.send("chatm bob vic1 for you");
+    bob.expect("+OK message held for vic1");
+    hold_from(&server, "127.0.0.2", "ma");
+    // 127.0.0.2 catches up: two holds each once this one is counted.
+    hold_from(&server, "127.0.0.2", "mb");
+    let dropped = server.wait_log(|l| l.contains(" dropped: too many holds (--max-holds)"));
+    assert!(
+        dropped.contains("hold on ma for 127.0.0.2 dropped"),
+        "{dropped}"
+    );
+    let mut vic = come_back(&server, "vic1");
+    vic.expect("+OK welcome back vic1 (1 held, 0 lost)");
+    vic.expect("chatm bob vic1 for you");
+}
+
 /// `capa` shows both hold bounds, after `MAILBOX`; the `HOLD <secs>` line is unchanged.
 #[test]
 fn capa_shows_both_hold_bounds() {

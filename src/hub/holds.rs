@@ -180,19 +180,22 @@ impl Holds {
         }
         if self.map.len() >= self.max {
             // Past the total: the oldest hold of the address holding the most once this
-            // one is added (of two holding as many, the one whose oldest hold is older),
-            // so that an address catching up with another pushes out its own.
+            // one is added; of two holding as many, the one adding it (an address that
+            // catches up with another pushes out its own), else the one whose oldest
+            // hold is older.
             let map = &self.map;
             let most = self
                 .by_ip
                 .iter()
                 .filter_map(|(at, q)| {
                     let front = *q.front()?;
-                    let held = q.len() + usize::from(*at == ip);
-                    Some((held, std::cmp::Reverse(map.get(&front)?.until), front))
+                    let adding = *at == ip;
+                    let held = q.len() + usize::from(adding);
+                    let age = std::cmp::Reverse(map.get(&front)?.until);
+                    Some((held, adding, age, front))
                 })
                 .max();
-            if let Some((_, _, oldest)) = most {
+            if let Some((_, _, _, oldest)) = most {
                 self.drop_early(
                     oldest,
                     "too many holds (--max-holds), its address holds the most",
@@ -698,6 +701,23 @@ mod tests {
         assert_eq!(take(&mut holds, "vic", THERE, now), Err(HERE));
         assert_eq!(take(&mut holds, "m2", HERE, now), Err(THERE));
         assert_eq!(take(&mut holds, "nu", HERE, now), Err(third));
+    }
+
+    /// Past the total, an address that only catches up with another (as many holds once
+    /// its new one is counted) loses its own oldest hold, though the other's is older.
+    #[test]
+    fn an_address_that_draws_level_pushes_out_its_own_hold() {
+        let t0 = Instant::now();
+        let mut holds = Holds::new(TTL, 3, 64);
+        hold(&mut holds, "vic1", HERE, t0);
+        hold(&mut holds, "vic2", HERE, t0 + Duration::from_secs(1));
+        hold(&mut holds, "m1", THERE, t0 + Duration::from_secs(2));
+        hold(&mut holds, "m2", THERE, t0 + Duration::from_secs(3));
+        let now = t0 + Duration::from_secs(4);
+        assert_eq!(take(&mut holds, "vic1", THERE, now), Err(HERE));
+        assert_eq!(take(&mut holds, "vic2", THERE, now), Err(HERE));
+        assert_eq!(take(&mut holds, "m1", HERE, now), Ok(false));
+        assert_eq!(take(&mut holds, "m2", HERE, now), Err(THERE));
     }
 
     /// Past the total, an address that catches up with another counts the hold it adds:

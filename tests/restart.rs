@@ -383,12 +383,18 @@ fn expired_holds_are_discarded_at_start() {
 fn a_second_server_on_the_same_state_file_does_not_start() {
     let path = state_dir("shared").join("state");
     let first = start(&path, &[]);
-    let out = run_with_state(&path);
+    refused_as_locked(&path);
+    stop(first, "TERM");
+}
+
+/// Runs `xscpd --state <path>` while another server holds the lock of the file it names:
+/// status 1 before it listens, naming the lock (`state.lock`).
+fn refused_as_locked(path: &Path) {
+    let out = run_with_state(path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("LISTEN"), "listened: {err}");
     assert!(err.contains("state.lock is locked"), "{err}");
-    stop(first, "TERM");
 }
 
 /// A save at shutdown that cannot be written is an error the exit status shows (1), not
@@ -421,4 +427,26 @@ fn a_hold_saved_for_a_mapped_address_is_its_ipv4_address() {
     let mut alice = come_back(&server, "alice");
     alice.expect("+OK welcome back alice (1 held, 0 lost)");
     alice.expect("chatm bob alice hi");
+}
+
+/// A state file given as a symbolic link is the file it points to (xscpd-state(5)): the
+/// lock is that file's, so a second server given the file itself while a first runs on
+/// the link does not start; a link to a file that does not exist yet is a missing file,
+/// which the first save creates where the link points; and the link stays a link, so the
+/// state stays where the operator put it.
+#[test]
+fn a_state_file_given_as_a_link_is_the_file_it_points_to() {
+    let dir = state_dir("link");
+    fs::create_dir_all(dir.join("data")).expect("mkdir");
+    let path = dir.join("data").join("state");
+    let link = dir.join("link");
+    std::os::unix::fs::symlink("data/state", &link).expect("symlink");
+    let server = start(&link, &[]);
+    let _dave = server.register("dave");
+    refused_as_locked(&path);
+    stop(server, "TERM");
+    let meta = fs::symlink_metadata(&link).expect("the link");
+    assert!(meta.file_type().is_symlink(), "the save replaced the link");
+    let server = start(&path, &[]);
+    come_back(&server, "dave").expect("+OK welcome back dave");
 }

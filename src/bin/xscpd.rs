@@ -15,7 +15,7 @@ use xscp::server::Server;
 use xscp::state::{self, Saved};
 
 fn main() -> ExitCode {
-    let config = match config::parse_args(std::env::args().skip(1)) {
+    let mut config = match config::parse_args(std::env::args().skip(1)) {
         Ok(Cli::Run(c)) => c,
         Ok(Cli::PrintFsm(format)) => return print(&diagram::render(format)),
         Ok(Cli::Help) => return print(&format!("{}\n\n{}\n", config::USAGE, config::help())),
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     // Held while the server runs: no other server saves to the same state file.
-    let (restored, _lock) = match load_state(&config) {
+    let (restored, _lock) = match load_state(&mut config) {
         Ok(state) => state,
         Err(code) => return code,
     };
@@ -62,11 +62,30 @@ fn main() -> ExitCode {
 /// and the lock that keeps other servers off the file while this one runs. A missing file
 /// is an empty state (logged); one that cannot be read or parsed ends the program with
 /// status 2, naming the file and the line, and is left as it is; a file another server
-/// uses, or a directory where saves cannot be written, with status 1.
-fn load_state(config: &Config) -> Result<(Saved, Option<File>), ExitCode> {
-    let Some(path) = &config.state else {
+/// uses, or a directory where saves cannot be written, with status 1. A state file given
+/// as a symbolic link is the file it points to ([`state::resolve`]): `config` is left
+/// naming that file, where the server saves.
+fn load_state(config: &mut Config) -> Result<(Saved, Option<File>), ExitCode> {
+    let Some(given) = config.state.clone() else {
         return Ok((Saved::default(), None));
     };
+    let path = match state::resolve(&given) {
+        Ok(path) => path,
+        Err(error) => {
+            let e = state::LoadError::Read { path: given, error };
+            fail(config, format_args!("{e}"));
+            return Err(ExitCode::from(2));
+        }
+    };
+    if path != given {
+        log::info!(
+            "state file {} is a link to {}: the state is read and saved there",
+            given.display(),
+            path.display()
+        );
+    }
+    config.state = Some(path.clone());
+    let path = &path;
     let lock = match state::lock(path) {
         Ok(lock) => lock,
         Err(e) => {

@@ -58,6 +58,36 @@ impl fmt::Display for LoadError {
     }
 }
 
+/// The most symbolic links [`resolve`] follows (as Linux's `MAXSYMLINKS`).
+const MAX_LINKS: usize = 40;
+
+/// The file the state path `path` names: `path` itself, or if it is a symbolic link, the
+/// file it points to (link after link, a relative target taken from the link's
+/// directory). The server reads, locks and saves that file, so that its lock, its
+/// temporary file and its saves are beside it whatever path or link names it: a second
+/// server given the file or another link to it finds the lock, and a save leaves the link
+/// a link. A link to nothing yet names a missing file, which the first save creates where
+/// the link points. Fails on a loop of links.
+pub fn resolve(path: &Path) -> io::Result<PathBuf> {
+    let mut path = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&path)?;
+                path = match path.parent() {
+                    Some(dir) => dir.join(target),
+                    None => target,
+                };
+            }
+            Err(e) if e.kind() != ErrorKind::NotFound => return Err(e),
+            _ => return Ok(path),
+        }
+    }
+    Err(io::Error::other(format!(
+        "more than {MAX_LINKS} symbolic links in a row"
+    )))
+}
+
 /// Reads the state file at `path`: `Ok(None)` if there is none (an empty state), the
 /// state if it parses, else why not. Reads only; the file is never changed here.
 pub fn load(path: &Path) -> Result<Option<Saved>, LoadError> {
@@ -94,6 +124,27 @@ mod tests {
     fn a_missing_file_is_no_state() {
         let dir = temp_dir("missing");
         assert!(matches!(load(&dir.join("none")), Ok(None)));
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_link_is_followed_to_the_file_it_points_to() {
+        use std::os::unix::fs::symlink;
+        let dir = temp_dir("links");
+        let file = dir.join("state");
+        assert_eq!(resolve(&file).expect("a missing file"), file);
+        // A relative target is taken from the link's directory, link after link; the
+        // file need not exist yet.
+        symlink("state", dir.join("one")).expect("symlink");
+        symlink("one", dir.join("two")).expect("symlink");
+        assert_eq!(resolve(&dir.join("two")).expect("followed"), file);
+        std::fs::write(&file, "x").expect("write");
+        assert_eq!(resolve(&dir.join("two")).expect("followed"), file);
+        symlink(&file, dir.join("absolute")).expect("symlink");
+        assert_eq!(resolve(&dir.join("absolute")).expect("followed"), file);
+        // A loop is an error, not a hang.
+        symlink("loop", dir.join("loop")).expect("symlink");
+        assert!(resolve(&dir.join("loop")).is_err());
     }
 
     #[test]

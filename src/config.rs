@@ -406,6 +406,14 @@ fn value<T>(
     parse(&v).ok_or_else(|| CliError(format!("invalid value '{v}' for {opt}")))
 }
 
+/// Does `path` name a file (`--state`)? Its last component, as written, is a name: not
+/// empty (`dir/state/`), `.` or `..`, which can only name a directory, where no save could
+/// ever be renamed to.
+fn names_a_file(path: &str) -> bool {
+    let last = path.rsplit('/').next().unwrap_or_default();
+    !matches!(last, "" | "." | "..")
+}
+
 fn at_least<T: PartialOrd + fmt::Debug>(opt: &str, v: T, min: T) -> Result<T, CliError> {
     if v < min {
         return Err(CliError(format!("{opt} must be at least {min:?}")));
@@ -474,7 +482,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Cli, CliErr
             "--rate" => c.rate = value(&opt, next(), |v| v.parse().ok())?,
             "--state" => {
                 c.state = Some(value(&opt, next(), |v| {
-                    (!v.is_empty()).then(|| PathBuf::from(v))
+                    names_a_file(v).then(|| PathBuf::from(v))
                 })?)
             }
             "--state-interval" => {
@@ -559,6 +567,10 @@ mod tests {
         assert_eq!(alone.to_string(), "--state-interval needs --state");
         assert!(run(&["--state"]).is_err());
         assert!(run(&["--state", ""]).is_err());
+        for dir in ["/var/lib/xscpd/", "state/", ".", "..", "/", "a/.", "a/.."] {
+            assert!(run(&["--state", dir]).is_err(), "{dir}");
+        }
+        assert!(run(&["--state", ".state"]).is_ok());
     }
 
     #[test]

@@ -450,3 +450,24 @@ fn a_state_file_given_as_a_link_is_the_file_it_points_to() {
     let server = start(&path, &[]);
     come_back(&server, "dave").expect("+OK welcome back dave");
 }
+
+/// `--state` names a file: a path that can only name a directory (`dir/state/`, `.`)
+/// could never be saved to (the rename onto it fails), so the server would run and lose
+/// every hold at the next start. It is refused before the server listens (status 2,
+/// naming the value), and nothing is created for it.
+#[test]
+fn a_state_path_that_names_no_file_is_refused() {
+    let dir = state_dir("not-a-file");
+    for given in [
+        format!("{}/state/", dir.display()),
+        format!("{}/.", dir.display()),
+    ] {
+        let out = run_xscpd(&["-l", "127.0.0.1:0", "--state", &given]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{given}: {err}");
+        assert!(!err.contains("LISTEN"), "listened: {err}");
+        assert!(err.contains(&format!("'{given}' for --state")), "{err}");
+    }
+    let left: Vec<_> = fs::read_dir(&dir).expect("the directory").collect();
+    assert!(left.is_empty(), "created: {left:?}");
+}

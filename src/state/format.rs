@@ -310,6 +310,15 @@ pub fn decode(bytes: &[u8]) -> Result<Saved, FormatError> {
         };
         let raw = &rest[..end];
         rest = &rest[end + 1..];
+        if raw.ends_with(b"\r") {
+            return Err(err(
+                n,
+                format!(
+                    "{} ends with CR LF: the lines of a state file end with LF alone",
+                    quote(raw)
+                ),
+            ));
+        }
         let Ok(line) = std::str::from_utf8(raw) else {
             return Err(err(n, format!("not UTF-8 text: {}", quote(raw))));
         };
@@ -825,6 +834,21 @@ mod tests {
         assert!(what.contains("not an xscpd-state file"), "{what}");
         assert_eq!(refused(b"").0, 1);
         assert_eq!(refused(b"\xff\n").0, 1);
+    }
+
+    /// A file whose lines end with CR LF (edited or copied on another system) is refused
+    /// at its first such line, and the error says so, not that the version is wrong or
+    /// that a count or name is.
+    #[test]
+    fn a_line_ending_with_cr_lf_is_named_as_such() {
+        let t = text(&example());
+        let (line, what) = refused(t.replace('\n', "\r\n").as_bytes());
+        assert_eq!(line, 1);
+        assert!(what.contains("CR LF"), "{what}");
+        let mixed = t.replacen(" session 1\n", " session 1\r\n", 1);
+        let (line, what) = refused(mixed.as_bytes());
+        assert_eq!(line, 3);
+        assert!(what.contains("CR LF"), "{what}");
     }
 
     #[test]

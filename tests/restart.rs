@@ -309,6 +309,29 @@ fn a_bad_state_file_stops_the_server_before_it_listens() {
     fs::create_dir_all(&not_a_file).expect("mkdir");
     refused(&not_a_file, "cannot read state file");
 
+    // Not a file: a named pipe nobody writes to (a read would wait forever, before the
+    // server listens, deaf to SIGTERM). Not read here either, for the same reason.
+    let fifo = dir.join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success(), "mkfifo");
+    let out = run_with_state(&fifo);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(!err.contains("LISTEN"), "listened: {err}");
+    let named = format!(
+        "cannot read state file {}: not a regular file",
+        fifo.display()
+    );
+    assert!(err.contains(&named), "{err}");
+    let meta = fs::symlink_metadata(&fifo).expect("the pipe");
+    assert!(
+        std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type()),
+        "the pipe was replaced"
+    );
+
     // Unreadable: no permission (unless the tests run as root, who reads anyway).
     fs::write(&path, &good).expect("write");
     set_mode(&path, 0o000);

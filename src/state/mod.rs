@@ -89,8 +89,20 @@ pub fn resolve(path: &Path) -> io::Result<PathBuf> {
 }
 
 /// Reads the state file at `path`: `Ok(None)` if there is none (an empty state), the
-/// state if it parses, else why not. Reads only; the file is never changed here.
+/// state if it parses, else why not (also when it is no regular file: a directory, a
+/// pipe, a device). Reads only; the file is never changed here.
 pub fn load(path: &Path) -> Result<Option<Saved>, LoadError> {
+    // Only a regular file is read: a named pipe or a device would be read from forever
+    // (or until someone writes), before the server listens.
+    match std::fs::metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(LoadError::Read {
+                path: path.to_path_buf(),
+                error: io::Error::other("not a regular file"),
+            });
+        }
+        _ => {}
+    }
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),

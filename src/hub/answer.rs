@@ -55,7 +55,11 @@ impl Promise {
         if let Some(slot) = self.slot.take() {
             let mut state = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.answer = Some(answer);
-            if state.waiting {
+            let waiting = state.waiting;
+            // The lock is let go before the wake: the asker, woken, would otherwise find
+            // it still held and sleep once more until it is.
+            drop(state);
+            if waiting {
                 slot.ready.notify_one();
             }
         }

@@ -2,8 +2,8 @@
 //! (the server, the client's checker and the bench) with their safety arguments: the
 //! listen backlog, waking a blocked `accept` or read, waiting for a client, one
 //! non-blocking write on a blocking socket, giving freed heap memory back to the system,
-//! connecting from a chosen address, a reset instead of a close, SIGTERM, and the
-//! descriptor limit. std links the C library anyway; the runtime dependencies are fixed,
+//! connecting from a chosen address, a reset instead of a close, SIGTERM, the descriptor
+//! limit, and starting a thread without what std keeps for each of its own. std links the C library anyway; the runtime dependencies are fixed,
 //! so there is no `libc` crate.
 //!
 //! Declarations differ between systems (signal numbers, `nfds_t`, socket option numbers,

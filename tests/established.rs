@@ -506,7 +506,7 @@ fn chatr_after_the_sender_left_is_dropped() {
     server.wait_log(|l| l.contains("receipt") && l.contains("dropped"));
 }
 
-// ---- §5.4 users, notif, capa, cquit ----
+// ---- §5.4 users, notif; §5.3 capa, cquit ----
 
 /// §5.4 users: `+OK <n> users`, one nickname a line (spelled as given), `.`; clients still
 /// negotiating are not users.

@@ -22,7 +22,7 @@ fn assert_framing_violation(server: &Server, mut c: Client, bytes: &[u8], state:
     );
 }
 
-/// §2: the server ends every line with CRLF (checked on the raw bytes of the greeting; the
+/// §1: the server ends every line with CRLF (checked on the raw bytes of the greeting; the
 /// harness checks it on every line of every test).
 #[test]
 fn server_lines_end_with_crlf() {

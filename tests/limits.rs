@@ -234,7 +234,7 @@ fn rate_limit_slows_a_flood_without_dropping_anything() {
     assert!(c.nothing_pending());
 }
 
-/// §7 `--rate` and §3's negotiation deadline: lines read ahead wait for the budget, the
+/// §7 `--rate` and §5.1's negotiation deadline: lines read ahead wait for the budget, the
 /// deadline does not. At `--rate 1`, 40 pipelined pings in NEGOTIATING would take 40 s to
 /// answer; the 1 s deadline ends the connection after the first few (before, the pings of
 /// one read were all answered first: 13, the deadline 12 s late). The same holds for a

@@ -548,6 +548,16 @@ fn citing_files() -> Vec<PathBuf> {
     files
 }
 
+/// The citing files and the tests, whose comments cite the rule each test checks (this
+/// file left out: its examples of wrong citations are wrong on purpose).
+fn citing_files_and_tests() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = citing_files();
+    files_under(&root.join("tests"), &mut files);
+    files.retain(|p| !p.ends_with("tests/man.rs"));
+    files
+}
+
 /// The section numbers `text` cites: `§5.8` (in troff `\(sc5.8`), and the `section: 5.8
 /// resume` header of a transcript, which `xscp check` prints as `§5.8`.
 fn cited_sections(text: &str) -> Vec<String> {
@@ -587,7 +597,7 @@ fn every_cited_section_exists_in_xscp_7() {
     }
     let mut missing = Vec::new();
     let mut cited = 0;
-    for path in citing_files() {
+    for path in citing_files_and_tests() {
         let Ok(text) = std::fs::read_to_string(&path) else {
             continue;
         };
@@ -632,6 +642,260 @@ fn citation_parser_reads_marks_and_transcript_headers() {
     assert_eq!(
         cited_sections("see §5.8. And \\(sc3, §7\nsection: 5 uname\n(§5.7)"),
         ["5.8", "7", "5.7", "3", "5"]
+    );
+}
+
+// --- what a citation says it finds -------------------------------------------------------
+
+/// The numbered headings of xscp(7) with their titles, in the page's order: `("5.8",
+/// "Resume")`, `("1", "TRANSPORT AND FRAMING")`.
+fn numbered_titles() -> Vec<(String, String)> {
+    source("xscp.7")
+        .lines()
+        .filter_map(|l| l.strip_prefix(".SH ").or_else(|| l.strip_prefix(".SS ")))
+        .filter_map(|h| {
+            let (number, title) = h.trim_matches('"').split_once(' ')?;
+            number
+                .starts_with(|c: char| c.is_ascii_digit())
+                .then(|| (number.to_string(), plain(title)))
+        })
+        .collect()
+}
+
+/// Is `sub` section `n` or one of its subsections (`5.8` of `5`)?
+fn within(sub: &str, n: &str) -> bool {
+    sub == n || sub.starts_with(&format!("{n}."))
+}
+
+/// The words of `text`, lower case: runs of letters, digits, `-` and `_`.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The text of each numbered section of xscp(7), headings included, lower case; a
+/// section's text holds its subsections' (5 holds 5.1 to 5.9).
+fn section_texts() -> Vec<(String, String)> {
+    let src = source("xscp.7");
+    let mut own: Vec<(Option<String>, String)> = vec![(None, String::new())];
+    for line in src.lines() {
+        let heading = line
+            .strip_prefix(".SH ")
+            .or_else(|| line.strip_prefix(".SS "));
+        if let Some(h) = heading {
+            let h = plain(h.trim_matches('"'));
+            let number = h.split(' ').next().unwrap_or("").to_string();
+            let numbered = number.starts_with(|c: char| c.is_ascii_digit());
+            own.push((numbered.then_some(number), h.clone()));
+        }
+        let (_, text) = own.last_mut().expect("a first entry");
+        text.push(' ');
+        text.push_str(&line_text(line));
+    }
+    let numbered: Vec<(String, String)> = (own.into_iter())
+        .filter_map(|(n, text)| Some((n?, text.to_lowercase())))
+        .collect();
+    (numbered.iter())
+        .map(|(n, _)| {
+            let text = (numbered.iter())
+                .filter(|(sub, _)| within(sub, n))
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" ");
+            (n.clone(), text)
+        })
+        .collect()
+}
+
+/// The command keywords of the legality table of xscp(7): `uname`, `ping`, ...
+fn command_keywords() -> BTreeSet<String> {
+    let header = ["command", "NEGOTIATING", "ESTABLISHED"];
+    let rows = table_with_header(&tbl_tables(&source("xscp.7")), &header);
+    (rows.iter())
+        .filter_map(|r| r[0].split(' ').next())
+        .filter(|w| w.chars().all(|c| c.is_ascii_lowercase()))
+        .filter(|w| *w != "any")
+        .map(str::to_string)
+        .collect()
+}
+
+/// What each citation of `text` says it finds there: `(number, words)` for `§5.4 cname`,
+/// `§5.4 users, notif`, `\(sc5.6 chatr`, `§5, `uname``, and the transcript header
+/// `section: 5.2 server ping` (all of its title). The words stop at the first that is not
+/// a command keyword, except in a transcript header.
+fn cited_words(text: &str, keywords: &BTreeSet<String>) -> Vec<(String, Vec<String>)> {
+    let number_len = |rest: &str| -> usize {
+        let n = rest
+            .char_indices()
+            .take_while(|(_, c)| c.is_ascii_digit() || *c == '.')
+            .last()
+            .map_or(0, |(i, c)| i + c.len_utf8());
+        rest[..n].trim_end_matches('.').len()
+    };
+    let mut out = Vec::new();
+    for mark in ["§", "\\(sc"] {
+        for (i, _) in text.match_indices(mark) {
+            let rest = &text[i + mark.len()..];
+            let len = number_len(rest);
+            if len == 0 {
+                continue;
+            }
+            let n = rest[..len].to_string();
+            let mut rest = &rest[len..];
+            let mut found = Vec::new();
+            while let Some(r) = rest.strip_prefix(", ").or_else(|| rest.strip_prefix(' ')) {
+                let r = r.strip_prefix('`').unwrap_or(r);
+                let end = r.find(|c: char| !c.is_ascii_lowercase()).unwrap_or(r.len());
+                if !keywords.contains(&r[..end]) {
+                    break;
+                }
+                found.push(r[..end].to_string());
+                rest = r[end..].strip_prefix('`').unwrap_or(&r[end..]);
+            }
+            if !found.is_empty() {
+                out.push((n, found));
+            }
+        }
+    }
+    for line in text.lines() {
+        if let Some((n, title)) = (line.strip_prefix("section: ")).and_then(|h| h.split_once(' ')) {
+            out.push((n.to_string(), words(title)));
+        }
+    }
+    out
+}
+
+/// Every command a citation names is one that section's heading, or a subsection's,
+/// names: `§5.5 cname` sends the reader to chatm. And every word of a transcript's
+/// `section:` title is in that section of xscp(7): `xscp check` prints `§2 replies`, and
+/// section 2 speaks of replies.
+#[test]
+fn every_citation_finds_what_it_names_in_its_section() {
+    let keywords = command_keywords();
+    assert!(
+        ["uname", "cname", "chatm", "chatr", "capa"]
+            .iter()
+            .all(|k| keywords.contains(*k)),
+        "{keywords:?}"
+    );
+    let titles = numbered_titles();
+    let texts = section_texts();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut wrong = Vec::new();
+    let mut checked = 0;
+    for path in citing_files_and_tests() {
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        for (n, cited) in cited_words(&text, &keywords) {
+            checked += 1;
+            let headings: Vec<String> = (titles.iter())
+                .filter(|(sub, _)| within(sub, &n))
+                .flat_map(|(_, t)| words(t))
+                .collect();
+            let body = (texts.iter()).find(|(m, _)| *m == n).map(|(_, t)| words(t));
+            for w in &cited {
+                let ok = if keywords.contains(w) {
+                    headings.contains(w)
+                } else {
+                    body.as_ref()
+                        .is_some_and(|b| b.iter().any(|b| b.starts_with(w.as_str())))
+                };
+                if !ok {
+                    let shown = path.strip_prefix(root).unwrap_or(&path);
+                    wrong.push(format!("{}: §{n} {w}", shown.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} citations checked: is the scan right?"
+    );
+    wrong.sort();
+    wrong.dedup();
+    assert!(
+        wrong.is_empty(),
+        "cited in a section of xscp(7) that does not name it:\n{}",
+        wrong.join("\n")
+    );
+}
+
+#[test]
+fn cited_words_reads_commands_after_a_number() {
+    let keywords: BTreeSet<String> = ["uname", "ping", "cname", "chatm", "notif"]
+        .map(String::from)
+        .into();
+    assert_eq!(
+        cited_words(
+            "(§5.1 uname, ping; §7) §5.5 cname + chatm \\(sc5.4 notif. §5, `uname`\n\
+             §5.8 Copies §6\nsection: 2 replies",
+            &keywords
+        ),
+        [
+            ("5.1".to_string(), vec!["uname".to_string(), "ping".into()]),
+            ("5.5".into(), vec!["cname".into()]),
+            ("5".into(), vec!["uname".into()]),
+            ("5.4".into(), vec!["notif".into()]),
+            ("2".into(), vec!["replies".into()]),
+        ]
+    );
+}
+
+/// The index of sections in xscp(7)'s DESCRIPTION names every numbered heading, and each
+/// by the start of its title: renumbering a subsection cannot leave the index behind.
+#[test]
+fn the_index_of_sections_matches_the_headings() {
+    let src = source("xscp.7");
+    let description: String = section(&src, "DESCRIPTION")
+        .iter()
+        .map(|l| line_text(l) + "\n")
+        .collect();
+    let titles = numbered_titles();
+    for (n, title) in &titles {
+        let entry = if n.contains('.') {
+            // "5.8 resume," in the entry of 5.
+            let at = description
+                .find(&format!(" {n} "))
+                .unwrap_or_else(|| panic!("the index of xscp(7) has no {n}"));
+            description[at + n.len() + 2..]
+                .split([',', '\n'])
+                .next()
+                .unwrap_or("")
+                .to_string()
+        } else {
+            // A tag line "5", then its title on the next line.
+            let mut lines = description.lines().skip_while(|l| l.trim() != n);
+            lines.next();
+            let next = lines.next().unwrap_or("");
+            next.split(':').next().unwrap_or("").to_string()
+        };
+        let entry = entry.trim().to_lowercase();
+        assert!(
+            !entry.is_empty() && title.to_lowercase().starts_with(&entry),
+            "the index of xscp(7) calls {n} {entry:?}, its heading is {title:?}"
+        );
+    }
+}
+
+/// The man pages' sources are ASCII outside comments: a `§` or `—` typed as such comes out
+/// as `Â§` from `groff -man` or `nroff -man` without preconv; `\(sc`, `\(em` are portable.
+#[test]
+fn man_sources_are_ascii() {
+    let mut found = Vec::new();
+    for name in PAGES {
+        for (i, line) in source(name).lines().enumerate() {
+            if !line.starts_with(".\\\"") && !line.is_ascii() {
+                found.push(format!("man/{name}:{}: {line}", i + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "non-ASCII in man sources (write \\(sc for §, \\(em for —):\n{}",
+        found.join("\n")
     );
 }
 

@@ -1,6 +1,6 @@
-//! The names rule of the hub (xscp(7) §5.1 uname, cname; §5.7, §5.8): claiming a name, a
-//! registration (or a return to a name held for the address, which resumes its session)
-//! and a rename.
+//! The names rule of the hub (xscp(7) §5.1 uname, §5.4 cname; §5.7, §5.8): claiming a
+//! name, a registration (or a return to a name held for the address, which resumes its
+//! session) and a rename.
 
 use std::net::IpAddr;
 use std::time::Instant;

@@ -1,7 +1,7 @@
-//! The relay rule of the hub (xscp(7) §5.5 chatm, chatr; §5.8): a message to a client, to
-//! everyone or to a held name's mailbox, a receipt to the author of the message it
-//! acknowledges, and the two ways a line enters a client's queue (relayed, or a response
-//! to its own command).
+//! The relay rule of the hub (xscp(7) §5.5 chatm, §5.6 chatr; §5.8): a message to a
+//! client, to everyone or to a held name's mailbox, a receipt to the author of the message
+//! it acknowledges, and the two ways a line enters a client's queue (relayed, or a
+//! response to its own command).
 
 use std::ops::Range;
 use std::time::Instant;

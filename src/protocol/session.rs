@@ -110,7 +110,7 @@ pub struct Session {
     clock: Clock,
 }
 
-/// A session's timers (§5.1 uname, ping; §7).
+/// A session's timers (§5.1 uname, §5.2 ping; §7).
 #[derive(Debug)]
 struct Clock {
     /// The connection, whose number begins each ping token.

@@ -355,7 +355,7 @@ fn a_ping_may_follow_the_pong_before_the_barrier() {
     }
 }
 
-/// §5.5 cname: the old name is free at once. A server that holds it for the renaming
+/// §5.4 cname: the old name is free at once. A server that holds it for the renaming
 /// client's address, as if its client had left, fails; under --hold 0 it would not.
 #[test]
 fn cname_frees_the_old_name() {

@@ -97,7 +97,7 @@ pub struct Broken {
     /// that pauses longer than --ping-interval after its pong (a loaded machine).
     pub busy_after_pong: bool,
     /// `cname` holds the old name for the renaming client's address, as a departure
-    /// would (§5.5 cname: the old name is free; §5.7 holds a departed client's name).
+    /// would (§5.4 cname: the old name is free; §5.7 holds a departed client's name).
     pub cname_holds_old: bool,
     /// Not a defect: ends a failed attempt's reply with the count as ` [n/max]`
     /// (§5.1 uname: the text ends with the count, in no fixed form).

@@ -880,6 +880,42 @@ fn the_index_of_sections_matches_the_headings() {
     }
 }
 
+/// The run of the built-in suite that xscp(1) shows counts as many transcripts as the
+/// suite has: adding transcripts cannot leave the example behind.
+#[test]
+fn the_example_run_of_xscp_check_counts_the_builtin_suite() {
+    let listed = stdout_of(env!("CARGO_BIN_EXE_xscp"), &["check", "--list"]);
+    let builtin = listed.lines().filter(|l| !l.trim().is_empty()).count();
+    let src = source("xscp.1");
+    let shown = (src.lines())
+        .find_map(|l| l.strip_suffix(" passed, 0 failed, 0 skipped"))
+        .expect("an example run of xscp check in xscp(1)");
+    assert_eq!(
+        shown,
+        builtin.to_string(),
+        "xscp(1) shows a run of {shown} transcripts; the built-in suite has {builtin}"
+    );
+}
+
+/// No sentence ends inside a font escape (`.BI "ping " token\fR.\fP`): mandoc then
+/// does not see its end and sets one space after it, not two; `.IR token .` ends it.
+#[test]
+fn no_sentence_ends_inside_a_font_escape() {
+    let mut found = Vec::new();
+    for name in PAGES {
+        for (i, line) in source(name).lines().enumerate() {
+            if line.ends_with("\\fR.\\fP") || line.ends_with("\\fP.\\fR") {
+                found.push(format!("man/{name}:{}: {line}", i + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "a sentence that ends in a font escape:\n{}",
+        found.join("\n")
+    );
+}
+
 /// The man pages' sources are ASCII outside comments: a `§` or `—` typed as such comes out
 /// as `Â§` from `groff -man` or `nroff -man` without preconv; `\(sc`, `\(em` are portable.
 #[test]

@@ -916,6 +916,32 @@ fn no_sentence_ends_inside_a_font_escape() {
     );
 }
 
+/// In running text `-ERR` and its code stay on one line (`\-ERR\ [FULL]`): a reader who
+/// meets `-ERR` at the end of a line and `[FULL] server full` on the next reads two
+/// things. Examples (`.EX`) and tables are not filled, and keep plain spaces.
+#[test]
+fn err_and_its_code_are_never_split() {
+    let mut found = Vec::new();
+    for name in PAGES {
+        let mut unfilled = false;
+        for (i, line) in source(name).lines().enumerate() {
+            match line {
+                ".EX" | ".TS" => unfilled = true,
+                ".EE" | ".TE" => unfilled = false,
+                _ if !unfilled && !line.starts_with(".\\\"") && line.contains("\\-ERR [") => {
+                    found.push(format!("man/{name}:{}: {line}", i + 1));
+                }
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "write \\-ERR\\ [ (a space that does not break):\n{}",
+        found.join("\n")
+    );
+}
+
 /// The man pages' sources are ASCII outside comments: a `§` or `—` typed as such comes out
 /// as `Â§` from `groff -man` or `nroff -man` without preconv; `\(sc`, `\(em` are portable.
 #[test]

@@ -884,13 +884,23 @@ pub fn own_threads() -> usize {
     own_status().map_or(1, |(_, threads)| threads)
 }
 
-/// The tasks (threads) of the other processes of this process's real user, which count
-/// against its `RLIMIT_NPROC` as its own do; `None` if `/proc` cannot tell. Read once, at
-/// start: a scan of `/proc`.
-pub fn user_tasks_elsewhere() -> Option<usize> {
+/// The tasks (threads) of the other processes /proc shows, at one look.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TasksElsewhere {
+    /// Those of processes of this process's real user, which count against its
+    /// `RLIMIT_NPROC` as its own do.
+    pub user: usize,
+    /// Those of every process: each holds a process id of the pid namespace
+    /// (`kernel.pid_max`) and counts against `kernel.threads-max`.
+    pub all: usize,
+}
+
+/// The tasks (threads) of the other processes, of this process's real user and in all;
+/// `None` if `/proc` cannot tell. Read once, at start: a scan of `/proc`.
+pub fn tasks_elsewhere() -> Option<TasksElsewhere> {
     let (uid, _) = own_status()?;
     let me = std::process::id().to_string();
-    let mut tasks = 0;
+    let mut tasks = TasksElsewhere::default();
     for entry in std::fs::read_dir("/proc").ok()?.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str() else { continue };
@@ -899,10 +909,11 @@ pub fn user_tasks_elsewhere() -> Option<usize> {
         }
         // (A process that ended meanwhile has no status: it counts for nothing.)
         let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
-        if let Some((owner, threads)) = uid_and_threads(&status)
-            && owner == uid
-        {
-            tasks += threads;
+        if let Some((owner, threads)) = uid_and_threads(&status) {
+            tasks.all += threads;
+            if owner == uid {
+                tasks.user += threads;
+            }
         }
     }
     Some(tasks)
@@ -1049,7 +1060,8 @@ mod proc_tests {
         assert_eq!(uid_and_threads(status), Some((40001, 3)));
         assert_eq!(uid_and_threads("Uid:\t0\t0\t0\t0\n"), None);
         assert_eq!(uid_and_threads("Uid:\tx\nThreads:\t1\n"), None);
-        // /proc tells, whoever runs the test.
-        assert!(user_tasks_elsewhere().is_some());
+        // /proc tells, whoever runs the test; the user's tasks are some of all.
+        let tasks = tasks_elsewhere().expect("/proc tells");
+        assert!(tasks.user <= tasks.all, "{tasks:?}");
     }
 }

@@ -621,6 +621,46 @@ fn out_of_cgroup_tasks_refuses_new_clients_and_never_cuts_one_that_reads() {
     drop(server);
 }
 
+/// §7 out of threads when process ids run out: `kernel.pid_max` caps the tasks of the
+/// whole pid namespace, whoever runs them. The server runs in a pid namespace of its own
+/// whose `pid_max` is 400 (per namespace since Linux 6.14), with 6 other processes in it;
+/// [`refuses_then_serves_a_burst`] holds as under `RLIMIT_NPROC`. Before, the budget
+/// ignored `pid_max` (31,741 threads from `vm.max_map_count`, since pooled threads cost
+/// two mappings, within 1,027 of the default `pid_max` of 32,768 that every process of
+/// the machine shares): the readers took every process id left, the writer could not
+/// start and the client that reads was cut (log `cannot start its writer thread`). Needs
+/// `unshare` and user and pid namespaces, and a kernel that lets such a namespace set its
+/// own `pid_max` (never the machine's: the user namespace has no right to it); skipped
+/// otherwise.
+#[test]
+fn out_of_process_ids_refuses_new_clients_and_never_cuts_one_that_reads() {
+    const PID_MAX: usize = 400;
+    const OTHERS: usize = 6;
+    // A user namespace (so that an older kernel, whose pid_max is the machine's, refuses
+    // the write), a pid namespace, its own /proc, and the server killed with `unshare`.
+    let unshare = [
+        "unshare",
+        "--user",
+        "--map-root-user",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        "sh",
+        "-c",
+    ];
+    let set = format!("echo {PID_MAX} > /proc/sys/kernel/pid_max");
+    let probe = try_run(unshare[0], &[&unshare[1..], &[set.as_str()]].concat(), &[]);
+    if !probe.is_ok_and(|out| out.status.success()) {
+        eprintln!("skipped: no pid namespace with a pid_max of its own here");
+        return;
+    }
+    let script = format!(r#"{set} && for i in $(seq {OTHERS}); do sleep 600 & done; exec "$@""#);
+    let wrapper = [&unshare[..], &[script.as_str(), "sh"]].concat();
+    let server = Server::spawn(&wrapper, &THREADS_ARGS, &[]);
+    refuses_then_serves_a_burst(&server, PID_MAX);
+}
+
 /// The options of the out-of-threads tests: any number of clients from one address, a
 /// `--sendq` that holds a burst.
 const THREADS_ARGS: [&str; 6] = ["--max-per-ip", "0", "--hold", "0", "--sendq", "4M"];

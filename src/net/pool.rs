@@ -12,7 +12,7 @@
 //! the system (at most a few times per spike), so that the memory use comes back down too.
 //!
 //! The pools share one [`Budget`] of threads, as many as the system lets the process
-//! start: the kernel's caps, the user's `RLIMIT_NPROC` and the cgroups' `pids.max`
+//! start: the kernel's caps (`kernel.pid_max` among them), the user's `RLIMIT_NPROC` and the cgroups' `pids.max`
 //! ([`Budget::from_system`]), whichever is tightest. A pool that needs a thread when the
 //! budget is spent takes the place of another pool's idle thread, which exits: idle
 //! readers never make a writer fail to start, nor idle writers a client be refused. The
@@ -120,12 +120,17 @@ impl Budget {
     /// The budget this system allows. Each thread costs memory mappings
     /// ([`MAPS_PER_THREAD`]), and the kernel caps mappings per process
     /// (`vm.max_map_count`); past it no thread starts and the heap cannot grow either (an
-    /// allocation that fails aborts the process), so some are kept. Also bounded by `kernel.threads-max`, by the user's limit on
-    /// processes (`RLIMIT_NPROC`, `ulimit -u`, less the tasks of the user's other
-    /// processes at start) and by the task limit of the process's
-    /// cgroups (`pids.max`, systemd's `TasksMax=`, less the tasks of the other processes
-    /// in them: [`super::cgroup`]), the last two less the threads the server runs besides
-    /// its pools. Some mappings are kept for the heap and libraries. The tightest counts;
+    /// allocation that fails aborts the process), so some are kept. Also bounded by the
+    /// system's caps on tasks, `kernel.threads-max` and `kernel.pid_max` (of the process's
+    /// pid namespace; less the 300 ids the kernel does not hand out again once it has gone
+    /// round), less the tasks of every other process at start: every process of the
+    /// machine shares them, and the bound by the mappings (31,741 threads by the default
+    /// 65,530) leaves no more than 1,027 of the default `pid_max`, 32,768, to them. Also by
+    /// the user's limit on processes (`RLIMIT_NPROC`, `ulimit -u`, less the tasks of the
+    /// user's other processes at start) and by the task limit of the process's cgroups
+    /// (`pids.max`, systemd's `TasksMax=`, less the tasks of the other processes in them:
+    /// [`super::cgroup`]); every task bound less the threads the server runs besides its
+    /// pools. Some mappings are kept for the heap and libraries. The tightest counts;
     /// [`Budget::source`] says which.
     pub fn from_system() -> Arc<Budget> {
         let read = |path: &str| -> Option<usize> {
@@ -134,20 +139,36 @@ impl Budget {
         let maps = read("/proc/sys/vm/max_map_count").unwrap_or(65530);
         let by_maps = maps.saturating_sub(RESERVED_MAPS) / MAPS_PER_THREAD;
         let mut bounds = vec![(by_maps, format!("vm.max_map_count {maps}"))];
+        // The other processes' tasks count against the system-wide caps and the user's
+        // limit alike (only at start: tasks started later can still leave a writer without
+        // a thread).
+        let others = crate::sys::tasks_elsewhere().unwrap_or_default();
         if let Some(n) = read("/proc/sys/kernel/threads-max") {
-            bounds.push((n, format!("kernel.threads-max {n}")));
+            bounds.push((
+                system_share(n, 0, others.all),
+                format!(
+                    "kernel.threads-max {n} ({} tasks of other processes)",
+                    others.all
+                ),
+            ));
+        }
+        if let Some(n) = read("/proc/sys/kernel/pid_max") {
+            bounds.push((
+                system_share(n, RESERVED_PIDS, others.all),
+                format!(
+                    "kernel.pid_max {n} ({} tasks of other processes)",
+                    others.all
+                ),
+            ));
         }
         if let Some(n) = crate::sys::nproc_limit() {
-            // The user's other processes count against the limit too (only at start: one
-            // that starts more later can still leave a writer without a thread).
-            let others = crate::sys::user_tasks_elsewhere().unwrap_or(0);
-            let pooled = usize::try_from(n)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(others)
-                .saturating_sub(UNPOOLED_THREADS);
+            let n_tasks = usize::try_from(n).unwrap_or(usize::MAX);
             bounds.push((
-                pooled,
-                format!("RLIMIT_NPROC {n} ({others} tasks of the user's other processes)"),
+                system_share(n_tasks, 0, others.user),
+                format!(
+                    "RLIMIT_NPROC {n} ({} tasks of the user's other processes)",
+                    others.user
+                ),
             ));
         }
         if let Some(limit) = super::cgroup::task_limit(crate::sys::own_threads()) {
@@ -210,7 +231,9 @@ impl Budget {
     }
 
     /// What bounds the budget the most: `vm.max_map_count 65530`, `kernel.threads-max
-    /// 63434`, `RLIMIT_NPROC 24`, `pids.max 24 of /sys/fs/cgroup/x (0 tasks of others)`.
+    /// 63434 (120 tasks of other processes)`, `kernel.pid_max 32768 (1200 tasks of other
+    /// processes)`, `RLIMIT_NPROC 24 (0 tasks of the user's other processes)`, `pids.max 24
+    /// of /sys/fs/cgroup/x (0 tasks of others)`.
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -226,6 +249,19 @@ pub fn readers_share(max: usize) -> usize {
 /// the C library starts it ([`crate::sys::spawn_detached`]); elsewhere `std::thread` also
 /// maps an alternate signal stack and its guard page.
 const MAPS_PER_THREAD: usize = if cfg!(target_os = "linux") { 2 } else { 4 };
+
+/// The pooled threads a cap of `cap` tasks leaves room for: less `reserved` ids the kernel
+/// never hands out again once it has gone round, the tasks of the others counted against
+/// it and the threads the server runs besides its pools.
+fn system_share(cap: usize, reserved: usize, others: usize) -> usize {
+    cap.saturating_sub(reserved)
+        .saturating_sub(others)
+        .saturating_sub(UNPOOLED_THREADS)
+}
+
+/// The process ids below which the kernel does not look for a free one once it has gone
+/// round `kernel.pid_max` (`RESERVED_PIDS`): in the long run only the ids above are free.
+const RESERVED_PIDS: usize = 300;
 
 /// Memory mappings kept for everything but thread stacks.
 const RESERVED_MAPS: usize = 2048;

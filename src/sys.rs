@@ -498,7 +498,19 @@ mod spawn {
     /// `PTHREAD_CREATE_DETACHED` on Linux (glibc, musl, bionic).
     const PTHREAD_CREATE_DETACHED: c_int = 1;
 
+    /// `_SC_THREAD_STACK_MIN` on Linux (glibc, musl).
+    const SC_THREAD_STACK_MIN: c_int = 75;
+
+    /// `RTLD_DEFAULT` on Linux (glibc, musl): every object loaded, in load order.
+    const RTLD_DEFAULT: *mut c_void = std::ptr::null_mut();
+
+    /// glibc's `__pthread_get_minstack`: the least stack a thread made with an attribute
+    /// object can have (a page, the static TLS, `PTHREAD_STACK_MIN`).
+    type MinStack = unsafe extern "C" fn(attr: *const Attr) -> usize;
+
     unsafe extern "C" {
+        fn sysconf(name: c_int) -> std::ffi::c_long;
+        fn dlsym(handle: *mut c_void, symbol: *const std::ffi::c_char) -> *mut c_void;
         fn pthread_attr_init(attr: *mut Attr) -> c_int;
         fn pthread_attr_destroy(attr: *mut Attr) -> c_int;
         fn pthread_attr_setstacksize(attr: *mut Attr, size: usize) -> c_int;
@@ -531,12 +543,38 @@ mod spawn {
         }
     }
 
+    /// The least stack the C library takes for a thread made with `attr`, as `std::thread`
+    /// asks it: glibc's `__pthread_get_minstack` (a page, the static TLS that it places on
+    /// the stack, `PTHREAD_STACK_MIN`), else `PTHREAD_STACK_MIN` (musl adds the TLS itself).
+    /// `PTHREAD_STACK_MIN` is 16 KiB on x86_64 but 128 KiB on aarch64 (glibc): less is
+    /// refused (EINVAL), and so is a stack that the static TLS leaves no room in.
+    fn min_stack(attr: &Attr) -> usize {
+        // Looked up once: a thread starts for each connection that finds no idle one.
+        static GET: std::sync::OnceLock<Option<MinStack>> = std::sync::OnceLock::new();
+        // SAFETY: dlsym takes a NUL-terminated name and returns null or the symbol's
+        // address; glibc's `__pthread_get_minstack` is a function of this exact type (it
+        // only reads the initialised attribute object it is given). A private symbol:
+        // looked up, as std does, so that a C library without it builds and links.
+        let get = *GET.get_or_init(|| unsafe {
+            let sym = dlsym(RTLD_DEFAULT, c"__pthread_get_minstack".as_ptr());
+            (!sym.is_null()).then(|| std::mem::transmute::<*mut c_void, MinStack>(sym))
+        });
+        if let Some(get) = get {
+            // SAFETY: see above; `attr` is initialised and outlives the call.
+            return unsafe { get(attr) };
+        }
+        // SAFETY: sysconf takes an integer and only reads the system's settings.
+        let min = unsafe { sysconf(SC_THREAD_STACK_MIN) };
+        usize::try_from(min).unwrap_or(0)
+    }
+
     pub fn detached<F: FnOnce() + Send + 'static>(stack: usize, f: F) -> io::Result<()> {
         let mut attr = Attr([0; 128]);
         // SAFETY: `attr` is writable, aligned room larger than any Linux pthread_attr_t;
         // it is initialised before use and destroyed after, whatever happens between.
         check(unsafe { pthread_attr_init(&mut attr) })?;
         let started = (|| {
+            let stack = stack.max(min_stack(&attr));
             // SAFETY: an initialised attribute object; the calls take plain integers.
             check(unsafe { pthread_attr_setstacksize(&mut attr, stack) })?;
             check(unsafe { pthread_attr_setdetachstate(&mut attr, PTHREAD_CREATE_DETACHED) })?;
@@ -568,7 +606,10 @@ mod spawn {
 }
 
 /// Starts a thread that runs `f` with `stack` bytes of stack (the C library's thread
-/// block and static TLS included) and ends with it; nothing joins it.
+/// block and static TLS included), or the least the C library takes if that is more (as
+/// `std::thread` does: `PTHREAD_STACK_MIN`, which is 128 KiB on aarch64, and room for the
+/// static TLS of every library loaded, preloaded ones included), and ends with it; nothing
+/// joins it.
 ///
 /// On Linux it is started by the C library directly, not by `std::thread`: std keeps for
 /// each of its threads a handle, a result packet, a record of its guard page and an
@@ -1023,6 +1064,18 @@ mod tests {
             rx.recv().expect("sent"),
             "std's threads have one: the test sees it"
         );
+    }
+
+    /// A stack below the C library's least (`PTHREAD_STACK_MIN`: 16 KiB here, 128 KiB on
+    /// aarch64) is raised to it, as std does, instead of failing with EINVAL.
+    #[test]
+    fn a_stack_below_the_c_librarys_least_is_raised_to_it() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        super::spawn_detached(4096, move || {
+            let _ = tx.send(());
+        })
+        .expect("a thread starts");
+        assert!(rx.recv_timeout(std::time::Duration::from_secs(20)).is_ok());
     }
 
     #[test]

@@ -661,6 +661,45 @@ fn out_of_process_ids_refuses_new_clients_and_never_cuts_one_that_reads() {
     refuses_then_serves_a_burst(&server, PID_MAX);
 }
 
+/// A writer thread starts whatever static TLS the C library must place on its stack: a
+/// library preloaded with 80 KiB of initial-exec TLS (as a profiler or an allocator
+/// may have) leaves the writers' 64 KiB no room, and a pooled thread's stack is raised to
+/// the least the C library takes (`__pthread_get_minstack`), as `std::thread` does. Before,
+/// pooled threads started by `pthread_create` asked for 64 KiB as it was, the C library
+/// refused it (EINVAL), and a client that reads was cut (`cannot start its writer thread:
+/// Invalid argument`); on aarch64, where glibc's `PTHREAD_STACK_MIN` is 128 KiB, that
+/// happens to every writer, preloaded library or not. Needs a C compiler (`cc`) to build
+/// the library; skipped otherwise.
+#[test]
+fn a_writer_starts_whatever_the_static_tls_takes_of_its_stack() {
+    let dir = std::env::temp_dir().join(format!("xscpd-test-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let (source, library) = (dir.join("big_tls.c"), dir.join("libbig_tls.so"));
+    std::fs::write(
+        &source,
+        "__attribute__((tls_model(\"initial-exec\"))) __thread char xscp_big_tls[81920];\n\
+         char *xscp_big_tls_at(void) { return xscp_big_tls; }\n",
+    )
+    .expect("the library's source");
+    let (src, lib) = (source.to_string_lossy(), library.to_string_lossy());
+    let built = try_run("cc", &["-shared", "-fPIC", "-o", &lib, &src], &[]);
+    if !built.is_ok_and(|out| out.status.success()) {
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("skipped: no C compiler to build a library with static TLS");
+        return;
+    }
+    let server = Server::spawn(&[], &THREADS_ARGS, &[("LD_PRELOAD", &lib)]);
+    let mut tx = server.connect().greeted();
+    tx.send("uname c0");
+    tx.expect("+OK you are c0");
+    let mut rx = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
+    rx.send("uname c1");
+    rx.expect("+OK you are c1");
+    serves_a_burst(&server, tx, rx, 2);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The options of the out-of-threads tests: any number of clients from one address, a
 /// `--sendq` that holds a burst.
 const THREADS_ARGS: [&str; 6] = ["--max-per-ip", "0", "--hold", "0", "--sendq", "4M"];
@@ -671,8 +710,6 @@ const THREADS_ARGS: [&str; 6] = ["--max-per-ip", "0", "--hold", "0", "--sendq", 
 /// socket holds at once: it needs a writer thread, and must get every message (xscpd(1):
 /// running out of threads refuses the one client; a client that reads is not dropped).
 fn refuses_then_serves_a_burst(server: &Server, limit: usize) {
-    // More than the kernel's largest send buffer (4 MB by default) and the receiver's.
-    const N: usize = 12_000;
     let mut admitted = Vec::new();
     loop {
         assert!(
@@ -693,8 +730,17 @@ fn refuses_then_serves_a_burst(server: &Server, limit: usize) {
     }
     assert!(admitted.len() >= 2, "fewer than two clients admitted");
     eprintln!("{} clients admitted before a refusal", admitted.len());
-    let mut rx = admitted.swap_remove(1);
-    let mut tx = admitted.swap_remove(0);
+    let rx = admitted.swap_remove(1);
+    let tx = admitted.swap_remove(0);
+    serves_a_burst(server, tx, rx, admitted.len() + 2);
+}
+
+/// Client `c0` (`tx`) sends `c1` (`rx`, which reads, with a receive buffer of 4096 bytes)
+/// 12,000 messages (5 MB), more than its socket holds at once: `rx` needs a writer thread,
+/// and must get every message. `admitted`: the clients connected, for the failure messages.
+fn serves_a_burst(server: &Server, mut tx: Client, mut rx: Client, admitted: usize) {
+    // More than the kernel's largest send buffer (4 MB by default) and the receiver's.
+    const N: usize = 12_000;
     let flood: String = (0..N)
         .map(|i| format!("chatm c0 c1 m{i} {}\r\n", "x".repeat(400)))
         .collect();
@@ -712,8 +758,7 @@ fn refuses_then_serves_a_burst(server: &Server, limit: usize) {
         assert_eq!(
             reply,
             "+OK message relayed",
-            "reply to message {i} of {N} ({} clients admitted); log: {:?}",
-            admitted.len() + 2,
+            "reply to message {i} of {N} ({admitted} clients admitted); log: {:?}",
             threads_log()
         );
     }

@@ -575,8 +575,9 @@ mod spawn {
         check(unsafe { pthread_attr_init(&mut attr) })?;
         let started = (|| {
             let stack = stack.max(min_stack(&attr));
-            // SAFETY: an initialised attribute object; the calls take plain integers.
+            // SAFETY: an initialised attribute object; the size is a plain integer.
             check(unsafe { pthread_attr_setstacksize(&mut attr, stack) })?;
+            // SAFETY: the same initialised attribute object; the state is a plain integer.
             check(unsafe { pthread_attr_setdetachstate(&mut attr, PTHREAD_CREATE_DETACHED) })?;
             let arg = Box::into_raw(Box::new(f));
             let mut thread: c_ulong = 0;

@@ -56,6 +56,7 @@ fn plain(s: &str) -> String {
                 let name: String = chars.by_ref().take(2).collect();
                 out.push_str(match name.as_str() {
                     "em" => "\u{2014}",
+                    "sc" => "\u{a7}",
                     "bu" => "\u{2022}",
                     _ => "?",
                 });
@@ -894,6 +895,68 @@ fn the_example_run_of_xscp_check_counts_the_builtin_suite() {
         shown,
         builtin.to_string(),
         "xscp(1) shows a run of {shown} transcripts; the built-in suite has {builtin}"
+    );
+}
+
+/// The failure xscp(1) shows is what `xscp check` prints for that built-in transcript: the
+/// rule as the transcript states it, with its section and level (`(xscp(7) §7 limits,
+/// MUST)`), and the step as the line of the transcript that holds it. A transcript
+/// that changes cannot leave the example behind.
+#[test]
+fn the_example_failure_of_xscp_check_is_the_builtin_transcript() {
+    let src = source("xscp.1");
+    let lines: Vec<String> = src.lines().map(plain).collect();
+    let fail = (lines.iter())
+        .position(|l| l.starts_with("FAIL  "))
+        .expect("an example failure of xscp check in xscp(1)");
+    let name = lines[fail]
+        .split_whitespace()
+        .nth(1)
+        .expect("a transcript name");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("src/bin/xscp/transcripts")
+        .join(format!("{name}.xt"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    let header = |key: &str| {
+        (text.lines())
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("{path:?}: no {key}"))
+            .trim()
+            .to_string()
+    };
+    let (section, level) = (header("section:"), header("level:"));
+    assert!(
+        lines[fail].contains(&format!("\u{a7}{section} ")) && lines[fail].ends_with(&level),
+        "xscp(1): {} should show \u{a7}{section} and {level}",
+        lines[fail]
+    );
+
+    // The rule, as wrapped in the page, up to the step.
+    let details: Vec<&str> = lines[fail + 1..].iter().map(|l| l.trim()).collect();
+    let step_at = (details.iter())
+        .position(|l| l.starts_with("step:"))
+        .expect("the step of the failure");
+    let rule = details[..step_at].join(" ");
+    let rule = rule.strip_prefix("rule:").expect("the rule of the failure");
+    let shown: Vec<&str> = rule.split_whitespace().collect();
+    let printed = format!("{} (xscp(7) \u{a7}{section}, {level})", header("rule:"));
+    assert_eq!(
+        shown,
+        printed.split_whitespace().collect::<Vec<_>>(),
+        "xscp(1): the rule of the example failure is not what xscp check prints"
+    );
+
+    // `builtin:NAME.xt:N: STEP`: line N of the transcript is STEP.
+    let step = details[step_at].strip_prefix("step:").unwrap().trim();
+    let rest = step
+        .strip_prefix(&format!("builtin:{name}.xt:"))
+        .unwrap_or_else(|| panic!("xscp(1): step {step:?} is not builtin:{name}.xt:N: ..."));
+    let (n, shown_step) = rest.split_once(": ").expect("N: STEP");
+    let n: usize = n.parse().expect("a line number");
+    assert_eq!(
+        text.lines().nth(n - 1).map(str::trim),
+        Some(shown_step),
+        "xscp(1): line {n} of {name}.xt is not the step the example shows"
     );
 }
 

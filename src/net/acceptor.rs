@@ -340,8 +340,8 @@ fn wake_address(mut addr: SocketAddr) -> SocketAddr {
     addr
 }
 
-/// A place among the [`MAX_LINGERING`] refused connections that may linger at once. Only
-/// [`LingerSlot::take`] makes one (its field is private), so every drop gives back a place
+/// A place among the `MAX_LINGERING` refused connections that may linger at once. Only
+/// `LingerSlot::take` makes one (its field is private), so every drop gives back a place
 /// that was taken.
 pub struct LingerSlot(());
 

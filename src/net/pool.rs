@@ -118,7 +118,7 @@ impl Budget {
     }
 
     /// The budget this system allows. Each thread costs memory mappings
-    /// ([`MAPS_PER_THREAD`]), and the kernel caps mappings per process
+    /// (`MAPS_PER_THREAD`), and the kernel caps mappings per process
     /// (`vm.max_map_count`); past it no thread starts and the heap cannot grow either (an
     /// allocation that fails aborts the process), so some are kept. Also bounded by the
     /// system's caps on tasks, `kernel.threads-max` and `kernel.pid_max` (of the process's

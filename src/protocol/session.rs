@@ -545,7 +545,7 @@ fn log_transition(
 /// nick=..` (with ` (welcome back)` for a return, §5.7). The hub writes it: a registration
 /// happens in the hub, which queues the `+OK` (and a resume's replay, §5.8) at once so that
 /// nothing relayed to the new name overtakes them, and the log is causal only if the
-/// transition comes before the lines it lets through. [`Session::on_registered`] then moves
+/// transition comes before the lines it lets through. `Session::on_registered` then moves
 /// the session's state without a second line.
 pub fn log_registration(tag: &Tag, nick: &Nick, welcome_back: bool) {
     log_transition(

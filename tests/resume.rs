@@ -78,7 +78,9 @@ fn past_the_mailbox_the_sender_gets_full_and_nothing_is_kept() {
     assert!(again.nothing_pending());
 }
 
-/// Copies past `--mailbox` are forgotten oldest first and reported lost on return.
+/// Copies past `--mailbox` are forgotten oldest first and reported lost on return; after
+/// the return only the replayed message awaits a receipt (xscp(7) §5.8 Return): the lost
+/// one is settled by the count the welcome back gave, and a receipt for it is refused.
 #[test]
 fn copies_past_the_mailbox_are_reported_lost() {
     let server = Server::start(&["--mailbox", "64"]);
@@ -95,6 +97,11 @@ fn copies_past_the_mailbox_are_reported_lost() {
     again.expect("+OK welcome back alice (1 held, 1 lost)");
     again.expect(&format!("chatm bob alice {}", x40('y')));
     assert!(again.nothing_pending());
+    again.send("chatr bob alice");
+    bob.expect("chatr bob alice");
+    again.send("chatr bob alice");
+    again.expect("-ERR [NO-SUCH] no message from bob awaits a receipt");
+    assert!(bob.nothing_pending());
 }
 
 /// A receipt for a message whose sender has left reaches that sender on its return.

@@ -10,8 +10,6 @@
 //! `--mailbox-total` bounds memory, not bytes (§5.8): every line kept, here or as a
 //! connected client's copy, counts [`cost`], its bytes plus [`LINE_OVERHEAD`].
 
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-
 use super::receipts::max_senders;
 use crate::conn_id::ConnId;
 use crate::protocol::nick::NickKey;
@@ -49,16 +47,10 @@ pub struct Mailbox {
     buf: Wire,
     senders: Senders,
     lost: u64,
-    /// The names the `chatm` lines come from, as sorted fingerprints ([`name_print`]): the
-    /// returning client owes each a receipt, and the names one client owes are bounded
-    /// ([`max_senders`]). 8 bytes a name (16 at most with the vector's room), not a line.
-    names: Vec<u64>,
-}
-
-/// A 64-bit fingerprint of a sender's name (SipHash: names that collide are not crafted
-/// cheaply), so that a mailbox keeps its senders' names in 8 bytes each.
-fn name_print(from: NickKey) -> u64 {
-    BuildHasherDefault::<DefaultHasher>::default().hash_one(from)
+    /// The names the `chatm` lines come from, sorted: the returning client owes each a
+    /// receipt, and the names one client owes are bounded ([`max_senders`]). A name, not
+    /// a line: 17 bytes each.
+    names: Vec<NickKey>,
 }
 
 impl Mailbox {
@@ -86,11 +78,10 @@ impl Mailbox {
     pub fn keep(&mut self, line: &[u8], sender: Option<ConnId>) {
         Wire::make_mut(&mut self.buf).extend_from_slice(line);
         Senders::make_mut(&mut self.senders).push(sender.unwrap_or(NO_SENDER));
-        if let Some(from) = sender.and(sender_of(line)) {
-            let print = name_print(from);
-            if let Err(at) = self.names.binary_search(&print) {
-                self.names.insert(at, print);
-            }
+        if let Some(from) = sender.and(sender_of(line))
+            && let Err(at) = self.names.binary_search(&from)
+        {
+            self.names.insert(at, from);
         }
     }
 
@@ -98,8 +89,7 @@ impl Mailbox {
     /// would owe receipts to as many names as `--mailbox` of `mailbox` bytes allows
     /// ([`max_senders`], as for a connected client), `from` not among them.
     pub fn full_for(&self, from: NickKey, mailbox: usize) -> bool {
-        self.names.len() >= max_senders(mailbox)
-            && self.names.binary_search(&name_print(from)).is_err()
+        self.names.len() >= max_senders(mailbox) && self.names.binary_search(&from).is_err()
     }
 
     /// How many sender names the `chatm` lines come from.

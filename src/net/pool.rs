@@ -12,8 +12,8 @@
 //! the system (at most a few times per spike), so that the memory use comes back down too.
 //!
 //! The pools share one [`Budget`] of threads, as many as the system lets the process
-//! start: the kernel's caps (`kernel.pid_max` among them), the user's `RLIMIT_NPROC` and the cgroups' `pids.max`
-//! ([`Budget::from_system`]), whichever is tightest. A pool that needs a thread when the
+//! start: the kernel's caps (`kernel.pid_max` among them), the user's `RLIMIT_NPROC` and
+//! the cgroups' `pids.max` ([`Budget::from_system`]), whichever is tightest. A pool that needs a thread when the
 //! budget is spent takes the place of another pool's idle thread, which exits: idle
 //! readers never make a writer fail to start, nor idle writers a client be refused. The
 //! readers leave an eighth of the budget to the writers ([`readers_share`]): a connection
@@ -143,23 +143,11 @@ impl Budget {
         // limit alike (only at start: tasks started later can still leave a writer without
         // a thread).
         let others = crate::sys::tasks_elsewhere().unwrap_or_default();
-        if let Some(n) = read("/proc/sys/kernel/threads-max") {
-            bounds.push((
-                system_share(n, 0, others.all),
-                format!(
-                    "kernel.threads-max {n} ({} tasks of other processes)",
-                    others.all
-                ),
-            ));
-        }
-        if let Some(n) = read("/proc/sys/kernel/pid_max") {
-            bounds.push((
-                system_share(n, RESERVED_PIDS, others.all),
-                format!(
-                    "kernel.pid_max {n} ({} tasks of other processes)",
-                    others.all
-                ),
-            ));
+        for (cap, reserved) in [("threads-max", 0), ("pid_max", RESERVED_PIDS)] {
+            if let Some(n) = read(&format!("/proc/sys/kernel/{cap}")) {
+                let source = format!("kernel.{cap} {n} ({} tasks of other processes)", others.all);
+                bounds.push((system_share(n, reserved, others.all), source));
+            }
         }
         if let Some(n) = crate::sys::nproc_limit() {
             let n_tasks = usize::try_from(n).unwrap_or(usize::MAX);
@@ -260,7 +248,7 @@ fn system_share(cap: usize, reserved: usize, others: usize) -> usize {
 }
 
 /// The process ids below which the kernel does not look for a free one once it has gone
-/// round `kernel.pid_max` (`RESERVED_PIDS`): in the long run only the ids above are free.
+/// round `kernel.pid_max`: in the long run only the ids above are free.
 const RESERVED_PIDS: usize = 300;
 
 /// Memory mappings kept for everything but thread stacks.

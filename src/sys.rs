@@ -902,17 +902,20 @@ pub fn nproc_limit() -> Option<u64> {
     rlimit::nproc()
 }
 
+/// The first value of field `key` (`Threads`, `VmRSS`, `Uid`: the real one) in a
+/// `/proc/<pid>/status` text.
+pub fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|rest| rest.split_whitespace().next())
+}
+
 /// The real user id and the thread count a `/proc/<pid>/status` text gives.
 fn uid_and_threads(status: &str) -> Option<(u32, usize)> {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-    };
     Some((
-        field("Uid:")?.parse().ok()?,
-        field("Threads:")?.parse().ok()?,
+        status_field(status, "Uid")?.parse().ok()?,
+        status_field(status, "Threads")?.parse().ok()?,
     ))
 }
 

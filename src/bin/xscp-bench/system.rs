@@ -42,13 +42,7 @@ fn machine_ticks() -> Option<(u64, u64)> {
 /// A `Key: value` field of /proc/PID/status, as a number (VmRSS in kB, Threads).
 pub fn proc_status_field(pid: u32, key: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with(key))?;
-    line[key.len()..]
-        .trim_start_matches(':')
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    xscp::sys::status_field(&s, key)?.parse().ok()
 }
 
 /// Is process `pid` still running (neither gone nor a zombie)?

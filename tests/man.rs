@@ -964,14 +964,8 @@ fn the_example_failure_of_xscp_check_is_the_builtin_transcript() {
 /// does not see its end and sets one space after it, not two; `.IR token .` ends it.
 #[test]
 fn no_sentence_ends_inside_a_font_escape() {
-    let mut found = Vec::new();
-    for name in PAGES {
-        for (i, line) in source(name).lines().enumerate() {
-            if line.ends_with("\\fR.\\fP") || line.ends_with("\\fP.\\fR") {
-                found.push(format!("man/{name}:{}: {line}", i + 1));
-            }
-        }
-    }
+    let found =
+        source_lines_where(|line| line.ends_with("\\fR.\\fP") || line.ends_with("\\fP.\\fR"));
     assert!(
         found.is_empty(),
         "a sentence that ends in a font escape:\n{}",
@@ -984,20 +978,19 @@ fn no_sentence_ends_inside_a_font_escape() {
 /// things. Examples (`.EX`) and tables are not filled, and keep plain spaces.
 #[test]
 fn err_and_its_code_are_never_split() {
-    let mut found = Vec::new();
-    for name in PAGES {
-        let mut unfilled = false;
-        for (i, line) in source(name).lines().enumerate() {
-            match line {
-                ".EX" | ".TS" => unfilled = true,
-                ".EE" | ".TE" => unfilled = false,
-                _ if !unfilled && !line.starts_with(".\\\"") && line.contains("\\-ERR [") => {
-                    found.push(format!("man/{name}:{}: {line}", i + 1));
-                }
-                _ => {}
-            }
+    // (Every page closes what it opens: the state does not run on into the next.)
+    let mut unfilled = false;
+    let found = source_lines_where(|line| match line {
+        ".EX" | ".TS" => {
+            unfilled = true;
+            false
         }
-    }
+        ".EE" | ".TE" => {
+            unfilled = false;
+            false
+        }
+        _ => !unfilled && !line.starts_with(".\\\"") && line.contains("\\-ERR ["),
+    });
     assert!(
         found.is_empty(),
         "write \\-ERR\\ [ (a space that does not break):\n{}",
@@ -1009,19 +1002,26 @@ fn err_and_its_code_are_never_split() {
 /// as `Â§` from `groff -man` or `nroff -man` without preconv; `\(sc`, `\(em` are portable.
 #[test]
 fn man_sources_are_ascii() {
-    let mut found = Vec::new();
-    for name in PAGES {
-        for (i, line) in source(name).lines().enumerate() {
-            if !line.starts_with(".\\\"") && !line.is_ascii() {
-                found.push(format!("man/{name}:{}: {line}", i + 1));
-            }
-        }
-    }
+    let found = source_lines_where(|line| !line.starts_with(".\\\"") && !line.is_ascii());
     assert!(
         found.is_empty(),
         "non-ASCII in man sources (write \\(sc for §, \\(em for —):\n{}",
         found.join("\n")
     );
+}
+
+/// The source lines of the man pages that `bad` picks, each as `man/<page>:<n>: <line>`,
+/// pages and lines in order.
+fn source_lines_where(mut bad: impl FnMut(&str) -> bool) -> Vec<String> {
+    let mut found = Vec::new();
+    for name in PAGES {
+        for (i, line) in source(name).lines().enumerate() {
+            if bad(line) {
+                found.push(format!("man/{name}:{}: {line}", i + 1));
+            }
+        }
+    }
+    found
 }
 
 // --- the parsers themselves ---------------------------------------------------------------

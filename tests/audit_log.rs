@@ -149,10 +149,7 @@ fn a_shutdown_is_logged_when_the_server_makes_it() {
         ]
     );
     assert!(
-        !server
-            .log()
-            .iter()
-            .any(|l| l.contains("did not close in time")),
+        !server.logged("did not close in time"),
         "the server gave up waiting"
     );
     drop(c);

@@ -202,6 +202,11 @@ impl Server {
         self.log.lines.lock().clone()
     }
 
+    /// Whether a line logged so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lines.lock().iter().any(|l| l.contains(text))
+    }
+
     /// Connects from 127.0.0.1.
     pub fn connect(&self) -> Client {
         Client::connect(self.addr)

@@ -140,7 +140,7 @@ pub fn serve(conn: Accepted, settings: Arc<ConnSettings>, hub: Sender<ToHub>) {
     // The hub has taken the departure (and logged the name's hold) before the close is
     // logged: the log reads in the order things happened (§7). Unless the close is not
     // logged (`-q`): then nothing waits for the hub, and the thread goes back to its pool.
-    if log::log_enabled!(log::Level::Info) {
+    if log::log_enabled!(session::TRANSITIONS) {
         departed.wait();
     }
     reader.session.on_closed(how);

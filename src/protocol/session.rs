@@ -248,7 +248,7 @@ impl Session {
     /// The one place a state changes: looks the move up in the transition table and logs
     /// it (`conn=.. peer=.. FROM -> TO on event cause`). Violations are logged as warnings.
     fn set_state(&mut self, event: Event, detail: fmt::Arguments<'_>) {
-        self.set_state_at(log::Level::Info, event, detail);
+        self.set_state_at(TRANSITIONS, event, detail);
     }
 
     fn set_state_at(&mut self, level: log::Level, event: Event, detail: fmt::Arguments<'_>) {
@@ -519,6 +519,10 @@ impl Session {
     }
 }
 
+/// The level of a state transition's audit line (violations aside, which are warnings):
+/// work ordered only so that the log reads causally need not be when it is not written.
+pub const TRANSITIONS: log::Level = log::Level::Info;
+
 /// Looks the move from `from` on `event` up in the transition table and writes its audit
 /// line (`conn=.. peer=.. FROM -> TO on event detail`); the state it leads to, or `None`
 /// (and an error line) for a pair the table does not have.
@@ -549,7 +553,7 @@ fn log_transition(
 /// the session's state without a second line.
 pub fn log_registration(tag: &Tag, nick: &Nick, welcome_back: bool) {
     log_transition(
-        log::Level::Info,
+        TRANSITIONS,
         tag,
         State::Negotiating,
         Event::CredentialsValidated,
@@ -574,7 +578,7 @@ pub fn failed_attempt(tag: &Tag, code: Code, text: impl fmt::Display, attempt: A
         Event::InvalidCredentials
     };
     log_transition(
-        log::Level::Info,
+        TRANSITIONS,
         tag,
         State::Negotiating,
         event,

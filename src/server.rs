@@ -40,6 +40,8 @@ pub struct Server {
     config: Config,
     /// `--state`: what the file held at start.
     restored: Saved,
+    /// `--state`: the file's lock, which each save confirms.
+    lock: Option<state::Lock>,
 }
 
 /// Logs a transition of the listening socket through the transition table.
@@ -62,12 +64,15 @@ impl Server {
             addr,
             config,
             restored: Saved::default(),
+            lock: None,
         })
     }
 
-    /// With `--state`: the holds to take back, as loaded from the file (§5.9).
-    pub fn restoring(mut self, state: Saved) -> Server {
+    /// With `--state`: the holds to take back, as loaded from the file (§5.9), and the
+    /// file's lock.
+    pub fn restoring(mut self, state: Saved, lock: Option<state::Lock>) -> Server {
         self.restored = state;
+        self.lock = lock;
         self
     }
 
@@ -109,7 +114,7 @@ impl Server {
         // --state (§5.9): the holds of the last run come back, and a saver writes the file.
         let mut saver = None;
         if let Some(path) = &c.state {
-            let s = match Saver::start(path.clone()) {
+            let s = match Saver::start(path.clone(), self.lock) {
                 Ok(s) => s,
                 Err(e) => {
                     log::error!("cannot save state to {}: {e}", path.display());

@@ -410,6 +410,33 @@ fn a_second_server_on_the_same_state_file_does_not_start() {
     stop(first, "TERM");
 }
 
+/// A lock file removed while its server runs lets a second server start on the same
+/// state file; from then on the first saves nothing (each would overwrite the other's
+/// saves): its last save is refused, logged, and the exit status is 1; the file keeps the
+/// second server's save. (Before, the first server's last save replaced the file, and the
+/// second's then replaced that.)
+#[test]
+fn a_server_whose_lock_was_taken_over_saves_nothing_more() {
+    let path = state_dir("lock-removed").join("state");
+    let first = start(&path, &[]);
+    hold(&first, "alice");
+    fs::remove_file(path.with_file_name("state.lock")).expect("remove the lock file");
+    let second = start(&path, &[]);
+    hold(&second, "bob");
+    let mut first = first;
+    first.signal("TERM");
+    first.wait_log(|l| l.contains("cannot save state to"));
+    assert!(
+        first.logged("another xscpd uses this state file"),
+        "the log names why the save was refused"
+    );
+    let status = first.wait_exit();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    stop(second, "TERM");
+    let saved = fs::read_to_string(&path).expect("the second server's save");
+    assert!(saved.contains("bob") && !saved.contains("alice"), "{saved}");
+}
+
 /// Runs `xscpd --state <path>` while another server holds the lock of the file it names:
 /// status 1 before it listens, naming the lock (`state.lock`).
 fn refused_as_locked(path: &Path) {

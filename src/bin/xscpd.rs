@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     // Held while the server runs: no other server saves to the same state file.
-    let (restored, _lock) = match load_state(&mut config) {
+    let (restored, lock) = match load_state(&mut config) {
         Ok(state) => state,
         Err(code) => return code,
     };
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if server.restoring(restored).run(rx) {
+    if server.restoring(restored, lock).run(rx) {
         ExitCode::SUCCESS
     } else {
         // Logged where it failed.
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
 /// uses, or a directory where saves cannot be written, with status 1. A state file given
 /// as a symbolic link is the file it points to ([`state::resolve`]): `config` is left
 /// naming that file, where the server saves.
-fn load_state(config: &mut Config) -> Result<(Saved, Option<File>), ExitCode> {
+fn load_state(config: &mut Config) -> Result<(Saved, Option<state::Lock>), ExitCode> {
     let Some(given) = config.state.clone() else {
         return Ok((Saved::default(), None));
     };

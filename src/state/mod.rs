@@ -23,7 +23,7 @@ pub use format::{
     Wire,
 };
 pub use restore::{Bounds, prepare};
-pub use save::{SaveHandle, Saver, check_writable, lock, temp_path, write_atomic};
+pub use save::{Lock, SaveHandle, Saver, check_writable, lock, temp_path, write_atomic};
 
 /// The state file could not be loaded: the server must not start (exit 2), and the file
 /// stays as it is.

@@ -66,10 +66,19 @@ fn remove_leftover(tmp: &Path) -> io::Result<bool> {
     }
 }
 
+/// The lock that keeps other servers off a state file while this one runs ([`lock`]).
+#[derive(Debug)]
+pub struct Lock {
+    /// `<file>.lock`, open and locked.
+    file: File,
+    /// The state file.
+    state: PathBuf,
+}
+
 /// Locks the state file `path` for this process (an advisory lock on `<file>.lock`, held
-/// while the returned file stays open), so that two servers never share one state file:
+/// while the returned [`Lock`] lives), so that two servers never share one state file:
 /// each would overwrite the other's saves. Fails if another process holds it.
-pub fn lock(path: &Path) -> io::Result<File> {
+pub fn lock(path: &Path) -> io::Result<Lock> {
     let lock_file = lock_path(path);
     let mut options = OpenOptions::new();
     options.write(true).create(true).truncate(false);
@@ -77,13 +86,60 @@ pub fn lock(path: &Path) -> io::Result<File> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let file = options.open(&lock_file)?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(Lock {
+            file,
+            state: path.to_path_buf(),
+        }),
         Err(std::fs::TryLockError::WouldBlock) => Err(io::Error::other(format!(
             "{} is locked: another xscpd uses this state file (give each server its own \
              --state)",
             lock_file.display()
         ))),
         Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+impl Lock {
+    /// Before a save: the lock still keeps other servers off the file. A lock file removed
+    /// or replaced while this server runs lets a second server start on the same state
+    /// file, so it is locked again; if another server holds it by then this one must not
+    /// save (it would overwrite that server's saves): `Err` says why.
+    fn confirm(&mut self) -> Result<(), String> {
+        if self.in_place() {
+            return Ok(());
+        }
+        let name = lock_path(&self.state);
+        match lock(&self.state) {
+            Ok(again) => {
+                log::warn!(
+                    "{} was removed or replaced while this server ran: locked again",
+                    name.display()
+                );
+                *self = again;
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "{} was removed or replaced while this server ran, and it cannot be locked \
+                 again: {e}",
+                name.display()
+            )),
+        }
+    }
+
+    /// Is `<file>.lock` on disk the file this lock holds?
+    #[cfg(unix)]
+    fn in_place(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), fs::metadata(lock_path(&self.state))) {
+            (Ok(held), Ok(there)) => held.dev() == there.dev() && held.ino() == there.ino(),
+            _ => false,
+        }
+    }
+
+    /// (Elsewhere a locked file cannot be removed.)
+    #[cfg(not(unix))]
+    fn in_place(&self) -> bool {
+        true
     }
 }
 
@@ -212,8 +268,9 @@ pub struct Saver {
 }
 
 impl Saver {
-    /// Starts the saver for `path`, after checking that saves can be written there.
-    pub fn start(path: PathBuf) -> io::Result<Saver> {
+    /// Starts the saver for `path`, after checking that saves can be written there. With
+    /// `lock` (the file's, [`lock`]) each save first makes sure it still holds.
+    pub fn start(path: PathBuf, mut lock: Option<Lock>) -> io::Result<Saver> {
         check_writable(&path)?;
         let (jobs, rx) = bounded::<Job>(1);
         let (done_tx, done) = bounded::<bool>(1);
@@ -230,7 +287,13 @@ impl Saver {
                         .extend(deferred.into_iter().map(Deferred::gather));
                     // In expiry order, as a person reads it and the restore takes it back.
                     job.state.holds.sort_by_key(|h| h.until);
-                    let written = write(&path, &job);
+                    let written = match lock.as_mut().map(Lock::confirm) {
+                        Some(Err(why)) => {
+                            log::error!("cannot save state to {}: {why}", path.display());
+                            false
+                        }
+                        _ => write(&path, &job),
+                    };
                     flag.store(false, Ordering::Release);
                     if job.last {
                         last_written = written;
@@ -360,7 +423,7 @@ mod tests {
     fn the_saver_writes_the_last_save_and_ends() {
         let dir = temp_dir("saver");
         let path = dir.join("state");
-        let saver = Saver::start(path.clone()).expect("start");
+        let saver = Saver::start(path.clone(), None).expect("start");
         let handle = saver.handle();
         assert!(handle.idle());
         handle.save_last(one_hold(), SystemTime::now());
@@ -404,11 +467,49 @@ mod tests {
         assert!(lock(&path).is_ok(), "the lock is free again");
     }
 
+    /// Runs a saver for `path` with `lock` through its last save; says if it wrote it.
+    fn last_save(path: &Path, lock: Lock) -> bool {
+        let saver = Saver::start(path.to_path_buf(), Some(lock)).expect("start");
+        let handle = saver.handle();
+        handle.save_last(one_hold(), SystemTime::now());
+        drop(handle);
+        saver.finish(Duration::from_secs(20))
+    }
+
+    /// A state file in a fresh directory, locked, whose lock file was then removed.
+    fn lock_removed(test: &str) -> (PathBuf, Lock) {
+        let path = temp_dir(test).join("state");
+        let held = lock(&path).expect("the first lock");
+        fs::remove_file(lock_path(&path)).expect("remove the lock file");
+        (path, held)
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_lock_file_removed_meanwhile_is_locked_again_before_a_save() {
+        let (path, held) = lock_removed("lock-again");
+        assert!(last_save(&path, held), "saved");
+        assert_eq!(load(&path).expect("loads"), Some(one_hold()));
+        // The saver ended with the new lock file locked; it is free again now.
+        assert!(lock_path(&path).exists());
+        assert!(lock(&path).is_ok());
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn a_server_whose_lock_file_another_took_over_does_not_save() {
+        let (path, held) = lock_removed("lock-taken");
+        let _other = lock(&path).expect("a second server locks the new lock file");
+        fs::write(&path, "the other server's save").expect("write");
+        assert!(!last_save(&path, held), "refused");
+        assert_eq!(fs::read(&path).expect("read"), b"the other server's save");
+    }
+
     #[test]
     fn a_last_save_that_fails_is_reported() {
         let dir = temp_dir("last-fails");
         let path = dir.join("state");
-        let saver = Saver::start(path.clone()).expect("start");
+        let saver = Saver::start(path.clone(), None).expect("start");
         // The temporary file's name is taken by a directory: the save cannot be written.
         fs::create_dir(temp_path(&path)).expect("mkdir");
         let handle = saver.handle();
@@ -421,6 +522,6 @@ mod tests {
     #[test]
     fn a_saver_that_cannot_write_does_not_start() {
         let dir = temp_dir("unwritable");
-        assert!(Saver::start(dir.join("no-such-dir").join("state")).is_err());
+        assert!(Saver::start(dir.join("no-such-dir").join("state"), None).is_err());
     }
 }

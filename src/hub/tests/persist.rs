@@ -17,7 +17,7 @@ fn state_path(test: &str) -> PathBuf {
 /// A hub with `--state path` that saves at shutdown only, after taking back `holds`;
 /// names held 300 s, mailboxes of 1 KiB, `total` bytes in all.
 fn hub_saving(path: &Path, holds: Vec<SavedHold>, total: usize) -> (Fixture, Saver) {
-    let saver = Saver::start(path.to_path_buf()).expect("start the saver");
+    let saver = Saver::start(path.to_path_buf(), None).expect("start the saver");
     let hold = Duration::from_secs(300);
     let persist = Persist::new(saver.handle(), Duration::ZERO, hold);
     let hub = Hub::new(HubConfig {

@@ -128,8 +128,8 @@ fn cgroup_dirs(cgroups: &str, mountinfo: &str) -> Vec<(PathBuf, PathBuf)> {
         let found = mountinfo.lines().find_map(|m| {
             let (root, point) = cgroup_mount(m, v2)?;
             // The mount shows the hierarchy from `root` down.
-            let below = Path::new(path).strip_prefix(root).ok()?;
-            Some((Path::new(point).join(below), PathBuf::from(point)))
+            let below = Path::new(path).strip_prefix(&root).ok()?;
+            Some((point.join(below), point))
         });
         match found {
             Some(dir) => dirs.push(dir),
@@ -141,7 +141,7 @@ fn cgroup_dirs(cgroups: &str, mountinfo: &str) -> Vec<(PathBuf, PathBuf)> {
 
 /// The root (in the hierarchy) and mount point of a line of `/proc/self/mountinfo`, if it
 /// mounts cgroup v2 (`v2`), or else a cgroup v1 hierarchy with the pids controller.
-fn cgroup_mount(line: &str, v2: bool) -> Option<(&str, &str)> {
+fn cgroup_mount(line: &str, v2: bool) -> Option<(PathBuf, PathBuf)> {
     let (left, right) = line.split_once(" - ")?;
     let mut left = left.split(' ').skip(3);
     let (root, point) = (left.next()?, left.next()?);
@@ -152,7 +152,35 @@ fn cgroup_mount(line: &str, v2: bool) -> Option<(&str, &str)> {
     } else {
         fstype == "cgroup" && options.split(',').any(|o| o == "pids")
     };
-    fits.then_some((root, point))
+    fits.then(|| (unescape(root), unescape(point)))
+}
+
+/// A path field of mountinfo, where the kernel writes a space, tab, newline and backslash
+/// as `\` and three octal digits (`\040`).
+fn unescape(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        // Three octal digits after a backslash that make a byte.
+        let escaped = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)))
+            .and_then(|d| {
+                u8::try_from(d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'))).ok()
+            });
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(String::from_utf8_lossy(&out).into_owned())
 }
 
 #[cfg(test)]
@@ -260,16 +288,33 @@ mod tests {
         assert_eq!(l.map(|l| l.tasks), Some(30));
     }
 
+    /// The tasks left to this process (2 tasks of its own) when the cgroup `svc` mounted
+    /// at `point` allows 10 and counts 4, as [`tightest`] finds them from `cgroup`.
+    fn svc_tasks(cgroup: &str, mounts: &str, point: &str) -> Option<usize> {
+        let max = format!("{point}/svc/pids.max");
+        let current = format!("{point}/svc/pids.current");
+        let files = [(max.as_str(), "10"), (current.as_str(), "4")];
+        limit(cgroup, mounts, 2, &files).map(|l| l.tasks)
+    }
+
     #[test]
     fn a_mount_of_part_of_the_hierarchy_shows_the_path_below_its_root() {
         let mounts = "50 40 0:30 /ct /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
-        let files = [
-            ("/sys/fs/cgroup/svc/pids.max", "10"),
-            ("/sys/fs/cgroup/svc/pids.current", "4"),
-        ];
-        let l = limit("0::/ct/svc\n", mounts, 2, &files);
-        assert_eq!(l.map(|l| l.tasks), Some(8));
+        assert_eq!(svc_tasks("0::/ct/svc\n", mounts, "/sys/fs/cgroup"), Some(8));
         // A cgroup outside what the mount shows cannot be read.
-        assert_eq!(limit("0::/other\n", mounts, 2, &files), None);
+        assert_eq!(svc_tasks("0::/other\n", mounts, "/sys/fs/cgroup"), None);
+    }
+
+    /// mountinfo writes a space, tab, newline or backslash in a path as an octal escape
+    /// (`\040`); /proc/self/cgroup writes the path as it is.
+    #[test]
+    fn escaped_characters_of_a_mount_are_decoded() {
+        let mounts = "50 40 0:30 /a\\134b\\011 /sys/fs/my\\040cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            svc_tasks("0::/a\\b\t/svc\n", mounts, "/sys/fs/my cgroup"),
+            Some(8)
+        );
+        // Not an escape: kept as it is.
+        assert_eq!(unescape("/a\\777\\04\\"), PathBuf::from("/a\\777\\04\\"));
     }
 }

@@ -43,7 +43,8 @@ fn label_at(from: State, to: State) -> (f64, f64, f64, &'static str) {
         (Listen, Closed) => (0.5, -14.0, 0.0, "end"),
         (Negotiating, Update) => (0.5, -8.0, 0.0, "end"),
         (Established, Update) => (0.45, 14.0, 12.0, "start"),
-        (Negotiating, Aborted) => (0.72, 14.0, -4.0, "start"),
+        // Below its line: right of it is the line of ESTABLISHED -> ABORTED.
+        (Negotiating, Aborted) => (0.75, -12.0, 14.0, "end"),
         (Established, Aborted) => (0.5, 8.0, 0.0, "start"),
         (Update, Closed) => (0.55, -6.0, -8.0, "end"),
         (Aborted, Closed) => (0.5, 0.0, 18.0, "middle"),
@@ -254,6 +255,82 @@ mod tests {
             let (x, y) = place(s);
             assert!(x - BOX_W / 2.0 >= 0.0 && x + BOX_W / 2.0 <= WIDTH, "{s}");
             assert!(y - BOX_H / 2.0 >= 0.0 && y + BOX_H / 2.0 <= HEIGHT, "{s}");
+        }
+    }
+
+    /// The value of the attribute `name` in the tag `tag`.
+    fn attr(tag: &str, name: &str) -> f64 {
+        let tag = format!(" {tag}");
+        let at = tag.find(&format!(" {name}=\"")).expect(name) + name.len() + 3;
+        tag[at..at + tag[at..].find('"').unwrap()]
+            .parse()
+            .expect(name)
+    }
+
+    /// Whether the segment `a`-`b` meets the rectangle `(x0, y0, x1, y1)`: sampled every
+    /// pixel along it, which is fine enough for boxes of text.
+    fn meets(a: (f64, f64), b: (f64, f64), r: (f64, f64, f64, f64)) -> bool {
+        let steps = ((b.0 - a.0).hypot(b.1 - a.1)).ceil().max(1.0) as usize;
+        (0..=steps).any(|i| {
+            let t = i as f64 / steps as f64;
+            let (x, y) = (a.0 + (b.0 - a.0) * t, a.1 + (b.1 - a.1) * t);
+            x >= r.0 && x <= r.2 && y >= r.1 && y <= r.3
+        })
+    }
+
+    /// No edge's label is crossed by another edge's line, so that each label reads as its
+    /// own edge's. The label of NEGOTIATING -> ABORTED was drawn right of its line, across
+    /// the line of ESTABLISHED -> ABORTED, as if it were that edge's.
+    #[test]
+    fn no_line_crosses_another_edges_label() {
+        let svg = states_svg();
+        // Per edge: its lines, and its labels' boxes (11 px monospace: 0.6 em a
+        // character, from the ascent above the baseline to the descent below).
+        let mut edges = Vec::new();
+        for group in svg.split("<g class=\"edge\"").skip(1) {
+            let group = &group[..group.find("</g>").unwrap()];
+            let lines: Vec<_> = group
+                .split("<line ")
+                .skip(1)
+                .map(|l| {
+                    (
+                        (attr(l, "x1"), attr(l, "y1")),
+                        (attr(l, "x2"), attr(l, "y2")),
+                    )
+                })
+                .collect();
+            let labels: Vec<_> = group
+                .split("<text ")
+                .skip(1)
+                .map(|t| {
+                    let tag = &t[..t.find('>').unwrap()];
+                    let text = &t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()];
+                    let w = text.chars().count() as f64 * 0.6 * 11.0;
+                    let (x, y) = (attr(tag, "x"), attr(tag, "y"));
+                    let x0 = match tag.split("text-anchor=\"").nth(1) {
+                        Some(a) if a.starts_with("end") => x - w,
+                        Some(a) if a.starts_with("middle") => x - w / 2.0,
+                        _ => x,
+                    };
+                    (text.to_string(), (x0, y - 9.0, x0 + w, y + 3.0))
+                })
+                .collect();
+            edges.push((group[..group.find('>').unwrap()].to_string(), lines, labels));
+        }
+        for (edge, _, labels) in &edges {
+            for (other, lines, _) in &edges {
+                if other == edge {
+                    continue;
+                }
+                for (text, r) in labels {
+                    for (a, b) in lines {
+                        assert!(
+                            !meets(*a, *b, *r),
+                            "the label {text} of{edge} is crossed by the line of{other}"
+                        );
+                    }
+                }
+            }
         }
     }
 

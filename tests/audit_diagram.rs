@@ -5,7 +5,7 @@
 //!
 //! It needs the `xscpd` and `xscp` binaries and Chromium.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use crate::browser::{measure, scratch, screenshot};
@@ -239,13 +239,10 @@ fn a_logged_session_becomes_its_diagrams() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no connection 99999"));
 }
 
-/// The HTML page in a real browser: it loads nothing, draws the two diagrams and the
-/// state machine, every label inside its picture and every arrow's label within its arrow,
-/// the violation as one failure note, and a screenshot that is not blank.
-#[test]
-fn the_html_page_renders_in_chromium() {
-    let s = session();
-    let dir = scratch("audit-diagram-html");
+/// The session's log, and the page `xscp diagram --html` drew of it, in the scratch folder
+/// `name`.
+fn html_page(s: &Session, name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
     let log = dir.join("xscpd.log");
     std::fs::write(&log, &s.log).unwrap();
     let page = dir.join("diagrams.html");
@@ -258,6 +255,16 @@ fn the_html_page_renders_in_chromium() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (log, page)
+}
+
+/// The HTML page in a real browser: it loads nothing, draws the two diagrams and the
+/// state machine, every label inside its picture and every arrow's label within its arrow,
+/// the violation as one failure note, and a screenshot that is not blank.
+#[test]
+fn the_html_page_renders_in_chromium() {
+    let s = session();
+    let (log, page) = html_page(&s, "audit-diagram-html");
     let mermaid = xscp_diagram(&[log.to_str().unwrap()], None);
     let ds = diagrams(&String::from_utf8(mermaid.stdout).unwrap());
 
@@ -284,8 +291,45 @@ fn the_html_page_renders_in_chromium() {
     }
     assert_eq!((seqs[0].fails, seqs[1].fails), (0, 1));
     assert!(r.dom.contains(&format!("id=\"conn-{}\"", s.mallory)));
-    let shot = screenshot(&page, 1280, 1600, Some(&dir.join("diagrams.png")));
+    let shot = screenshot(
+        &page,
+        1280,
+        1600,
+        Some(&page.with_file_name("diagrams.png")),
+    );
     assert!(shot.colours > 16 && shot.inked > 0.02, "{shot:?}");
+}
+
+/// The legend says what the pictures draw in red. bob's departure without `cquit` is a
+/// fault of xscp(7) §6 (the end of the stream), which the server logs at INFO and the page
+/// draws as any transition; only mallory's violation, a warning in the log, is red. The
+/// legend said "red: a violation or a fault", and xscp(1) the same.
+#[test]
+fn the_legend_says_what_is_drawn_red() {
+    let (_, page) = html_page(&session(), "audit-diagram-legend");
+    let html = std::fs::read_to_string(&page).expect("the page");
+    let note = |cause: &str| {
+        let pictures = html.find("<svg class=\"seq\"").expect("a diagram");
+        let at = pictures
+            + html[pictures..]
+                .find(&format!("cause={cause}"))
+                .unwrap_or_else(|| panic!("no note of {cause}"));
+        let open = html[..at].rfind("<g class=\"step note").expect("its note");
+        html[open..at].split('"').nth(1).unwrap().to_string()
+    };
+    assert_eq!(note("peer"), "step note state", "the fault");
+    assert_eq!(note("spoofing"), "step note fail", "the violation");
+    let legend = &html[html.find("<p class=\"legend\">").expect("the legend")..];
+    let legend = &legend[..legend.find("</p>").unwrap()];
+    let red = legend
+        .split("<span>")
+        .find(|s| s.starts_with("red: "))
+        .expect("the legend's red");
+    assert!(red.contains("a violation"), "{red}");
+    assert!(
+        !red.contains("fault"),
+        "the legend's red promises faults: {red}"
+    );
 }
 
 /// A log of two server runs (`--log-file` appends, and each run numbers its connections

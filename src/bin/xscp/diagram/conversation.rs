@@ -39,7 +39,7 @@ pub struct Conn {
     /// Lines read from it and sent to it.
     pub read: usize,
     pub sent: usize,
-    /// Warnings (violations and faults).
+    /// Warnings (violations, slow consumers, connections refused).
     pub warnings: usize,
     /// The last state the log shows it in.
     pub state: Option<State>,

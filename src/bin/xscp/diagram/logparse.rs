@@ -13,7 +13,8 @@
 
 use xscp::protocol::fsm::State;
 
-/// How the server rated a line: a warning is a violation or a fault (xscp(7) §7).
+/// How the server rated a line: a warning is a violation (xscp(7) §7), a slow consumer
+/// dropped or a connection refused; the other faults of §6 are logged at INFO.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     /// `[INFO]`, `[DEBUG]`, `[TRACE]`.

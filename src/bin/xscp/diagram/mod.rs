@@ -355,7 +355,7 @@ fn clock(time: Option<&str>) -> String {
 /// How to read the pictures.
 const LEGEND: &str = "<p class=\"legend\"><span>solid arrow: a line the client sent</span>\
 <span>dashed arrow: a line the server sent</span><span>blue note: a transition (xscp(7) §3)</span>\
-<span>yellow note: what the server decided</span><span>red: a violation or a fault</span>\
+<span>yellow note: what the server decided</span><span>red: a warning in the log (a violation, a slow consumer, a connection refused)</span>\
 <span>cross: the connection closed</span></p>\n";
 
 #[cfg(test)]

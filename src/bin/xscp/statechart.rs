@@ -5,7 +5,10 @@
 //!
 //! The layout is by hand: each state has a place, and an edge is a straight line between
 //! two boxes (or a loop, for a state to itself). The events of the rows that join the same
-//! two states share one label.
+//! two states share one label. The table has one CLOSED, but the picture draws two lives,
+//! as `xscpd --print-fsm dot` does: the listener's (on a panel of its own, left) and a
+//! connection's, each with a CLOSED of its own, so that a closed connection does not seem
+//! to lead back to LISTEN.
 
 use std::fmt::Write as _;
 
@@ -21,14 +24,29 @@ const BOX_H: f64 = 36.0;
 const WIDTH: f64 = 880.0;
 const HEIGHT: f64 = 440.0;
 
-/// Where each state sits: the way in along the top (LISTEN, NEGOTIATING, ESTABLISHED),
-/// the ways out below (UPDATE, ABORTED), CLOSED where both end and the listener began.
-fn place(s: State) -> (f64, f64) {
+/// The listener's panel: its right edge and bottom.
+const PANEL_W: f64 = 235.0;
+const PANEL_H: f64 = 405.0;
+
+/// Whether the transition `from` -> `to` is the listener's own (bound, then closed), not a
+/// connection's.
+fn listeners(from: State, to: State) -> bool {
+    matches!(
+        (from, to),
+        (State::Closed, State::Listen) | (State::Listen, State::Closed)
+    )
+}
+
+/// Where each state sits: the listener's life down the left (LISTEN, its CLOSED below),
+/// a connection's way in along the top (NEGOTIATING, ESTABLISHED), its ways out below
+/// (UPDATE, ABORTED) and its CLOSED between them. `listener` picks the listener's CLOSED.
+fn place(s: State, listener: bool) -> (f64, f64) {
     match s {
         State::Listen => (100.0, 90.0),
         State::Negotiating => (420.0, 90.0),
         State::Established => (740.0, 90.0),
-        State::Closed => (100.0, 370.0),
+        State::Closed if listener => (100.0, 370.0),
+        State::Closed => (420.0, 370.0),
         State::Update => (420.0, 250.0),
         State::Aborted => (740.0, 370.0),
     }
@@ -46,7 +64,7 @@ fn label_at(from: State, to: State) -> (f64, f64, f64, &'static str) {
         // Below its line: right of it is the line of ESTABLISHED -> ABORTED.
         (Negotiating, Aborted) => (0.75, -12.0, 14.0, "end"),
         (Established, Aborted) => (0.5, 8.0, 0.0, "start"),
-        (Update, Closed) => (0.55, -6.0, -8.0, "end"),
+        (Update, Closed) => (0.5, -10.0, 4.0, "end"),
         (Aborted, Closed) => (0.5, 0.0, 18.0, "middle"),
         _ => (0.5, 0.0, -8.0, "middle"),
     }
@@ -84,19 +102,29 @@ pub fn states_svg() -> String {
     }
     let mut out = format!(
         "<svg class=\"fsm\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"the connection states and \
-         transitions of xscp(7) section 3\" font-family=\"sans-serif\" font-size=\"12\" \
-         data-states=\"{}\" data-transitions=\"{}\">\n<title>xscp(7) §3: states and transitions</title>\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n",
+         width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"the states and \
+         transitions of xscp(7) section 3: the listener's and a connection's\" \
+         font-family=\"sans-serif\" font-size=\"12\" data-states=\"{}\" data-transitions=\"{}\">\n\
+         <title>xscp(7) §3: states and transitions</title>\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\n\
+         <rect x=\"10\" y=\"40\" width=\"{}\" height=\"{}\" rx=\"8\" fill=\"#eef1f4\"/>\n\
+         <text x=\"20\" y=\"58\" font-size=\"11\" fill=\"#57606a\">the listener: one per server</text>\n\
+         <text x=\"{}\" y=\"{}\" text-anchor=\"end\" font-size=\"11\" fill=\"#57606a\">a connection: \
+         one per client, from accept to close</text>\n",
         State::ALL.len(),
-        TRANSITIONS.len()
+        TRANSITIONS.len(),
+        PANEL_W - 10.0,
+        PANEL_H - 40.0,
+        WIDTH - 10.0,
+        HEIGHT - 15.0
     );
     for (from, to, events) in &edges {
         let _ = write!(
             out,
             "<g class=\"edge\" data-from=\"{from}\" data-to=\"{to}\">"
         );
-        let (a, b) = (place(*from), place(*to));
+        let listener = listeners(*from, *to);
+        let (a, b) = (place(*from, listener), place(*to, listener));
         let label_lines = events.len() as f64;
         let (lx, ly, anchor) = if from == to {
             // A loop over the top of the box.
@@ -151,8 +179,14 @@ pub fn states_svg() -> String {
         }
         out.push_str("</g>\n");
     }
-    for s in State::ALL {
-        let (x, y) = place(s);
+    // Every state once, and CLOSED once more: the listener's.
+    let boxes = State::ALL
+        .into_iter()
+        .map(|s| (s, s == State::Listen))
+        .chain([(State::Closed, true)]);
+    for (s, listener) in boxes {
+        let (x, y) = place(s, listener);
+        let life = if listener { "listener" } else { "connection" };
         let fill = match s {
             State::Established => "#d4edda",
             State::Aborted => "#f8d7da",
@@ -161,7 +195,7 @@ pub fn states_svg() -> String {
         };
         let _ = writeln!(
             out,
-            "<g class=\"state\" data-state=\"{s}\"><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{BOX_W}\" \
+            "<g class=\"state\" data-state=\"{s}\" data-life=\"{life}\"><rect x=\"{:.1}\" y=\"{:.1}\" width=\"{BOX_W}\" \
              height=\"{BOX_H}\" rx=\"18\" fill=\"{fill}\" stroke=\"#333\"/><text x=\"{x:.1}\" \
              y=\"{:.1}\" text-anchor=\"middle\" font-weight=\"bold\">{s}</text></g>",
             x - BOX_W / 2.0,
@@ -228,15 +262,15 @@ pub fn legality_html() -> String {
 mod tests {
     use super::*;
 
-    /// Every state is drawn once; every transition's event is on an edge from its state to
-    /// its state.
+    /// Every state is drawn once, CLOSED twice (the listener's and a connection's); every
+    /// transition's event is on an edge from its state to its state.
     #[test]
     fn every_state_and_transition_is_drawn() {
         let svg = states_svg();
         for s in State::ALL {
             assert_eq!(
                 svg.matches(&format!("data-state=\"{s}\"")).count(),
-                1,
+                if s == State::Closed { 2 } else { 1 },
                 "{s}"
             );
         }
@@ -251,8 +285,8 @@ mod tests {
     /// Every state's box lies inside the picture.
     #[test]
     fn the_layout_fits_the_picture() {
-        for s in State::ALL {
-            let (x, y) = place(s);
+        for (s, listener) in State::ALL.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+            let (x, y) = place(s, listener);
             assert!(x - BOX_W / 2.0 >= 0.0 && x + BOX_W / 2.0 <= WIDTH, "{s}");
             assert!(y - BOX_H / 2.0 >= 0.0 && y + BOX_H / 2.0 <= HEIGHT, "{s}");
         }
@@ -331,6 +365,50 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// The listener's life and a connection's are drawn apart (xscp(7) §3: the listener
+    /// lends a connection nothing but its start), as `xscpd --print-fsm dot` draws them:
+    /// the CLOSED that UPDATE and ABORTED close into is not the one the listener binds
+    /// from, so that no path leads from a closed connection back to LISTEN.
+    #[test]
+    fn a_closed_connection_does_not_lead_back_to_listen() {
+        let svg = states_svg();
+        let closed: Vec<(f64, f64, f64, f64)> = svg
+            .split("<g class=\"state\" data-state=\"CLOSED\"")
+            .skip(1)
+            .map(|g| {
+                let r = &g[g.find("<rect ").unwrap()..];
+                let (x, y) = (attr(r, "x"), attr(r, "y"));
+                (x, y, x + attr(r, "width"), y + attr(r, "height"))
+            })
+            .collect();
+        // The CLOSED box an end of the line of the edge `from` -> `to` touches.
+        let touched = |from: &str, to: &str, end: usize| {
+            let g = &svg[svg
+                .find(&format!("data-from=\"{from}\" data-to=\"{to}\""))
+                .unwrap_or_else(|| panic!("no edge {from} -> {to}"))..];
+            let l = &g[g.find("<line ").unwrap() + 6..];
+            let p = [
+                (attr(l, "x1"), attr(l, "y1")),
+                (attr(l, "x2"), attr(l, "y2")),
+            ][end];
+            closed
+                .iter()
+                .position(|b| {
+                    p.0 >= b.0 - 1.0 && p.0 <= b.2 + 1.0 && p.1 >= b.1 - 1.0 && p.1 <= b.3 + 1.0
+                })
+                .unwrap_or_else(|| panic!("{from} -> {to} touches no CLOSED"))
+        };
+        let listener = touched("CLOSED", "LISTEN", 0);
+        assert_eq!(touched("LISTEN", "CLOSED", 1), listener);
+        for from in ["UPDATE", "ABORTED"] {
+            assert_ne!(
+                touched(from, "CLOSED", 1),
+                listener,
+                "{from} -> CLOSED ends where the listener starts"
+            );
         }
     }
 

@@ -430,11 +430,14 @@ fn message(out: &mut String, x1: f64, x2: f64, y: f64, text: &str, arrow: Arrow,
             );
         }
         Arrow::Close => {
+            // On the client's lifeline, which ends here: the far end of the server's close,
+            // the near end of the client's own.
+            let x = if server { x2 } else { x1 };
             let _ = write!(
                 out,
                 "<path class=\"cross\" d=\"M{:.1},{:.1} l12,12 m0,-12 l-12,12\" stroke=\"{ink}\" \
                  stroke-width=\"2\"/>",
-                x2 - 6.0,
+                x - 6.0,
                 ay - 6.0
             );
         }
@@ -545,14 +548,60 @@ mod tests {
         assert!(ends[0] < ends[1], "the client's ends first: {ends:?}");
     }
 
+    /// A diagram titled `title` of the clients a and b around a server: it and the three.
+    fn a_server_b(title: &str) -> (Diagram, usize, usize, usize) {
+        let mut d = Diagram::new(title);
+        let a = d.participant(Participant::client("a", None));
+        let s = d.participant(Participant::server("server"));
+        let b = d.participant(Participant::client("b", None));
+        (d, a, s, b)
+    }
+
+    /// The cross of a close sits on the client's lifeline, where that lifeline ends,
+    /// whoever closed: `xscp diagram` draws a client's own close as an arrow from the client
+    /// to the server, whose cross was drawn on the server's lifeline, which goes on.
+    #[test]
+    fn a_close_is_crossed_on_the_clients_lifeline() {
+        let (mut d, c, s, e) = a_server_b("closes");
+        d.message(None, c, s, "(connect)".into(), Arrow::Connect);
+        d.message(None, e, s, "(connect)".into(), Arrow::Connect);
+        d.message(None, c, s, "(closed by the client)".into(), Arrow::Close);
+        d.message(None, s, e, "(connection closed)".into(), Arrow::Close);
+        let svg = render(&d);
+        let number = |l: &str, key: &str| -> f64 {
+            let v = l.split(key).nth(1).unwrap();
+            v[..v.find(|c: char| c != '.' && !c.is_ascii_digit()).unwrap()]
+                .parse()
+                .unwrap()
+        };
+        let lifelines: Vec<f64> = svg
+            .lines()
+            .filter(|l| l.starts_with("<line class=\"lifeline\""))
+            .map(|l| number(l, "x1=\""))
+            .collect();
+        let crosses: Vec<f64> = svg
+            .split("<path class=\"cross\" d=\"M")
+            .skip(1)
+            .map(|p| p[..p.find(',').unwrap()].parse::<f64>().unwrap() + 6.0)
+            .collect();
+        assert_eq!(crosses.len(), 2);
+        // The lifelines of a, b (ended by their closes), then the server's.
+        let (a, b) = (lifelines[0], lifelines[1]);
+        assert!(
+            (crosses[0] - a).abs() < 0.1,
+            "a's close: {crosses:?} {lifelines:?}"
+        );
+        assert!(
+            (crosses[1] - b).abs() < 0.1,
+            "b's close: {crosses:?} {lifelines:?}"
+        );
+    }
+
     /// Every label fits between its two lifelines, and every box and note inside the
     /// picture: the layout never draws outside its own viewBox.
     #[test]
     fn labels_fit_between_their_lifelines() {
-        let mut d = Diagram::new("wide");
-        let a = d.participant(Participant::client("a", None));
-        let s = d.participant(Participant::server("server"));
-        let b = d.participant(Participant::client("b", None));
+        let (mut d, a, s, b) = a_server_b("wide");
         let long = "chatm alice bob ".to_string() + &"x".repeat(50);
         d.message(None, a, s, long.clone(), Arrow::Line);
         d.message(None, s, b, long.clone(), Arrow::Line);

@@ -239,17 +239,16 @@ fn a_logged_session_becomes_its_diagrams() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no connection 99999"));
 }
 
-/// The session's log, and the page `xscp diagram --html` drew of it, in the scratch folder
-/// `name`.
-fn html_page(s: &Session, name: &str) -> (PathBuf, PathBuf) {
+/// The session's log, and the page `xscp diagram --html` drew of it with `args` more, in
+/// the scratch folder `name`.
+fn html_page(s: &Session, name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
     let dir = scratch(name);
     let log = dir.join("xscpd.log");
     std::fs::write(&log, &s.log).unwrap();
     let page = dir.join("diagrams.html");
-    let out = xscp_diagram(
-        &["--html", page.to_str().unwrap(), log.to_str().unwrap()],
-        None,
-    );
+    let mut all = args.to_vec();
+    all.extend(["--html", page.to_str().unwrap(), log.to_str().unwrap()]);
+    let out = xscp_diagram(&all, None);
     assert!(
         out.status.success(),
         "{}",
@@ -264,7 +263,7 @@ fn html_page(s: &Session, name: &str) -> (PathBuf, PathBuf) {
 #[test]
 fn the_html_page_renders_in_chromium() {
     let s = session();
-    let (log, page) = html_page(&s, "audit-diagram-html");
+    let (log, page) = html_page(&s, "audit-diagram-html", &[]);
     let mermaid = xscp_diagram(&[log.to_str().unwrap()], None);
     let ds = diagrams(&String::from_utf8(mermaid.stdout).unwrap());
 
@@ -306,7 +305,7 @@ fn the_html_page_renders_in_chromium() {
 /// legend said "red: a violation or a fault", and xscp(1) the same.
 #[test]
 fn the_legend_says_what_is_drawn_red() {
-    let (_, page) = html_page(&session(), "audit-diagram-legend");
+    let (_, page) = html_page(&session(), "audit-diagram-legend", &[]);
     let html = std::fs::read_to_string(&page).expect("the page");
     let note = |cause: &str| {
         let pictures = html.find("<svg class=\"seq\"").expect("a diagram");
@@ -330,6 +329,28 @@ fn the_legend_says_what_is_drawn_red() {
         !red.contains("fault"),
         "the legend's red promises faults: {red}"
     );
+}
+
+/// The page of one connection (`--conn N --html`) lists every connection of the log, but
+/// draws only the one named: the table links only to what the page has. Every other
+/// number was a link to an anchor the page lacks, and clicking it did nothing.
+#[test]
+fn a_page_of_one_connection_links_only_to_what_it_draws() {
+    let s = session();
+    let mallory = s.mallory.to_string();
+    let (_, page) = html_page(&s, "audit-diagram-one", &["--conn", &mallory]);
+    let html = std::fs::read_to_string(&page).expect("the page");
+    for n in [s.alice, s.bob, s.bob_again, s.mallory] {
+        assert!(html.contains(&format!("<td>{n}</td>")) || html.contains(&format!(">{n}</a>")));
+    }
+    for link in html.split("href=\"#").skip(1) {
+        let id = &link[..link.find('"').unwrap()];
+        assert!(
+            html.contains(&format!("id=\"{id}\"")),
+            "a link to no anchor: #{id}"
+        );
+    }
+    assert!(html.contains(&format!("<a href=\"#conn-{mallory}\">{mallory}</a>")));
 }
 
 /// A log of two server runs (`--log-file` appends, and each run numbers its connections

@@ -286,13 +286,18 @@ fn page(
         } else {
             ""
         };
+        // A link to the connections drawn in full here (all, without --conn); the others
+        // have no anchor on the page.
+        let number = if groups.iter().flatten().any(|id| *id == c.id) {
+            format!("<a href=\"#{}\">{}</a>", c.id.anchor(), c.id.short())
+        } else {
+            c.id.short()
+        };
         let _ = writeln!(
             t,
-            "<tr><td><a href=\"#{}\">{}</a></td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td>\
+            "<tr><td>{number}</td><td class=\"mono\">{}</td><td>{}</td><td class=\"mono\">{}</td>\
              <td class=\"mono\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\"{class}>{}</td><td>{}</td></tr>",
-            c.id.anchor(),
-            c.id.short(),
             escape(&c.peer),
             escape(&c.nick_trail()),
             escape(&clock(c.first.as_deref())),

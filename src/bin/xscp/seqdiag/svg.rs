@@ -400,9 +400,12 @@ fn message(out: &mut String, x1: f64, x2: f64, y: f64, text: &str, arrow: Arrow,
         return;
     }
     let dir = if x2 > x1 { 1.0 } else { -1.0 };
-    let dash = match (arrow, server) {
-        (Arrow::Line, false) => "",
-        _ => " stroke-dasharray=\"6 4\"",
+    // Solid from a client, dashed from the server, whatever the arrow: as the legend says
+    // and as Mermaid draws the same diagram.
+    let dash = if server {
+        " stroke-dasharray=\"6 4\""
+    } else {
+        ""
     };
     let end = x2 - dir * 1.0;
     let _ = write!(
@@ -557,17 +560,57 @@ mod tests {
         (d, a, s, b)
     }
 
+    /// a connects, registers and closes; then b connects and the server closes it.
+    fn two_closes() -> Diagram {
+        let (mut d, a, s, b) = a_server_b("closes");
+        d.message(None, a, s, "(connect)".into(), Arrow::Connect);
+        d.message(None, a, s, "uname a".into(), Arrow::Line);
+        d.message(None, s, a, "+OK you are a".into(), Arrow::Line);
+        d.message(None, a, s, "(closed by the client)".into(), Arrow::Close);
+        d.message(None, b, s, "(connect)".into(), Arrow::Connect);
+        d.message(None, s, b, "(connection closed)".into(), Arrow::Close);
+        d
+    }
+
+    /// An arrow is solid from a client and dashed from the server, as the page's legend
+    /// says and as the Mermaid text of the same diagram draws it (`-)` and `-x` solid,
+    /// `--x` dashed): a client's connect and own close too, which were drawn dashed, in
+    /// the legend's words "a line the server sent".
+    #[test]
+    fn arrows_from_a_client_are_solid() {
+        let svg = render(&two_closes());
+        let dashed: Vec<(&str, bool)> = svg
+            .split("<g class=\"step message ")
+            .skip(1)
+            .map(|g| {
+                let line = &g[g.find("<line ").unwrap()..];
+                let line = &line[..line.find("/>").unwrap()];
+                let label = &g[..g.find("</text>").unwrap()];
+                (
+                    &label[label.rfind('>').unwrap() + 1..],
+                    line.contains("dasharray"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            dashed,
+            [
+                ("(connect)", false),
+                ("uname a", false),
+                ("+OK you are a", true),
+                ("(closed by the client)", false),
+                ("(connect)", false),
+                ("(connection closed)", true),
+            ]
+        );
+    }
+
     /// The cross of a close sits on the client's lifeline, where that lifeline ends,
     /// whoever closed: `xscp diagram` draws a client's own close as an arrow from the client
     /// to the server, whose cross was drawn on the server's lifeline, which goes on.
     #[test]
     fn a_close_is_crossed_on_the_clients_lifeline() {
-        let (mut d, c, s, e) = a_server_b("closes");
-        d.message(None, c, s, "(connect)".into(), Arrow::Connect);
-        d.message(None, e, s, "(connect)".into(), Arrow::Connect);
-        d.message(None, c, s, "(closed by the client)".into(), Arrow::Close);
-        d.message(None, s, e, "(connection closed)".into(), Arrow::Close);
-        let svg = render(&d);
+        let svg = render(&two_closes());
         let number = |l: &str, key: &str| -> f64 {
             let v = l.split(key).nth(1).unwrap();
             v[..v.find(|c: char| c != '.' && !c.is_ascii_digit()).unwrap()]

@@ -107,6 +107,18 @@ fn the_html_report_renders_in_chromium() {
     assert!(dom.contains("<dt>expected</dt><dd>+OK PONG x</dd>"));
     assert!(dom.contains("<dd class=\"actual\">+OK pong x</dd>"));
     assert!(dom.contains("✗ FAIL: expected +OK PONG x, got +OK pong x"));
+    // The manual page it sends the reader to opens on a checkout (the pages are not
+    // installed): `man 7 xscp` did not.
+    let man = dom
+        .split("<code>man -l ")
+        .nth(1)
+        .and_then(|rest| rest.split(['<', ' ']).next())
+        .expect("the report names the manual page to read");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert!(
+        root.join(man).is_file(),
+        "{man}: no such page in the checkout"
+    );
     for link in dom.split("href=\"#").skip(1) {
         let id = &link[..link.find('"').unwrap()];
         assert!(

@@ -433,7 +433,8 @@ fn sections(r: &Report) -> String {
     cited.dedup();
     let mut s = String::from(
         "<h2 id=\"sections\">The sections of xscp(7) cited</h2>\n<p class=\"meta\">The \
-         protocol is described in the manual page xscp(7) (<code>man 7 xscp</code>), \
+         protocol is described in the manual page xscp(7) (<code>man -l man/xscp.7</code> in \
+         the project's checkout), \
          section by section under these numbers.</p>\n",
     );
     for n in cited {

@@ -21,7 +21,7 @@ use crossbeam_channel::{SendError, Sender};
 use super::LINGER;
 use super::acceptor::ConnWork;
 use super::admission::Ticket;
-use super::outbox::{MAX_IN_FLIGHT, Outbox, Room, Writers};
+use super::outbox::{Outbox, Room, Writers, max_in_flight};
 use super::pool::Pool;
 use super::shared::{ConnShared, linger};
 use crate::conn_id::{ConnId, Tag};
@@ -45,10 +45,14 @@ const SMALL_READ: usize = 128;
 /// The read buffer of a connection whose reads fill the small one.
 const LARGE_READ: usize = 16 * 1024;
 
-/// The most `chatm` lines a reader holds back to give the hub in one message. Half of
-/// [`MAX_IN_FLIGHT`]: the reader takes a command only while at most the other half are with
-/// the hub, so at most [`MAX_IN_FLIGHT`] are ever unanswered, held back or not.
-const CHAT_BATCH: usize = (MAX_IN_FLIGHT / 2) as usize;
+/// The most `chatm` lines a reader holds back to give the hub in one message, with
+/// `--sendq` of `sendq` bytes: half of [`max_in_flight`] (which is
+/// [`super::outbox::MAX_IN_FLIGHT`] but for a small `--sendq`). The reader takes a command
+/// only while at most the other half are with the hub, so at most that many are ever
+/// unanswered, held back or not.
+fn chat_batch(sendq: usize) -> usize {
+    usize::try_from(max_in_flight(sendq) / 2).unwrap_or(1)
+}
 
 /// How late a timer may fire (see `run_timers`).
 const TIMER_TOLERANCE: Duration = Duration::from_millis(5);
@@ -111,7 +115,7 @@ struct Reader {
     peer_ip: IpAddr,
     /// The outbox is claimed ([`Outbox::claim`]): the reader writes what the hub queued.
     claimed: bool,
-    /// `chatm` lines read and checked, not yet given to the hub (see [`CHAT_BATCH`]).
+    /// `chatm` lines read and checked, not yet given to the hub (see [`chat_batch`]).
     chats: Chats,
     /// The hub knows the connection (see [`Reader::announce`]).
     announced: bool,
@@ -318,7 +322,8 @@ impl Reader {
                 }
                 // Lines like this one the rest of the read may hold: what a new batch of
                 // `chatm` lines makes room for.
-                let ahead = (1 + input.len() / (line.len() + 2)).min(CHAT_BATCH);
+                let ahead = (1 + input.len() / (line.len() + 2))
+                    .min(chat_batch(self.settings.writers.sendq));
                 let step = self.session.on_line(line);
                 let end = self.execute(step, ahead);
                 if self.claimed {
@@ -358,18 +363,26 @@ impl Reader {
             }
             0
         } else {
-            MAX_IN_FLIGHT - CHAT_BATCH as u64
+            let window = max_in_flight(self.settings.writers.sendq);
+            window - window / 2
         };
         self.sync_next = false;
-        let room = match self.outbox.room_now(self.sent, in_flight) {
-            Some(room) => room,
-            None => {
-                // The reader is about to wait: the lines it holds back do not wait with it.
-                if let Some(end) = self.give_chats() {
-                    return Some(end);
-                }
-                self.outbox.wait_behind();
-                self.outbox.wait_room(self.sent, in_flight)
+        // Looked at again after every wait: while the reader waited, the hub may have
+        // relayed its commands and left a recipient over `--sendq`, which holds the next
+        // command back too (or the commands with the hub could push that recipient past
+        // the hard bound, see [`max_in_flight`]).
+        let room = loop {
+            if let Some(room) = self.outbox.room_now(self.sent, in_flight) {
+                break room;
+            }
+            // The reader is about to wait: the lines it holds back do not wait with it.
+            if let Some(end) = self.give_chats() {
+                return Some(end);
+            }
+            self.outbox.wait_behind();
+            match self.outbox.wait_room(self.sent, in_flight) {
+                Room::Free => continue,
+                other => break other,
             }
         };
         match room {
@@ -515,7 +528,7 @@ impl Reader {
     /// which may hold `ahead` lines like it (this one included).
     fn hold_chat(&mut self, line: &str, recipient: Range<usize>, ahead: usize) -> Option<Ending> {
         self.chats.push(line, recipient, ahead);
-        if self.chats.len() >= CHAT_BATCH {
+        if self.chats.len() >= chat_batch(self.settings.writers.sendq) {
             return self.give_chats();
         }
         None

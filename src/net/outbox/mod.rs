@@ -72,7 +72,25 @@ pub const HARD_SENDQ: usize = 4;
 
 /// How many of a client's commands may be with the hub, unanswered, before its reader
 /// waits (see [`Outbox::wait_room`]); this bounds the responses queued behind `--sendq`.
+/// Fewer with a small `--sendq`: see [`max_in_flight`].
 pub const MAX_IN_FLIGHT: u64 = 64;
+
+/// The longest line a command can have relayed: a PDU and its CRLF.
+const MAX_LINE: usize = crate::protocol::MAX_PDU + 2;
+
+/// How many of a client's commands may be with the hub, unanswered or held back to be
+/// given together, with `--sendq` of `sendq` bytes: [`MAX_IN_FLIGHT`], or fewer, so that
+/// the lines they relay fit between `--sendq` and the hard bound. A relay that leaves its
+/// recipient over `--sendq` holds the sender back from its next command on
+/// ([`Outbox::wait_behind`]); the commands already with the hub are relayed all the same,
+/// and must not push a recipient that reads past the hard bound (§7: a client that reads
+/// is not dropped, its senders are slowed instead). At least 2 (3 at the least `--sendq`).
+pub fn max_in_flight(sendq: usize) -> u64 {
+    let fit = sendq.saturating_mul(HARD_SENDQ - 1) / MAX_LINE;
+    u64::try_from(fit)
+        .unwrap_or(MAX_IN_FLIGHT)
+        .clamp(2, MAX_IN_FLIGHT)
+}
 
 /// What [`Outbox::wait_room`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -410,45 +410,46 @@ fn sendq_does_not_drop_a_receiver_that_reads_a_pipelined_flood() {
     assert!(!server.logged("slow consumer"), "a client was dropped");
 }
 
-/// §7 slow consumer: a relay that leaves its recipient over `--sendq` holds the sender
-/// back, so a fast sender cannot push a reading recipient past the hard bound (4 x
-/// `--sendq`), however small `--sendq` is: the commands a sender has with the hub when its
-/// recipient passes `--sendq` must fit under the hard bound. A receiver with a small receive
-/// buffer reads on (100 lines, then a pause of 10 ms: a pace, far under the 100 ms a
-/// socket may take nothing) while a sender pipelines full-length `chatm` lines to it with
-/// `--sendq 1K`, more than the kernel's buffers hold, so that the queue builds up in the
-/// server: every message is relayed and received in order, and nobody is dropped.
-#[test]
-fn a_full_length_flood_does_not_push_a_reading_receiver_past_the_hard_bound() {
-    // Enough to fill the kernel's send buffer (at most `tcp_wmem`'s maximum) and then some.
+/// `tx` pipelines full-length `chatm` lines to `to` (a nickname or `*`), more than the
+/// kernel's buffers hold (at most `tcp_wmem`'s maximum), so that queues build up in the
+/// server, while each of `receivers` (with a small receive buffer) reads on at its own
+/// pace: 100 lines, then a pause of the given milliseconds (far under the 100 ms a socket
+/// may take nothing). Every message is relayed and received by each in order, and nobody
+/// is dropped as a slow consumer.
+fn flood_paced_receivers(server: &Server, to: &str, receivers: &[(&str, u64)]) {
     let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
         .ok()
         .and_then(|s| s.split_whitespace().nth(2)?.parse().ok())
         .unwrap_or(4 << 20);
     let n = (wmem_max + (2 << 20)) / 512;
-    let server = Server::start(&["--sendq", "1K", "--hold", "0"]);
-    let mut rx = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
-    rx.send("uname rx");
-    rx.expect("+OK you are rx");
-    let mut tx = server.register("tx");
-    // `chatm tx rx ` + 498 bytes: 510, a full PDU.
+    // `chatm tx <to> ` + this: at most 510 bytes, a full PDU for a two-letter name.
     let text = |i: usize| format!("{i:08}{}", "x".repeat(490));
-    let receiver = thread::spawn(move || {
-        for i in 0..n {
-            match rx.try_line() {
-                Some(line) => assert_eq!(line, format!("chatm tx rx {}", text(i))),
-                None => return i,
-            }
-            if i % 100 == 99 {
-                // Sets the receiver's pace; it synchronises nothing.
-                thread::sleep(std::time::Duration::from_millis(10));
-            }
-        }
-        n
-    });
-    let flood: String = (0..n)
-        .map(|i| format!("chatm tx rx {}\r\n", text(i)))
+    let to = to.to_string();
+    let line = move |i: usize| format!("chatm tx {to} {}", text(i));
+    let readers: Vec<_> = receivers
+        .iter()
+        .map(|&(nick, pause)| {
+            let mut rx = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
+            rx.send(&format!("uname {nick}"));
+            rx.expect(&format!("+OK you are {nick}"));
+            let line = line.clone();
+            thread::spawn(move || {
+                for i in 0..n {
+                    match rx.try_line() {
+                        Some(got) => assert_eq!(got, line(i)),
+                        None => return i,
+                    }
+                    if i % 100 == 99 {
+                        // Sets the receiver's pace; it synchronises nothing.
+                        thread::sleep(std::time::Duration::from_millis(pause));
+                    }
+                }
+                n
+            })
+        })
         .collect();
+    let mut tx = server.register("tx");
+    let flood: String = (0..n).map(|i| line(i) + "\r\n").collect();
     let mut out = tx.writer();
     let sender = thread::spawn(move || out.write_all(flood.as_bytes()));
     for i in 0..n {
@@ -456,9 +457,32 @@ fn a_full_length_flood_does_not_push_a_reading_receiver_past_the_hard_bound() {
         assert_eq!(line, "+OK message relayed", "reply to message {i} of {n}");
     }
     sender.join().expect("sender thread").expect("flood");
-    let received = receiver.join().expect("receiver thread");
-    assert_eq!(received, n, "the receiver got {received} of {n} messages");
+    for (reader, (nick, _)) in readers.into_iter().zip(receivers) {
+        let received = reader.join().expect("receiver thread");
+        assert_eq!(received, n, "{nick} got {received} of {n} messages");
+    }
     assert!(!server.logged("slow consumer"), "a client was dropped");
+}
+
+/// §7 slow consumer: a relay that leaves its recipient over `--sendq` holds the sender
+/// back, so a fast sender cannot push a reading recipient past the hard bound (4 x
+/// `--sendq`), however small `--sendq` is: the commands a sender has with the hub when its
+/// recipient passes `--sendq` must fit under the hard bound. With `--sendq 1K`, one
+/// receiver reading at its pace gets a full-length flood (see [`flood_paced_receivers`]).
+#[test]
+fn a_full_length_flood_does_not_push_a_reading_receiver_past_the_hard_bound() {
+    let server = Server::start(&["--sendq", "1K", "--hold", "0"]);
+    flood_paced_receivers(&server, "rx", &[("rx", 10)]);
+}
+
+/// §7 slow consumer: a broadcast holds its sender back until every recipient it left over
+/// `--sendq` is back under it, not only the first: two receivers reading at different
+/// paces (10 and 20 ms a hundred lines) get a full-length broadcast flood with `--sendq
+/// 4K`, and neither is pushed past the hard bound while the sender waits for the other.
+#[test]
+fn a_broadcast_flood_holds_its_sender_back_for_every_reading_receiver() {
+    let server = Server::start(&["--sendq", "4K", "--hold", "0"]);
+    flood_paced_receivers(&server, "*", &[("r1", 10), ("r2", 20)]);
 }
 
 /// §7: a response to the client's own command never makes it a slow consumer by itself:

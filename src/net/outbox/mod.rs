@@ -7,8 +7,9 @@
 //! without blocking, and if it takes nothing for [`STALL`] while more than `--sendq`
 //! waits, the client is not reading: it is dropped as a slow consumer. A queue over
 //! `--sendq` only because the writer has not run yet is not a reason to drop anyone, and a
-//! relay that leaves a recipient over it holds its sender's next command back
-//! ([`Outbox::wait_behind`]) so that a fast sender cannot outrun a reading recipient. Past
+//! relay that leaves a recipient over it holds its sender's next command back until every
+//! recipient it left over drains ([`Outbox::wait_behind`]), so that a fast sender cannot
+//! outrun a reading recipient. Past
 //! [`HARD_SENDQ`] times `--sendq` (the hard bound) a relayed line is refused whatever the
 //! cause, so that the hub drops the client instead of waiting for it or holding unbounded
 //! memory.
@@ -42,7 +43,7 @@
 //! The socket stays blocking (its reader shares it): the writer's sends are
 //! non-blocking one call at a time, and it waits for room with `poll`.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -185,30 +186,33 @@ impl Outbox {
         self.0.queue.lock().handled >= sent
     }
 
-    /// The sender's side of [`Output::relay`]: if this client's last relay left a recipient
-    /// over `--sendq`, waits (at most the write timeout) until that recipient's queue is
-    /// back under it or closes. Called by this client's reader, never by the hub.
+    /// The sender's side of [`Output::relay`]: if this client's relays left recipients
+    /// over `--sendq` since it last waited, waits (at most the write timeout in all) until
+    /// each of them is back under it or closes. Every one, not only the first: a recipient
+    /// the sender goes on past while it is still over (the slower of two that read a
+    /// broadcast) would be pushed past the hard bound. Called by this client's reader,
+    /// never by the hub.
     pub fn wait_behind(&self) {
-        let behind = self.0.queue.lock().behind.take();
-        // A recipient that is gone holds nobody back.
-        let Some(to) = behind.as_ref().and_then(Weak::upgrade) else {
+        let Some(behind) = self.0.queue.lock().behind.take() else {
             return;
         };
-        let to = Outbox(to);
-        let deadline = std::time::Instant::now() + to.0.writers.write_timeout;
-        let mut q = to.0.queue.lock();
-        while !q.state.closing() && q.queued() > to.0.writers.sendq {
-            q.waiters += 1;
-            let timed_out = to.0.room.wait_until(&mut q, deadline).timed_out();
-            q.waiters -= 1;
-            if timed_out {
-                log::debug!(
-                    "{} still over --sendq after {:?}: {} goes on",
-                    to.0.tag,
-                    to.0.writers.write_timeout,
-                    self.0.tag
-                );
-                return;
+        let deadline = Instant::now() + self.0.writers.write_timeout;
+        // A recipient that is gone holds nobody back.
+        for to in behind.recipients() {
+            let mut q = to.queue.lock();
+            while !q.state.closing() && q.queued() > to.writers.sendq {
+                q.waiters += 1;
+                let timed_out = to.room.wait_until(&mut q, deadline).timed_out();
+                q.waiters -= 1;
+                if timed_out {
+                    log::debug!(
+                        "{} still over --sendq after {:?}: {} goes on",
+                        to.tag,
+                        to.writers.write_timeout,
+                        self.0.tag
+                    );
+                    return;
+                }
             }
         }
     }
@@ -392,8 +396,8 @@ impl Output for Outbox {
         let wake = self.append(q, line);
         if over && !Arc::ptr_eq(&self.0, &from.0) {
             let mut f = from.0.queue.lock();
-            if !f.state.closing() && f.behind.is_none() {
-                f.behind = Some(Arc::downgrade(&self.0));
+            if !f.state.closing() {
+                f.behind.get_or_insert_with(Box::default).add(&self.0);
             }
         }
         Ok(wake)

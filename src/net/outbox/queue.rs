@@ -2,6 +2,7 @@
 //! has come, under one lock, and the condition variables they wait on. Both
 //! `outbox/mod.rs` and `outbox/writer.rs` import this file; it imports neither.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -87,11 +88,10 @@ pub(super) struct Queue {
     pub(super) handled: u64,
     /// Threads waiting on `room` (this client's reader, senders held back by it).
     pub(super) waiters: usize,
-    /// A recipient this client's last relay left over `--sendq` (`Output::relay`): the
-    /// reader waits for it to drain before the next command. Not kept alive by it: a
-    /// recipient that departs is released (its socket closed) even while this client
-    /// sends nothing more.
-    pub(super) behind: Option<Weak<Inner>>,
+    /// The recipients this client's relays left over `--sendq` (`Output::relay`) since its
+    /// reader last waited for them: it waits for all of them to drain before the next
+    /// command. Allocated only then (an idle client's queue stays small).
+    pub(super) behind: Option<Box<Behind>>,
 }
 
 impl Default for Queue {
@@ -113,6 +113,31 @@ impl Queue {
     /// Bytes queued and not yet written.
     pub(super) fn queued(&self) -> usize {
         self.buf.len() + self.writing
+    }
+}
+
+/// The recipients a client's relays left over `--sendq`, each once, in the order it met
+/// them (see [`Queue::behind`]). Not kept alive by it: a recipient that departs is released
+/// (its socket closed) even while this client sends nothing more.
+#[derive(Debug, Default)]
+pub(super) struct Behind {
+    recipients: Vec<Weak<Inner>>,
+    /// Their addresses: a broadcast meets each recipient once per line, and adding one is
+    /// a lookup, not a pass over the others.
+    seen: HashSet<usize>,
+}
+
+impl Behind {
+    /// Adds `to`, unless it is in already.
+    pub(super) fn add(&mut self, to: &Arc<Inner>) {
+        if self.seen.insert(Arc::as_ptr(to) as usize) {
+            self.recipients.push(Arc::downgrade(to));
+        }
+    }
+
+    /// The recipients still there.
+    pub(super) fn recipients(&self) -> impl Iterator<Item = Arc<Inner>> + '_ {
+        self.recipients.iter().filter_map(Weak::upgrade)
     }
 }
 

@@ -234,6 +234,39 @@ fn rate_limit_slows_a_flood_without_dropping_anything() {
     assert!(c.nothing_pending());
 }
 
+/// §7 `--rate` and §5 ping: a client whose lines wait for the budget is not silent, and
+/// nothing is dropped. With `--rate 5`, `--ping-interval 1s` and `--ping-timeout 1s`, 20
+/// pipelined pings take the server 4 s to answer; the client answers any ping of the
+/// server's at once all the while. It gets its 20 pongs and stays connected (before, the
+/// server pinged it while it worked through the pings, and its pong, read only after them,
+/// came too late: `cquit ping timeout`).
+#[test]
+fn a_client_over_its_rate_is_not_pinged_for_the_lines_it_waits_to_have_read() {
+    let server = Server::start(&[
+        "--rate",
+        "5",
+        "--ping-interval",
+        "1s",
+        "--ping-timeout",
+        "1s",
+    ]);
+    let mut c = server.register("paced");
+    let pings: String = (0..20).map(|i| format!("ping t{i}\r\n")).collect();
+    c.send_raw(pings.as_bytes());
+    let mut i = 0;
+    while i < 20 {
+        let line = c.line();
+        if let Some(token) = line.strip_prefix("ping ") {
+            c.send(&format!("+OK pong {token}"));
+            continue;
+        }
+        assert_eq!(line, format!("+OK pong t{i}"));
+        i += 1;
+    }
+    assert!(c.nothing_pending_but_pings());
+    assert!(!server.logged("ping timeout"), "the client was timed out");
+}
+
 /// §7 `--rate` and §5.1's negotiation deadline: lines read ahead wait for the budget, the
 /// deadline does not. At `--rate 1`, 40 pipelined pings in NEGOTIATING would take 40 s to
 /// answer; the 1 s deadline ends the connection after the first few (before, the pings of

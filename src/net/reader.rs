@@ -446,8 +446,9 @@ impl Reader {
     /// Flood control (`--rate`): past the budget, stop reading until it refills. The client
     /// is slowed by TCP backpressure; nothing is dropped. The lines of the last read wait
     /// too, but the session's timers do not: a deadline that falls due meanwhile (the
-    /// negotiation deadline, a ping's) is kept, as is the end of the connection from
-    /// outside (a shutdown, a slow-consumer abort), at the latest once the wait is over.
+    /// negotiation deadline, the pong's of a ping sent before) is kept, as is the end of
+    /// the connection from outside (a shutdown, a slow-consumer abort), at the latest once
+    /// the wait is over. The wait is not silence: no ping is sent for it.
     #[inline(never)]
     fn throttle(&mut self) -> Option<Ending> {
         let rate = f64::from(self.settings.rate);
@@ -480,6 +481,10 @@ impl Reader {
                 if let Some(cause) = self.shared.end() {
                     return Some(Ending::Fault(cause));
                 }
+                // The line waiting for the budget is input the server has not handled yet:
+                // the client is not silent, and is not pinged for the wait (a pong would
+                // come after the lines it sent first, too late).
+                self.session.on_input(Instant::now());
                 if let Some(end) = self.run_timers() {
                     return Some(end);
                 }

@@ -266,6 +266,17 @@ fn relayed_lines_end_with_crlf() {
 }
 
 #[test]
+fn a_last_line_cut_off_by_the_close_is_seen() {
+    proves(
+        "errors-violation-aborts",
+        "last_line_unterminated",
+        Via::Addr,
+        "actual:   cquit protocol violation <ended by the end of the stream, without CR LF: \
+         the server ends every line with CR LF, xscp(7) §1>",
+    );
+}
+
+#[test]
 fn an_answered_ping_keeps_the_connection() {
     proves(
         "server-ping-answered-keeps-the-connection",

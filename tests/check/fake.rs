@@ -113,6 +113,9 @@ pub struct Broken {
     /// A client aborted for a violation leaves without its subscribers being told: no
     /// `notif quit` (§5.4 notif: subscribers hear of every other client that leaves).
     pub violation_not_notified: bool,
+    /// The last line before it closes a connection has no CR LF: the end of the stream
+    /// ends it (§1: the server ends every line it sends with CRLF).
+    pub last_line_unterminated: bool,
 }
 
 impl Broken {
@@ -153,6 +156,7 @@ impl Broken {
                 "count_stuck" => &mut b.count_stuck,
                 "count_first" => &mut b.count_first,
                 "violation_not_notified" => &mut b.violation_not_notified,
+                "last_line_unterminated" => &mut b.last_line_unterminated,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -561,7 +565,11 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
         let told = !(violation && broken.violation_not_notified);
         release(&mut s, id, peer.ip(), hold, told);
     }
-    send(&out, &last);
+    if broken.last_line_unterminated {
+        let _ = (&out).write_all(last.join("\r\n").as_bytes());
+    } else {
+        send(&out, &last);
+    }
     if broken.no_orderly_close {
         return; // Both handles drop here: unread input turns this into a reset.
     }

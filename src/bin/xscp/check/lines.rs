@@ -23,11 +23,17 @@ pub fn read_line<R: BufRead>(r: &mut R) -> io::Result<Option<Option<Vec<u8>>>> {
     )
 }
 
-/// A line as read ends with a bare LF, not CR LF (xscp(7) §1: the server ends every line
-/// with CR LF; a last line cut off by the end of the stream, with no terminator at all,
-/// is not one).
-pub fn bare_lf(line: &[u8]) -> bool {
-    line.ends_with(b"\n") && !line.ends_with(b"\r\n")
+/// How a line as read breaks §1 of xscp(7) (the server ends every line it sends with
+/// CR LF), if it does: it ends with a bare LF, or the end of the stream cut it off
+/// before any LF (a server that wrote its last line without its terminator and closed).
+pub fn bad_end(line: &[u8]) -> Option<&'static str> {
+    if line.ends_with(b"\r\n") {
+        None
+    } else if line.ends_with(b"\n") {
+        Some("ended with a bare LF")
+    } else {
+        Some("ended by the end of the stream, without CR LF")
+    }
 }
 
 #[cfg(test)]
@@ -48,9 +54,11 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_lf_is_told_from_crlf_and_a_cut_line() {
-        assert!(bare_lf(b"lf\n"));
-        assert!(!bare_lf(b"ok\r\n"));
-        assert!(!bare_lf(b"cut off"));
+    fn a_bare_lf_and_a_cut_line_are_told_from_crlf() {
+        assert_eq!(bad_end(b"lf\n"), Some("ended with a bare LF"));
+        assert_eq!(bad_end(b"ok\r\n"), None);
+        let cut = Some("ended by the end of the stream, without CR LF");
+        assert_eq!(bad_end(b"cut off"), cut);
+        assert_eq!(bad_end(b"cut off\r"), cut);
     }
 }

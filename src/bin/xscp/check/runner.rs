@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
 
-use super::lines::{MAX_LINE, bare_lf, read_line};
+use super::lines::{MAX_LINE, bad_end, read_line};
 use super::matching::{
     describe_pat, matches, secs, shown, shown_raw, strip_terminator, suffix_names,
 };
@@ -246,8 +246,9 @@ struct Player<'a> {
 /// What `recv` got.
 enum Got {
     Line(Vec<u8>),
-    /// A line that ends with a bare LF, not CR LF (xscp(7) §1): wrong whatever it says.
-    BareLf(Vec<u8>),
+    /// A line that does not end with CR LF (xscp(7) §1): a bare LF, or the end of the
+    /// stream before its terminator. Wrong whatever it says; the reason.
+    BadEnd(Vec<u8>, &'static str),
     Eof,
     Broken(String),
     Timeout,
@@ -257,8 +258,8 @@ impl Got {
     fn describe(&self, timeout: Duration) -> String {
         match self {
             Got::Line(l) => shown(l),
-            Got::BareLf(l) => format!(
-                "{} <ended with a bare LF: the server ends every line with CR LF, xscp(7) §1>",
+            Got::BadEnd(l, why) => format!(
+                "{} <{why}: the server ends every line with CR LF, xscp(7) §1>",
                 shown(l)
             ),
             Got::Eof => "<end of stream: the server closed the connection>".into(),
@@ -682,10 +683,9 @@ impl Player<'_> {
         let (got, event) = match c.rx.recv_deadline(deadline) {
             Ok(FromServer::Line(l)) => {
                 c.queued.fetch_sub(l.len(), Ordering::SeqCst);
-                let got = if bare_lf(&l) {
-                    Got::BareLf(l.clone())
-                } else {
-                    Got::Line(l.clone())
+                let got = match bad_end(&l) {
+                    Some(why) => Got::BadEnd(l.clone(), why),
+                    None => Got::Line(l.clone()),
                 };
                 (got, Some(Event::Received { conn, bytes: l }))
             }
@@ -705,7 +705,7 @@ impl Player<'_> {
             ),
             Err(RecvTimeoutError::Timeout) => (Got::Timeout, None),
         };
-        if !matches!(got, Got::Line(_) | Got::BareLf(_) | Got::Timeout) {
+        if !matches!(got, Got::Line(_) | Got::BadEnd(..) | Got::Timeout) {
             // As any client does at the end of the stream: close our side too (a server
             // that lingers for unread input is not kept waiting).
             c.ended = true;

@@ -459,3 +459,44 @@ fn an_abort_for_a_violation_is_notified() {
         "expected: notif quit alice",
     );
 }
+
+#[test]
+fn a_hold_ends_after_its_term() {
+    proves(
+        "hold-ends-after-its-term",
+        "hold_never_expires",
+        Via::Process,
+        "expected: +OK you are alice\n      actual:   <not within 3s>",
+    );
+}
+
+#[test]
+fn an_address_at_its_hold_bound_loses_its_oldest() {
+    proves(
+        "hold-bound-per-address",
+        "holds_per_ip_ignored",
+        Via::Process,
+        "expected: +OK you are alice\n      actual:   -ERR [IN-USE] alice",
+    );
+}
+
+#[test]
+fn a_receipt_for_a_forgotten_copy_is_no_longer_lost() {
+    proves(
+        "resume-receipt-for-a-lost-copy",
+        "lost_not_decremented",
+        Via::Process,
+        "expected: +OK welcome back alice (1 held, 0 lost)\n      \
+         actual:   +OK welcome back alice (1 held, 1 lost)",
+    );
+}
+
+#[test]
+fn a_pong_answers_its_ping_once() {
+    proves(
+        "server-ping-pong-answers-once",
+        "pong_twice_accepted",
+        Via::Process,
+        "expected: -ERR [STATE] {*}",
+    );
+}

@@ -116,6 +116,17 @@ pub struct Broken {
     /// The last line before it closes a connection has no CR LF: the end of the stream
     /// ends it (§1: the server ends every line it sends with CRLF).
     pub last_line_unterminated: bool,
+    /// A hold lasts for ever, whatever `--hold` says (§5.7: it lasts `--hold`).
+    pub hold_never_expires: bool,
+    /// Takes `--max-holds-per-ip` and does nothing with it (§5.7: an address at its bound
+    /// loses its own oldest hold).
+    pub holds_per_ip_ignored: bool,
+    /// A receipt for a copy forgotten past `--mailbox` leaves it on the lost count (§5.8:
+    /// it proves the message delivered).
+    pub lost_not_decremented: bool,
+    /// Takes the pong of the last ping again, silently, once that ping was answered
+    /// (§5.2: a pong that answers no outstanding ping is a violation).
+    pub pong_twice_accepted: bool,
 }
 
 impl Broken {
@@ -157,6 +168,10 @@ impl Broken {
                 "count_first" => &mut b.count_first,
                 "violation_not_notified" => &mut b.violation_not_notified,
                 "last_line_unterminated" => &mut b.last_line_unterminated,
+                "hold_never_expires" => &mut b.hold_never_expires,
+                "holds_per_ip_ignored" => &mut b.holds_per_ip_ignored,
+                "lost_not_decremented" => &mut b.lost_not_decremented,
+                "pong_twice_accepted" => &mut b.pong_twice_accepted,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -189,6 +204,12 @@ pub struct Opts {
     pub mailbox_total: Option<usize>,
     /// `--hold 0` makes it false: nothing is held.
     pub hold: bool,
+    /// `--hold DUR` other than 0: how long a hold lasts (none: longer than any test).
+    pub hold_for: Option<Duration>,
+    /// `--max-holds-per-ip`.
+    pub max_holds_per_ip: Option<usize>,
+    /// `--mailbox`: the bytes of the copies kept for one client (none: no bound).
+    pub mailbox: Option<usize>,
     /// `--max-retries`.
     pub max_retries: u32,
 }
@@ -202,6 +223,9 @@ impl Default for Opts {
             ping_timeout: Duration::from_secs(20),
             mailbox_total: None,
             hold: true,
+            hold_for: None,
+            max_holds_per_ip: None,
+            mailbox: None,
             max_retries: 3,
         }
     }
@@ -209,7 +233,8 @@ impl Default for Opts {
 
 impl Opts {
     /// `--negotiate-timeout 1s` (ms or s), `--rate N`, `--ping-interval`, `--ping-timeout`,
-    /// `--mailbox-total`, `--hold 0` and `--max-retries`; other options are ignored.
+    /// `--mailbox-total`, `--hold`, `--max-holds-per-ip`, `--mailbox` (bytes) and
+    /// `--max-retries`; other options are ignored.
     fn parse(args: &[String]) -> Opts {
         let mut o = Opts::default();
         for w in args.windows(2) {
@@ -226,7 +251,14 @@ impl Opts {
                 "--ping-interval" => o.ping_interval = Some(dur(&w[1])),
                 "--ping-timeout" => o.ping_timeout = dur(&w[1]),
                 "--mailbox-total" => o.mailbox_total = Some(w[1].parse().expect("bytes")),
-                "--hold" => o.hold = w[1] != "0",
+                "--hold" => {
+                    o.hold = w[1] != "0";
+                    o.hold_for = o.hold.then(|| dur(&w[1]));
+                }
+                "--max-holds-per-ip" => {
+                    o.max_holds_per_ip = Some(w[1].parse().expect("holds"));
+                }
+                "--mailbox" => o.mailbox = Some(w[1].parse().expect("bytes")),
                 "--max-retries" => o.max_retries = w[1].parse().expect("retries"),
                 _ => {}
             }
@@ -291,6 +323,10 @@ struct State {
     holds_taken: u64,
     /// Lines of a held name's mailbox discarded past `--mailbox-total`.
     lost: HashMap<String, usize>,
+    /// When each hold with a term (`--hold DUR`) ends.
+    held_until: HashMap<String, Instant>,
+    /// Copies forgotten past `--mailbox`, by the connection they were relayed to.
+    copies_lost: HashMap<u64, usize>,
     /// `+OK message relayed` lines owed to a connection (`late_relayed_ok`,
     /// `receipt_before_ok`).
     owed: HashMap<u64, usize>,
@@ -311,6 +347,8 @@ struct Pending {
     line: String,
     /// Its `+OK message relayed` is still owed to the sender.
     ok_owed: bool,
+    /// Its copy was forgotten past `--mailbox`: it still awaits its receipt.
+    forgotten: bool,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -426,6 +464,8 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
     let mut refilled = Instant::now();
     // The outstanding server ping (token, deadline) and the count of pings.
     let mut outstanding: Option<(String, Instant)> = None;
+    // The token of the last ping answered (`pong_twice_accepted`).
+    let mut answered: Option<String> = None;
     let mut pings = 0u32;
     let mut peer_gone = false;
     let last = loop {
@@ -517,6 +557,7 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
                         if !broken.pong_keeps_ping {
                             outstanding = None;
                         }
+                        answered = Some(tok);
                         if broken.busy_after_pong && opts.ping_interval.is_some_and(|i| i <= LATE) {
                             // Busy for a moment; the ping timer, which runs on its own,
                             // fires meanwhile: its ping goes out before the lines that
@@ -524,6 +565,9 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
                             thread::sleep(LATE);
                             outstanding = Some(server_ping(&out, id, &mut pings, opts));
                         }
+                        continue;
+                    }
+                    None if broken.pong_twice_accepted && answered.as_ref() == Some(&tok) => {
                         continue;
                     }
                     _ => {
@@ -563,7 +607,7 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
         // A violation is the only close that begins with an -ERR of an established client.
         let violation = last.first().is_some_and(|l| l.starts_with("-ERR"));
         let told = !(violation && broken.violation_not_notified);
-        release(&mut s, id, peer.ip(), hold, told);
+        release(&mut s, id, peer.ip(), hold, told, broken, opts);
     }
     if broken.last_line_unterminated {
         let _ = (&out).write_all(last.join("\r\n").as_bytes());
@@ -620,21 +664,52 @@ fn flush_held_back(s: &mut State, id: u64, broken: Broken) {
 
 /// The client leaves: its name is held for its address (unless `hold` is false: then it
 /// is free at once), subscribers are told (unless `notify` is false).
-fn release(s: &mut State, id: u64, ip: IpAddr, hold: bool, notify_them: bool) {
+fn release(
+    s: &mut State,
+    id: u64,
+    ip: IpAddr,
+    hold: bool,
+    notify_them: bool,
+    broken: Broken,
+    opts: Opts,
+) {
     let Some(c) = s.clients.remove(&id) else {
         return;
     };
+    let lost = s.copies_lost.remove(&id).unwrap_or(0);
     if let Some(nick) = c.nick {
-        // Its unreceipted messages, in the order relayed, become the name's mailbox.
-        let (mailbox, rest) = std::mem::take(&mut s.pending)
+        // Its unreceipted messages, in the order relayed, become the name's mailbox (the
+        // copies it still has; the forgotten ones are counted lost).
+        let (mine, rest): (Vec<Pending>, _) = std::mem::take(&mut s.pending)
             .into_iter()
             .partition(|p| p.rid == id);
         s.pending = rest;
+        let mailbox = mine.into_iter().filter(|p| !p.forgotten).collect();
         if hold {
-            s.holds.insert(nick.to_lowercase(), (ip, mailbox));
+            let key = nick.to_lowercase();
+            // §5.7: an address at its bound loses its own oldest hold first.
+            if let Some(max) = opts
+                .max_holds_per_ip
+                .filter(|_| !broken.holds_per_ip_ignored)
+            {
+                while s.holds.values().filter(|h| h.0 == ip).count() >= max {
+                    let oldest = (s.holds.iter().filter(|(_, h)| h.0 == ip))
+                        .min_by_key(|(n, _)| s.held_at.get(*n).copied().unwrap_or(0))
+                        .map(|(n, _)| n.clone());
+                    let Some(n) = oldest else { break };
+                    end_hold(s, &n);
+                }
+            }
+            s.holds.insert(key.clone(), (ip, mailbox));
             s.holds_taken += 1;
             let at = s.holds_taken;
-            s.held_at.insert(nick.to_lowercase(), at);
+            s.held_at.insert(key.clone(), at);
+            if lost > 0 {
+                *s.lost.entry(key.clone()).or_default() += lost;
+            }
+            if let Some(term) = opts.hold_for {
+                s.held_until.insert(key, Instant::now() + term);
+            }
         }
         if notify_them {
             notify(s, id, &format!("notif quit {nick}"));
@@ -664,6 +739,7 @@ fn hold_message(
             rid: u64::MAX,
             line,
             ok_owed: false,
+            forgotten: false,
         });
     }
     let cost = |s: &State| -> usize {
@@ -685,6 +761,47 @@ fn hold_message(
         *s.lost.entry(n).or_default() += dropped;
     }
     Next::Stay(vec![format!("+OK message held for {to}")])
+}
+
+/// The hold on `key` ends: its mailbox and counts go with it.
+fn end_hold(s: &mut State, key: &str) {
+    s.holds.remove(key);
+    s.held_at.remove(key);
+    s.held_until.remove(key);
+    s.lost.remove(key);
+}
+
+/// The holds whose term has passed end (unless `hold_never_expires`).
+fn purge_holds(s: &mut State, broken: Broken) {
+    if broken.hold_never_expires {
+        return;
+    }
+    let now = Instant::now();
+    let ended: Vec<String> = (s.held_until.iter())
+        .filter(|(_, until)| **until <= now)
+        .map(|(n, _)| n.clone())
+        .collect();
+    for n in ended {
+        end_hold(s, &n);
+    }
+}
+
+/// Past `max` bytes of copies kept for connection `rid`, the oldest are forgotten and
+/// counted lost; they still await their receipts (§5.8).
+fn forget_past(s: &mut State, rid: u64, max: usize) {
+    let kept = |s: &State| -> usize {
+        (s.pending.iter())
+            .filter(|p| p.rid == rid && !p.forgotten)
+            .map(|p| p.line.len() + 2)
+            .sum()
+    };
+    while kept(s) > max {
+        let Some(p) = (s.pending.iter_mut()).find(|p| p.rid == rid && !p.forgotten) else {
+            break;
+        };
+        p.forgotten = true;
+        *s.copies_lost.entry(rid).or_default() += 1;
+    }
 }
 
 fn notify(s: &State, except: u64, line: &str) {
@@ -754,6 +871,7 @@ fn command(
         rest.split(' ').filter(|a| !a.is_empty()).collect()
     };
     let kw = kw.to_ascii_lowercase();
+    purge_holds(s, broken);
     let me = s.clients.get(&id).and_then(|c| c.nick.clone());
     let state = if me.is_some() {
         "ESTABLISHED"
@@ -939,7 +1057,11 @@ fn command(
                 rid,
                 line: relayed,
                 ok_owed: late,
+                forgotten: false,
             });
+            if let Some(max) = opts.mailbox {
+                forget_past(s, rid, max);
+            }
             Next::Stay(Vec::new())
         }
         ("chatr", Some(me)) => {
@@ -967,6 +1089,12 @@ fn command(
                 ));
             };
             let p = s.pending.remove(i);
+            if p.forgotten && !broken.lost_not_decremented {
+                // The receipt proves it delivered (§5.8).
+                if let Some(n) = s.copies_lost.get_mut(&id) {
+                    *n = n.saturating_sub(1);
+                }
+            }
             // Its +OK first (unless the receipt is to overtake it).
             if p.ok_owed && !broken.receipt_before_ok {
                 flush_owed(s, p.sid);

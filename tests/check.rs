@@ -595,3 +595,26 @@ fn check_options_are_in_the_man_page() {
 mod defects;
 mod fake;
 mod probe;
+
+/// The server's own timers that a transcript sets are not part of `--timeout`: with the
+/// shortest wait, shorter than those timers, xscpd still passes every transcript that
+/// waits for one (a negotiation deadline, a ping, a hold's end).
+#[test]
+fn a_timeout_shorter_than_the_transcripts_timers_fails_nothing() {
+    let timed = transcripts_containing(&[
+        "--negotiate-timeout ",
+        "--ping-interval ",
+        "--ping-timeout ",
+        "--hold ",
+    ]);
+    assert!(timed.len() >= 10, "{timed:?}");
+    let template = xscpd_template();
+    let mut args = vec!["check", "--server", &template, "--timeout", "250ms"];
+    for name in &timed {
+        args.extend(["--only", name.as_str()]);
+    }
+    let out = xscp(&args);
+    let all = text(&out);
+    assert!(names_with(&all, "FAIL").is_empty(), "{all}");
+    assert_eq!(out.status.code(), Some(0), "{all}");
+}

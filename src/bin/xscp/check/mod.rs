@@ -67,7 +67,8 @@ Options:
       --without FEATURE      skip transcripts that require FEATURE (e.g. resume)
       --level LEVEL          must: grade MUST rules only (a failed SHOULD transcript is
                              shown as WARN and fails nothing); should (default): all
-      --timeout DUR          longest wait for one expected event (default 5s)
+      --timeout DUR          longest wait for one expected event (default 5s),
+                             beyond the server timers a transcript sets
       --junit FILE           also write the results as JUnit XML to FILE
       --diagrams DIR         write a Mermaid sequence diagram per transcript into DIR
       --html FILE            also write the report as one self-contained HTML page to

@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded, unbounded};
+use xscp::config::parse_duration;
 
 use super::lines::{MAX_LINE, bad_end, read_line};
 use super::matching::{
@@ -129,7 +130,7 @@ pub fn run(t: &Transcript, cfg: &Config) -> Run {
     };
     let mut p = Player {
         addr,
-        timeout: cfg.timeout,
+        timeout: cfg.timeout.saturating_add(timers(t)),
         conns: HashMap::new(),
         vars: HashMap::new(),
         exchange: Vec::new(),
@@ -160,6 +161,19 @@ pub fn run(t: &Transcript, cfg: &Config) -> Run {
         exchange,
         server_log,
     }
+}
+
+/// How much later than any other event one that the server's own timers bring about may
+/// come (a negotiation deadline, a ping, a hold's end): the durations among `t`'s server
+/// options, the values written with their unit (`300ms`, `1s`), added up. Every wait of
+/// `t` is `--timeout` beyond them, so that no `--timeout` fails a server for keeping the
+/// timers it was told to keep; a passing run waits for the events, not for this.
+fn timers(t: &Transcript) -> Duration {
+    t.options
+        .iter()
+        .filter(|w| w.ends_with(|c: char| c.is_ascii_alphabetic()))
+        .filter_map(|w| parse_duration(w))
+        .fold(Duration::ZERO, Duration::saturating_add)
 }
 
 /// How long a started server may take to listen: returned from as soon as it does, so

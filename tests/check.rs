@@ -618,3 +618,38 @@ fn a_timeout_shorter_than_the_transcripts_timers_fails_nothing() {
     assert!(names_with(&all, "FAIL").is_empty(), "{all}");
     assert_eq!(out.status.code(), Some(0), "{all}");
 }
+
+/// A server whose settings differ from xscpd's defaults, within the protocol (another
+/// failed-attempt budget, no holds), fails nothing: the transcripts that assume a default
+/// the probe's capa contradicts are SKIP, with the capa item as the reason.
+#[test]
+fn other_legal_settings_fail_nothing() {
+    let template = format!(
+        "{} -q -l {{addr}} --max-retries 5 --hold 0 {{options}}",
+        env!("CARGO_BIN_EXE_xscpd")
+    );
+    let out = xscp(&["check", "--server", &template, "--timeout", TIMEOUT]);
+    let all = text(&out);
+    assert!(names_with(&all, "FAIL").is_empty(), "{all}");
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    let skip_line = |name: &str| {
+        all.lines()
+            .find(|l| l.starts_with("SKIP") && l.contains(name))
+            .unwrap_or_else(|| panic!("{name} is SKIP:\n{all}"))
+            .to_string()
+    };
+    assert!(skip_line("uname-in-use ").contains("(the server's capa says RETRIES 5)"));
+    assert!(skip_line("hold-welcome-back-same-ip").contains("(the server's capa says HOLD 0)"));
+    assert!(skip_line("resume-lost-count").contains("HOLD 0"));
+    // What does not depend on them still runs, the options of its own included.
+    for name in [
+        "uname-new-name",
+        "uname-max-retries-option",
+        "hold-zero-releases-at-once",
+    ] {
+        assert!(
+            names_with(&all, "PASS").iter().any(|n| n == name),
+            "{name}:\n{all}"
+        );
+    }
+}

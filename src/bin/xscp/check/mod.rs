@@ -300,16 +300,16 @@ fn writable(o: &Options) -> Result<(), String> {
 }
 
 /// Probes the target (a server of its own with `--server`): `Err` is the one line that
-/// says what is there instead of an XSCP server; `Ok` the broken barrier, if it is.
-fn probe_target(cfg: &Config) -> Result<Option<String>, String> {
+/// says what is there instead of an XSCP server; `Ok` what the probe found.
+fn probe_target(cfg: &Config) -> Result<probe::Found, String> {
     match &cfg.target {
-        Target::Addr(a) => probe::probe(*a, cfg.timeout).map(|f| f.broken_barrier),
+        Target::Addr(a) => probe::probe(*a, cfg.timeout),
         Target::Server(template) => {
             let server = server::Server::start(template, &[], runner::start_bound(cfg))
                 .map_err(|e| format!("the server did not start: {e}"))?;
             let found = probe::probe(server.addr, cfg.timeout);
             let log = server.stop();
-            found.map(|f| f.broken_barrier).map_err(|e| {
+            found.map_err(|e| {
                 if log.is_empty() {
                     e
                 } else {
@@ -378,18 +378,21 @@ pub fn main(args: &[String]) -> ExitCode {
         },
         (None, None) => return ExitCode::from(2),
     };
-    let cfg = Config {
+    let mut cfg = Config {
         target,
         timeout: o.timeout.unwrap_or(Duration::from_secs(5)),
         without: o.without.clone(),
+        lacks: Vec::new(),
     };
-    let broken_barrier = match probe_target(&cfg) {
-        Ok(b) => b,
+    let found = match probe_target(&cfg) {
+        Ok(f) => f,
         Err(e) => {
             xscp::errln!("xscp check: {e}");
             return ExitCode::from(1);
         }
     };
+    cfg.lacks = runner::lacking(&found.capa);
+    let broken_barrier = found.broken_barrier;
     if let Some(b) = &broken_barrier {
         // The root cause, once: the transcripts that rely on the barrier are not run.
         let _ = writeln!(out, "FAIL  (probe) {b}");

@@ -26,6 +26,8 @@ pub const TOKEN: &str = "xscp-check-probe";
 pub struct Found {
     /// `Some(what went wrong)` when `ping TOKEN` is not answered `+OK pong TOKEN`.
     pub broken_barrier: Option<String>,
+    /// The items of its `capa` list, as sent (without their terminators).
+    pub capa: Vec<String>,
 }
 
 /// The probe's connection: each read waits only for what is left of the time a whole line
@@ -138,11 +140,14 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Found, String> {
     // The rest of the list, so that it does not stand before the barrier's answer (a
     // broken list is the capa transcripts' business, not the probe's), within `timeout`
     // as a whole.
+    let mut capa = Vec::new();
     if first.starts_with(b"+OK") {
         let by = Instant::now() + timeout;
         for _ in 0..CAPA_LINES {
             match line_by(&mut r, by) {
-                Ok(Some(Some(l))) if strip_terminator(&l) != b"." => {}
+                Ok(Some(Some(l))) if strip_terminator(&l) != b"." => {
+                    capa.push(String::from_utf8_lossy(strip_terminator(&l)).into_owned());
+                }
                 _ => break,
             }
         }
@@ -159,5 +164,8 @@ pub fn probe(addr: SocketAddr, timeout: Duration) -> Result<Found, String> {
         )
     });
     let _ = r.get_mut().stream.write_all(b"cquit\r\n");
-    Ok(Found { broken_barrier })
+    Ok(Found {
+        broken_barrier,
+        capa,
+    })
 }

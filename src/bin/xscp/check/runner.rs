@@ -51,12 +51,41 @@ pub struct Config {
     pub timeout: Duration,
     /// Features the server lacks (`--without resume`): transcripts requiring them skip.
     pub without: Vec<String>,
+    /// Features the probe found the server without, each with what showed it (see
+    /// [`lacking`]): transcripts requiring them skip too.
+    pub lacks: Vec<(String, String)>,
+}
+
+/// The features that `capa` (the probe's) shows a server to lack, each with the item that
+/// shows it: `hold` when it holds no names (`HOLD 0`, xscp(7) §5.7), `retries-3` when its
+/// failed-attempt budget is not xscpd's default of 3 (`RETRIES 5`, §5.1). A server set
+/// so keeps the protocol; the transcripts that assume the default cannot grade it.
+pub fn lacking(capa: &[String]) -> Vec<(String, String)> {
+    let said = |item: &str| format!("the server's capa says {item}");
+    let mut out = Vec::new();
+    for item in capa {
+        let mut words = item.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(k), Some("0"), None) if k.eq_ignore_ascii_case("HOLD") => {
+                out.push(("hold".to_string(), said(item)));
+            }
+            (Some(k), Some(n), None) if k.eq_ignore_ascii_case("RETRIES") && n != "3" => {
+                out.push(("retries-3".to_string(), said(item)));
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Why a transcript cannot run where it is asked to, if it cannot.
 pub fn skip_reason(t: &Transcript, cfg: &Config) -> Option<String> {
     if let Some(r) = t.requires.iter().find(|r| cfg.without.contains(r)) {
         return Some(format!("requires {r} (excluded by --without {r})"));
+    }
+    let lacked = (cfg.lacks.iter()).find(|(f, _)| t.requires.contains(f));
+    if let Some((r, why)) = lacked {
+        return Some(format!("requires {r} ({why})"));
     }
     let Target::Addr(addr) = &cfg.target else {
         if !t.options.is_empty()
@@ -762,7 +791,18 @@ impl Player<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::about_others;
+    use super::{about_others, lacking};
+
+    #[test]
+    fn capa_shows_which_defaults_a_server_lacks() {
+        let capa = |items: &[&str]| items.iter().map(|i| i.to_string()).collect::<Vec<_>>();
+        assert!(lacking(&capa(&["XSCP 1", "RETRIES 3", "HOLD 300"])).is_empty());
+        let found = lacking(&capa(&["RETRIES 5", "HOLD 0"]));
+        let features: Vec<&str> = found.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(features, ["retries-3", "hold"]);
+        assert_eq!(found[1].1, "the server's capa says HOLD 0");
+        assert!(lacking(&capa(&["HOLD 0 extra", "RETRIES"])).is_empty());
+    }
 
     #[test]
     fn notifications_about_other_runs_are_told_apart() {

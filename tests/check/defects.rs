@@ -488,8 +488,7 @@ fn a_receipt_for_a_forgotten_copy_is_no_longer_lost() {
         "resume-receipt-for-a-lost-copy",
         "lost_not_decremented",
         Via::Process,
-        "expected: +OK welcome back alice (1 held, 0 lost)\n      \
-         actual:   +OK welcome back alice (1 held, 1 lost)",
+        &welcome_back("alice", "1 held, 0 lost", "1 held, 1 lost"),
     );
 }
 
@@ -501,4 +500,32 @@ fn a_pong_answers_its_ping_once() {
         Via::Process,
         "expected: -ERR [STATE] {*}",
     );
+}
+
+#[test]
+fn a_renamed_client_is_held_under_its_new_name() {
+    proves(
+        "hold-under-the-new-name",
+        "hold_keeps_first_name",
+        Via::Addr,
+        "expected: +OK welcome back alicia",
+    );
+}
+
+#[test]
+fn a_line_refused_full_discards_no_other_mailbox() {
+    proves(
+        "resume-full-mailbox-discards-nothing",
+        "room_before_fit",
+        Via::Process,
+        &welcome_back("older", "1 held, 0 lost", "0 held, 1 lost"),
+    );
+}
+
+/// A failure report's welcome back of `name` with the counts `expected` and `actual`.
+fn welcome_back(name: &str, expected: &str, actual: &str) -> String {
+    format!(
+        "expected: +OK welcome back {name} ({expected})\n      \
+         actual:   +OK welcome back {name} ({actual})"
+    )
 }

@@ -127,6 +127,13 @@ pub struct Broken {
     /// Takes the pong of the last ping again, silently, once that ping was answered
     /// (§5.2: a pong that answers no outstanding ping is a violation).
     pub pong_twice_accepted: bool,
+    /// A client that renamed is held under the name it registered with, not the one it
+    /// had when it left (§5.7: its name is held).
+    pub hold_keeps_first_name: bool,
+    /// Makes room under `--mailbox-total` for a `chatm` to a held name, discarding other
+    /// mailboxes, before it checks the line against `--mailbox` and refuses it FULL
+    /// (§5.8: a refused line changes nothing anywhere).
+    pub room_before_fit: bool,
 }
 
 impl Broken {
@@ -172,6 +179,8 @@ impl Broken {
                 "holds_per_ip_ignored" => &mut b.holds_per_ip_ignored,
                 "lost_not_decremented" => &mut b.lost_not_decremented,
                 "pong_twice_accepted" => &mut b.pong_twice_accepted,
+                "hold_keeps_first_name" => &mut b.hold_keeps_first_name,
+                "room_before_fit" => &mut b.room_before_fit,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -306,6 +315,8 @@ pub fn template() -> String {
 
 struct Client {
     nick: Option<String>,
+    /// The name it registered with (`hold_keeps_first_name`).
+    first: Option<String>,
     out: TcpStream,
     notif: bool,
 }
@@ -451,6 +462,7 @@ fn serve(stream: TcpStream, state: &Shared, broken: Broken, opts: Opts) {
             id,
             Client {
                 nick: None,
+                first: None,
                 out,
                 notif: false,
             },
@@ -677,7 +689,12 @@ fn release(
         return;
     };
     let lost = s.copies_lost.remove(&id).unwrap_or(0);
-    if let Some(nick) = c.nick {
+    let nick = if broken.hold_keeps_first_name {
+        c.first.or(c.nick)
+    } else {
+        c.nick
+    };
+    if let Some(nick) = nick {
         // Its unreceipted messages, in the order relayed, become the name's mailbox (the
         // copies it still has; the forgotten ones are counted lost).
         let (mine, rest): (Vec<Pending>, _) = std::mem::take(&mut s.pending)
@@ -727,11 +744,24 @@ fn hold_message(
     from: &str,
     to: &str,
     line: String,
-    total: usize,
+    (total, max): (usize, Option<usize>),
     broken: Broken,
 ) -> Next {
     let overhead = if broken.other_choices { 100 } else { 32 };
     let key = to.to_lowercase();
+    let cost = |s: &State| -> usize {
+        let lines = s.holds.values().flat_map(|h| &h.1);
+        lines.map(|p| p.line.len() + 2 + overhead).sum()
+    };
+    if broken.room_before_fit {
+        let extra = line.len() + 2 + overhead;
+        while cost(s) + extra > total && discard_oldest(s, Some(&key)) {}
+    }
+    // Past `--mailbox` the line is refused, and nothing else changes (§5.8).
+    let kept: usize = (s.holds.get(&key)).map_or(0, |h| h.1.iter().map(|p| p.line.len() + 2).sum());
+    if max.is_some_and(|max| kept + line.len() + 2 > max) {
+        return Next::Stay(vec![format!("-ERR [FULL] mailbox of {to} is full")]);
+    }
     if let Some((_, mailbox)) = s.holds.get_mut(&key) {
         mailbox.push(Pending {
             sid,
@@ -742,25 +772,23 @@ fn hold_message(
             forgotten: false,
         });
     }
-    let cost = |s: &State| -> usize {
-        let lines = s.holds.values().flat_map(|h| &h.1);
-        lines.map(|p| p.line.len() + 2 + overhead).sum()
-    };
-    while cost(s) > total {
-        let oldest = s
-            .holds
-            .iter()
-            .filter(|(_, h)| !h.1.is_empty())
-            .min_by_key(|(n, _)| s.held_at.get(*n).copied().unwrap_or(0))
-            .map(|(n, _)| n.clone());
-        let Some(n) = oldest else { break };
-        let dropped = s
-            .holds
-            .get_mut(&n)
-            .map_or(0, |h| std::mem::take(&mut h.1).len());
-        *s.lost.entry(n).or_default() += dropped;
-    }
+    while cost(s) > total && discard_oldest(s, None) {}
     Next::Stay(vec![format!("+OK message held for {to}")])
+}
+
+/// Discards the oldest held mailbox that holds anything (not `except`'s), counted lost
+/// for its owner's return; false if there is none.
+fn discard_oldest(s: &mut State, except: Option<&str>) -> bool {
+    let oldest = (s.holds.iter())
+        .filter(|(n, h)| !h.1.is_empty() && Some(n.as_str()) != except)
+        .min_by_key(|(n, _)| s.held_at.get(*n).copied().unwrap_or(0))
+        .map(|(n, _)| n.clone());
+    let Some(n) = oldest else {
+        return false;
+    };
+    let dropped = (s.holds.get_mut(&n)).map_or(0, |h| std::mem::take(&mut h.1).len());
+    *s.lost.entry(n).or_default() += dropped;
+    true
 }
 
 /// The hold on `key` ends: its mailbox and counts go with it.
@@ -941,6 +969,7 @@ fn command(
             let back = s.holds.remove(&name.to_lowercase());
             if let Some(c) = s.clients.get_mut(&id) {
                 c.nick = Some(name.clone());
+                c.first = Some(name.clone());
             }
             notify(s, id, &format!("notif join {name}"));
             if let Some((_, mailbox)) = back {
@@ -1025,7 +1054,8 @@ fn command(
                 if let (Some(total), Some(_)) =
                     (opts.mailbox_total, s.holds.get(&to.to_lowercase()))
                 {
-                    return hold_message(s, id, from, to, relayed, total, broken);
+                    let bounds = (total, opts.mailbox);
+                    return hold_message(s, id, from, to, relayed, bounds, broken);
                 }
                 return one(format!("-ERR [NO-SUCH] no such user {to}"));
             };

@@ -522,6 +522,16 @@ fn a_line_refused_full_discards_no_other_mailbox() {
     );
 }
 
+#[test]
+fn a_receipt_past_the_mailbox_is_counted_lost() {
+    proves(
+        "resume-receipt-past-the-mailbox-is-lost",
+        "receipt_lost_uncounted",
+        Via::Process,
+        &welcome_back("alice", "1 held, 1 lost", "1 held, 0 lost"),
+    );
+}
+
 /// A failure report's welcome back of `name` with the counts `expected` and `actual`.
 fn welcome_back(name: &str, expected: &str, actual: &str) -> String {
     format!(

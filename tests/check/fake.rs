@@ -134,6 +134,9 @@ pub struct Broken {
     /// mailboxes, before it checks the line against `--mailbox` and refuses it FULL
     /// (§5.8: a refused line changes nothing anywhere).
     pub room_before_fit: bool,
+    /// A receipt for a held name that its mailbox cannot take is dropped without being
+    /// counted lost (§5.8: it is counted as lost).
+    pub receipt_lost_uncounted: bool,
 }
 
 impl Broken {
@@ -181,6 +184,7 @@ impl Broken {
                 "pong_twice_accepted" => &mut b.pong_twice_accepted,
                 "hold_keeps_first_name" => &mut b.hold_keeps_first_name,
                 "room_before_fit" => &mut b.room_before_fit,
+                "receipt_lost_uncounted" => &mut b.receipt_lost_uncounted,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -338,6 +342,8 @@ struct State {
     held_until: HashMap<String, Instant>,
     /// Copies forgotten past `--mailbox`, by the connection they were relayed to.
     copies_lost: HashMap<u64, usize>,
+    /// The held name (lower case) of each departed connection that left one.
+    held_sessions: HashMap<u64, String>,
     /// `+OK message relayed` lines owed to a connection (`late_relayed_ok`,
     /// `receipt_before_ok`).
     owed: HashMap<u64, usize>,
@@ -718,6 +724,7 @@ fn release(
                 }
             }
             s.holds.insert(key.clone(), (ip, mailbox));
+            s.held_sessions.insert(id, key.clone());
             s.holds_taken += 1;
             let at = s.holds_taken;
             s.held_at.insert(key.clone(), at);
@@ -789,6 +796,33 @@ fn discard_oldest(s: &mut State, except: Option<&str>) -> bool {
     let dropped = (s.holds.get_mut(&n)).map_or(0, |h| std::mem::take(&mut h.1).len());
     *s.lost.entry(n).or_default() += dropped;
     true
+}
+
+/// A receipt for the departed connection `sid`: into its held name's mailbox if that
+/// takes it within `max` bytes, else dropped and counted lost (§5.8); dropped if nothing
+/// is held for it.
+fn receipt_held(s: &mut State, sid: u64, line: String, max: Option<usize>, broken: Broken) {
+    let Some(key) = s.held_sessions.get(&sid).cloned() else {
+        return;
+    };
+    let Some((_, mailbox)) = s.holds.get_mut(&key) else {
+        return;
+    };
+    let kept: usize = mailbox.iter().map(|p| p.line.len() + 2).sum();
+    if max.is_some_and(|max| kept + line.len() + 2 > max) {
+        if !broken.receipt_lost_uncounted {
+            *s.lost.entry(key).or_default() += 1;
+        }
+        return;
+    }
+    mailbox.push(Pending {
+        sid: u64::MAX,
+        from: String::new(),
+        rid: u64::MAX,
+        line,
+        ok_owed: false,
+        forgotten: false,
+    });
 }
 
 /// The hold on `key` ends: its mailbox and counts go with it.
@@ -984,7 +1018,10 @@ fn command(
                 )];
                 for p in mailbox {
                     lines.push(p.line.clone());
-                    s.pending.push(Pending { rid: id, ..p });
+                    // A replayed receipt awaits no receipt of its own.
+                    if !p.line.starts_with("chatr ") {
+                        s.pending.push(Pending { rid: id, ..p });
+                    }
                 }
                 Next::Stay(lines)
             } else {
@@ -1051,9 +1088,9 @@ fn command(
                 return Next::Stay(Vec::new());
             }
             let Some(rid) = find(s, to) else {
-                if let (Some(total), Some(_)) =
-                    (opts.mailbox_total, s.holds.get(&to.to_lowercase()))
-                {
+                // With a mailbox option the fake has mailboxes (§5.8).
+                let total = (opts.mailbox_total).or_else(|| opts.mailbox.map(|_| usize::MAX));
+                if let (Some(total), Some(_)) = (total, s.holds.get(&to.to_lowercase())) {
                     let bounds = (total, opts.mailbox);
                     return hold_message(s, id, from, to, relayed, bounds, broken);
                 }
@@ -1129,8 +1166,10 @@ fn command(
             if p.ok_owed && !broken.receipt_before_ok {
                 flush_owed(s, p.sid);
             }
-            if let Some(c) = s.clients.get(&p.sid) {
-                relay(&c.out, &format!("chatr {from} {to}"), broken);
+            let receipt = format!("chatr {from} {to}");
+            match s.clients.get(&p.sid) {
+                Some(c) => relay(&c.out, &receipt, broken),
+                None => receipt_held(s, p.sid, receipt, opts.mailbox, broken),
             }
             if broken.receipt_before_ok {
                 flush_owed(s, p.sid);

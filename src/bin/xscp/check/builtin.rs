@@ -154,6 +154,7 @@ suite![
     "resume-receipt-for-a-lost-copy",
     "resume-broadcast-not-held",
     "resume-receipt-into-mailbox",
+    "resume-receipt-past-the-mailbox-is-lost",
     "resume-replay-before-newer",
     "resume-mailbox-total",
     "errors-refusal-keeps-the-connection",

@@ -532,6 +532,18 @@ fn a_receipt_past_the_mailbox_is_counted_lost() {
     );
 }
 
+#[test]
+fn users_lists_n_names_no_more() {
+    for name in ["users-lists-everyone", "users-lists-the-names"] {
+        proves(
+            name,
+            "users_lists_own_twice",
+            Via::Process,
+            "expected: no {*} in the list",
+        );
+    }
+}
+
 /// A failure report's welcome back of `name` with the counts `expected` and `actual`.
 fn welcome_back(name: &str, expected: &str, actual: &str) -> String {
     format!(

@@ -137,6 +137,9 @@ pub struct Broken {
     /// A receipt for a held name that its mailbox cannot take is dropped without being
     /// counted lost (§5.8: it is counted as lost).
     pub receipt_lost_uncounted: bool,
+    /// `users` gives the right count, then every name and the asking client's own once
+    /// more (§5.4 users: one nickname a line, `n` of them).
+    pub users_lists_own_twice: bool,
 }
 
 impl Broken {
@@ -185,6 +188,7 @@ impl Broken {
                 "hold_keeps_first_name" => &mut b.hold_keeps_first_name,
                 "room_before_fit" => &mut b.room_before_fit,
                 "receipt_lost_uncounted" => &mut b.receipt_lost_uncounted,
+                "users_lists_own_twice" => &mut b.users_lists_own_twice,
                 other => panic!("no switch {other}"),
             };
             *flag = true;
@@ -1202,6 +1206,9 @@ fn command(
             }
             let mut lines = vec![format!("+OK {} users", names.len())];
             lines.extend(names);
+            if broken.users_lists_own_twice {
+                lines.extend(me.clone());
+            }
             lines.push(".".into());
             Next::Stay(lines)
         }

@@ -10,6 +10,7 @@ mod logparse;
 
 use logparse::ConnId;
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -275,6 +276,9 @@ fn page(
          <th>nicknames</th><th>first line</th><th>last line</th><th>read</th><th>sent</th>\
          <th>warnings</th><th>how it ended</th></tr>\n",
     );
+    // The connections drawn in full here (all, without --conn): the others have no anchor
+    // on the page. A set: a log may hold many thousands.
+    let drawn: HashSet<ConnId> = groups.iter().flatten().copied().collect();
     for c in conns {
         let ending = match (&c.ending, c.state) {
             (Some(e), _) => e.clone(),
@@ -286,9 +290,7 @@ fn page(
         } else {
             ""
         };
-        // A link to the connections drawn in full here (all, without --conn); the others
-        // have no anchor on the page.
-        let number = if groups.iter().flatten().any(|id| *id == c.id) {
+        let number = if drawn.contains(&c.id) {
             format!("<a href=\"#{}\">{}</a>", c.id.anchor(), c.id.short())
         } else {
             c.id.short()

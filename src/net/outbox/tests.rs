@@ -265,6 +265,60 @@ fn an_idle_sender_does_not_keep_a_departed_recipients_socket() {
     assert_eq!(a.room_now(0, 64), Some(Room::Free));
 }
 
+/// A sender whose relays left several recipients over `--sendq` (a broadcast) holds each
+/// once and waits for every one of them, not only the first: here `a` waits behind `b`,
+/// then, once `b` closes, behind `c`, and goes on only when `c` closes too.
+#[test]
+fn a_sender_waits_behind_every_recipient_its_relays_left_over() {
+    let (a, _a_client) = small_outbox(0, 1024, Duration::from_secs(20));
+    let (b, _b_client) = small_outbox(0, 1024, Duration::from_secs(20));
+    let (c, _c_client) = small_outbox(0, 1024, Duration::from_secs(20));
+    b.claim(); // Nothing written: the second relay leaves each over --sendq.
+    c.claim();
+    for _ in 0..3 {
+        b.relay(&[b'y'; 600], &a).unwrap();
+        c.relay(&[b'y'; 600], &a).unwrap();
+    }
+    let held =
+        a.0.queue
+            .lock()
+            .behind
+            .as_ref()
+            .map(|h| h.recipients().count());
+    assert_eq!(held, Some(2), "each recipient once");
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let sender = a.clone();
+    std::thread::spawn(move || {
+        sender.wait_behind();
+        tx.send(()).unwrap();
+    });
+    wait_for("a waiting behind b", || b.0.queue.lock().waiters == 1);
+    b.finish("");
+    wait_for("a waiting behind c", || c.0.queue.lock().waiters == 1);
+    assert!(rx.try_recv().is_err(), "a went on while c was over --sendq");
+    c.finish("");
+    assert_eq!(rx.recv_timeout(Duration::from_secs(20)), Ok(()));
+    assert_eq!(a.room_now(0, 64), Some(Room::Free));
+}
+
+/// The commands a sender may have with the hub fit, full-length lines all, between
+/// `--sendq` and the hard bound, whatever `--sendq` (at least 512); 3 at the least, and
+/// [`MAX_IN_FLIGHT`] from about 11 KiB (src/ARCHITECTURE.md).
+#[test]
+fn the_commands_in_flight_fit_between_sendq_and_the_hard_bound() {
+    assert_eq!(max_in_flight(512), 3);
+    assert_eq!(max_in_flight(10 * 1024), 60);
+    assert_eq!(max_in_flight(11 * 1024), MAX_IN_FLIGHT);
+    assert_eq!(max_in_flight(usize::MAX), MAX_IN_FLIGHT);
+    for sendq in [512, 513, 1000, 1023, 1024, 4096, 10_000, 11 << 10, 1 << 20] {
+        let n = usize::try_from(max_in_flight(sendq)).unwrap();
+        assert!(
+            n * MAX_LINE <= (HARD_SENDQ - 1) * sendq,
+            "--sendq {sendq}: {n}"
+        );
+    }
+}
+
 /// The write timeout is how long the socket takes nothing (xscpd(8): a client whose TCP
 /// window stays closed this long), not how long a large batch takes: this client reads
 /// 4 KiB every 10 ms, and its batch takes it three times the timeout.

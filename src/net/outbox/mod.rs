@@ -86,6 +86,9 @@ const MAX_LINE: usize = crate::protocol::MAX_PDU + 2;
 /// ([`Outbox::wait_behind`]); the commands already with the hub are relayed all the same,
 /// and must not push a recipient that reads past the hard bound (§7: a client that reads
 /// is not dropped, its senders are slowed instead). At least 2 (3 at the least `--sendq`).
+/// This bounds one sender: several flooding one recipient at once add up, and can take it
+/// past the hard bound while it reads (some two dozen with the default `--sendq`; the
+/// hard bound caps the memory whatever the cause, §7).
 pub fn max_in_flight(sendq: usize) -> u64 {
     let fit = sendq.saturating_mul(HARD_SENDQ - 1) / MAX_LINE;
     u64::try_from(fit)

@@ -1029,3 +1029,83 @@ fn a_duration_past_100_years_is_refused_and_the_longest_serves() {
     let mut ben = server.register("ben");
     assert!(ben.nothing_pending());
 }
+
+/// §5 ping and §7: a sender held back behind a recipient over `--sendq` has sent plenty; it
+/// is not silent, and a ping sent for the wait would be answered behind its own backlog,
+/// too late. With `--ping-interval 30ms`, a receiver that pauses 80 ms every 100 lines
+/// (and sends a ping of its own each time, so that it is not pinged) holds the sender back
+/// longer than the interval again and again; the sender answers any ping at once (behind
+/// what it wrote before), and must not be dropped for a ping timeout.
+#[test]
+fn a_sender_held_back_by_a_reading_recipient_is_not_pinged_for_the_wait() {
+    let server = Server::start(&[
+        "--sendq",
+        "4K",
+        "--hold",
+        "0",
+        "--ping-interval",
+        "30ms",
+        "--ping-timeout",
+        "2s",
+    ]);
+    let n = 12000;
+    let line = |i: usize| format!("chatm tx rx {i:08}{}", "x".repeat(400));
+    let mut rx = server.connect_with_rcvbuf("127.0.0.1", 4096).greeted();
+    rx.send("uname rx");
+    rx.expect("+OK you are rx");
+    rx.send("ping r");
+    let reader = thread::spawn(move || {
+        let mut got = 0;
+        while got < n {
+            match rx.try_line() {
+                Some(l) if l == "+OK pong r" => continue,
+                Some(l) => assert_eq!(l, line(got)),
+                None => return got,
+            }
+            got += 1;
+            if got % 100 == 0 {
+                for _ in 0..4 {
+                    // Input of its own more often than the ping interval, so that the
+                    // server has no reason to ping it (its ping would wait behind the
+                    // backlog queued for it).
+                    rx.send("ping r");
+                    // Sets the receiver's pace; it synchronises nothing.
+                    thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+        got
+    });
+    let mut tx = server.register("tx");
+    let (pongs, asked) = std::sync::mpsc::channel::<String>();
+    let mut out = tx.writer();
+    let writer = thread::spawn(move || {
+        for chunk in 0..n / 100 {
+            let lines: String = (chunk * 100..chunk * 100 + 100)
+                .map(|i| line(i) + "\r\n")
+                .collect();
+            out.write_all(lines.as_bytes())?;
+            while let Ok(token) = asked.try_recv() {
+                out.write_all(format!("+OK pong {token}\r\n").as_bytes())?;
+            }
+        }
+        // Pongs asked for after the last chunk.
+        while let Ok(token) = asked.recv() {
+            out.write_all(format!("+OK pong {token}\r\n").as_bytes())?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    let mut relayed = 0;
+    while relayed < n {
+        let l = tx.line();
+        if let Some(token) = l.strip_prefix("ping ") {
+            let _ = pongs.send(token.to_string());
+            continue;
+        }
+        assert_eq!(l, "+OK message relayed", "after {relayed} of {n}");
+        relayed += 1;
+    }
+    drop(pongs);
+    writer.join().expect("writer").expect("flood");
+    assert_eq!(reader.join().expect("reader"), n);
+}

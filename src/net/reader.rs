@@ -380,7 +380,12 @@ impl Reader {
                 return Some(end);
             }
             self.outbox.wait_behind();
-            match self.outbox.wait_room(self.sent, in_flight) {
+            let room = self.outbox.wait_room(self.sent, in_flight);
+            // The line in hand is input the server has not handled yet: a client held back
+            // is not silent, and is not pinged for the wait (its pong would come after the
+            // lines it sent first, too late), as under `--rate` (see `throttle`).
+            self.session.on_input(Instant::now());
+            match room {
                 Room::Free => continue,
                 other => break other,
             }

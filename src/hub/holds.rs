@@ -506,6 +506,17 @@ mod tests {
         holds.hold("test", nick(name), ip, 1, Mailbox::default(), now);
     }
 
+    /// Holds each of `names` for its address, a second apart from `t0` on; says when the
+    /// next second begins.
+    fn hold_in_turn(holds: &mut Holds, t0: Instant, names: &[(&str, IpAddr)]) -> Instant {
+        let mut at = t0;
+        for (name, ip) in names {
+            hold(holds, name, *ip, at);
+            at += Duration::from_secs(1);
+        }
+        at
+    }
+
     /// `take`, with the welcome back as a bool.
     fn take(holds: &mut Holds, name: &str, ip: IpAddr, now: Instant) -> Result<bool, IpAddr> {
         holds
@@ -689,14 +700,10 @@ mod tests {
     /// Issue 18: past the total the oldest hold of the address holding the most goes.
     #[test]
     fn past_the_total_the_address_holding_the_most_loses_first() {
-        let t0 = Instant::now();
         let mut holds = Holds::new(TTL, 3, 3);
         let third = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
-        hold(&mut holds, "vic", HERE, t0);
-        hold(&mut holds, "m1", THERE, t0 + Duration::from_secs(1));
-        hold(&mut holds, "m2", THERE, t0 + Duration::from_secs(2));
-        hold(&mut holds, "nu", third, t0 + Duration::from_secs(3));
-        let now = t0 + Duration::from_secs(4);
+        let in_turn = [("vic", HERE), ("m1", THERE), ("m2", THERE), ("nu", third)];
+        let now = hold_in_turn(&mut holds, Instant::now(), &in_turn);
         assert_eq!(take(&mut holds, "m1", HERE, now), Ok(false));
         assert_eq!(take(&mut holds, "vic", THERE, now), Err(HERE));
         assert_eq!(take(&mut holds, "m2", HERE, now), Err(THERE));
@@ -707,13 +714,9 @@ mod tests {
     /// its new one is counted) loses its own oldest hold, though the other's is older.
     #[test]
     fn an_address_that_draws_level_pushes_out_its_own_hold() {
-        let t0 = Instant::now();
         let mut holds = Holds::new(TTL, 3, 64);
-        hold(&mut holds, "vic1", HERE, t0);
-        hold(&mut holds, "vic2", HERE, t0 + Duration::from_secs(1));
-        hold(&mut holds, "m1", THERE, t0 + Duration::from_secs(2));
-        hold(&mut holds, "m2", THERE, t0 + Duration::from_secs(3));
-        let now = t0 + Duration::from_secs(4);
+        let in_turn = [("vic1", HERE), ("vic2", HERE), ("m1", THERE), ("m2", THERE)];
+        let now = hold_in_turn(&mut holds, Instant::now(), &in_turn);
         assert_eq!(take(&mut holds, "vic1", THERE, now), Err(HERE));
         assert_eq!(take(&mut holds, "vic2", THERE, now), Err(HERE));
         assert_eq!(take(&mut holds, "m1", HERE, now), Ok(false));
@@ -725,14 +728,15 @@ mod tests {
     /// address pushes out another's holds).
     #[test]
     fn an_address_that_catches_up_pushes_out_its_own_hold() {
-        let t0 = Instant::now();
         let mut holds = Holds::new(TTL, 4, 64);
-        hold(&mut holds, "vic1", HERE, t0);
-        hold(&mut holds, "vic2", HERE, t0 + Duration::from_secs(1));
-        hold(&mut holds, "m1", THERE, t0 + Duration::from_secs(2));
-        hold(&mut holds, "m2", THERE, t0 + Duration::from_secs(3));
-        hold(&mut holds, "m3", THERE, t0 + Duration::from_secs(4));
-        let now = t0 + Duration::from_secs(5);
+        let in_turn = [
+            ("vic1", HERE),
+            ("vic2", HERE),
+            ("m1", THERE),
+            ("m2", THERE),
+            ("m3", THERE),
+        ];
+        let now = hold_in_turn(&mut holds, Instant::now(), &in_turn);
         assert_eq!(take(&mut holds, "vic1", THERE, now), Err(HERE));
         assert_eq!(take(&mut holds, "vic2", THERE, now), Err(HERE));
         assert_eq!(

@@ -381,10 +381,7 @@ impl Reader {
             }
             self.outbox.wait_behind();
             let room = self.outbox.wait_room(self.sent, in_flight);
-            // The line in hand is input the server has not handled yet: a client held back
-            // is not silent, and is not pinged for the wait (its pong would come after the
-            // lines it sent first, too late), as under `--rate` (see `throttle`).
-            self.session.on_input(Instant::now());
+            self.line_waited();
             match room {
                 Room::Free => continue,
                 other => break other,
@@ -448,6 +445,14 @@ impl Reader {
         None
     }
 
+    /// A line the client sent waited (for the budget of `--rate`, or for room under
+    /// `--sendq`): it is input the server has not handled yet, so the client is not
+    /// silent and is not pinged for the wait (its pong would come after the lines it sent
+    /// first, too late).
+    fn line_waited(&mut self) {
+        self.session.on_input(Instant::now());
+    }
+
     /// Flood control (`--rate`): past the budget, stop reading until it refills. The client
     /// is slowed by TCP backpressure; nothing is dropped. The lines of the last read wait
     /// too, but the session's timers do not: a deadline that falls due meanwhile (the
@@ -486,10 +491,7 @@ impl Reader {
                 if let Some(cause) = self.shared.end() {
                     return Some(Ending::Fault(cause));
                 }
-                // The line waiting for the budget is input the server has not handled yet:
-                // the client is not silent, and is not pinged for the wait (a pong would
-                // come after the lines it sent first, too late).
-                self.session.on_input(Instant::now());
+                self.line_waited();
                 if let Some(end) = self.run_timers() {
                     return Some(end);
                 }

@@ -135,11 +135,22 @@ impl Life {
 }
 
 fn life(t: &Transition) -> Life {
-    match (t.from, t.to) {
+    life_of(t.from, t.to)
+}
+
+/// [`life`] of a transition from `from` to `to`.
+fn life_of(from: State, to: State) -> Life {
+    match (from, to) {
         (State::Closed, State::Listen) | (State::Listen, State::Closed) => Life::Listener,
         (State::Listen, _) => Life::Accept,
         _ => Life::Connection,
     }
+}
+
+/// Whether a transition from `from` to `to` is the listener's own (bound, then closed),
+/// drawn apart from a connection's life in every picture of the table, `xscp`'s too.
+pub fn is_listeners(from: State, to: State) -> bool {
+    life_of(from, to) == Life::Listener
 }
 
 /// Is this transition part of the error path (into or out of ABORTED)?

@@ -13,6 +13,7 @@
 use std::fmt::Write as _;
 
 use xscp::protocol::command::{Legality, legality_table};
+use xscp::protocol::diagram::is_listeners;
 use xscp::protocol::fsm::{COMMAND_STATES, State, TRANSITIONS};
 
 use crate::html::escape;
@@ -27,15 +28,6 @@ const HEIGHT: f64 = 440.0;
 /// The listener's panel: its right edge and bottom.
 const PANEL_W: f64 = 235.0;
 const PANEL_H: f64 = 405.0;
-
-/// Whether the transition `from` -> `to` is the listener's own (bound, then closed), not a
-/// connection's.
-fn listeners(from: State, to: State) -> bool {
-    matches!(
-        (from, to),
-        (State::Closed, State::Listen) | (State::Listen, State::Closed)
-    )
-}
 
 /// Where each state sits: the listener's life down the left (LISTEN, its CLOSED below),
 /// a connection's way in along the top (NEGOTIATING, ESTABLISHED), its ways out below
@@ -123,7 +115,7 @@ pub fn states_svg() -> String {
             out,
             "<g class=\"edge\" data-from=\"{from}\" data-to=\"{to}\">"
         );
-        let listener = listeners(*from, *to);
+        let listener = is_listeners(*from, *to);
         let (a, b) = (place(*from, listener), place(*to, listener));
         let label_lines = events.len() as f64;
         let (lx, ly, anchor) = if from == to {
